@@ -1,0 +1,149 @@
+"""Exceptions raised by nbcall.
+
+Every error says what was wrong and with which value. Errors that cross the
+signaling wire carry the ``code`` sent in ``{"type": "error", "code": ...}``.
+
+Class tree::
+
+    NbcallError
+    └── SignalingError              code: wire error code, message: text for humans
+        ├── BadJSON                 bad-json            frame is not valid JSON
+        ├── BadMessage              bad-message         not an object, missing or wrong-typed field
+        ├── UnknownType             unknown-type        "type" is not one the server knows
+        ├── BinaryFrame             binary-frame        a binary frame where JSON text was expected
+        ├── MessageTooBig           too-big             frame larger than max_message_size
+        ├── BadID                   bad-id              peer ID breaks a naming rule
+        ├── DuplicateID             duplicate-id        peer ID held by another connection
+        ├── AlreadyRegistered       already-registered  connection already has another ID
+        ├── NotRegistered           not-registered      message before "register"
+        └── WrongFrom               wrong-from          "from" differs from the registered ID
+
+New wire codes get a subclass of :class:`SignalingError` with a class-level
+``code``; :meth:`SignalingError.from_wire` then finds it by code, so a client
+receiving an error message can raise the matching class.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+__all__ = [
+    "AlreadyRegistered",
+    "BadID",
+    "BadJSON",
+    "BadMessage",
+    "BinaryFrame",
+    "DuplicateID",
+    "MessageTooBig",
+    "NbcallError",
+    "NotRegistered",
+    "SignalingError",
+    "UnknownType",
+    "WrongFrom",
+]
+
+
+class NbcallError(Exception):
+    """Base class of every exception nbcall raises on purpose."""
+
+
+class SignalingError(NbcallError):
+    """A signaling message was refused; ``code`` names why on the wire.
+
+    ``in_reply_to`` is the ``type`` of the refused message, when it had one.
+    """
+
+    code: str = "signaling-error"
+    _by_code: ClassVar[dict[str, type[SignalingError]]] = {}
+
+    def __init__(self, message: str, *, in_reply_to: str | None = None, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.in_reply_to = in_reply_to
+        if code is not None:
+            self.code = code
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        # Only classes that define a code own it; refinements of a code (a subclass
+        # without its own ``code``) inherit it. Two owners would make from_wire ambiguous.
+        if "code" not in cls.__dict__:
+            return
+        owner = SignalingError._by_code.setdefault(cls.code, cls)
+        if owner is not cls:
+            raise TypeError(f"wire code {cls.code!r} already belongs to {owner.__qualname__}")
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.message}"
+
+    @classmethod
+    def from_wire(cls, code: str, message: str, *, in_reply_to: str | None = None) -> SignalingError:
+        """Build the exception matching an error received from a server.
+
+        Unknown codes (from a newer server) give a plain :class:`SignalingError`
+        carrying that code.
+        """
+        subclass = SignalingError._by_code.get(code)
+        if subclass is None:
+            return SignalingError(message, in_reply_to=in_reply_to, code=code)
+        return subclass(message, in_reply_to=in_reply_to)
+
+
+class BadJSON(SignalingError):
+    """The frame is not valid JSON."""
+
+    code = "bad-json"
+
+
+class BadMessage(SignalingError):
+    """The JSON is not an object, or a field is missing or has the wrong type."""
+
+    code = "bad-message"
+
+
+class UnknownType(SignalingError):
+    """The message's ``type`` is not one the server knows."""
+
+    code = "unknown-type"
+
+
+class BinaryFrame(SignalingError):
+    """A binary frame arrived; signaling uses JSON text frames only."""
+
+    code = "binary-frame"
+
+
+class MessageTooBig(SignalingError):
+    """The frame is larger than the server's ``max_message_size``."""
+
+    code = "too-big"
+
+
+class BadID(SignalingError):
+    """A peer ID is empty, too long, unprintable or padded with whitespace."""
+
+    code = "bad-id"
+
+
+class DuplicateID(SignalingError):
+    """The peer ID is already registered by another connection."""
+
+    code = "duplicate-id"
+
+
+class AlreadyRegistered(SignalingError):
+    """The connection is registered under another ID already."""
+
+    code = "already-registered"
+
+
+class NotRegistered(SignalingError):
+    """The connection sent something other than ``register`` before registering."""
+
+    code = "not-registered"
+
+
+class WrongFrom(SignalingError):
+    """The message's ``from`` differs from the connection's registered ID."""
+
+    code = "wrong-from"

@@ -1,0 +1,374 @@
+"""Sans-I/O signaling: the registry of peers and the routing of their messages.
+
+Feed frames in with :meth:`SignalingProtocol.receive`; it returns the
+``(connection, text)`` pairs to send, in order. No sockets, no asyncio: the
+server (``nbcall.server``) only pumps frames through it, and tests need no
+network.
+
+The wire format is the seed's: JSON text frames ``register``, ``call``,
+``answer``, ``ice`` with ``from``, ``to``, ``sdp`` and ``candidate`` (the last
+two JSON-encoded strings, forwarded untouched). Everything else is an
+extension an old client may ignore.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import reprlib
+import unicodedata
+from collections.abc import Hashable
+from typing import Any, Generic, TypeVar
+
+from .exceptions import (
+    AlreadyRegistered,
+    BadID,
+    BadJSON,
+    BadMessage,
+    BinaryFrame,
+    DuplicateID,
+    MessageTooBig,
+    NotRegistered,
+    SignalingError,
+    UnknownType,
+    WrongFrom,
+)
+
+__all__ = [
+    "KNOWN_TYPES",
+    "MAX_ID_LENGTH",
+    "RELAYED_TYPES",
+    "SignalingProtocol",
+    "encode_message",
+    "validate_id",
+]
+
+MAX_ID_LENGTH = 64
+
+#: Relayed message types -> their own fields: name -> (required, what it holds).
+#: Every relayed message also needs ``to``; ``from`` is optional and checked.
+RELAYED_TYPES: dict[str, dict[str, tuple[bool, str]]] = {
+    "call": {"sdp": (True, "the JSON-encoded offer")},
+    "answer": {"sdp": (True, "the JSON-encoded answer")},
+    "ice": {"candidate": (True, "the JSON-encoded ICE candidate")},
+    "hangup": {"reason": (False, "why the call ended")},
+    "decline": {"reason": (False, "why the call was declined")},
+    "busy": {"reason": (False, "why the peer is busy")},
+}
+
+#: Every type a client may send.
+KNOWN_TYPES: tuple[str, ...] = ("register", *RELAYED_TYPES)
+
+_KNOWN_LIST = ", ".join(sorted(KNOWN_TYPES))
+_MAX_LISTED_PEERS = 10
+_REGISTER_HINT = 'send {"type":"register","from":YOUR_ID} first'
+
+ConnT = TypeVar("ConnT", bound=Hashable)
+Outgoing = list[tuple[ConnT, str]]
+
+
+def encode_message(msg_type: str, /, **fields: Any) -> str:
+    """Serialize one signaling message as compact JSON text, ``type`` first."""
+    # ASCII output: a lone surrogate echoed from a client can't make the frame unsendable.
+    return json.dumps({"type": msg_type, **fields}, separators=(",", ":"), allow_nan=False)
+
+
+def validate_id(value: object, *, field: str = "from") -> str:
+    """Return the NFC-normalized peer ID, or raise :class:`BadID` / :class:`BadMessage`.
+
+    Rules: a string of 1..64 printable characters without leading or trailing
+    whitespace, compared after NFC normalization (so "é" typed either way is one ID).
+    """
+    if not isinstance(value, str):
+        raise BadMessage(
+            f"field {field!r} must be a string (a peer ID), got {_json_type(value)} {_shorten(value)}"
+        )
+    peer_id = unicodedata.normalize("NFC", value)
+    if not peer_id:
+        raise BadID(f"{field!r} is empty; a peer ID needs 1 to {MAX_ID_LENGTH} characters")
+    if len(peer_id) > MAX_ID_LENGTH:
+        raise BadID(
+            f"{field!r} is {len(peer_id)} characters long, the limit is {MAX_ID_LENGTH}: {_shorten(peer_id)}"
+        )
+    if not peer_id.isprintable():
+        bad = next(c for c in peer_id if not c.isprintable())
+        raise BadID(
+            f"{field!r} contains the non-printable character U+{ord(bad):04X}: {_shorten(peer_id)}; "
+            "use letters, digits, punctuation or inner spaces"
+        )
+    if peer_id != peer_id.strip():
+        raise BadID(f"{field!r} starts or ends with whitespace: {_shorten(peer_id)}; strip it")
+    return peer_id
+
+
+class SignalingProtocol(Generic[ConnT]):
+    """Registry of peers by ID and router of their signaling messages.
+
+    ``conn`` is any hashable object standing for one connection (the server
+    uses the websocket itself). Limits are keyword-only; ``None`` disables one:
+
+    * ``max_message_size`` (default 64 KiB): frames longer than this many
+      UTF-8 bytes are answered with a ``too-big`` error instead of being read.
+
+    ``logger`` receives INFO lines for registrations, calls and departures.
+    """
+
+    def __init__(
+        self,
+        *,
+        max_message_size: int | None = 64 * 1024,
+        logger: logging.Logger | logging.LoggerAdapter[logging.Logger] | None = None,
+    ) -> None:
+        if max_message_size is not None and max_message_size < 1:
+            raise ValueError(f"max_message_size must be positive or None, got {max_message_size!r}")
+        self.max_message_size = max_message_size
+        self.logger = logger if logger is not None else logging.getLogger("nbcall.protocol")
+        self._id_of: dict[ConnT, str | None] = {}  # every connected conn -> its ID once registered
+        self._conn_of: dict[str, ConnT] = {}  # registered ID -> conn
+
+    # -- registry -----------------------------------------------------------
+
+    @property
+    def peers(self) -> list[str]:
+        """Registered IDs, sorted."""
+        return sorted(self._conn_of)
+
+    def id_of(self, conn: ConnT) -> str | None:
+        """The ID ``conn`` registered, or ``None``."""
+        return self._id_of.get(conn)
+
+    def connect(self, conn: ConnT) -> None:
+        """Start tracking a new connection (idempotent)."""
+        self._id_of.setdefault(conn, None)
+
+    def disconnect(self, conn: ConnT) -> Outgoing[ConnT]:
+        """Forget ``conn``, free its ID and tell the others it left. Always safe, idempotent."""
+        peer_id = self._id_of.pop(conn, None)
+        if peer_id is None:
+            return []
+        del self._conn_of[peer_id]
+        self.logger.info("%r left", peer_id)
+        text = encode_message("left", id=peer_id)
+        return [(other, text) for other in self._conn_of.values()]
+
+    # -- messages -----------------------------------------------------------
+
+    def receive(self, conn: ConnT, frame: str | bytes) -> Outgoing[ConnT]:
+        """Handle one frame from ``conn``; return what to send to whom, in order.
+
+        Refused messages produce an ``error`` reply to ``conn`` only; the
+        connection and its registration stay as they were.
+        """
+        if conn not in self._id_of:
+            raise ValueError(f"unknown connection {conn!r}: call connect() first")
+        try:
+            return self._receive(conn, frame)
+        except SignalingError as exc:
+            self.logger.debug("refused a message from %r: %s", self._id_of[conn], exc)
+            reply = encode_message("error", code=exc.code, message=exc.message, in_reply_to=exc.in_reply_to)
+            return [(conn, reply)]
+
+    def _receive(self, conn: ConnT, frame: str | bytes) -> Outgoing[ConnT]:
+        if not isinstance(frame, str):
+            raise BinaryFrame(
+                f"got a binary frame of {len(frame)} bytes; send JSON text frames, "
+                'e.g. {"type":"register","from":"A"}'
+            )
+        limit = self.max_message_size
+        # Characters never outnumber UTF-8 bytes, so encode only when the count is ambiguous.
+        if limit is not None and len(frame) * 4 > limit:
+            size = len(frame) if frame.isascii() else len(frame.encode("utf-8", "surrogatepass"))
+            if size > limit:
+                raise MessageTooBig(f"message is {size} bytes, the limit is {limit} bytes")
+        msg = _parse(frame)
+        msg_type = msg.get("type")
+        if not isinstance(msg_type, str):
+            if "type" not in msg:
+                raise BadMessage(f"missing field 'type'; expected a string, one of: {_KNOWN_LIST}")
+            raise BadMessage(
+                f"field 'type' must be a string, got {_json_type(msg_type)} {_shorten(msg_type)}; "
+                f"one of: {_KNOWN_LIST}"
+            )
+        if msg_type == "register":
+            return self._register(conn, msg)
+        fields = RELAYED_TYPES.get(msg_type)
+        if fields is None:
+            raise UnknownType(
+                f"unknown message type {_shorten(msg_type)}; known types: {_KNOWN_LIST}",
+                in_reply_to=msg_type[:MAX_ID_LENGTH],
+            )
+        return self._relay(conn, frame, msg, msg_type, fields)
+
+    def _register(self, conn: ConnT, msg: dict[str, Any]) -> Outgoing[ConnT]:
+        if "from" not in msg:
+            raise BadMessage("missing field 'from' (your peer ID, a string)", in_reply_to="register")
+        try:
+            peer_id = validate_id(msg["from"])
+        except SignalingError as exc:
+            exc.in_reply_to = "register"
+            raise
+        current = self._id_of[conn]
+        if current is not None and current != peer_id:
+            raise AlreadyRegistered(
+                f"this connection is already registered as {current!r}, cannot also be {peer_id!r}; "
+                "open another connection for another ID",
+                in_reply_to="register",
+            )
+        holder = self._conn_of.get(peer_id)
+        if holder is not None and holder != conn:
+            raise DuplicateID(
+                f"ID {peer_id!r} is already registered by another connection; "
+                "pick another ID or close the other phone first",
+                in_reply_to="register",
+            )
+        others = sorted(other for other in self._conn_of if other != peer_id)
+        out: Outgoing[ConnT] = [(conn, encode_message("registered", id=peer_id, peers=others))]
+        if current is None:
+            self._id_of[conn] = peer_id
+            self._conn_of[peer_id] = conn
+            self.logger.info("%r registered (%d online)", peer_id, len(self._conn_of))
+            joined = encode_message("joined", id=peer_id)
+            out.extend((self._conn_of[other], joined) for other in others)
+        return out
+
+    def _relay(
+        self,
+        conn: ConnT,
+        frame: str,
+        msg: dict[str, Any],
+        msg_type: str,
+        fields: dict[str, tuple[bool, str]],
+    ) -> Outgoing[ConnT]:
+        sender = self._id_of[conn]
+        if sender is None:
+            raise NotRegistered(f"this connection has no ID yet; {_REGISTER_HINT}", in_reply_to=msg_type)
+
+        raw_to: object = msg.get("to")
+        target: ConnT | None
+        if isinstance(raw_to, str) and (target := self._conn_of.get(raw_to)) is not None:
+            to = raw_to  # a registered ID is valid and normalized already
+        elif "to" not in msg:
+            raise BadMessage(
+                f"missing field 'to' (the peer ID to send {msg_type!r} to)", in_reply_to=msg_type
+            )
+        else:
+            try:
+                to = validate_id(raw_to, field="to")
+            except SignalingError as exc:
+                exc.in_reply_to = msg_type
+                raise
+            target = self._conn_of.get(to)
+
+        raw_from = msg.get("from", sender)
+        if raw_from != sender:
+            if not isinstance(raw_from, str):
+                raise BadMessage(
+                    f"field 'from' must be a string (your peer ID), got {_json_type(raw_from)} "
+                    f"{_shorten(raw_from)}",
+                    in_reply_to=msg_type,
+                )
+            if unicodedata.normalize("NFC", raw_from) != sender:
+                raise WrongFrom(
+                    f"'from' is {_shorten(raw_from)} but this connection is registered as {sender!r}; "
+                    "omit 'from' or set it to your ID",
+                    in_reply_to=msg_type,
+                )
+
+        for name, (required, meaning) in fields.items():
+            value = msg.get(name)
+            if isinstance(value, str) or (value is None and not required):
+                continue  # optional fields may be absent or null
+            if name not in msg:
+                raise BadMessage(
+                    f"missing field {name!r} in a {msg_type!r} message; expected a string, {meaning}",
+                    in_reply_to=msg_type,
+                )
+            raise BadMessage(
+                f"field {name!r} of a {msg_type!r} message must be a string ({meaning}), "
+                f"got {_json_type(value)} {_shorten(value)}",
+                in_reply_to=msg_type,
+            )
+
+        if to == sender:
+            raise BadMessage(
+                f"'to' is your own ID {sender!r}; send {msg_type!r} to another peer", in_reply_to=msg_type
+            )
+        if target is None:
+            return [(conn, self._unavailable(sender, to, msg_type))]
+
+        if msg_type != "ice":
+            self.logger.info("%r -> %r: %s", sender, to, msg_type)
+        if "from" in msg and raw_from == sender and raw_to == to:
+            return [(target, frame)]  # already what the peer must see: forward the original text
+        msg["from"] = sender
+        msg["to"] = to
+        try:
+            text = json.dumps(msg, separators=(",", ":"), allow_nan=False)
+        except RecursionError:
+            raise BadMessage("message is nested too deeply to forward", in_reply_to=msg_type) from None
+        return [(target, text)]
+
+    def _unavailable(self, sender: str, to: str, msg_type: str) -> str:
+        online = sorted(peer for peer in self._conn_of if peer != sender)
+        if not online:
+            listing = "no other peer is online"
+        else:
+            listing = "online: " + ", ".join(online[:_MAX_LISTED_PEERS])
+            if len(online) > _MAX_LISTED_PEERS:
+                listing += f" and {len(online) - _MAX_LISTED_PEERS} more"
+        return encode_message(
+            "unavailable",
+            peer=to,
+            in_reply_to=msg_type,
+            message=f"{to!r} is not online on this server; {listing}",
+        )
+
+
+def _parse(frame: str) -> dict[str, Any]:
+    try:
+        msg = json.loads(frame, parse_constant=_reject_constant)
+    except json.JSONDecodeError as exc:
+        raise BadJSON(
+            f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}; "
+            "send one JSON object per text frame"
+        ) from None
+    except ValueError as exc:  # NaN/Infinity, or an integer too long to convert
+        raise BadJSON(f"invalid JSON: {exc}") from None
+    except RecursionError:
+        raise BadJSON("invalid JSON: nested too deeply") from None
+    if not isinstance(msg, dict):
+        raise BadMessage(
+            f'expected a JSON object like {{"type":"register","from":"A"}}, got {_json_type(msg)} {_shorten(msg)}'
+        )
+    return msg
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON (browsers reject it)")
+
+
+def _json_type(value: object) -> str:
+    """Name ``value``'s type the way JSON does, for error messages."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, dict):
+        return "object"
+    return type(value).__name__
+
+
+def _shorten(value: object) -> str:
+    """A short ``repr`` of ``value`` for error messages, safe on huge or deeply nested JSON."""
+    return _repr.repr(value)
+
+
+_repr = reprlib.Repr()
+_repr.maxstring = _repr.maxother = 40
+_repr.maxlevel = 2
