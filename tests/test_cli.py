@@ -1,0 +1,124 @@
+"""``python -m nbcall serve`` as a user runs it: a real process, real clients, real signals."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import signal
+import socket
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
+
+from nbcall.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+TIMEOUT = 10.0
+
+
+@asynccontextmanager
+async def nbcall_process(*args: str) -> AsyncIterator[asyncio.subprocess.Process]:
+    """``python -m nbcall ARGS`` with stderr piped; killed at the end if still running."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "nbcall", *args, stderr=asyncio.subprocess.PIPE, env=env, cwd=REPO
+    )
+    try:
+        yield proc
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+
+async def listening_url(proc: asyncio.subprocess.Process) -> str:
+    """The URL the server logs once it listens; fails if it exits or stays silent."""
+    assert proc.stderr is not None
+    seen: list[str] = []
+
+    async def scan() -> str:
+        assert proc.stderr is not None
+        while line := (await proc.stderr.readline()).decode():
+            seen.append(line)
+            if match := re.search(r"nbcall signaling server listening on (ws://\S+)", line):
+                return match.group(1)
+        raise AssertionError(f"the server exited before listening; stderr: {''.join(seen)}")
+
+    return await asyncio.wait_for(scan(), TIMEOUT)
+
+
+async def stop(proc: asyncio.subprocess.Process, signum: int) -> tuple[int, str]:
+    """Send ``signum``; return the exit status and the rest of stderr."""
+    proc.send_signal(signum)
+    _, stderr = await asyncio.wait_for(proc.communicate(), TIMEOUT)
+    assert proc.returncode is not None
+    return proc.returncode, stderr.decode()
+
+
+async def test_serve_reports_its_real_url_relays_and_stops_cleanly_on_sigterm() -> None:
+    async with nbcall_process("serve", "--port", "0") as proc:
+        url = await listening_url(proc)
+        assert re.fullmatch(r"ws://127\.0\.0\.1:[1-9]\d*/ws", url)
+        async with connect(url) as a, connect(url) as b:
+            await a.send('{"type":"register","from":"A"}')
+            assert json.loads(await asyncio.wait_for(a.recv(), TIMEOUT))["type"] == "registered"
+            await b.send('{"type":"register","from":"B"}')
+            assert json.loads(await asyncio.wait_for(b.recv(), TIMEOUT))["peers"] == ["A"]
+            call = '{"type":"call","from":"B","to":"A","sdp":"{\\"type\\":\\"offer\\",\\"sdp\\":\\"v=0\\"}"}'
+            await b.send(call)
+            assert await asyncio.wait_for(a.recv(), TIMEOUT) == '{"type":"joined","id":"B"}'
+            assert await asyncio.wait_for(a.recv(), TIMEOUT) == call
+
+            returncode, stderr = await stop(proc, signal.SIGTERM)
+            with pytest.raises(ConnectionClosed) as closed:
+                await asyncio.wait_for(a.recv(), TIMEOUT)
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == 1001  # going away
+    assert returncode == 0, stderr
+    assert "'A' registered" in stderr and "'B' -> 'A': call" in stderr
+    assert stderr.rstrip().endswith("nbcall signaling server stopped")
+    assert "Traceback" not in stderr
+
+
+async def test_ctrl_c_stops_the_server_cleanly() -> None:
+    async with nbcall_process("serve", "--port", "0", "--path", "/signal") as proc:
+        url = await listening_url(proc)
+        assert url.endswith("/signal")
+        returncode, stderr = await stop(proc, signal.SIGINT)
+    assert returncode == 0, stderr
+    assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr
+
+
+async def test_port_already_in_use_is_reported_and_exits_with_status_1() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        async with nbcall_process("serve", "--port", str(port)) as proc:
+            _, stderr_bytes = await asyncio.wait_for(proc.communicate(), TIMEOUT)
+    stderr = stderr_bytes.decode()
+    assert proc.returncode == 1, stderr
+    assert f"cannot start the signaling server on 127.0.0.1:{port}" in stderr
+    assert "Traceback" not in stderr
+
+
+def test_missing_command_prints_usage_and_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main([])
+    assert exited.value.code == 2
+    assert "usage: nbcall" in capsys.readouterr().err
+
+
+def test_serve_help_lists_the_options(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["serve", "--help"])
+    assert exited.value.code == 0
+    out = capsys.readouterr().out
+    for option in ("--host", "--port", "--path", "--max-message-size"):
+        assert option in out
