@@ -16,7 +16,9 @@ Class tree::
         ├── DuplicateID             duplicate-id        peer ID held by another connection
         ├── AlreadyRegistered       already-registered  connection already has another ID
         ├── NotRegistered           not-registered      message before "register"
-        └── WrongFrom               wrong-from          "from" differs from the registered ID
+        ├── WrongFrom               wrong-from          "from" differs from the registered ID
+        └── ServerUnreachable       unreachable         (client side) no server answered at that URL
+    └── CallError                   a phone cannot do that now (not ringing, not connected, busy...)
 
 New wire codes get a subclass of :class:`SignalingError` with a class-level
 ``code``; :meth:`SignalingError.from_wire` then finds it by code, so a client
@@ -33,10 +35,12 @@ __all__ = [
     "BadJSON",
     "BadMessage",
     "BinaryFrame",
+    "CallError",
     "DuplicateID",
     "MessageTooBig",
     "NbcallError",
     "NotRegistered",
+    "ServerUnreachable",
     "SignalingError",
     "UnknownType",
     "WrongFrom",
@@ -147,3 +151,13 @@ class WrongFrom(SignalingError):
     """The message's ``from`` differs from the connection's registered ID."""
 
     code = "wrong-from"
+
+
+class ServerUnreachable(SignalingError):
+    """No signaling server answered at the phone's URL (raised by the client, never sent)."""
+
+    code = "unreachable"
+
+
+class CallError(NbcallError):
+    """A phone was asked for something its call state does not allow; the message says what to do."""

@@ -1,0 +1,60 @@
+// Unit tests of the data-channel framing (node --test): what goes in as one message comes out as one.
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { FrameDecoder, encodeFrames } from "./framing.js";
+
+/** @param {number} n */
+function pattern(n) {
+  const bytes = new Uint8Array(n);
+  for (let i = 0; i < n; i++) bytes[i] = (i * 31 + 7) & 0xff;
+  return bytes;
+}
+
+test("a small message is one frame with its kind byte", () => {
+  const frames = [...encodeFrames("str", new TextEncoder().encode("hi"), 1024)];
+  assert.equal(frames.length, 1);
+  assert.deepEqual([...frames[0]], [1, 104, 105]);
+});
+
+test("an empty message still travels, as a frame with only the kind byte", () => {
+  const frames = [...encodeFrames("bytes", new Uint8Array(0), 1024)];
+  assert.deepEqual(frames.map((f) => [...f]), [[2]]);
+  const message = new FrameDecoder().push(frames[0]);
+  assert.equal(message?.kind, "bytes");
+  assert.equal(message?.payload.length, 0);
+});
+
+test("a large message is split into frames no larger than the limit and reassembled exactly", () => {
+  const payload = pattern(1_000_003);
+  const frames = [...encodeFrames("json", payload, 65536)];
+  assert.equal(frames.length, Math.ceil(payload.length / 65535));
+  assert.ok(frames.every((f) => f.length <= 65536));
+  const decoder = new FrameDecoder();
+  const results = frames.map((f) => decoder.push(f));
+  assert.ok(results.slice(0, -1).every((r) => r === null));
+  const last = results.at(-1);
+  assert.equal(last?.kind, "json");
+  assert.deepEqual(last?.payload, payload);
+});
+
+test("messages that follow each other decode one by one, in order", () => {
+  const decoder = new FrameDecoder();
+  const out = [];
+  for (const [kind, n] of [["bytes", 70000], ["str", 3], ["bytes", 131070]]) {
+    for (const frame of encodeFrames(/** @type {any} */ (kind), pattern(n), 65536)) {
+      const m = decoder.push(frame);
+      if (m) out.push([m.kind, m.payload.length]);
+    }
+  }
+  assert.deepEqual(out, [["bytes", 70000], ["str", 3], ["bytes", 131070]]);
+});
+
+test("malformed frames are refused with a clear error", () => {
+  assert.throws(() => new FrameDecoder().push(new Uint8Array(0)), /empty frame/);
+  assert.throws(() => new FrameDecoder().push(new Uint8Array([9, 1])), /unknown message kind byte 9/);
+  const decoder = new FrameDecoder();
+  decoder.push(new Uint8Array([0x81, 65]));
+  assert.throws(() => decoder.push(new Uint8Array([2, 66])), /inside a message of kind 1/);
+  assert.equal(decoder.push(new Uint8Array([1, 67]))?.payload[0], 67); // the next message is intact
+  assert.throws(() => [...encodeFrames(/** @type {any} */ ("xml"), new Uint8Array(1), 100)], /unknown message kind/);
+});

@@ -1,0 +1,325 @@
+// The browser half of a phone: one per widget model (not per view). It owns the RTCPeerConnection and the
+// data channel, and talks to its Python half with custom messages only:
+//   Python -> browser: start_call, remote (a signaling message from the peer), accept, close, send, log, history
+//   browser -> Python: hello, signal (to relay to the peer), rtc, channel, message, sent, send_failed, stats,
+//                      failure, ui (a button pressed)
+// Browser events travel as model.send messages, never as trait changes: a trait change sent while a cell
+// awaits can wedge the model's later updates (see the project's e2e notes).
+
+import { FrameDecoder, PROTOCOL, encodeFrames } from "./framing.js";
+import { summarizeStats } from "./stats.js";
+
+const MAX_LOG = 500;
+const MAX_CHAT = 200;
+// Frames of 64 KiB fit every browser's SCTP message limit, and 1 MiB queued keeps the channel busy
+// without piling the whole payload into the browser's send buffer.
+const FRAME_SIZE = 64 * 1024;
+const HIGH_WATER = 1024 * 1024;
+// Received messages reach Python in parts: Jupyter's websocket refuses messages over 10 MiB by default.
+const PART_SIZE = 4 * 1024 * 1024;
+const STATS_INTERVAL_MS = 1000;
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+/**
+ * @typedef {import("./framing.js").Kind} Kind
+ * @typedef {{t: number, dir: "in" | "out" | "event", type: string, size: number, detail: any}} LogEntry
+ * @typedef {{t: number, dir: "in" | "out", kind: Kind, text: string, size: number}} ChatEntry
+ */
+
+export class BrowserPhone extends EventTarget {
+  /** @param {any} model */
+  constructor(model) {
+    super();
+    this.model = model;
+    /** @type {RTCPeerConnection | null} */
+    this.pc = null;
+    /** @type {RTCDataChannel | null} */
+    this.channel = null;
+    /** @type {RTCIceCandidateInit[]} */
+    this.pendingCandidates = [];
+    /** @type {LogEntry[]} */
+    this.log = [];
+    /** @type {ChatEntry[]} */
+    this.chat = [];
+    /** @type {Record<string, string>} */
+    this.rtc = {};
+    /** @type {import("./stats.js").StatsSummary | null} */
+    this.stats = null;
+    this.statsTimer = 0;
+    // Signaling steps run one after another: a candidate must not overtake the description it belongs to.
+    this.steps = Promise.resolve();
+    /** Sends run one after another too, so that their frames never interleave. */
+    this.sends = Promise.resolve();
+    this.onKernelMessage = this.onKernelMessage.bind(this);
+    model.on("msg:custom", this.onKernelMessage);
+    model.send({ type: "hello" });
+  }
+
+  dispose() {
+    this.model.off("msg:custom", this.onKernelMessage);
+    this.closeCall();
+  }
+
+  /** @param {any} msg @param {DataView[]} buffers */
+  onKernelMessage(msg, buffers) {
+    switch (msg.type) {
+      case "start_call":
+        return this.step(() => this.startCall(msg.peer, msg.ice_servers));
+      case "remote":
+        return this.step(() => this.onRemote(msg.signal, msg.ice_servers ?? []));
+      case "accept":
+        return this.step(() => this.accept());
+      case "close":
+        return this.step(async () => this.closeCall());
+      case "send":
+        return this.enqueueSend(msg.id, msg.kind, bytesOf(buffers[0]));
+      case "log":
+        return this.addLog(msg.entry);
+      case "history":
+        this.log = msg.log;
+        this.emit("log");
+        return;
+    }
+  }
+
+  /** @param {() => Promise<void>} fn */
+  step(fn) {
+    this.steps = this.steps.then(fn).catch((err) => this.fail(err));
+  }
+
+  /** @param {unknown} err */
+  fail(err) {
+    const message = err instanceof Error ? `${err.name}: ${err.message}` : String(err);
+    this.model.send({ type: "failure", message });
+  }
+
+  /** @param {string} peer @param {RTCIceServer[]} iceServers */
+  async startCall(peer, iceServers) {
+    const pc = this.newPeerConnection(iceServers);
+    // The protocol tells another nbcall phone that it can frame typed and chunked messages.
+    this.attachChannel(pc.createDataChannel("nbcall", { protocol: PROTOCOL }));
+    await pc.setLocalDescription(await pc.createOffer());
+    this.signal({ type: "call", sdp: JSON.stringify(pc.localDescription) });
+    this.emit("rtc");
+  }
+
+  async accept() {
+    const pc = this.pc;
+    if (!pc || pc.signalingState !== "have-remote-offer") {
+      throw new Error(`no offer to answer (signaling state ${pc ? pc.signalingState : "no connection"})`);
+    }
+    await pc.setLocalDescription(await pc.createAnswer());
+    this.signal({ type: "answer", sdp: JSON.stringify(pc.localDescription) });
+  }
+
+  /**
+   * @param {{type: string, sdp?: string, candidate?: string}} signal
+   * @param {RTCIceServer[]} iceServers
+   */
+  async onRemote(signal, iceServers) {
+    if (signal.type === "call") {
+      const pc = this.newPeerConnection(iceServers);
+      await pc.setRemoteDescription(JSON.parse(signal.sdp ?? ""));
+      await this.flushCandidates();
+    } else if (signal.type === "answer") {
+      if (!this.pc) return; // the call ended before the answer arrived
+      await this.pc.setRemoteDescription(JSON.parse(signal.sdp ?? ""));
+      await this.flushCandidates();
+    } else if (signal.type === "ice") {
+      this.pendingCandidates.push(JSON.parse(signal.candidate ?? ""));
+      if (this.pc?.remoteDescription) await this.flushCandidates();
+    }
+  }
+
+  async flushCandidates() {
+    const pc = this.pc;
+    if (!pc) return;
+    const candidates = this.pendingCandidates;
+    this.pendingCandidates = [];
+    for (const c of candidates) await pc.addIceCandidate(c);
+  }
+
+  /** @param {RTCIceServer[]} iceServers */
+  newPeerConnection(iceServers) {
+    this.closeCall();
+    const pc = new RTCPeerConnection({ iceServers });
+    this.pc = pc;
+    this.rtc = {};
+    this.stats = null;
+    pc.onicecandidate = (e) => {
+      if (pc === this.pc && e.candidate) this.signal({ type: "ice", candidate: JSON.stringify(e.candidate) });
+    };
+    pc.ondatachannel = (e) => this.attachChannel(e.channel);
+    for (const name of ["connectionState", "iceConnectionState", "iceGatheringState", "signalingState"]) {
+      const report = () => {
+        if (pc !== this.pc) return;
+        const value = /** @type {any} */ (pc)[name];
+        this.rtc[name] = value;
+        this.model.send({ type: "rtc", name, value });
+        this.emit("rtc");
+      };
+      pc.addEventListener(name.toLowerCase().replace("state", "statechange"), report);
+      report();
+    }
+    this.statsTimer = window.setInterval(() => this.sampleStats(pc), STATS_INTERVAL_MS);
+    return pc;
+  }
+
+  /** @param {RTCPeerConnection} pc */
+  async sampleStats(pc) {
+    if (pc !== this.pc || pc.connectionState !== "connected") return;
+    this.stats = await summarizeStats(pc, this.stats);
+    this.model.send({ type: "stats", stats: this.stats });
+    this.emit("stats");
+  }
+
+  /** @param {RTCDataChannel} channel */
+  attachChannel(channel) {
+    // The first channel carries what we send; every channel's messages are received (any label).
+    if (!this.channel) this.channel = channel;
+    channel.binaryType = "arraybuffer";
+    const framed = () => channel.protocol === PROTOCOL;
+    const frames = new FrameDecoder();
+    channel.onopen = () => {
+      this.model.send({ type: "channel", state: "open", label: channel.label, protocol: channel.protocol });
+      this.emit("rtc");
+    };
+    channel.onclose = () => {
+      if (channel !== this.channel) return;
+      this.model.send({ type: "channel", state: "closed", label: channel.label, protocol: channel.protocol });
+      this.emit("rtc");
+    };
+    channel.onmessage = (e) => {
+      if (typeof e.data === "string") return this.receive("str", encoder.encode(e.data));
+      const bytes = new Uint8Array(e.data);
+      if (!framed()) return this.receive("bytes", bytes);
+      try {
+        const message = frames.push(bytes);
+        if (message) this.receive(message.kind, message.payload);
+      } catch (err) {
+        this.fail(err);
+      }
+    };
+  }
+
+  /** @param {Kind} kind @param {Uint8Array} payload */
+  receive(kind, payload) {
+    this.addChat("in", kind, payload);
+    const parts = Math.max(1, Math.ceil(payload.length / PART_SIZE));
+    for (let i = 0; i < parts; i++) {
+      const part = payload.subarray(i * PART_SIZE, (i + 1) * PART_SIZE);
+      this.model.send({ type: "message", kind, last: i === parts - 1 }, undefined, [part]);
+    }
+  }
+
+  /** Send text typed in the widget straight onto the data channel. @param {string} text */
+  sendText(text) {
+    this.enqueueSend(null, "str", encoder.encode(text));
+  }
+
+  /** @param {string | null} id @param {Kind} kind @param {Uint8Array} payload */
+  enqueueSend(id, kind, payload) {
+    this.sends = this.sends.then(async () => {
+      try {
+        await this.sendNow(kind, payload);
+        this.addChat("out", kind, payload);
+        if (id !== null) this.model.send({ type: "sent", id });
+      } catch (err) {
+        const message = err instanceof Error ? err.message : String(err);
+        if (id !== null) this.model.send({ type: "send_failed", id, message });
+        else this.fail(err);
+      }
+    });
+  }
+
+  /** @param {Kind} kind @param {Uint8Array} payload */
+  async sendNow(kind, payload) {
+    const channel = this.channel;
+    if (!channel || channel.readyState !== "open") {
+      throw new Error(`the data channel is not open (${channel ? channel.readyState : "no call"})`);
+    }
+    if (channel.protocol !== PROTOCOL) {
+      // A plain peer gets plain frames: text for str and JSON, binary for bytes.
+      if (kind === "bytes") channel.send(payload);
+      else channel.send(decoder.decode(payload));
+      return;
+    }
+    const maxMessage = this.pc?.sctp?.maxMessageSize || FRAME_SIZE;
+    channel.bufferedAmountLowThreshold = HIGH_WATER / 2;
+    for (const frame of encodeFrames(kind, payload, Math.min(FRAME_SIZE, maxMessage))) {
+      if (channel.bufferedAmount > HIGH_WATER) await drained(channel);
+      channel.send(frame);
+    }
+  }
+
+  /** @param {{type: string, sdp?: string, candidate?: string}} signal */
+  signal(signal) {
+    this.model.send({ type: "signal", signal });
+  }
+
+  closeCall() {
+    window.clearInterval(this.statsTimer);
+    const pc = this.pc;
+    this.pc = null;
+    this.channel = null;
+    this.pendingCandidates = [];
+    if (pc) {
+      pc.getSenders().forEach((s) => s.track?.stop());
+      pc.close();
+      this.rtc = { ...this.rtc, connectionState: "closed" };
+      this.emit("rtc");
+    }
+  }
+
+  /** @param {LogEntry} entry */
+  addLog(entry) {
+    this.log.push(entry);
+    if (this.log.length > MAX_LOG) this.log.splice(0, this.log.length - MAX_LOG);
+    this.emit("log");
+  }
+
+  /** @param {"in" | "out"} dir @param {Kind} kind @param {Uint8Array} payload */
+  addChat(dir, kind, payload) {
+    const text = kind === "bytes" ? previewBytes(payload) : decoder.decode(payload.subarray(0, 2000));
+    this.chat.push({ t: Date.now(), dir, kind, text, size: payload.length });
+    if (this.chat.length > MAX_CHAT) this.chat.splice(0, this.chat.length - MAX_CHAT);
+    this.emit("chat");
+  }
+
+  /** @param {string} what */
+  emit(what) {
+    this.dispatchEvent(new Event(what));
+  }
+}
+
+/** @param {RTCDataChannel} channel */
+function drained(channel) {
+  return new Promise((resolve, reject) => {
+    const done = () => {
+      channel.removeEventListener("bufferedamountlow", done);
+      channel.removeEventListener("close", closed);
+      resolve(undefined);
+    };
+    const closed = () => {
+      channel.removeEventListener("bufferedamountlow", done);
+      reject(new Error("the data channel closed while sending"));
+    };
+    channel.addEventListener("bufferedamountlow", done);
+    channel.addEventListener("close", closed);
+  });
+}
+
+/** @param {DataView | ArrayBuffer | undefined} buffer */
+function bytesOf(buffer) {
+  if (!buffer) return new Uint8Array(0);
+  if (buffer instanceof ArrayBuffer) return new Uint8Array(buffer);
+  return new Uint8Array(buffer.buffer, buffer.byteOffset, buffer.byteLength);
+}
+
+/** @param {Uint8Array} bytes */
+function previewBytes(bytes) {
+  const head = Array.from(bytes.subarray(0, 16), (b) => b.toString(16).padStart(2, "0")).join(" ");
+  return `${bytes.length} bytes: ${head}${bytes.length > 16 ? " …" : ""}`;
+}

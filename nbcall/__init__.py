@@ -1,0 +1,15 @@
+"""nbcall: a WebRTC phone in a Jupyter notebook cell.
+
+>>> import nbcall
+>>> a = nbcall.Phone("A"); b = nbcall.Phone("B")   # display each to see it
+>>> a.call("B"); b.answer()
+>>> a.send({"x": [1, 2, 3]})                          # b.messages[-1].data == {"x": [1, 2, 3]}
+"""
+
+from .exceptions import CallError, NbcallError, SignalingError
+from .kernel import serve
+from .payload import Message
+from .phone import STATES, Phone
+
+__all__ = ["STATES", "CallError", "Message", "NbcallError", "Phone", "SignalingError", "serve"]
+__version__ = "0.1.0"

@@ -1,0 +1,103 @@
+"""The kernel's background event loop: it runs the signaling server and every phone's signaling connection.
+
+A thread of its own keeps signaling alive while a notebook cell runs (even one blocked in ``time.sleep``):
+an incoming call rings, and the server keeps relaying, whatever the kernel's main thread is doing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import concurrent.futures
+import logging
+import threading
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+from .server import SignalingServer
+from .server import serve as serve_async
+
+__all__ = ["call_soon", "default_server", "run", "serve", "shutdown", "submit"]
+
+logger = logging.getLogger("nbcall.kernel")
+T = TypeVar("T")
+
+_lock = threading.Lock()
+_loop: asyncio.AbstractEventLoop | None = None
+_thread: threading.Thread | None = None
+_servers: list[SignalingServer] = []
+
+
+def _get_loop() -> asyncio.AbstractEventLoop:
+    global _loop, _thread
+    with _lock:
+        if _loop is None or _loop.is_closed():
+            _loop = asyncio.new_event_loop()
+            _thread = threading.Thread(target=_loop.run_forever, name="nbcall-signaling", daemon=True)
+            _thread.start()
+        return _loop
+
+
+def submit(coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
+    """Schedule ``coro`` on the background loop from any thread."""
+    return asyncio.run_coroutine_threadsafe(coro, _get_loop())
+
+
+def run(coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
+    """Run ``coro`` on the background loop and wait for its result (never call this from that loop)."""
+    future = submit(coro)
+    try:
+        return future.result(timeout)
+    except concurrent.futures.TimeoutError:
+        future.cancel()
+        raise TimeoutError(f"nbcall: no answer from the signaling loop within {timeout} s") from None
+
+
+def call_soon(callback: Any, *args: Any) -> None:
+    """Call ``callback(*args)`` on the background loop, from any thread."""
+    _get_loop().call_soon_threadsafe(callback, *args)
+
+
+def serve(host: str = "127.0.0.1", port: int = 0, **options: Any) -> SignalingServer:
+    """Start a signaling server in this kernel; phones made afterwards without ``server=`` use it.
+
+    ``options`` are the limits of :func:`nbcall.server.serve`. Other kernels and machines reach it at the
+    returned server's ``url`` (bind ``host="0.0.0.0"`` to accept other machines).
+    """
+    server = run(serve_async(host, port, **options), timeout=30)
+    with _lock:
+        _servers.append(server)
+    logger.info("signaling server listening on %s", server.url)
+    return server
+
+
+def default_server() -> SignalingServer:
+    """The server phones use when given no ``server=``: the latest one started here, else a new one."""
+    with _lock:
+        if _servers:
+            return _servers[-1]
+    return serve()
+
+
+def shutdown() -> None:
+    """Close every server started in this kernel and stop the background loop (runs at exit)."""
+    global _loop
+    with _lock:
+        servers, _servers[:] = list(_servers), []
+        loop = _loop
+    if loop is None or loop.is_closed():
+        return
+
+    async def close_all() -> None:
+        for server in servers:
+            server.close()
+        await asyncio.gather(*(s.wait_closed() for s in servers), return_exceptions=True)
+
+    try:
+        asyncio.run_coroutine_threadsafe(close_all(), loop).result(5)
+    except Exception:  # the kernel is exiting: never block it on a server that will not close
+        logger.exception("could not close the signaling servers cleanly")
+    loop.call_soon_threadsafe(loop.stop)
+
+
+atexit.register(shutdown)

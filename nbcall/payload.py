@@ -1,0 +1,45 @@
+"""What ``Phone.send`` accepts, and how it travels: a kind ("str", "bytes" or "json") and the bytes."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+__all__ = ["Kind", "Message", "decode", "encode"]
+
+Kind = Literal["str", "bytes", "json"]
+
+
+@dataclass(frozen=True)
+class Message:
+    """A message received on the data channel: ``data`` has the type the sender sent."""
+
+    data: Any
+    sender: str
+    kind: Kind
+    size: int
+    received_at: float = field(repr=False)
+
+
+def encode(data: Any) -> tuple[Kind, bytes]:
+    """str travels as UTF-8, bytes-like as it is, anything else as JSON; the kind restores the type."""
+    if isinstance(data, str):
+        return "str", data.encode("utf-8")
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        return "bytes", bytes(data)
+    try:
+        text = json.dumps(data, allow_nan=False, separators=(",", ":"))
+    except (TypeError, ValueError) as exc:
+        raise TypeError(
+            f"cannot send {type(data).__name__!s}: send str, bytes, or a JSON-serializable value ({exc})"
+        ) from None
+    return "json", text.encode("utf-8")
+
+
+def decode(kind: str, payload: bytes) -> Any:
+    """The inverse of :func:`encode`."""
+    if kind == "bytes":
+        return payload
+    text = payload.decode("utf-8")
+    return json.loads(text) if kind == "json" else text

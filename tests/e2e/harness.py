@@ -1,0 +1,124 @@
+"""Drive a real JupyterLab in Debian's Chromium: open notebooks, run cells, read values back, take screenshots."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import socket
+from pathlib import Path
+
+import nbformat
+from nbformat.v4 import new_code_cell, new_notebook
+from playwright.sync_api import Page
+
+CHROMIUM = os.environ.get("CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-default-apps",
+    "--disable-extensions",
+    "--disable-dev-shm-usage",
+    "--use-fake-ui-for-media-stream",
+    "--use-fake-device-for-media-stream",
+    # Host candidates as plain addresses (no mDNS names), and 127.0.0.1 allowed: the namespace has only loopback.
+    "--disable-features=WebRtcHideLocalIpsWithMdns",
+    "--allow-loopback-in-peer-connection",
+]
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+TOKEN = "nbcall-e2e"
+
+# Runs a new cell at the end of the current notebook and returns its output text once it finished.
+RUN_CELL_JS = """async (code) => {
+  const app = window.jupyterapp, nb = app.shell.currentWidget.content;
+  nb.activeCellIndex = nb.widgets.length - 1;
+  await app.commands.execute('notebook:insert-cell-below');
+  const cell = nb.activeCell;
+  cell.model.sharedModel.setSource(code);
+  await app.commands.execute('notebook:run-cell');
+  const out = cell.node.querySelector('.jp-OutputArea');
+  return out ? out.innerText : '';
+}"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Lab:
+    """A running JupyterLab server with a folder of notebooks."""
+
+    def __init__(self, url: str, root: Path) -> None:
+        self.url = url
+        self.root = root
+
+    def write_notebook(self, name: str, cells: list[str]) -> str:
+        nb = new_notebook()
+        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+        nb.cells = [new_code_cell(c) for c in cells]
+        nbformat.write(nb, self.root / name)
+        return name
+
+    def open(self, page: Page, name: str) -> Notebook:
+        page.goto(f"{self.url}/lab/tree/{name}?token={TOKEN}&reset")
+        notebook = Notebook(page, name)
+        notebook.wait_idle()
+        return notebook
+
+
+class Notebook:
+    """One notebook open in a page, driven through JupyterLab's own commands."""
+
+    def __init__(self, page: Page, name: str) -> None:
+        self.page = page
+        self.name = name
+
+    def wait_idle(self, timeout_ms: int = 60_000) -> None:
+        self.page.wait_for_function(
+            "() => window.jupyterapp?.shell.currentWidget?.sessionContext?.session?.kernel?.status === 'idle'",
+            timeout=timeout_ms,
+        )
+
+    def run(self, code: str) -> str:
+        """Run ``code`` in a new cell; returns what the cell printed. A traceback fails the test."""
+        self.page.bring_to_front()
+        out = self.page.evaluate(RUN_CELL_JS, code)
+        assert "Traceback" not in out, f"cell failed:\n{code}\n---\n{out}"
+        return out
+
+    def run_expecting_error(self, code: str) -> str:
+        self.page.bring_to_front()
+        return self.page.evaluate(RUN_CELL_JS, code)
+
+    def value(self, expr: str) -> object:
+        """Evaluate ``expr`` in the kernel and return it, through JSON."""
+        out = self.run(f"import json as _json; print('@@' + _json.dumps({expr}, default=repr))")
+        match = re.search(r"@@(.*)", out)
+        assert match, f"no value printed for {expr!r}: {out!r}"
+        return json.loads(match.group(1))
+
+    def run_all(self) -> None:
+        self.page.evaluate("window.jupyterapp.commands.execute('notebook:run-all-cells')")
+
+    def phone(self, user: str, state: str | None = None):
+        selector = f".nbcall-phone[data-user='{user}']"
+        if state:
+            selector += f"[data-state='{state}']"
+        return self.page.locator(selector)
+
+    def screenshot(self, name: str, locator_user: str | None = None) -> Path:
+        ARTIFACTS.mkdir(exist_ok=True)
+        path = ARTIFACTS / f"{name}.png"
+        if locator_user:
+            self.phone(locator_user).screenshot(path=str(path))
+        else:
+            self.page.screenshot(path=str(path))
+        return path

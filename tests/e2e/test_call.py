@@ -1,0 +1,110 @@
+"""Two phones in one notebook: real JupyterLab, real Chromium, real WebRTC between them."""
+
+from __future__ import annotations
+
+import re
+
+from playwright.sync_api import Page, expect
+
+from harness import Lab
+
+SETUP = """\
+import nbcall, asyncio
+a = nbcall.Phone("A"); a
+"""
+
+
+def open_two_phones(lab: Lab, page: Page, name: str):
+    nb = lab.open(page, lab.write_notebook(name, [SETUP, 'b = nbcall.Phone("B"); b']))
+    # The browser must never need a connection of its own to the signaling server: block any it tries.
+    page.route_web_socket(re.compile(r".*/ws$"), lambda ws: ws.close())
+    signaling_sockets: list[str] = []
+    page.on("websocket", lambda ws: signaling_sockets.append(ws.url) if ws.url.endswith("/ws") else None)
+    nb.run_all()
+    expect(nb.phone("A", "idle")).to_be_visible(timeout=30_000)
+    expect(nb.phone("B", "idle")).to_be_visible(timeout=30_000)
+    nb.wait_idle()
+    return nb, signaling_sockets
+
+
+def test_call_answer_exchange_typed_data_both_ways_and_hang_up(lab: Lab, page: Page) -> None:
+    nb, signaling_sockets = open_two_phones(lab, page, "call.ipynb")
+    assert nb.value("a.peers") == ["B"]
+    nb.screenshot("phone-idle", "A")
+
+    nb.run('a.call("B")\nawait b.wait_for("ringing")')
+    expect(nb.phone("B", "ringing").locator(".nbcall-answer")).to_be_visible()
+    expect(nb.phone("A", "calling")).to_be_visible()
+    nb.screenshot("phone-ringing", "B")
+
+    nb.phone("B").locator(".nbcall-answer").click()  # the Answer button, as a user would
+    nb.run('await a.wait_for("connected", timeout=20)\nawait b.wait_for("connected", timeout=20)')
+    expect(nb.phone("A", "connected")).to_be_visible()
+    expect(nb.phone("B", "connected")).to_be_visible()
+
+    nb.run(
+        "got_b, got_a = [], []\n"
+        "b.on_message(got_b.append); a.on_message(got_a.append)\n"
+        'a.send("hi"); a.send(b"\\x00\\x01\\xff"); a.send({"x": [1, 2]}); a.send([1.5, None, "é"])\n'
+        'b.send("hello back"); b.send(bytearray(b"\\x10\\x20"))\n'
+        "for _ in range(200):\n"
+        "    if len(got_b) >= 4 and len(got_a) >= 2: break\n"
+        "    await asyncio.sleep(0.05)\n"
+    )
+    received = nb.value("[(type(m.data).__name__, repr(m.data), m.sender) for m in b.messages]")
+    assert received == [
+        ["str", "'hi'", "A"],
+        ["bytes", "b'\\x00\\x01\\xff'", "A"],
+        ["dict", "{'x': [1, 2]}", "A"],
+        ["list", "[1.5, None, 'é']", "A"],
+    ]
+    assert nb.value("[repr(m.data) for m in got_a]") == ["'hello back'", "b'\\x10 '"]
+    assert nb.value("len(got_b)") == 4  # the callback saw each message once
+
+    # A message typed in A's widget reaches B's Python.
+    nb.phone("A").locator(".nbcall-input").fill("typed in the widget")
+    nb.phone("A").locator(".nbcall-send").click()
+    nb.run("for _ in range(200):\n    if len(b.messages) >= 5: break\n    await asyncio.sleep(0.05)")
+    assert nb.value("b.messages[-1].data") == "typed in the widget"
+    expect(nb.phone("B").locator(".nbcall-msg.nbcall-in").last).to_contain_text("typed in the widget")
+    expect(nb.phone("A").locator(".nbcall-msg.nbcall-in").last).to_contain_text("10 20")
+
+    # The signaling log is readable from Python and shown in the widget.
+    types = nb.value("[(e['dir'], e['type']) for e in a.log]")
+    assert ["out", "call"] in types and ["in", "answer"] in types and ["out", "ice"] in types
+    assert ["event", "connectionState"] in types
+    offer = nb.value("next(e['detail'] for e in a.log if e['type'] == 'call')")
+    assert offer["to"] == "B" and '"type":"offer"' in offer["sdp"].replace(" ", "")
+    nb.phone("A").locator(".nbcall-log-details > summary").click()
+    call_row = nb.phone("A").locator(".nbcall-log-entry[data-type='call']")
+    call_row.locator("summary").click()
+    expect(call_row.locator("pre")).to_contain_text("m=application")
+    nb.phone("A").locator(".nbcall-rtc-details > summary").click()
+    expect(nb.phone("A").locator(".nbcall-rtc")).to_contain_text("host")  # the stats panel's candidate pair
+    nb.screenshot("phone-connected", "A")
+    assert nb.value("a.stats['local_candidate']['type']") == "host"
+
+    nb.run('a.hangup()\nawait b.wait_for("ended", timeout=10)')
+    assert nb.value("(a.state, b.state, b.error)") == ["ended", "ended", ""]
+    assert ["in", "hangup"] in nb.value("[(e['dir'], e['type']) for e in b.log]")  # told by the peer, not a timeout
+    expect(nb.phone("B", "ended")).to_be_visible()
+    assert signaling_sockets == []
+
+
+def test_decline_and_call_to_unknown_peer(lab: Lab, page: Page) -> None:
+    nb, _ = open_two_phones(lab, page, "decline.ipynb")
+    nb.run('a.call("B")\nawait b.wait_for("ringing")')
+    nb.phone("B").locator(".nbcall-decline").click()
+    nb.run('try:\n    await a.wait_for("connected")\nexcept nbcall.CallError as e:\n    print("CallError", e)')
+    assert nb.value("(a.state, a.error, b.state)") == ["ended", "B declined the call", "ended"]
+    expect(nb.phone("A").locator(".nbcall-error")).to_have_text("B declined the call")
+
+    out = nb.run('a.call("Nobody")\ntry:\n    await a.wait_for("connected")\nexcept nbcall.CallError as e:\n    print(e)')
+    assert "'Nobody' is not online" in out
+    assert nb.value("a.state") == "failed"
+    expect(nb.phone("A").locator(".nbcall-error")).to_contain_text("Nobody")
+
+    out = nb.run_expecting_error("a.send('too early')")
+    assert "CallError" in out and "not in a connected call" in out
+    out = nb.run_expecting_error('nbcall.Phone("A")')
+    assert "duplicate-id" in out
