@@ -209,7 +209,9 @@ export class BrowserPhone extends EventTarget {
     this.addChat("in", kind, payload);
     const parts = Math.max(1, Math.ceil(payload.length / PART_SIZE));
     for (let i = 0; i < parts; i++) {
-      const part = payload.subarray(i * PART_SIZE, (i + 1) * PART_SIZE);
+      // A standalone ArrayBuffer per part: the widget channel mishandles views into a larger buffer.
+      const start = payload.byteOffset + i * PART_SIZE;
+      const part = payload.buffer.slice(start, Math.min(start + PART_SIZE, payload.byteOffset + payload.length));
       this.model.send({ type: "message", kind, last: i === parts - 1 }, undefined, [part]);
     }
   }

@@ -52,7 +52,7 @@ class Phone(anywidget.AnyWidget):
     _css = STATIC / "phone.css"
 
     # Lets the browser find this model's phone from any of its views (anywidget gives each its own proxy).
-    _key = traitlets.Unicode(read_only=True).tag(sync=True)
+    _key = traitlets.Unicode().tag(sync=True)
     user_id = traitlets.Unicode(read_only=True).tag(sync=True)
     state = traitlets.Enum(STATES, default_value="idle", read_only=True).tag(sync=True)
     peer = traitlets.Unicode("", read_only=True).tag(sync=True)
@@ -80,7 +80,7 @@ class Phone(anywidget.AnyWidget):
         client = SignalingClient(url, user_id)
         # Register before the widget exists, so a refused ID (taken, invalid) leaves no dead widget behind.
         registered = kernel.run(client.register(timeout), timeout=timeout + 1)
-        super().__init__(_key=uuid.uuid4().hex)
+        super().__init__()
         self._lock = threading.RLock()
         self._client = client
         self.auto_answer = auto_answer
@@ -107,6 +107,10 @@ class Phone(anywidget.AnyWidget):
         self._log_entry("in", "registered", registered)
         self.on_msg(self._from_browser)
         kernel.call_soon(client.start, self._on_signal, self._on_signaling_closed)
+
+    @traitlets.default("_key")
+    def _new_key(self) -> str:
+        return uuid.uuid4().hex
 
     # ----------------------------------------------------------------------------------------- public API
 
