@@ -92,7 +92,8 @@ export function renderPhone(model, el, phone) {
     const online = model.get("online");
     root.dataset.state = state;
     root.dataset.user = model.get("user_id");
-    title.textContent = `📞 ${model.get("user_id")}`;
+    title.textContent = model.get("user_id");
+    root.classList.toggle("nbcall-online", Boolean(online));
     badge.textContent = state;
     badge.className = `nbcall-badge nbcall-${state}`;
     server.textContent = online ? `online at ${model.get("server_url")}` : "offline";
@@ -177,7 +178,8 @@ function candidateText(c) {
 function logRow(entry) {
   const arrow = { in: "⬇ in", out: "⬆ out", event: "• rtc" }[entry.dir];
   const time = new Date(entry.t * 1000).toISOString().slice(11, 23);
-  const size = entry.size ? `${entry.size} B` : "";
+  // Events show their value in the row; messages show their size on the wire.
+  const size = entry.dir === "event" ? eventValue(entry.detail) : entry.size ? `${entry.size} B` : "";
   return h("details", { class: `nbcall-log-entry nbcall-${entry.dir}`, dataset: { type: entry.type } }, [
     h("summary", {}, [
       h("span", { class: "nbcall-log-time", textContent: time }),
@@ -187,6 +189,11 @@ function logRow(entry) {
     ]),
     h("pre", { textContent: describe(entry.detail) }),
   ]);
+}
+
+/** @param {any} detail */
+function eventValue(detail) {
+  return typeof detail === "string" ? detail : detail?.label ?? "";
 }
 
 /** Show signaling messages the way a learner wants them: the SDP and candidate unwrapped from their JSON strings. */

@@ -29,7 +29,7 @@ def encode(data: Any) -> tuple[Kind, bytes]:
     if isinstance(data, (bytes, bytearray, memoryview)):
         return "bytes", bytes(data)
     try:
-        text = json.dumps(data, allow_nan=False, separators=(",", ":"))
+        text = json.dumps(data, allow_nan=False, ensure_ascii=False, separators=(",", ":"))
     except (TypeError, ValueError) as exc:
         raise TypeError(
             f"cannot send {type(data).__name__!s}: send str, bytes, or a JSON-serializable value ({exc})"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import logging
 import pathlib
 import threading
@@ -103,8 +104,9 @@ class Phone(anywidget.AnyWidget):
             self.set_trait("server_url", url)
             self.set_trait("peers", list(registered.get("peers", [])))
             self.set_trait("online", True)
-        self._log_entry("out", "register", {"type": "register", "from": user_id})
-        self._log_entry("in", "registered", registered)
+        register = {"type": "register", "from": user_id}
+        self._log_entry("out", "register", register, len(json.dumps(register)))
+        self._log_entry("in", "registered", registered, len(json.dumps(registered)))
         self.on_msg(self._from_browser)
         kernel.call_soon(client.start, self._on_signal, self._on_signaling_closed)
 

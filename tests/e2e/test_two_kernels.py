@@ -1,0 +1,40 @@
+"""Two notebooks, two kernels: a server started in one kernel serves a phone in the other."""
+
+from __future__ import annotations
+
+import re
+
+from harness import Lab
+from playwright.sync_api import BrowserContext, Page, expect
+
+
+def test_phones_in_two_kernels_call_each_other_through_one_server(
+    lab: Lab, page: Page, context: BrowserContext
+) -> None:
+    first = lab.open(page, lab.write_notebook("kernel1.ipynb", ["import nbcall, asyncio\nserver = nbcall.serve()"]))
+    first.run_all()
+    first.wait_idle()
+    url = first.value("server.url")
+    assert re.match(r"wss?://127\.0\.0\.1:\d+/ws", url)
+    first.run("a = nbcall.Phone('A'); a")
+    expect(first.phone("A", "idle")).to_be_visible(timeout=30_000)
+
+    page2 = context.new_page()
+    second = lab.open(page2, lab.write_notebook("kernel2.ipynb", [f"import nbcall, asyncio, os\nURL = {url!r}"]))
+    second.run_all()
+    second.wait_idle()
+    assert second.value("__import__('os').getpid()") != first.value("__import__('os').getpid()")  # really two kernels
+    second.run("b = nbcall.Phone('B', server=URL); b")
+    expect(second.phone("B", "idle")).to_be_visible(timeout=30_000)
+
+    first.run("for _ in range(100):\n    if a.peers: break\n    await asyncio.sleep(0.05)")
+    assert first.value("a.peers") == ["B"]
+    first.run("a.call('B')")
+    second.run("await b.wait_for('ringing')\nb.answer()\nawait b.wait_for('connected', timeout=20)")
+    first.run("await a.wait_for('connected', timeout=20)\na.send({'from': 'kernel 1'})")
+    second.run("for _ in range(100):\n    if b.messages: break\n    await asyncio.sleep(0.05)")
+    assert second.value("b.messages[-1].data") == {"from": "kernel 1"}
+
+    second.run("b.hangup()")
+    first.run("await a.wait_for('ended', timeout=10)")
+    expect(first.phone("A", "ended")).to_be_visible()
