@@ -1,6 +1,6 @@
 // Framing of nbcall messages on an RTCDataChannel.
 //
-// Between two nbcall phones (data channel protocol "nbcall/1") every frame is binary:
+// Between two nbcall phones (each says `"framing": "nbcall/1"` in its call or answer) every frame is binary:
 //   byte 0: the message kind (1 = str, 2 = bytes, 3 = json), with MORE (0x80) set when more frames follow
 //   bytes 1..: a chunk of the payload (UTF-8 for str and json)
 // A reliable, ordered channel keeps the chunks in order, so no length or sequence number is needed.

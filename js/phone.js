@@ -39,6 +39,8 @@ export class BrowserPhone extends EventTarget {
     this.channel = null;
     /** @type {RTCIceCandidateInit[]} */
     this.pendingCandidates = [];
+    /** Whether the peer is an nbcall phone, which understands framed messages (see framing.js). */
+    this.framed = false;
     /** @type {LogEntry[]} */
     this.log = [];
     /** @type {ChatEntry[]} */
@@ -98,10 +100,10 @@ export class BrowserPhone extends EventTarget {
   /** @param {string} peer @param {RTCIceServer[]} iceServers */
   async startCall(peer, iceServers) {
     const pc = this.newPeerConnection(iceServers);
-    // The protocol tells another nbcall phone that it can frame typed and chunked messages.
-    this.attachChannel(pc.createDataChannel("nbcall", { protocol: PROTOCOL }));
+    this.attachChannel(pc.createDataChannel("nbcall"));
     await pc.setLocalDescription(await pc.createOffer());
-    this.signal({ type: "call", sdp: JSON.stringify(pc.localDescription) });
+    // "framing" tells another nbcall phone that we frame typed and chunked messages; other clients ignore it.
+    this.signal({ type: "call", sdp: JSON.stringify(pc.localDescription), framing: PROTOCOL });
     this.emit("rtc");
   }
 
@@ -111,20 +113,24 @@ export class BrowserPhone extends EventTarget {
       throw new Error(`no offer to answer (signaling state ${pc ? pc.signalingState : "no connection"})`);
     }
     await pc.setLocalDescription(await pc.createAnswer());
-    this.signal({ type: "answer", sdp: JSON.stringify(pc.localDescription) });
+    this.signal({ type: "answer", sdp: JSON.stringify(pc.localDescription), framing: PROTOCOL });
   }
 
   /**
-   * @param {{type: string, sdp?: string, candidate?: string}} signal
+   * @param {{type: string, sdp?: string, candidate?: string, framing?: string}} signal
    * @param {RTCIceServer[]} iceServers
    */
   async onRemote(signal, iceServers) {
+    // Frame only for a peer that said it understands; any other client gets plain messages.
+    const framed = signal.framing === PROTOCOL;
     if (signal.type === "call") {
       const pc = this.newPeerConnection(iceServers);
+      this.framed = framed;
       await pc.setRemoteDescription(JSON.parse(signal.sdp ?? ""));
       await this.flushCandidates();
     } else if (signal.type === "answer") {
       if (!this.pc) return; // the call ended before the answer arrived
+      this.framed = framed;
       await this.pc.setRemoteDescription(JSON.parse(signal.sdp ?? ""));
       await this.flushCandidates();
     } else if (signal.type === "ice") {
@@ -146,6 +152,7 @@ export class BrowserPhone extends EventTarget {
     this.closeCall();
     const pc = new RTCPeerConnection({ iceServers });
     this.pc = pc;
+    this.framed = false;
     this.rtc = {};
     this.stats = null;
     pc.onicecandidate = (e) => {
@@ -180,21 +187,20 @@ export class BrowserPhone extends EventTarget {
     // The first channel carries what we send; every channel's messages are received (any label).
     if (!this.channel) this.channel = channel;
     channel.binaryType = "arraybuffer";
-    const framed = () => channel.protocol === PROTOCOL;
     const frames = new FrameDecoder();
     channel.onopen = () => {
-      this.model.send({ type: "channel", state: "open", label: channel.label, protocol: channel.protocol });
+      this.model.send({ type: "channel", state: "open", label: channel.label, framed: this.framed });
       this.emit("rtc");
     };
     channel.onclose = () => {
       if (channel !== this.channel) return;
-      this.model.send({ type: "channel", state: "closed", label: channel.label, protocol: channel.protocol });
+      this.model.send({ type: "channel", state: "closed", label: channel.label });
       this.emit("rtc");
     };
     channel.onmessage = (e) => {
       if (typeof e.data === "string") return this.receive("str", encoder.encode(e.data));
       const bytes = new Uint8Array(e.data);
-      if (!framed()) return this.receive("bytes", bytes);
+      if (!this.framed) return this.receive("bytes", bytes);
       try {
         const message = frames.push(bytes);
         if (message) this.receive(message.kind, message.payload);
@@ -242,7 +248,7 @@ export class BrowserPhone extends EventTarget {
     if (!channel || channel.readyState !== "open") {
       throw new Error(`the data channel is not open (${channel ? channel.readyState : "no call"})`);
     }
-    if (channel.protocol !== PROTOCOL) {
+    if (!this.framed) {
       // A plain peer gets plain frames: text for str and JSON, binary for bytes.
       if (kind === "bytes") channel.send(payload);
       else channel.send(decoder.decode(payload));
@@ -256,7 +262,7 @@ export class BrowserPhone extends EventTarget {
     }
   }
 
-  /** @param {{type: string, sdp?: string, candidate?: string}} signal */
+  /** @param {{type: string, sdp?: string, candidate?: string, framing?: string}} signal */
   signal(signal) {
     this.model.send({ type: "signal", signal });
   }
