@@ -1,0 +1,36 @@
+"""The lessons run top to bottom in a real JupyterLab, as a learner would run them."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from harness import Lab
+from playwright.sync_api import Page, expect
+
+NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in NOTEBOOKS.glob("*.ipynb")))
+def test_lesson_runs_without_errors(lab: Lab, page: Page, name: str) -> None:
+    shutil.copy(NOTEBOOKS / name, lab.root / name)
+    nb = lab.open(page, name)
+    nb.run_all()
+    # Read the notebook's model, not the DOM: JupyterLab renders only the cells in view.
+    read_cells = """() => {
+      const cells = window.jupyterapp.shell.currentWidget.content.model.cells;
+      return Array.from({length: cells.length}, (_, i) => cells.get(i))
+        .filter((c) => c.type === 'code')
+        .map((c) => ({count: c.executionCount, outputs: c.outputs.toJSON()}));
+    }"""
+    page.wait_for_function(f"() => ({read_cells})().every((c) => c.count !== null)", timeout=120_000)
+    nb.wait_idle()
+    cells = page.evaluate(read_cells)
+    errors = [o for c in cells for o in c["outputs"] if o["output_type"] == "error"]
+    assert errors == []
+    text = "\n".join(str(o.get("text", "")) for c in cells for o in c["outputs"] if o["output_type"] == "stream")
+    nb.screenshot(f"lesson-{Path(name).stem}")
+    if name.startswith("01"):
+        assert "m=application" in text and "hello from A" in text
+        expect(nb.phone("B", "ended")).to_be_visible()
