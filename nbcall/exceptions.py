@@ -17,8 +17,22 @@ Class tree::
         ├── AlreadyRegistered       already-registered  connection already has another ID
         ├── NotRegistered           not-registered      message before "register"
         ├── WrongFrom               wrong-from          "from" differs from the registered ID
+        ├── RateLimited             rate-limited        more messages per second than the server allows
         └── ServerUnreachable       unreachable         (client side) no server answered at that URL
     └── CallError                   a phone cannot do that now (not ringing, not connected, busy...)
+
+Errors end a connection only where the server cannot go on serving it, with
+these close codes (the reason says what to do):
+
+* 1008 (policy violation): persistent rate-limit abuse; a slow reader whose
+  pending messages passed ``max_pending_bytes`` ("too slow"); an ID taken over
+  by a newer connection of the same phone (same ``secret``).
+* 1009 (message too big): a frame larger than ``max_frame_size``.
+* 1011 (internal error): a keepalive ping went unanswered, or a server bug.
+
+Refusals before the WebSocket opens are HTTP responses with a plain-text body:
+401 (missing or wrong token), 403 (origin not allowed), 404 (wrong path), 503
+(``max_connections`` reached).
 
 New wire codes get a subclass of :class:`SignalingError` with a class-level
 ``code``; :meth:`SignalingError.from_wire` then finds it by code, so a client
@@ -40,6 +54,7 @@ __all__ = [
     "MessageTooBig",
     "NbcallError",
     "NotRegistered",
+    "RateLimited",
     "ServerUnreachable",
     "SignalingError",
     "UnknownType",
@@ -151,6 +166,12 @@ class WrongFrom(SignalingError):
     """The message's ``from`` differs from the connection's registered ID."""
 
     code = "wrong-from"
+
+
+class RateLimited(SignalingError):
+    """The connection sent more messages per second than the server's ``max_rate`` allows."""
+
+    code = "rate-limited"
 
 
 class ServerUnreachable(SignalingError):

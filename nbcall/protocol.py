@@ -9,15 +9,24 @@ The wire format is the seed's: JSON text frames ``register``, ``call``,
 ``answer``, ``ice`` with ``from``, ``to``, ``sdp`` and ``candidate`` (the last
 two JSON-encoded strings, forwarded untouched). Everything else is an
 extension an old client may ignore.
+
+An ID belongs to the connection that registered it. A phone that reconnects
+(its old connection not yet noticed dead) reclaims its ID by registering with
+the same ``"secret"`` as before: the new connection takes the ID over without
+any ``left``/``joined`` for the others, and the old one is told to close
+(a :class:`Close` item in the output, 1008). Secrets are compared in constant
+time and never echoed or logged.
 """
 
 from __future__ import annotations
 
+import hmac
 import json
 import logging
 import reprlib
 import unicodedata
 from collections.abc import Hashable
+from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from .exceptions import (
@@ -37,13 +46,16 @@ from .exceptions import (
 __all__ = [
     "KNOWN_TYPES",
     "MAX_ID_LENGTH",
+    "MAX_SECRET_LENGTH",
     "RELAYED_TYPES",
+    "Close",
     "SignalingProtocol",
     "encode_message",
     "validate_id",
 ]
 
 MAX_ID_LENGTH = 64
+MAX_SECRET_LENGTH = 256
 
 #: Relayed message types -> their own fields: name -> (required, what it holds).
 #: Every relayed message also needs ``to``; ``from`` is optional and checked.
@@ -64,7 +76,20 @@ _MAX_LISTED_PEERS = 10
 _REGISTER_HINT = 'send {"type":"register","from":YOUR_ID} first'
 
 ConnT = TypeVar("ConnT", bound=Hashable)
-Outgoing = list[tuple[ConnT, str]]
+
+
+@dataclass(frozen=True)
+class Close:
+    """An instruction in the output: close this connection with ``code`` and ``reason``."""
+
+    code: int
+    reason: str
+
+
+#: What :meth:`SignalingProtocol.receive` returns: text frames to send, and rarely a :class:`Close`.
+Outgoing = list[tuple[ConnT, str | Close]]
+
+REPLACED = Close(1008, "replaced by a newer connection of the same phone")
 
 
 def encode_message(msg_type: str, /, **fields: Any) -> str:
@@ -125,6 +150,7 @@ class SignalingProtocol(Generic[ConnT]):
         self.logger = logger if logger is not None else logging.getLogger("nbcall.protocol")
         self._id_of: dict[ConnT, str | None] = {}  # every connected conn -> its ID once registered
         self._conn_of: dict[str, ConnT] = {}  # registered ID -> conn
+        self._secret_of: dict[str, bytes] = {}  # registered ID -> the secret it registered with, if any
 
     # -- registry -----------------------------------------------------------
 
@@ -137,6 +163,11 @@ class SignalingProtocol(Generic[ConnT]):
         """The ID ``conn`` registered, or ``None``."""
         return self._id_of.get(conn)
 
+    @property
+    def connections(self) -> int:
+        """How many connections are tracked, registered or not."""
+        return len(self._id_of)
+
     def connect(self, conn: ConnT) -> None:
         """Start tracking a new connection (idempotent)."""
         self._id_of.setdefault(conn, None)
@@ -147,6 +178,7 @@ class SignalingProtocol(Generic[ConnT]):
         if peer_id is None:
             return []
         del self._conn_of[peer_id]
+        self._secret_of.pop(peer_id, None)
         self.logger.info("%r left", peer_id)
         text = encode_message("left", id=peer_id)
         return [(other, text) for other in self._conn_of.values()]
@@ -157,7 +189,8 @@ class SignalingProtocol(Generic[ConnT]):
         """Handle one frame from ``conn``; return what to send to whom, in order.
 
         Refused messages produce an ``error`` reply to ``conn`` only; the
-        connection and its registration stay as they were.
+        connection and its registration stay as they were. The only non-text
+        item is a :class:`Close` for a connection whose ID was reclaimed.
         """
         if conn not in self._id_of:
             raise ValueError(f"unknown connection {conn!r}: call connect() first")
@@ -207,6 +240,7 @@ class SignalingProtocol(Generic[ConnT]):
         except SignalingError as exc:
             exc.in_reply_to = "register"
             raise
+        secret = _secret(msg)
         current = self._id_of[conn]
         if current is not None and current != peer_id:
             raise AlreadyRegistered(
@@ -215,15 +249,30 @@ class SignalingProtocol(Generic[ConnT]):
                 in_reply_to="register",
             )
         holder = self._conn_of.get(peer_id)
-        if holder is not None and holder != conn:
-            raise DuplicateID(
-                f"ID {peer_id!r} is already registered by another connection; "
-                "pick another ID or close the other phone first",
-                in_reply_to="register",
-            )
+        replaced = holder is not None and holder != conn
+        if replaced:
+            known = self._secret_of.get(peer_id)
+            # Always compare, even without a known secret, so timing tells nothing about it.
+            matches = hmac.compare_digest(known or b"\0", secret or b"")
+            if not (known is not None and secret is not None and matches):
+                raise DuplicateID(
+                    f"ID {peer_id!r} is already registered by another connection; pick another ID, "
+                    "close the other phone first, or reclaim it with the secret it registered with",
+                    in_reply_to="register",
+                )
         others = sorted(other for other in self._conn_of if other != peer_id)
         out: Outgoing[ConnT] = [(conn, encode_message("registered", id=peer_id, peers=others))]
-        if current is None:
+        if secret is not None:
+            self._secret_of[peer_id] = secret
+        if replaced:
+            assert holder is not None
+            # The ID never goes offline, so the others see no left/joined churn.
+            self._id_of[holder] = None
+            self._id_of[conn] = peer_id
+            self._conn_of[peer_id] = conn
+            self.logger.info("%r reconnected; its older connection is closed", peer_id)
+            out.append((holder, REPLACED))
+        elif current is None:
             self._id_of[conn] = peer_id
             self._conn_of[peer_id] = conn
             self.logger.info("%r registered (%d online)", peer_id, len(self._conn_of))
@@ -322,6 +371,21 @@ class SignalingProtocol(Generic[ConnT]):
             in_reply_to=msg_type,
             message=f"{to!r} is not online on this server; {listing}",
         )
+
+
+def _secret(msg: dict[str, Any]) -> bytes | None:
+    """The register message's optional ``secret`` as bytes; its value never appears in errors."""
+    value = msg.get("secret")
+    if value is None:
+        return None
+    if not isinstance(value, str) or not 1 <= len(value) <= MAX_SECRET_LENGTH:
+        what = f"a string of {len(value)} characters" if isinstance(value, str) else _json_type(value)
+        raise BadMessage(
+            f"field 'secret' must be a string of 1 to {MAX_SECRET_LENGTH} characters, got {what}; "
+            "omit it or send the same random string each time this phone registers",
+            in_reply_to="register",
+        )
+    return value.encode("utf-8", "surrogatepass")
 
 
 def _parse(frame: str) -> dict[str, Any]:

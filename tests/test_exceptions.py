@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from nbcall.exceptions import BadMessage, DuplicateID, NbcallError, SignalingError
+from nbcall.exceptions import BadMessage, DuplicateID, NbcallError, RateLimited, SignalingError
 
 
 def test_error_received_from_a_server_becomes_the_matching_class() -> None:
@@ -16,8 +16,13 @@ def test_error_received_from_a_server_becomes_the_matching_class() -> None:
 
 
 def test_unknown_wire_code_from_a_newer_server_keeps_its_code() -> None:
+    exc = SignalingError.from_wire("teleport-failed", "try walking")
+    assert type(exc) is SignalingError and exc.code == "teleport-failed"
+
+
+def test_rate_limited_has_its_own_class() -> None:
     exc = SignalingError.from_wire("rate-limited", "slow down")
-    assert type(exc) is SignalingError and exc.code == "rate-limited"
+    assert type(exc) is RateLimited and exc.in_reply_to is None
 
 
 def test_refinements_inherit_a_code_but_a_second_owner_is_refused() -> None:

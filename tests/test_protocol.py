@@ -10,7 +10,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from nbcall.protocol import KNOWN_TYPES, SignalingProtocol, encode_message, validate_id
+from nbcall.limits import TokenBucket
+from nbcall.protocol import KNOWN_TYPES, Close, SignalingProtocol, encode_message, validate_id
 
 OFFER_SDP = json.dumps(
     {
@@ -108,7 +109,8 @@ def test_duplicate_id_is_refused_and_the_original_keeps_receiving(proto: Signali
     err = error_of(proto.receive("c", frame(type="register", **{"from": "A"})), "c")
     assert err["code"] == "duplicate-id"
     assert err["message"] == (
-        "ID 'A' is already registered by another connection; pick another ID or close the other phone first"
+        "ID 'A' is already registered by another connection; pick another ID, "
+        "close the other phone first, or reclaim it with the secret it registered with"
     )
     assert proto.id_of("c") is None
     out = proto.receive("b", frame(type="call", to="A", sdp=OFFER_SDP))
@@ -410,6 +412,7 @@ messages = st.fixed_dictionaries(
         "sdp": st.text(max_size=30) | json_values,
         "candidate": st.text(max_size=30) | json_values,
         "reason": st.text(max_size=30) | json_values,
+        "secret": st.sampled_from(["s1", "s2"]) | json_values,
     },
 )
 frames = (
@@ -432,9 +435,103 @@ def test_random_frames_never_break_the_protocol_or_the_relay(batch: list[tuple[s
     for conn, text in batch:
         for target, reply in p.receive(conn, text):
             assert target in "abc"
+            assert isinstance(reply, str), reply  # no Close: nobody here may take A's or B's ID
             reply.encode("utf-8")  # sendable as a websocket text frame
             decoded = json.loads(reply)
             assert isinstance(decoded, dict) and isinstance(decoded["type"], str)
     assert p.id_of("a") == "A" and p.id_of("b") == "B"
     assert only(p.receive("a", frame(type="call", to="B", sdp="offer")), "b")["from"] == "A"
     assert only(p.receive("b", frame(type="answer", to="A", sdp="answer")), "a")["from"] == "B"
+
+
+# -- reclaiming an ID ---------------------------------------------------------
+
+
+def register_with_secret(
+    p: SignalingProtocol[str], conn: str, peer_id: str, secret: object
+) -> list[tuple[str, str | Close]]:
+    p.connect(conn)
+    return p.receive(conn, frame(type="register", secret=secret, **{"from": peer_id}))
+
+
+def test_same_secret_reclaims_the_id_and_closes_the_old_connection_without_churn() -> None:
+    p: SignalingProtocol[str] = SignalingProtocol()
+    register(p, "b", "B")
+    register_with_secret(p, "a", "A", "phone-A-secret")
+    out = register_with_secret(p, "a2", "A", "phone-A-secret")
+    assert out == [
+        ("a2", '{"type":"registered","id":"A","peers":["B"]}'),
+        ("a", Close(1008, "replaced by a newer connection of the same phone")),
+    ]  # B hears neither `left` nor `joined`: A never went offline
+    assert p.id_of("a2") == "A" and p.id_of("a") is None and p.peers == ["A", "B"]
+    assert p.disconnect("a") == []  # the old connection's end frees nothing
+    assert only(p.receive("b", frame(type="call", to="A", sdp=OFFER_SDP)), "a2")["from"] == "B"
+    # The new connection holds the secret too: the phone can reconnect again.
+    assert register_with_secret(p, "a3", "A", "phone-A-secret")[1] == ("a2", Close(1008, ANY_REASON))
+
+
+ANY_REASON = "replaced by a newer connection of the same phone"
+
+
+@pytest.mark.parametrize("secret", [None, "wrong", "phone-A-secre", "phone-A-secret!"])
+def test_missing_or_wrong_secret_cannot_take_an_id_over(secret: str | None) -> None:
+    p: SignalingProtocol[str] = SignalingProtocol()
+    register_with_secret(p, "a", "A", "phone-A-secret")
+    out = register(p, "x", "A") if secret is None else register_with_secret(p, "x", "A", secret)
+    err = error_of(out, "x")  # type: ignore[arg-type]
+    assert (err["code"], err["in_reply_to"]) == ("duplicate-id", "register")
+    assert "phone-A-secret" not in json.dumps(err) and (secret is None or secret not in err["message"])
+    assert p.id_of("a") == "A" and p.id_of("x") is None
+
+
+def test_an_id_registered_without_a_secret_cannot_be_reclaimed() -> None:
+    p: SignalingProtocol[str] = SignalingProtocol()
+    register(p, "a", "A")
+    assert error_of(register_with_secret(p, "x", "A", "guess"), "x")["code"] == "duplicate-id"  # type: ignore[arg-type]
+    assert p.id_of("a") == "A"
+
+
+def test_the_secret_is_forgotten_when_the_id_is_freed() -> None:
+    p: SignalingProtocol[str] = SignalingProtocol()
+    register_with_secret(p, "a", "A", "s1")
+    p.disconnect("a")
+    register(p, "b", "A")  # a new owner without a secret
+    assert error_of(register_with_secret(p, "x", "A", "s1"), "x")["code"] == "duplicate-id"  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("secret", [42, "", "s" * 257, ["s"]])
+def test_malformed_secret_is_a_bad_message_that_does_not_echo_it(secret: object) -> None:
+    p: SignalingProtocol[str] = SignalingProtocol()
+    err = error_of(register_with_secret(p, "a", "A", secret), "a")  # type: ignore[arg-type]
+    assert err["code"] == "bad-message" and "'secret'" in err["message"]
+    assert "sss" not in err["message"] and "42" not in err["message"]
+    assert p.peers == []
+
+
+def test_secrets_are_never_logged(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, logger="nbcall.protocol")
+    p: SignalingProtocol[str] = SignalingProtocol()
+    register_with_secret(p, "a", "A", "hunter2-secret")
+    register_with_secret(p, "x", "A", "wrong-secret")
+    register_with_secret(p, "a2", "A", "hunter2-secret")
+    text = caplog.text
+    assert "'A' reconnected" in text
+    assert "hunter2" not in text and "wrong-secret" not in text
+
+
+# -- token bucket ---------------------------------------------------------------
+
+
+def test_token_bucket_allows_a_burst_then_the_rate() -> None:
+    bucket = TokenBucket(rate=4, capacity=3, now=100.0)
+    assert [bucket.take(100.0) for _ in range(4)] == [True, True, True, False]
+    assert bucket.take(100.125) is False  # half a token
+    assert bucket.take(100.25) is True  # one token after 1/4 s
+    assert [bucket.take(200.0) for _ in range(4)] == [True, True, True, False]  # refills to capacity only
+
+
+def test_token_bucket_refuses_bad_parameters() -> None:
+    with pytest.raises(ValueError, match="rate"):
+        TokenBucket(rate=0, capacity=1, now=0)
+    with pytest.raises(ValueError, match="capacity"):
+        TokenBucket(rate=1, capacity=0, now=0)

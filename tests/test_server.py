@@ -173,7 +173,8 @@ async def test_duplicate_id_is_refused_and_the_original_keeps_receiving(server: 
     async with pair(server) as (a, b), connect(server.url) as impostor:
         err = await expect_error(impostor, json.dumps({"type": "register", "from": "A"}), "duplicate-id")
         assert err["message"] == (
-            "ID 'A' is already registered by another connection; pick another ID or close the other phone first"
+            "ID 'A' is already registered by another connection; pick another ID, "
+            "close the other phone first, or reclaim it with the secret it registered with"
         )
         await assert_relay_works(b, a, "A", "B")
         # The refused connection stays open and may pick another ID.
@@ -258,6 +259,11 @@ async def test_frame_above_the_websocket_limit_closes_with_1009_and_frees_the_id
 async def test_a_dead_recipient_does_not_break_the_senders_connection(server: SignalingServer) -> None:
     class DeadSocket:
         """Stands for a peer whose socket died before its handler noticed."""
+
+        class transport:  # an asyncio transport with nothing buffered
+            @staticmethod
+            def get_write_buffer_size() -> int:
+                return 0
 
         async def send(self, text: str) -> None:
             raise ConnectionClosed(None, None)
