@@ -1,0 +1,425 @@
+"""The Phone widget's Python half, without a browser.
+
+A real signaling server runs on the kernel's background loop; raw websockets clients speaking the wire
+protocol stand in for other phones. The browser half is simulated by delivering custom widget messages the
+way ipywidgets does (``Widget._handle_custom_msg(content, buffers)``, buffers as memoryviews).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import socket
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from ipywidgets.widgets import widget as ipywidget
+from websockets.sync.client import ClientConnection, connect
+
+from nbcall import CallError, Message, Phone, kernel
+from nbcall.exceptions import DuplicateID, ServerUnreachable
+from nbcall.payload import encode
+from nbcall.server import SignalingServer, serve
+
+TIMEOUT = 5.0
+OFFER = json.dumps({"type": "offer", "sdp": "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n"})
+
+
+def wait_until(condition: Callable[[], object], what: str, timeout: float = TIMEOUT) -> None:
+    """Poll ``condition`` until it holds; fail naming ``what`` at the deadline."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.01)
+
+
+class RawPeer:
+    """Another phone, as a bare websockets client speaking the wire protocol."""
+
+    def __init__(self, url: str, user_id: str) -> None:
+        self.id = user_id
+        self._exit = contextlib.ExitStack()
+        self.ws: ClientConnection = self._exit.enter_context(connect(url, open_timeout=TIMEOUT))
+        self.send(type="register")
+        self.registered = self.recv()
+        assert self.registered["type"] == "registered", self.registered
+
+    def send(self, **fields: Any) -> None:
+        self.ws.send(json.dumps({"from": self.id, **fields}))
+
+    def recv(self) -> dict[str, Any]:
+        return json.loads(self.ws.recv(timeout=TIMEOUT))
+
+    def recv_type(self, msg_type: str) -> dict[str, Any]:
+        """The next message of ``msg_type``, skipping presence news (joined/left)."""
+        deadline = time.monotonic() + TIMEOUT
+        seen = []
+        while time.monotonic() < deadline:
+            try:
+                msg = json.loads(self.ws.recv(timeout=max(0.01, deadline - time.monotonic())))
+            except TimeoutError:
+                break
+            if msg["type"] == msg_type:
+                return msg
+            seen.append(msg)
+        pytest.fail(f"{self.id} received no {msg_type!r} within {TIMEOUT} s; got {seen}")
+
+    def call(self, to: str) -> None:
+        self.send(type="call", to=to, sdp=OFFER)
+
+    def close(self) -> None:
+        self._exit.close()
+
+
+@pytest.fixture
+def server() -> Iterator[SignalingServer]:
+    signaling = kernel.run(serve(), timeout=TIMEOUT)
+    yield signaling
+
+    async def stop() -> None:
+        signaling.close()
+        await signaling.wait_closed()
+
+    kernel.run(stop(), timeout=TIMEOUT)
+
+
+@pytest.fixture
+def make_phone(server: SignalingServer) -> Iterator[Callable[..., Phone]]:
+    made: list[Phone] = []
+
+    def make(user_id: str, **options: Any) -> Phone:
+        phone = Phone(user_id, server=server.url, **options)
+        made.append(phone)
+        return phone
+
+    yield make
+    for phone in made:
+        phone.close()
+
+
+@pytest.fixture
+def raw_peer(server: SignalingServer) -> Iterator[Callable[[str], RawPeer]]:
+    made: list[RawPeer] = []
+
+    def make(user_id: str) -> RawPeer:
+        peer = RawPeer(server.url, user_id)
+        made.append(peer)
+        return peer
+
+    yield make
+    for peer in made:
+        peer.close()
+
+
+def ring(phone: Phone, caller: RawPeer) -> None:
+    caller.call(phone.user_id)
+    wait_until(lambda: phone.state == "ringing", f"{phone.user_id} to ring (state {phone.state!r})")
+
+
+def from_browser(phone: Phone, content: dict[str, Any], *buffers: bytes) -> None:
+    """Deliver a custom message from the browser half, as ipywidgets does."""
+    phone._handle_custom_msg(content, [memoryview(b) for b in buffers])
+
+
+def connected(phone: Phone, caller: RawPeer) -> Phone:
+    """``phone`` in a connected call with ``caller``: it rang, answered, and the browser opened the channel."""
+    ring(phone, caller)
+    phone.answer()
+    from_browser(phone, {"type": "channel", "state": "open"})
+    assert phone.state == "connected"
+    return phone
+
+
+def receive(phone: Phone, data: Any) -> None:
+    """The browser half reports one data-channel message carrying ``data``."""
+    kind, payload = encode(data)
+    from_browser(phone, {"type": "message", "kind": kind, "last": True}, payload)
+
+
+# ------------------------------------------------------------------------------------------ presence
+
+
+def test_phone_registers_and_sees_peers_already_online(make_phone, raw_peer) -> None:
+    raw_peer("A")
+    phone = make_phone("P")
+    assert phone.user_id == "P"
+    assert phone.online
+    assert phone.peers == ["A"]
+    assert phone.state == "idle"
+
+
+def test_peer_registering_appears_in_peers_and_leaving_removes_it(make_phone, raw_peer) -> None:
+    phone = make_phone("P")
+    assert phone.peers == []
+    other = raw_peer("B")
+    wait_until(lambda: phone.peers == ["B"], f"B in peers (peers {phone.peers})")
+    other.close()
+    wait_until(lambda: phone.peers == [], f"B gone from peers (peers {phone.peers})")
+
+
+def test_closing_a_phone_tells_the_others_it_left(make_phone, raw_peer) -> None:
+    other = raw_peer("B")
+    phone = make_phone("P")
+    assert other.recv_type("joined")["id"] == "P"
+    phone.close()
+    assert other.recv_type("left")["id"] == "P"
+
+
+def test_duplicate_id_raises_clearly_and_leaves_no_widget(server, raw_peer) -> None:
+    raw_peer("A")
+    widgets_before = set(ipywidget._instances)
+    with pytest.raises(DuplicateID) as info:
+        Phone("A", server=server.url, timeout=TIMEOUT)
+    assert "'A' is already registered" in str(info.value)
+    assert info.value.code == "duplicate-id"
+    assert set(ipywidget._instances) == widgets_before
+
+
+def test_unreachable_server_raises_naming_the_url() -> None:
+    with socket.socket() as sock:  # a port that was free a moment ago: nothing listens there
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    url = f"ws://127.0.0.1:{port}/ws"
+    widgets_before = set(ipywidget._instances)
+    with pytest.raises(ServerUnreachable) as info:
+        Phone("P", server=url, timeout=2)
+    assert url in str(info.value)
+    assert set(ipywidget._instances) == widgets_before
+
+
+# ---------------------------------------------------------------------------------- incoming calls
+
+
+def test_incoming_call_rings_and_is_logged(make_phone, raw_peer) -> None:
+    phone = make_phone("P")
+    caller = raw_peer("A")
+    ring(phone, caller)
+    assert phone.peer == "A"
+    entries = [e for e in phone.log if e["dir"] == "in" and e["type"] == "call"]
+    assert len(entries) == 1
+    assert entries[0]["detail"]["from"] == "A"
+    assert entries[0]["detail"]["sdp"] == OFFER
+    assert entries[0]["size"] > len(OFFER)
+
+
+def test_decline_sends_decline_to_the_caller(make_phone, raw_peer) -> None:
+    phone = make_phone("P")
+    caller = raw_peer("A")
+    ring(phone, caller)
+    phone.decline("not now")
+    msg = caller.recv_type("decline")
+    assert (msg["from"], msg["to"], msg["reason"]) == ("P", "A", "not now")
+    assert phone.state == "ended"
+
+
+def test_second_caller_while_ringing_gets_busy_with_a_reason(make_phone, raw_peer) -> None:
+    phone = make_phone("P")
+    first, second = raw_peer("A"), raw_peer("B")
+    ring(phone, first)
+    second.call("P")
+    msg = second.recv_type("busy")
+    assert msg["from"] == "P"
+    assert msg["reason"] == "P is ringing with A"
+    assert (phone.state, phone.peer) == ("ringing", "A")
+
+
+def test_caller_hanging_up_while_ringing_ends_the_ringing(make_phone, raw_peer) -> None:
+    phone = make_phone("P")
+    caller = raw_peer("A")
+    ring(phone, caller)
+    caller.send(type="hangup", to="P")
+    wait_until(lambda: phone.state == "ended", f"ringing to end (state {phone.state!r})")
+
+
+def test_hangup_from_someone_else_does_not_end_the_ringing(make_phone, raw_peer) -> None:
+    phone = make_phone("P")
+    caller, stranger = raw_peer("A"), raw_peer("B")
+    ring(phone, caller)
+    stranger.send(type="hangup", to="P")
+    wait_until(
+        lambda: any(e["type"] == "hangup" and e["dir"] == "in" for e in phone.log), "the stranger's hangup"
+    )
+    assert (phone.state, phone.peer) == ("ringing", "A")
+
+
+# --------------------------------------------------------------------------------- refused actions
+
+
+def test_answer_when_not_ringing_says_so(make_phone) -> None:
+    phone = make_phone("P")
+    with pytest.raises(CallError, match=r"no incoming call to answer \(state 'idle'\)"):
+        phone.answer()
+    assert phone.state == "idle"
+
+
+def test_send_when_not_connected_raises(make_phone) -> None:
+    phone = make_phone("P")
+    with pytest.raises(CallError, match=r"not in a connected call \(state 'idle'\)"):
+        phone.send("hello")
+
+
+def test_calling_yourself_raises(make_phone, raw_peer) -> None:
+    raw_peer("A")
+    phone = make_phone("P")
+    with pytest.raises(CallError, match="cannot call itself") as info:
+        phone.call("P")
+    assert "A" in str(info.value)  # suggests who to call instead
+    assert phone.state == "idle"
+
+
+# ------------------------------------------------------------------------------------------ wait_for
+
+
+async def test_wait_for_times_out_naming_the_state(make_phone) -> None:
+    phone = make_phone("P")
+    started = time.monotonic()
+    with pytest.raises(TimeoutError) as info:
+        await phone.wait_for("connected", timeout=0.2)
+    assert time.monotonic() - started < 2
+    assert "did not reach connected within 0.2 s (state 'idle')" in str(info.value)
+
+
+async def test_wait_for_returns_when_a_call_rings(make_phone, raw_peer) -> None:
+    phone = make_phone("P")
+    waiting = asyncio.create_task(phone.wait_for("ringing", timeout=TIMEOUT))
+    raw_peer("A").call("P")
+    assert await waiting == "ringing"
+    assert phone.peer == "A"
+
+
+async def test_wait_for_the_current_state_returns_at_once(make_phone) -> None:
+    phone = make_phone("P")
+    assert await phone.wait_for("connected", "idle", timeout=0.5) == "idle"
+
+
+async def test_wait_for_raises_when_the_call_is_declined_with_the_reason(make_phone, raw_peer) -> None:
+    callee = raw_peer("A")
+    phone = make_phone("P")
+    phone.call("A")
+    waiting = asyncio.create_task(phone.wait_for("connected", timeout=TIMEOUT))
+    callee.send(type="decline", to="P")
+    with pytest.raises(CallError, match="P's call ended: A declined the call"):
+        await waiting
+
+
+async def test_wait_for_raises_when_the_caller_goes_offline_while_ringing(make_phone, raw_peer) -> None:
+    phone = make_phone("P")
+    caller = raw_peer("A")
+    ring(phone, caller)
+    waiting = asyncio.create_task(phone.wait_for("connected", timeout=TIMEOUT))
+    caller.close()
+    with pytest.raises(CallError, match="P's call failed: A went offline"):
+        await waiting
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug: Phone._on_server_hangup ends with error '' and drops the hangup's reason and who hung up",
+)
+async def test_wait_for_raises_when_the_caller_hangs_up_while_ringing_with_the_reason(
+    make_phone, raw_peer
+) -> None:
+    phone = make_phone("P")
+    caller = raw_peer("A")
+    ring(phone, caller)
+    waiting = asyncio.create_task(phone.wait_for("connected", timeout=TIMEOUT))
+    caller.send(type="hangup", to="P", reason="changed my mind")
+    with pytest.raises(CallError) as info:
+        await waiting
+    assert "A hung up" in str(info.value)
+    assert "changed my mind" in str(info.value)
+
+
+@pytest.mark.parametrize("states", [("dialing",), ("ringing", "Connected"), ()])
+async def test_wait_for_unknown_state_raises_value_error(make_phone, states: tuple[str, ...]) -> None:
+    phone = make_phone("P")
+    with pytest.raises(ValueError) as info:
+        await phone.wait_for(*states, timeout=0.2)
+    assert "wait for one or more of" in str(info.value)
+    for state in states:
+        if state != "ringing":
+            assert repr(state) in str(info.value)
+    assert "'ringing'" not in str(info.value).split(", not ")[-1]
+
+
+# ------------------------------------------------------------------------ messages from the browser
+
+
+def test_messages_from_the_browser_are_decoded_with_their_types(make_phone, raw_peer) -> None:
+    phone = connected(make_phone("P"), raw_peer("A"))
+    sent = ["héllo ✓", b"\x00\xffraw", {"x": [1, 2.5, None]}, [True, "b"], 7]
+    for data in sent:
+        receive(phone, data)
+    received = phone.messages
+    assert [m.data for m in received] == sent
+    assert [type(m.data) for m in received] == [type(d) for d in sent]
+    assert [m.kind for m in received] == ["str", "bytes", "json", "json", "json"]
+    assert [m.size for m in received] == [len(encode(d)[1]) for d in sent]
+    assert {m.sender for m in received} == {"A"}
+    assert all(isinstance(m, Message) for m in received)
+
+
+def test_messages_are_bounded_by_max_messages_keeping_the_newest(make_phone, raw_peer) -> None:
+    phone = connected(make_phone("P", max_messages=3), raw_peer("A"))
+    for n in range(5):
+        receive(phone, n)
+    assert [m.data for m in phone.messages] == [2, 3, 4]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug: Phone._on_browser_message slices messages[-(max_messages - 1):], which is [-0:] (all) for 1",
+)
+def test_max_messages_one_keeps_only_the_latest(make_phone, raw_peer) -> None:
+    phone = connected(make_phone("P", max_messages=1), raw_peer("A"))
+    for n in range(3):
+        receive(phone, n)
+    assert [m.data for m in phone.messages] == [2]
+
+
+def test_a_message_in_several_parts_is_reassembled(make_phone, raw_peer) -> None:
+    phone = connected(make_phone("P"), raw_peer("A"))
+    text = "é" * 3 + "✓ done"
+    payload = text.encode("utf-8")
+    parts = [payload[:1], payload[1:4], payload[4:]]  # splits inside multi-byte characters
+    from_browser(phone, {"type": "message", "kind": "str", "last": False}, parts[0])
+    from_browser(phone, {"type": "message", "kind": "str", "last": False}, parts[1])
+    assert phone.messages == []
+    from_browser(phone, {"type": "message", "kind": "str", "last": True}, parts[2])
+    assert [(m.data, m.kind, m.size) for m in phone.messages] == [(text, "str", len(payload))]
+    receive(phone, b"next")  # the parts were consumed: the next message stands alone
+    assert phone.messages[-1].data == b"next"
+
+
+def test_a_message_that_does_not_decode_is_reported_not_stored(make_phone, raw_peer) -> None:
+    phone = connected(make_phone("P"), raw_peer("A"))
+    from_browser(phone, {"type": "message", "kind": "json", "last": True}, b"{broken")
+    assert phone.messages == []
+    assert "received a json message that does not decode" in phone.error
+
+
+def test_on_message_callbacks_run_once_per_message_despite_a_failing_one(
+    make_phone, raw_peer, caplog: pytest.LogCaptureFixture
+) -> None:
+    phone = connected(make_phone("P"), raw_peer("A"))
+    calls: list[tuple[str, Any]] = []
+
+    @phone.on_message
+    def broken(message: Message) -> None:
+        calls.append(("broken", message.data))
+        raise RuntimeError("callback bug")
+
+    phone.on_message(lambda message: calls.append(("good", message.data)))
+    with caplog.at_level(logging.ERROR, logger="nbcall.phone"):
+        receive(phone, "one")
+        receive(phone, {"two": 2})
+    assert calls == [("broken", "one"), ("good", "one"), ("broken", {"two": 2}), ("good", {"two": 2})]
+    assert [m.data for m in phone.messages] == ["one", {"two": 2}]
+    failures = [r for r in caplog.records if "on_message callback" in r.getMessage()]
+    assert len(failures) == 2
+    assert all(r.exc_info and "callback bug" in str(r.exc_info[1]) for r in failures)
