@@ -77,6 +77,8 @@ class Phone(anywidget.AnyWidget):
     ) -> None:
         if not isinstance(user_id, str) or not user_id.strip():
             raise ValueError(f"user_id must be a non-empty string, not {user_id!r}")
+        if max_messages < 0 or max_log < 0:
+            raise ValueError(f"max_messages and max_log must be >= 0, not {max_messages} and {max_log}")
         url = server or kernel.default_server().url
         client = SignalingClient(url, user_id)
         # Register before the widget exists, so a refused ID (taken, invalid) leaves no dead widget behind.
@@ -268,7 +270,8 @@ class Phone(anywidget.AnyWidget):
 
     def _on_server_hangup(self, message: dict[str, Any]) -> None:
         if self.state in _IN_CALL and message["from"] == self.peer:
-            self._end("ended", "")
+            why = message.get("reason")
+            self._end("ended", f"{self.peer} hung up" + (f": {why}" if why else ""))
 
     def _on_server_decline(self, message: dict[str, Any]) -> None:
         if self.state == "calling" and message["from"] == self.peer:
@@ -350,7 +353,8 @@ class Phone(anywidget.AnyWidget):
             self._set(error=f"received a {content['kind']} message that does not decode: {exc}")
             return
         message = Message(data, self.peer, content["kind"], len(payload), time.time())
-        self.set_trait("messages", [*self.messages[-(self.max_messages - 1) :], message])
+        kept = [*self.messages, message]
+        self.set_trait("messages", kept[max(0, len(kept) - self.max_messages) :])
         for callback in list(self._callbacks):
             try:
                 callback(message)

@@ -317,10 +317,6 @@ async def test_wait_for_raises_when_the_caller_goes_offline_while_ringing(make_p
         await waiting
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: Phone._on_server_hangup ends with error '' and drops the hangup's reason and who hung up",
-)
 async def test_wait_for_raises_when_the_caller_hangs_up_while_ringing_with_the_reason(
     make_phone, raw_peer
 ) -> None:
@@ -371,10 +367,6 @@ def test_messages_are_bounded_by_max_messages_keeping_the_newest(make_phone, raw
     assert [m.data for m in phone.messages] == [2, 3, 4]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: Phone._on_browser_message slices messages[-(max_messages - 1):], which is [-0:] (all) for 1",
-)
 def test_max_messages_one_keeps_only_the_latest(make_phone, raw_peer) -> None:
     phone = connected(make_phone("P", max_messages=1), raw_peer("A"))
     for n in range(3):

@@ -85,7 +85,7 @@ def test_call_answer_exchange_typed_data_both_ways_and_hang_up(lab: Lab, page: P
     assert nb.value("a.stats['local_candidate']['type']") == "host"
 
     nb.run('a.hangup()\nawait b.wait_for("ended", timeout=10)')
-    assert nb.value("(a.state, b.state, b.error)") == ["ended", "ended", ""]
+    assert nb.value("(a.state, b.state, b.error)") == ["ended", "ended", "A hung up"]
     assert ["in", "hangup"] in nb.value("[(e['dir'], e['type']) for e in b.log]")  # told by the peer, not a timeout
     expect(nb.phone("B", "ended")).to_be_visible()
     assert signaling_sockets == []
