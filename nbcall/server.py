@@ -56,6 +56,19 @@ RATE_ABUSE_WINDOW = 10.0
 OriginPattern = str | re.Pattern[str]
 
 
+_SECRETS = re.compile(r'(token=)[^&\s]*|("(?:secret|sdp)"\s*:\s*")(?:[^"\\]|\\.)*')
+
+
+class _RedactingLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """websockets' logger, minus tokens in request lines and secrets or SDP in logged frames."""
+
+    def log(self, level: int, msg: object, *args: object, **kwargs: object) -> None:
+        if not self.isEnabledFor(level):
+            return
+        text = str(msg) % args if args else str(msg)
+        self.logger.log(level, _SECRETS.sub(r"\1\2***", text), **kwargs)  # type: ignore[arg-type]
+
+
 class _Peer:
     """What the server tracks per open connection, beyond the protocol's registry."""
 
@@ -490,6 +503,7 @@ async def serve(
         # With max_pending_bytes, the server bounds each write buffer itself (see _send) and
         # asyncio's flow control must never pause a sender; without it, websockets' default applies.
         write_limit=2**15 if max_pending_bytes is None else 2**62,
+        logger=_RedactingLogger(logging.getLogger("websockets.server")),
     )
     host, port = server.sockets[0].getsockname()[:2]
     signaling._server, signaling._address = server, (str(host), int(port))

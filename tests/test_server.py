@@ -3,15 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator
+import os
+import random
+import shutil
+import socket
+import ssl
+import subprocess
+from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidMessage, InvalidStatus
+from websockets.protocol import State
 
 from nbcall.server import SignalingServer, serve
 
@@ -357,3 +367,411 @@ async def test_registrations_calls_and_departures_are_logged(
         "'B' -> 'A': call",
         "'B' left",
     ]
+
+
+# -- a raw client that stops reading ---------------------------------------------
+
+
+class RawClient:
+    """A WebSocket client on a bare socket: it reads only when told, so it can play dead."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+
+    @classmethod
+    async def connect(cls, server: SignalingServer, peer_id: str) -> RawClient:
+        loop = asyncio.get_running_loop()
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # small, so the server's side fills
+        sock.setblocking(False)
+        await asyncio.wait_for(loop.sock_connect(sock, (server.host, server.port)), TIMEOUT)
+        key = base64.b64encode(os.urandom(16)).decode()
+        target = server.url.split(str(server.port), 1)[1]
+        request = (
+            f"GET {target} HTTP/1.1\r\nHost: {server.host}:{server.port}\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        )
+        await loop.sock_sendall(sock, request.encode())
+        response = b""
+        while b"\r\n\r\n" not in response:
+            chunk = await asyncio.wait_for(loop.sock_recv(sock, 1), TIMEOUT)  # not a byte past the headers
+            assert chunk, response
+            response += chunk
+        assert response.startswith(b"HTTP/1.1 101"), response
+        client = cls(sock)
+        await client.send(json.dumps({"type": "register", "from": peer_id}))
+        return client
+
+    async def send(self, text: str) -> None:
+        payload = text.encode()
+        assert len(payload) < 126
+        mask = os.urandom(4)
+        masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+        frame = bytes([0x81, 0x80 | len(payload)]) + mask + masked
+        await asyncio.get_running_loop().sock_sendall(self.sock, frame)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+async def wait_until(condition: Callable[[], bool], what: str) -> None:
+    """Poll ``condition`` until it holds; fail with ``what`` after TIMEOUT seconds."""
+    deadline = asyncio.get_running_loop().time() + TIMEOUT
+    while not condition():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"timed out waiting until {what}")
+        await asyncio.sleep(0.01)
+
+
+async def expect_close(ws: ClientConnection, code: int) -> str:
+    """Read until the server closes ``ws``; check the code, return the reason."""
+    with pytest.raises(ConnectionClosed) as closed:
+        while True:
+            await asyncio.wait_for(ws.recv(), TIMEOUT)
+    assert closed.value.rcvd is not None, closed.value
+    assert closed.value.rcvd.code == code, closed.value.rcvd
+    return closed.value.rcvd.reason
+
+
+def refusal(exc: pytest.ExceptionInfo[InvalidStatus]) -> tuple[int, str]:
+    return exc.value.response.status_code, bytes(exc.value.response.body).decode()
+
+
+# -- authentication -------------------------------------------------------------
+
+
+async def test_token_is_required_before_anyone_can_register() -> None:
+    async with await serve(token="s3cret/+&=") as server:
+        assert server.url == f"ws://127.0.0.1:{server.port}/ws?token=s3cret%2F%2B%26%3D"
+        assert server.url_without_token == f"ws://127.0.0.1:{server.port}/ws"
+        assert "s3cret" not in repr(server)
+        for url, what in [
+            (server.url_without_token, "no token"),
+            (server.url_without_token + "?token=s3cret", "a wrong token"),
+            (server.url_without_token + "?token=S3CRET%2F%2B%26%3D", "a wrong token"),
+            (server.url + "&token=s3cret%2F%2B%26%3D", "several tokens"),
+        ]:
+            with pytest.raises(InvalidStatus) as refused:
+                async with connect(url):
+                    pass
+            status, body = refusal(refused)
+            assert status == 401
+            assert f"requires a token and the request had {what}" in body
+            assert f"{server.url_without_token}?token=TOKEN" in body
+        assert server.protocol.connections == 0
+        async with pair(server) as (a, b):
+            await assert_relay_works(a, b, "B", "A")
+
+
+async def test_token_check_comes_before_the_connection_limit_and_is_not_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    async with await serve(token="tok-123", max_connections=1) as server, peer(server, "A"):
+        with pytest.raises(InvalidStatus) as refused:
+            async with connect(server.url_without_token + "?token=guess-456"):
+                pass
+        assert refusal(refused)[0] == 401
+        with pytest.raises(InvalidStatus) as full:
+            async with connect(server.url):
+                pass
+        assert refusal(full)[0] == 503
+    server_side = "\n".join(
+        r.getMessage() for r in caplog.records if r.name.startswith(("nbcall", "websockets.server"))
+    )
+    assert "GET /ws?token=*** HTTP/1.1" in server_side  # websockets' own DEBUG lines, redacted
+    assert "tok-123" not in server_side and "guess-456" not in server_side
+    assert "wrong token" in server_side
+
+
+# -- IDs belong to their connection --------------------------------------------
+
+
+async def test_takeover_without_the_secret_is_refused_and_the_owner_keeps_its_id(
+    server: SignalingServer,
+) -> None:
+    async with connect(server.url) as owner, peer(server, "B") as b, connect(server.url) as stranger:
+        await send(owner, type="register", secret="owner-secret", **{"from": "A"})
+        assert (await recv(owner))["type"] == "registered"
+        assert await recv(b) == {"type": "joined", "id": "A"}
+        for attempt in [{}, {"secret": "guess"}, {"secret": ""}]:
+            await send(stranger, type="register", **{"from": "A"}, **attempt)
+            err = await recv(stranger)
+            assert err["type"] == "error" and err["code"] in ("duplicate-id", "bad-message"), err
+            assert "owner-secret" not in json.dumps(err)
+        await assert_relay_works(b, owner, "A", "B")
+        # Hang-ups and calls naming A as sender are refused too: nobody can speak for A.
+        await send(stranger, type="register", **{"from": "S"})
+        assert (await recv(stranger))["type"] == "registered"
+        await expect_error(stranger, json.dumps({"type": "hangup", "from": "A", "to": "B"}), "wrong-from")
+
+
+async def test_reconnecting_phone_reclaims_its_id_with_its_secret(server: SignalingServer) -> None:
+    async with connect(server.url) as old, peer(server, "B") as b:
+        await send(old, type="register", secret="per-phone-secret", **{"from": "A"})
+        assert (await recv(old))["type"] == "registered"
+        assert await recv(b) == {"type": "joined", "id": "A"}
+        async with connect(server.url) as new:
+            await send(new, type="register", secret="per-phone-secret", **{"from": "A"})
+            assert await recv(new) == {"type": "registered", "id": "A", "peers": ["B"]}
+            assert await expect_close(old, 1008) == "replaced by a newer connection of the same phone"
+            # B hears no left/joined: the next thing it receives is A's call on the new connection.
+            await assert_relay_works(new, b, "B", "A")
+            await assert_relay_works(b, new, "A", "B")
+            await wait_until(lambda: server.protocol.connections == 2, "the old connection is gone")
+            assert server.protocol.peers == ["A", "B"]
+
+
+# -- origins ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("origins", "origin", "allowed"),
+    [
+        ("default", None, True),
+        ("default", "http://localhost:8888", True),
+        ("default", "https://127.0.0.1:9999", True),
+        ("default", "http://[::1]:8888", True),
+        ("default", "http://localhost", True),
+        ("default", "https://evil.example", False),
+        ("default", "http://localhost.evil.example:8888", False),
+        ("default", "null", False),
+        (["https://hub.example.org"], "https://hub.example.org", True),
+        (["https://hub.example.org"], "http://localhost:8888", False),
+        (["https://*.example.org"], "https://lab.example.org", True),
+        (["*"], "https://anywhere.example", True),
+        (None, "https://anywhere.example", True),
+    ],
+)
+async def test_browser_origins_are_checked_at_the_handshake(
+    origins: Any, origin: str | None, allowed: bool
+) -> None:
+    options = {} if origins == "default" else {"origins": origins}
+    async with await serve(**options) as server:
+        headers = {} if origin is None else {"Origin": origin}
+        if allowed:
+            async with connect(server.url, additional_headers=headers) as ws:
+                await send(ws, type="register", **{"from": "A"})
+                assert (await recv(ws))["type"] == "registered"
+        else:
+            with pytest.raises(InvalidStatus) as refused:
+                async with connect(server.url, additional_headers=headers):
+                    pass
+            status, body = refusal(refused)
+            assert status == 403
+            assert f"origin {origin!r} may not connect" in body and f"--allow-origin {origin}" in body
+
+
+# -- TLS ----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 and localhost, made with the openssl command."""
+    if shutil.which("openssl") is None:
+        pytest.skip("needs the openssl command to make a test certificate")
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
+         "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost", "-keyout", str(key), "-out", str(cert)],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )  # fmt: skip
+    return cert, key
+
+
+async def test_tls_server_speaks_wss_verified_against_its_certificate(certificate: tuple[Path, Path]) -> None:
+    cert, key = certificate
+    server_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_context.load_cert_chain(cert, key)
+    client_context = ssl.create_default_context(cafile=str(cert))
+    async with await serve(ssl_context=server_context, token="t") as server:
+        assert server.url == f"wss://127.0.0.1:{server.port}/ws?token=t"
+        async with (
+            connect(server.url, ssl=client_context) as a,
+            connect(server.url, ssl=client_context) as b,
+        ):
+            await send(a, type="register", **{"from": "A"})
+            await send(b, type="register", **{"from": "B"})
+            assert (await recv(a))["type"] == (await recv(b))["type"] == "registered"
+            assert await recv(a) == {"type": "joined", "id": "B"}
+            await assert_relay_works(a, b, "B", "A")
+        # A client that does not trust the certificate refuses it, and plain ws:// gets nowhere.
+        with pytest.raises(ssl.SSLCertVerificationError):
+            async with connect(server.url, ssl=ssl.create_default_context(), open_timeout=TIMEOUT):
+                pass
+        with pytest.raises((InvalidMessage, OSError, ConnectionClosed)):
+            async with connect(server.url.replace("wss://", "ws://"), open_timeout=TIMEOUT):
+                pass
+
+
+# -- limits -------------------------------------------------------------------------
+
+
+async def test_rate_limit_refuses_with_an_error_then_closes_a_persistent_abuser() -> None:
+    async with await serve(max_rate=1, max_burst=5, max_refused=3) as server, pair(server) as (a, b):
+        # Registration spent one of B's tokens; A has 4 left for a burst.
+        for n in range(4):
+            await send(a, type="ice", to="B", candidate=candidate(n))
+            assert (await recv(b))["candidate"] == candidate(n)
+        for _ in range(3):
+            err = await expect_error(
+                a, json.dumps({"type": "ice", "to": "B", "candidate": "c"}), "rate-limited"
+            )
+            assert err["in_reply_to"] is None
+            assert "more than 1 messages per second (bursts of 5)" in err["message"]
+            assert "slow down" in err["message"]
+        await assert_relay_works(b, a, "A", "B")  # others are not affected
+        await send(a, type="ice", to="B", candidate="c")
+        assert "rate limit exceeded persistently" in await expect_close(a, 1008)
+        assert await recv(b) == {"type": "left", "id": "A"}
+
+
+async def test_a_client_that_stops_reading_is_dropped_and_its_senders_keep_going() -> None:
+    limit = 64 * 1024
+    async with await serve(max_pending_bytes=limit, max_rate=None) as server, pair(server) as (a, b):
+        slow = await RawClient.connect(server, "Slow")
+        try:
+            assert await recv(a) == {"type": "joined", "id": "Slow"}
+            assert await recv(b) == {"type": "joined", "id": "Slow"}
+            await wait_until(lambda: "Slow" in server.protocol.peers, "Slow registered")
+            slow_conn = server.protocol._conn_of["Slow"]
+            big = json.dumps({"type": "ice", "to": "Slow", "candidate": "x" * 16 * 1024})
+            peak = 0
+            sent = 0
+            refused: dict[str, Any] | None = None
+            while refused is None:
+                assert sent < 2000, "the server kept buffering for a client that does not read"
+                await asyncio.wait_for(a.send(big), TIMEOUT)  # a blocked sender fails here
+                sent += 1
+                peak = max(peak, slow_conn.transport.get_write_buffer_size())
+                try:
+                    refused = json.loads(await asyncio.wait_for(a.recv(), 0.001))
+                except TimeoutError:
+                    pass
+            assert refused["type"] == "unavailable" and refused["peer"] == "Slow", refused
+            assert "stopped reading" in refused["message"]
+            assert peak <= limit + len(big) + 64  # bounded: the limit plus the one message that crossed it
+            assert await recv(b) == {"type": "left", "id": "Slow"}
+            assert server.protocol.peers == ["A", "B"]
+            await assert_relay_works(a, b, "B", "A")
+        finally:
+            slow.close()
+
+
+async def test_connection_limit_refuses_with_503_and_frees_slots() -> None:
+    async with await serve(max_connections=2) as server, peer(server, "A"):
+        async with peer(server, "B"):
+            with pytest.raises(InvalidStatus) as refused:
+                async with connect(server.url):
+                    pass
+            status, body = refusal(refused)
+            assert status == 503 and "full (2 connections, the limit)" in body
+        await wait_until(lambda: len(server._admitted) == 1, "B's slot is free")
+        async with peer(server, "C"):
+            pass
+
+
+async def test_keepalive_drops_a_client_that_stops_answering_and_tells_its_peers() -> None:
+    async with (
+        await serve(ping_interval=0.1, ping_timeout=0.1, close_timeout=0.2) as server,
+        peer(server, "A") as a,
+    ):
+        dead = await RawClient.connect(server, "Dead")  # never reads, so never answers a ping
+        try:
+            assert await recv(a) == {"type": "joined", "id": "Dead"}
+            # A answers pings (its library does) and stays; Dead is dropped within the keepalive window.
+            assert await recv(a) == {"type": "left", "id": "Dead"}
+            assert server.protocol.peers == ["A"]
+            await send(a, type="call", to="Dead", sdp=OFFER)
+            assert (await recv(a))["type"] == "unavailable"
+        finally:
+            dead.close()
+
+
+async def test_thousands_of_connect_register_disconnect_cycles_leave_no_state_behind() -> None:
+    async with await serve(max_rate=None) as server:
+
+        async def cycles(worker: int) -> None:
+            for n in range(500):
+                async with peer(server, f"w{worker}-{n}") as ws:
+                    if n % 2:
+                        ws.transport.abort()  # half of them vanish without a closing handshake
+
+        async with peer(server, "Witness") as witness:
+            await asyncio.wait_for(asyncio.gather(*(cycles(w) for w in range(4))), 120)
+            await wait_until(lambda: server.protocol.connections == 1, "every cycle's connection is gone")
+            await wait_until(lambda: len(server._admitted) == 1, "every cycle's slot is free")
+            assert server.protocol.peers == ["Witness"]
+            assert server.protocol._conn_of.keys() == {"Witness"}
+            assert len(server._peers) == 1 and not server.protocol._secret_of
+            await send(witness, type="call", to="w0-0", sdp=OFFER)
+            while (msg := await recv(witness))["type"] != "unavailable":
+                assert msg["type"] in ("joined", "left")
+        await wait_until(lambda: not server._peers and not server._admitted, "the witness is gone")
+        assert server.protocol.connections == 0 and not server._closing
+
+
+async def test_random_frames_never_crash_the_live_server_and_others_keep_relaying() -> None:
+    rng = random.Random(4)
+    pieces = ['{"type":', '"register"', '"call"', '"ice"', '"to":"A"', '"from":"B"', '"sdp":', "null",
+              "[", "]", "{", "}", ",", ":", '"\\ud800"', '"\u00e9"', "1e999", "NaN", "\x00", "\U0001f600"]  # fmt: skip
+
+    def random_frame() -> str | bytes:
+        kind = rng.choices(range(6), weights=[20, 25, 20, 28, 5, 2])[0]
+        if kind == 0:
+            return rng.randbytes(rng.randrange(200))
+        if kind == 1:
+            return "".join(rng.choice(pieces) for _ in range(rng.randrange(12)))
+        if kind == 2:
+            return "".join(chr(rng.randrange(1, 0x3000)) for _ in range(rng.randrange(100)))
+        if kind == 3:
+            msg = {
+                "type": rng.choice(["call", "ice", "answer", "register", "hangup"]),
+                "to": rng.choice("AB"),
+            }
+            msg[rng.choice(["sdp", "candidate", "from", "secret"])] = rng.choice(["x", 1, None, [], {}])
+            return json.dumps(msg)
+        if kind == 4:
+            return json.dumps({"type": "ice", "to": "B", "candidate": "y" * rng.randrange(70_000)})
+        return "x" * rng.randrange(2**20, 2**20 + 100)  # above max_frame_size: closes with 1009
+
+    # close_timeout: a connection failed mid-frame (1009) lingers that long at the TCP level after
+    # its state is gone; keep the server's shutdown at the end of the test short.
+    async with await serve(max_rate=None, close_timeout=1) as server, pair(server) as (a, b):
+        fuzz = await connect(server.url, max_size=None)
+        drain = asyncio.create_task(asyncio.sleep(0))
+
+        async def drain_replies(ws: ClientConnection) -> None:
+            with contextlib.suppress(ConnectionClosed):
+                async for _ in ws:
+                    pass
+
+        closes = 0
+        try:
+            start = asyncio.get_running_loop().time()
+            for n in range(2000):
+                assert asyncio.get_running_loop().time() - start < 60, f"fuzzing too slow at frame {n}"
+                if fuzz.state is State.CLOSED or drain.done():
+                    # The server closed it (1007/1009): drop our end, perhaps stuck behind an unsent frame.
+                    fuzz.transport.abort()
+                    fuzz = await connect(server.url, max_size=None)
+                    closes += 1
+                drain = asyncio.create_task(drain_replies(fuzz)) if drain.done() else drain
+                frame = random_frame()
+                with contextlib.suppress(ConnectionClosed):
+                    if isinstance(frame, bytes) and rng.random() < 0.3:
+                        await fuzz.send(frame, text=True)  # invalid UTF-8 in a text frame: closes with 1007
+                    else:
+                        await fuzz.send(frame)
+                if n % 100 == 0:
+                    await assert_relay_works(a, b, "B", "A")
+                    await assert_relay_works(b, a, "A", "B")
+        finally:
+            await fuzz.close()
+            drain.cancel()
+        assert closes > 0  # the fuzzer did reach the connection-ending paths
+        await assert_relay_works(a, b, "B", "A")
+        assert sorted(server.protocol.peers)[:2] == ["A", "B"]
