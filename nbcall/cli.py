@@ -1,11 +1,17 @@
-"""Command line: ``nbcall serve`` runs a signaling server until Ctrl-C or SIGTERM."""
+"""Command line: ``nbcall serve`` runs a signaling server until Ctrl-C or SIGTERM.
+
+Every limit of :func:`nbcall.server.serve` has a flag; 0 disables a limit. Without
+``--token`` (or ``NBCALL_TOKEN``) the server warns that anyone who can reach it may register.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import logging
+import os
 import signal
+import ssl
 import sys
 from collections.abc import Sequence
 
@@ -24,9 +30,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    if not args.verbose:
-        # One line per connection opened or closed would drown who registered and who called whom.
-        logging.getLogger("websockets").setLevel(logging.WARNING)
+    # websockets logs one line per connection opened or closed (and every frame at DEBUG), which
+    # would drown who registered and who called whom; its warnings and errors still show.
+    logging.getLogger("websockets").setLevel(logging.WARNING)
     try:
         return asyncio.run(_serve_until_stopped(args))
     except KeyboardInterrupt:  # where signal handlers are unavailable (Windows)
@@ -40,34 +46,130 @@ def _parser() -> argparse.ArgumentParser:
     serve_cmd = commands.add_parser(
         "serve",
         help="run a signaling server",
-        description="Run a signaling server that relays call/answer/ice messages between phones.",
+        description="Run a signaling server that relays call/answer/ice messages between phones. "
+        "For a server others can reach, give it a --token and, off localhost, --certfile/--keyfile.",
+        epilog="Limits set to 0 are disabled.",
     )
     serve_cmd.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s)")
     serve_cmd.add_argument(
         "--port", type=int, default=8765, help="TCP port, 0 for any free one (default: %(default)s)"
     )
     serve_cmd.add_argument("--path", default="/ws", help="WebSocket path (default: %(default)s)")
-    serve_cmd.add_argument(
+    access = serve_cmd.add_argument_group("who may connect")
+    access.add_argument(
+        "--token",
+        default=os.environ.get("NBCALL_TOKEN") or None,
+        help="clients must connect to URL?token=TOKEN (default: $NBCALL_TOKEN; without either, "
+        "anyone who can reach the server may register)",
+    )
+    access.add_argument(
+        "--allow-origin",
+        action="append",
+        metavar="ORIGIN",
+        help="a browser origin allowed to connect, e.g. https://hub.example.org; '*' in it matches "
+        "anything, '*' alone any origin; repeatable (default: localhost, 127.0.0.1 and [::1], any port; "
+        "clients sending no Origin, such as Python ones, are always allowed)",
+    )
+    access.add_argument("--certfile", help="serve TLS (wss://) with this PEM certificate chain")
+    access.add_argument("--keyfile", help="the certificate's private key (default: in --certfile)")
+    access.add_argument(
+        "--max-connections",
+        type=int,
+        default=10_000,
+        metavar="N",
+        help="further connections get HTTP 503 (default: %(default)s)",
+    )
+    access.add_argument(
+        "--open-timeout",
+        type=float,
+        default=10,
+        metavar="SECONDS",
+        help="time allowed for the TLS and WebSocket handshakes (default: %(default)s)",
+    )
+    sending = serve_cmd.add_argument_group("what each connection may send")
+    sending.add_argument(
         "--max-message-size",
         type=int,
         default=64 * 1024,
         metavar="BYTES",
-        help="larger messages get a too-big error; 0 disables the limit (default: %(default)s)",
+        help="larger messages get a too-big error (default: %(default)s)",
     )
-    serve_cmd.add_argument("-v", "--verbose", action="store_true", help="log every frame (DEBUG)")
+    sending.add_argument(
+        "--max-rate",
+        type=float,
+        default=50,
+        metavar="PER_SECOND",
+        help="messages per second per connection; more get a rate-limited error (default: %(default)s)",
+    )
+    sending.add_argument(
+        "--max-burst",
+        type=int,
+        default=200,
+        metavar="N",
+        help="bursts allowed above the rate (default: %(default)s)",
+    )
+    sending.add_argument(
+        "--max-refused",
+        type=int,
+        default=100,
+        metavar="N",
+        help="rate-limited messages within 10 s that close the connection (default: %(default)s)",
+    )
+    keeping_up = serve_cmd.add_argument_group("what each connection must keep up with")
+    keeping_up.add_argument(
+        "--max-pending-bytes",
+        type=int,
+        default=2**20,
+        metavar="BYTES",
+        help="unread data after which a slow reader is disconnected (default: %(default)s)",
+    )
+    keeping_up.add_argument(
+        "--ping-interval", type=float, default=20, metavar="SECONDS", help="keepalive (default: %(default)s)"
+    )
+    keeping_up.add_argument(
+        "--ping-timeout",
+        type=float,
+        default=20,
+        metavar="SECONDS",
+        help="a client not answering a ping within this is dropped (default: %(default)s)",
+    )
+    serve_cmd.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="also log nbcall's DEBUG lines (each refused message); never tokens, secrets or SDP",
+    )
     return parser
 
 
 async def _serve_until_stopped(args: argparse.Namespace) -> int:
+    ssl_context = None
     try:
+        if args.certfile:
+            ssl_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ssl_context.load_cert_chain(args.certfile, args.keyfile)
+        elif args.keyfile:
+            raise ValueError("--keyfile needs --certfile")
+        options = {"origins": args.allow_origin} if args.allow_origin else {}  # else localhost only
         server = await serve(
             args.host,
             args.port,
             path=args.path,
+            token=args.token,
+            ssl_context=ssl_context,
+            max_connections=args.max_connections or None,
+            open_timeout=args.open_timeout or None,
             max_message_size=args.max_message_size or None,
             max_frame_size=max(2**20, 2 * args.max_message_size) if args.max_message_size else None,
+            max_rate=args.max_rate or None,
+            max_burst=args.max_burst,
+            max_refused=args.max_refused or None,
+            max_pending_bytes=args.max_pending_bytes or None,
+            ping_interval=args.ping_interval or None,
+            ping_timeout=args.ping_timeout or None,
+            **options,
         )
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, ssl.SSLError) as exc:
         logger.error("cannot start the signaling server on %s:%s: %s", args.host, args.port, exc)
         return 1
     loop = asyncio.get_running_loop()
@@ -78,7 +180,16 @@ async def _serve_until_stopped(args: argparse.Namespace) -> int:
             handled.append(signum)
         except (NotImplementedError, RuntimeError):  # Windows: Ctrl-C arrives as KeyboardInterrupt
             pass
-    logger.info("nbcall signaling server listening on %s", server.url)
+    logger.info("nbcall signaling server listening on %s", server.url_without_token)
+    if server.requires_token:
+        logger.info("clients must add ?token=... (the token given with --token or NBCALL_TOKEN) to that URL")
+    else:
+        logger.warning(
+            "no --token and no NBCALL_TOKEN: ANYONE WHO CAN REACH %s MAY REGISTER and take any free ID; "
+            "start it with --token SECRET (or NBCALL_TOKEN=SECRET) and give phones %s?token=SECRET",
+            server.url_without_token,
+            server.url_without_token,
+        )
     try:
         await server.wait_closed()
     finally:

@@ -8,6 +8,7 @@ import os
 import re
 import signal
 import socket
+import ssl
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import pytest
 from websockets.asyncio.client import connect
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from nbcall.cli import main
 
@@ -24,9 +25,15 @@ TIMEOUT = 10.0
 
 
 @asynccontextmanager
-async def nbcall_process(*args: str) -> AsyncIterator[asyncio.subprocess.Process]:
+async def nbcall_process(
+    *args: str, env: dict[str, str] | None = None
+) -> AsyncIterator[asyncio.subprocess.Process]:
     """``python -m nbcall ARGS`` with stderr piped; killed at the end if still running."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    env = {
+        **{k: v for k, v in os.environ.items() if k != "NBCALL_TOKEN"},
+        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+        **(env or {}),
+    }
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "nbcall", *args, stderr=asyncio.subprocess.PIPE, env=env, cwd=REPO
     )
@@ -38,16 +45,16 @@ async def nbcall_process(*args: str) -> AsyncIterator[asyncio.subprocess.Process
             await proc.wait()
 
 
-async def listening_url(proc: asyncio.subprocess.Process) -> str:
+async def listening_url(proc: asyncio.subprocess.Process, seen: list[str] | None = None) -> str:
     """The URL the server logs once it listens; fails if it exits or stays silent."""
     assert proc.stderr is not None
-    seen: list[str] = []
+    seen = [] if seen is None else seen
 
     async def scan() -> str:
         assert proc.stderr is not None
         while line := (await proc.stderr.readline()).decode():
             seen.append(line)
-            if match := re.search(r"nbcall signaling server listening on (ws://\S+)", line):
+            if match := re.search(r"nbcall signaling server listening on (wss?://\S+)", line):
                 return match.group(1)
         raise AssertionError(f"the server exited before listening; stderr: {''.join(seen)}")
 
@@ -120,5 +127,71 @@ def test_serve_help_lists_the_options(capsys: pytest.CaptureFixture[str]) -> Non
         main(["serve", "--help"])
     assert exited.value.code == 0
     out = capsys.readouterr().out
-    for option in ("--host", "--port", "--path", "--max-message-size"):
+    for option in (
+        "--host", "--port", "--path", "--token", "NBCALL_TOKEN", "--allow-origin", "--certfile",
+        "--keyfile", "--max-connections", "--open-timeout", "--max-message-size", "--max-rate",
+        "--max-burst", "--max-refused", "--max-pending-bytes", "--ping-interval", "--ping-timeout",
+    ):  # fmt: skip
         assert option in out
+
+
+async def test_without_a_token_the_server_warns_that_anyone_may_register() -> None:
+    async with nbcall_process("serve", "--port", "0") as proc:
+        seen: list[str] = []
+        url = await listening_url(proc, seen)
+        assert proc.stderr is not None
+        seen.append((await asyncio.wait_for(proc.stderr.readline(), TIMEOUT)).decode())
+        returncode, stderr = await stop(proc, signal.SIGTERM)
+    assert returncode == 0, stderr
+    warning = seen[-1]
+    assert "WARNING" in warning and "ANYONE WHO CAN REACH" in warning and url in warning
+    assert "--token" in warning and "NBCALL_TOKEN" in warning
+
+
+async def test_token_from_the_environment_is_required_and_never_logged() -> None:
+    async with nbcall_process("serve", "--port", "0", env={"NBCALL_TOKEN": "env-token-42"}) as proc:
+        url = await listening_url(proc)
+        assert "token" not in url
+        with pytest.raises(InvalidStatus) as refused:
+            async with connect(url):
+                pass
+        assert refused.value.response.status_code == 401
+        async with connect(url + "?token=env-token-42") as ws:
+            await ws.send('{"type":"register","from":"A"}')
+            assert json.loads(await asyncio.wait_for(ws.recv(), TIMEOUT))["type"] == "registered"
+        returncode, stderr = await stop(proc, signal.SIGTERM)
+    assert returncode == 0, stderr
+    assert "env-token-42" not in stderr and "no token" in stderr and "WARNING" not in stderr
+
+
+async def test_allow_origin_replaces_the_localhost_default() -> None:
+    async with nbcall_process(
+        "serve", "--port", "0", "--token", "t", "--allow-origin", "https://hub.example.org"
+    ) as proc:
+        url = await listening_url(proc) + "?token=t"
+        async with connect(url, additional_headers={"Origin": "https://hub.example.org"}):
+            pass
+        with pytest.raises(InvalidStatus) as refused:
+            async with connect(url, additional_headers={"Origin": "http://localhost:8888"}):
+                pass
+        assert refused.value.response.status_code == 403
+
+
+async def test_certfile_and_keyfile_serve_wss(certificate: tuple[Path, Path]) -> None:
+    cert, key = certificate
+    async with nbcall_process(
+        "serve", "--port", "0", "--token", "t", "--certfile", str(cert), "--keyfile", str(key)
+    ) as proc:
+        url = await listening_url(proc)
+        assert url.startswith("wss://127.0.0.1:")
+        async with connect(url + "?token=t", ssl=ssl.create_default_context(cafile=str(cert))) as ws:
+            await ws.send('{"type":"register","from":"A"}')
+            assert json.loads(await asyncio.wait_for(ws.recv(), TIMEOUT))["type"] == "registered"
+
+
+async def test_missing_certificate_file_is_reported_and_exits_with_status_1(tmp_path: Path) -> None:
+    async with nbcall_process("serve", "--port", "0", "--certfile", str(tmp_path / "nope.pem")) as proc:
+        _, stderr_bytes = await asyncio.wait_for(proc.communicate(), TIMEOUT)
+    assert proc.returncode == 1
+    assert "cannot start the signaling server" in stderr_bytes.decode()
+    assert "Traceback" not in stderr_bytes.decode()
