@@ -69,6 +69,14 @@ def nbcall_has_token() -> bool:
     return "--token" in out
 
 
+def _die_with_parent() -> None:
+    """In the child: get SIGKILL if the generator dies, so no server outlives a crashed run."""
+    import ctypes
+    import signal
+
+    ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
 class Server:
     """One server under test, started pinned to SERVER_CORE and killed at the end."""
 
@@ -93,7 +101,11 @@ class Server:
             raise ValueError(f"unknown server {name!r}")
         self.log = open(BENCH / "results" / f".{name}.log", "ab")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
-            ["taskset", "-c", str(SERVER_CORE), *cmd], cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT
+            ["taskset", "-c", str(SERVER_CORE), *cmd],
+            cwd=ROOT,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            preexec_fn=_die_with_parent,
         )
         deadline = time.monotonic() + 30
         while True:
@@ -715,10 +727,14 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     for run_no in range(args.runs):
         for name in names:
             print(f"run {run_no + 1}/{args.runs}: {name} ...", flush=True)
-            r = await bench_server(name, args, token)
+            try:
+                r = await bench_server(name, args, token)
+            except RuntimeError as exc:  # a server that fails to start is reported, the others still run
+                print(f"  {name}: {exc}", flush=True)
+                r = {"error": str(exc)}
             derive(r)
             results[name].append(r)
-            print(json.dumps({k: {kk: vv for kk, vv in v.items() if kk != "other_samples"} for k, v in r.items()}), flush=True)
+            print(json.dumps({k: {kk: vv for kk, vv in v.items() if kk != "other_samples"} if isinstance(v, dict) else v for k, v in r.items()}), flush=True)
     print_table(results)
     return {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
