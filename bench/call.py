@@ -107,7 +107,9 @@ def summary(values: list[float]) -> dict[str, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--calls", type=int, default=10, help="calls to set up (default 10)")
     parser.add_argument("--sends", type=int, default=50, help="messages to time (default 50)")
     args = parser.parse_args()

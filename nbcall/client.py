@@ -1,109 +1,203 @@
-"""One phone's connection to a signaling server, run on the kernel's background loop."""
+"""One phone's connection to a signaling server, run on the kernel's background loop.
+
+It registers the phone's ID with a secret of its own, so that when the connection drops (the server restarts,
+the network hiccups) it can reconnect with backoff and reclaim the same ID, which nobody else can take.
+Messages queued while offline are sent once it is back.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
 import logging
+import secrets
 from collections.abc import Callable
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from . import kernel
-from .exceptions import BadMessage, ServerUnreachable, SignalingError
+from .exceptions import BadMessage, DuplicateID, ServerUnreachable, SignalingError
 
 __all__ = ["SignalingClient"]
 
 logger = logging.getLogger("nbcall.client")
 
-Handler = Callable[[dict[str, Any], int], None]
+OnMessage = Callable[[dict[str, Any], int], None]
+#: ``on_state(online, detail)``: detail is the ``registered`` reply when back online, else the reason.
+OnState = Callable[[bool, Any], None]
 
 
 class SignalingClient:
     """Registers ``user_id`` at ``url``, then hands every message it receives to ``on_message``.
 
-    ``on_message(message, size)`` and ``on_close(reason)`` run on the background loop's thread.
+    Callbacks run on the background loop's thread. ``reconnect_delays`` are the waits between attempts to
+    reconnect (the last one repeats); ``None`` disables reconnecting.
     """
 
-    def __init__(self, url: str, user_id: str) -> None:
+    def __init__(
+        self, url: str, user_id: str, *, reconnect_delays: tuple[float, ...] | None = (0.25, 0.5, 1, 2, 4, 8)
+    ) -> None:
         self.url = url
         self.user_id = user_id
+        self.reconnect_delays = reconnect_delays
+        self._secret = secrets.token_urlsafe(24)
         self._ws: ClientConnection | None = None
-        self._outbox: asyncio.Queue[str | None] = asyncio.Queue()
-        self._tasks: list[asyncio.Task[None]] = []
+        self._outbox: collections.deque[str] = collections.deque()
+        self._wakeup = asyncio.Event()
+        self._closed = False
+        self._task: asyncio.Task[None] | None = None
 
     async def register(self, timeout: float = 10) -> dict[str, Any]:
         """Connect and register; returns the server's ``registered`` reply or raises :class:`SignalingError`."""
         try:
-            self._ws = await asyncio.wait_for(connect(self.url, max_size=2**20), timeout)
+            ws = await asyncio.wait_for(connect(self.url, max_size=2**20, compression=None), timeout)
+        except InvalidStatus as exc:
+            body = exc.response.body.decode("utf-8", "replace").strip() if exc.response.body else ""
+            raise ServerUnreachable(
+                f"the server at {self._safe_url} refused the connection (HTTP {exc.response.status_code}): {body}"
+            ) from None
         except (OSError, asyncio.TimeoutError, ValueError) as exc:
             raise ServerUnreachable(
-                f"could not connect to the signaling server at {self.url} ({exc or type(exc).__name__}); "
-                "check the URL, or start one with nbcall.serve() or `python -m nbcall serve`",
+                f"could not connect to the signaling server at {self._safe_url} ({exc or type(exc).__name__}); "
+                "check the URL, or start one with nbcall.serve() or `python -m nbcall serve`"
             ) from None
-        await self._ws.send(json.dumps({"type": "register", "from": self.user_id}))
+        await ws.send(json.dumps({"type": "register", "from": self.user_id, "secret": self._secret}))
         try:
-            reply = json.loads(await asyncio.wait_for(self._ws.recv(), timeout))
+            reply = json.loads(await asyncio.wait_for(ws.recv(), timeout))
         except (ConnectionClosed, asyncio.TimeoutError) as exc:
-            await self._ws.close()
-            raise ServerUnreachable(f"the server at {self.url} did not answer register: {exc}") from None
+            await ws.close()
+            raise ServerUnreachable(
+                f"the server at {self._safe_url} did not answer register: {exc}"
+            ) from None
         if reply.get("type") == "error":
-            await self._ws.close()
+            await ws.close()
             raise SignalingError.from_wire(
-                str(reply.get("code")), str(reply.get("message", "registration refused")), in_reply_to="register"
+                str(reply.get("code")),
+                str(reply.get("message", "registration refused")),
+                in_reply_to="register",
             )
         if reply.get("type") != "registered":
-            await self._ws.close()
-            raise BadMessage(f"expected 'registered' from {self.url}, got {reply!r:.200}")
+            await ws.close()
+            raise BadMessage(f"expected 'registered' from {self._safe_url}, got {reply!r:.200}")
+        self._ws = ws
         return reply
 
-    def start(self, on_message: Handler, on_close: Callable[[str], None]) -> None:
-        """Start reading and writing (call on the background loop, after :meth:`register`)."""
-        self._tasks = [
-            asyncio.create_task(self._read(on_message, on_close)),
-            asyncio.create_task(self._write()),
-        ]
+    def start(self, on_message: OnMessage, on_state: OnState) -> None:
+        """Start relaying (call on the background loop, after :meth:`register`)."""
+        self._task = asyncio.create_task(self._run(on_message, on_state))
 
     def send(self, message: dict[str, Any]) -> str:
         """Queue ``message`` for the server, from any thread; returns the JSON text that will be sent."""
         text = json.dumps(message)
-        kernel.call_soon(self._outbox.put_nowait, text)
+        kernel.call_soon(self._enqueue, text)
         return text
 
     def close(self) -> None:
-        """Close the connection (the server frees the ID and tells the others), from any thread."""
-        kernel.call_soon(self._outbox.put_nowait, None)
+        """Close the connection for good (the server frees the ID and tells the others), from any thread."""
+        kernel.call_soon(self._close)
 
-    async def _read(self, on_message: Handler, on_close: Callable[[str], None]) -> None:
-        assert self._ws is not None
-        reason = "closed"
+    @property
+    def _safe_url(self) -> str:
+        """The URL without its query, which may hold a token."""
+        return self.url.split("?", 1)[0]
+
+    def _enqueue(self, text: str) -> None:
+        self._outbox.append(text)
+        self._wakeup.set()
+
+    def _close(self) -> None:
+        self._closed = True
+        self._wakeup.set()
+
+    async def _run(self, on_message: OnMessage, on_state: OnState) -> None:
+        while True:  # _relay closes the connection itself when closed, even before it starts
+            reason = await self._relay(on_message)
+            if self._closed or self.reconnect_delays is None:
+                on_state(False, reason)
+                return
+            on_state(False, f"{reason}; reconnecting")
+            registered = await self._reconnect()
+            if registered is None:
+                on_state(False, f"{reason}; gave up reconnecting")
+                return
+            on_state(True, registered)
+
+    async def _relay(self, on_message: OnMessage) -> str:
+        """Pump both ways until the connection ends; returns why it ended."""
+        ws = self._ws
+        assert ws is not None
+        reader = asyncio.create_task(self._read(ws, on_message))
         try:
-            async for frame in self._ws:
+            while not self._closed and not reader.done():
+                while self._outbox and not self._closed:
+                    try:
+                        await ws.send(self._outbox[0])
+                    except ConnectionClosed:
+                        break  # keep the message: it goes out after reconnecting
+                    self._outbox.popleft()
+                self._wakeup.clear()
+                if self._outbox or self._closed:
+                    continue
+                wakeup = asyncio.create_task(self._wakeup.wait())
+                await asyncio.wait({reader, wakeup}, return_when=asyncio.FIRST_COMPLETED)
+                wakeup.cancel()
+        finally:
+            if self._closed:
+                await ws.close()
+            reason = await reader
+        return reason
+
+    async def _read(self, ws: ClientConnection, on_message: OnMessage) -> str:
+        try:
+            async for frame in ws:
                 text = frame if isinstance(frame, str) else frame.decode("utf-8", "replace")
                 try:
                     message = json.loads(text)
                 except json.JSONDecodeError:
-                    logger.warning("ignoring a frame that is not JSON from %s: %.100r", self.url, text)
+                    logger.warning("ignoring a frame that is not JSON from %s: %.100r", self._safe_url, text)
                     continue
                 if isinstance(message, dict):
                     on_message(message, len(text.encode()))
-        except ConnectionClosed as exc:
-            reason = f"the signaling connection closed ({exc})"
-        except Exception:
-            logger.exception("signaling reader for %r failed", self.user_id)
-            reason = "the signaling reader failed"
-        finally:
-            self._outbox.put_nowait(None)
-            on_close(reason)
-
-    async def _write(self) -> None:
-        assert self._ws is not None
-        try:
-            while (text := await self._outbox.get()) is not None:
-                await self._ws.send(text)
         except ConnectionClosed:
             pass
-        finally:
-            await self._ws.close()
+        except Exception:
+            logger.exception("the signaling reader of %r failed", self.user_id)
+            return "the signaling reader failed"
+        code, why = ws.close_code, ws.close_reason
+        detail = f" (code {code}: {why})" if why else ""
+        return f"the signaling connection closed{detail}"
+
+    async def _reconnect(self) -> dict[str, Any] | None:
+        """Register again with the same ID and secret; None when it cannot be done."""
+        assert self.reconnect_delays
+        attempt = 0
+        while not self._closed:
+            delay = self.reconnect_delays[min(attempt, len(self.reconnect_delays) - 1)]
+            attempt += 1
+            try:
+                await asyncio.wait_for(self._wakeup_on_close(), delay)
+            except asyncio.TimeoutError:
+                pass
+            if self._closed:
+                return None
+            try:
+                registered = await self.register()
+            except DuplicateID:
+                logger.warning("%r was taken by another phone while offline", self.user_id)
+                return None
+            except (ServerUnreachable, SignalingError) as exc:
+                logger.info(
+                    "reconnecting %r to %s: attempt %d failed: %s", self.user_id, self._safe_url, attempt, exc
+                )
+                continue
+            logger.info("%r is back online at %s after %d attempts", self.user_id, self._safe_url, attempt)
+            return registered
+        return None
+
+    async def _wakeup_on_close(self) -> None:
+        while not self._closed:
+            self._wakeup.clear()
+            await self._wakeup.wait()

@@ -10,6 +10,7 @@ import asyncio
 import atexit
 import concurrent.futures
 import logging
+import secrets
 import threading
 from collections.abc import Coroutine
 from typing import Any, TypeVar
@@ -26,6 +27,8 @@ _lock = threading.Lock()
 _loop: asyncio.AbstractEventLoop | None = None
 _thread: threading.Thread | None = None
 _servers: list[SignalingServer] = []
+#: The default token: a new random secret for each server.
+AUTO: Any = type("Auto", (), {"__repr__": lambda self: "AUTO"})()
 
 
 def _get_loop() -> asyncio.AbstractEventLoop:
@@ -58,16 +61,22 @@ def call_soon(callback: Any, *args: Any) -> None:
     _get_loop().call_soon_threadsafe(callback, *args)
 
 
-def serve(host: str = "127.0.0.1", port: int = 0, **options: Any) -> SignalingServer:
+def serve(
+    host: str = "127.0.0.1", port: int = 0, *, token: str | None = AUTO, **options: Any
+) -> SignalingServer:
     """Start a signaling server in this kernel; phones made afterwards without ``server=`` use it.
 
-    ``options`` are the limits of :func:`nbcall.server.serve`. Other kernels and machines reach it at the
-    returned server's ``url`` (bind ``host="0.0.0.0"`` to accept other machines).
+    Clients must present ``token``: by default a random one, which the returned server's ``url`` carries, so
+    hand that URL to the phones of other kernels or machines that may call (``token=None`` lets anyone who
+    can reach the port register). ``options`` are the limits of :func:`nbcall.server.serve`; bind
+    ``host="0.0.0.0"`` to accept other machines.
     """
-    server = run(serve_async(host, port, **options), timeout=30)
+    if token is AUTO:
+        token = secrets.token_urlsafe(16)
+    server = run(serve_async(host, port, token=token, **options), timeout=30)
     with _lock:
         _servers.append(server)
-    logger.info("signaling server listening on %s", server.url)
+    logger.info("signaling server listening on %s", server.url_without_token)
     return server
 
 
@@ -81,7 +90,6 @@ def default_server() -> SignalingServer:
 
 def shutdown() -> None:
     """Close every server started in this kernel and stop the background loop (runs at exit)."""
-    global _loop
     with _lock:
         servers, _servers[:] = list(_servers), []
         loop = _loop

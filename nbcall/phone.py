@@ -24,10 +24,10 @@ import traitlets
 
 from . import kernel
 from .client import SignalingClient
-from .exceptions import CallError, SignalingError
+from .exceptions import CallError
 from .payload import Message, decode, encode
 
-__all__ = ["Phone", "STATES"]
+__all__ = ["STATES", "Phone"]
 
 logger = logging.getLogger("nbcall.phone")
 
@@ -62,7 +62,7 @@ class Phone(anywidget.AnyWidget):
     online = traitlets.Bool(False, read_only=True).tag(sync=True)
     server_url = traitlets.Unicode("", read_only=True).tag(sync=True)
     #: The received data-channel messages, oldest first (not synced: payloads may be large).
-    messages = traitlets.List(read_only=True)
+    messages: traitlets.List[Message] = traitlets.List(read_only=True)
 
     def __init__(
         self,
@@ -110,7 +110,7 @@ class Phone(anywidget.AnyWidget):
         self._log_entry("out", "register", register, len(json.dumps(register)))
         self._log_entry("in", "registered", registered, len(json.dumps(registered)))
         self.on_msg(self._from_browser)
-        kernel.call_soon(client.start, self._on_signal, self._on_signaling_closed)
+        kernel.call_soon(client.start, self._on_signal, self._on_signaling_state)
 
     @traitlets.default("_key")
     def _new_key(self) -> str:
@@ -293,12 +293,18 @@ class Phone(anywidget.AnyWidget):
         else:
             self._set(error=text)
 
-    def _on_signaling_closed(self, reason: str) -> None:
+    def _on_signaling_state(self, online: bool, detail: Any) -> None:
+        """The signaling connection dropped (detail: why) or came back (detail: the ``registered`` reply)."""
         with self._lock:
+            if online:
+                self._log_entry("in", "registered", detail)
+                self._set(online=True, peers=list(detail.get("peers", [])), error="")
+                return
+            # A call in progress keeps going: the peer-to-peer connection does not need the server.
             self._set(online=False, peers=[])
             if not self._closing:
-                self._set(error=f"offline: {reason}")
-                logger.warning("%s is offline: %s", self.user_id, reason)
+                self._set(error=f"offline: {detail}")
+                logger.warning("%s is offline: %s", self.user_id, detail)
 
     # ---------------------------------------------------------------------- messages from the browser
 
@@ -323,7 +329,9 @@ class Phone(anywidget.AnyWidget):
 
     def _on_browser_signal(self, content: dict[str, Any], buffers: list[bytes]) -> None:
         signal = content["signal"]
-        expected = {"call": ("calling",), "answer": ("connecting",), "ice": _IN_CALL}.get(signal.get("type"), ())
+        expected = {"call": ("calling",), "answer": ("connecting",), "ice": _IN_CALL}.get(
+            signal.get("type"), ()
+        )
         if self.state in expected:
             self._signal({**signal, "to": self.peer})
 
@@ -333,7 +341,9 @@ class Phone(anywidget.AnyWidget):
         self._log_entry("event", name, value)
         if name == "connectionState" and value == "failed" and self.state in _IN_CALL:
             self._signal({"type": "hangup", "to": self.peer, "reason": "connection failed"})
-            self._end("failed", "the peer-to-peer connection failed: ICE found no path between the two browsers")
+            self._end(
+                "failed", "the peer-to-peer connection failed: ICE found no path between the two browsers"
+            )
 
     def _on_browser_channel(self, content: dict[str, Any], buffers: list[bytes]) -> None:
         self._log_entry("event", f"datachannel-{content['state']}", content)

@@ -415,3 +415,32 @@ def test_on_message_callbacks_run_once_per_message_despite_a_failing_one(
     failures = [r for r in caplog.records if "on_message callback" in r.getMessage()]
     assert len(failures) == 2
     assert all(r.exc_info and "callback bug" in str(r.exc_info[1]) for r in failures)
+
+
+def test_phone_reconnects_with_its_id_after_the_server_restarts() -> None:
+    first = kernel.run(serve(), timeout=TIMEOUT)
+    port = first.port
+    phone = Phone("P", server=first.url, timeout=TIMEOUT)
+    try:
+
+        async def stop(server: SignalingServer) -> None:
+            server.close()
+            await server.wait_closed()
+
+        kernel.run(stop(first), timeout=TIMEOUT)
+        wait_until(lambda: not phone.online, "the phone to notice the server is gone")
+        assert "reconnecting" in phone.error
+        phone._client.send({"type": "hangup", "to": "Q"})  # queued while offline, sent once back
+        second = kernel.run(serve(port=port), timeout=TIMEOUT)
+        try:
+            peer = RawPeer(second.url, "Q")
+            wait_until(lambda: phone.online, "the phone to be back online", timeout=15)
+            assert phone.error == ""
+            assert peer.recv_type("hangup")["from"] == "P"  # nothing queued was lost
+            with pytest.raises(AssertionError, match="duplicate-id"):  # the ID is the phone's again
+                RawPeer(second.url, "P")
+            peer.close()
+        finally:
+            kernel.run(stop(second), timeout=TIMEOUT)
+    finally:
+        phone.close()

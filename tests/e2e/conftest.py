@@ -11,6 +11,7 @@ from collections.abc import Iterator
 import pytest
 from harness import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, Lab, start_lab
 
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "e2e" in item.nodeid:

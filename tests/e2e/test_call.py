@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import re
 
-from playwright.sync_api import Page, expect
-
 from harness import Lab
+from playwright.sync_api import Page, expect
 
 SETUP = """\
 import nbcall, asyncio
@@ -86,7 +85,9 @@ def test_call_answer_exchange_typed_data_both_ways_and_hang_up(lab: Lab, page: P
 
     nb.run('a.hangup()\nawait b.wait_for("ended", timeout=10)')
     assert nb.value("(a.state, b.state, b.error)") == ["ended", "ended", "A hung up"]
-    assert ["in", "hangup"] in nb.value("[(e['dir'], e['type']) for e in b.log]")  # told by the peer, not a timeout
+    assert ["in", "hangup"] in nb.value(
+        "[(e['dir'], e['type']) for e in b.log]"
+    )  # told by the peer, not a timeout
     expect(nb.phone("B", "ended")).to_be_visible()
     assert signaling_sockets == []
 
@@ -95,11 +96,15 @@ def test_decline_and_call_to_unknown_peer(lab: Lab, page: Page) -> None:
     nb, _ = open_two_phones(lab, page, "decline.ipynb")
     nb.run('a.call("B")\nawait b.wait_for("ringing")')
     nb.phone("B").locator(".nbcall-decline").click()
-    nb.run('try:\n    await a.wait_for("connected")\nexcept nbcall.CallError as e:\n    print("CallError", e)')
+    nb.run(
+        'try:\n    await a.wait_for("connected")\nexcept nbcall.CallError as e:\n    print("CallError", e)'
+    )
     assert nb.value("(a.state, a.error, b.state)") == ["ended", "B declined the call", "ended"]
     expect(nb.phone("A").locator(".nbcall-error")).to_have_text("B declined the call")
 
-    out = nb.run('a.call("Nobody")\ntry:\n    await a.wait_for("connected")\nexcept nbcall.CallError as e:\n    print(e)')
+    out = nb.run(
+        'a.call("Nobody")\ntry:\n    await a.wait_for("connected")\nexcept nbcall.CallError as e:\n    print(e)'
+    )
     assert "'Nobody' is not online" in out
     assert nb.value("a.state") == "failed"
     expect(nb.phone("A").locator(".nbcall-error")).to_contain_text("Nobody")

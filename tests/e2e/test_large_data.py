@@ -6,9 +6,11 @@ from harness import Lab
 from playwright.sync_api import Page, expect
 
 CELLS = [
-    "import nbcall, asyncio, hashlib, os\n"
-    "a = nbcall.Phone('A', auto_answer=True); b = nbcall.Phone('B', auto_answer=True)\n"
-    "display(a, b)",
+    (
+        "import nbcall, asyncio, hashlib, os\n"
+        "a = nbcall.Phone('A', auto_answer=True); b = nbcall.Phone('B', auto_answer=True)\n"
+        "display(a, b)"
+    ),
 ]
 
 
@@ -17,7 +19,9 @@ def test_fifty_mebibytes_arrive_whole_and_in_order(lab: Lab, page: Page) -> None
     nb.run_all()
     expect(nb.phone("B", "idle")).to_be_visible(timeout=30_000)
     nb.wait_idle()
-    nb.run("a.call('B')\nawait a.wait_for('connected', timeout=20)\nawait b.wait_for('connected', timeout=20)")
+    nb.run(
+        "a.call('B')\nawait a.wait_for('connected', timeout=20)\nawait b.wait_for('connected', timeout=20)"
+    )
     nb.run(
         "big = os.urandom(50 * 2**20)\n"
         "text = 'ü' * (3 * 2**20)\n"  # a 6 MiB str: multi-byte characters cut across frame borders

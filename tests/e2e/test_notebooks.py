@@ -29,7 +29,9 @@ def test_lesson_runs_without_errors(lab: Lab, page: Page, name: str) -> None:
     cells = page.evaluate(read_cells)
     errors = [o for c in cells for o in c["outputs"] if o["output_type"] == "error"]
     assert errors == []
-    text = "\n".join(str(o.get("text", "")) for c in cells for o in c["outputs"] if o["output_type"] == "stream")
+    text = "\n".join(
+        str(o.get("text", "")) for c in cells for o in c["outputs"] if o["output_type"] == "stream"
+    )
     nb.screenshot(f"lesson-{Path(name).stem}")
     if name.startswith("01"):
         assert "m=application" in text and "hello from A" in text

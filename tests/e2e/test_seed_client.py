@@ -24,7 +24,9 @@ def open_seed_client(lab: Lab, context: BrowserContext, signaling_url: str, user
 def test_seed_client_calls_a_phone_and_a_phone_calls_the_seed_client(
     lab: Lab, page: Page, context: BrowserContext
 ) -> None:
-    nb = lab.open(page, lab.write_notebook("seed.ipynb", ["import nbcall, asyncio\nb = nbcall.Phone('B'); b"]))
+    nb = lab.open(
+        page, lab.write_notebook("seed.ipynb", ["import nbcall, asyncio\nb = nbcall.Phone('B'); b"])
+    )
     nb.run_all()
     expect(nb.phone("B", "idle")).to_be_visible(timeout=30_000)
     nb.wait_idle()

@@ -11,7 +11,9 @@ from playwright.sync_api import BrowserContext, Page, expect
 def test_phones_in_two_kernels_call_each_other_through_one_server(
     lab: Lab, page: Page, context: BrowserContext
 ) -> None:
-    first = lab.open(page, lab.write_notebook("kernel1.ipynb", ["import nbcall, asyncio\nserver = nbcall.serve()"]))
+    first = lab.open(
+        page, lab.write_notebook("kernel1.ipynb", ["import nbcall, asyncio\nserver = nbcall.serve()"])
+    )
     first.run_all()
     first.wait_idle()
     url = first.value("server.url")
@@ -20,10 +22,14 @@ def test_phones_in_two_kernels_call_each_other_through_one_server(
     expect(first.phone("A", "idle")).to_be_visible(timeout=30_000)
 
     page2 = context.new_page()
-    second = lab.open(page2, lab.write_notebook("kernel2.ipynb", [f"import nbcall, asyncio, os\nURL = {url!r}"]))
+    second = lab.open(
+        page2, lab.write_notebook("kernel2.ipynb", [f"import nbcall, asyncio, os\nURL = {url!r}"])
+    )
     second.run_all()
     second.wait_idle()
-    assert second.value("__import__('os').getpid()") != first.value("__import__('os').getpid()")  # really two kernels
+    assert second.value("__import__('os').getpid()") != first.value(
+        "__import__('os').getpid()"
+    )  # really two kernels
     second.run("b = nbcall.Phone('B', server=URL); b")
     expect(second.phone("B", "idle")).to_be_visible(timeout=30_000)
 
