@@ -64,7 +64,11 @@ def free_port() -> int:
 
 def nbcall_has_token() -> bool:
     out = subprocess.run(
-        [sys.executable, "-m", "nbcall", "serve", "--help"], cwd=ROOT, capture_output=True, text=True, check=True
+        [sys.executable, "-m", "nbcall", "serve", "--help"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     return "--token" in out
 
@@ -235,11 +239,17 @@ class Client(asyncio.Protocol):
             )
         else:
             candidate = json.dumps(
-                {"candidate": CANDIDATE, "sdpMid": "0", "sdpMLineIndex": 0, "usernameFragment": "~" + "0" * STAMP_LEN + "~"},
+                {
+                    "candidate": CANDIDATE,
+                    "sdpMid": "0",
+                    "sdpMLineIndex": 0,
+                    "usernameFragment": "~" + "0" * STAMP_LEN + "~",
+                },
                 separators=(",", ":"),
             )
             body = json.dumps(
-                {"type": "ice", "from": self.id, "to": partner.id, "candidate": candidate}, separators=(",", ":")
+                {"type": "ice", "from": self.id, "to": partner.id, "candidate": candidate},
+                separators=(",", ":"),
             )
         raw = body.encode()
         cut = raw.index(b"~") + 1
@@ -282,7 +292,9 @@ class Client(asyncio.Protocol):
             self.write_frame(payload)
             return
         out = self.out
-        out.append(self.header + (int.from_bytes(payload, "big") ^ self.mask_int).to_bytes(self.length, "big"))
+        out.append(
+            self.header + (int.from_bytes(payload, "big") ^ self.mask_int).to_bytes(self.length, "big")
+        )
         if len(out) == 1:
             run = self.run
             if not run.dirty:
@@ -296,7 +308,11 @@ class Client(asyncio.Protocol):
         path = self.server.path.format(id=self.id)
         key = base64.b64encode(os.urandom(16))
         self.accept = base64.b64encode(hashlib.sha1(key + GUID).digest())
-        ext = b"Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n" if self.offer_deflate else b""
+        ext = (
+            b"Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n"
+            if self.offer_deflate
+            else b""
+        )
         transport.write(
             b"GET " + path.encode() + b" HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nUpgrade: websocket\r\n"
             b"Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n%s\r\n"
@@ -319,7 +335,12 @@ class Client(asyncio.Protocol):
                 return
             head = buf[:end].decode("latin-1")
             if not head.startswith("HTTP/1.1 101") or self.accept.decode() not in head:
-                self.closed_reason = "handshake refused: " + head.split("\r\n", 1)[0] + " " + buf[end + 4 :][:200].decode("latin-1")
+                self.closed_reason = (
+                    "handshake refused: "
+                    + head.split("\r\n", 1)[0]
+                    + " "
+                    + buf[end + 4 :][:200].decode("latin-1")
+                )
                 self.transport.close()
                 return
             self.deflate = "permessage-deflate" in head.lower()
@@ -428,7 +449,13 @@ def pct(sorted_ns: list[int], q: float) -> float | None:
 
 
 async def open_clients(
-    run: Run, server: Server, count: int, *, deflate: bool = False, concurrency: int = 200, timeout: float = 120
+    run: Run,
+    server: Server,
+    count: int,
+    *,
+    deflate: bool = False,
+    concurrency: int = 200,
+    timeout: float = 120,
 ) -> tuple[list[Client], dict[str, Any]]:
     """Connect and register ``count`` clients, ``concurrency`` at a time; return those that made it."""
     loop = asyncio.get_running_loop()
@@ -501,7 +528,9 @@ def close_all(clients: list[Client]) -> None:
             c.transport.abort()
 
 
-async def measure_throughput(server: Server, n: int, window: int, duration: float, warmup: float) -> dict[str, Any]:
+async def measure_throughput(
+    server: Server, n: int, window: int, duration: float, warmup: float
+) -> dict[str, Any]:
     run = Run()
     t0 = time.monotonic()
     clients, failures = await open_clients(run, server, n)
@@ -553,7 +582,9 @@ async def measure_throughput(server: Server, n: int, window: int, duration: floa
     return result
 
 
-async def measure_fixed_rate(server: Server, n: int, rate: int, duration: float, warmup: float) -> dict[str, Any]:
+async def measure_fixed_rate(
+    server: Server, n: int, rate: int, duration: float, warmup: float
+) -> dict[str, Any]:
     run = Run()
     clients, failures = await open_clients(run, server, n)
     await quiesce(run, 60)
@@ -644,13 +675,17 @@ async def bench_server(name: str, args: argparse.Namespace, token: bool) -> dict
     if "throughput" in args.modes:
         s = fresh()
         try:
-            out["throughput"] = await measure_throughput(s, args.clients, args.window, args.duration, args.warmup)
+            out["throughput"] = await measure_throughput(
+                s, args.clients, args.window, args.duration, args.warmup
+            )
         finally:
             s.stop()
     if "fixed" in args.modes and name != "echo":
         s = fresh()
         try:
-            out["fixed_rate"] = await measure_fixed_rate(s, args.clients, args.rate, args.duration, args.warmup)
+            out["fixed_rate"] = await measure_fixed_rate(
+                s, args.clients, args.rate, args.duration, args.warmup
+            )
         finally:
             s.stop()
     if "idle" in args.modes and name != "echo":
@@ -717,7 +752,21 @@ def print_table(results: dict[str, list[dict[str, Any]]]) -> None:
         cells = [median_of(results[n], mode, key) for n in names]
         if all(c is None for c in cells):
             continue
-        print(label.ljust(30) + "".join(("-" if c is None else f"{c:,}" if isinstance(c, int) else f"{c:,.2f}" if isinstance(c, float) else str(c)).rjust(width) for c in cells))
+        print(
+            label.ljust(30)
+            + "".join(
+                (
+                    "-"
+                    if c is None
+                    else f"{c:,}"
+                    if isinstance(c, int)
+                    else f"{c:,.2f}"
+                    if isinstance(c, float)
+                    else str(c)
+                ).rjust(width)
+                for c in cells
+            )
+        )
 
 
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
@@ -734,13 +783,30 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                 r = {"error": str(exc)}
             derive(r)
             results[name].append(r)
-            print(json.dumps({k: {kk: vv for kk, vv in v.items() if kk != "other_samples"} if isinstance(v, dict) else v for k, v in r.items()}), flush=True)
+            print(
+                json.dumps(
+                    {
+                        k: {kk: vv for kk, vv in v.items() if kk != "other_samples"}
+                        if isinstance(v, dict)
+                        else v
+                        for k, v in r.items()
+                    }
+                ),
+                flush=True,
+            )
     print_table(results)
     return {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "machine": {
             "cpus": os.cpu_count(),
-            "cpu": next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")), "?"),
+            "cpu": next(
+                (
+                    line.split(":", 1)[1].strip()
+                    for line in Path("/proc/cpuinfo").read_text().splitlines()
+                    if line.startswith("model name")
+                ),
+                "?",
+            ),
             "kernel": platform.release(),
             "python": platform.python_version(),
             "server_core": SERVER_CORE,
@@ -748,7 +814,9 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             "event_loop": type(asyncio.get_running_loop()).__module__,
         },
         "config": {**vars(args), "nbcall_token": token},
-        "nbcall_commit": subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip(),
+        "nbcall_commit": subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True
+        ).stdout.strip(),
         "nbcall_uncommitted_changes": subprocess.run(
             ["git", "status", "--short", "nbcall"], cwd=ROOT, capture_output=True, text=True
         ).stdout.split("\n")[:-1],
@@ -762,15 +830,23 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="3 s phases, 1 run")
     parser.add_argument("--runs", type=int, default=None, help="repetitions (default 3, 1 with --quick)")
-    parser.add_argument("--servers", default="echo,nbcall,naive,peerjs", help="comma-separated; echo = generator ceiling")
+    parser.add_argument(
+        "--servers", default="echo,nbcall,naive,peerjs", help="comma-separated; echo = generator ceiling"
+    )
     parser.add_argument("--modes", default="throughput,fixed,idle")
-    parser.add_argument("--clients", type=int, default=1000, help="clients in throughput and fixed-rate modes")
+    parser.add_argument(
+        "--clients", type=int, default=1000, help="clients in throughput and fixed-rate modes"
+    )
     parser.add_argument("--window", type=int, default=4, help="messages in flight per client (saturation)")
     parser.add_argument("--rate", type=int, default=10_000, help="total msg/s in fixed-rate mode")
     parser.add_argument("--idle", type=int, default=10_000, help="connections in idle mode")
     parser.add_argument("--idle-timeout", type=float, default=120, help="time limit to open idle connections")
-    parser.add_argument("--duration", type=float, default=None, help="seconds per phase (default 10, 3 with --quick)")
-    parser.add_argument("--deflate", action="store_true", help="also measure idle memory with permessage-deflate")
+    parser.add_argument(
+        "--duration", type=float, default=None, help="seconds per phase (default 10, 3 with --quick)"
+    )
+    parser.add_argument(
+        "--deflate", action="store_true", help="also measure idle memory with permessage-deflate"
+    )
     parser.add_argument("--out", default=None, help="JSON path (default bench/results/load-DATE.json)")
     parser.add_argument("--echo-server", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()

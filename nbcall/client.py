@@ -64,7 +64,8 @@ class SignalingClient:
                 f"could not connect to the signaling server at {self._safe_url} ({exc or type(exc).__name__}); "
                 "check the URL, or start one with nbcall.serve() or `python -m nbcall serve`"
             ) from None
-        await ws.send(json.dumps({"type": "register", "from": self.user_id, "secret": self._secret}))
+        register = {"type": "register", "from": self.user_id, "secret": self._secret, "presence": True}
+        await ws.send(json.dumps(register))
         try:
             reply = json.loads(await asyncio.wait_for(ws.recv(), timeout))
         except (ConnectionClosed, asyncio.TimeoutError) as exc:
