@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 from .server import SignalingServer
 from .server import serve as serve_async
 
-__all__ = ["call_soon", "default_server", "run", "serve", "shutdown", "submit"]
+__all__ = ["call_soon", "close_server", "default_server", "run", "serve", "shutdown", "submit"]
 
 logger = logging.getLogger("nbcall.kernel")
 T = TypeVar("T")
@@ -78,6 +78,19 @@ def serve(
         _servers.append(server)
     logger.info("signaling server listening on %s", server.url_without_token)
     return server
+
+
+def close_server(server: SignalingServer) -> None:
+    """Stop a server started with :func:`serve` (its phones go offline and keep trying to reconnect)."""
+
+    async def close() -> None:
+        server.close()
+        await server.wait_closed()
+
+    with _lock:
+        if server in _servers:
+            _servers.remove(server)
+    run(close(), timeout=30)
 
 
 def default_server() -> SignalingServer:

@@ -13,9 +13,12 @@ from harness import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, Lab, start_lab
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        if "e2e" in item.nodeid:
-            item.add_marker(pytest.mark.e2e)
+    """Mark the browser tests, and run them last: Playwright's sync API keeps an event loop running on the
+    main thread from its first test on, and the asyncio tests cannot start one after that."""
+    browser_tests = [item for item in items if "tests/e2e/" in item.nodeid]
+    for item in browser_tests:
+        item.add_marker(pytest.mark.e2e)
+    items[:] = [item for item in items if item not in browser_tests] + browser_tests
 
 
 @pytest.fixture(scope="session")
