@@ -1,0 +1,114 @@
+"""Faults in real browsers and kernels: a server restart, a peer's browser going away, a kernel shutting down."""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+
+import pytest
+from harness import TOKEN, Lab
+from playwright.sync_api import BrowserContext, Page, expect
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import connect
+
+WAIT_ONLINE = "for _ in range(300):\n    if {p}.online: break\n    await asyncio.sleep(0.05)"
+
+
+def test_a_call_survives_a_server_restart_and_phones_come_back_online(lab: Lab, page: Page) -> None:
+    nb = lab.open(
+        page,
+        lab.write_notebook(
+            "restart.ipynb",
+            [
+                "import nbcall, asyncio, urllib.parse\nfrom nbcall import kernel\n"
+                "server = nbcall.serve()\n"
+                "token = urllib.parse.parse_qs(urllib.parse.urlsplit(server.url).query)['token'][0]\n"
+                "a = nbcall.Phone('A'); b = nbcall.Phone('B', auto_answer=True)\ndisplay(a, b)",
+            ],
+        ),
+    )
+    nb.run_all()
+    expect(nb.phone("B", "idle")).to_be_visible(timeout=30_000)
+    nb.wait_idle()
+    nb.run(
+        "a.call('B')\nawait a.wait_for('connected', timeout=20)\nawait b.wait_for('connected', timeout=20)"
+    )
+
+    nb.run(
+        "kernel.close_server(server)\nfor _ in range(100):\n    if not a.online: break\n"
+        "    await asyncio.sleep(0.05)"
+    )
+    assert nb.value("(a.online, b.online, a.state)") == [False, False, "connected"]
+    expect(nb.phone("A").locator(".nbcall-error")).to_contain_text("reconnecting")
+    # Peer to peer, the call does not need the server.
+    nb.run(
+        "a.send('while the server is down')\nfor _ in range(100):\n    if b.messages: break\n"
+        "    await asyncio.sleep(0.05)"
+    )
+    assert nb.value("b.messages[-1].data") == "while the server is down"
+
+    nb.run(
+        "server = nbcall.serve(port=server.port, token=token)\n"
+        + WAIT_ONLINE.format(p="a")
+        + "\n"
+        + WAIT_ONLINE.format(p="b")
+    )
+    assert nb.value("(a.online, b.online, a.error, a.peers, b.peers)") == [True, True, "", ["B"], ["A"]]
+    assert nb.value("(a.state, b.state)") == ["connected", "connected"]
+    nb.run("a.hangup()\nawait b.wait_for('ended')")  # the hangup travels through the new server
+    assert nb.value("b.error") == "A hung up"
+
+
+def test_a_peer_whose_browser_goes_away_ends_the_call_on_the_other_side(
+    lab: Lab, page: Page, context: BrowserContext
+) -> None:
+    first = lab.open(
+        page,
+        lab.write_notebook(
+            "drop1.ipynb",
+            [
+                "import nbcall, asyncio\nserver = nbcall.serve()\na = nbcall.Phone('A'); a",
+            ],
+        ),
+    )
+    first.run_all()
+    expect(first.phone("A", "idle")).to_be_visible(timeout=30_000)
+    first.wait_idle()
+    url = first.value("server.url")
+    page2 = context.new_page()
+    second = lab.open(
+        page2,
+        lab.write_notebook(
+            "drop2.ipynb",
+            [
+                f"import nbcall\nb = nbcall.Phone('B', server={url!r}, auto_answer=True); b",
+            ],
+        ),
+    )
+    second.run_all()
+    expect(second.phone("B", "idle")).to_be_visible(timeout=30_000)
+    second.wait_idle()
+    first.run("a.call('B')\nawait a.wait_for('connected', timeout=20)")
+
+    page2.close()  # B's browser is gone; its kernel, and its registration, stay
+    first.run("try:\n    await a.wait_for('idle', timeout=30)\nexcept nbcall.CallError as e:\n    print(e)")
+    state, error = first.value("(a.state, a.error)")
+    assert state in ("ended", "failed") and "B" in error, (state, error)
+    expect(first.phone("A").locator(".nbcall-error")).to_have_text(error)
+
+
+def test_shutting_down_the_kernel_closes_its_server_with_going_away(lab: Lab, page: Page) -> None:
+    nb = lab.open(page, lab.write_notebook("shutdown.ipynb", ["import nbcall\nserver = nbcall.serve()"]))
+    nb.run_all()
+    nb.wait_idle()
+    url = nb.value("server.url")
+    kernel_id = page.evaluate("window.jupyterapp.shell.currentWidget.sessionContext.session.kernel.id")
+
+    with connect(url) as ws:
+        ws.send(json.dumps({"type": "register", "from": "watcher"}))
+        assert json.loads(ws.recv(timeout=10))["type"] == "registered"
+        request = urllib.request.Request(f"{lab.url}/api/kernels/{kernel_id}?token={TOKEN}", method="DELETE")
+        urllib.request.urlopen(request, timeout=30)
+        with pytest.raises(ConnectionClosed):
+            ws.recv(timeout=30)
+    assert ws.close_code == 1001  # going away: the kernel closed its server on the way out
