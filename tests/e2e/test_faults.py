@@ -15,18 +15,13 @@ WAIT_ONLINE = "for _ in range(300):\n    if {p}.online: break\n    await asyncio
 
 
 def test_a_call_survives_a_server_restart_and_phones_come_back_online(lab: Lab, page: Page) -> None:
-    nb = lab.open(
-        page,
-        lab.write_notebook(
-            "restart.ipynb",
-            [
-                "import nbcall, asyncio, urllib.parse\nfrom nbcall import kernel\n"
-                "server = nbcall.serve()\n"
-                "token = urllib.parse.parse_qs(urllib.parse.urlsplit(server.url).query)['token'][0]\n"
-                "a = nbcall.Phone('A'); b = nbcall.Phone('B', auto_answer=True)\ndisplay(a, b)",
-            ],
-        ),
+    setup = (
+        "import nbcall, asyncio, urllib.parse\nfrom nbcall import kernel\n"
+        "server = nbcall.serve()\n"
+        "token = urllib.parse.parse_qs(urllib.parse.urlsplit(server.url).query)['token'][0]\n"
+        "a = nbcall.Phone('A'); b = nbcall.Phone('B', auto_answer=True)\ndisplay(a, b)"
     )
+    nb = lab.open(page, lab.write_notebook("restart.ipynb", [setup]))
     nb.run_all()
     expect(nb.phone("B", "idle")).to_be_visible(timeout=30_000)
     nb.wait_idle()
