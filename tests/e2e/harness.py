@@ -100,6 +100,11 @@ class Notebook:
         assert "Traceback" not in out, f"cell failed:\n{code}\n---\n{out}"
         return out
 
+    def start(self, code: str) -> None:
+        """Start running ``code`` in a new cell and return at once, while it runs."""
+        self.page.bring_to_front()
+        self.page.evaluate(f"code => {{ ({RUN_CELL_JS})(code); }}", code)
+
     def run_expecting_error(self, code: str) -> str:
         self.page.bring_to_front()
         return self.page.evaluate(RUN_CELL_JS, code)

@@ -35,7 +35,15 @@ def test_phones_in_two_kernels_call_each_other_through_one_server(
 
     first.run("for _ in range(100):\n    if a.peers: break\n    await asyncio.sleep(0.05)")
     assert first.value("a.peers") == ["B"]
+    # B's kernel is busy in a blocking cell, yet B rings: its signaling runs on a background thread.
+    second.start("import time; time.sleep(6); print('slept')")
+    second.page.wait_for_function(
+        "() => document.querySelector('.jp-CodeCell:last-child .jp-InputArea-prompt')"
+        "?.textContent.includes('*')"
+    )
     first.run("a.call('B')")
+    expect(second.phone("B", "ringing")).to_be_visible(timeout=5_000)
+    expect(second.page.locator(".jp-CodeCell").last.locator(".jp-InputArea-prompt")).to_have_text("[*]:")
     second.run("await b.wait_for('ringing')\nb.answer()\nawait b.wait_for('connected', timeout=20)")
     first.run("await a.wait_for('connected', timeout=20)\na.send({'from': 'kernel 1'})")
     second.run("for _ in range(100):\n    if b.messages: break\n    await asyncio.sleep(0.05)")
