@@ -99,9 +99,21 @@ def test_shutting_down_the_kernel_closes_its_server_with_going_away(lab: Lab, pa
     url = nb.value("server.url")
     kernel_id = page.evaluate("window.jupyterapp.shell.currentWidget.sessionContext.session.kernel.id")
 
-    with connect(url) as ws:
+    with connect(url) as ws, connect(url) as other:
         ws.send(json.dumps({"type": "register", "from": "watcher"}))
         assert json.loads(ws.recv(timeout=10))["type"] == "registered"
+        # The server keeps relaying while the kernel is blocked in a cell.
+        nb.start("import time; time.sleep(5)")
+        page.wait_for_function(
+            "() => document.querySelector('.jp-CodeCell:last-child .jp-InputArea-prompt')?.textContent.includes('*')"
+        )
+        other.send(json.dumps({"type": "register", "from": "other"}))
+        assert json.loads(other.recv(timeout=3))["type"] == "registered"
+        other.send(json.dumps({"type": "hangup", "from": "other", "to": "watcher"}))
+        relayed = json.loads(ws.recv(timeout=3))
+        while relayed["type"] == "joined":  # presence news, if the server sends it to this client
+            relayed = json.loads(ws.recv(timeout=3))
+        assert relayed == {"type": "hangup", "from": "other", "to": "watcher"}
         request = urllib.request.Request(f"{lab.url}/api/kernels/{kernel_id}?token={TOKEN}", method="DELETE")
         urllib.request.urlopen(request, timeout=30)
         with pytest.raises(ConnectionClosed):
