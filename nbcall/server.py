@@ -17,21 +17,29 @@ abuse, too slow a reader, ID reclaimed by a newer connection), 1009 (frame above
 from __future__ import annotations
 
 import asyncio
+import functools
 import hmac
 import json
 import logging
 import re
 import ssl
+import struct
 from collections.abc import Sequence
 from http import HTTPStatus
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import parse_qs, quote, urlsplit
 
 from websockets.asyncio.server import Server, ServerConnection
 from websockets.asyncio.server import serve as ws_serve
-from websockets.exceptions import ConnectionClosed
+from websockets.frames import CloseCode, Frame, Opcode
 from websockets.http11 import Request, Response
+from websockets.protocol import Event, State
+
+try:
+    from websockets.speedups import apply_mask  # websockets' C extension
+except ImportError:  # pragma: no cover - a build of websockets without it
+    from websockets.utils import apply_mask
 
 from .exceptions import RateLimited
 from .limits import TokenBucket
@@ -69,15 +77,104 @@ class _RedactingLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
         self.logger.log(level, _SECRETS.sub(r"\1\2***", text), **kwargs)  # type: ignore[arg-type]
 
 
-class _Peer:
-    """What the server tracks per open connection, beyond the protocol's registry."""
+class _Connection(ServerConnection):
+    """A websockets connection whose messages are handled as soon as they are parsed.
 
-    __slots__ = ("closing", "messages", "refusals")
+    websockets' own path queues each message for a handler task and makes senders await
+    ``send()``; here a frame goes from ``data_received`` through the protocol to the
+    recipients' write buffers in one synchronous step, and each recipient's buffer is
+    written once per event-loop turn. websockets still does the handshake, parsing,
+    control frames, keepalive and the closing handshake.
+    """
 
-    def __init__(self, messages: TokenBucket | None, refusals: TokenBucket | None) -> None:
-        self.messages = messages
-        self.refusals = refusals
+    def __init__(self, *args: Any, signaling: SignalingServer, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.signaling = signaling
+        self.messages: TokenBucket | None = None  # rate limit, set by SignalingServer._start
+        self.refusals: TokenBucket | None = None  # refusals for rate, to spot persistent abuse
+        self.started = False
         self.closing = False  # the server decided to close it: ignore what it still sends
+        self.deflate = False  # permessage-deflate negotiated: frames go through websockets
+        self.pending: list[bytes] = []  # serialized frames not yet written (see SignalingServer._flush)
+        self.pending_size = 0
+        self.fragments: list[bytes] | None = None  # a fragmented message being received
+        self.fragments_opcode = Opcode.TEXT
+        self.fast = False  # framing done here rather than by websockets (see data_received)
+        self.unparsed = b""  # the start of a frame not yet received whole
+
+    def data_received(self, data: bytes) -> None:
+        """Cut whole, masked, unfragmented data frames out of the stream and handle them here.
+
+        websockets' parser costs about a quarter of the server's time per message, so once
+        the connection is open (no extension negotiated, websockets' parser waiting at a
+        frame boundary) the common frame is parsed here. Every other frame (control frames,
+        fragments, anything invalid) goes to websockets whole, which keeps its parser at a
+        frame boundary; a frame websockets must refuse from its header alone (unmasked,
+        oversize) hands it the rest of the stream for good.
+        """
+        protocol = self.protocol
+        if not self.fast:
+            if protocol.state is not State.OPEN or protocol.extensions or protocol.reader.buffer:
+                super().data_received(data)
+                return
+            self.fast = True
+        buf = self.unparsed + data if self.unparsed else data
+        signaling = self.signaling
+        now = signaling._loop.time()
+        limit = signaling.max_frame_size
+        pos, end = 0, len(buf)
+        while end - pos >= 6:  # the shortest client frame: 2 header bytes + 4 mask bytes
+            first, second = buf[pos], buf[pos + 1]
+            length, mask_at = second & 0x7F, pos + 2
+            if length == 126:
+                if end - mask_at < 2:
+                    self.unparsed = buf[pos:]
+                    return
+                length, mask_at = int.from_bytes(buf[mask_at : mask_at + 2], "big"), mask_at + 2
+            elif length == 127:
+                if end - mask_at < 8:
+                    self.unparsed = buf[pos:]
+                    return
+                length, mask_at = int.from_bytes(buf[mask_at : mask_at + 8], "big"), mask_at + 8
+            frame_end = mask_at + 4 + length
+            if first in _WHOLE_DATA_FRAME and second & 0x80 and self.fragments is None:
+                if (limit is not None and length > limit) or protocol.state is not State.OPEN:
+                    break  # websockets' to refuse (1009) or to discard (closing)
+                if frame_end > end:
+                    self.unparsed = buf[pos:]
+                    return
+                payload = apply_mask(buf[mask_at + 4 : frame_end], buf[mask_at : mask_at + 4])
+                pos = frame_end
+                try:
+                    signaling._receive_message(self, payload, first == 0x81, now)
+                except Exception:  # a bug must cost only this connection, never the server's loop
+                    logger.exception("closing %s: error while handling a message", _remote(self))
+                    signaling._close(self, Close(1011, "internal error"))
+                continue
+            if not second & 0x80 or length > (125 if first & 0x08 else limit or length):
+                break  # unmasked, an oversize control frame or an oversize fragment
+            if frame_end > end:
+                self.unparsed = buf[pos:]
+                return
+            super().data_received(buf[pos:frame_end])  # a control frame or a fragment, whole
+            pos = frame_end
+        else:
+            self.unparsed = buf[pos:] if pos < end else b""
+            return
+        # websockets refuses or discards the rest; its parser takes over the stream from here.
+        self.fast = False
+        self.unparsed = b""
+        super().data_received(buf[pos:])
+
+    def process_event(self, event: Event) -> None:
+        if self.request is None or type(event) is not Frame or event.opcode not in _DATA_OPCODES:
+            super().process_event(event)  # the handshake request, pings, pongs, close
+            return
+        try:
+            self.signaling._receive_frame(self, event)
+        except Exception:  # a bug must cost only this connection, never the server's loop
+            logger.exception("closing %s: error while handling a message", _remote(self))
+            self.signaling._close(self, Close(1011, "internal error"))
 
 
 class SignalingServer:
@@ -89,7 +186,7 @@ class SignalingServer:
     def __init__(
         self,
         path: str,
-        protocol: SignalingProtocol[ServerConnection],
+        protocol: SignalingProtocol[_Connection],
         *,
         token: str | None = None,
         origins: Sequence[re.Pattern[str]] | None = None,
@@ -99,8 +196,10 @@ class SignalingServer:
         max_burst: int = 1,
         max_refused: int | None = None,
         max_pending_bytes: int | None = None,
+        max_frame_size: int | None = None,
     ) -> None:
         self.path = path
+        self.max_frame_size = max_frame_size
         self.protocol = protocol
         self.max_connections = max_connections
         self.max_rate = max_rate
@@ -114,7 +213,8 @@ class SignalingServer:
         self._server: Server | None = None  # set by serve() once listening
         self._address: tuple[str, int] = ("", 0)  # kept after close, for logs and reprs
         self._admitted: set[ServerConnection] = set()  # past our handshake checks, until the TCP ends
-        self._peers: dict[ServerConnection, _Peer] = {}  # open connections with a running handler
+        self._loop = asyncio.get_running_loop()
+        self._dirty: list[_Connection] = []  # connections with frames queued for this loop turn
         self._closing: set[asyncio.Task[None]] = set()  # closes the server started, referenced until done
 
     @property
@@ -241,35 +341,77 @@ class SignalingServer:
 
     # -- open connections -----------------------------------------------------
 
-    async def _handle(self, connection: ServerConnection) -> None:
-        protocol = self.protocol
-        now = asyncio.get_running_loop().time
-        peer = _Peer(
-            None if self.max_rate is None else TokenBucket(self.max_rate, self.max_burst, now()),
-            None
-            if self.max_refused is None
-            else TokenBucket(self.max_refused / RATE_ABUSE_WINDOW, self.max_refused, now()),
-        )
-        self._peers[connection] = peer
-        protocol.connect(connection)
-        try:
-            async for frame in connection:
-                if peer.closing:
-                    break
-                if peer.messages is not None and not peer.messages.take(now()):
-                    await self._refuse_for_rate(connection, peer, now())
-                    continue
-                await self._send(connection, protocol.receive(connection, frame))
-        except ConnectionClosed:
-            pass  # the peer went away abruptly; its registration is released below
-        finally:
-            del self._peers[connection]
-            self._admitted.discard(connection)
-            await self._send(None, protocol.disconnect(connection))
+    def _start(self, connection: _Connection) -> None:
+        """Set up ``connection`` once open; called by whichever comes first, its handler or a frame."""
+        if connection.started:
+            return
+        connection.started = True
+        now = self._loop.time()
+        if self.max_rate is not None:
+            connection.messages = TokenBucket(self.max_rate, self.max_burst, now)
+        if self.max_refused is not None:
+            connection.refusals = TokenBucket(self.max_refused / RATE_ABUSE_WINDOW, self.max_refused, now)
+        connection.deflate = bool(connection.protocol.extensions)
+        self.protocol.connect(connection)
 
-    async def _refuse_for_rate(self, connection: ServerConnection, peer: _Peer, now: float) -> None:
+    async def _handle(self, connection: ServerConnection) -> None:
+        # Messages are handled in _Connection.process_event; this task only waits for the end.
+        assert isinstance(connection, _Connection)
+        self._start(connection)
+        try:
+            await connection.wait_closed()
+        finally:
+            connection.closing = True
+            connection.pending.clear()
+            self._admitted.discard(connection)
+            self._send(None, self.protocol.disconnect(connection))
+
+    def _receive_frame(self, connection: _Connection, frame: Frame) -> None:
+        """Handle a data frame parsed by websockets: a fragment, or a whole message before the fast path."""
+        if not frame.fin or connection.fragments is not None:  # rare: browsers send whole messages
+            if connection.fragments is None:
+                connection.fragments = []
+                connection.fragments_opcode = frame.opcode
+            connection.fragments.append(bytes(frame.data))
+            if not frame.fin:
+                return
+            data = b"".join(connection.fragments)
+            is_text = connection.fragments_opcode is Opcode.TEXT
+            connection.fragments = None
+        else:
+            data = bytes(frame.data)
+            is_text = frame.opcode is Opcode.TEXT
+        self._receive_message(connection, data, is_text, self._loop.time())
+
+    def _receive_message(self, connection: _Connection, data: bytes, is_text: bool, now: float) -> None:
+        """Handle one whole message from ``connection``, received at loop time ``now``."""
+        if connection.closing:
+            return
+        self._start(connection)
+        bucket = connection.messages
+        if bucket is not None and not bucket.take(now):
+            self._refuse_for_rate(connection)
+            return
+        if not is_text:
+            self._send(connection, self.protocol.receive(connection, data))
+            return
+        try:
+            text = data.decode()
+        except UnicodeDecodeError as exc:  # as websockets does for invalid text: 1007
+            connection.protocol.fail(CloseCode.INVALID_DATA, f"invalid UTF-8 in a text frame: {exc.reason}")
+            connection.send_data()
+            return
+        for recipient, item in self.protocol.receive(connection, text):
+            if type(item) is str:
+                # A forwarded frame is the very text object received: reuse its bytes.
+                self._write(recipient, data if item is text else item.encode(), connection)
+            else:
+                assert isinstance(item, Close)
+                self._close(recipient, item)
+
+    def _refuse_for_rate(self, connection: _Connection) -> None:
         peer_id = self.protocol.id_of(connection)
-        if peer.refusals is not None and not peer.refusals.take(now):
+        if connection.refusals is not None and not connection.refusals.take(self._loop.time()):
             logger.warning(
                 "closing %s (%r): more than %d messages refused for rate within %g s",
                 _remote(connection),
@@ -293,37 +435,66 @@ class SignalingServer:
                 "close the connection)"
             )
         )
-        await self._send(
-            connection,
-            [(connection, encode_message("error", code=exc.code, message=exc.message, in_reply_to=None))],
-        )
+        reply = encode_message("error", code=exc.code, message=exc.message, in_reply_to=None)
+        self._write(connection, reply.encode(), connection)
 
-    async def _send(self, origin: ServerConnection | None, outgoing: Outgoing[ServerConnection]) -> None:
-        """Send what the protocol returned for a frame from ``origin`` (``None``: a departure).
-
-        Each send is isolated: a closed recipient must not break the sender's handler, and
-        a recipient that does not read is dropped rather than allowed to block or bloat.
-        """
-        limit = self.max_pending_bytes
+    def _send(self, origin: _Connection | None, outgoing: Outgoing[_Connection]) -> None:
+        """Send what the protocol returned for a frame from ``origin`` (``None``: a departure)."""
         for connection, item in outgoing:
-            if type(item) is not str:
+            if type(item) is str:
+                self._write(connection, item.encode(), origin)
+            else:
                 assert isinstance(item, Close)
                 self._close(connection, item)
-                continue
-            if limit is not None and connection.transport.get_write_buffer_size() > limit:
-                await self._drop_slow_reader(connection, origin, item)
-                continue
-            try:
-                await connection.send(item)
-            except ConnectionClosed:
-                logger.debug("dropped a message for %r: connection closed", self.protocol.id_of(connection))
 
-    async def _drop_slow_reader(
-        self, connection: ServerConnection, origin: ServerConnection | None, text: str
-    ) -> None:
-        peer = self._peers.get(connection)
-        if peer is None or peer.closing:
-            return  # already on its way out
+    def _write(self, connection: _Connection, data: bytes, origin: _Connection | None) -> None:
+        """Queue one text message for ``connection``; never blocks, never awaits.
+
+        Messages for a connection are written together once per event-loop turn (one
+        system call instead of one each). A reader with more than ``max_pending_bytes``
+        waiting is dropped rather than allowed to block its senders or bloat the server.
+        """
+        if connection.closing or connection.protocol.state is not State.OPEN:
+            return  # on its way out: what it would have received is lost anyway
+        limit = self.max_pending_bytes
+        if (
+            limit is not None
+            and connection.transport.get_write_buffer_size() + connection.pending_size > limit
+        ):
+            self._drop_slow_reader(connection, origin, data)
+            return
+        if connection.deflate:
+            connection.protocol.send_text(data)
+            data = b"".join(connection.protocol.data_to_send())
+        else:  # a server's frames are not masked: header + payload
+            data = _text_header(len(data)) + data
+        pending = connection.pending
+        pending.append(data)
+        connection.pending_size += len(data)
+        if len(pending) == 1:
+            dirty = self._dirty
+            dirty.append(connection)
+            if len(dirty) == 1:
+                self._loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        """Write every connection's queued frames, one ``write()`` each."""
+        dirty, self._dirty = self._dirty, []
+        for connection in dirty:
+            self._flush_one(connection)
+
+    @staticmethod
+    def _flush_one(connection: _Connection) -> None:
+        pending = connection.pending
+        if not pending:
+            return
+        connection.pending = []
+        connection.pending_size = 0
+        # After a close frame (sent by websockets, e.g. answering the client's), data is forbidden.
+        if connection.protocol.state is State.OPEN:
+            connection.transport.write(pending[0] if len(pending) == 1 else b"".join(pending))
+
+    def _drop_slow_reader(self, connection: _Connection, origin: _Connection | None, data: bytes) -> None:
         peer_id = self.protocol.id_of(connection)
         logger.warning(
             "closing %s (%r): too slow, more than max_pending_bytes=%d bytes waiting to be sent to it",
@@ -334,33 +505,43 @@ class SignalingServer:
         self._close(connection, Close(1008, "too slow: stopped reading its messages"))
         if origin is not None and origin is not connection and peer_id is not None:
             # Rare path: parsing costs nothing here, and tells the sender which message was lost.
-            msg_type = json.loads(text).get("type")
+            msg_type = json.loads(data).get("type")
             if msg_type in RELAYED_TYPES:
-                await self._send(
-                    origin,
-                    [
-                        (
-                            origin,
-                            encode_message(
-                                "unavailable",
-                                peer=peer_id,
-                                in_reply_to=msg_type,
-                                message=f"{peer_id!r} was disconnected because it stopped reading its "
-                                f"messages; this {msg_type!r} was not delivered",
-                            ),
-                        )
-                    ],
+                notice = encode_message(
+                    "unavailable",
+                    peer=peer_id,
+                    in_reply_to=msg_type,
+                    message=f"{peer_id!r} was disconnected because it stopped reading its "
+                    f"messages; this {msg_type!r} was not delivered",
                 )
-        await self._send(None, self.protocol.disconnect(connection))
+                self._write(origin, notice.encode(), origin)
+        self._send(None, self.protocol.disconnect(connection))
 
-    def _close(self, connection: ServerConnection, close: Close) -> None:
+    def _close(self, connection: _Connection, close: Close) -> None:
         """Close ``connection`` in the background: never make the sender wait for a slow peer."""
-        peer = self._peers.get(connection)
-        if peer is not None:
-            peer.closing = True
+        if connection.closing:
+            return
+        self._flush_one(connection)  # what was queued goes before the close frame
+        connection.closing = True
         task = asyncio.create_task(connection.close(close.code, close.reason))
         self._closing.add(task)
         task.add_done_callback(self._closing.discard)
+
+
+_DATA_OPCODES = (Opcode.TEXT, Opcode.BINARY, Opcode.CONT)
+_WHOLE_DATA_FRAME = (0x81, 0x82)  # first header byte: FIN, no RSV bit, text or binary
+_SHORT_HEADERS = [bytes((0x81, n)) for n in range(126)]  # FIN + text opcode, unmasked length
+_MEDIUM_HEADER = struct.Struct("!BBH")
+_LONG_HEADER = struct.Struct("!BBQ")
+
+
+def _text_header(length: int) -> bytes:
+    """RFC 6455 header of an unfragmented, unmasked text frame (what a server sends)."""
+    if length < 126:
+        return _SHORT_HEADERS[length]
+    if length < 65536:
+        return _MEDIUM_HEADER.pack(0x81, 126, length)
+    return _LONG_HEADER.pack(0x81, 127, length)
 
 
 def _remote(connection: ServerConnection) -> str:
@@ -418,6 +599,8 @@ async def serve(
     ping_interval: float | None = 20,
     ping_timeout: float | None = 20,
     close_timeout: float | None = 10,
+    # What goes over the wire.
+    compression: Literal["deflate"] | None = None,
 ) -> SignalingServer:
     """Start a signaling server and return it once it listens.
 
@@ -451,13 +634,21 @@ async def serve(
     * ``max_pending_bytes`` (1 MiB): when more than this is waiting to be written to a
       connection that does not read, it is closed with 1008 ("too slow"), the others see it
       ``left``, and a peer whose message could not be delivered gets ``unavailable``.
-      Senders never wait for a slow reader. ``None`` restores websockets' backpressure,
-      where a slow reader makes its senders wait.
+      Senders never wait for a slow reader. ``None``: no bound at all, so a client that
+      never reads can grow the server's memory; only for trusted clients.
     * ``ping_interval``, ``ping_timeout`` (20 s each): keepalive; a peer that does not
       answer is closed with 1011 and reported ``left`` to the others, at most
       ``ping_interval + ping_timeout + close_timeout`` after it went silent.
     * ``close_timeout`` (10 s): how long a closing handshake may take before the TCP
       connection is dropped.
+
+    What goes over the wire:
+
+    * ``compression`` (``None``): ``"deflate"`` accepts permessage-deflate when a browser
+      offers it (browsers always do). Off by default: signaling messages are small and
+      mostly random (SDP fingerprints, ICE credentials), so it saves little, while each
+      compressed connection keeps zlib state (see bench/README.md for the figures on
+      memory per connection and latency).
     """
     if not path.startswith("/"):
         raise ValueError(f"path must start with '/', got {path!r}")
@@ -475,6 +666,8 @@ async def serve(
         max_pending_bytes=max_pending_bytes,
         open_timeout=open_timeout,
     )
+    if compression not in (None, "deflate"):
+        raise ValueError(f"compression must be 'deflate' or None, got {compression!r}")
     if max_burst < 1:
         raise ValueError(f"max_burst must be at least 1, got {max_burst!r}")
     signaling = SignalingServer(
@@ -488,21 +681,24 @@ async def serve(
         max_burst=max_burst,
         max_refused=max_refused,
         max_pending_bytes=max_pending_bytes,
+        max_frame_size=max_frame_size,
     )
     server = await ws_serve(
         signaling._handle,
         host,
         port,
         process_request=signaling._process_request,
+        create_connection=functools.partial(_Connection, signaling=signaling),  # type: ignore[arg-type]
+        compression=compression,
         ssl=ssl_context,
         open_timeout=open_timeout,
         max_size=max_frame_size,
         ping_interval=ping_interval,
         ping_timeout=ping_timeout,
         close_timeout=close_timeout,
-        # With max_pending_bytes, the server bounds each write buffer itself (see _send) and
-        # asyncio's flow control must never pause a sender; without it, websockets' default applies.
-        write_limit=2**15 if max_pending_bytes is None else 2**62,
+        # The server bounds each write buffer itself (max_pending_bytes, see _write) and never
+        # awaits a write, so asyncio's flow control must never pause the transport.
+        write_limit=2**31 - 1,  # "never": uvloop takes a C int
         logger=_RedactingLogger(logging.getLogger("websockets.server")),
     )
     host, port = server.sockets[0].getsockname()[:2]

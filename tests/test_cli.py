@@ -74,9 +74,9 @@ async def test_serve_reports_its_real_url_relays_and_stops_cleanly_on_sigterm() 
         url = await listening_url(proc)
         assert re.fullmatch(r"ws://127\.0\.0\.1:[1-9]\d*/ws", url)
         async with connect(url) as a, connect(url) as b:
-            await a.send('{"type":"register","from":"A"}')
+            await a.send('{"type":"register","from":"A","presence":true}')
             assert json.loads(await asyncio.wait_for(a.recv(), TIMEOUT))["type"] == "registered"
-            await b.send('{"type":"register","from":"B"}')
+            await b.send('{"type":"register","from":"B","presence":true}')
             assert json.loads(await asyncio.wait_for(b.recv(), TIMEOUT))["peers"] == ["A"]
             call = '{"type":"call","from":"B","to":"A","sdp":"{\\"type\\":\\"offer\\",\\"sdp\\":\\"v=0\\"}"}'
             await b.send(call)

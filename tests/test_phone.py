@@ -45,7 +45,7 @@ class RawPeer:
         self.id = user_id
         self._exit = contextlib.ExitStack()
         self.ws: ClientConnection = self._exit.enter_context(connect(url, open_timeout=TIMEOUT))
-        self.send(type="register")
+        self.send(type="register", presence=True)  # as phones do: joined/left news
         self.registered = self.recv()
         assert self.registered["type"] == "registered", self.registered
 

@@ -55,14 +55,14 @@ def proto() -> SignalingProtocol[str]:
     p: SignalingProtocol[str] = SignalingProtocol()
     for conn in "abc":
         p.connect(conn)
-    p.receive("a", frame(type="register", **{"from": "A"}))
-    p.receive("b", frame(type="register", **{"from": "B"}))
+    p.receive("a", frame(type="register", presence=True, **{"from": "A"}))
+    p.receive("b", frame(type="register", presence=True, **{"from": "B"}))
     return p
 
 
 def register(p: SignalingProtocol[str], conn: str, peer_id: str) -> list[tuple[str, str]]:
     p.connect(conn)
-    return p.receive(conn, frame(type="register", **{"from": peer_id}))
+    return p.receive(conn, frame(type="register", presence=True, **{"from": peer_id}))
 
 
 # -- registration and presence ------------------------------------------------
@@ -91,8 +91,52 @@ def test_first_peer_sees_an_empty_list_and_nobody_is_told() -> None:
     assert only(out, "a") == {"type": "registered", "id": "A", "peers": []}
 
 
-def test_reregistering_the_same_id_on_the_same_connection_is_harmless(proto: SignalingProtocol[str]) -> None:
+def test_register_without_presence_gets_its_id_only_and_no_news(proto: SignalingProtocol[str]) -> None:
+    proto.connect("s")
+    out = proto.receive("s", frame(type="register", **{"from": "Seed"}))
+    # Watchers A and B hear of the newcomer; the newcomer gets no list.
+    assert out[0] == ("s", '{"type":"registered","id":"Seed"}')
+    assert sorted(conn for conn, _ in out[1:]) == ["a", "b"]
+    assert not proto.wants_presence("s") and proto.wants_presence("a")
+    register(proto, "c", "C")
+    assert [conn for conn, _ in proto.disconnect("c")] == ["a", "b"]  # "s" hears no left either
+
+
+def test_register_with_presence_false_is_seed_style() -> None:
+    p: SignalingProtocol[str] = SignalingProtocol()
+    p.connect("a")
+    out = p.receive("a", frame(type="register", presence=False, **{"from": "A"}))
+    assert only(out, "a") == {"type": "registered", "id": "A"}
+    assert register(p, "b", "B") == [("b", '{"type":"registered","id":"B","peers":["A"]}')]
+
+
+def test_seed_style_clients_relay_normally_and_cost_no_broadcast() -> None:
+    p: SignalingProtocol[str] = SignalingProtocol()
+    for n in range(200):
+        p.connect(f"s{n}")
+        out = p.receive(f"s{n}", frame(type="register", **{"from": f"S{n}"}))
+        assert out == [(f"s{n}", f'{{"type":"registered","id":"S{n}"}}')]  # one reply, no fan-out
+    text = frame(type="ice", to="S1", candidate=CANDIDATE, **{"from": "S0"})
+    assert p.receive("s0", text) == [("s1", text)]
+    assert only(p.receive("s1", frame(type="call", to="S0", sdp=OFFER_SDP)), "s0")["from"] == "S1"
+    assert p.disconnect("s0") == []
+
+
+def test_presence_must_be_a_boolean(proto: SignalingProtocol[str]) -> None:
+    err = error_of(proto.receive("c", frame(type="register", presence="yes", **{"from": "C"})), "c")
+    assert (err["code"], err["in_reply_to"]) == ("bad-message", "register")
+    assert "'presence' must be true or false, got string 'yes'" in err["message"]
+    assert proto.id_of("c") is None
+
+
+def test_reregistering_can_turn_presence_off(proto: SignalingProtocol[str]) -> None:
     out = proto.receive("a", frame(type="register", **{"from": "A"}))
+    assert out == [("a", '{"type":"registered","id":"A"}')]
+    assert [conn for conn, _ in register(proto, "c", "C")[1:]] == ["b"]
+
+
+def test_reregistering_the_same_id_on_the_same_connection_is_harmless(proto: SignalingProtocol[str]) -> None:
+    out = proto.receive("a", frame(type="register", presence=True, **{"from": "A"}))
     assert only(out, "a") == {"type": "registered", "id": "A", "peers": ["B"]}
     assert proto.peers == ["A", "B"]
 
@@ -295,7 +339,7 @@ def test_relayed_messages_before_register_get_not_registered(proto: SignalingPro
     [
         ("{not json", "bad-json", "line 1 column 2"),
         ("", "bad-json", "invalid JSON"),
-        ('{"type":"call","to":"B","sdp":NaN}', "bad-json", "NaN"),
+        ('{"type":"call","to":"B","sdp":NaN}', "bad-json", "column 31"),
         ("[1, 2]", "bad-message", "got array"),
         ("42", "bad-message", "got number"),
         ('"register"', "bad-message", "got string"),
@@ -451,7 +495,7 @@ def register_with_secret(
     p: SignalingProtocol[str], conn: str, peer_id: str, secret: object
 ) -> list[tuple[str, str | Close]]:
     p.connect(conn)
-    return p.receive(conn, frame(type="register", secret=secret, **{"from": peer_id}))
+    return p.receive(conn, frame(type="register", secret=secret, presence=True, **{"from": peer_id}))
 
 
 def test_same_secret_reclaims_the_id_and_closes_the_old_connection_without_churn() -> None:

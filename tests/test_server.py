@@ -76,10 +76,12 @@ async def expect_error(ws: ClientConnection, frame: str | bytes, code: str) -> d
 
 
 @asynccontextmanager
-async def peer(server: SignalingServer, peer_id: str) -> AsyncIterator[ClientConnection]:
-    """A client registered as ``peer_id``, its ``registered`` reply consumed."""
+async def peer(
+    server: SignalingServer, peer_id: str, *, presence: bool = True
+) -> AsyncIterator[ClientConnection]:
+    """A client registered as ``peer_id`` (like a phone: with presence), its ``registered`` reply consumed."""
     async with connect(server.url) as ws:
-        await send(ws, type="register", **{"from": peer_id})
+        await send(ws, type="register", presence=presence, **{"from": peer_id})
         msg = await recv(ws)
         assert msg["type"] == "registered" and msg["id"] == peer_id, msg
         yield ws
@@ -87,11 +89,12 @@ async def peer(server: SignalingServer, peer_id: str) -> AsyncIterator[ClientCon
 
 @asynccontextmanager
 async def pair(
-    server: SignalingServer, a: str = "A", b: str = "B"
+    server: SignalingServer, a: str = "A", b: str = "B", *, presence: bool = True
 ) -> AsyncIterator[tuple[ClientConnection, ...]]:
-    """Two registered clients; the first one's ``joined`` notice consumed."""
-    async with peer(server, a) as ws_a, peer(server, b) as ws_b:
-        assert await recv(ws_a) == {"type": "joined", "id": b}
+    """Two registered clients; with presence, the first one's ``joined`` notice consumed."""
+    async with peer(server, a, presence=presence) as ws_a, peer(server, b, presence=presence) as ws_b:
+        if presence:
+            assert await recv(ws_a) == {"type": "joined", "id": b}
         yield ws_a, ws_b
 
 
@@ -118,6 +121,21 @@ async def test_seed_browser_protocol_is_relayed_unchanged(server: SignalingServe
             text = json.dumps(msg)  # the browser's JSON.stringify
             await sender.send(text)
             assert await asyncio.wait_for(receiver.recv(), TIMEOUT) == text
+
+
+async def test_presence_is_opt_in_and_seed_clients_relay_without_news(server: SignalingServer) -> None:
+    async with peer(server, "Phone") as phone:
+        async with connect(server.url) as seed:
+            await send(seed, type="register", **{"from": "Seed"})  # the seed's register: no flag
+            assert await recv(seed) == {"type": "registered", "id": "Seed"}
+            assert await recv(phone) == {"type": "joined", "id": "Seed"}
+            async with peer(server, "Other"):
+                assert await recv(phone) == {"type": "joined", "id": "Other"}
+            assert await recv(phone) == {"type": "left", "id": "Other"}
+            # The seed client heard none of it: the next thing it receives is the phone's call.
+            await assert_relay_works(phone, seed, "Seed", "Phone")
+            await assert_relay_works(seed, phone, "Phone", "Seed")
+        assert await recv(phone) == {"type": "left", "id": "Seed"}
 
 
 async def test_relayed_message_gains_from_when_the_client_omits_it(server: SignalingServer) -> None:
@@ -147,7 +165,7 @@ async def test_hangup_decline_and_busy_are_relayed(server: SignalingServer, msg_
 async def test_presence_lists_peers_announces_joins_and_leaves(server: SignalingServer) -> None:
     async with pair(server, "Bob", "Alice") as (bob, alice):
         async with connect(server.url) as carol:
-            await send(carol, type="register", **{"from": "Carol"})
+            await send(carol, type="register", presence=True, **{"from": "Carol"})
             assert await recv(carol) == {"type": "registered", "id": "Carol", "peers": ["Alice", "Bob"]}
             assert await recv(bob) == {"type": "joined", "id": "Carol"}
             assert await recv(alice) == {"type": "joined", "id": "Carol"}
@@ -158,7 +176,7 @@ async def test_presence_lists_peers_announces_joins_and_leaves(server: Signaling
 
 async def test_reregistering_the_same_id_announces_nothing_new(server: SignalingServer) -> None:
     async with pair(server) as (a, b):
-        await send(b, type="register", **{"from": "B"})
+        await send(b, type="register", presence=True, **{"from": "B"})
         assert await recv(b) == {"type": "registered", "id": "B", "peers": ["A"]}
         # B's handler would have sent any `joined` to A before relaying this call.
         await assert_relay_works(b, a, "A", "B")
@@ -167,7 +185,7 @@ async def test_reregistering_the_same_id_announces_nothing_new(server: Signaling
 async def test_abrupt_disconnect_frees_the_id_and_tells_the_others(server: SignalingServer) -> None:
     async with peer(server, "A") as a:
         b = await connect(server.url)
-        await send(b, type="register", **{"from": "B"})
+        await send(b, type="register", presence=True, **{"from": "B"})
         assert (await recv(b))["type"] == "registered"
         assert await recv(a) == {"type": "joined", "id": "B"}
         b.transport.abort()  # no closing handshake: the TCP connection just dies
@@ -186,7 +204,7 @@ async def test_duplicate_id_is_refused_and_the_original_keeps_receiving(server: 
         )
         await assert_relay_works(b, a, "A", "B")
         # The refused connection stays open and may pick another ID.
-        await send(impostor, type="register", **{"from": "A2"})
+        await send(impostor, type="register", presence=True, **{"from": "A2"})
         assert await recv(impostor) == {"type": "registered", "id": "A2", "peers": ["A", "B"]}
 
 
@@ -233,7 +251,7 @@ async def test_garbage_client_gets_error_codes_and_the_others_keep_working(serve
         for frame, code in garbage:
             await expect_error(junk, frame, code)
 
-        await send(junk, type="register", **{"from": "Junk"})
+        await send(junk, type="register", presence=True, **{"from": "Junk"})
         assert await recv(junk) == {"type": "registered", "id": "Junk", "peers": ["B", "Zo\u00e9"]}
         assert await recv(zoe) == {"type": "joined", "id": "Junk"}
         assert await recv(b) == {"type": "joined", "id": "Junk"}
@@ -247,6 +265,49 @@ async def test_garbage_client_gets_error_codes_and_the_others_keep_working(serve
         await send(b, type="hangup", to="Zoe\u0301")
         assert await recv(zoe) == {"type": "hangup", "from": "B", "to": "Zo\u00e9"}
         await assert_relay_works(junk, b, "B", "Junk")
+
+
+def masked_frame(payload: bytes, opcode: int = 1, fin: bool = True) -> bytes:
+    """One client frame as RFC 6455 puts it on the wire (clients mask every frame)."""
+    mask = os.urandom(4)
+    n = len(payload)
+    length = bytes([0x80 | n]) if n < 126 else bytes([0x80 | 126]) + n.to_bytes(2, "big")
+    masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    return bytes([(0x80 if fin else 0) | opcode]) + length + mask + masked
+
+
+async def test_frames_split_anywhere_fragmented_or_between_pings_are_all_relayed(
+    server: SignalingServer,
+) -> None:
+    async with peer(server, "B", presence=False) as b:
+        reader, writer = await asyncio.open_connection(server.host, server.port)
+        key = base64.b64encode(os.urandom(16))
+        writer.write(
+            b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Key: " + key + b"\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        )
+        await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), TIMEOUT)
+        messages = [
+            json.dumps({"type": "call", "to": "B", "sdp": OFFER}),  # 126..65535 bytes: 16-bit length
+            *(json.dumps({"type": "ice", "to": "B", "candidate": candidate(n)}) for n in range(3)),
+        ]
+        stream = masked_frame(b'{"type":"register","from":"A"}')
+        stream += masked_frame(messages[0].encode())
+        stream += masked_frame(b"ping!", opcode=9)  # a control frame between messages
+        stream += masked_frame(messages[1].encode())
+        half = len(messages[2]) // 2  # a message in two fragments, a ping between them
+        stream += masked_frame(messages[2][:half].encode(), fin=False)
+        stream += masked_frame(b"", opcode=9)
+        stream += masked_frame(messages[2][half:].encode(), opcode=0)
+        stream += masked_frame(messages[3].encode())
+        for i in range(len(stream)):  # one byte per write: every frame boundary falls mid-read
+            writer.write(stream[i : i + 1])
+            await writer.drain()
+            if i % 64 == 0:
+                await asyncio.sleep(0)
+        for text in messages:
+            assert await recv(b) == {**json.loads(text), "from": "A"}
+        writer.close()
 
 
 async def test_frame_above_the_websocket_limit_closes_with_1009_and_frees_the_id() -> None:
@@ -268,13 +329,19 @@ async def test_a_dead_recipient_does_not_break_the_senders_connection(server: Si
     class DeadSocket:
         """Stands for a peer whose socket died before its handler noticed."""
 
-        class transport:  # an asyncio transport with nothing buffered
+        closing = False
+
+        class protocol:
+            state = State.CLOSED
+
+        class transport:
             @staticmethod
             def get_write_buffer_size() -> int:
                 return 0
 
-        async def send(self, text: str) -> None:
-            raise ConnectionClosed(None, None)
+            @staticmethod
+            def write(data: bytes) -> None:
+                raise ConnectionResetError("the socket is gone")
 
     ghost = DeadSocket()
     server.protocol.connect(ghost)  # type: ignore[arg-type]
@@ -299,7 +366,7 @@ async def test_unknown_path_gets_404_with_a_clear_body(server: SignalingServer) 
 
 async def test_query_string_on_the_signaling_path_is_accepted(server: SignalingServer) -> None:
     async with connect(server.url + "?token=abc") as ws:
-        await send(ws, type="register", **{"from": "A"})
+        await send(ws, type="register", presence=True, **{"from": "A"})
         assert (await recv(ws))["type"] == "registered"
 
 
@@ -489,28 +556,28 @@ async def test_takeover_without_the_secret_is_refused_and_the_owner_keeps_its_id
     server: SignalingServer,
 ) -> None:
     async with connect(server.url) as owner, peer(server, "B") as b, connect(server.url) as stranger:
-        await send(owner, type="register", secret="owner-secret", **{"from": "A"})
+        await send(owner, type="register", presence=True, secret="owner-secret", **{"from": "A"})
         assert (await recv(owner))["type"] == "registered"
         assert await recv(b) == {"type": "joined", "id": "A"}
         for attempt in [{}, {"secret": "guess"}, {"secret": ""}]:
-            await send(stranger, type="register", **{"from": "A"}, **attempt)
+            await send(stranger, type="register", presence=True, **{"from": "A"}, **attempt)
             err = await recv(stranger)
             assert err["type"] == "error" and err["code"] in ("duplicate-id", "bad-message"), err
             assert "owner-secret" not in json.dumps(err)
         await assert_relay_works(b, owner, "A", "B")
         # Hang-ups and calls naming A as sender are refused too: nobody can speak for A.
-        await send(stranger, type="register", **{"from": "S"})
+        await send(stranger, type="register", presence=True, **{"from": "S"})
         assert (await recv(stranger))["type"] == "registered"
         await expect_error(stranger, json.dumps({"type": "hangup", "from": "A", "to": "B"}), "wrong-from")
 
 
 async def test_reconnecting_phone_reclaims_its_id_with_its_secret(server: SignalingServer) -> None:
     async with connect(server.url) as old, peer(server, "B") as b:
-        await send(old, type="register", secret="per-phone-secret", **{"from": "A"})
+        await send(old, type="register", presence=True, secret="per-phone-secret", **{"from": "A"})
         assert (await recv(old))["type"] == "registered"
         assert await recv(b) == {"type": "joined", "id": "A"}
         async with connect(server.url) as new:
-            await send(new, type="register", secret="per-phone-secret", **{"from": "A"})
+            await send(new, type="register", presence=True, secret="per-phone-secret", **{"from": "A"})
             assert await recv(new) == {"type": "registered", "id": "A", "peers": ["B"]}
             assert await expect_close(old, 1008) == "replaced by a newer connection of the same phone"
             # B hears no left/joined: the next thing it receives is A's call on the new connection.
@@ -549,7 +616,7 @@ async def test_browser_origins_are_checked_at_the_handshake(
         headers = {} if origin is None else {"Origin": origin}
         if allowed:
             async with connect(server.url, additional_headers=headers) as ws:
-                await send(ws, type="register", **{"from": "A"})
+                await send(ws, type="register", presence=True, **{"from": "A"})
                 assert (await recv(ws))["type"] == "registered"
         else:
             with pytest.raises(InvalidStatus) as refused:
@@ -574,8 +641,8 @@ async def test_tls_server_speaks_wss_verified_against_its_certificate(certificat
             connect(server.url, ssl=client_context) as a,
             connect(server.url, ssl=client_context) as b,
         ):
-            await send(a, type="register", **{"from": "A"})
-            await send(b, type="register", **{"from": "B"})
+            await send(a, type="register", presence=True, **{"from": "A"})
+            await send(b, type="register", presence=True, **{"from": "B"})
             assert (await recv(a))["type"] == (await recv(b))["type"] == "registered"
             assert await recv(a) == {"type": "joined", "id": "B"}
             await assert_relay_works(a, b, "B", "A")
@@ -687,11 +754,13 @@ async def test_thousands_of_connect_register_disconnect_cycles_leave_no_state_be
             await wait_until(lambda: len(server._admitted) == 1, "every cycle's slot is free")
             assert server.protocol.peers == ["Witness"]
             assert server.protocol._conn_of.keys() == {"Witness"}
-            assert len(server._peers) == 1 and not server.protocol._secret_of
+            assert len(server.server.connections) == 1 and not server.protocol._secret_of
             await send(witness, type="call", to="w0-0", sdp=OFFER)
             while (msg := await recv(witness))["type"] != "unavailable":
                 assert msg["type"] in ("joined", "left")
-        await wait_until(lambda: not server._peers and not server._admitted, "the witness is gone")
+        await wait_until(
+            lambda: not server.server.connections and not server._admitted, "the witness is gone"
+        )
         assert server.protocol.connections == 0 and not server._closing
 
 
@@ -721,7 +790,10 @@ async def test_random_frames_never_crash_the_live_server_and_others_keep_relayin
 
     # close_timeout: a connection failed mid-frame (1009) lingers that long at the TCP level after
     # its state is gone; keep the server's shutdown at the end of the test short.
-    async with await serve(max_rate=None, close_timeout=1) as server, pair(server) as (a, b):
+    async with (
+        await serve(max_rate=None, close_timeout=1) as server,
+        pair(server, presence=False) as (a, b),  # no joined/left news between the relayed calls
+    ):
         fuzz = await connect(server.url, max_size=None)
         drain = asyncio.create_task(asyncio.sleep(0))
 
@@ -737,7 +809,8 @@ async def test_random_frames_never_crash_the_live_server_and_others_keep_relayin
                 assert asyncio.get_running_loop().time() - start < 60, f"fuzzing too slow at frame {n}"
                 if fuzz.state is State.CLOSED or drain.done():
                     # The server closed it (1007/1009): drop our end, perhaps stuck behind an unsent frame.
-                    fuzz.transport.abort()
+                    if fuzz.state is not State.CLOSED:  # once CLOSED, the transport is gone already
+                        fuzz.transport.abort()
                     fuzz = await connect(server.url, max_size=None)
                     closes += 1
                 drain = asyncio.create_task(drain_replies(fuzz)) if drain.done() else drain
