@@ -2,7 +2,9 @@
 // data channel, and talks to its Python half with custom messages only:
 //   Python -> browser: start_call, remote (a signaling message from the peer), accept, close, send, log, history
 //   browser -> Python: hello, signal (to relay to the peer), rtc, channel, message, sent, send_failed, stats,
-//                      failure, ui (a button pressed)
+//                      media (local and remote tracks, getUserMedia errors), failure, ui (a button pressed)
+// Media: what to send comes from the `audio`/`video` traits (true or MediaTrackConstraints), whether the
+// microphone and camera tracks are enabled from `mic_on`/`camera_on`; Python sets them all.
 // Browser events travel as model.send messages, never as trait changes: a trait change sent while a cell
 // awaits can wedge the model's later updates (see the project's e2e notes).
 
@@ -18,6 +20,9 @@ const HIGH_WATER = 1024 * 1024;
 // Received messages reach Python in parts: Jupyter's websocket refuses messages over 10 MiB by default.
 const PART_SIZE = 4 * 1024 * 1024;
 const STATS_INTERVAL_MS = 1000;
+const STATS_HISTORY = 60;
+/** @type {const} */
+const KINDS = ["audio", "video"];
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -49,18 +54,27 @@ export class BrowserPhone extends EventTarget {
     this.rtc = {};
     /** @type {import("./stats.js").StatsSummary | null} */
     this.stats = null;
+    /** The last samples, oldest first, for the sparklines. @type {import("./stats.js").StatsSummary[]} */
+    this.statsHistory = [];
+    /** Our camera and microphone during a call. @type {MediaStream | null} */
+    this.localStream = null;
+    /** What the peer sends us. @type {MediaStream | null} */
+    this.remoteStream = null;
     this.statsTimer = 0;
     // Signaling steps run one after another: a candidate must not overtake the description it belongs to.
     this.steps = Promise.resolve();
     /** Sends run one after another too, so that their frames never interleave. */
     this.sends = Promise.resolve();
     this.onKernelMessage = this.onKernelMessage.bind(this);
+    this.applyEnabled = this.applyEnabled.bind(this);
     model.on("msg:custom", this.onKernelMessage);
+    model.on("change:mic_on change:camera_on", this.applyEnabled);
     model.send({ type: "hello" });
   }
 
   dispose() {
     this.model.off("msg:custom", this.onKernelMessage);
+    this.model.off("change:mic_on change:camera_on", this.applyEnabled);
     this.closeCall();
   }
 
@@ -100,6 +114,15 @@ export class BrowserPhone extends EventTarget {
   /** @param {string} peer @param {RTCIceServer[]} iceServers */
   async startCall(peer, iceServers) {
     const pc = this.newPeerConnection(iceServers);
+    const stream = await this.openLocalMedia(pc);
+    if (pc !== this.pc) return; // hung up while the browser asked for the camera
+    // One m-line per medium we would like: sendrecv with a track, recvonly without one (no camera, or
+    // permission denied), so that we still receive the peer's. A data-only phone offers no media sections.
+    for (const kind of KINDS) {
+      const track = stream?.getTracks().find((t) => t.kind === kind);
+      if (track) pc.addTransceiver(track, { direction: "sendrecv", streams: [/** @type {MediaStream} */ (stream)] });
+      else if (this.model.get(kind)) pc.addTransceiver(kind, { direction: "recvonly" });
+    }
     this.attachChannel(pc.createDataChannel("nbcall"));
     await pc.setLocalDescription(await pc.createOffer());
     // "framing" tells another nbcall phone that we frame typed and chunked messages; other clients ignore it.
@@ -112,6 +135,25 @@ export class BrowserPhone extends EventTarget {
     if (!pc || pc.signalingState !== "have-remote-offer") {
       throw new Error(`no offer to answer (signaling state ${pc ? pc.signalingState : "no connection"})`);
     }
+    const stream = await this.openLocalMedia(pc);
+    if (pc !== this.pc) return;
+    // The offer decides which media sections exist: put each local track on the caller's section of its kind.
+    // A kind the caller did not offer cannot be sent in this call (it would need a new offer): drop it.
+    const notOffered = [];
+    for (const track of stream?.getTracks() ?? []) {
+      const transceiver = pc.getTransceivers().find((t) => t.receiver.track.kind === track.kind && !t.sender.track);
+      if (!transceiver) {
+        track.stop();
+        stream?.removeTrack(track);
+        notOffered.push({ kind: track.kind, name: "NotOffered", message: "no media section of that kind in the offer" });
+        continue;
+      }
+      await transceiver.sender.replaceTrack(track);
+      transceiver.sender.setStreams?.(/** @type {MediaStream} */ (stream));
+      transceiver.direction = "sendrecv";
+    }
+    if (!this.localStream?.getTracks().length) this.localStream = null;
+    if (notOffered.length) this.reportMedia(notOffered);
     await pc.setLocalDescription(await pc.createAnswer());
     this.signal({ type: "answer", sdp: JSON.stringify(pc.localDescription), framing: PROTOCOL });
   }
@@ -155,10 +197,20 @@ export class BrowserPhone extends EventTarget {
     this.framed = false;
     this.rtc = {};
     this.stats = null;
+    this.statsHistory = [];
     pc.onicecandidate = (e) => {
       if (pc === this.pc && e.candidate) this.signal({ type: "ice", candidate: JSON.stringify(e.candidate) });
     };
     pc.ondatachannel = (e) => this.attachChannel(e.channel);
+    pc.ontrack = (e) => {
+      if (pc !== this.pc) return;
+      // One stream of our own for everything the peer sends: senders may or may not name a stream.
+      this.remoteStream ??= new MediaStream();
+      this.remoteStream.addTrack(e.track);
+      e.track.addEventListener("ended", () => this.emit("media"));
+      this.reportMedia();
+      this.emit("media");
+    };
     for (const name of ["connectionState", "iceConnectionState", "iceGatheringState", "signalingState"]) {
       const report = () => {
         if (pc !== this.pc) return;
@@ -174,10 +226,76 @@ export class BrowserPhone extends EventTarget {
     return pc;
   }
 
+  /**
+   * Ask for the camera and microphone this phone would like to send. A refusal or a missing device is reported
+   * to Python and the call goes on without that medium. Returns null when nothing was wanted or granted.
+   * @param {RTCPeerConnection} pc
+   * @returns {Promise<MediaStream | null>}
+   */
+  async openLocalMedia(pc) {
+    /** @type {Record<string, boolean | MediaTrackConstraints>} */
+    const wanted = {};
+    for (const kind of KINDS) if (this.model.get(kind)) wanted[kind] = this.model.get(kind);
+    const kinds = Object.keys(wanted);
+    if (!kinds.length) return null;
+    /** @type {{kind: string, name: string, message: string}[]} */
+    const errors = [];
+    let stream = null;
+    if (!navigator.mediaDevices?.getUserMedia) {
+      // Browsers hide mediaDevices on pages that are not secure contexts (not https, not localhost).
+      for (const kind of kinds) errors.push({ kind, name: "InsecureContext", message: "navigator.mediaDevices is undefined" });
+    } else {
+      try {
+        stream = await navigator.mediaDevices.getUserMedia(wanted);
+      } catch (err) {
+        // Refused is refused: asking again per device would only show the user more prompts.
+        const refused = err instanceof DOMException && err.name === "NotAllowedError";
+        if (kinds.length === 1 || refused) kinds.forEach((kind) => errors.push(mediaError(kind, err)));
+        else {
+          // Both at once failed: try each alone, so that a missing camera still leaves the microphone.
+          stream = new MediaStream();
+          for (const kind of kinds) {
+            try {
+              const one = await navigator.mediaDevices.getUserMedia({ [kind]: wanted[kind] });
+              one.getTracks().forEach((t) => stream?.addTrack(t));
+            } catch (e) {
+              errors.push(mediaError(kind, e));
+            }
+          }
+        }
+      }
+    }
+    if (pc !== this.pc) {
+      stream?.getTracks().forEach((t) => t.stop());
+      return null;
+    }
+    this.localStream = stream?.getTracks().length ? stream : null;
+    this.applyEnabled();
+    this.reportMedia(errors);
+    return this.localStream;
+  }
+
+  /** Enable or disable the local tracks as Python asked: a disabled track sends silence or black frames. */
+  applyEnabled() {
+    for (const track of this.localStream?.getTracks() ?? []) {
+      track.enabled = Boolean(this.model.get(track.kind === "audio" ? "mic_on" : "camera_on"));
+    }
+    this.emit("media");
+  }
+
+  /** Tell Python which media flow each way. @param {{kind: string, name: string, message: string}[]} errors */
+  reportMedia(errors = []) {
+    /** @param {MediaStream | null} stream */
+    const has = (stream) => Object.fromEntries(KINDS.map((k) => [k, Boolean(stream?.getTracks().some((t) => t.kind === k))]));
+    this.model.send({ type: "media", local: has(this.localStream), remote: has(this.remoteStream), errors });
+  }
+
   /** @param {RTCPeerConnection} pc */
   async sampleStats(pc) {
     if (pc !== this.pc || pc.connectionState !== "connected") return;
     this.stats = await summarizeStats(pc, this.stats);
+    this.statsHistory.push(this.stats);
+    if (this.statsHistory.length > STATS_HISTORY) this.statsHistory.shift();
     this.model.send({ type: "stats", stats: this.stats });
     this.emit("stats");
   }
@@ -273,11 +391,20 @@ export class BrowserPhone extends EventTarget {
     this.pc = null;
     this.channel = null;
     this.pendingCandidates = [];
+    const media = this.localStream || this.remoteStream;
+    // Stop every local track, sent or not, so that the camera light goes off.
+    this.localStream?.getTracks().forEach((t) => t.stop());
+    this.localStream = null;
+    this.remoteStream = null;
     if (pc) {
       pc.getSenders().forEach((s) => s.track?.stop());
       pc.close();
       this.rtc = { ...this.rtc, connectionState: "closed" };
       this.emit("rtc");
+    }
+    if (media) {
+      this.reportMedia();
+      this.emit("media");
     }
   }
 
@@ -300,6 +427,12 @@ export class BrowserPhone extends EventTarget {
   emit(what) {
     this.dispatchEvent(new Event(what));
   }
+}
+
+/** @param {string} kind @param {unknown} err */
+function mediaError(kind, err) {
+  const e = /** @type {{name?: string, message?: string}} */ (err);
+  return { kind, name: e?.name ?? "Error", message: e?.message ?? String(err) };
 }
 
 /** @param {RTCDataChannel} channel */

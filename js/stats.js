@@ -1,17 +1,27 @@
-// A compact summary of RTCPeerConnection.getStats(), using the standard report types.
+// A compact summary of RTCPeerConnection.getStats(), using the standard report types:
+// transport -> its selected candidate-pair (round-trip time, bytes, candidates), inbound-rtp and outbound-rtp
+// (one per received or sent track). Bitrates and rates are deltas against the previous summary.
 
 /**
  * @typedef {{type: string, protocol: string, address: string, port: number}} CandidateSummary
  * @typedef {{
+ *   bytes: number, packets: number, kbps: number | null,
+ *   packets_lost?: number, jitter_ms?: number | null, audio_level?: number | null, total_audio_energy?: number,
+ *   frames?: number, fps?: number | null, width?: number | null, height?: number | null,
+ * }} RtpSummary
+ * @typedef {{
  *   rtt_ms: number | null, bytes_sent: number, bytes_received: number,
  *   send_kbps: number | null, receive_kbps: number | null,
  *   local_candidate: CandidateSummary | null, remote_candidate: CandidateSummary | null,
+ *   pair: string | null,
+ *   audio_in: RtpSummary | null, audio_out: RtpSummary | null,
+ *   video_in: RtpSummary | null, video_out: RtpSummary | null,
  *   timestamp: number,
  * }} StatsSummary
  */
 
 /**
- * Summarize the selected candidate pair; bitrates come from the previous summary, if any.
+ * Summarize the connection; bitrates come from the previous summary, if any.
  * @param {RTCPeerConnection} pc
  * @param {StatsSummary | null} previous
  * @returns {Promise<StatsSummary>}
@@ -21,41 +31,98 @@ export async function summarizeStats(pc, previous) {
   /** @type {Map<string, any>} */
   const byId = new Map();
   report.forEach((s) => byId.set(s.id, s));
-  let pair = null;
-  for (const s of byId.values()) {
-    if (s.type === "transport" && s.selectedCandidatePairId) pair = byId.get(s.selectedCandidatePairId);
-  }
-  if (!pair) {
-    // Some browsers leave selectedCandidatePairId out: take the nominated pair that succeeded.
-    for (const s of byId.values()) {
-      if (s.type === "candidate-pair" && s.nominated && s.state === "succeeded") pair = s;
-    }
-  }
-  const now = performance.now();
-  const summary = {
+  return summarizeReports(byId, previous, performance.now());
+}
+
+/**
+ * The pure part of summarizeStats, testable without a browser.
+ * @param {Map<string, any>} byId the stats objects by id
+ * @param {StatsSummary | null} previous
+ * @param {number} now milliseconds
+ * @returns {StatsSummary}
+ */
+export function summarizeReports(byId, previous, now) {
+  const pair = selectedPair(byId);
+  const seconds = previous ? (now - previous.timestamp) / 1000 : 0;
+  const local = candidate(byId.get(pair?.localCandidateId));
+  const remote = candidate(byId.get(pair?.remoteCandidateId));
+  const bytesSent = pair?.bytesSent ?? 0;
+  const bytesReceived = pair?.bytesReceived ?? 0;
+  /** @param {string} type @param {string} kind @param {keyof StatsSummary} key */
+  const rtp = (type, kind, key) => {
+    const s = [...byId.values()].find((r) => r.type === type && (r.kind ?? r.mediaType) === kind);
+    return s ? rtpSummary(s, /** @type {RtpSummary | null} */ (previous?.[key] ?? null), seconds) : null;
+  };
+  return {
     rtt_ms: pair?.currentRoundTripTime != null ? round(pair.currentRoundTripTime * 1000) : null,
-    bytes_sent: pair?.bytesSent ?? 0,
-    bytes_received: pair?.bytesReceived ?? 0,
-    send_kbps: null,
-    receive_kbps: null,
-    local_candidate: candidate(byId.get(pair?.localCandidateId)),
-    remote_candidate: candidate(byId.get(pair?.remoteCandidateId)),
+    bytes_sent: bytesSent,
+    bytes_received: bytesReceived,
+    send_kbps: previous ? kbps(bytesSent - previous.bytes_sent, seconds) : null,
+    receive_kbps: previous ? kbps(bytesReceived - previous.bytes_received, seconds) : null,
+    local_candidate: local,
+    remote_candidate: remote,
+    pair: local && remote ? `${local.type} ↔ ${remote.type}` : null,
+    audio_in: rtp("inbound-rtp", "audio", "audio_in"),
+    audio_out: rtp("outbound-rtp", "audio", "audio_out"),
+    video_in: rtp("inbound-rtp", "video", "video_in"),
+    video_out: rtp("outbound-rtp", "video", "video_out"),
     timestamp: now,
   };
-  if (previous) {
-    const seconds = (now - previous.timestamp) / 1000;
-    if (seconds > 0) {
-      summary.send_kbps = round(((summary.bytes_sent - previous.bytes_sent) * 8) / 1000 / seconds);
-      summary.receive_kbps = round(((summary.bytes_received - previous.bytes_received) * 8) / 1000 / seconds);
-    }
+}
+
+/** @param {Map<string, any>} byId */
+function selectedPair(byId) {
+  for (const s of byId.values()) {
+    if (s.type === "transport" && s.selectedCandidatePairId) return byId.get(s.selectedCandidatePairId);
   }
-  return summary;
+  // Some browsers leave selectedCandidatePairId out: take the nominated pair that succeeded.
+  for (const s of byId.values()) {
+    if (s.type === "candidate-pair" && s.nominated && s.state === "succeeded") return s;
+  }
+  return null;
+}
+
+/**
+ * One inbound-rtp or outbound-rtp report, with the fields a learner needs.
+ * @param {any} s @param {RtpSummary | null} previous @param {number} seconds
+ * @returns {RtpSummary}
+ */
+function rtpSummary(s, previous, seconds) {
+  const inbound = s.type === "inbound-rtp";
+  const bytes = (inbound ? s.bytesReceived : s.bytesSent) ?? 0;
+  /** @type {RtpSummary} */
+  const out = {
+    bytes,
+    packets: (inbound ? s.packetsReceived : s.packetsSent) ?? 0,
+    kbps: previous && seconds > 0 ? kbps(bytes - previous.bytes, seconds) : null,
+  };
+  if (inbound) {
+    out.packets_lost = s.packetsLost ?? 0;
+    out.jitter_ms = s.jitter != null ? round(s.jitter * 1000) : null;
+  }
+  if ((s.kind ?? s.mediaType) === "audio") {
+    if (inbound) {
+      out.audio_level = s.audioLevel ?? null;
+      out.total_audio_energy = s.totalAudioEnergy ?? 0;
+    }
+  } else {
+    out.frames = (inbound ? s.framesDecoded : s.framesEncoded) ?? 0;
+    out.fps = s.framesPerSecond ?? null;
+    out.width = s.frameWidth ?? null;
+    out.height = s.frameHeight ?? null;
+  }
+  return out;
 }
 
 /** @param {any} s @returns {CandidateSummary | null} */
 function candidate(s) {
   if (!s) return null;
   return { type: s.candidateType, protocol: s.protocol, address: s.address ?? s.ip, port: s.port };
+}
+
+/** @param {number} bytes @param {number} seconds */
+function kbps(bytes, seconds) {
+  return seconds > 0 ? round((bytes * 8) / 1000 / seconds) : null;
 }
 
 /** @param {number} x */

@@ -3,7 +3,8 @@
 The Python half owns the signaling: it holds the phone's connection to the signaling server (on the kernel's
 background loop) and relays between that server and the browser over the widget's own messages, so a phone
 works wherever the browser can reach the kernel, even when it cannot reach the server. The browser half owns
-the RTCPeerConnection and the data channel. The call's state lives here and is synced to the browser.
+the RTCPeerConnection, the data channel and the camera and microphone. The call's state lives here and is
+synced to the browser.
 """
 
 from __future__ import annotations
@@ -37,6 +38,18 @@ STATIC = pathlib.Path(__file__).parent / "static"
 STATES = ("idle", "calling", "ringing", "connecting", "connected", "ended", "failed")
 _FREE = ("idle", "ended", "failed")
 _IN_CALL = ("calling", "ringing", "connecting", "connected")
+_DEVICE = {"audio": "microphone", "video": "camera"}
+# getUserMedia's errors (DOMException names), as what happened and what to do.
+_MEDIA_ERRORS = {
+    "NotAllowedError": "permission to use the {device} was denied: allow it for this page in the browser "
+    "(the icon left of the address bar) and call again",
+    "NotFoundError": "no {device} was found: connect one, or create the phone without it",
+    "NotReadableError": "the {device} could not be started (another application may be using it): "
+    "close that application and call again",
+    "OverconstrainedError": "no {device} satisfies the constraints {settings}: loosen them",
+    "InsecureContext": "the browser gives no {device} to this page because it is not a secure context: "
+    "open JupyterLab at https://... or http://localhost",
+}
 
 
 class Phone(anywidget.AnyWidget):
@@ -47,6 +60,12 @@ class Phone(anywidget.AnyWidget):
     servers (URL strings or ``{"urls": ..., "username": ..., "credential": ...}``); none by default, which
     connects peers that can reach each other directly. ``max_messages`` bounds :attr:`messages`,
     ``max_log`` bounds :attr:`log`.
+
+    ``video`` and ``audio`` say what this phone would like to send in a call: ``True``, or a dict of
+    MediaTrackConstraints (for example ``{"width": 1280}``). The browser asks for the camera and microphone when
+    a call starts or is answered, and stops them when it ends. A medium the browser cannot get (permission
+    denied, no device) is left out and reported in :attr:`error`; the call goes on, and the phone still
+    receives what the peer sends.
     """
 
     _esm = STATIC / "phone.js"
@@ -61,6 +80,21 @@ class Phone(anywidget.AnyWidget):
     error = traitlets.Unicode("", read_only=True).tag(sync=True)
     online = traitlets.Bool(False, read_only=True).tag(sync=True)
     server_url = traitlets.Unicode("", read_only=True).tag(sync=True)
+    #: What this phone would like to send: False, True, or MediaTrackConstraints.
+    audio = traitlets.Union([traitlets.Bool(), traitlets.Dict()], default_value=False, read_only=True).tag(
+        sync=True
+    )
+    video = traitlets.Union([traitlets.Bool(), traitlets.Dict()], default_value=False, read_only=True).tag(
+        sync=True
+    )
+    #: Whether the microphone and camera tracks are enabled (see :meth:`mute` and :meth:`camera`).
+    mic_on = traitlets.Bool(True, read_only=True).tag(sync=True)
+    camera_on = traitlets.Bool(True, read_only=True).tag(sync=True)
+    #: The media flowing in the current call: ``{"audio": bool, "video": bool}`` sent by us and by the peer.
+    local_media = traitlets.Dict(read_only=True).tag(sync=True)
+    remote_media = traitlets.Dict(read_only=True).tag(sync=True)
+    #: Why a wanted medium is missing from the call, and what to do about it ("" when none is).
+    media_error = traitlets.Unicode("", read_only=True).tag(sync=True)
     #: The received data-channel messages, oldest first (not synced: payloads may be large).
     messages: traitlets.List[Message] = traitlets.List(read_only=True)
 
@@ -69,6 +103,8 @@ class Phone(anywidget.AnyWidget):
         user_id: str,
         *,
         server: str | None = None,
+        video: bool | dict[str, Any] = False,
+        audio: bool | dict[str, Any] = False,
         auto_answer: bool = False,
         ice_servers: Iterable[str | dict[str, Any]] = (),
         max_messages: int = 100,
@@ -77,6 +113,11 @@ class Phone(anywidget.AnyWidget):
     ) -> None:
         if not isinstance(user_id, str) or not user_id.strip():
             raise ValueError(f"user_id must be a non-empty string, not {user_id!r}")
+        for name, value in (("video", video), ("audio", audio)):
+            if not isinstance(value, (bool, dict)):
+                raise TypeError(
+                    f"{name} must be True, False or a dict of MediaTrackConstraints, not {value!r}"
+                )
         if max_messages < 0 or max_log < 0:
             raise ValueError(f"max_messages and max_log must be >= 0, not {max_messages} and {max_log}")
         url = server or kernel.default_server().url
@@ -106,6 +147,10 @@ class Phone(anywidget.AnyWidget):
             self.set_trait("server_url", url)
             self.set_trait("peers", list(registered.get("peers", [])))
             self.set_trait("online", True)
+            self.set_trait("video", video)
+            self.set_trait("audio", audio)
+            self.set_trait("local_media", {"audio": False, "video": False})
+            self.set_trait("remote_media", {"audio": False, "video": False})
         register = {"type": "register", "from": user_id}
         self._log_entry("out", "register", register, len(json.dumps(register)))
         self._log_entry("in", "registered", registered, len(json.dumps(registered)))
@@ -127,7 +172,7 @@ class Phone(anywidget.AnyWidget):
                 raise CallError(f"{self.user_id} is {self.state} with {self.peer!r}; hang up first")
             if peer == self.user_id:
                 raise CallError(f"{self.user_id} cannot call itself; call one of {self.peers}")
-            self._set(state="calling", peer=peer, error="")
+            self._set(state="calling", peer=peer, error="", media_error="")
             self._browser({"type": "start_call", "peer": peer, "ice_servers": self.ice_servers})
 
     def answer(self) -> None:
@@ -170,6 +215,18 @@ class Phone(anywidget.AnyWidget):
                     "call a peer and `await phone.wait_for('connected')` first"
                 )
             self._browser({"type": "send", "id": next(self._send_ids), "kind": kind}, [payload])
+
+    def mute(self) -> None:
+        """Send silence instead of the microphone (the track stays, disabled); :meth:`unmute` undoes it."""
+        self.set_trait("mic_on", False)
+
+    def unmute(self) -> None:
+        """Send the microphone's sound again."""
+        self.set_trait("mic_on", True)
+
+    def camera(self, on: bool = True) -> None:
+        """Turn the camera's picture on or off: off, the peer receives black frames."""
+        self.set_trait("camera_on", bool(on))
 
     def on_message(self, callback: Callable[[Message], Any]) -> Callable[[Message], Any]:
         """Call ``callback(message)`` for every data-channel message received (usable as a decorator)."""
@@ -254,7 +311,7 @@ class Phone(anywidget.AnyWidget):
             reason = f"{self.user_id} is {self.state} with {self.peer}"
             self._signal({"type": "busy", "to": caller, "reason": reason})
             return
-        self._set(state="ringing", peer=caller, error="")
+        self._set(state="ringing", peer=caller, error="", media_error="")
         self._browser({"type": "remote", "signal": message, "ice_servers": self.ice_servers})
         if self.auto_answer:
             self.answer()
@@ -340,10 +397,14 @@ class Phone(anywidget.AnyWidget):
         self.rtc[name] = value
         self._log_entry("event", name, value)
         if name == "connectionState" and value == "failed" and self.state in _IN_CALL:
+            if self.state == "connected":
+                why = (
+                    f"lost the connection to {self.peer}: it stopped answering (page closed or network down)"
+                )
+            else:
+                why = f"could not connect to {self.peer}: ICE found no path between the two browsers"
             self._signal({"type": "hangup", "to": self.peer, "reason": "connection failed"})
-            self._end(
-                "failed", "the peer-to-peer connection failed: ICE found no path between the two browsers"
-            )
+            self._end("failed", why)
 
     def _on_browser_channel(self, content: dict[str, Any], buffers: list[bytes]) -> None:
         self._log_entry("event", f"datachannel-{content['state']}", content)
@@ -380,6 +441,35 @@ class Phone(anywidget.AnyWidget):
     def _on_browser_stats(self, content: dict[str, Any], buffers: list[bytes]) -> None:
         self.stats = content["stats"]
 
+    def _on_browser_media(self, content: dict[str, Any], buffers: list[bytes]) -> None:
+        self._set(local_media=content["local"], remote_media=content["remote"])
+        self._log_entry("event", "media", {"local": content["local"], "remote": content["remote"]})
+        # One sentence per cause: "camera and microphone" when both failed the same way.
+        causes: dict[tuple[str, str], list[str]] = {}
+        for problem in content.get("errors", []):
+            causes.setdefault((problem["name"], problem["message"]), []).append(problem["kind"])
+        for (name, message), kinds in causes.items():
+            self._on_media_error(kinds, name, message)
+
+    def _on_media_error(self, kinds: list[str], name: str, message: str) -> None:
+        """Media this phone wanted are not in the call: say why, and that the call goes on without them."""
+        device = " and ".join(_DEVICE.get(k, k) for k in sorted(kinds, reverse=True))
+        if name == "NotOffered":
+            # Not a fault: the caller offered no section for it (a data-only phone, say).
+            self._log_entry(
+                "event", "media", f"{self.peer} offered no {'/'.join(kinds)}: sending no {device}"
+            )
+            return
+        advice = _MEDIA_ERRORS.get(name, "the browser could not open the {device}")
+        settings = " and ".join(f"{k}={getattr(self, k)!r}" for k in kinds)
+        text = f"{advice.format(device=device, settings=settings)} ({name}: {message}). "
+        text += f"The call goes on without your {device}."
+        if self.media_error and text not in self.media_error:
+            text = f"{self.media_error}\n{text}"
+        logger.warning("%s: %s", self.user_id, text)
+        self._log_entry("event", "media-error", {"kinds": kinds, "name": name, "message": message})
+        self._set(media_error=text, error=text)
+
     def _on_browser_failure(self, content: dict[str, Any], buffers: list[bytes]) -> None:
         text = f"browser: {content['message']}"
         self._log_entry("event", "failure", content["message"])
@@ -396,6 +486,10 @@ class Phone(anywidget.AnyWidget):
             "answer": self.answer,
             "decline": self.decline,
             "hangup": self.hangup,
+            "mute": self.mute,
+            "unmute": self.unmute,
+            "camera_on": lambda: self.camera(True),
+            "camera_off": lambda: self.camera(False),
         }
         action = actions.get(str(content.get("action")))
         try:

@@ -1,0 +1,48 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { summarizeReports } from "./stats.js";
+
+/** A getStats() report of a call sending and receiving audio and video over a host pair. */
+function report(scale) {
+  const list = [
+    { id: "T", type: "transport", selectedCandidatePairId: "P" },
+    { id: "P", type: "candidate-pair", localCandidateId: "L", remoteCandidateId: "R", currentRoundTripTime: 0.0012,
+      bytesSent: 1000 * scale, bytesReceived: 2000 * scale },
+    { id: "L", type: "local-candidate", candidateType: "host", protocol: "udp", address: "127.0.0.1", port: 5000 },
+    { id: "R", type: "remote-candidate", candidateType: "srflx", protocol: "udp", address: "10.0.0.1", port: 6000 },
+    { id: "AI", type: "inbound-rtp", kind: "audio", bytesReceived: 500 * scale, packetsReceived: 10 * scale,
+      packetsLost: 1, jitter: 0.004, audioLevel: 0.3, totalAudioEnergy: scale },
+    { id: "VI", type: "inbound-rtp", kind: "video", bytesReceived: 900 * scale, packetsReceived: 20 * scale,
+      packetsLost: 0, jitter: 0.01, framesDecoded: 30 * scale, framesPerSecond: 30, frameWidth: 640, frameHeight: 480 },
+    { id: "VO", type: "outbound-rtp", kind: "video", bytesSent: 800 * scale, packetsSent: 19 * scale,
+      framesEncoded: 30 * scale, framesPerSecond: 29 },
+  ];
+  return new Map(list.map((s) => [s.id, s]));
+}
+
+test("the selected pair gives round-trip time, bytes and candidate types", () => {
+  const s = summarizeReports(report(1), null, 1000);
+  assert.equal(s.rtt_ms, 1.2);
+  assert.equal(s.pair, "host ↔ srflx");
+  assert.deepEqual(s.local_candidate, { type: "host", protocol: "udp", address: "127.0.0.1", port: 5000 });
+  assert.equal(s.send_kbps, null); // no previous sample yet
+  assert.equal(s.audio_out, null); // nothing sent of that kind
+  assert.equal(s.video_in?.frames, 30);
+  assert.equal(s.audio_in?.jitter_ms, 4);
+});
+
+test("bitrates are deltas over the time between two samples", () => {
+  const first = summarizeReports(report(1), null, 1000);
+  const second = summarizeReports(report(2), first, 2000);
+  assert.equal(second.send_kbps, 8); // 1000 bytes in 1 s
+  assert.equal(second.receive_kbps, 16);
+  assert.equal(second.video_in?.kbps, 7.2);
+  assert.equal(second.video_out?.kbps, 6.4);
+});
+
+test("a data-only call has a pair and no media", () => {
+  const only = new Map([...report(1)].filter(([id]) => !["AI", "VI", "VO"].includes(id)));
+  const s = summarizeReports(only, null, 0);
+  assert.equal(s.bytes_sent, 1000);
+  assert.deepEqual([s.audio_in, s.video_in, s.video_out], [null, null, null]);
+});
