@@ -73,6 +73,15 @@ class Lab:
         nbformat.write(nb, self.root / name)
         return name
 
+    def run_notebook(self, page: Page, name: str, cells: list[str], phones: tuple[str, ...] = ()) -> Notebook:
+        """Write a notebook, open it, run all its cells, and wait until ``phones`` are shown and the kernel idles."""
+        notebook = self.open(page, self.write_notebook(name, cells))
+        notebook.run_all()
+        for user in phones:
+            page.locator(f".nbcall-phone[data-user='{user}']").wait_for(timeout=30_000)
+        notebook.wait_idle()
+        return notebook
+
     def open(self, page: Page, name: str) -> Notebook:
         page.goto(f"{self.url}/lab/tree/{name}?token={TOKEN}&reset")
         notebook = Notebook(page, name)
@@ -115,6 +124,14 @@ class Notebook:
         match = re.search(r"@@(.*)", out)
         assert match, f"no value printed for {expr!r}: {out!r}"
         return json.loads(match.group(1))
+
+    def wait_until(self, condition: str, timeout: float = 10) -> None:
+        """Await in a cell until ``condition`` holds in the kernel; browser messages reach it meanwhile."""
+        steps = int(timeout / 0.05)
+        self.run(
+            f"import asyncio as _asyncio\nfor _ in range({steps}):\n    if {condition}: break\n"
+            f"    await _asyncio.sleep(0.05)\nelse:\n    raise TimeoutError({condition!r})"
+        )
 
     def run_all(self) -> None:
         self.page.evaluate("window.jupyterapp.commands.execute('notebook:run-all-cells')")

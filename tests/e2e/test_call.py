@@ -46,10 +46,8 @@ def test_call_answer_exchange_typed_data_both_ways_and_hang_up(lab: Lab, page: P
         "b.on_message(got_b.append); a.on_message(got_a.append)\n"
         'a.send("hi"); a.send(b"\\x00\\x01\\xff"); a.send({"x": [1, 2]}); a.send([1.5, None, "é"])\n'
         'b.send("hello back"); b.send(bytearray(b"\\x10\\x20"))\n'
-        "for _ in range(200):\n"
-        "    if len(got_b) >= 4 and len(got_a) >= 2: break\n"
-        "    await asyncio.sleep(0.05)\n"
     )
+    nb.wait_until("len(got_b) >= 4 and len(got_a) >= 2")
     received = nb.value("[(type(m.data).__name__, repr(m.data), m.sender) for m in b.messages]")
     assert received == [
         ["str", "'hi'", "A"],
@@ -63,7 +61,7 @@ def test_call_answer_exchange_typed_data_both_ways_and_hang_up(lab: Lab, page: P
     # A message typed in A's widget reaches B's Python.
     nb.phone("A").locator(".nbcall-input").fill("typed in the widget")
     nb.phone("A").locator(".nbcall-send").click()
-    nb.run("for _ in range(200):\n    if len(b.messages) >= 5: break\n    await asyncio.sleep(0.05)")
+    nb.wait_until("len(b.messages) >= 5")
     assert nb.value("b.messages[-1].data") == "typed in the widget"
     expect(nb.phone("B").locator(".nbcall-msg.nbcall-in").last).to_contain_text("typed in the widget")
     expect(nb.phone("A").locator(".nbcall-msg.nbcall-in").last).to_contain_text("10 20")

@@ -11,8 +11,6 @@ from playwright.sync_api import BrowserContext, Page, expect
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
-WAIT_ONLINE = "for _ in range(300):\n    if {p}.online: break\n    await asyncio.sleep(0.05)"
-
 
 def test_a_call_survives_a_server_restart_and_phones_come_back_online(lab: Lab, page: Page) -> None:
     setup = (
@@ -21,33 +19,22 @@ def test_a_call_survives_a_server_restart_and_phones_come_back_online(lab: Lab, 
         "token = urllib.parse.parse_qs(urllib.parse.urlsplit(server.url).query)['token'][0]\n"
         "a = nbcall.Phone('A'); b = nbcall.Phone('B', auto_answer=True)\ndisplay(a, b)"
     )
-    nb = lab.open(page, lab.write_notebook("restart.ipynb", [setup]))
-    nb.run_all()
-    expect(nb.phone("B", "idle")).to_be_visible(timeout=30_000)
-    nb.wait_idle()
+    nb = lab.run_notebook(page, "restart.ipynb", [setup], phones=("B",))
     nb.run(
         "a.call('B')\nawait a.wait_for('connected', timeout=20)\nawait b.wait_for('connected', timeout=20)"
     )
 
-    nb.run(
-        "kernel.close_server(server)\nfor _ in range(100):\n    if not a.online: break\n"
-        "    await asyncio.sleep(0.05)"
-    )
+    nb.run("kernel.close_server(server)")
+    nb.wait_until("not a.online and not b.online")
     assert nb.value("(a.online, b.online, a.state)") == [False, False, "connected"]
     expect(nb.phone("A").locator(".nbcall-error")).to_contain_text("reconnecting")
     # Peer to peer, the call does not need the server.
-    nb.run(
-        "a.send('while the server is down')\nfor _ in range(100):\n    if b.messages: break\n"
-        "    await asyncio.sleep(0.05)"
-    )
+    nb.run("a.send('while the server is down')")
+    nb.wait_until("b.messages")
     assert nb.value("b.messages[-1].data") == "while the server is down"
 
-    nb.run(
-        "server = nbcall.serve(port=server.port, token=token)\n"
-        + WAIT_ONLINE.format(p="a")
-        + "\n"
-        + WAIT_ONLINE.format(p="b")
-    )
+    nb.run("server = nbcall.serve(port=server.port, token=token)")
+    nb.wait_until("a.online and b.online", timeout=15)
     assert nb.value("(a.online, b.online, a.error, a.peers, b.peers)") == [True, True, "", ["B"], ["A"]]
     assert nb.value("(a.state, b.state)") == ["connected", "connected"]
     nb.run("a.hangup()\nawait b.wait_for('ended')")  # the hangup travels through the new server
@@ -57,32 +44,12 @@ def test_a_call_survives_a_server_restart_and_phones_come_back_online(lab: Lab, 
 def test_a_peer_whose_browser_goes_away_ends_the_call_on_the_other_side(
     lab: Lab, page: Page, context: BrowserContext
 ) -> None:
-    first = lab.open(
-        page,
-        lab.write_notebook(
-            "drop1.ipynb",
-            [
-                "import nbcall, asyncio\nserver = nbcall.serve()\na = nbcall.Phone('A'); a",
-            ],
-        ),
-    )
-    first.run_all()
-    expect(first.phone("A", "idle")).to_be_visible(timeout=30_000)
-    first.wait_idle()
+    cells = ["import nbcall, asyncio\nserver = nbcall.serve()\na = nbcall.Phone('A'); a"]
+    first = lab.run_notebook(page, "drop1.ipynb", cells, phones=("A",))
     url = first.value("server.url")
     page2 = context.new_page()
-    second = lab.open(
-        page2,
-        lab.write_notebook(
-            "drop2.ipynb",
-            [
-                f"import nbcall\nb = nbcall.Phone('B', server={url!r}, auto_answer=True); b",
-            ],
-        ),
-    )
-    second.run_all()
-    expect(second.phone("B", "idle")).to_be_visible(timeout=30_000)
-    second.wait_idle()
+    cells = [f"import nbcall\nb = nbcall.Phone('B', server={url!r}, auto_answer=True); b"]
+    lab.run_notebook(page2, "drop2.ipynb", cells, phones=("B",))
     first.run("a.call('B')\nawait a.wait_for('connected', timeout=20)")
 
     page2.close()  # B's browser is gone; its kernel, and its registration, stay
@@ -93,9 +60,7 @@ def test_a_peer_whose_browser_goes_away_ends_the_call_on_the_other_side(
 
 
 def test_shutting_down_the_kernel_closes_its_server_with_going_away(lab: Lab, page: Page) -> None:
-    nb = lab.open(page, lab.write_notebook("shutdown.ipynb", ["import nbcall\nserver = nbcall.serve()"]))
-    nb.run_all()
-    nb.wait_idle()
+    nb = lab.run_notebook(page, "shutdown.ipynb", ["import nbcall\nserver = nbcall.serve()"])
     url = nb.value("server.url")
     kernel_id = page.evaluate("window.jupyterapp.shell.currentWidget.sessionContext.session.kernel.id")
 

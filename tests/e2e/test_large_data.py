@@ -15,10 +15,7 @@ CELLS = [
 
 
 def test_fifty_mebibytes_arrive_whole_and_in_order(lab: Lab, page: Page) -> None:
-    nb = lab.open(page, lab.write_notebook("large.ipynb", CELLS))
-    nb.run_all()
-    expect(nb.phone("B", "idle")).to_be_visible(timeout=30_000)
-    nb.wait_idle()
+    nb = lab.run_notebook(page, "large.ipynb", CELLS, phones=("B",))
     nb.run(
         "a.call('B')\nawait a.wait_for('connected', timeout=20)\nawait b.wait_for('connected', timeout=20)"
     )
@@ -26,10 +23,8 @@ def test_fifty_mebibytes_arrive_whole_and_in_order(lab: Lab, page: Page) -> None
         "big = os.urandom(50 * 2**20)\n"
         "text = 'ü' * (3 * 2**20)\n"  # a 6 MiB str: multi-byte characters cut across frame borders
         "a.send('before'); a.send(big); a.send(text); a.send({'after': True})\n"
-        "for _ in range(1200):\n"
-        "    if len(b.messages) >= 4: break\n"
-        "    await asyncio.sleep(0.05)\n"
     )
+    nb.wait_until("len(b.messages) >= 4", timeout=60)
     got = nb.value(
         "[(m.kind, m.size, hashlib.sha256(m.data if m.kind == 'bytes' else repr(m.data).encode()).hexdigest())"
         " for m in b.messages]"

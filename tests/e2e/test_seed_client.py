@@ -2,48 +2,59 @@
 
 from __future__ import annotations
 
-import shutil
+import functools
+import threading
 import urllib.parse
+from collections.abc import Callable, Iterator
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from harness import TOKEN, Lab
-from playwright.sync_api import BrowserContext, Page, expect
+import pytest
+from harness import Lab
+from playwright.sync_api import BrowserContext, Page
 
-SEED_PAGE = Path(__file__).with_name("seed_client.html")
+HERE = Path(__file__).parent
 
 
-def open_seed_client(lab: Lab, context: BrowserContext, signaling_url: str, user: str) -> Page:
-    shutil.copy(SEED_PAGE, lab.root / SEED_PAGE.name)
-    query = urllib.parse.urlencode({"token": TOKEN, "signaling": signaling_url, "id": user})
-    page = context.new_page()
-    page.goto(f"{lab.url}/files/{SEED_PAGE.name}?{query}")
-    page.wait_for_function("() => window.seed && window.seed.registered")
-    return page
+@pytest.fixture
+def open_seed_client(context: BrowserContext) -> Iterator[Callable[[str, str], Page]]:
+    """Serve the seed-style page from a web server of its own, as the seed's app is, on 127.0.0.1."""
+    handler = functools.partial(SimpleHTTPRequestHandler, directory=str(HERE))
+    http = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=http.serve_forever, daemon=True).start()
+
+    def open_page(signaling_url: str, user: str) -> Page:
+        query = urllib.parse.urlencode({"signaling": signaling_url, "id": user})
+        page = context.new_page()
+        page.goto(f"http://127.0.0.1:{http.server_port}/seed_client.html?{query}")
+        page.wait_for_function("() => window.seed && window.seed.registered")
+        return page
+
+    yield open_page
+    http.shutdown()
+    http.server_close()
 
 
 def test_seed_client_calls_a_phone_and_a_phone_calls_the_seed_client(
-    lab: Lab, page: Page, context: BrowserContext
+    lab: Lab, page: Page, open_seed_client: Callable[[str, str], Page]
 ) -> None:
-    nb = lab.open(
-        page, lab.write_notebook("seed.ipynb", ["import nbcall, asyncio\nb = nbcall.Phone('B'); b"])
+    nb = lab.run_notebook(
+        page, "seed.ipynb", ["import nbcall, asyncio\nb = nbcall.Phone('B'); b"], phones=("B",)
     )
-    nb.run_all()
-    expect(nb.phone("B", "idle")).to_be_visible(timeout=30_000)
-    nb.wait_idle()
-    seed = open_seed_client(lab, context, nb.value("b.server_url"), "S")
-    nb.run("for _ in range(100):\n    if 'S' in b.peers: break\n    await asyncio.sleep(0.05)")
+    seed = open_seed_client(nb.value("b.server_url"), "S")
+    nb.wait_until("'S' in b.peers")
     assert nb.value("b.peers") == ["S"]
 
     # The seed client calls the phone.
     seed.evaluate("window.seed.call('B')")
     nb.run("await b.wait_for('ringing')\nb.answer()\nawait b.wait_for('connected', timeout=20)")
-    nb.run("for _ in range(100):\n    if b.messages: break\n    await asyncio.sleep(0.05)")
+    nb.wait_until("b.messages")
     assert nb.value("[(m.kind, m.data) for m in b.messages]") == [["str", "Hello from S"]]
     nb.run("b.send('hi seed'); b.send({'n': 1}); b.send(b'\\x01\\x02')")
     seed.wait_for_function("() => window.seed.received.length >= 3")
     assert seed.evaluate("window.seed.received") == ["hi seed", '{"n":1}', "<binary 2>"]
     seed.evaluate("window.seed.send('typed in the seed app')")
-    nb.run("for _ in range(100):\n    if len(b.messages) >= 2: break\n    await asyncio.sleep(0.05)")
+    nb.wait_until("len(b.messages) >= 2")
     assert nb.value("b.messages[-1].data") == "typed in the seed app"
 
     # The seed client knows no hangup message: closing its connection ends the call through the data channel.
@@ -54,7 +65,7 @@ def test_seed_client_calls_a_phone_and_a_phone_calls_the_seed_client(
     # The phone calls the seed client, which answers on its own.
     seed.evaluate("window.seed.received = []")
     nb.run("b.call('S')\nawait b.wait_for('connected', timeout=20)")
-    nb.run("for _ in range(100):\n    if len(b.messages) >= 3: break\n    await asyncio.sleep(0.05)")
+    nb.wait_until("len(b.messages) >= 3")
     assert nb.value("b.messages[-1].data") == "Hello from S"
     nb.run("b.send('hello back')")
     seed.wait_for_function("() => window.seed.received.includes('hello back')")

@@ -11,29 +11,21 @@ from playwright.sync_api import BrowserContext, Page, expect
 def test_phones_in_two_kernels_call_each_other_through_one_server(
     lab: Lab, page: Page, context: BrowserContext
 ) -> None:
-    first = lab.open(
-        page, lab.write_notebook("kernel1.ipynb", ["import nbcall, asyncio\nserver = nbcall.serve()"])
-    )
-    first.run_all()
-    first.wait_idle()
+    first = lab.run_notebook(page, "kernel1.ipynb", ["import nbcall, asyncio\nserver = nbcall.serve()"])
     url = first.value("server.url")
     assert re.match(r"wss?://127\.0\.0\.1:\d+/ws", url)
     first.run("a = nbcall.Phone('A'); a")
     expect(first.phone("A", "idle")).to_be_visible(timeout=30_000)
 
     page2 = context.new_page()
-    second = lab.open(
-        page2, lab.write_notebook("kernel2.ipynb", [f"import nbcall, asyncio, os\nURL = {url!r}"])
-    )
-    second.run_all()
-    second.wait_idle()
+    second = lab.run_notebook(page2, "kernel2.ipynb", [f"import nbcall, asyncio, os\nURL = {url!r}"])
     assert second.value("__import__('os').getpid()") != first.value(
         "__import__('os').getpid()"
     )  # really two kernels
     second.run("b = nbcall.Phone('B', server=URL); b")
     expect(second.phone("B", "idle")).to_be_visible(timeout=30_000)
 
-    first.run("for _ in range(100):\n    if a.peers: break\n    await asyncio.sleep(0.05)")
+    first.wait_until("a.peers")
     assert first.value("a.peers") == ["B"]
     # B's kernel is busy in a blocking cell, yet B rings: its signaling runs on a background thread.
     second.start("import time; time.sleep(6); print('slept')")
@@ -46,7 +38,7 @@ def test_phones_in_two_kernels_call_each_other_through_one_server(
     expect(second.page.locator(".jp-CodeCell").last.locator(".jp-InputArea-prompt")).to_have_text("[*]:")
     second.run("await b.wait_for('ringing')\nb.answer()\nawait b.wait_for('connected', timeout=20)")
     first.run("await a.wait_for('connected', timeout=20)\na.send({'from': 'kernel 1'})")
-    second.run("for _ in range(100):\n    if b.messages: break\n    await asyncio.sleep(0.05)")
+    second.wait_until("b.messages")
     assert second.value("b.messages[-1].data") == {"from": "kernel 1"}
 
     second.run("b.hangup()")
