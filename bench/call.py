@@ -1,11 +1,15 @@
 """Call setup and data latency of two phones in a real JupyterLab + Chromium, beside an in-page baseline.
 
-    .venv/bin/python bench/call.py [--calls 10] [--sends 50]
+    .venv/bin/python bench/call.py [--calls 10] [--sends 50] [--video-calls 5]
 
 nbcall: from ``a.call("B")`` (B answers automatically) until both phones are "connected" in Python with the
 data channel open; and from ``a.send(...)`` until B's on_message callback runs.
 Baseline, measured in the same page and run: two RTCPeerConnections connected directly to each other (no
 signaling at all), from createDataChannel to both channels open; and dc.send to the other side's onmessage.
+Video (Chromium's fake camera and microphone): from ``va.call("VB")`` (wall clock, in the kernel) until the
+caller's widget shows a first remote frame (wall clock, in the page; polled every animation frame, so up to
+~17 ms late). Baseline: two connections in the page, from getUserMedia on both sides to a first frame in a
+<video>, polled the same way.
 Runs itself inside a loopback-only network namespace (needs root), like the tests.
 """
 
@@ -27,7 +31,8 @@ NOTEBOOK_SETUP = """\
 import asyncio, json, statistics, time
 import nbcall
 a = nbcall.Phone("A"); b = nbcall.Phone("B", auto_answer=True)
-display(a, b)
+va = nbcall.Phone("VA", video=True, audio=True); vb = nbcall.Phone("VB", video=True, audio=True, auto_answer=True)
+display(a, b, va, vb)
 """
 
 MEASURE_CALLS = """\
@@ -57,6 +62,55 @@ for i in range({sends}):
     latency_ms.append((arrived[-1] - t0) * 1000)
 print("@@" + json.dumps(latency_ms))
 """
+
+# Resolves with the wall-clock time (ms) at which a <video> first has a frame to show.
+FIRST_FRAME_JS = """(video) => new Promise((resolve) => {
+  const poll = () => video.readyState >= 2 && video.videoWidth > 0
+    ? resolve(performance.timeOrigin + performance.now()) : requestAnimationFrame(poll);
+  poll();
+})"""
+
+WATCH_REMOTE_VIDEO_JS = f"""() => {{
+  const video = document.querySelector(".nbcall-phone[data-user='VA'] .nbcall-remote-video");
+  window.firstFrame = ({FIRST_FRAME_JS})(video);
+}}"""
+
+VIDEO_CALL = """\
+t0 = time.time()
+va.call("VB")
+await va.wait_for("connected", timeout=30)
+print("@@" + json.dumps(t0 * 1000))
+"""
+
+VIDEO_HANGUP = 'va.hangup()\nawait vb.wait_for("ended")\nawait asyncio.sleep(0.2)'
+
+VIDEO_BASELINE_JS = f"""async (calls) => {{
+  const firstFrame = {FIRST_FRAME_JS};
+  const out = [];
+  for (let i = 0; i < calls; i++) {{
+    const t0 = performance.timeOrigin + performance.now();
+    const media = {{audio: true, video: true}};
+    const [s1, s2] = await Promise.all([navigator.mediaDevices.getUserMedia(media),
+                                        navigator.mediaDevices.getUserMedia(media)]);
+    const p1 = new RTCPeerConnection({{iceServers: []}}), p2 = new RTCPeerConnection({{iceServers: []}});
+    p1.onicecandidate = (e) => e.candidate && p2.addIceCandidate(e.candidate);
+    p2.onicecandidate = (e) => e.candidate && p1.addIceCandidate(e.candidate);
+    s1.getTracks().forEach((t) => p1.addTrack(t, s1));
+    s2.getTracks().forEach((t) => p2.addTrack(t, s2));
+    const video = Object.assign(document.createElement("video"), {{muted: true, autoplay: true}});
+    video.style = "position: fixed; top: 0; left: 0; width: 160px";
+    document.body.append(video);
+    p1.ontrack = (e) => {{ video.srcObject = e.streams[0]; }};
+    await p1.setLocalDescription(await p1.createOffer());
+    await p2.setRemoteDescription(p1.localDescription);
+    await p2.setLocalDescription(await p2.createAnswer());
+    await p1.setRemoteDescription(p2.localDescription);
+    out.push((await firstFrame(video)) - t0);
+    [...s1.getTracks(), ...s2.getTracks()].forEach((t) => t.stop());
+    p1.close(); p2.close(); video.remove();
+  }}
+  return out;
+}}"""
 
 BASELINE_JS = """async ({calls, sends}) => {
   const setup = [], latency = [];
@@ -112,6 +166,7 @@ def main() -> None:
     )
     parser.add_argument("--calls", type=int, default=10, help="calls to set up (default 10)")
     parser.add_argument("--sends", type=int, default=50, help="messages to time (default 50)")
+    parser.add_argument("--video-calls", type=int, default=5, help="video calls to time (default 5)")
     args = parser.parse_args()
     if not in_loopback_namespace():
         cmd = ["unshare", "-n", "sh", "-c", 'ip link set lo up && exec "$@"', "sh", sys.executable, *sys.argv]
@@ -125,25 +180,36 @@ def main() -> None:
         page = browser.new_page()
         nb = lab.open(page, lab.write_notebook("bench.ipynb", [NOTEBOOK_SETUP]))
         nb.run_all()
-        page.wait_for_selector(".nbcall-phone[data-user='B']", timeout=30_000)
+        page.wait_for_selector(".nbcall-phone[data-user='VB']", timeout=30_000)
         nb.wait_idle()
         values = {}
         for name, code in (("setup", MEASURE_CALLS), ("latency", MEASURE_SENDS)):
             out = nb.run(code.format(calls=args.calls, sends=args.sends))
             values[name] = json.loads(out.split("@@", 1)[1])
+        values["first_frame"] = []
+        for _ in range(args.video_calls):
+            page.evaluate(WATCH_REMOTE_VIDEO_JS)
+            t0 = json.loads(nb.run(VIDEO_CALL).split("@@", 1)[1])
+            values["first_frame"].append(page.evaluate("() => window.firstFrame") - t0)
+            nb.run(VIDEO_HANGUP)
         baseline = page.evaluate(BASELINE_JS, {"calls": args.calls, "sends": args.sends})
+        baseline["first_frame"] = page.evaluate(VIDEO_BASELINE_JS, args.video_calls)
         browser.close()
 
     rows = [
         ("call setup (ms)", summary(values["setup"]), summary(baseline["setup"])),
         ("send -> callback (ms)", summary(values["latency"]), summary(baseline["latency"])),
+        ("call -> 1st video frame (ms)", summary(values["first_frame"]), summary(baseline["first_frame"])),
     ]
-    print(f"\n{args.calls} calls, {args.sends} sends; nbcall through the kernel relay vs in-page baseline")
-    print(f"{'':24}{'nbcall median':>14}{'p90':>8}{'baseline median':>17}{'p90':>8}{'ratio':>8}")
+    print(
+        f"\n{args.calls} calls, {args.sends} sends, {args.video_calls} video calls; "
+        "nbcall through the kernel relay vs in-page baseline"
+    )
+    print(f"{'':30}{'nbcall median':>14}{'p90':>8}{'baseline median':>17}{'p90':>8}{'ratio':>8}")
     for label, ours, base in rows:
         ratio = ours["median"] / base["median"] if base["median"] else float("nan")
         print(
-            f"{label:24}{ours['median']:14.1f}{ours['p90']:8.1f}{base['median']:17.2f}{base['p90']:8.2f}"
+            f"{label:30}{ours['median']:14.1f}{ours['p90']:8.1f}{base['median']:17.2f}{base['p90']:8.2f}"
             f"{ratio:7.1f}x"
         )
     result = {"nbcall": values, "baseline": baseline, "args": vars(args)}

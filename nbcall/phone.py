@@ -241,17 +241,19 @@ class Phone(anywidget.AnyWidget):
         loop = asyncio.get_running_loop()
         reached: asyncio.Future[str] = loop.create_future()
 
-        def settle(state: str) -> None:
+        def settle(state: str, now: bool) -> None:
             if reached.done():
                 return
             if state in states:
                 reached.set_result(state)
-            elif state in ("ended", "failed"):
+            elif state in ("ended", "failed") and not (now and "ringing" in states):
+                # An ended call ends a wait for its progress; but "ringing" starts a new call, which may
+                # come after a previous call's end.
                 reason = f": {self.error}" if self.error else ""
                 reached.set_exception(CallError(f"{self.user_id}'s call {state}{reason}"))
 
         def check(change: Any = None) -> None:
-            loop.call_soon_threadsafe(settle, self.state)
+            loop.call_soon_threadsafe(settle, self.state, change is None)
 
         self.observe(check, "state")
         try:
@@ -507,7 +509,9 @@ class Phone(anywidget.AnyWidget):
 
     def _end(self, state: str, error: str) -> None:
         self._browser({"type": "close"})
-        self._set(state=state, error=error)
+        # The browser stops every track on "close"; say so now rather than when its report gets through.
+        none = {"audio": False, "video": False}
+        self._set(state=state, error=error, local_media=none, remote_media=dict(none))
 
     def _signal(self, message: dict[str, Any]) -> None:
         message = {"type": message["type"], "from": self.user_id, **message}

@@ -297,6 +297,21 @@ async def test_wait_for_the_current_state_returns_at_once(make_phone) -> None:
     assert await phone.wait_for("connected", "idle", timeout=0.5) == "idle"
 
 
+async def test_wait_for_ringing_after_a_previous_call_ended_waits_for_the_next_call(
+    make_phone, raw_peer
+) -> None:
+    phone = make_phone("P")
+    caller = raw_peer("A")
+    ring(phone, caller)
+    caller.send(type="hangup", to="P")
+    await phone.wait_for("ended")
+    waiting = asyncio.create_task(phone.wait_for("ringing", timeout=TIMEOUT))
+    await asyncio.sleep(0.05)
+    assert not waiting.done()  # the previous call's end is no reason to give up
+    caller.call("P")
+    assert await waiting == "ringing"
+
+
 async def test_wait_for_raises_when_the_call_is_declined_with_the_reason(make_phone, raw_peer) -> None:
     callee = raw_peer("A")
     phone = make_phone("P")
