@@ -73,6 +73,27 @@ def nbcall_has_token() -> bool:
     return "--token" in out
 
 
+def git(*args: str) -> str:
+    return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=False).stdout
+
+
+def checkout(ref: str) -> Path:
+    """nbcall/ as of git ``ref``, extracted under bench/results/.src-REF (for before/after runs)."""
+    where = BENCH / "results" / f".src-{ref}"
+    if not (where / "nbcall").is_dir():
+        where.mkdir(parents=True, exist_ok=True)
+        archive = subprocess.run(
+            ["git", "archive", ref, "nbcall"], cwd=ROOT, capture_output=True, check=True
+        ).stdout
+        subprocess.run(["tar", "-x", "-C", str(where)], input=archive, check=True)
+        # The widget's built JS is not in git, but importing nbcall needs it to exist.
+        static = where / "nbcall" / "static"
+        static.mkdir(exist_ok=True)
+        for asset in (ROOT / "nbcall" / "static").iterdir():
+            (static / asset.name).write_bytes(asset.read_bytes())
+    return where
+
+
 def _die_with_parent() -> None:
     """In the child: get SIGKILL if the generator dies, so no server outlives a crashed run."""
     import ctypes
@@ -84,13 +105,23 @@ def _die_with_parent() -> None:
 class Server:
     """One server under test, started pinned to SERVER_CORE and killed at the end."""
 
-    def __init__(self, name: str, port: int, *, token: bool = False) -> None:
+    def __init__(self, name: str, port: int, *, token: bool = False, deflate: bool = False) -> None:
         self.name, self.port = name, port
         self.protocol = "peerjs" if name == "peerjs" else ("echo" if name == "echo" else "nbcall")
-        if name == "nbcall":
-            cmd = [sys.executable, "-m", "nbcall", "serve", "--port", str(port)]
-            if token:
-                cmd += ["--token", TOKEN]
+        cwd = ROOT
+        if name.split("@")[0] in ("nbcall", "nbcall-asyncio"):
+            # nbcall-asyncio: the same CLI kept off uvloop; nbcall@REF: the server as of git REF.
+            cli = ["--port", str(port)] + (["--token", TOKEN] if token else [])
+            if deflate:
+                cli += ["--compression", "deflate"]
+            if "@" in name:
+                cwd = checkout(name.split("@", 1)[1])
+            hide_uvloop = "import sys; sys.modules['uvloop'] = None; " if "asyncio" in name else ""
+            cmd = [
+                sys.executable,
+                "-c",
+                f"{hide_uvloop}import sys; from nbcall.cli import main; sys.exit(main(['serve', *{cli!r}]))",
+            ]
             self.path = "/ws" + (f"?token={TOKEN}" if token else "")
         elif name == "naive":
             cmd = [sys.executable, str(BENCH / "naive_relay.py"), "--port", str(port)]
@@ -106,10 +137,10 @@ class Server:
         self.log = open(BENCH / "results" / f".{name}.log", "ab")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
             ["taskset", "-c", str(SERVER_CORE), *cmd],
-            cwd=ROOT,
+            cwd=cwd,
             stdout=self.log,
             stderr=subprocess.STDOUT,
-            preexec_fn=_die_with_parent,
+            preexec_fn=_die_with_parent,  # noqa: PLW1509 - the generator starts no threads
         )
         deadline = time.monotonic() + 30
         while True:
@@ -550,6 +581,7 @@ async def measure_throughput(
     await asyncio.sleep(duration)
     run.sending = False
     cpu1, scpu1 = time.process_time(), server.cpu_seconds()
+    relayed = sum(c.received for c in clients)  # during the phase, for CPU per message
     gc.enable()
     await drain(clients, 10)
     sent = sum(c.sent for c in clients)
@@ -577,16 +609,17 @@ async def measure_throughput(
         "server_cpu_s": round(scpu1 - scpu0, 2),
         "generator_cpu_s": round(cpu1 - cpu0, 2),
         "wall_s": duration,
+        "relayed_in_phase": relayed,
     }
     close_all(clients)
     return result
 
 
 async def measure_fixed_rate(
-    server: Server, n: int, rate: int, duration: float, warmup: float
+    server: Server, n: int, rate: int, duration: float, warmup: float, deflate: bool = False
 ) -> dict[str, Any]:
     run = Run()
-    clients, failures = await open_clients(run, server, n)
+    clients, failures = await open_clients(run, server, n, deflate=deflate)
     await quiesce(run, 60)
     clients = pair_up(clients)
     gc.collect()
@@ -605,6 +638,7 @@ async def measure_fixed_rate(
         total += due
         await asyncio.sleep(0.001)  # uvloop's timer resolution
     cpu1, scpu1 = time.process_time(), server.cpu_seconds()
+    relayed = sum(c.received for c in clients)  # during the phase, for CPU per message
     gc.enable()
     await drain(clients, 10)
     sent = sum(c.sent for c in clients)
@@ -614,6 +648,7 @@ async def measure_fixed_rate(
         "clients": len(clients),
         "clients_failed": failures,
         "target_msg_per_s": rate,
+        "deflate_negotiated": sum(c.deflate for c in clients),
         "achieved_msg_per_s": round(run.in_window / (duration - warmup)),
         "p50_ms": pct(lat, 0.50),
         "p99_ms": pct(lat, 0.99),
@@ -626,6 +661,7 @@ async def measure_fixed_rate(
         "server_cpu_s": round(scpu1 - scpu0, 2),
         "generator_cpu_s": round(cpu1 - cpu0, 2),
         "wall_s": duration,
+        "relayed_in_phase": relayed,
     }
     close_all(clients)
     return result
@@ -669,8 +705,8 @@ async def measure_idle(server: Server, n: int, timeout: float, deflate: bool = F
 async def bench_server(name: str, args: argparse.Namespace, token: bool) -> dict[str, Any]:
     out: dict[str, Any] = {}
 
-    def fresh() -> Server:
-        return Server(name, free_port(), token=token and name == "nbcall")
+    def fresh(deflate: bool = False) -> Server:
+        return Server(name, free_port(), token=token and name.startswith("nbcall"), deflate=deflate)
 
     if "throughput" in args.modes:
         s = fresh()
@@ -694,12 +730,21 @@ async def bench_server(name: str, args: argparse.Namespace, token: bool) -> dict
             out["idle"] = await measure_idle(s, args.idle, args.idle_timeout)
         finally:
             s.stop()
-    if args.deflate and name in ("nbcall", "naive"):
-        s = fresh()
+    if args.deflate and name.startswith(("nbcall", "naive")):
+        # Offered by the client as browsers do; nbcall accepts it only with --compression deflate.
+        s = fresh(deflate=True)
         try:
             out["idle_deflate"] = await measure_idle(s, args.idle, args.idle_timeout, deflate=True)
         finally:
             s.stop()
+        if "fixed" in args.modes:
+            s = fresh(deflate=True)
+            try:
+                out["fixed_rate_deflate"] = await measure_fixed_rate(
+                    s, args.clients, args.rate, args.duration, args.warmup, deflate=True
+                )
+            finally:
+                s.stop()
     return out
 
 
@@ -714,6 +759,8 @@ ROWS = [
     ("throughput", "server_peak_rss_kb", "  server peak RSS kB"),
     ("throughput", "server_cpu_pct", "  server CPU %"),
     ("throughput", "generator_cpu_pct", "  generator CPU %"),
+    ("throughput", "server_us_per_msg", "  server CPU us/msg"),
+    ("throughput", "generator_us_per_msg", "  generator CPU us/msg"),
     ("fixed_rate", "achieved_msg_per_s", "fixed rate msg/s"),
     ("fixed_rate", "p50_ms", "  latency p50 ms"),
     ("fixed_rate", "p99_ms", "  latency p99 ms"),
@@ -724,15 +771,23 @@ ROWS = [
     ("idle", "connect_s", "  time to open+register s"),
     ("idle_deflate", "held", "idle, deflate: held"),
     ("idle_deflate", "kb_per_connection", "  kB per connection"),
+    ("idle_deflate", "deflate_negotiated", "  deflate negotiated"),
+    ("fixed_rate_deflate", "p50_ms", "fixed rate, deflate: p50 ms"),
+    ("fixed_rate_deflate", "p99_ms", "  latency p99 ms"),
+    ("fixed_rate_deflate", "lost", "  lost"),
 ]
 
 
 def derive(result: dict[str, Any]) -> None:
-    for mode in ("throughput", "fixed_rate"):
+    for mode in ("throughput", "fixed_rate", "fixed_rate_deflate"):
         m = result.get(mode)
         if m:
             m["server_cpu_pct"] = round(100 * m["server_cpu_s"] / m["wall_s"])
             m["generator_cpu_pct"] = round(100 * m["generator_cpu_s"] / m["wall_s"])
+            # CPU per relayed message: unlike msg/s, it holds when other work shares the core.
+            if m.get("relayed_in_phase"):
+                m["server_us_per_msg"] = round(1e6 * m["server_cpu_s"] / m["relayed_in_phase"], 2)
+                m["generator_us_per_msg"] = round(1e6 * m["generator_cpu_s"] / m["relayed_in_phase"], 2)
 
 
 def median_of(runs: list[dict[str, Any]], mode: str, key: str) -> Any:
@@ -814,12 +869,8 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             "event_loop": type(asyncio.get_running_loop()).__module__,
         },
         "config": {**vars(args), "nbcall_token": token},
-        "nbcall_commit": subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True
-        ).stdout.strip(),
-        "nbcall_uncommitted_changes": subprocess.run(
-            ["git", "status", "--short", "nbcall"], cwd=ROOT, capture_output=True, text=True
-        ).stdout.split("\n")[:-1],
+        "nbcall_commit": git("rev-parse", "HEAD").strip(),
+        "nbcall_uncommitted_changes": git("status", "--short", "nbcall").split("\n")[:-1],
         "machine_load_at_end": Path("/proc/loadavg").read_text().strip(),
         "medians": {n: {f"{m}.{k}": median_of(results[n], m, k) for m, k, _ in ROWS} for n in names},
         "runs": results,
@@ -835,7 +886,7 @@ def main() -> None:
     )
     parser.add_argument("--modes", default="throughput,fixed,idle")
     parser.add_argument(
-        "--clients", type=int, default=1000, help="clients in throughput and fixed-rate modes"
+        "--clients", type=int, default=2000, help="clients in throughput and fixed-rate modes"
     )
     parser.add_argument("--window", type=int, default=4, help="messages in flight per client (saturation)")
     parser.add_argument("--rate", type=int, default=10_000, help="total msg/s in fixed-rate mode")
@@ -855,7 +906,7 @@ def main() -> None:
         import uvloop
     except ImportError:
         uvloop = None
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # inherited by the servers we start
 
     if args.echo_server is not None:

@@ -32,6 +32,7 @@ from urllib.parse import parse_qs, quote, urlsplit
 
 from websockets.asyncio.server import Server, ServerConnection
 from websockets.asyncio.server import serve as ws_serve
+from websockets.datastructures import Headers
 from websockets.frames import CloseCode, Frame, Opcode
 from websockets.http11 import Request, Response
 from websockets.protocol import Event, State
@@ -83,24 +84,55 @@ class _Connection(ServerConnection):
     websockets' own path queues each message for a handler task and makes senders await
     ``send()``; here a frame goes from ``data_received`` through the protocol to the
     recipients' write buffers in one synchronous step, and each recipient's buffer is
-    written once per event-loop turn. websockets still does the handshake, parsing,
-    control frames, keepalive and the closing handshake.
+    written once per event-loop turn. websockets still does the handshake, control
+    frames, fragments and the closing handshake.
     """
+
+    # Slots: websockets' connection already has about 30 attributes, and more in its
+    # __dict__ would cost 1.6 kB per connection.
+    __slots__ = (
+        "closing",
+        "deflate",
+        "fast",
+        "fragments",
+        "fragments_opcode",
+        "last_ping",
+        "messages",
+        "pending",
+        "pending_size",
+        "ping_sent",
+        "refusals",
+        "signaling",
+        "started",
+        "unparsed",
+    )
 
     def __init__(self, *args: Any, signaling: SignalingServer, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.signaling = signaling
         self.messages: TokenBucket | None = None  # rate limit, set by SignalingServer._start
         self.refusals: TokenBucket | None = None  # refusals for rate, to spot persistent abuse
-        self.started = False
+        self.started = False  # see SignalingServer._start
         self.closing = False  # the server decided to close it: ignore what it still sends
         self.deflate = False  # permessage-deflate negotiated: frames go through websockets
         self.pending: list[bytes] = []  # serialized frames not yet written (see SignalingServer._flush)
         self.pending_size = 0
         self.fragments: list[bytes] | None = None  # a fragmented message being received
         self.fragments_opcode = Opcode.TEXT
+        self.ping_sent: float | None = None  # loop time of the keepalive ping awaiting its pong
+        self.last_ping = self.loop.time()
         self.fast = False  # framing done here rather than by websockets (see data_received)
         self.unparsed = b""  # the start of a frame not yet received whole
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        # Messages never queue in websockets' Assembler here (see process_event): drop it and
+        # its buffers, 760 bytes per connection.
+        self.recv_messages = _NO_QUEUE  # type: ignore[assignment]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.signaling._admitted.discard(self)
+        super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
         """Cut whole, masked, unfragmented data frames out of the stream and handle them here.
@@ -168,6 +200,8 @@ class _Connection(ServerConnection):
 
     def process_event(self, event: Event) -> None:
         if self.request is None or type(event) is not Frame or event.opcode not in _DATA_OPCODES:
+            if type(event) is Frame and event.opcode is Opcode.PONG:
+                self.ping_sent = None  # alive (see SignalingServer._keepalive)
             super().process_event(event)  # the handshake request, pings, pongs, close
             return
         try:
@@ -197,9 +231,13 @@ class SignalingServer:
         max_refused: int | None = None,
         max_pending_bytes: int | None = None,
         max_frame_size: int | None = None,
+        ping_interval: float | None = None,
+        ping_timeout: float | None = None,
     ) -> None:
         self.path = path
         self.max_frame_size = max_frame_size
+        self.ping_interval = ping_interval
+        self.ping_timeout = ping_timeout
         self.protocol = protocol
         self.max_connections = max_connections
         self.max_rate = max_rate
@@ -215,6 +253,8 @@ class SignalingServer:
         self._admitted: set[ServerConnection] = set()  # past our handshake checks, until the TCP ends
         self._loop = asyncio.get_running_loop()
         self._dirty: list[_Connection] = []  # connections with frames queued for this loop turn
+        self._open: set[_Connection] = set()  # connections past the handshake, until they end
+        self._keepalive_task: asyncio.Task[None] | None = None
         self._closing: set[asyncio.Task[None]] = set()  # closes the server started, referenced until done
 
     @property
@@ -257,11 +297,15 @@ class SignalingServer:
 
     def close(self) -> None:
         """Stop accepting connections and close open ones with 1001 (going away). Idempotent."""
+        if self._keepalive_task is not None:
+            self._keepalive_task.cancel()
         self.server.close()
 
     async def wait_closed(self) -> None:
         """Wait until the server is closed and every connection handler has returned."""
         await self.server.wait_closed()
+        if self._keepalive_task is not None:
+            await asyncio.gather(self._keepalive_task, return_exceptions=True)
         if self._closing:
             await asyncio.gather(*self._closing, return_exceptions=True)
 
@@ -334,9 +378,8 @@ class SignalingServer:
                 f"nbcall signaling server: full ({self.max_connections} connections, the limit); "
                 "try again later, or ask its owner to raise --max-connections\n",
             )
+        # Freed when the TCP connection ends (_Connection.connection_lost), handshake done or not.
         self._admitted.add(connection)
-        # Freed when the TCP connection ends, whether or not the WebSocket handshake completes.
-        connection.connection_lost_waiter.add_done_callback(lambda _: self._admitted.discard(connection))
         return None
 
     # -- open connections -----------------------------------------------------
@@ -352,6 +395,12 @@ class SignalingServer:
         if self.max_refused is not None:
             connection.refusals = TokenBucket(self.max_refused / RATE_ABUSE_WINDOW, self.max_refused, now)
         connection.deflate = bool(connection.protocol.extensions)
+        # The handshake's headers are not needed any more (2.6 kB per connection).
+        if connection.request is not None:
+            connection.request.headers = _NO_HEADERS
+        if connection.response is not None:
+            connection.response.headers = _NO_HEADERS
+        self._open.add(connection)
         self.protocol.connect(connection)
 
     async def _handle(self, connection: ServerConnection) -> None:
@@ -364,6 +413,7 @@ class SignalingServer:
             connection.closing = True
             connection.pending.clear()
             self._admitted.discard(connection)
+            self._open.discard(connection)
             self._send(None, self.protocol.disconnect(connection))
 
     def _receive_frame(self, connection: _Connection, frame: Frame) -> None:
@@ -408,6 +458,36 @@ class SignalingServer:
             else:
                 assert isinstance(item, Close)
                 self._close(recipient, item)
+
+    async def _keepalive(self, interval: float, timeout: float | None) -> None:
+        """Ping every open connection each ``interval``; close those whose pong is ``timeout`` late.
+
+        One task for the whole server rather than websockets' task per connection (about
+        2 kB each); a check runs every ``interval / 4``, so pings go out within a quarter
+        interval of their due time and dead peers are closed within a quarter timeout of it.
+        """
+        loop = self._loop
+        tick = min(interval, timeout or interval) / 4
+        while self.server.is_serving():
+            await asyncio.sleep(tick)
+            now = loop.time()
+            for connection in list(self._open):
+                if connection.closing or connection.protocol.state is not State.OPEN:
+                    continue
+                sent = connection.ping_sent
+                if sent is None:
+                    if now - connection.last_ping >= interval:
+                        connection.ping_sent = connection.last_ping = now
+                        connection.protocol.send_ping(b"")
+                        connection.send_data()
+                elif timeout is not None and now - sent > timeout:
+                    logger.info(
+                        "closing %s (%r): no pong to a keepalive ping within %g s",
+                        _remote(connection),
+                        self.protocol.id_of(connection),
+                        timeout,
+                    )
+                    self._close(connection, Close(1011, "keepalive ping timeout"))
 
     def _refuse_for_rate(self, connection: _Connection) -> None:
         peer_id = self.protocol.id_of(connection)
@@ -529,6 +609,17 @@ class SignalingServer:
 
 
 _DATA_OPCODES = (Opcode.TEXT, Opcode.BINARY, Opcode.CONT)
+_NO_HEADERS = Headers()
+
+
+class _NoQueue:
+    """Stands for websockets' message queue, which a _Connection never uses; closing it is a no-op."""
+
+    def close(self) -> None:
+        pass
+
+
+_NO_QUEUE = _NoQueue()
 _WHOLE_DATA_FRAME = (0x81, 0x82)  # first header byte: FIN, no RSV bit, text or binary
 _SHORT_HEADERS = [bytes((0x81, n)) for n in range(126)]  # FIN + text opcode, unmasked length
 _MEDIUM_HEADER = struct.Struct("!BBH")
@@ -682,6 +773,8 @@ async def serve(
         max_refused=max_refused,
         max_pending_bytes=max_pending_bytes,
         max_frame_size=max_frame_size,
+        ping_interval=ping_interval,
+        ping_timeout=ping_timeout,
     )
     server = await ws_serve(
         signaling._handle,
@@ -693,8 +786,8 @@ async def serve(
         ssl=ssl_context,
         open_timeout=open_timeout,
         max_size=max_frame_size,
-        ping_interval=ping_interval,
-        ping_timeout=ping_timeout,
+        ping_interval=None,  # one keepalive task for all connections: SignalingServer._keepalive
+        ping_timeout=None,
         close_timeout=close_timeout,
         # The server bounds each write buffer itself (max_pending_bytes, see _write) and never
         # awaits a write, so asyncio's flow control must never pause the transport.
@@ -703,4 +796,6 @@ async def serve(
     )
     host, port = server.sockets[0].getsockname()[:2]
     signaling._server, signaling._address = server, (str(host), int(port))
+    if ping_interval is not None:
+        signaling._keepalive_task = asyncio.create_task(signaling._keepalive(ping_interval, ping_timeout))
     return signaling
