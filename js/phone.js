@@ -216,7 +216,7 @@ export class BrowserPhone extends EventTarget {
         if (pc !== this.pc) return;
         const value = /** @type {any} */ (pc)[name];
         this.rtc[name] = value;
-        this.model.send({ type: "rtc", name, value });
+        this.report({ type: "rtc", name, value }, name, value);
         this.emit("rtc");
       };
       pc.addEventListener(name.toLowerCase().replace("state", "statechange"), report);
@@ -307,12 +307,14 @@ export class BrowserPhone extends EventTarget {
     channel.binaryType = "arraybuffer";
     const frames = new FrameDecoder();
     channel.onopen = () => {
-      this.model.send({ type: "channel", state: "open", label: channel.label, framed: this.framed });
+      const event = { type: "channel", state: "open", label: channel.label, framed: this.framed };
+      this.report(event, "datachannel-open", event);
       this.emit("rtc");
     };
     channel.onclose = () => {
       if (channel !== this.channel) return;
-      this.model.send({ type: "channel", state: "closed", label: channel.label });
+      const event = { type: "channel", state: "closed", label: channel.label };
+      this.report(event, "datachannel-closed", event);
       this.emit("rtc");
     };
     channel.onmessage = (e) => {
@@ -408,24 +410,35 @@ export class BrowserPhone extends EventTarget {
     }
   }
 
+  /**
+   * Tell Python about a peer-connection event, and log it here at once: Python logs it too but does not
+   * echo it back, which would double the messages while a call is being set up.
+   * @param {Record<string, unknown>} message @param {string} type @param {unknown} detail
+   */
+  report(message, type, detail) {
+    this.model.send(message);
+    this.addLog({ t: Date.now() / 1000, dir: "event", type, size: 0, detail });
+  }
+
   /** @param {LogEntry} entry */
   addLog(entry) {
     this.log.push(entry);
     if (this.log.length > MAX_LOG) this.log.splice(0, this.log.length - MAX_LOG);
-    this.emit("log");
+    this.emit("log-entry", entry);
   }
 
   /** @param {"in" | "out"} dir @param {Kind} kind @param {Uint8Array} payload */
   addChat(dir, kind, payload) {
     const text = kind === "bytes" ? previewBytes(payload) : decoder.decode(payload.subarray(0, 2000));
-    this.chat.push({ t: Date.now(), dir, kind, text, size: payload.length });
+    const entry = { t: Date.now(), dir, kind, text, size: payload.length };
+    this.chat.push(entry);
     if (this.chat.length > MAX_CHAT) this.chat.splice(0, this.chat.length - MAX_CHAT);
-    this.emit("chat");
+    this.emit("chat-entry", entry);
   }
 
-  /** @param {string} what */
-  emit(what) {
-    this.dispatchEvent(new Event(what));
+  /** Tell the views; ``detail`` is what was added, for views that append rather than redraw. */
+  emit(/** @type {string} */ what, /** @type {unknown} */ detail = undefined) {
+    this.dispatchEvent(new CustomEvent(what, { detail }));
   }
 }
 

@@ -170,22 +170,43 @@ export function renderPhone(model, el, phone) {
     media.classList.toggle("nbcall-has-remote-video", remoteHasVideo);
   }
 
+  /** @param {import("./phone.js").ChatEntry} m */
+  function chatRow(m) {
+    return h("div", { class: `nbcall-msg nbcall-${m.dir}`, dataset: { kind: m.kind } }, [
+      h("span", { class: "nbcall-msg-who", textContent: m.dir === "in" ? "←" : "→" }),
+      h("span", { class: "nbcall-msg-kind", textContent: m.kind }),
+      h("span", { class: "nbcall-msg-text", textContent: m.text }),
+    ]);
+  }
+
+  // Lists grow by appending a row: redrawing hundreds of rows per message would hold up the page's
+  // main thread, where the WebRTC callbacks run too.
+  /** @param {HTMLElement} list @param {Node} row @param {number} keep */
+  function append(list, row, keep) {
+    list.append(row);
+    while (list.childElementCount > keep) list.firstElementChild?.remove();
+  }
+
   function renderChat() {
-    chat.replaceChildren(
-      ...phone.chat.map((m) =>
-        h("div", { class: `nbcall-msg nbcall-${m.dir}`, dataset: { kind: m.kind } }, [
-          h("span", { class: "nbcall-msg-who", textContent: m.dir === "in" ? "←" : "→" }),
-          h("span", { class: "nbcall-msg-kind", textContent: m.kind }),
-          h("span", { class: "nbcall-msg-text", textContent: m.text }),
-        ]),
-      ),
-    );
+    chat.replaceChildren(...phone.chat.map(chatRow));
     chat.scrollTop = chat.scrollHeight;
   }
 
   function renderLog() {
     logCount.textContent = `(${phone.log.length})`;
     logList.replaceChildren(...phone.log.map(logRow));
+  }
+
+  /** @param {Event} e */
+  function appendChat(e) {
+    append(chat, chatRow(/** @type {CustomEvent} */ (e).detail), phone.chat.length);
+    chat.scrollTop = chat.scrollHeight;
+  }
+
+  /** @param {Event} e */
+  function appendLog(e) {
+    logCount.textContent = `(${phone.log.length})`;
+    append(logList, logRow(/** @type {CustomEvent} */ (e).detail), phone.log.length);
   }
 
   function renderRtc() {
@@ -218,7 +239,8 @@ export function renderPhone(model, el, phone) {
 
   const events = [
     ["log", renderLog],
-    ["chat", renderChat],
+    ["log-entry", appendLog],
+    ["chat-entry", appendChat],
     ["rtc", renderRtc],
     ["stats", renderRtc],
     ["media", renderMedia],

@@ -397,7 +397,7 @@ class Phone(anywidget.AnyWidget):
     def _on_browser_rtc(self, content: dict[str, Any], buffers: list[bytes]) -> None:
         name, value = content["name"], content["value"]
         self.rtc[name] = value
-        self._log_entry("event", name, value)
+        self._log_entry("event", name, value, echo=False)
         if name == "connectionState" and value == "failed" and self.state in _IN_CALL:
             if self.state == "connected":
                 why = (
@@ -409,7 +409,7 @@ class Phone(anywidget.AnyWidget):
             self._end("failed", why)
 
     def _on_browser_channel(self, content: dict[str, Any], buffers: list[bytes]) -> None:
-        self._log_entry("event", f"datachannel-{content['state']}", content)
+        self._log_entry("event", f"datachannel-{content['state']}", content, echo=False)
         if content["state"] == "open" and self.state in ("calling", "connecting"):
             self._set(state="connected")
         elif content["state"] == "closed" and self.state == "connected":
@@ -529,12 +529,13 @@ class Phone(anywidget.AnyWidget):
         """Send a custom message to the browser half (``Widget.send``, which ``Phone.send`` overrides)."""
         super().send(content, buffers)
 
-    def _log_entry(self, direction: str, kind: str, detail: Any, size: int = 0) -> None:
+    def _log_entry(self, direction: str, kind: str, detail: Any, size: int = 0, *, echo: bool = True) -> None:
+        """Log an entry; ``echo=False`` for events the browser logged itself."""
         entry = {"t": time.time(), "dir": direction, "type": kind, "size": size, "detail": detail}
         self._log.append(entry)
         if len(self._log) > self.max_log:
             del self._log[: len(self._log) - self.max_log]
-        if self._frontend:
+        if self._frontend and echo:
             self.send_custom({"type": "log", "entry": entry})
 
     def __repr__(self) -> str:
