@@ -17,14 +17,14 @@ HERE = Path(__file__).parent
 
 
 @pytest.fixture
-def open_seed_client(context: BrowserContext) -> Iterator[Callable[[str, str], Page]]:
+def open_seed_client(context: BrowserContext) -> Iterator[Callable[..., Page]]:
     """Serve the seed-style page from a web server of its own, as the seed's app is, on 127.0.0.1."""
     handler = functools.partial(SimpleHTTPRequestHandler, directory=str(HERE))
     http = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=http.serve_forever, daemon=True).start()
 
-    def open_page(signaling_url: str, user: str) -> Page:
-        query = urllib.parse.urlencode({"signaling": signaling_url, "id": user})
+    def open_page(signaling_url: str, user: str, media: bool = False) -> Page:
+        query = urllib.parse.urlencode({"signaling": signaling_url, "id": user, "media": int(media)})
         page = context.new_page()
         page.goto(f"http://127.0.0.1:{http.server_port}/seed_client.html?{query}")
         page.wait_for_function("() => window.seed && window.seed.registered")
@@ -36,7 +36,7 @@ def open_seed_client(context: BrowserContext) -> Iterator[Callable[[str, str], P
 
 
 def test_seed_client_calls_a_phone_and_a_phone_calls_the_seed_client(
-    lab: Lab, page: Page, open_seed_client: Callable[[str, str], Page]
+    lab: Lab, page: Page, open_seed_client: Callable[..., Page]
 ) -> None:
     nb = lab.run_notebook(
         page, "seed.ipynb", ["import nbcall, asyncio\nb = nbcall.Phone('B'); b"], phones=("B",)
@@ -72,3 +72,34 @@ def test_seed_client_calls_a_phone_and_a_phone_calls_the_seed_client(
     nb.run("b.hangup()")
     # Messages the seed client does not know (presence, hangup) are ignored by it, as old clients should.
     assert "hangup" in seed.evaluate("window.seed.ignored")
+
+
+REMOTE_VIDEO_WIDTH = """user => {
+  const v = document.querySelector(`.nbcall-phone[data-user='${user}'] .nbcall-remote-video`);
+  return v ? v.videoWidth : 0;
+}"""
+
+
+def test_seed_media_client_and_a_video_phone_see_each_other_both_ways(
+    lab: Lab, page: Page, open_seed_client: Callable[..., Page]
+) -> None:
+    cells = ["import nbcall, asyncio\nv = nbcall.Phone('V', video=True, audio=True); v"]
+    nb = lab.run_notebook(page, "seed-media.ipynb", cells, phones=("V",))
+    seed = open_seed_client(nb.value("v.server_url"), "M", media=True)
+    nb.wait_until("'M' in v.peers")
+
+    seed.evaluate("window.seed.call('V')")  # the seed's example 02 calls the phone
+    nb.run("await v.wait_for('ringing')\nv.answer()\nawait v.wait_for('connected', timeout=20)")
+    page.wait_for_function(f"() => ({REMOTE_VIDEO_WIDTH})('V') > 0", timeout=20_000)
+    seed.wait_for_function("() => window.seed.remoteVideoWidth() > 0", timeout=20_000)
+    nb.wait_until("v.remote_media.get('video') and v.remote_media.get('audio')")
+    seed.evaluate("window.seed.hangup()")
+    nb.run("try:\n    await v.wait_for('idle', timeout=30)\nexcept nbcall.CallError as e:\n    print(e)")
+
+    seed.reload()  # a fresh seed app, then the phone calls it
+    seed.wait_for_function("() => window.seed && window.seed.registered")
+    nb.wait_until("'M' in v.peers")
+    nb.run("v.call('M')\nawait v.wait_for('connected', timeout=20)")
+    page.wait_for_function(f"() => ({REMOTE_VIDEO_WIDTH})('V') > 0", timeout=20_000)
+    seed.wait_for_function("() => window.seed.remoteVideoWidth() > 0", timeout=20_000)
+    nb.run("v.hangup()")
