@@ -198,6 +198,10 @@ export class BrowserPhone extends EventTarget {
     this.rtc = {};
     this.stats = null;
     this.statsHistory = [];
+    // Which STUN/TURN servers ICE may use (their URLs only: credentials stay out of the log).
+    const servers = pc.getConfiguration().iceServers ?? [];
+    const urls = servers.flatMap((s) => (Array.isArray(s.urls) ? s.urls : [s.urls]));
+    this.report({ type: "rtc", name: "iceServers", value: urls }, "iceServers", urls);
     pc.onicecandidate = (e) => {
       if (pc === this.pc && e.candidate) this.signal({ type: "ice", candidate: JSON.stringify(e.candidate) });
     };

@@ -111,3 +111,22 @@ def test_decline_and_call_to_unknown_peer(lab: Lab, page: Page) -> None:
     assert "CallError" in out and "not in a connected call" in out
     out = nb.run_expecting_error('nbcall.Phone("A")')
     assert "duplicate-id" in out
+
+
+def test_configured_turn_server_reaches_the_peer_connection_without_leaking_its_credential(
+    lab: Lab, page: Page
+) -> None:
+    # Nothing listens at this TURN address: ICE finds no relay, and the host candidates still connect.
+    turn = {"urls": "turn:127.0.0.1:3478", "username": "learner", "credential": "s3cret"}
+    setup = (
+        f"import nbcall\na = nbcall.Phone('A', ice_servers=[{turn!r}, 'stun:127.0.0.1:3479'])\n"
+        "b = nbcall.Phone('B', auto_answer=True)\ndisplay(a, b)"
+    )
+    cells = [setup]
+    nb = lab.run_notebook(page, "turn.ipynb", cells, phones=("A", "B"))
+    nb.run("a.call('B')\nawait a.wait_for('connected', timeout=30)")
+    assert nb.value("a.rtc['iceServers']") == ["turn:127.0.0.1:3478", "stun:127.0.0.1:3479"]
+    assert nb.value("b.rtc['iceServers']") == []  # B configured none: never a public server by default
+    assert "s3cret" not in nb.value("repr(a.log)")
+    nb.phone("A").locator(".nbcall-log-details > summary").click()
+    expect(nb.phone("A").locator(".nbcall-log-entry[data-type='iceServers']").first).to_contain_text("turn:")
