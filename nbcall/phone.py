@@ -165,6 +165,10 @@ class Phone(anywidget.AnyWidget):
 
     def call(self, peer: str) -> None:
         """Call ``peer``: its phone rings, and the call connects once it answers."""
+        if not isinstance(peer, str) or not peer:
+            raise TypeError(
+                f"call a peer by its ID, a non-empty str such as {self.peers[:1] or ['B']}, not {peer!r}"
+            )
         with self._lock:
             if not self.online:
                 raise CallError(f"{self.user_id} is offline: {self.error or 'not connected to a server'}")

@@ -459,3 +459,11 @@ def test_phone_reconnects_with_its_id_after_the_server_restarts() -> None:
             kernel.run(stop(second), timeout=TIMEOUT)
     finally:
         phone.close()
+
+
+def test_calling_something_that_is_not_an_id_raises_type_error(make_phone) -> None:
+    phone = make_phone("P")
+    for bad in (None, 42, ""):
+        with pytest.raises(TypeError, match="call a peer by its ID"):
+            phone.call(bad)
+    assert phone.state == "idle"
