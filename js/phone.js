@@ -1,7 +1,7 @@
 // The browser half of a phone: one per widget model (not per view). It owns the RTCPeerConnection and the
 // data channel, and talks to its Python half with custom messages only:
 //   Python -> browser: start_call, remote (a signaling message from the peer), accept, close, send, log, history
-//   browser -> Python: hello, signal (to relay to the peer), rtc, channel, message, sent, send_failed, stats,
+//   browser -> Python: hello, signal (to relay to the peer), rtc, channel, message, send_failed, stats,
 //                      media (local and remote tracks, getUserMedia errors), failure, ui (a button pressed)
 // Media: what to send comes from the `audio`/`video` traits (true or MediaTrackConstraints), whether the
 // microphone and camera tracks are enabled from `mic_on`/`camera_on`; Python sets them all.
@@ -357,7 +357,6 @@ export class BrowserPhone extends EventTarget {
       try {
         await this.sendNow(kind, payload);
         this.addChat("out", kind, payload);
-        if (id !== null) this.model.send({ type: "sent", id });
       } catch (err) {
         const message = err instanceof Error ? err.message : String(err);
         if (id !== null) this.model.send({ type: "send_failed", id, message });

@@ -438,9 +438,6 @@ class Phone(anywidget.AnyWidget):
             except Exception:
                 logger.exception("%s: on_message callback %r failed", self.user_id, callback)
 
-    def _on_browser_sent(self, content: dict[str, Any], buffers: list[bytes]) -> None:
-        pass  # delivered to the data channel; nothing to do
-
     def _on_browser_send_failed(self, content: dict[str, Any], buffers: list[bytes]) -> None:
         self._set(error=f"send #{content['id']} failed: {content['message']}")
 
@@ -501,7 +498,7 @@ class Phone(anywidget.AnyWidget):
         try:
             if action:
                 action()
-        except CallError as exc:
+        except (CallError, TypeError) as exc:
             self._set(error=str(exc))
 
     # ------------------------------------------------------------------------------------- internals
