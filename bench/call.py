@@ -49,17 +49,22 @@ for _ in range({calls}):
 print("@@" + json.dumps(setup_ms))
 """
 
+# The callback runs on the kernel's main thread, so it may set an asyncio.Event; a busy loop waiting instead
+# would compete for the GIL with the threads that carry the message.
 MEASURE_SENDS = """\
-arrived = []
-b.on_message(lambda m: arrived.append(time.perf_counter()))
+arrived = asyncio.Event()
+received_at = []
+def on_message(m):
+    received_at.append(time.perf_counter())
+    arrived.set()
+b.on_message(on_message)
 latency_ms = []
 for i in range({sends}):
-    n = len(arrived)
+    arrived.clear()
     t0 = time.perf_counter()
     a.send({{"seq": i, "payload": "x" * 100}})
-    while len(arrived) == n:
-        await asyncio.sleep(0)
-    latency_ms.append((arrived[-1] - t0) * 1000)
+    await asyncio.wait_for(arrived.wait(), 10)
+    latency_ms.append((received_at[-1] - t0) * 1000)
 print("@@" + json.dumps(latency_ms))
 """
 
