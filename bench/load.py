@@ -211,6 +211,8 @@ class Run:
         self.sending = False  # closed loop: a received message triggers the partner's next send
         self.window_start = self.window_end = 0  # perf_counter_ns bounds for counted messages
         self.latencies: list[int] = []
+        self.worst = (0, 0)  # the worst latency and when it was received (perf_counter_ns)
+        self.worst_by_second: dict[int, int] = {}  # second of the window -> worst latency in it
         self.in_window = 0
         self.other: Counter[str] = Counter()  # non-data frames after start, by type
         self.samples: list[str] = []  # first few of them, for the report
@@ -304,6 +306,8 @@ class Client(asyncio.Protocol):
         if self.deflate and opcode == 1:
             payload = self._compress(payload)
             first |= 0x40
+        if self.state == CLOSED:
+            return
         mask = os.urandom(4)
         n = len(payload)
         masked = (int.from_bytes(payload, "big") ^ mask_int(mask, n)).to_bytes(n, "big") if n else b""
@@ -421,6 +425,7 @@ class Client(asyncio.Protocol):
             elif opcode == 8:
                 code = int.from_bytes(payload[:2], "big") if len(payload) >= 2 else 1005
                 self.closed_reason = f"close {code} {payload[2:].decode(errors='replace')}"
+                self.state = CLOSED  # no more writes: uvloop raises on a closing transport
                 self.transport.close()
                 return
         self.buf = buf[pos:]
@@ -435,7 +440,13 @@ class Client(asyncio.Protocol):
         self.received += 1
         if run.window_start <= now < run.window_end:
             run.in_window += 1
-            run.latencies.append(now - int(payload[mark + 12 : mark + 28]))
+            latency = now - int(payload[mark + 12 : mark + 28])
+            run.latencies.append(latency)
+            if latency > run.worst[0]:
+                run.worst = (latency, now)
+            second = (now - run.window_start) // 1_000_000_000
+            if latency > run.worst_by_second.get(second, 0):
+                run.worst_by_second[second] = latency
         if run.sending:
             self.partner.send_data()  # the partner's message arrived: it may send the next one
 
@@ -602,6 +613,7 @@ async def measure_throughput(
         "sent": sent,
         "received": received,
         "lost": sent - received,
+        "closed_by_server": dict(Counter(c.closed_reason[:80] for c in clients if c.state == CLOSED)),
         "out_of_order": run.out_of_order,
         "other_frames": dict(run.other),
         "other_samples": run.samples,
@@ -653,6 +665,9 @@ async def measure_fixed_rate(
         "p50_ms": pct(lat, 0.50),
         "p99_ms": pct(lat, 0.99),
         "max_ms": pct(lat, 1.0),
+        # When the worst message arrived, in seconds from the start of the phase (stalls show here).
+        "max_at_s": round((run.worst[1] - start) / 1e9, 2),
+        "max_ms_by_second": [round(v / 1e6, 1) for _, v in sorted(run.worst_by_second.items())],
         "sent": sent,
         "received": received,
         "lost": sent - received,
@@ -886,9 +901,9 @@ def main() -> None:
     )
     parser.add_argument("--modes", default="throughput,fixed,idle")
     parser.add_argument(
-        "--clients", type=int, default=2000, help="clients in throughput and fixed-rate modes"
+        "--clients", type=int, default=4000, help="clients in throughput and fixed-rate modes"
     )
-    parser.add_argument("--window", type=int, default=4, help="messages in flight per client (saturation)")
+    parser.add_argument("--window", type=int, default=2, help="messages in flight per client (saturation)")
     parser.add_argument("--rate", type=int, default=10_000, help="total msg/s in fixed-rate mode")
     parser.add_argument("--idle", type=int, default=10_000, help="connections in idle mode")
     parser.add_argument("--idle-timeout", type=float, default=120, help="time limit to open idle connections")

@@ -729,7 +729,8 @@ async def serve(
       never reads can grow the server's memory; only for trusted clients.
     * ``ping_interval``, ``ping_timeout`` (20 s each): keepalive; a peer that does not
       answer is closed with 1011 and reported ``left`` to the others, at most
-      ``ping_interval + ping_timeout + close_timeout`` after it went silent.
+      ``ping_interval + ping_timeout + close_timeout`` (plus half the smaller of the first
+      two: one task checks every connection four times per period) after it went silent.
     * ``close_timeout`` (10 s): how long a closing handshake may take before the TCP
       connection is dropped.
 

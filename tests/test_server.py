@@ -138,6 +138,19 @@ async def test_presence_is_opt_in_and_seed_clients_relay_without_news(server: Si
         assert await recv(phone) == {"type": "left", "id": "Seed"}
 
 
+@pytest.mark.parametrize("compression", [None, "deflate"])
+async def test_permessage_deflate_is_off_by_default_and_relays_when_enabled(
+    compression: str | None,
+) -> None:
+    async with await serve(compression=compression) as server, pair(server) as (a, b):  # type: ignore[arg-type]
+        assert [bool(ws.protocol.extensions) for ws in (a, b)] == [compression is not None] * 2
+        for n in range(50):
+            await send(a, type="ice", to="B", candidate=candidate(n))
+        for n in range(50):
+            assert (await recv(b))["candidate"] == candidate(n)
+        await assert_relay_works(b, a, "A", "B")
+
+
 async def test_relayed_message_gains_from_when_the_client_omits_it(server: SignalingServer) -> None:
     async with pair(server) as (a, b):
         await send(b, type="ice", to="A", candidate=candidate(7), extension={"trickle": True})
