@@ -5,7 +5,7 @@
 //                      media (local and remote tracks, getUserMedia errors), failure, ui (a button pressed)
 // Media: what to send comes from the `audio`/`video` traits (true or MediaTrackConstraints), whether the
 // microphone and camera tracks are enabled from `mic_on`/`camera_on`; Python sets them all.
-// Browser events travel as model.send messages, never as trait changes: a trait change sent while a cell
+// Browser events travel as custom messages (tell), never as trait changes: a trait change sent while a cell
 // awaits can wedge the model's later updates (see the project's e2e notes).
 
 import { FrameDecoder, PROTOCOL, encodeFrames } from "./framing.js";
@@ -65,11 +65,35 @@ export class BrowserPhone extends EventTarget {
     this.steps = Promise.resolve();
     /** Sends run one after another too, so that their frames never interleave. */
     this.sends = Promise.resolve();
+    /** Messages for Python not sent yet, see tell(). @type {Record<string, unknown>[]} */
+    this.batch = [];
     this.onKernelMessage = this.onKernelMessage.bind(this);
     this.applyEnabled = this.applyEnabled.bind(this);
     model.on("msg:custom", this.onKernelMessage);
     model.on("change:mic_on change:camera_on", this.applyEnabled);
-    model.send({ type: "hello" });
+    this.tell({ type: "hello" });
+  }
+
+  /**
+   * Send a message to the Python half. Messages without buffers that follow each other in one task go as
+   * one batch, in order: each message costs the kernel a round of its own (busy/idle status, a loop turn).
+   * @param {Record<string, unknown>} message @param {ArrayBuffer[]} [buffers]
+   */
+  tell(message, buffers) {
+    if (buffers) {
+      this.flush();
+      this.model.send(message, undefined, buffers);
+      return;
+    }
+    this.batch.push(message);
+    if (this.batch.length === 1) queueMicrotask(() => this.flush());
+  }
+
+  flush() {
+    const batch = this.batch;
+    this.batch = [];
+    if (batch.length === 1) this.model.send(batch[0]);
+    else if (batch.length > 1) this.model.send({ type: "batch", messages: batch });
   }
 
   dispose() {
@@ -108,7 +132,7 @@ export class BrowserPhone extends EventTarget {
   /** @param {unknown} err */
   fail(err) {
     const message = err instanceof Error ? `${err.name}: ${err.message}` : String(err);
-    this.model.send({ type: "failure", message });
+    this.tell({ type: "failure", message });
   }
 
   /** @param {string} peer @param {RTCIceServer[]} iceServers */
@@ -291,7 +315,7 @@ export class BrowserPhone extends EventTarget {
   reportMedia(errors = []) {
     /** @param {MediaStream | null} stream */
     const has = (stream) => Object.fromEntries(KINDS.map((k) => [k, Boolean(stream?.getTracks().some((t) => t.kind === k))]));
-    this.model.send({ type: "media", local: has(this.localStream), remote: has(this.remoteStream), errors });
+    this.tell({ type: "media", local: has(this.localStream), remote: has(this.remoteStream), errors });
   }
 
   /** @param {RTCPeerConnection} pc */
@@ -300,7 +324,7 @@ export class BrowserPhone extends EventTarget {
     this.stats = await summarizeStats(pc, this.stats);
     this.statsHistory.push(this.stats);
     if (this.statsHistory.length > STATS_HISTORY) this.statsHistory.shift();
-    this.model.send({ type: "stats", stats: this.stats });
+    this.tell({ type: "stats", stats: this.stats });
     this.emit("stats");
   }
 
@@ -342,7 +366,7 @@ export class BrowserPhone extends EventTarget {
       // A standalone ArrayBuffer per part: the widget channel mishandles views into a larger buffer.
       const start = payload.byteOffset + i * PART_SIZE;
       const part = payload.buffer.slice(start, Math.min(start + PART_SIZE, payload.byteOffset + payload.length));
-      this.model.send({ type: "message", kind, last: i === parts - 1 }, undefined, [part]);
+      this.tell({ type: "message", kind, last: i === parts - 1 }, [part]);
     }
   }
 
@@ -359,7 +383,7 @@ export class BrowserPhone extends EventTarget {
         this.addChat("out", kind, payload);
       } catch (err) {
         const message = err instanceof Error ? err.message : String(err);
-        if (id !== null) this.model.send({ type: "send_failed", id, message });
+        if (id !== null) this.tell({ type: "send_failed", id, message });
         else this.fail(err);
       }
     });
@@ -387,7 +411,7 @@ export class BrowserPhone extends EventTarget {
 
   /** @param {{type: string, sdp?: string, candidate?: string, framing?: string}} signal */
   signal(signal) {
-    this.model.send({ type: "signal", signal });
+    this.tell({ type: "signal", signal });
   }
 
   closeCall() {
@@ -419,7 +443,7 @@ export class BrowserPhone extends EventTarget {
    * @param {Record<string, unknown>} message @param {string} type @param {unknown} detail
    */
   report(message, type, detail) {
-    this.model.send(message);
+    this.tell(message);
     this.addLog({ t: Date.now() / 1000, dir: "event", type, size: 0, detail });
   }
 

@@ -379,6 +379,11 @@ class Phone(anywidget.AnyWidget):
         with self._lock:
             handler(content, buffers)
 
+    def _on_browser_batch(self, content: dict[str, Any], buffers: list[bytes]) -> None:
+        """Several messages the browser sent within one task, in order (one kernel round for all)."""
+        for message in content["messages"]:
+            self._from_browser(self, message, [])
+
     def _on_browser_hello(self, content: dict[str, Any], buffers: list[bytes]) -> None:
         if self._frontend and self.state in _IN_CALL:
             # The page was reloaded: the browser's peer connection is gone with it.

@@ -467,3 +467,17 @@ def test_calling_something_that_is_not_an_id_raises_type_error(make_phone) -> No
         with pytest.raises(TypeError, match="call a peer by its ID"):
             phone.call(bad)
     assert phone.state == "idle"
+
+
+def test_a_batch_from_the_browser_is_handled_message_by_message_in_order(make_phone) -> None:
+    phone = make_phone("P")
+    batch = [
+        {"type": "rtc", "name": "iceGatheringState", "value": "gathering"},
+        {"type": "stats", "stats": {"rtt_ms": 1.5}},
+        {"type": "rtc", "name": "iceGatheringState", "value": "complete"},
+    ]
+    from_browser(phone, {"type": "batch", "messages": batch})
+    assert phone.rtc["iceGatheringState"] == "complete"
+    assert phone.stats == {"rtt_ms": 1.5}
+    events = [e["detail"] for e in phone.log if e["type"] == "iceGatheringState"]
+    assert events == ["gathering", "complete"]
