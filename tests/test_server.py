@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import gc
 import json
 import logging
 import os
 import random
 import socket
 import ssl
+import tracemalloc
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
@@ -755,14 +757,32 @@ async def test_keepalive_drops_a_client_that_stops_answering_and_tells_its_peers
 async def test_thousands_of_connect_register_disconnect_cycles_leave_no_state_behind() -> None:
     async with await serve(max_rate=None) as server:
 
-        async def cycles(worker: int) -> None:
-            for n in range(500):
+        async def cycles(worker: int, count: int = 500) -> None:
+            for n in range(count):
                 async with peer(server, f"w{worker}-{n}") as ws:
                     if n % 2:
                         ws.transport.abort()  # half of them vanish without a closing handshake
 
+        def traced_bytes() -> int:
+            gc.collect()
+            return tracemalloc.get_traced_memory()[0]
+
         async with peer(server, "Witness") as witness:
-            await asyncio.wait_for(asyncio.gather(*(cycles(w) for w in range(4))), 120)
+            tracemalloc.start()
+            try:
+                await asyncio.wait_for(cycles(9, 100), 60)  # warm caches and free lists first
+                await wait_until(
+                    lambda: server.protocol.connections == 1, "the warm-up's connections are gone"
+                )
+                base = traced_bytes()
+                await asyncio.wait_for(asyncio.gather(*(cycles(w) for w in range(4))), 120)
+                await wait_until(lambda: server.protocol.connections == 1, "every cycle's connection is gone")
+                await wait_until(lambda: len(server._admitted) == 1, "every cycle's slot is free")
+                # Memory back to base: 2,000 cycles that each kept even 100 bytes would leave 200 kB.
+                grown = traced_bytes() - base
+                assert grown < 100_000, f"{grown} bytes still held after 2,000 cycles"
+            finally:
+                tracemalloc.stop()
             await wait_until(lambda: server.protocol.connections == 1, "every cycle's connection is gone")
             await wait_until(lambda: len(server._admitted) == 1, "every cycle's slot is free")
             assert server.protocol.peers == ["Witness"]
