@@ -20,13 +20,11 @@ VIDEO_JS = """(user) => {
   return {width: v.videoWidth, frames: v.getVideoPlaybackQuality().totalVideoFrames, luma: sum / (d.length / 4)};
 }"""
 
-WAIT_FOR_MEDIA = """\
-for _ in range(100):
-    if all((p.stats.get("audio_in") or {{}}).get("packets", 0) > 10 and (p.stats.get("video_in") or {{}}).get(
-        "frames", 0) > 10 for p in ({phones})):
-        break
-    await asyncio.sleep(0.1)
-"""
+# Audio and video flowing into both phones, from their statistics.
+MEDIA_FLOWING = (
+    "all((p.stats.get('audio_in') or {}).get('packets', 0) > 10"
+    " and (p.stats.get('video_in') or {}).get('frames', 0) > 10 for p in (a, b))"
+)
 
 # Sound energy the peer received over two seconds, measured after a stats sample that follows the change.
 ENERGY = """\
@@ -81,7 +79,9 @@ def test_video_call_shows_video_both_ways_carries_sound_mutes_and_hangs_up(lab: 
         wait_video(nb, user, f"v.frames >= {first[user] + 15}")
     assert video(nb, "A")["width"] == 640 and video(nb, "B")["luma"] > 20
 
-    nb.run(WAIT_FOR_MEDIA.format(phones="a, b"))
+    nb.wait_until(MEDIA_FLOWING)
+    # Bitrates need two samples, a second apart.
+    nb.wait_until("a.stats.get('receive_kbps') is not None and a.stats.get('send_kbps') is not None")
     stats = nb.value("a.stats")
     assert isinstance(stats, dict)
     assert 0 <= stats["rtt_ms"] < 200 and stats["pair"] == "host ↔ host"
