@@ -864,3 +864,48 @@ async def test_random_frames_never_crash_the_live_server_and_others_keep_relayin
         assert closes > 0  # the fuzzer did reach the connection-ending paths
         await assert_relay_works(a, b, "B", "A")
         assert sorted(server.protocol.peers)[:2] == ["A", "B"]
+
+
+async def test_an_idle_connection_shares_the_logger_and_drains_once_asyncio_pauses_writing(
+    server: SignalingServer,
+) -> None:
+    # Memory per idle connection (bench/README.md): no LoggerAdapter, no empty deque of drain()
+    # waiters per connection; websockets' drain() still works if asyncio ever pauses writing.
+    async with peer(server, "A") as ws:
+        (conn,) = server._open
+        assert conn.logger is conn.protocol.logger is server._ws_logger is server.server.logger
+        assert conn.drain_waiters == ()
+        conn.pause_writing()
+        drain = asyncio.ensure_future(conn.drain())
+        await asyncio.sleep(0.01)
+        assert not drain.done() and len(conn.drain_waiters) == 1
+        conn.resume_writing()
+        await asyncio.wait_for(drain, TIMEOUT)
+        assert not conn.drain_waiters
+        async with peer(server, "B") as ws_b:  # the connection still relays both ways
+            await send(ws, type="ice", to="B", candidate=candidate(1), **{"from": "A"})
+            assert (await recv(ws_b))["type"] == "ice"
+    await wait_until(lambda: not server._open and not server.protocol.peers, "both connections are gone")
+
+
+async def test_a_cancelled_connection_handler_closes_its_connection_cleanly(server: SignalingServer) -> None:
+    # The handler awaits the connection's own `ended` future (not wait_closed()'s shield), which
+    # a cancelled handler cancels: connection_lost must then not try to complete it.
+    errors: list[dict[str, Any]] = []
+    loop = asyncio.get_running_loop()
+    loop.set_exception_handler(lambda _loop, context: errors.append(context))
+    try:
+        async with peer(server, "A") as ws:
+            (task,) = server.server.handler_tasks
+            task.cancel()
+            with pytest.raises(ConnectionClosed):
+                await asyncio.wait_for(ws.recv(), TIMEOUT)
+            assert ws.close_code == 1011
+        await wait_until(
+            lambda: not server._open and not server._admitted and not server.server.handler_tasks,
+            "the connection and its handler are gone",
+        )
+        assert server.protocol.peers == []
+        assert not errors, errors
+    finally:
+        loop.set_exception_handler(None)
