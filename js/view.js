@@ -340,6 +340,7 @@ function logRow(entry) {
 
 /** @param {any} detail */
 function eventValue(detail) {
+  if (Array.isArray(detail)) return detail.length ? detail.join(", ") : "none"; // e.g. the ICE servers
   return typeof detail === "string" ? detail : detail?.label ?? "";
 }
 
