@@ -264,8 +264,10 @@ class Phone(anywidget.AnyWidget):
             check()
             return await asyncio.wait_for(reached, timeout)
         except asyncio.TimeoutError:
+            # The commonest cause: the phone was never displayed, so no browser does its WebRTC.
+            hint = "" if self._frontend else f"; no browser shows {self.user_id} yet: display it in a cell"
             raise TimeoutError(
-                f"{self.user_id} did not reach {' or '.join(states)} within {timeout} s (state {self.state!r})"
+                f"{self.user_id} did not reach {' or '.join(states)} within {timeout} s (state {self.state!r}){hint}"
             ) from None
         finally:
             self.unobserve(check, "state")

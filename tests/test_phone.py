@@ -481,3 +481,13 @@ def test_a_batch_from_the_browser_is_handled_message_by_message_in_order(make_ph
     assert phone.stats == {"rtt_ms": 1.5}
     events = [e["detail"] for e in phone.log if e["type"] == "iceGatheringState"]
     assert events == ["gathering", "complete"]
+
+
+async def test_waiting_on_a_phone_no_browser_shows_says_to_display_it(make_phone) -> None:
+    phone = make_phone("P")
+    with pytest.raises(TimeoutError, match="no browser shows P yet: display it"):
+        await phone.wait_for("connected", timeout=0.1)
+    from_browser(phone, {"type": "hello"})
+    with pytest.raises(TimeoutError) as info:
+        await phone.wait_for("connected", timeout=0.1)
+    assert "display it" not in str(info.value)
