@@ -29,6 +29,7 @@ import sys
 import time
 import zlib
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -720,46 +721,42 @@ async def measure_idle(server: Server, n: int, timeout: float, deflate: bool = F
 async def bench_server(name: str, args: argparse.Namespace, token: bool) -> dict[str, Any]:
     out: dict[str, Any] = {}
 
-    def fresh(deflate: bool = False) -> Server:
-        return Server(name, free_port(), token=token and name.startswith("nbcall"), deflate=deflate)
+    async def on_fresh_server(
+        figure: str, measure: Callable[[Server], Awaitable[Any]], deflate: bool = False
+    ) -> None:
+        """Measure ``figure`` on a server of its own, started for it and killed after, whatever happens."""
+        server = Server(name, free_port(), token=token and name.startswith("nbcall"), deflate=deflate)
+        try:
+            out[figure] = await measure(server)
+        finally:
+            server.stop()
 
     if "throughput" in args.modes:
-        s = fresh()
-        try:
-            out["throughput"] = await measure_throughput(
-                s, args.clients, args.window, args.duration, args.warmup
-            )
-        finally:
-            s.stop()
+        await on_fresh_server(
+            "throughput",
+            lambda s: measure_throughput(s, args.clients, args.window, args.duration, args.warmup),
+        )
     if "fixed" in args.modes and name != "echo":
-        s = fresh()
-        try:
-            out["fixed_rate"] = await measure_fixed_rate(
-                s, args.clients, args.rate, args.duration, args.warmup
-            )
-        finally:
-            s.stop()
+        await on_fresh_server(
+            "fixed_rate", lambda s: measure_fixed_rate(s, args.clients, args.rate, args.duration, args.warmup)
+        )
     if "idle" in args.modes and name != "echo":
-        s = fresh()
-        try:
-            out["idle"] = await measure_idle(s, args.idle, args.idle_timeout)
-        finally:
-            s.stop()
+        await on_fresh_server("idle", lambda s: measure_idle(s, args.idle, args.idle_timeout))
     if args.deflate and name.startswith(("nbcall", "naive")):
         # Offered by the client as browsers do; nbcall accepts it only with --compression deflate.
-        s = fresh(deflate=True)
-        try:
-            out["idle_deflate"] = await measure_idle(s, args.idle, args.idle_timeout, deflate=True)
-        finally:
-            s.stop()
+        await on_fresh_server(
+            "idle_deflate",
+            lambda s: measure_idle(s, args.idle, args.idle_timeout, deflate=True),
+            deflate=True,
+        )
         if "fixed" in args.modes:
-            s = fresh(deflate=True)
-            try:
-                out["fixed_rate_deflate"] = await measure_fixed_rate(
+            await on_fresh_server(
+                "fixed_rate_deflate",
+                lambda s: measure_fixed_rate(
                     s, args.clients, args.rate, args.duration, args.warmup, deflate=True
-                )
-            finally:
-                s.stop()
+                ),
+                deflate=True,
+            )
     return out
 
 
