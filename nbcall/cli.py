@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import inspect
 import logging
 import os
 import signal
@@ -21,6 +22,9 @@ from typing import Any
 from .server import serve
 
 __all__ = ["main"]
+
+# The limits' defaults are serve()'s own, so the two can never disagree.
+_DEFAULTS = {name: p.default for name, p in inspect.signature(serve).parameters.items()}
 
 logger = logging.getLogger("nbcall.cli")
 
@@ -88,14 +92,14 @@ def _parser() -> argparse.ArgumentParser:
     access.add_argument(
         "--max-connections",
         type=int,
-        default=10_000,
+        default=_DEFAULTS["max_connections"],
         metavar="N",
         help="further connections get HTTP 503 (default: %(default)s)",
     )
     access.add_argument(
         "--open-timeout",
         type=float,
-        default=10,
+        default=_DEFAULTS["open_timeout"],
         metavar="SECONDS",
         help="time allowed for the TLS and WebSocket handshakes (default: %(default)s)",
     )
@@ -103,28 +107,28 @@ def _parser() -> argparse.ArgumentParser:
     sending.add_argument(
         "--max-message-size",
         type=int,
-        default=64 * 1024,
+        default=_DEFAULTS["max_message_size"],
         metavar="BYTES",
         help="larger messages get a too-big error (default: %(default)s)",
     )
     sending.add_argument(
         "--max-rate",
         type=float,
-        default=50,
+        default=_DEFAULTS["max_rate"],
         metavar="PER_SECOND",
         help="messages per second per connection; more get a rate-limited error (default: %(default)s)",
     )
     sending.add_argument(
         "--max-burst",
         type=int,
-        default=200,
+        default=_DEFAULTS["max_burst"],
         metavar="N",
         help="bursts allowed above the rate (default: %(default)s)",
     )
     sending.add_argument(
         "--max-refused",
         type=int,
-        default=100,
+        default=_DEFAULTS["max_refused"],
         metavar="N",
         help="rate-limited messages within 10 s that close the connection (default: %(default)s)",
     )
@@ -132,17 +136,21 @@ def _parser() -> argparse.ArgumentParser:
     keeping_up.add_argument(
         "--max-pending-bytes",
         type=int,
-        default=2**20,
+        default=_DEFAULTS["max_pending_bytes"],
         metavar="BYTES",
         help="unread data after which a slow reader is disconnected (default: %(default)s)",
     )
     keeping_up.add_argument(
-        "--ping-interval", type=float, default=20, metavar="SECONDS", help="keepalive (default: %(default)s)"
+        "--ping-interval",
+        type=float,
+        default=_DEFAULTS["ping_interval"],
+        metavar="SECONDS",
+        help="keepalive (default: %(default)s)",
     )
     keeping_up.add_argument(
         "--ping-timeout",
         type=float,
-        default=20,
+        default=_DEFAULTS["ping_timeout"],
         metavar="SECONDS",
         help="a client not answering a ping within this is dropped (default: %(default)s)",
     )
