@@ -70,7 +70,7 @@ export class FrameDecoder {
  * @param {Uint8Array[]} parts
  * @returns {Uint8Array}
  */
-export function concat(parts) {
+function concat(parts) {
   if (parts.length === 1) return parts[0];
   const total = parts.reduce((n, p) => n + p.length, 0);
   const out = new Uint8Array(total);

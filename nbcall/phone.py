@@ -392,10 +392,10 @@ class Phone(anywidget.AnyWidget):
             self._signal({"type": "hangup", "to": self.peer})
             self._end("failed", "the browser page was reloaded during the call")
         self._frontend = True
-        self.send_custom({"type": "history", "log": self._log[-self.max_log :]})
+        self._send_custom({"type": "history", "log": self._log[-self.max_log :]})
         pending, self._to_browser = self._to_browser, []
         for msg, bufs in pending:
-            self.send_custom(msg, bufs)
+            self._send_custom(msg, bufs)
 
     def _on_browser_signal(self, content: dict[str, Any], buffers: list[bytes]) -> None:
         signal = content["signal"]
@@ -529,11 +529,11 @@ class Phone(anywidget.AnyWidget):
     def _browser(self, content: dict[str, Any], buffers: list[bytes] | None = None) -> None:
         """Send to the browser half; held back until it said hello, since earlier messages would be lost."""
         if self._frontend:
-            self.send_custom(content, buffers or [])
+            self._send_custom(content, buffers or [])
         else:
             self._to_browser.append((content, buffers or []))
 
-    def send_custom(self, content: dict[str, Any], buffers: list[bytes] | None = None) -> None:
+    def _send_custom(self, content: dict[str, Any], buffers: list[bytes] | None = None) -> None:
         """Send a custom message to the browser half (``Widget.send``, which ``Phone.send`` overrides)."""
         super().send(content, buffers)
 
@@ -544,7 +544,7 @@ class Phone(anywidget.AnyWidget):
         if len(self._log) > self.max_log:
             del self._log[: len(self._log) - self.max_log]
         if self._frontend and echo:
-            self.send_custom({"type": "log", "entry": entry})
+            self._send_custom({"type": "log", "entry": entry})
 
     def __repr__(self) -> str:
         peer = f" with {self.peer!r}" if self.state in _IN_CALL else ""
