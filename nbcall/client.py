@@ -116,7 +116,8 @@ class SignalingClient:
     async def _run(self, on_message: OnMessage, on_state: OnState) -> None:
         while True:  # _relay closes the connection itself when closed, even before it starts
             reason = await self._relay(on_message)
-            if self._closed or self.reconnect_delays is None:
+            # Shutting down (closed here, or the interpreter exiting) is not a lost connection.
+            if self._closed or kernel.shutting_down() or self.reconnect_delays is None:
                 on_state(False, reason)
                 return
             on_state(False, f"{reason}; reconnecting")
@@ -133,15 +134,16 @@ class SignalingClient:
         reader = asyncio.create_task(self._read(ws, on_message))
         try:
             while not self._closed and not reader.done():
-                while self._outbox and not self._closed:
+                if self._outbox:
                     try:
                         await ws.send(self._outbox[0])
                     except ConnectionClosed:
-                        break  # keep the message: it goes out after reconnecting
+                        # Keep the message for after reconnecting. Leave the loop: on a closed connection
+                        # send() raises without yielding, so retrying here would never let the reader run.
+                        break
                     self._outbox.popleft()
-                self._wakeup.clear()
-                if self._outbox or self._closed:
                     continue
+                self._wakeup.clear()
                 wakeup = asyncio.create_task(self._wakeup.wait())
                 await asyncio.wait({reader, wakeup}, return_when=asyncio.FIRST_COMPLETED)
                 wakeup.cancel()

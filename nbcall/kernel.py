@@ -18,7 +18,16 @@ from typing import Any, TypeVar
 from .server import SignalingServer
 from .server import serve as serve_async
 
-__all__ = ["call_soon", "close_server", "default_server", "run", "serve", "shutdown", "submit"]
+__all__ = [
+    "call_soon",
+    "close_server",
+    "default_server",
+    "run",
+    "serve",
+    "shutdown",
+    "shutting_down",
+    "submit",
+]
 
 logger = logging.getLogger("nbcall.kernel")
 T = TypeVar("T")
@@ -27,6 +36,7 @@ _lock = threading.Lock()
 _loop: asyncio.AbstractEventLoop | None = None
 _thread: threading.Thread | None = None
 _servers: list[SignalingServer] = []
+_shutting_down = threading.Event()
 #: The default token: a new random secret for each server.
 AUTO: Any = type("Auto", (), {"__repr__": lambda self: "AUTO"})()
 
@@ -101,8 +111,14 @@ def default_server() -> SignalingServer:
     return serve()
 
 
+def shutting_down() -> bool:
+    """Whether the interpreter is exiting: connections closing now are not lost, and are not reconnected."""
+    return _shutting_down.is_set()
+
+
 def shutdown() -> None:
     """Close every server started in this kernel and stop the background loop (runs at exit)."""
+    _shutting_down.set()
     with _lock:
         servers, _servers[:] = list(_servers), []
         loop = _loop

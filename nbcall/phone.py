@@ -1,10 +1,11 @@
-"""The Phone widget: a WebRTC phone in a notebook cell.
+"""The Phone widget: a WebRTC phone in a notebook cell, an adapter of the call machine (``nbcall.call``).
 
 The Python half owns the signaling: it holds the phone's connection to the signaling server (on the kernel's
-background loop) and relays between that server and the browser over the widget's own messages, so a phone
-works wherever the browser can reach the kernel, even when it cannot reach the server. The browser half owns
-the RTCPeerConnection, the data channel and the camera and microphone. The call's state lives here and is
-synced to the browser.
+background loop) and relays between that server and the browser over the widget's own messages
+(docs/widget-protocol.md), so a phone works wherever the browser can reach the kernel, even when it cannot
+reach the server. The browser half owns the RTCPeerConnection, the data channel and the camera and microphone.
+The call's logic lives in :class:`~nbcall.call.CallMachine`; this class feeds it events and carries out its
+actions.
 """
 
 from __future__ import annotations
@@ -23,9 +24,11 @@ from typing import Any
 import anywidget
 import traitlets
 
-from . import kernel
+from . import config, kernel, widget_protocol
+from .call import FREE, IN_CALL, STATES, CallMachine, Changed, ToEngine, ToServer
 from .client import SignalingClient
 from .exceptions import CallError
+from .media import media_advice
 from .payload import Message, decode, encode
 
 __all__ = ["STATES", "Phone"]
@@ -33,22 +36,18 @@ __all__ = ["STATES", "Phone"]
 logger = logging.getLogger("nbcall.phone")
 
 STATIC = pathlib.Path(__file__).parent / "static"
-
-#: Every state a phone can be in. ``ended`` and ``failed`` are final for a call; a new call may follow.
-STATES = ("idle", "calling", "ringing", "connecting", "connected", "ended", "failed")
-_FREE = ("idle", "ended", "failed")
-_IN_CALL = ("calling", "ringing", "connecting", "connected")
-_DEVICE = {"audio": "microphone", "video": "camera"}
-# getUserMedia's errors (DOMException names), as what happened and what to do.
-_MEDIA_ERRORS = {
-    "NotAllowedError": "permission to use the {device} was denied: allow it for this page in the browser "
-    "(the icon left of the address bar) and call again",
-    "NotFoundError": "no {device} was found: connect one, or create the phone without it",
-    "NotReadableError": "the {device} could not be started (another application may be using it): "
-    "close that application and call again",
-    "OverconstrainedError": "no {device} satisfies the constraints {settings}: loosen them",
-    "InsecureContext": "the browser gives no {device} to this page because it is not a secure context: "
-    "open JupyterLab at https://... or http://localhost",
+_NO_MEDIA = {"audio": False, "video": False}
+#: What the browser half needs to know of this side (see the widget protocol's settings).
+_BROWSER_DEFAULTS = {
+    "max_chat": 200,
+    "stats_interval_ms": 1000,
+    "stats_history": 60,
+    # 64 KiB frames fit every browser's SCTP message limit; 1 MiB queued keeps the channel busy without
+    # piling a whole payload into the browser's send buffer.
+    "frame_size": 64 * 1024,
+    "high_water": 1024 * 1024,
+    # Received messages reach Python in parts: Jupyter's websocket refuses messages over 10 MiB by default.
+    "part_size": 4 * 1024 * 1024,
 }
 
 
@@ -59,7 +58,8 @@ class Phone(anywidget.AnyWidget):
     on 127.0.0.1 on first use. ``auto_answer`` answers incoming calls at once. ``ice_servers`` lists STUN/TURN
     servers (URL strings or ``{"urls": ..., "username": ..., "credential": ...}``); none by default, which
     connects peers that can reach each other directly. ``max_messages`` bounds :attr:`messages`,
-    ``max_log`` bounds :attr:`log`.
+    ``max_log`` bounds :attr:`log`. ``timeout`` bounds the registration with the server, in seconds;
+    ``ring_timeout`` how long a call rings unanswered before it ends.
 
     ``video`` and ``audio`` say what this phone would like to send in a call: ``True``, or a dict of
     MediaTrackConstraints (for example ``{"width": 1280}``). The browser asks for the camera and microphone when
@@ -73,6 +73,8 @@ class Phone(anywidget.AnyWidget):
 
     # Lets the browser find this model's phone from any of its views (anywidget gives each its own proxy).
     _key = traitlets.Unicode().tag(sync=True)
+    #: What the browser half needs to know of this side (docs/widget-protocol.md, settings).
+    _settings = traitlets.Dict(read_only=True).tag(sync=True)
     user_id = traitlets.Unicode(read_only=True).tag(sync=True)
     state = traitlets.Enum(STATES, default_value="idle", read_only=True).tag(sync=True)
     peer = traitlets.Unicode("", read_only=True).tag(sync=True)
@@ -110,6 +112,7 @@ class Phone(anywidget.AnyWidget):
         max_messages: int = 100,
         max_log: int = 500,
         timeout: float = 10,
+        ring_timeout: float = 30,
     ) -> None:
         if not isinstance(user_id, str) or not user_id.strip():
             raise ValueError(f"user_id must be a non-empty string, not {user_id!r}")
@@ -120,15 +123,19 @@ class Phone(anywidget.AnyWidget):
                 )
         if max_messages < 0 or max_log < 0:
             raise ValueError(f"max_messages and max_log must be >= 0, not {max_messages} and {max_log}")
-        url = server or kernel.default_server().url
+        if not ring_timeout > 0:
+            raise ValueError(f"ring_timeout must be a number of seconds > 0, not {ring_timeout!r}")
+        servers = config.ice_servers(ice_servers)
+        url = config.server_url(server) if server is not None else kernel.default_server().url
         client = SignalingClient(url, user_id)
         # Register before the widget exists, so a refused ID (taken, invalid) leaves no dead widget behind.
         registered = kernel.run(client.register(timeout), timeout=timeout + 1)
         super().__init__()
         self._lock = threading.RLock()
         self._client = client
-        self.auto_answer = auto_answer
-        self.ice_servers = [s if isinstance(s, dict) else {"urls": s} for s in ice_servers]
+        self._machine = CallMachine(
+            str(registered.get("id", user_id)), auto_answer, servers, ring_timeout=ring_timeout
+        )
         self.max_messages = max_messages
         self.max_log = max_log
         #: The last statistics summary of the current call (see the widget's statistics panel).
@@ -139,21 +146,25 @@ class Phone(anywidget.AnyWidget):
         self._callbacks: list[Callable[[Message], Any]] = []
         self._frontend = False
         self._to_browser: list[tuple[dict[str, Any], list[bytes]]] = []
-        self._parts: list[bytes] = []
+        self._parts: dict[str, list[bytes]] = {}
         self._send_ids = itertools.count(1)
         self._closing = False
+        self._timer: asyncio.TimerHandle | None = None
+        self._armed: float | None = None
         with self.hold_trait_notifications():
-            self.set_trait("user_id", registered.get("id", user_id))
+            self.set_trait("_settings", {"max_log": max_log, **_BROWSER_DEFAULTS})
+            self.set_trait("user_id", self._machine.user_id)
             self.set_trait("server_url", url)
-            self.set_trait("peers", list(registered.get("peers", [])))
-            self.set_trait("online", True)
             self.set_trait("video", video)
             self.set_trait("audio", audio)
-            self.set_trait("local_media", {"audio": False, "video": False})
-            self.set_trait("remote_media", {"audio": False, "video": False})
+            self.set_trait("local_media", dict(_NO_MEDIA))
+            self.set_trait("remote_media", dict(_NO_MEDIA))
         register = {"type": "register", "from": user_id}
         self._log_entry("out", "register", register, len(json.dumps(register)))
         self._log_entry("in", "registered", registered, len(json.dumps(registered)))
+        with self._lock:
+            self._machine.registered(registered)
+            self._carry_out()
         self.on_msg(self._from_browser)
         kernel.call_soon(client.start, self._on_signal, self._on_signaling_state)
 
@@ -161,50 +172,45 @@ class Phone(anywidget.AnyWidget):
     def _new_key(self) -> str:
         return uuid.uuid4().hex
 
+    @property
+    def auto_answer(self) -> bool:
+        """Whether incoming calls are answered at once."""
+        return self._machine.auto_answer
+
+    @auto_answer.setter
+    def auto_answer(self, value: bool) -> None:
+        self._machine.auto_answer = bool(value)
+
+    @property
+    def ice_servers(self) -> list[dict[str, Any]]:
+        """The STUN/TURN servers this phone's peer connections may use."""
+        return self._machine.ice_servers
+
     # ----------------------------------------------------------------------------------------- public API
 
     def call(self, peer: str) -> None:
         """Call ``peer``: its phone rings, and the call connects once it answers."""
-        if not isinstance(peer, str) or not peer:
-            raise TypeError(
-                f"call a peer by its ID, a non-empty str such as {self.peers[:1] or ['B']}, not {peer!r}"
-            )
         with self._lock:
-            if not self.online:
-                raise CallError(f"{self.user_id} is offline: {self.error or 'not connected to a server'}")
-            if self.state not in _FREE:
-                raise CallError(f"{self.user_id} is {self.state} with {self.peer!r}; hang up first")
-            if peer == self.user_id:
-                raise CallError(f"{self.user_id} cannot call itself; call one of {self.peers}")
-            self._set(state="calling", peer=peer, error="", media_error="")
-            self._browser({"type": "start_call", "peer": peer, "ice_servers": self.ice_servers})
+            self._machine.call(peer, time.monotonic())
+            self._carry_out()
 
     def answer(self) -> None:
         """Answer the incoming call (the phone must be ringing)."""
         with self._lock:
-            if self.state != "ringing":
-                raise CallError(
-                    f"{self.user_id} has no incoming call to answer (state {self.state!r}); "
-                    "wait for one with `await phone.wait_for('ringing')`"
-                )
-            self._set(state="connecting")
-            self._browser({"type": "accept"})
+            self._machine.answer()
+            self._carry_out()
 
     def decline(self, reason: str = "declined") -> None:
         """Refuse the incoming call; the caller's phone ends with the reason."""
         with self._lock:
-            if self.state != "ringing":
-                raise CallError(f"{self.user_id} has no incoming call to decline (state {self.state!r})")
-            self._signal({"type": "decline", "to": self.peer, "reason": reason})
-            self._end("ended", "")
+            self._machine.decline(reason)
+            self._carry_out()
 
     def hangup(self) -> None:
         """End the current call on both sides (does nothing when there is no call)."""
         with self._lock:
-            if self.state in _FREE:
-                return
-            self._signal({"type": "hangup", "to": self.peer})
-            self._end("ended", "")
+            self._machine.hangup()
+            self._carry_out()
 
     def send(self, data: str | bytes | bytearray | memoryview | Any) -> None:
         """Send ``data`` to the peer on the data channel: str, bytes, or any JSON-serializable value.
@@ -213,11 +219,7 @@ class Phone(anywidget.AnyWidget):
         """
         kind, payload = encode(data)
         with self._lock:
-            if self.state != "connected":
-                raise CallError(
-                    f"{self.user_id} is not in a connected call (state {self.state!r}); "
-                    "call a peer and `await phone.wait_for('connected')` first"
-                )
+            self._machine.check_send()
             self._browser({"type": "send", "id": next(self._send_ids), "kind": kind}, [payload])
 
     def mute(self) -> None:
@@ -288,98 +290,89 @@ class Phone(anywidget.AnyWidget):
             self._closing = True
             self.hangup()
             self._client.close()
+            kernel.call_soon(self._arm_timer, None)
         super().close()
+
+    # ------------------------------------------------------------------------ the machine's actions
+
+    def _carry_out(self) -> None:
+        """Carry out what the call machine decided (with the lock held)."""
+        for action in self._machine.actions_to_take():
+            if isinstance(action, ToServer):
+                text = self._client.send(action.message)
+                self._log_entry("out", action.message["type"], action.message, len(text.encode()))
+            elif isinstance(action, ToEngine):
+                self._browser(action.message)
+            elif isinstance(action, Changed):
+                self._apply(action.fields)
+        deadline = self._machine.deadline()
+        if deadline != self._armed:
+            self._armed = deadline
+            kernel.call_soon(self._arm_timer, deadline)
+
+    def _apply(self, fields: dict[str, Any]) -> None:
+        state = fields.get("state")
+        if state in ("calling", "ringing"):
+            fields = {**fields, "media_error": ""}
+        elif state in FREE:
+            # The browser stops every track on "close"; say so now rather than when its report gets through.
+            fields = {**fields, "local_media": dict(_NO_MEDIA), "remote_media": dict(_NO_MEDIA)}
+        with self.hold_trait_notifications():
+            for name, value in fields.items():
+                self.set_trait(name, value)
+
+    def _arm_timer(self, deadline: float | None) -> None:
+        """Run the machine's tick at ``deadline`` (on the background loop, which owns the timer)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if deadline is not None:
+            delay = max(0.0, deadline - time.monotonic())
+            self._timer = asyncio.get_running_loop().call_later(delay, self._tick)
+
+    def _tick(self) -> None:
+        with self._lock:
+            self._armed = None
+            self._machine.tick(time.monotonic())
+            self._carry_out()
 
     # ----------------------------------------------------------------------- messages from the server
 
     def _on_signal(self, message: dict[str, Any], size: int) -> None:
         """A message from the signaling server (runs on the background loop's thread)."""
-        kind = str(message.get("type"))
         with self._lock:
-            self._log_entry("in", kind, message, size)
-            handler = getattr(self, f"_on_server_{kind}", None)
-            if handler is not None:
-                handler(message)
-
-    def _on_server_registered(self, message: dict[str, Any]) -> None:
-        self._set(peers=list(message.get("peers", [])))
-
-    def _on_server_joined(self, message: dict[str, Any]) -> None:
-        self._set(peers=sorted({*self.peers, message["id"]}))
-
-    def _on_server_left(self, message: dict[str, Any]) -> None:
-        gone = message["id"]
-        self._set(peers=[p for p in self.peers if p != gone])
-        if gone == self.peer and self.state in ("calling", "ringing", "connecting"):
-            self._end("failed", f"{gone} went offline")
-
-    def _on_server_call(self, message: dict[str, Any]) -> None:
-        caller = message["from"]
-        if self.state not in _FREE:
-            reason = f"{self.user_id} is {self.state} with {self.peer}"
-            self._signal({"type": "busy", "to": caller, "reason": reason})
-            return
-        self._set(state="ringing", peer=caller, error="", media_error="")
-        self._browser({"type": "remote", "signal": message, "ice_servers": self.ice_servers})
-        if self.auto_answer:
-            self.answer()
-
-    def _on_server_answer(self, message: dict[str, Any]) -> None:
-        if self.state == "calling" and message["from"] == self.peer:
-            self._set(state="connecting")
-            self._browser({"type": "remote", "signal": message})
-
-    def _on_server_ice(self, message: dict[str, Any]) -> None:
-        if self.state in _IN_CALL and message["from"] == self.peer:
-            self._browser({"type": "remote", "signal": message})
-
-    def _on_server_hangup(self, message: dict[str, Any]) -> None:
-        if self.state in _IN_CALL and message["from"] == self.peer:
-            why = message.get("reason")
-            self._end("ended", f"{self.peer} hung up" + (f": {why}" if why else ""))
-
-    def _on_server_decline(self, message: dict[str, Any]) -> None:
-        if self.state == "calling" and message["from"] == self.peer:
-            self._end("ended", f"{self.peer} declined the call")
-
-    def _on_server_busy(self, message: dict[str, Any]) -> None:
-        if self.state == "calling" and message["from"] == self.peer:
-            self._end("ended", f"{self.peer} is busy: {message.get('reason') or 'in another call'}")
-
-    def _on_server_unavailable(self, message: dict[str, Any]) -> None:
-        if self.state == "calling" and message.get("peer") == self.peer:
-            self._end("failed", message.get("message") or f"{self.peer} is not online")
-
-    def _on_server_error(self, message: dict[str, Any]) -> None:
-        text = f"signaling server: {message.get('message', 'error')} ({message.get('code')})"
-        logger.warning("%s: %s", self.user_id, text)
-        if self.state == "calling" and message.get("in_reply_to") == "call":
-            self._end("failed", text)
-        else:
-            self._set(error=text)
+            self._log_entry("in", str(message.get("type")), message, size)
+            if message.get("type") == "error":
+                logger.warning("%s: signaling server: %s", self.user_id, message.get("message"))
+            self._machine.receive(message, time.monotonic())
+            self._carry_out()
 
     def _on_signaling_state(self, online: bool, detail: Any) -> None:
         """The signaling connection dropped (detail: why) or came back (detail: the ``registered`` reply)."""
         with self._lock:
             if online:
                 self._log_entry("in", "registered", detail)
-                self._set(online=True, peers=list(detail.get("peers", [])), error="")
-                return
-            # A call in progress keeps going: the peer-to-peer connection does not need the server.
-            self._set(online=False, peers=[])
-            if not self._closing:
-                self._set(error=f"offline: {detail}")
+                self._machine.registered(detail)
+            elif self._closing or kernel.shutting_down():
+                self._machine.signaling_lost(None)  # we closed it: not a lost connection
+            else:
                 logger.warning("%s is offline: %s", self.user_id, detail)
+                self._machine.signaling_lost(str(detail))
+            self._carry_out()
 
     # ---------------------------------------------------------------------- messages from the browser
 
-    def _from_browser(self, _widget: Any, content: dict[str, Any], buffers: list[bytes]) -> None:
-        handler = getattr(self, f"_on_browser_{content.get('type')}", None)
-        if handler is None:
-            logger.warning("%s: unknown message from the browser: %.200r", self.user_id, content)
-            return
+    def _from_browser(self, _widget: Any, content: Any, buffers: list[bytes]) -> None:
+        problem = widget_protocol.problem(content, widget_protocol.TO_PYTHON)
         with self._lock:
-            handler(content, buffers)
+            if problem is not None:
+                # A browser half of another nbcall version, or a bug: say so where people look.
+                kind = content.get("type") if isinstance(content, dict) else None
+                logger.warning("%s: ignored a message from the browser: %s", self.user_id, problem)
+                self._log_entry("event", "protocol-error", {"type": kind, "problem": problem})
+                return
+            getattr(self, f"_on_browser_{content['type']}")(content, buffers)
+            self._carry_out()
 
     def _on_browser_batch(self, content: dict[str, Any], buffers: list[bytes]) -> None:
         """Several messages the browser sent within one task, in order (one kernel round for all)."""
@@ -387,10 +380,9 @@ class Phone(anywidget.AnyWidget):
             self._from_browser(self, message, [])
 
     def _on_browser_hello(self, content: dict[str, Any], buffers: list[bytes]) -> None:
-        if self._frontend and self.state in _IN_CALL:
-            # The page was reloaded: the browser's peer connection is gone with it.
-            self._signal({"type": "hangup", "to": self.peer})
-            self._end("failed", "the browser page was reloaded during the call")
+        if self._frontend:
+            # The page was reloaded: the browser's peer connections are gone with it.
+            self._machine.engine_lost("the browser page was reloaded during the call")
         self._frontend = True
         self._send_custom({"type": "history", "log": self._log[-self.max_log :]})
         pending, self._to_browser = self._to_browser, []
@@ -398,45 +390,32 @@ class Phone(anywidget.AnyWidget):
             self._send_custom(msg, bufs)
 
     def _on_browser_signal(self, content: dict[str, Any], buffers: list[bytes]) -> None:
-        signal = content["signal"]
-        expected = {"call": ("calling",), "answer": ("connecting",), "ice": _IN_CALL}.get(
-            signal.get("type"), ()
-        )
-        if self.state in expected:
-            self._signal({**signal, "to": self.peer})
+        self._machine.engine_signal(content["peer"], content["signal"])
 
     def _on_browser_rtc(self, content: dict[str, Any], buffers: list[bytes]) -> None:
         name, value = content["name"], content["value"]
         self.rtc[name] = value
         self._log_entry("event", name, value, echo=False)
-        if name == "connectionState" and value == "failed" and self.state in _IN_CALL:
-            if self.state == "connected":
-                why = (
-                    f"lost the connection to {self.peer}: it stopped answering (page closed or network down)"
-                )
-            else:
-                why = f"could not connect to {self.peer}: ICE found no path between the two browsers"
-            self._signal({"type": "hangup", "to": self.peer, "reason": "connection failed"})
-            self._end("failed", why)
+        if name == "connectionState":
+            self._machine.engine_connection(content["peer"], value)
 
     def _on_browser_channel(self, content: dict[str, Any], buffers: list[bytes]) -> None:
         self._log_entry("event", f"datachannel-{content['state']}", content, echo=False)
-        if content["state"] == "open" and self.state in ("calling", "connecting"):
-            self._set(state="connected")
-        elif content["state"] == "closed" and self.state == "connected":
-            self._end("ended", f"the data channel to {self.peer} closed")
+        self._machine.engine_channel(content["peer"], content["state"] == "open")
 
     def _on_browser_message(self, content: dict[str, Any], buffers: list[bytes]) -> None:
-        self._parts.extend(bytes(b) for b in buffers)
-        if not content.get("last", True):
+        sender = content["peer"]
+        parts = self._parts.setdefault(sender, [])
+        parts.extend(bytes(b) for b in buffers)
+        if not content["last"]:
             return
-        payload, self._parts = b"".join(self._parts), []
+        payload = b"".join(self._parts.pop(sender))
         try:
             data = decode(content["kind"], payload)
         except (UnicodeDecodeError, ValueError) as exc:
-            self._set(error=f"received a {content['kind']} message that does not decode: {exc}")
+            self._apply({"error": f"received a {content['kind']} message that does not decode: {exc}"})
             return
-        message = Message(data, self.peer, content["kind"], len(payload), time.time())
+        message = Message(data, sender, content["kind"], len(payload), time.time())
         kept = [*self.messages, message]
         self.set_trait("messages", kept[max(0, len(kept) - self.max_messages) :])
         for callback in list(self._callbacks):
@@ -446,53 +425,43 @@ class Phone(anywidget.AnyWidget):
                 logger.exception("%s: on_message callback %r failed", self.user_id, callback)
 
     def _on_browser_send_failed(self, content: dict[str, Any], buffers: list[bytes]) -> None:
-        self._set(error=f"send #{content['id']} failed: {content['message']}")
+        self._apply({"error": f"send #{content['id']} failed: {content['message']}"})
 
     def _on_browser_stats(self, content: dict[str, Any], buffers: list[bytes]) -> None:
         self.stats = content["stats"]
 
     def _on_browser_media(self, content: dict[str, Any], buffers: list[bytes]) -> None:
-        self._set(local_media=content["local"], remote_media=content["remote"])
+        self._apply({"local_media": content["local"], "remote_media": content["remote"]})
         self._log_entry("event", "media", {"local": content["local"], "remote": content["remote"]})
         # One sentence per cause: "camera and microphone" when both failed the same way.
         causes: dict[tuple[str, str], list[str]] = {}
-        for problem in content.get("errors", []):
+        for problem in content["errors"]:
             causes.setdefault((problem["name"], problem["message"]), []).append(problem["kind"])
         for (name, message), kinds in causes.items():
-            self._on_media_error(kinds, name, message)
+            self._media_error(kinds, name, message)
 
-    def _on_media_error(self, kinds: list[str], name: str, message: str) -> None:
+    def _media_error(self, kinds: list[str], name: str, message: str) -> None:
         """Media this phone wanted are not in the call: say why, and that the call goes on without them."""
-        device = " and ".join(_DEVICE.get(k, k) for k in sorted(kinds, reverse=True))
         if name == "NotOffered":
             # Not a fault: the caller offered no section for it (a data-only phone, say).
-            self._log_entry(
-                "event", "media", f"{self.peer} offered no {'/'.join(kinds)}: sending no {device}"
-            )
+            self._log_entry("event", "media", f"{self.peer} offered no {'/'.join(kinds)}: sending none")
             return
-        advice = _MEDIA_ERRORS.get(name, "the browser could not open the {device}")
         settings = " and ".join(f"{k}={getattr(self, k)!r}" for k in kinds)
-        text = f"{advice.format(device=device, settings=settings)} ({name}: {message}). "
-        text += f"The call goes on without your {device}."
+        text = media_advice(kinds, name, message, settings)
         if self.media_error and text not in self.media_error:
             text = f"{self.media_error}\n{text}"
         logger.warning("%s: %s", self.user_id, text)
         self._log_entry("event", "media-error", {"kinds": kinds, "name": name, "message": message})
-        self._set(media_error=text, error=text)
+        self._apply({"media_error": text, "error": text})
 
     def _on_browser_failure(self, content: dict[str, Any], buffers: list[bytes]) -> None:
-        text = f"browser: {content['message']}"
         self._log_entry("event", "failure", content["message"])
-        if self.state in _IN_CALL:
-            self._signal({"type": "hangup", "to": self.peer, "reason": "failed"})
-            self._end("failed", text)
-        else:
-            self._set(error=text)
+        self._machine.engine_failed(f"browser: {content['message']}")
 
     def _on_browser_ui(self, content: dict[str, Any], buffers: list[bytes]) -> None:
         """A button in the widget: the same path as the Python API, errors shown in the widget."""
         actions: dict[str, Callable[[], None]] = {
-            "call": lambda: self.call(str(content.get("peer", ""))),
+            "call": lambda: self.call(content.get("peer", "")),
             "answer": self.answer,
             "decline": self.decline,
             "hangup": self.hangup,
@@ -501,30 +470,18 @@ class Phone(anywidget.AnyWidget):
             "camera_on": lambda: self.camera(True),
             "camera_off": lambda: self.camera(False),
         }
-        action = actions.get(str(content.get("action")))
+        action = actions.get(str(content["action"]))
+        if action is None:
+            self._log_entry(
+                "event", "protocol-error", {"type": "ui", "problem": f"unknown action {content['action']!r}"}
+            )
+            return
         try:
-            if action:
-                action()
-        except (CallError, TypeError) as exc:
-            self._set(error=str(exc))
+            action()
+        except (CallError, TypeError, ValueError) as exc:
+            self._apply({"error": str(exc)})
 
     # ------------------------------------------------------------------------------------- internals
-
-    def _set(self, **traits: Any) -> None:
-        with self.hold_trait_notifications():
-            for name, value in traits.items():
-                self.set_trait(name, value)
-
-    def _end(self, state: str, error: str) -> None:
-        self._browser({"type": "close"})
-        # The browser stops every track on "close"; say so now rather than when its report gets through.
-        none = {"audio": False, "video": False}
-        self._set(state=state, error=error, local_media=none, remote_media=dict(none))
-
-    def _signal(self, message: dict[str, Any]) -> None:
-        message = {"type": message["type"], "from": self.user_id, **message}
-        text = self._client.send(message)
-        self._log_entry("out", message["type"], message, len(text.encode()))
 
     def _browser(self, content: dict[str, Any], buffers: list[bytes] | None = None) -> None:
         """Send to the browser half; held back until it said hello, since earlier messages would be lost."""
@@ -547,5 +504,5 @@ class Phone(anywidget.AnyWidget):
             self._send_custom({"type": "log", "entry": entry})
 
     def __repr__(self) -> str:
-        peer = f" with {self.peer!r}" if self.state in _IN_CALL else ""
+        peer = f" with {self.peer!r}" if self.state in IN_CALL else ""
         return f"<Phone {self.user_id!r} {self.state}{peer} at {self.server_url}>"

@@ -20,7 +20,7 @@ import pytest
 from ipywidgets.widgets import widget as ipywidget
 from websockets.sync.client import ClientConnection, connect
 
-from nbcall import CallError, Message, Phone, kernel
+from nbcall import CallError, Message, Phone, kernel, widget_protocol
 from nbcall.exceptions import DuplicateID, ServerUnreachable
 from nbcall.payload import encode
 from nbcall.server import SignalingServer, serve
@@ -93,7 +93,7 @@ def make_phone(server: SignalingServer) -> Iterator[Callable[..., Phone]]:
     made: list[Phone] = []
 
     def make(user_id: str, **options: Any) -> Phone:
-        phone = Phone(user_id, server=server.url, **options)
+        phone = Phone(user_id, **{"server": server.url, **options})
         made.append(phone)
         return phone
 
@@ -130,7 +130,7 @@ def connected(phone: Phone, caller: RawPeer) -> Phone:
     """``phone`` in a connected call with ``caller``: it rang, answered, and the browser opened the channel."""
     ring(phone, caller)
     phone.answer()
-    from_browser(phone, {"type": "channel", "state": "open"})
+    from_browser(phone, {"type": "channel", "peer": caller.id, "state": "open", "label": "nbcall"})
     assert phone.state == "connected"
     return phone
 
@@ -138,7 +138,7 @@ def connected(phone: Phone, caller: RawPeer) -> Phone:
 def receive(phone: Phone, data: Any) -> None:
     """The browser half reports one data-channel message carrying ``data``."""
     kind, payload = encode(data)
-    from_browser(phone, {"type": "message", "kind": kind, "last": True}, payload)
+    from_browser(phone, {"type": "message", "peer": phone.peer, "kind": kind, "last": True}, payload)
 
 
 # ------------------------------------------------------------------------------------------ presence
@@ -394,10 +394,10 @@ def test_a_message_in_several_parts_is_reassembled(make_phone, raw_peer) -> None
     text = "é" * 3 + "✓ done"
     payload = text.encode("utf-8")
     parts = [payload[:1], payload[1:4], payload[4:]]  # splits inside multi-byte characters
-    from_browser(phone, {"type": "message", "kind": "str", "last": False}, parts[0])
-    from_browser(phone, {"type": "message", "kind": "str", "last": False}, parts[1])
+    from_browser(phone, {"type": "message", "peer": "A", "kind": "str", "last": False}, parts[0])
+    from_browser(phone, {"type": "message", "peer": "A", "kind": "str", "last": False}, parts[1])
     assert phone.messages == []
-    from_browser(phone, {"type": "message", "kind": "str", "last": True}, parts[2])
+    from_browser(phone, {"type": "message", "peer": "A", "kind": "str", "last": True}, parts[2])
     assert [(m.data, m.kind, m.size) for m in phone.messages] == [(text, "str", len(payload))]
     receive(phone, b"next")  # the parts were consumed: the next message stands alone
     assert phone.messages[-1].data == b"next"
@@ -405,7 +405,7 @@ def test_a_message_in_several_parts_is_reassembled(make_phone, raw_peer) -> None
 
 def test_a_message_that_does_not_decode_is_reported_not_stored(make_phone, raw_peer) -> None:
     phone = connected(make_phone("P"), raw_peer("A"))
-    from_browser(phone, {"type": "message", "kind": "json", "last": True}, b"{broken")
+    from_browser(phone, {"type": "message", "peer": "A", "kind": "json", "last": True}, b"{broken")
     assert phone.messages == []
     assert "received a json message that does not decode" in phone.error
 
@@ -463,18 +463,21 @@ def test_phone_reconnects_with_its_id_after_the_server_restarts() -> None:
 
 def test_calling_something_that_is_not_an_id_raises_type_error(make_phone) -> None:
     phone = make_phone("P")
-    for bad in (None, 42, ""):
+    for bad in (None, 42, b"B"):
         with pytest.raises(TypeError, match="call a peer by its ID"):
             phone.call(bad)
+    for empty in ("", "  "):
+        with pytest.raises(ValueError, match="call a peer by its ID"):
+            phone.call(empty)
     assert phone.state == "idle"
 
 
 def test_a_batch_from_the_browser_is_handled_message_by_message_in_order(make_phone) -> None:
     phone = make_phone("P")
     batch = [
-        {"type": "rtc", "name": "iceGatheringState", "value": "gathering"},
-        {"type": "stats", "stats": {"rtt_ms": 1.5}},
-        {"type": "rtc", "name": "iceGatheringState", "value": "complete"},
+        {"type": "rtc", "peer": "A", "name": "iceGatheringState", "value": "gathering"},
+        {"type": "stats", "peer": "A", "stats": {"rtt_ms": 1.5}},
+        {"type": "rtc", "peer": "A", "name": "iceGatheringState", "value": "complete"},
     ]
     from_browser(phone, {"type": "batch", "messages": batch})
     assert phone.rtc["iceGatheringState"] == "complete"
@@ -491,3 +494,103 @@ async def test_waiting_on_a_phone_no_browser_shows_says_to_display_it(make_phone
     with pytest.raises(TimeoutError) as info:
         await phone.wait_for("connected", timeout=0.1)
     assert "display it" not in str(info.value)
+
+
+# -------------------------------------------------------------------------- ring timeout, settings
+
+
+def test_an_unanswered_call_ends_after_the_ring_timeout_telling_the_callee(make_phone, raw_peer) -> None:
+    callee = raw_peer("A")
+    phone = make_phone("P", ring_timeout=0.3)
+    phone.call("A")
+    assert phone.state == "calling"
+    wait_until(lambda: phone.state == "ended", f"the call to time out (state {phone.state!r})")
+    assert phone.error == "A did not answer within 0.3 s"
+    assert callee.recv_type("hangup")["reason"] == "no answer within 0.3 s"
+
+
+def test_the_browser_is_told_the_phones_settings(make_phone) -> None:
+    phone = make_phone("P", max_log=42)
+    assert phone._settings["max_log"] == 42
+    assert set(phone._settings) == set(widget_protocol.SETTINGS)
+
+
+@pytest.mark.parametrize(
+    "content",
+    [{"type": "teleport"}, {"type": "channel", "state": "open"}, ["not", "an", "object"]],
+    ids=["unknown type", "missing fields", "not an object"],
+)
+def test_a_bad_message_from_the_browser_is_logged_with_its_type_and_ignored(
+    make_phone, content: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    phone = make_phone("P")
+    with caplog.at_level(logging.WARNING, logger="nbcall.phone"):
+        from_browser(phone, content)
+    entries = [e for e in phone.log if e["type"] == "protocol-error"]
+    assert len(entries) == 1
+    kind = content.get("type") if isinstance(content, dict) else None
+    assert entries[0]["detail"]["type"] == kind
+    assert "ignored a message from the browser" in caplog.text
+    assert phone.state == "idle"
+
+
+# ------------------------------------------------------------------------------- what users pass in
+
+
+@pytest.mark.parametrize(
+    ("servers", "error", "words"),
+    [
+        ([42], TypeError, "ice_servers[0] is 42"),
+        (["http://stun.example.org"], ValueError, "start with stun:, stuns:, turn: or turns:"),
+        ([{"url": "stun:x"}], ValueError, "has no 'urls'"),
+        ([{"urls": "turn:127.0.0.1:3478"}], ValueError, "without 'username' and 'credential'"),
+        ("stun:127.0.0.1", TypeError, "wrap the one you passed in a list"),
+    ],
+)
+def test_bad_ice_servers_are_refused_saying_what_to_pass(
+    server, servers: Any, error: type[Exception], words: str
+) -> None:
+    widgets_before = set(ipywidget._instances)
+    with pytest.raises(error) as info:
+        Phone("I", server=server.url, ice_servers=servers)
+    assert words in str(info.value)
+    assert set(ipywidget._instances) == widgets_before
+
+
+def test_good_ice_servers_reach_the_call_as_rtc_ice_servers(make_phone, raw_peer) -> None:
+    raw_peer("A")
+    turn = {"urls": ["turn:127.0.0.1:3478"], "username": "u", "credential": "p"}
+    phone = make_phone("P", ice_servers=["stun:127.0.0.1:3478", turn])
+    assert phone.ice_servers == [{"urls": "stun:127.0.0.1:3478"}, turn]
+
+
+def test_an_http_server_url_is_taken_as_its_websocket(make_phone, server) -> None:
+    phone = make_phone("P", server=server.url.replace("ws://", "http://"))
+    assert phone.online
+    assert phone.server_url.startswith("ws://127.0.0.1:")
+
+
+@pytest.mark.parametrize("url", ["ftp://127.0.0.1/ws", "127.0.0.1:8765", "ws:///ws"])
+def test_a_server_that_is_not_a_websocket_url_is_refused_saying_what_to_pass(url: str) -> None:
+    with pytest.raises(ValueError, match="is not a websocket URL: pass ws://HOST:PORT/ws"):
+        Phone("P", server=url)
+
+
+def test_shutting_down_is_not_reported_as_going_offline(
+    make_phone, server, caplog: pytest.LogCaptureFixture
+) -> None:
+    phone = make_phone("P")
+    kernel._shutting_down.set()  # what the interpreter's exit does first
+    try:
+        with caplog.at_level(logging.INFO, logger="nbcall"):
+            kernel.run(_stop(server), timeout=TIMEOUT)
+            wait_until(lambda: not phone.online, "the phone to see the server gone")
+    finally:
+        kernel._shutting_down.clear()
+    assert phone.error == ""
+    assert "offline" not in caplog.text and "reconnecting" not in caplog.text
+
+
+async def _stop(server: SignalingServer) -> None:
+    server.close()
+    await server.wait_closed()
