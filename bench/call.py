@@ -30,24 +30,80 @@ sys.path.insert(0, str(ROOT / "tests" / "e2e"))
 NOTEBOOK_SETUP = """\
 import asyncio, json, statistics, time
 import nbcall
-a = nbcall.Phone("A"); b = nbcall.Phone("B", auto_answer=True)
+a = nbcall.Phone("A", max_log=10_000); b = nbcall.Phone("B", auto_answer=True, max_log=10_000)
 va = nbcall.Phone("VA", video=True, audio=True); vb = nbcall.Phone("VB", video=True, audio=True, auto_answer=True)
 display(a, b, va, vb)
 """
 
 MEASURE_CALLS = """\
-setup_ms = []
+setup_ms, starts, ends = [], [], []
 for _ in range({calls}):
+    starts.append(time.time() * 1000)
     t0 = time.perf_counter()
     a.call("B")
     await a.wait_for("connected", timeout=30)
     await b.wait_for("connected", timeout=30)
     setup_ms.append((time.perf_counter() - t0) * 1000)
+    ends.append(time.time() * 1000)
     if len(setup_ms) < {calls}:
         a.hangup()
         await b.wait_for("ended")
-print("@@" + json.dumps(setup_ms))
+        await asyncio.sleep(0.05)
+logs = {{"A": a.log, "B": b.log}}
+print("@@" + json.dumps({{"setup": setup_ms, "starts": starts, "ends": ends, "logs": logs}}, default=repr))
 """
+
+# Records when each RTCPeerConnection of the page reaches each step (wall clock, ms), for the timeline.
+TIMELINE_INIT_JS = """(() => {
+  const Native = window.RTCPeerConnection;
+  window.__timeline = [];
+  let next = 0;
+  window.RTCPeerConnection = class extends Native {
+    constructor(...args) {
+      super(...args);
+      const id = next++, mark = (step) => window.__timeline.push({pc: id, step, t: Date.now()});
+      mark("created");
+      this.addEventListener("connectionstatechange", () => mark("connection-" + this.connectionState));
+      this.addEventListener("datachannel", (e) => e.channel.addEventListener("open", () => mark("channel-open")));
+      this.__mark = mark;
+    }
+    createDataChannel(...args) {
+      const channel = super.createDataChannel(...args);
+      channel.addEventListener("open", () => this.__mark("channel-open"));
+      return channel;
+    }
+    async setLocalDescription(...args) {
+      await super.setLocalDescription(...args);
+      this.__mark("local-" + this.localDescription.type);
+    }
+    async setRemoteDescription(...args) {
+      await super.setRemoteDescription(...args);
+      this.__mark("remote-" + this.remoteDescription.type);
+    }
+  };
+})();"""
+
+# The steps of one call setup, each ending at (side, source, event): "browser" events come from the page's
+# RTCPeerConnections (caller = the offerer), "kernel" ones from the phones' logs (when Python saw it).
+TIMELINE_STEPS = [
+    ("call() -> A's browser makes its peer connection", "A", "browser", "created"),
+    ("A's browser: media, createOffer, setLocalDescription", "A", "browser", "local-offer"),
+    ("offer: A's browser -> A's kernel", "A", "kernel", ("out", "call")),
+    ("offer: A's kernel -> server -> B's kernel", "B", "kernel", ("in", "call")),
+    ("offer: B's kernel -> B's browser (peer connection made)", "B", "browser", "created"),
+    ("B's browser: setRemoteDescription, createAnswer, setLocalDescription", "B", "browser", "local-answer"),
+    ("answer: B's browser -> B's kernel", "B", "kernel", ("out", "answer")),
+    ("answer: B's kernel -> server -> A's kernel", "A", "kernel", ("in", "answer")),
+    ("answer: A's kernel -> A's browser, setRemoteDescription", "A", "browser", "remote-answer"),
+    ("ICE checks, DTLS, SCTP: both data channels open", "AB", "browser", "channel-open"),
+    (
+        "channel open: browsers -> kernels (both phones connected)",
+        "AB",
+        "kernel",
+        ("event", "datachannel-open"),
+    ),
+    ("kernel -> the awaiting cell resumes", "", "end", None),
+]
 
 # The callback runs on the kernel's main thread, so it may set an asyncio.Event; a busy loop waiting instead
 # would compete for the GIL with the threads that carry the message.
@@ -165,6 +221,32 @@ def summary(values: list[float]) -> dict[str, float]:
     }
 
 
+def timeline(calls: dict, browser: list[dict]) -> list[tuple[str, float]]:
+    """Median milliseconds of each step of call setup (TIMELINE_STEPS), over the measured calls."""
+
+    def kernel_time(side: str, direction: str, kind: str, n: int) -> float:
+        entries = [e for e in calls["logs"][side] if (e["dir"], e["type"]) == (direction, kind)]
+        return entries[n]["t"] * 1000
+
+    def browser_time(pc: int, step: str) -> float:
+        return next(e["t"] for e in browser if e["pc"] == pc and e["step"] == step)
+
+    per_step: list[list[float]] = [[] for _ in TIMELINE_STEPS]
+    for n, start in enumerate(calls["starts"]):
+        pcs = {"A": 2 * n, "B": 2 * n + 1}  # per call, the caller's connection is made first
+        previous = start
+        for i, (_, sides, source, event) in enumerate(TIMELINE_STEPS):
+            if source == "end":
+                t = calls["ends"][n]
+            elif source == "browser":
+                t = max(browser_time(pcs[side], event) for side in sides)
+            else:
+                t = max(kernel_time(side, *event, n) for side in sides)
+            per_step[i].append(t - previous)
+            previous = t
+    return [(step[0], statistics.median(ms)) for step, ms in zip(TIMELINE_STEPS, per_step)]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -183,14 +265,15 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as home, start_lab(Path(home)) as lab, sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_page()
+        page.add_init_script(script=TIMELINE_INIT_JS)
         nb = lab.open(page, lab.write_notebook("bench.ipynb", [NOTEBOOK_SETUP]))
         nb.run_all()
         page.wait_for_selector(".nbcall-phone[data-user='VB']", timeout=30_000)
         nb.wait_idle()
-        values = {}
-        for name, code in (("setup", MEASURE_CALLS), ("latency", MEASURE_SENDS)):
-            out = nb.run(code.format(calls=args.calls, sends=args.sends))
-            values[name] = json.loads(out.split("@@", 1)[1])
+        calls = json.loads(nb.run(MEASURE_CALLS.format(calls=args.calls)).split("@@", 1)[1])
+        steps = timeline(calls, page.evaluate("() => window.__timeline"))
+        values = {"setup": calls["setup"]}
+        values["latency"] = json.loads(nb.run(MEASURE_SENDS.format(sends=args.sends)).split("@@", 1)[1])
         values["first_frame"] = []
         for _ in range(args.video_calls):
             page.evaluate(WATCH_REMOTE_VIDEO_JS)
@@ -217,7 +300,11 @@ def main() -> None:
             f"{label:30}{ours['median']:14.1f}{ours['p90']:8.1f}{base['median']:17.2f}{base['p90']:8.2f}"
             f"{ratio:7.1f}x"
         )
-    result = {"nbcall": values, "baseline": baseline, "args": vars(args)}
+    print("\nWhere call setup's milliseconds go (median per step; wall clock in the page and the kernel):")
+    for label, ms in steps:
+        print(f"  {label:72}{ms:7.1f}")
+    print(f"  {'sum of the step medians':72}{sum(ms for _, ms in steps):7.1f}")
+    result = {"nbcall": values, "baseline": baseline, "timeline": steps, "args": vars(args)}
     out_dir = ROOT / "bench" / "results"
     out_dir.mkdir(exist_ok=True)
     (out_dir / "call-latest.json").write_text(json.dumps(result, indent=1))

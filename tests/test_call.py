@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from nbcall import widget_protocol
 from nbcall.call import CallMachine, Changed, ToEngine, ToServer
 from nbcall.exceptions import CallError
 
@@ -27,7 +28,11 @@ def to_server(actions: list[Any]) -> list[dict[str, Any]]:
 
 
 def to_engine(actions: list[Any]) -> list[dict[str, Any]]:
-    return [a.message for a in actions if isinstance(a, ToEngine)]
+    """The engine commands, each checked against the widget protocol the browser half implements."""
+    commands = [a.message for a in actions if isinstance(a, ToEngine)]
+    for command in commands:
+        assert widget_protocol.problem(command, widget_protocol.TO_BROWSER) is None, command
+    return commands
 
 
 def changes(actions: list[Any]) -> dict[str, Any]:
