@@ -9,6 +9,7 @@
 // awaits can wedge the model's later updates (see the project's e2e notes).
 
 import { FrameDecoder, PROTOCOL, encodeFrames } from "./framing.js";
+import { onChanges } from "./model.js";
 import { summarizeStats } from "./stats.js";
 
 const MAX_LOG = 500;
@@ -70,7 +71,7 @@ export class BrowserPhone extends EventTarget {
     this.onKernelMessage = this.onKernelMessage.bind(this);
     this.applyEnabled = this.applyEnabled.bind(this);
     model.on("msg:custom", this.onKernelMessage);
-    model.on("change:mic_on change:camera_on", this.applyEnabled);
+    this.offEnabled = onChanges(model, ["mic_on", "camera_on"], this.applyEnabled);
     this.tell({ type: "hello" });
   }
 
@@ -98,7 +99,7 @@ export class BrowserPhone extends EventTarget {
 
   dispose() {
     this.model.off("msg:custom", this.onKernelMessage);
-    this.model.off("change:mic_on change:camera_on", this.applyEnabled);
+    this.offEnabled();
     this.closeCall();
   }
 

@@ -1,5 +1,7 @@
 // One view of a phone: DOM only. Every view of the same model shares the model's BrowserPhone.
 
+import { onChanges } from "./model.js";
+
 const STATE_TEXT = {
   idle: "Ready",
   calling: "Calling {peer}…",
@@ -246,17 +248,18 @@ export function renderPhone(model, el, phone) {
     ["media", renderMedia],
   ];
   for (const [name, fn] of events) phone.addEventListener(/** @type {string} */ (name), /** @type {any} */ (fn), on);
-  const traits =
-    "change:state change:peer change:peers change:error change:online change:server_url change:user_id " +
-    "change:mic_on change:camera_on change:local_media";
-  model.on(traits, renderState);
+  const offState = onChanges(
+    model,
+    ["state", "peer", "peers", "error", "online", "server_url", "user_id", "mic_on", "camera_on", "local_media"],
+    renderState,
+  );
   renderState();
   renderChat();
   renderLog();
   renderRtc();
   return () => {
     abort.abort();
-    model.off(traits, renderState);
+    offState();
   };
 }
 

@@ -1,4 +1,5 @@
-"""Real JupyterLab + Debian's Chromium (Playwright), for tests of the phone widget doing real WebRTC.
+"""Real JupyterLab (and Notebook 7, marimo) + Debian's Chromium (Playwright), for tests of the phone widget
+doing real WebRTC.
 
 Run inside a loopback-only network namespace (scripts/test.sh does): Chromium gathers ICE candidates on every
 interface, and the tests must send traffic to loopback only. No STUN/TURN server is configured.
@@ -9,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from harness import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, Lab, start_lab
+from harness import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, Lab, start_lab, start_notebook7
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -34,6 +35,12 @@ def browser_context_args(browser_context_args: dict) -> dict:
 @pytest.fixture(scope="session")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     with start_lab(tmp_path_factory.mktemp("lab")) as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def notebook7(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    with start_notebook7(tmp_path_factory.mktemp("notebook7")) as running:
         yield running
 
 

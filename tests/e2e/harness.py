@@ -1,4 +1,5 @@
-"""Drive a real JupyterLab in Debian's Chromium: open notebooks, run cells, read values back, take screenshots."""
+"""Drive a real JupyterLab (or Notebook 7, or marimo) in Debian's Chromium: open notebooks, run cells, read values
+back, take screenshots."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import nbformat
 from nbformat.v4 import new_code_cell, new_notebook
-from playwright.sync_api import Page
+from playwright.sync_api import Locator, Page
 
 CHROMIUM = os.environ.get("CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -60,11 +61,12 @@ def free_port() -> int:
 
 
 class Lab:
-    """A running JupyterLab server with a folder of notebooks."""
+    """A running JupyterLab (or Jupyter Notebook 7) server with a folder of notebooks."""
 
-    def __init__(self, url: str, root: Path) -> None:
+    def __init__(self, url: str, root: Path, notebook_path: str = "lab/tree") -> None:
         self.url = url
         self.root = root
+        self.notebook_path = notebook_path
 
     def write_notebook(self, name: str, cells: list[str]) -> str:
         nb = new_notebook()
@@ -83,14 +85,15 @@ class Lab:
         return notebook
 
     def open(self, page: Page, name: str) -> Notebook:
-        page.goto(f"{self.url}/lab/tree/{name}?token={TOKEN}&reset")
+        page.goto(f"{self.url}/{self.notebook_path}/{name}?token={TOKEN}&reset")
         notebook = Notebook(page, name)
         notebook.wait_idle()
         return notebook
 
 
 class Notebook:
-    """One notebook open in a page, driven through JupyterLab's own commands."""
+    """One notebook open in a page, driven through the front end's own commands (``window.jupyterapp``:
+    JupyterLab and Notebook 7 alike)."""
 
     def __init__(self, page: Page, name: str) -> None:
         self.page = page
@@ -143,18 +146,50 @@ class Notebook:
         return self.page.locator(selector)
 
     def screenshot(self, name: str, locator_user: str | None = None) -> Path:
-        ARTIFACTS.mkdir(exist_ok=True)
-        path = ARTIFACTS / f"{name}.png"
-        if locator_user:
-            self.phone(locator_user).screenshot(path=str(path))
-        else:
-            self.page.screenshot(path=str(path))
-        return path
+        return screenshot(self.phone(locator_user) if locator_user else self.page, name)
+
+
+def screenshot(target: Page | Locator, name: str) -> Path:
+    """Save what ``target`` (a page, or one element) shows as test-artifacts/NAME.png."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    path = ARTIFACTS / f"{name}.png"
+    target.screenshot(path=str(path))
+    return path
 
 
 @contextlib.contextmanager
 def start_lab(home: Path) -> Iterator[Lab]:
     """Start JupyterLab on a free 127.0.0.1 port with its own config, settings and notebook folder."""
+    with _start_jupyter(home, "lab") as lab:
+        yield lab
+
+
+@contextlib.contextmanager
+def start_notebook7(home: Path) -> Iterator[Lab]:
+    """Start Jupyter Notebook 7 like :func:`start_lab`; its notebooks open at /notebooks/NAME."""
+    with _start_jupyter(home, "notebook") as notebook7:
+        yield notebook7
+
+
+# What differs between the front ends: the app's configurable class, where it opens a notebook, and options
+# of its own. Everything else is the same Jupyter server.
+_FRONT_ENDS = {
+    "lab": (
+        "LabApp",
+        "lab/tree",
+        [
+            "--LabApp.news_url=None",
+            "--LabApp.extension_manager=readonly",
+            "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+        ],
+    ),
+    "notebook": ("JupyterNotebookApp", "notebooks", []),
+}
+
+
+@contextlib.contextmanager
+def _start_jupyter(home: Path, front_end: str) -> Iterator[Lab]:
+    app, notebook_path, options = _FRONT_ENDS[front_end]
     root = home / "notebooks"
     root.mkdir()
     settings = home / "lab-settings"
@@ -173,7 +208,7 @@ def start_lab(home: Path) -> Iterator[Lab]:
                 sys.executable,
                 "-m",
                 "jupyter",
-                "lab",
+                front_end,
                 "--no-browser",
                 "--allow-root",
                 f"--port={port}",
@@ -181,12 +216,10 @@ def start_lab(home: Path) -> Iterator[Lab]:
                 "--ServerApp.ip=127.0.0.1",
                 f"--IdentityProvider.token={TOKEN}",
                 f"--ServerApp.root_dir={root}",
-                "--LabApp.expose_app_in_browser=True",
-                "--LabApp.news_url=None",
-                "--LabApp.extension_manager=readonly",
-                "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
-                f"--LabApp.user_settings_dir={settings}",
-                f"--LabApp.workspaces_dir={home / 'workspaces'}",
+                f"--{app}.expose_app_in_browser=True",
+                f"--{app}.user_settings_dir={settings}",
+                f"--{app}.workspaces_dir={home / 'workspaces'}",
+                *options,
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -194,19 +227,59 @@ def start_lab(home: Path) -> Iterator[Lab]:
         )
     try:
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                urllib.request.urlopen(f"{url}/api/status?token={TOKEN}", timeout=1)
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"JupyterLab did not start; see {log_path}") from None
-                time.sleep(0.1)
-        yield Lab(url, root)
+        wait_for_http(f"{url}/api/status?token={TOKEN}", proc, log_path)
+        yield Lab(url, root, notebook_path)
     finally:
-        proc.terminate()
+        stop(proc)
+
+
+def wait_for_http(url: str, proc: subprocess.Popen, log_path: Path, timeout: float = 90) -> None:
+    """Wait until ``url`` answers; fail early if the server process ``proc`` exits."""
+    deadline = time.monotonic() + timeout
+    while True:
         try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+            urllib.request.urlopen(url, timeout=1)
+            return
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the server did not start; see {log_path}") from None
+            time.sleep(0.1)
+
+
+def stop(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+@contextlib.contextmanager
+def start_marimo(app_file: Path) -> Iterator[str]:
+    """Serve the marimo app ``app_file`` (``marimo run``) on a free 127.0.0.1 port; yields its URL."""
+    port = free_port()
+    log_path = app_file.with_suffix(".log")
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "marimo",
+                "run",
+                str(app_file),
+                "--headless",
+                "--host=127.0.0.1",
+                f"--port={port}",
+                "--no-token",
+                "--no-sandbox",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=app_file.parent,
+        )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_for_http(url, proc, log_path)
+        yield url
+    finally:
+        stop(proc)
