@@ -30,6 +30,8 @@ export function statusText(state, peer) {
  */
 export function describe(detail) {
   if (detail == null || typeof detail !== "object") return String(detail ?? "");
+  // A list (the ICE servers' URLs) as a list: spreading it into an object would show {"0": ...}.
+  if (Array.isArray(detail)) return JSON.stringify(detail, null, 2);
   /** @type {Record<string, unknown>} */
   const shown = { ...detail };
   for (const key of ["sdp", "candidate"]) {
