@@ -51,7 +51,8 @@ export function readSettings(raw) {
     if (typeof value === "number" && Number.isFinite(value) && value > 0) {
       /** @type {Record<string, number>} */ (settings)[name] = value;
     } else {
-      problems.push(`setting "${name}" is ${JSON.stringify(value)}: using ${settings[/** @type {keyof Settings} */ (name)]}`);
+      const fallback = settings[/** @type {keyof Settings} */ (name)];
+      problems.push(`setting "${name}" is ${JSON.stringify(value)}: using ${fallback}`);
     }
   }
   return { settings, problems };

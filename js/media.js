@@ -28,7 +28,8 @@ export async function openMedia(wanted, devices, newStream = () => new MediaStre
   if (!kinds.length) return { stream: null, errors };
   if (!devices?.getUserMedia) {
     // Browsers hide mediaDevices on pages that are not secure contexts (not https, not localhost).
-    for (const kind of kinds) errors.push({ kind, name: "InsecureContext", message: "navigator.mediaDevices is undefined" });
+    const message = "navigator.mediaDevices is undefined";
+    for (const kind of kinds) errors.push({ kind, name: "InsecureContext", message });
     return { stream: null, errors };
   }
   try {

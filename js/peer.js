@@ -72,7 +72,10 @@ export class PeerLink {
     this.statsHistory = [];
     /** Our camera and microphone in this call. @type {MediaStream | null} */
     this.localStream = null;
-    /** What the peer sends us: one stream of our own, since senders may or may not name a stream. @type {MediaStream | null} */
+    /**
+     * What the peer sends us: one stream of our own, since senders may or may not name a stream.
+     * @type {MediaStream | null}
+     */
     this.remoteStream = null;
 
     const pc = this.pc;
@@ -161,7 +164,8 @@ export class PeerLink {
       if (!stream || !transceiver) {
         track.stop();
         stream?.removeTrack(track);
-        notOffered.push({ kind: track.kind, name: "NotOffered", message: "no media section of that kind in the offer" });
+        const message = "no media section of that kind in the offer";
+        notOffered.push({ kind: track.kind, name: "NotOffered", message });
         continue;
       }
       await transceiver.sender.replaceTrack(track);
@@ -240,7 +244,8 @@ export class PeerLink {
     );
     channel.onopen = () => {
       if (this.closed) return;
-      const fields = { peer: this.peer, state: /** @type {const} */ ("open"), label: channel.label, framed: this.framed };
+      const state = /** @type {const} */ ("open");
+      const fields = { peer: this.peer, state, label: channel.label, framed: this.framed };
       this.host.tell("channel", fields);
       this.host.event("datachannel-open", { type: "channel", ...fields });
       this.host.emit("rtc");

@@ -5,12 +5,12 @@
 // Media: what to send comes from the `audio`/`video` traits (true or MediaTrackConstraints), whether the
 // microphone and camera tracks are enabled from `mic_on`/`camera_on`; Python sets them all.
 
+import { parts } from "./channel.js";
+import { previewBytes } from "./format.js";
 import { Link } from "./link.js";
 import { mediaReport } from "./media.js";
 import { onChanges } from "./model.js";
 import { PeerLink } from "./peer.js";
-import { previewBytes } from "./format.js";
-import { parts } from "./channel.js";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -94,7 +94,11 @@ export class BrowserPhone extends EventTarget {
     );
     this.link = new Link(model, handlers, {
       upgrade: (message) => this.upgrade(message),
-      onProblem: (type, problem, message) => this.addLog({ t: Date.now() / 1000, dir: "in", type: "protocol-error", size: 0, detail: { type, problem, message } }),
+      // A message Python sent that the browser did not act on shows in the widget's log.
+      onProblem: (type, problem, message) => {
+        const detail = { type, problem, message };
+        this.addLog({ t: Date.now() / 1000, dir: "in", type: "protocol-error", size: 0, detail });
+      },
     });
     /** @type {import("./peer.js").PeerHost} */
     this.host = {
@@ -218,7 +222,9 @@ export class BrowserPhone extends EventTarget {
       const results = await Promise.allSettled(
         links.map((link) => (link ? link.send(kind, payload) : Promise.reject(new Error(`no call with ${to}`)))),
       );
-      if (!links.length) results.push({ status: "rejected", reason: new Error("the data channel is not open (no call)") });
+      if (!links.length) {
+        results.push({ status: "rejected", reason: new Error("the data channel is not open (no call)") });
+      }
       if (results.some((r) => r.status === "fulfilled")) this.addChat("out", kind, payload);
       for (const r of results) {
         if (r.status === "fulfilled") continue;

@@ -99,7 +99,8 @@ export function validate(direction, message) {
   }
   const missing = fields.required.filter((name) => !(name in message));
   if (missing.length) {
-    return `"${type}" message without its required field${missing.length > 1 ? "s" : ""} ${missing.map((n) => `"${n}"`).join(", ")}`;
+    const names = missing.map((n) => `"${n}"`).join(", ");
+    return `"${type}" message without its required field${missing.length > 1 ? "s" : ""} ${names}`;
   }
   return null;
 }

@@ -15,6 +15,7 @@ import { onChanges } from "./model.js";
 const SHOWN_TRAITS = [
   "state", "peer", "peers", "error", "online", "server_url", "user_id", "mic_on", "camera_on", "local_media",
 ];
+
 /**
  * An element with properties (or attributes, for names that are not properties), `class`, `dataset`.
  * @template {keyof HTMLElementTagNameMap} T
@@ -44,7 +45,10 @@ function h(tag, props = {}, children = []) {
 export function renderPhone(model, el, phone) {
   const abort = new AbortController();
   const on = { signal: abort.signal };
-  /** A button pressed: Python acts on it (through the same path as its API). @param {string} action @param {string} [peer] */
+  /**
+   * A button pressed: Python acts on it (through the same path as its API).
+   * @param {string} action @param {string} [peer]
+   */
   const ui = (action, peer) => phone.link.tell("ui", peer === undefined ? { action } : { action, peer });
 
   const title = h("span", { class: "nbcall-title" });
