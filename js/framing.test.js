@@ -40,8 +40,10 @@ test("a large message is split into frames no larger than the limit and reassemb
 test("messages that follow each other decode one by one, in order", () => {
   const decoder = new FrameDecoder();
   const out = [];
-  for (const [kind, n] of [["bytes", 70000], ["str", 3], ["bytes", 131070]]) {
-    for (const frame of encodeFrames(/** @type {any} */ (kind), pattern(n), 65536)) {
+  /** @type {[import("./framing.js").Kind, number][]} */
+  const messages = [["bytes", 70000], ["str", 3], ["bytes", 131070]];
+  for (const [kind, n] of messages) {
+    for (const frame of encodeFrames(kind, pattern(n), 65536)) {
       const m = decoder.push(frame);
       if (m) out.push([m.kind, m.payload.length]);
     }

@@ -1,14 +1,16 @@
-// The anywidget entry point: one BrowserPhone per model, and a view per output cell.
+// The anywidget entry point: one BrowserPhone per model (initialize), and a view per output cell (render).
 // anywidget hands initialize and render different proxies of the model, so the phone is found by a key trait.
 import { BrowserPhone } from "./phone.js";
 import { renderPhone } from "./view.js";
 import "./phone.css";
 
+/** @typedef {import("./model.js").Model} Model */
+
 /** @type {Map<string, BrowserPhone>} */
 const phones = new Map();
 
 export default {
-  /** @param {{model: any}} ctx */
+  /** @param {{model: Model}} ctx */
   initialize({ model }) {
     const phone = new BrowserPhone(model);
     const key = model.get("_key");
@@ -18,7 +20,7 @@ export default {
       phones.delete(key);
     };
   },
-  /** @param {{model: any, el: HTMLElement}} ctx */
+  /** @param {{model: Model, el: HTMLElement}} ctx */
   render({ model, el }) {
     const phone = phones.get(model.get("_key"));
     if (!phone) throw new Error("nbcall: the phone's model was not initialized");

@@ -1,16 +1,54 @@
-// What the phone needs from an anywidget model, in a form every host supports.
+// The part of the anywidget model the phone uses, typed, and onChanges() to follow several traits.
 
 /**
- * Call `cb` when any of the traits `names` changes; returns the unsubscribe.
- * One `model.on` per trait: Jupyter's Backbone model splits a space-separated list of events, marimo's
- * model takes one event name and would never fire for such a list.
- * @param {any} model @param {string[]} names trait names @param {() => void} cb
+ * The synced traits of nbcall.Phone (nbcall/phone.py) that the browser reads.
+ * @typedef {{
+ *   _key: string,
+ *   _settings: Partial<Record<string, number>> | undefined,
+ *   user_id: string,
+ *   state: string,
+ *   peer: string,
+ *   peers: string[],
+ *   error: string,
+ *   online: boolean,
+ *   server_url: string,
+ *   audio: boolean | MediaTrackConstraints,
+ *   video: boolean | MediaTrackConstraints,
+ *   mic_on: boolean,
+ *   camera_on: boolean,
+ *   local_media: Partial<import("./protocol.js").MediaFlags> | undefined,
+ *   remote_media: Partial<import("./protocol.js").MediaFlags> | undefined,
+ *   media_error: string,
+ * }} Traits
+ */
+
+/**
+ * A custom message handler: the content and the buffers that came with it.
+ * @typedef {(content: unknown, buffers: DataView[]) => void} CustomHandler
+ */
+
+/**
+ * The anywidget model methods the phone calls (Jupyter's and marimo's models both have them).
+ * @typedef {{
+ *   get<K extends keyof Traits>(name: K): Traits[K],
+ *   on(event: string, callback: (...args: never[]) => void): void,
+ *   off(event: string, callback?: (...args: never[]) => void): void,
+ *   send(content: object, callbacks?: unknown, buffers?: (ArrayBuffer | ArrayBufferView)[]): void,
+ * }} Model
+ */
+
+/**
+ * Call `callback` when any of the traits `names` changes; returns the unsubscribe.
+ * One `model.on` per trait: marimo's model takes one event name per call, and "change:a change:b" never
+ * fires there (it does in Jupyter, which splits on spaces).
+ * @param {Pick<Model, "on" | "off">} model
+ * @param {readonly (keyof Traits)[]} names
+ * @param {() => void} callback
  * @returns {() => void}
  */
-export function onChanges(model, names, cb) {
-  const events = names.map((name) => `change:${name}`);
-  for (const event of events) model.on(event, cb);
+export function onChanges(model, names, callback) {
+  for (const name of names) model.on(`change:${name}`, callback);
   return () => {
-    for (const event of events) model.off(event, cb);
+    for (const name of names) model.off(`change:${name}`, callback);
   };
 }

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import { summarizeReports } from "./stats.js";
 
-/** A getStats() report of a call sending and receiving audio and video over a host pair. */
+/** A getStats() report of a call sending and receiving audio and video over a host pair. @param {number} scale */
 function report(scale) {
   const list = [
     { id: "T", type: "transport", selectedCandidatePairId: "P" },

@@ -1,29 +1,36 @@
-// One view of a phone: DOM only. Every view of the same model shares the model's BrowserPhone.
+// One view of a phone: DOM only. Every view of the same model shares the model's BrowserPhone; the text it
+// shows comes from format.js.
 
+import { candidateText, describe, logSize, logTime, rtpRows, sparkPoints, statusText } from "./format.js";
 import { onChanges } from "./model.js";
 
-const STATE_TEXT = {
-  idle: "Ready",
-  calling: "Calling {peer}…",
-  ringing: "{peer} is calling you",
-  connecting: "Connecting to {peer}…",
-  connected: "In a call with {peer}",
-  ended: "Call ended",
-  failed: "Call failed",
-};
+/**
+ * @typedef {import("./model.js").Model} Model
+ * @typedef {import("./phone.js").BrowserPhone} BrowserPhone
+ * @typedef {import("./phone.js").ChatEntry} ChatEntry
+ * @typedef {import("./protocol.js").LogEntry} LogEntry
+ */
+
+/** The traits a view shows. @type {(keyof import("./model.js").Traits)[]} */
+const SHOWN_TRAITS = [
+  "state", "peer", "peers", "error", "online", "server_url", "user_id", "mic_on", "camera_on", "local_media",
+];
 
 /**
- * @param {string} tag
- * @param {Record<string, any>} props
+ * An element with properties (or attributes, for names that are not properties), `class`, `dataset`.
+ * @template {keyof HTMLElementTagNameMap} T
+ * @param {T} tag
+ * @param {Record<string, string | boolean | Record<string, string>>} props
  * @param {(Node | string)[]} children
+ * @returns {HTMLElementTagNameMap[T]}
  */
 function h(tag, props = {}, children = []) {
   const el = document.createElement(tag);
   for (const [k, v] of Object.entries(props)) {
-    if (k === "class") el.className = v;
+    if (k === "class") el.className = String(v);
     else if (k === "dataset") Object.assign(el.dataset, v);
-    else if (k in el) /** @type {any} */ (el)[k] = v;
-    else el.setAttribute(k, v);
+    else if (k in el) /** @type {Record<string, unknown>} */ (/** @type {unknown} */ (el))[k] = v;
+    else el.setAttribute(k, String(v));
   }
   el.append(...children);
   return el;
@@ -31,19 +38,23 @@ function h(tag, props = {}, children = []) {
 
 /**
  * Build the phone's DOM in `el`; returns the cleanup.
- * @param {any} model
+ * @param {Model} model
  * @param {HTMLElement} el
- * @param {import("./phone.js").BrowserPhone} phone
+ * @param {BrowserPhone} phone
  */
 export function renderPhone(model, el, phone) {
   const abort = new AbortController();
   const on = { signal: abort.signal };
-  const ui = (/** @type {string} */ action, extra = {}) => model.send({ type: "ui", action, ...extra });
+  /**
+   * A button pressed: Python acts on it (through the same path as its API).
+   * @param {string} action @param {string} [peer]
+   */
+  const ui = (action, peer) => phone.link.tell("ui", peer === undefined ? { action } : { action, peer });
 
   const title = h("span", { class: "nbcall-title" });
   const server = h("span", { class: "nbcall-server" });
   const badge = h("span", { class: "nbcall-badge" });
-  const peerSelect = /** @type {HTMLSelectElement} */ (h("select", { class: "nbcall-peer-select", title: "Who to call" }));
+  const peerSelect = h("select", { class: "nbcall-peer-select", title: "Who to call" });
   const callBtn = h("button", { class: "nbcall-call", textContent: "Call" });
   const answerBtn = h("button", { class: "nbcall-answer", textContent: "Answer" });
   const declineBtn = h("button", { class: "nbcall-decline", textContent: "Decline" });
@@ -52,22 +63,16 @@ export function renderPhone(model, el, phone) {
   const cameraBtn = h("button", { class: "nbcall-camera", title: "Camera" });
   // Remote video large; our preview small and mirrored, as people expect to see themselves. The remote <video>
   // stays muted (sound plays through <audio>), so that autoplay policies never block the picture.
-  const remoteVideo = /** @type {HTMLVideoElement} */ (
-    h("video", { class: "nbcall-remote-video", autoplay: true, playsInline: true, muted: true })
-  );
-  const localVideo = /** @type {HTMLVideoElement} */ (
-    h("video", { class: "nbcall-local-video", autoplay: true, playsInline: true, muted: true })
-  );
-  const remoteAudio = /** @type {HTMLAudioElement} */ (h("audio", { class: "nbcall-remote-audio", autoplay: true }));
+  const remoteVideo = h("video", { class: "nbcall-remote-video", autoplay: true, playsInline: true, muted: true });
+  const localVideo = h("video", { class: "nbcall-local-video", autoplay: true, playsInline: true, muted: true });
+  const remoteAudio = h("audio", { class: "nbcall-remote-audio", autoplay: true });
   const mediaNote = h("div", { class: "nbcall-media-note" });
   const media = h("div", { class: "nbcall-media" }, [remoteVideo, mediaNote, localVideo, remoteAudio]);
   const sparks = h("div", { class: "nbcall-sparks" });
   const status = h("div", { class: "nbcall-status" });
   const error = h("div", { class: "nbcall-error" });
   const chat = h("div", { class: "nbcall-chat" });
-  const input = /** @type {HTMLInputElement} */ (
-    h("input", { class: "nbcall-input", type: "text", placeholder: "Message to send on the data channel" })
-  );
+  const input = h("input", { class: "nbcall-input", type: "text", placeholder: "Message to send on the data channel" });
   const sendBtn = h("button", { class: "nbcall-send", textContent: "Send" });
   const logCount = h("span");
   const logList = h("div", { class: "nbcall-log" });
@@ -87,7 +92,7 @@ export function renderPhone(model, el, phone) {
   ]);
   el.append(root);
 
-  callBtn.addEventListener("click", () => peerSelect.value && ui("call", { peer: peerSelect.value }), on);
+  callBtn.addEventListener("click", () => peerSelect.value && ui("call", peerSelect.value), on);
   answerBtn.addEventListener("click", () => ui("answer"), on);
   declineBtn.addEventListener("click", () => ui("decline"), on);
   hangupBtn.addEventListener("click", () => ui("hangup"), on);
@@ -107,7 +112,7 @@ export function renderPhone(model, el, phone) {
   function renderState() {
     const state = model.get("state");
     const peer = model.get("peer");
-    const peers = /** @type {string[]} */ (model.get("peers"));
+    const peers = model.get("peers");
     const online = model.get("online");
     root.dataset.state = state;
     root.dataset.user = model.get("user_id");
@@ -118,7 +123,7 @@ export function renderPhone(model, el, phone) {
     // The URL's query may hold the server's token: show where, not the credential.
     const where = model.get("server_url").split("?")[0];
     server.textContent = online ? `online at ${where}` : `offline (${where})`;
-    status.textContent = (STATE_TEXT[/** @type {keyof STATE_TEXT} */ (state)] ?? state).replace("{peer}", peer);
+    status.textContent = statusText(state, peer);
     error.textContent = model.get("error");
     const previous = peerSelect.value;
     peerSelect.replaceChildren(
@@ -172,7 +177,7 @@ export function renderPhone(model, el, phone) {
     media.classList.toggle("nbcall-has-remote-video", remoteHasVideo);
   }
 
-  /** @param {import("./phone.js").ChatEntry} m */
+  /** @param {ChatEntry} m */
   function chatRow(m) {
     return h("div", { class: `nbcall-msg nbcall-${m.dir}`, dataset: { kind: m.kind } }, [
       h("span", { class: "nbcall-msg-who", textContent: m.dir === "in" ? "←" : "→" }),
@@ -201,24 +206,28 @@ export function renderPhone(model, el, phone) {
 
   /** @param {Event} e */
   function appendChat(e) {
-    append(chat, chatRow(/** @type {CustomEvent} */ (e).detail), phone.chat.length);
+    append(chat, chatRow(/** @type {CustomEvent<ChatEntry>} */ (e).detail), phone.chat.length);
     chat.scrollTop = chat.scrollHeight;
   }
 
   /** @param {Event} e */
   function appendLog(e) {
     logCount.textContent = `(${phone.log.length})`;
-    append(logList, logRow(/** @type {CustomEvent} */ (e).detail), phone.log.length);
+    append(logList, logRow(/** @type {CustomEvent<LogEntry>} */ (e).detail), phone.log.length);
   }
 
   function renderRtc() {
-    const s = phone.stats;
+    const shown = phone.shown;
+    const s = shown?.stats;
+    const rtc = shown?.rtc ?? {};
+    const channel = shown?.channel;
+    /** @type {[string, string | undefined][]} */
     const rows = [
-      ["connection", phone.rtc.connectionState],
-      ["ICE connection", phone.rtc.iceConnectionState],
-      ["ICE gathering", phone.rtc.iceGatheringState],
-      ["signaling", phone.rtc.signalingState],
-      ["data channel", phone.channel ? `${phone.channel.label} (${phone.channel.readyState})` : undefined],
+      ["connection", rtc.connectionState],
+      ["ICE connection", rtc.iceConnectionState],
+      ["ICE gathering", rtc.iceGatheringState],
+      ["signaling", rtc.signalingState],
+      ["data channel", channel ? `${channel.label} (${channel.readyState})` : undefined],
       ["round-trip time", s?.rtt_ms != null ? `${s.rtt_ms} ms` : undefined],
       ["sent / received", s ? `${s.bytes_sent} / ${s.bytes_received} bytes` : undefined],
       ["bitrate out / in", s?.send_kbps != null ? `${s.send_kbps} / ${s.receive_kbps} kbit/s` : undefined],
@@ -229,16 +238,17 @@ export function renderPhone(model, el, phone) {
       ...rtpRows("video in", s?.video_in),
       ...rtpRows("video out", s?.video_out),
     ];
-    const history = phone.statsHistory;
+    const history = shown?.statsHistory ?? [];
     sparks.replaceChildren(
       sparkline("bitrate out / in, kbit/s", [history.map((x) => x.send_kbps), history.map((x) => x.receive_kbps)]),
       sparkline("round-trip time, ms", [history.map((x) => x.rtt_ms)]),
     );
     rtcTable.replaceChildren(
-      ...rows.map(([k, v]) => h("tr", {}, [h("th", { textContent: k ?? "" }), h("td", { textContent: v ?? "—" })])),
+      ...rows.map(([k, v]) => h("tr", {}, [h("th", { textContent: k }), h("td", { textContent: v ?? "—" })])),
     );
   }
 
+  /** @type {[import("./phone.js").PhoneEvent, (e: Event) => void][]} */
   const events = [
     ["log", renderLog],
     ["log-entry", appendLog],
@@ -247,19 +257,15 @@ export function renderPhone(model, el, phone) {
     ["stats", renderRtc],
     ["media", renderMedia],
   ];
-  for (const [name, fn] of events) phone.addEventListener(/** @type {string} */ (name), /** @type {any} */ (fn), on);
-  const offState = onChanges(
-    model,
-    ["state", "peer", "peers", "error", "online", "server_url", "user_id", "mic_on", "camera_on", "local_media"],
-    renderState,
-  );
+  for (const [name, fn] of events) phone.addEventListener(name, fn, on);
+  const unfollow = onChanges(model, SHOWN_TRAITS, renderState);
   renderState();
   renderChat();
   renderLog();
   renderRtc();
   return () => {
     abort.abort();
-    offState();
+    unfollow();
   };
 }
 
@@ -271,29 +277,13 @@ function setSource(el, stream) {
   if (stream) el.play().catch(() => {});
 }
 
-/**
- * Rows of the statistics table for one inbound-rtp or outbound-rtp summary.
- * @param {string} label @param {import("./stats.js").RtpSummary | null | undefined} r
- * @returns {[string, string | undefined][]}
- */
-function rtpRows(label, r) {
-  if (!r) return [];
-  const parts = [`${r.kbps ?? "…"} kbit/s`, `${r.packets} packets`];
-  if (r.packets_lost != null) parts.push(`${r.packets_lost} lost`);
-  if (r.jitter_ms != null) parts.push(`jitter ${r.jitter_ms} ms`);
-  if (r.frames != null) parts.push(`${r.frames} frames`, `${r.fps ?? 0} fps`);
-  if (r.width) parts.push(`${r.width}×${r.height}`);
-  if (r.audio_level != null) parts.push(`level ${r.audio_level.toFixed(2)}`);
-  return [[label, parts.join(", ")]];
-}
-
 const SPARK_W = 120;
 const SPARK_H = 28;
 const SPARK_COLORS = ["#2f9e44", "#1971c2"];
 
 /**
  * A small SVG chart of one or two series (null points skipped), scaled to the largest value shown.
- * @param {string} label @param {(number | null)[][]} series
+ * @param {string} label @param {(number | null | undefined)[][]} series
  */
 function sparkline(label, series) {
   const ns = "http://www.w3.org/2000/svg";
@@ -302,15 +292,10 @@ function sparkline(label, series) {
   svg.setAttribute("height", String(SPARK_H));
   svg.setAttribute("class", "nbcall-spark");
   const values = series.flat().filter((v) => v != null);
-  const max = Math.max(1, .../** @type {number[]} */ (values));
+  const max = Math.max(1, ...values);
   series.forEach((points, i) => {
-    // The newest sample at the right edge; the line fills the width as samples come in.
-    const step = SPARK_W / Math.max(1, points.length - 1);
-    const xy = points
-      .map((v, j) => (v == null ? null : `${j * step},${SPARK_H - 1 - (v / max) * (SPARK_H - 2)}`))
-      .filter(Boolean);
     const line = document.createElementNS(ns, "polyline");
-    line.setAttribute("points", xy.join(" "));
+    line.setAttribute("points", sparkPoints(points, max, SPARK_W, SPARK_H));
     line.setAttribute("fill", "none");
     line.setAttribute("stroke", SPARK_COLORS[i]);
     svg.append(line);
@@ -319,17 +304,11 @@ function sparkline(label, series) {
   return h("div", { class: "nbcall-spark-box" }, [svg, h("div", {}, [`${label}: ${last} (max ${max})`])]);
 }
 
-/** @param {import("./stats.js").CandidateSummary | null | undefined} c */
-function candidateText(c) {
-  return c ? `${c.type} ${c.protocol} ${c.address}:${c.port}` : undefined;
-}
-
-/** @param {import("./phone.js").LogEntry} entry */
+/** @param {LogEntry} entry */
 function logRow(entry) {
   const arrow = { in: "⬇ in", out: "⬆ out", event: "• rtc" }[entry.dir];
-  const time = new Date(entry.t * 1000).toISOString().slice(11, 23);
-  // Events show their value in the row; messages show their size on the wire.
-  const size = entry.dir === "event" ? eventValue(entry.detail) : entry.size ? `${entry.size} B` : "";
+  const time = logTime(entry.t);
+  const size = logSize(entry);
   return h("details", { class: `nbcall-log-entry nbcall-${entry.dir}`, dataset: { type: entry.type } }, [
     h("summary", {}, [
       h("span", { class: "nbcall-log-time", textContent: time }),
@@ -339,30 +318,4 @@ function logRow(entry) {
     ]),
     h("pre", { textContent: describe(entry.detail) }),
   ]);
-}
-
-/** @param {any} detail */
-function eventValue(detail) {
-  if (Array.isArray(detail)) return detail.length ? detail.join(", ") : "none"; // e.g. the ICE servers
-  return typeof detail === "string" ? detail : detail?.label ?? "";
-}
-
-/** Show signaling messages the way a learner wants them: the SDP and candidate unwrapped from their JSON strings. */
-function describe(/** @type {any} */ detail) {
-  if (detail == null || typeof detail !== "object") return String(detail ?? "");
-  const shown = { ...detail };
-  for (const key of ["sdp", "candidate"]) {
-    if (typeof shown[key] !== "string") continue;
-    try {
-      shown[key] = JSON.parse(shown[key]);
-    } catch {
-      // not JSON: show the string as it is
-    }
-  }
-  const sdp = shown.sdp?.sdp;
-  if (typeof sdp === "string") {
-    const text = JSON.stringify({ ...shown, sdp: { type: shown.sdp.type, sdp: "(below)" } }, null, 2);
-    return `${text}\n\n${sdp.trim()}`;
-  }
-  return JSON.stringify(shown, null, 2);
 }

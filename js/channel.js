@@ -1,0 +1,96 @@
+// One peer's data channel: sending a message (framed with backpressure for an nbcall peer, plain for any other),
+// and turning what arrives into whole messages and then into the parts Python receives.
+
+import { FrameDecoder, encodeFrames } from "./framing.js";
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+/**
+ * @typedef {import("./framing.js").Kind} Kind
+ * The channel as the sender needs it (an RTCDataChannel, or a stand-in in tests).
+ * @typedef {Pick<RTCDataChannel, "readyState" | "bufferedAmount" | "bufferedAmountLowThreshold" |
+ *   "addEventListener" | "removeEventListener"> & {send(data: string | Uint8Array<ArrayBuffer>): void}} SendChannel
+ * @typedef {{frameSize: number, highWater: number, maxMessageSize?: number | null}} SendLimits
+ */
+
+/**
+ * Send one message on `channel`. An nbcall peer (`framed`) gets frames of at most the frame size (and the
+ * SCTP transport's maxMessageSize), and sending waits while more than `highWater` bytes are queued. Any other
+ * peer gets plain frames: text for str and JSON, binary for bytes.
+ * @param {SendChannel | null} channel @param {boolean} framed
+ * @param {Kind} kind @param {Uint8Array<ArrayBuffer>} payload @param {SendLimits} limits
+ */
+export async function sendMessage(channel, framed, kind, payload, limits) {
+  if (!channel || channel.readyState !== "open") {
+    throw new Error(`the data channel is not open (${channel ? channel.readyState : "no call"})`);
+  }
+  if (!framed) {
+    if (kind === "bytes") channel.send(payload);
+    else channel.send(decoder.decode(payload));
+    return;
+  }
+  const frameSize = Math.min(limits.frameSize, limits.maxMessageSize || limits.frameSize);
+  channel.bufferedAmountLowThreshold = limits.highWater / 2;
+  for (const frame of encodeFrames(kind, payload, frameSize)) {
+    if (channel.bufferedAmount > limits.highWater) await drained(channel);
+    channel.send(/** @type {Uint8Array<ArrayBuffer>} */ (frame));
+  }
+}
+
+/**
+ * Resolves when the channel's queue fell below its low threshold; rejects if the channel closes first.
+ * @param {Pick<SendChannel, "addEventListener" | "removeEventListener">} channel
+ * @returns {Promise<void>}
+ */
+export function drained(channel) {
+  return new Promise((resolve, reject) => {
+    const done = () => {
+      channel.removeEventListener("bufferedamountlow", done);
+      channel.removeEventListener("close", closed);
+      resolve();
+    };
+    const closed = () => {
+      channel.removeEventListener("bufferedamountlow", done);
+      channel.removeEventListener("close", closed);
+      reject(new Error("the data channel closed while sending"));
+    };
+    channel.addEventListener("bufferedamountlow", done);
+    channel.addEventListener("close", closed);
+  });
+}
+
+/**
+ * A receiver for one channel: feed it each `message` event's data; it calls `onMessage` with every whole
+ * message. With a framed peer, binary frames are reassembled (a broken frame throws, and the next message
+ * decodes); text frames are always plain str messages.
+ * @param {() => boolean} framed read when each frame arrives: the peer says so only in its answer
+ * @param {(kind: Kind, payload: Uint8Array<ArrayBuffer>) => void} onMessage
+ * @returns {(data: string | ArrayBuffer) => void}
+ */
+export function receiver(framed, onMessage) {
+  const frames = new FrameDecoder();
+  return (data) => {
+    if (typeof data === "string") return onMessage("str", encoder.encode(data));
+    const bytes = new Uint8Array(data);
+    if (!framed()) return onMessage("bytes", bytes);
+    const message = frames.push(bytes);
+    if (message) onMessage(message.kind, /** @type {Uint8Array<ArrayBuffer>} */ (message.payload));
+  };
+}
+
+/**
+ * Split a received payload into the parts Python receives, each a standalone ArrayBuffer of at most
+ * `partSize` bytes (the widget channel mishandles views into a larger buffer). An empty payload is one part.
+ * @param {Uint8Array<ArrayBuffer>} payload @param {number} partSize
+ * @returns {ArrayBuffer[]}
+ */
+export function parts(payload, partSize) {
+  const count = Math.max(1, Math.ceil(payload.length / partSize));
+  const out = [];
+  for (let i = 0; i < count; i++) {
+    const start = payload.byteOffset + i * partSize;
+    out.push(payload.buffer.slice(start, Math.min(start + partSize, payload.byteOffset + payload.length)));
+  }
+  return out;
+}

@@ -1,0 +1,101 @@
+// Data-channel sending and receiving (node --test, with a stand-in channel): framed or plain, backpressure,
+// reassembly, and the parts Python receives.
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { parts, receiver, sendMessage } from "./channel.js";
+import { encodeFrames } from "./framing.js";
+
+/** A channel stand-in that records what is sent and lets a test drain its queue. */
+class FakeChannel extends EventTarget {
+  constructor() {
+    super();
+    /** @type {RTCDataChannelState} */
+    this.readyState = "open";
+    this.bufferedAmount = 0;
+    this.bufferedAmountLowThreshold = 0;
+    /** @type {(string | Uint8Array)[]} */
+    this.sent = [];
+  }
+
+  /** @param {string | Uint8Array} data */
+  send(data) {
+    this.sent.push(data);
+    this.bufferedAmount += typeof data === "string" ? data.length : data.length;
+  }
+
+  drain() {
+    this.bufferedAmount = 0;
+    this.dispatchEvent(new Event("bufferedamountlow"));
+  }
+}
+
+const bytes = (/** @type {number} */ n) => new Uint8Array(n).fill(7);
+const LIMITS = { frameSize: 1000, highWater: 4000 };
+
+test("a plain peer gets text frames for str and json, binary for bytes", async () => {
+  const ch = new FakeChannel();
+  await sendMessage(ch, false, "str", new TextEncoder().encode("hé"), LIMITS);
+  await sendMessage(ch, false, "json", new TextEncoder().encode('{"a":1}'), LIMITS);
+  await sendMessage(ch, false, "bytes", bytes(3), LIMITS);
+  assert.deepEqual(ch.sent, ["hé", '{"a":1}', bytes(3)]);
+});
+
+test("an nbcall peer gets frames no larger than the frame size or the transport's maximum", async () => {
+  const ch = new FakeChannel();
+  await sendMessage(ch, true, "bytes", bytes(2500), LIMITS);
+  assert.deepEqual(ch.sent.map((f) => f.length), [1000, 1000, 503]);
+  const small = new FakeChannel();
+  await sendMessage(small, true, "bytes", bytes(2500), { ...LIMITS, maxMessageSize: 500 });
+  assert.ok(small.sent.every((f) => f.length <= 500));
+});
+
+test("sending waits while more than the high-water mark is queued, and goes on once it drains", async () => {
+  const ch = new FakeChannel();
+  let done = false;
+  const sending = sendMessage(ch, true, "bytes", bytes(10_000), LIMITS).then(() => (done = true));
+  await new Promise((r) => setTimeout(r, 10));
+  assert.equal(ch.sent.length, 5); // 5000 bytes queued > 4000: waiting
+  assert.equal(ch.bufferedAmountLowThreshold, 2000);
+  assert.equal(done, false);
+  ch.drain();
+  await new Promise((r) => setTimeout(r, 10));
+  ch.drain();
+  await sending;
+  assert.equal(ch.sent.length, 11);
+});
+
+test("a channel that closes while sending waits fails the send", async () => {
+  const ch = new FakeChannel();
+  const sending = sendMessage(ch, true, "bytes", bytes(10_000), LIMITS);
+  await new Promise((r) => setTimeout(r, 10));
+  ch.dispatchEvent(new Event("close"));
+  await assert.rejects(sending, /closed while sending/);
+});
+
+test("a channel that is not open refuses to send, saying its state", async () => {
+  const ch = new FakeChannel();
+  ch.readyState = "connecting";
+  await assert.rejects(sendMessage(ch, true, "str", bytes(1), LIMITS), /not open \(connecting\)/);
+  await assert.rejects(sendMessage(null, true, "str", bytes(1), LIMITS), /not open \(no call\)/);
+});
+
+test("received frames become whole messages; text frames and unframed binary stay as they are", () => {
+  /** @type {[string, number][]} */
+  const got = [];
+  let framed = true;
+  const receive = receiver(() => framed, (kind, payload) => got.push([kind, payload.length]));
+  for (const frame of encodeFrames("json", bytes(2500), 1000)) receive(frame.slice().buffer);
+  receive("plain text");
+  framed = false;
+  receive(bytes(4).buffer);
+  assert.deepEqual(got, [["json", 2500], ["str", 10], ["bytes", 4]]);
+});
+
+test("a payload reaches Python in standalone parts of at most part_size bytes", () => {
+  const payload = new Uint8Array(new ArrayBuffer(20), 5, 10).fill(1);
+  const out = parts(payload, 4);
+  assert.deepEqual(out.map((b) => b.byteLength), [4, 4, 2]);
+  assert.ok(out.every((b) => b instanceof ArrayBuffer));
+  assert.deepEqual(parts(new Uint8Array(0), 4).map((b) => b.byteLength), [0]);
+  assert.deepEqual(parts(payload, 100).map((b) => b.byteLength), [10]);
+});

@@ -1,0 +1,312 @@
+// The connection to one remote peer: its RTCPeerConnection and the offer/answer/ICE negotiation, its data
+// channel, its camera and microphone, its remote stream and its statistics. The phone holds one PeerLink per
+// peer ID; close() releases everything (Chrome allows only about 500 peer connections per tab's lifetime).
+
+import { PROTOCOL } from "./framing.js";
+import { receiver, sendMessage } from "./channel.js";
+import { MEDIA_KINDS, openMedia, setEnabled } from "./media.js";
+import { summarizeStats } from "./stats.js";
+
+/**
+ * @typedef {import("./framing.js").Kind} Kind
+ * @typedef {import("./protocol.js").Signal} Signal
+ * @typedef {import("./protocol.js").MediaError} MediaError
+ * @typedef {import("./protocol.js").ToPythonType} ToPythonType
+ * @typedef {import("./protocol.js").ToPythonFields} ToPythonFields
+ * @typedef {import("./link.js").Settings} Settings
+ * @typedef {import("./media.js").Wanted} Wanted
+ * @typedef {import("./stats.js").StatsSummary} StatsSummary
+ * @typedef {"rtc" | "stats" | "media"} PeerEvent
+ */
+
+/**
+ * What a PeerLink needs from its phone.
+ * @typedef {{
+ *   tell: <K extends ToPythonType>(type: K, fields: ToPythonFields[K]) => void,
+ *   event: (type: string, detail: unknown) => void,
+ *   emit: (what: PeerEvent) => void,
+ *   settings: () => Settings,
+ *   wanted: () => Wanted,
+ *   enabled: () => {mic_on: boolean, camera_on: boolean},
+ *   devices: () => import("./media.js").Devices | undefined,
+ *   mediaChanged: (errors?: MediaError[]) => void,
+ *   received: (peer: string, kind: Kind, payload: Uint8Array<ArrayBuffer>) => void,
+ *   fail: (peer: string, err: unknown) => void,
+ * }} PeerHost
+ */
+
+/** The peer connection's states that are reported to Python and shown, with their change events. */
+const STATES = /** @type {const} */ ([
+  ["connectionState", "connectionstatechange"],
+  ["iceConnectionState", "iceconnectionstatechange"],
+  ["iceGatheringState", "icegatheringstatechange"],
+  ["signalingState", "signalingstatechange"],
+]);
+
+export class PeerLink {
+  /**
+   * Open a peer connection to `peer` with these STUN/TURN servers; negotiation starts with offer() (we call)
+   * or takeOffer() (they call).
+   * @param {string} peer @param {RTCIceServer[]} iceServers @param {PeerHost} host
+   */
+  constructor(peer, iceServers, host) {
+    this.peer = peer;
+    this.host = host;
+    this.pc = new RTCPeerConnection({ iceServers });
+    this.closed = false;
+    /** Candidates that arrived before the remote description they belong to. @type {RTCIceCandidateInit[]} */
+    this.pending = [];
+    // Signaling steps run one after another: a candidate must not overtake the description it belongs to.
+    this.steps = Promise.resolve();
+    /** Sends run one after another too, so that their frames never interleave. */
+    this.sends = Promise.resolve();
+    /** The channel we send on: the first one opened, by us or by the peer. @type {RTCDataChannel | null} */
+    this.channel = null;
+    /** Whether the peer is an nbcall phone, which understands framed messages (see framing.js). */
+    this.framed = false;
+    /** The states last seen, for the view. @type {Record<string, string>} */
+    this.rtc = {};
+    /** @type {StatsSummary | null} */
+    this.stats = null;
+    /** The last samples, oldest first, for the sparklines. @type {StatsSummary[]} */
+    this.statsHistory = [];
+    /** Our camera and microphone in this call. @type {MediaStream | null} */
+    this.localStream = null;
+    /**
+     * What the peer sends us: one stream of our own, since senders may or may not name a stream.
+     * @type {MediaStream | null}
+     */
+    this.remoteStream = null;
+
+    const pc = this.pc;
+    // Which STUN/TURN servers ICE may use (their URLs only: credentials stay out of the log).
+    const servers = pc.getConfiguration().iceServers ?? [];
+    const urls = servers.flatMap((s) => (Array.isArray(s.urls) ? s.urls : [s.urls]));
+    this.report("iceServers", urls);
+    pc.onicecandidate = (e) => {
+      if (!this.closed && e.candidate) this.signal({ type: "ice", candidate: JSON.stringify(e.candidate) });
+    };
+    pc.ondatachannel = (e) => this.attachChannel(e.channel);
+    pc.ontrack = (e) => {
+      if (this.closed) return;
+      this.remoteStream ??= new MediaStream();
+      this.remoteStream.addTrack(e.track);
+      e.track.addEventListener("ended", () => host.emit("media"));
+      host.mediaChanged();
+      host.emit("media");
+    };
+    for (const [name, event] of STATES) {
+      const report = () => {
+        if (this.closed) return;
+        this.rtc[name] = pc[name];
+        this.report(name, pc[name]);
+        host.emit("rtc");
+      };
+      pc.addEventListener(event, report);
+      report();
+    }
+    this.statsTimer = setInterval(() => this.sampleStats(), host.settings().stats_interval_ms);
+  }
+
+  /**
+   * Run a signaling step after the ones before it. A step that fails is reported to Python, unless the
+   * connection was closed meanwhile (closing makes the pending steps fail, and that is no news).
+   * @param {() => Promise<void>} fn
+   */
+  step(fn) {
+    this.steps = this.steps.then(fn).catch((err) => {
+      if (!this.closed) this.host.fail(this.peer, err);
+    });
+  }
+
+  /** We call: add our media and the data channel, and send the offer. */
+  async offer() {
+    const pc = this.pc;
+    const stream = await this.openLocalMedia();
+    if (this.closed) return; // hung up while the browser asked for the camera
+    // One m-line per medium we would like: sendrecv with a track, recvonly without one (no camera, or
+    // permission denied), so that we still receive the peer's. A data-only phone offers no media sections.
+    const wanted = this.host.wanted();
+    for (const kind of MEDIA_KINDS) {
+      const track = stream?.getTracks().find((t) => t.kind === kind);
+      if (stream && track) pc.addTransceiver(track, { direction: "sendrecv", streams: [stream] });
+      else if (wanted[kind]) pc.addTransceiver(kind, { direction: "recvonly" });
+    }
+    this.attachChannel(pc.createDataChannel("nbcall"));
+    await pc.setLocalDescription(await pc.createOffer());
+    // "framing" tells another nbcall phone that we frame typed and chunked messages; other clients ignore it.
+    this.signal({ type: "call", sdp: JSON.stringify(pc.localDescription), framing: PROTOCOL });
+    this.host.emit("rtc");
+  }
+
+  /** They call: take their offer (answer() answers it once the user accepts). @param {Signal} signal */
+  async takeOffer(signal) {
+    // Frame only for a peer that said it understands; any other client gets plain messages.
+    this.framed = signal.framing === PROTOCOL;
+    await this.pc.setRemoteDescription(JSON.parse(signal.sdp ?? ""));
+    await this.addPending();
+  }
+
+  /** Answer the offer taken: open the camera and microphone and send the answer. */
+  async answer() {
+    const pc = this.pc;
+    if (pc.signalingState !== "have-remote-offer") {
+      throw new Error(`no offer from ${this.peer} to answer (signaling state ${pc.signalingState})`);
+    }
+    const stream = await this.openLocalMedia();
+    if (this.closed) return;
+    // The offer decides which media sections exist: put each local track on the caller's section of its kind.
+    // A kind the caller did not offer cannot be sent in this call (it would need a new offer): drop it.
+    /** @type {MediaError[]} */
+    const notOffered = [];
+    for (const track of stream?.getTracks() ?? []) {
+      const transceiver = pc.getTransceivers().find((t) => t.receiver.track.kind === track.kind && !t.sender.track);
+      if (!stream || !transceiver) {
+        track.stop();
+        stream?.removeTrack(track);
+        const message = "no media section of that kind in the offer";
+        notOffered.push({ kind: track.kind, name: "NotOffered", message });
+        continue;
+      }
+      await transceiver.sender.replaceTrack(track);
+      transceiver.sender.setStreams?.(stream);
+      transceiver.direction = "sendrecv";
+    }
+    if (!this.localStream?.getTracks().length) this.localStream = null;
+    if (notOffered.length) this.host.mediaChanged(notOffered);
+    await pc.setLocalDescription(await pc.createAnswer());
+    this.signal({ type: "answer", sdp: JSON.stringify(pc.localDescription), framing: PROTOCOL });
+  }
+
+  /** Their answer to our offer. @param {Signal} signal */
+  async takeAnswer(signal) {
+    this.framed = signal.framing === PROTOCOL;
+    await this.pc.setRemoteDescription(JSON.parse(signal.sdp ?? ""));
+    await this.addPending();
+  }
+
+  /** One of their ICE candidates: added now, or kept until the remote description is set. @param {Signal} signal */
+  async takeCandidate(signal) {
+    this.pending.push(JSON.parse(signal.candidate ?? ""));
+    if (this.pc.remoteDescription) await this.addPending();
+  }
+
+  async addPending() {
+    const candidates = this.pending;
+    this.pending = [];
+    for (const c of candidates) await this.pc.addIceCandidate(c);
+  }
+
+  /**
+   * Ask for the camera and microphone this phone would like to send. A refusal or a missing device is reported
+   * to Python and the call goes on without that medium. Returns null when nothing was wanted or granted.
+   * @returns {Promise<MediaStream | null>}
+   */
+  async openLocalMedia() {
+    const wanted = this.host.wanted();
+    if (!MEDIA_KINDS.some((kind) => wanted[kind])) return null;
+    const { stream, errors } = await openMedia(wanted, this.host.devices());
+    if (this.closed) {
+      stream?.getTracks().forEach((t) => t.stop());
+      return null;
+    }
+    this.localStream = stream;
+    this.applyEnabled();
+    this.host.mediaChanged(errors);
+    return stream;
+  }
+
+  /** Enable or disable our tracks as Python asked (`mic_on`, `camera_on`). */
+  applyEnabled() {
+    setEnabled(this.localStream, this.host.enabled());
+  }
+
+  async sampleStats() {
+    if (this.closed || this.pc.connectionState !== "connected") return;
+    const stats = await summarizeStats(this.pc, this.stats);
+    if (this.closed) return;
+    this.stats = stats;
+    this.statsHistory.push(stats);
+    const keep = this.host.settings().stats_history;
+    if (this.statsHistory.length > keep) this.statsHistory.splice(0, this.statsHistory.length - keep);
+    this.host.tell("stats", { peer: this.peer, stats });
+    this.host.emit("stats");
+  }
+
+  /** @param {RTCDataChannel} channel */
+  attachChannel(channel) {
+    // The first channel carries what we send; every channel's messages are received (any label).
+    if (!this.channel) this.channel = channel;
+    channel.binaryType = "arraybuffer";
+    const receive = receiver(
+      () => this.framed,
+      (kind, payload) => this.host.received(this.peer, kind, payload),
+    );
+    channel.onopen = () => {
+      if (this.closed) return;
+      const state = /** @type {const} */ ("open");
+      const fields = { peer: this.peer, state, label: channel.label, framed: this.framed };
+      this.host.tell("channel", fields);
+      this.host.event("datachannel-open", { type: "channel", ...fields });
+      this.host.emit("rtc");
+    };
+    channel.onclose = () => {
+      // After close() this.channel is null: our own hang-up is not news.
+      if (channel !== this.channel) return;
+      const fields = { peer: this.peer, state: /** @type {const} */ ("closed"), label: channel.label };
+      this.host.tell("channel", fields);
+      this.host.event("datachannel-closed", { type: "channel", ...fields });
+      this.host.emit("rtc");
+    };
+    channel.onmessage = (e) => {
+      try {
+        receive(e.data);
+      } catch (err) {
+        this.host.fail(this.peer, err);
+      }
+    };
+  }
+
+  /**
+   * Send one message on the data channel, after the sends before it.
+   * @param {Kind} kind @param {Uint8Array<ArrayBuffer>} payload
+   * @returns {Promise<void>}
+   */
+  send(kind, payload) {
+    const { frame_size, high_water } = this.host.settings();
+    const limits = { frameSize: frame_size, highWater: high_water, maxMessageSize: this.pc.sctp?.maxMessageSize };
+    const sent = this.sends.then(() => sendMessage(this.channel, this.framed, kind, payload, limits));
+    this.sends = sent.catch(() => {}); // one failed send does not stop the next
+    return sent;
+  }
+
+  /** @param {Signal} signal */
+  signal(signal) {
+    this.host.tell("signal", { peer: this.peer, signal });
+  }
+
+  /**
+   * Tell Python about a peer-connection event, and log it here at once: Python logs it too but does not
+   * echo it back, which would double the messages while a call is being set up.
+   * @param {string} name @param {unknown} value
+   */
+  report(name, value) {
+    this.host.tell("rtc", { peer: this.peer, name, value });
+    this.host.event(name, value);
+  }
+
+  /** Close the peer connection and stop every track it used, so that the camera light goes off. Idempotent. */
+  close() {
+    if (this.closed) return;
+    this.closed = true;
+    clearInterval(this.statsTimer);
+    this.channel = null;
+    this.pending = [];
+    this.localStream?.getTracks().forEach((t) => t.stop());
+    this.localStream = null;
+    this.remoteStream = null;
+    this.pc.getSenders().forEach((s) => s.track?.stop());
+    this.pc.close();
+    this.rtc = { ...this.rtc, connectionState: "closed" };
+  }
+}
