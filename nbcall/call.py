@@ -224,7 +224,9 @@ class CallMachine:
     def _on_decline(self, message: dict[str, Any], now: float) -> None:
         if self.state == "calling" and self._from_peer(message):
             why = message.get("reason")
-            self._end("ended", f"{self.peer} declined the call" + (f": {why}" if why else ""))
+            # "declined" is the default reason: saying it twice tells nothing.
+            detail = f": {why}" if why and why != "declined" else ""
+            self._end("ended", f"{self.peer} declined the call{detail}")
 
     def _on_busy(self, message: dict[str, Any], now: float) -> None:
         if self.state == "calling" and self._from_peer(message):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["media_advice"]
+__all__ = ["device_names", "media_advice"]
 
 _DEVICE = {"audio": "microphone", "video": "camera"}
 # getUserMedia's errors (DOMException names), as what happened and what to do.

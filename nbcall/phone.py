@@ -28,7 +28,7 @@ from . import config, kernel, widget_protocol
 from .call import FREE, IN_CALL, STATES, CallMachine, Changed, ToEngine, ToServer
 from .client import SignalingClient
 from .exceptions import CallError
-from .media import media_advice
+from .media import device_names, media_advice
 from .payload import Message, decode, encode
 
 __all__ = ["STATES", "Phone"]
@@ -444,7 +444,11 @@ class Phone(anywidget.AnyWidget):
         """Media this phone wanted are not in the call: say why, and that the call goes on without them."""
         if name == "NotOffered":
             # Not a fault: the caller offered no section for it (a data-only phone, say).
-            self._log_entry("event", "media", f"{self.peer} offered no {'/'.join(kinds)}: sending none")
+            self._log_entry(
+                "event",
+                "media",
+                f"{self.peer} offered no {'/'.join(kinds)}: sending no {device_names(kinds)}",
+            )
             return
         settings = " and ".join(f"{k}={getattr(self, k)!r}" for k in kinds)
         text = media_advice(kinds, name, message, settings)
