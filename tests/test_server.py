@@ -509,11 +509,10 @@ async def test_token_is_required_before_anyone_can_register() -> None:
         assert server.url == f"ws://127.0.0.1:{server.port}/ws?token=s3cret%2F%2B%26%3D"
         assert server.url_without_token == f"ws://127.0.0.1:{server.port}/ws"
         assert "s3cret" not in repr(server)
+        # Each token rule is tested in test_admission.py; this shows the answer reaches a client.
         for url, what in [
             (server.url_without_token, "no token"),
             (server.url_without_token + "?token=s3cret", "a wrong token"),
-            (server.url_without_token + "?token=S3CRET%2F%2B%26%3D", "a wrong token"),
-            (server.url + "&token=s3cret%2F%2B%26%3D", "several tokens"),
         ]:
             with pytest.raises(InvalidStatus) as refused:
                 async with connect(url):
@@ -589,41 +588,19 @@ async def test_reconnecting_phone_reclaims_its_id_with_its_secret(server: Signal
 # -- origins ------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("origins", "origin", "allowed"),
-    [
-        ("default", None, True),
-        ("default", "http://localhost:8888", True),
-        ("default", "https://127.0.0.1:9999", True),
-        ("default", "http://[::1]:8888", True),
-        ("default", "http://localhost", True),
-        ("default", "https://evil.example", False),
-        ("default", "http://localhost.evil.example:8888", False),
-        ("default", "null", False),
-        (["https://hub.example.org"], "https://hub.example.org", True),
-        (["https://hub.example.org"], "http://localhost:8888", False),
-        (["https://*.example.org"], "https://lab.example.org", True),
-        (["*"], "https://anywhere.example", True),
-        (None, "https://anywhere.example", True),
-    ],
-)
-async def test_browser_origins_are_checked_at_the_handshake(
-    origins: Any, origin: str | None, allowed: bool
-) -> None:
-    options = {} if origins == "default" else {"origins": origins}
-    async with await serve(**options) as server:
-        headers = {} if origin is None else {"Origin": origin}
-        if allowed:
-            async with connect(server.url, additional_headers=headers) as ws:
-                await send(ws, type="register", presence=True, **{"from": "A"})
-                assert (await recv(ws))["type"] == "registered"
-        else:
-            with pytest.raises(InvalidStatus) as refused:
-                async with connect(server.url, additional_headers=headers):
-                    pass
-            status, body = refusal(refused)
-            assert status == 403
-            assert f"origin {origin!r} may not connect" in body and f"--allow-origin {origin}" in body
+async def test_origin_refusal_reaches_a_browser_as_403_and_python_clients_need_no_origin() -> None:
+    # Each origin rule is tested in test_admission.py; this shows the answer reaches a client.
+    async with await serve(origins=["https://hub.example.org"]) as server:
+        async with connect(server.url, additional_headers={"Origin": "https://hub.example.org"}) as ws:
+            await send(ws, type="register", presence=True, **{"from": "A"})
+            assert (await recv(ws))["type"] == "registered"
+            async with peer(server, "B"):  # no Origin header
+                pass
+        with pytest.raises(InvalidStatus) as refused:
+            async with connect(server.url, additional_headers={"Origin": "http://localhost:8888"}):
+                pass
+        status, body = refusal(refused)
+        assert status == 403 and "origin 'http://localhost:8888' may not connect" in body
 
 
 # -- TLS ----------------------------------------------------------------------------
