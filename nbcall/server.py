@@ -38,7 +38,7 @@ from . import fastpath
 from .admission import DEFAULT_ORIGINS, AdmissionRules, OriginPattern, check_handshake, origin_patterns
 from .connection import Connection, remote
 from .limits import DEFAULT_LIMITS, RATE_ABUSE_WINDOW, Limits, TokenBucket
-from .protocol import Close, Outgoing, SignalingProtocol
+from .protocol import TOO_SLOW, Close, Outgoing, SignalingProtocol
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -218,13 +218,13 @@ class SignalingServer:
         """
         if connection.closing:
             return
-        if not connection.started:
-            self._start(connection)
-        bucket = connection.messages
-        if bucket is not None and not bucket.take(now):
-            self._send(connection, self.protocol.refuse_for_rate(connection, now))
-            return
         try:
+            if not connection.started:
+                self._start(connection)
+            bucket = connection.messages
+            if bucket is not None and not bucket.take(now):
+                self._send(connection, self.protocol.refuse_for_rate(connection, now))
+                return
             for recipient, item in self.protocol.receive(connection, message):
                 if type(item) is str:
                     # A forwarded frame is the very text object received: reuse its bytes.
@@ -301,7 +301,10 @@ class SignalingServer:
         if connection.closing:
             return  # the flush failed: the connection is being dropped already
         connection.closing = True
-        task = asyncio.create_task(connection.finish(close.code, close.reason))
+        # A reader dropped for not reading would hold its close up behind what it does not read.
+        task = asyncio.create_task(
+            connection.finish(close.code, close.reason, write_pending=close is not TOO_SLOW)
+        )
         self._closing.add(task)
         task.add_done_callback(self._closing.discard)
 
