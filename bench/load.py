@@ -110,18 +110,24 @@ class Server:
         self.name, self.port = name, port
         self.protocol = "peerjs" if name == "peerjs" else ("echo" if name == "echo" else "nbcall")
         cwd = ROOT
-        if name.split("@")[0] in ("nbcall", "nbcall-asyncio"):
-            # nbcall-asyncio: the same CLI kept off uvloop; nbcall@REF: the server as of git REF.
+        if name.split("@")[0] in ("nbcall", "nbcall-asyncio", "nbcall-public"):
+            # nbcall-asyncio: the same CLI kept off uvloop; nbcall@REF: the server as of git REF;
+            # nbcall-public: serve(fast_path=False), websockets' public API instead of nbcall/fastpath.py.
             cli = ["--port", str(port)] + (["--token", TOKEN] if token else [])
             if deflate:
                 cli += ["--compression", "deflate"]
             if "@" in name:
                 cwd = checkout(name.split("@", 1)[1])
             hide_uvloop = "import sys; sys.modules['uvloop'] = None; " if "asyncio" in name else ""
+            public = (
+                "import functools, nbcall.server as s; s.serve = functools.partial(s.serve, fast_path=False); "
+                if name.startswith("nbcall-public")
+                else ""
+            )
             cmd = [
                 sys.executable,
                 "-c",
-                f"{hide_uvloop}import sys; from nbcall.cli import main; sys.exit(main(['serve', *{cli!r}]))",
+                f"{hide_uvloop}{public}import sys; from nbcall.cli import main; sys.exit(main(['serve', *{cli!r}]))",
             ]
             self.path = "/ws" + (f"?token={TOKEN}" if token else "")
         elif name == "naive":

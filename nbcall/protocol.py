@@ -23,6 +23,12 @@ the same ``"secret"`` as before: the new connection takes the ID over without
 any ``left``/``joined`` for the others, and the old one is told to close
 (a :class:`Close` item in the output, 1008). Secrets are compared in constant
 time and never echoed or logged.
+
+The transport's events that produce messages are decided here too: a message the
+server refused for rate (:meth:`SignalingProtocol.refuse_for_rate`: an error reply,
+or a close once the refusals persist) and a reader dropped for not reading
+(:meth:`SignalingProtocol.drop_slow_reader`: its close, an ``unavailable`` notice to
+the sender whose message was lost, and its departure).
 """
 
 from __future__ import annotations
@@ -47,16 +53,20 @@ from .exceptions import (
     DuplicateID,
     MessageTooBig,
     NotRegistered,
+    RateLimited,
     SignalingError,
     UnknownType,
     WrongFrom,
 )
+from .limits import DEFAULT_LIMITS, RATE_ABUSE_WINDOW, TokenBucket
 
 __all__ = [
     "KNOWN_TYPES",
     "MAX_ID_LENGTH",
     "MAX_SECRET_LENGTH",
     "RELAYED_TYPES",
+    "REPLACED",
+    "TOO_SLOW",
     "Close",
     "SignalingProtocol",
     "encode_message",
@@ -99,6 +109,7 @@ class Close:
 Outgoing = list[tuple[ConnT, str | Close]]
 
 REPLACED = Close(1008, "replaced by a newer connection of the same phone")
+TOO_SLOW = Close(1008, "too slow: stopped reading its messages")
 
 
 def encode_message(msg_type: str, /, **fields: Any) -> str:
@@ -143,6 +154,12 @@ class SignalingProtocol(Generic[ConnT]):
 
     * ``max_message_size`` (default 64 KiB): frames longer than this many
       UTF-8 bytes are answered with a ``too-big`` error instead of being read.
+    * ``max_rate``, ``max_burst`` (50/s, 200): the rate the server enforces,
+      named in the ``rate-limited`` reply (the server counts the messages).
+    * ``max_refused`` (100): refusals for rate within :data:`RATE_ABUSE_WINDOW`
+      seconds after which the connection is closed (1008).
+
+    Defaults are :data:`nbcall.limits.DEFAULT_LIMITS`'s.
 
     ``logger`` receives INFO lines for registrations, calls and departures.
     """
@@ -150,18 +167,28 @@ class SignalingProtocol(Generic[ConnT]):
     def __init__(
         self,
         *,
-        max_message_size: int | None = 64 * 1024,
+        max_message_size: int | None = DEFAULT_LIMITS.max_message_size,
+        max_rate: float | None = DEFAULT_LIMITS.max_rate,
+        max_burst: int = DEFAULT_LIMITS.max_burst,
+        max_refused: int | None = DEFAULT_LIMITS.max_refused,
         logger: logging.Logger | logging.LoggerAdapter[logging.Logger] | None = None,
     ) -> None:
         if max_message_size is not None and max_message_size < 1:
             raise ValueError(f"max_message_size must be positive or None, got {max_message_size!r}")
+        if max_refused is not None and max_refused < 1:
+            raise ValueError(f"max_refused must be positive or None, got {max_refused!r}")
         self.max_message_size = max_message_size
+        self.max_rate = max_rate
+        self.max_burst = max_burst
+        self.max_refused = max_refused
         self.logger = logger if logger is not None else logging.getLogger("nbcall.protocol")
         self._id_of: dict[ConnT, str | None] = {}  # every connected conn -> its ID once registered
         self._conn_of: dict[str, ConnT] = {}  # registered ID -> conn
         self._secret_of: dict[str, bytes] = {}  # registered ID -> the secret it registered with, if any
         # Registered connections that asked for presence news (a dict keeps their order).
         self._watchers: dict[ConnT, None] = {}
+        # Refusals for rate, per connection refused at least once (rare: no bucket for the others).
+        self._refusals: dict[ConnT, TokenBucket] = {}
 
     # -- registry -----------------------------------------------------------
 
@@ -189,6 +216,8 @@ class SignalingProtocol(Generic[ConnT]):
 
     def disconnect(self, conn: ConnT) -> Outgoing[ConnT]:
         """Forget ``conn``, free its ID and tell the others it left. Always safe, idempotent."""
+        if self._refusals:
+            self._refusals.pop(conn, None)
         peer_id = self._id_of.pop(conn, None)
         if peer_id is None:
             return []
@@ -216,6 +245,78 @@ class SignalingProtocol(Generic[ConnT]):
             self.logger.debug("refused a message from %r: %s", self._id_of[conn], exc)
             reply = encode_message("error", code=exc.code, message=exc.message, in_reply_to=exc.in_reply_to)
             return [(conn, reply)]
+
+    def refuse_for_rate(self, conn: ConnT, now: float) -> Outgoing[ConnT]:
+        """``conn`` sent a message above ``max_rate`` at time ``now`` (seconds, any monotonic clock).
+
+        Returns a ``rate-limited`` error for it, or a :class:`Close` (1008) once more than
+        ``max_refused`` of its messages were refused within :data:`RATE_ABUSE_WINDOW` seconds.
+        """
+        if conn not in self._id_of:
+            raise ValueError(f"unknown connection {conn!r}: call connect() first")
+        peer_id = self._id_of[conn]
+        if self.max_refused is not None:
+            refusals = self._refusals.get(conn)
+            if refusals is None:
+                refusals = self._refusals[conn] = TokenBucket(
+                    self.max_refused / RATE_ABUSE_WINDOW, self.max_refused, now
+                )
+            if not refusals.take(now):
+                self.logger.warning(
+                    "closing the connection of %r: more than %d messages refused for rate within %g s",
+                    peer_id,
+                    self.max_refused,
+                    RATE_ABUSE_WINDOW,
+                )
+                return [
+                    (
+                        conn,
+                        Close(
+                            1008, f"rate limit exceeded persistently (more than {self.max_refused} refused)"
+                        ),
+                    )
+                ]
+        self.logger.debug("rate-limited a message from %r", peer_id)
+        rate = "?" if self.max_rate is None else f"{self.max_rate:g}"
+        exc = RateLimited(
+            f"more than {rate} messages per second (bursts of {self.max_burst}) from this "
+            "connection; this message was dropped: slow down"
+            + (
+                ""
+                if self.max_refused is None
+                else f" (more than {self.max_refused} dropped within {RATE_ABUSE_WINDOW:g} s "
+                "close the connection)"
+            )
+        )
+        return [(conn, encode_message("error", code=exc.code, message=exc.message, in_reply_to=None))]
+
+    def drop_slow_reader(self, conn: ConnT, lost: str | bytes, sender: ConnT | None) -> Outgoing[ConnT]:
+        """``conn`` stopped reading, so the server could not queue ``lost`` (a frame from ``sender``) for it.
+
+        Returns, in order: the :data:`TOO_SLOW` close for ``conn``; for a relayed message, an
+        ``unavailable`` notice telling ``sender`` which message was not delivered; then ``conn``'s
+        departure (as :meth:`disconnect`). ``sender`` is ``None`` when nobody sent ``lost``
+        (server news such as ``left``).
+        """
+        peer_id = self._id_of.get(conn)
+        out: Outgoing[ConnT] = [(conn, TOO_SLOW)]
+        if sender is not None and sender != conn and peer_id is not None and sender in self._id_of:
+            # Rare path: parsing costs nothing here, and tells the sender which message was lost.
+            try:
+                msg_type = _parse(lost if isinstance(lost, str) else lost.decode()).get("type")
+            except (SignalingError, UnicodeDecodeError):  # never: the server only queues valid JSON
+                msg_type = None
+            if msg_type in RELAYED_TYPES:
+                notice = encode_message(
+                    "unavailable",
+                    peer=peer_id,
+                    in_reply_to=msg_type,
+                    message=f"{peer_id!r} was disconnected because it stopped reading its "
+                    f"messages; this {msg_type!r} was not delivered",
+                )
+                out.append((sender, notice))
+        out.extend(self.disconnect(conn))
+        return out
 
     def _receive(self, conn: ConnT, frame: str | bytes) -> Outgoing[ConnT]:
         if not isinstance(frame, str):

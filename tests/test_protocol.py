@@ -9,20 +9,11 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from support import OFFER
 
 from nbcall.limits import TokenBucket
 from nbcall.protocol import KNOWN_TYPES, Close, SignalingProtocol, encode_message, validate_id
 
-OFFER_SDP = json.dumps(
-    {
-        "type": "offer",
-        "sdp": "v=0\r\no=- 4611731400430051336 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n"
-        "a=group:BUNDLE 0\r\nm=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\n"
-        "c=IN IP4 0.0.0.0\r\na=ice-ufrag:EsAw\r\na=ice-pwd:bP+XJMM09aR8AiX1jdukzR6Y\r\n"
-        "a=fingerprint:sha-256 DA:39:A3:EE:5E:6B:4B:0D:32:55:BF:EF:95:60:18:90:AF:D8:07:09\r\n"
-        "a=setup:actpass\r\na=mid:0\r\na=sctp-port:5000\r\n",
-    }
-)
 CANDIDATE = json.dumps(
     {
         "candidate": "candidate:1 1 UDP 2122252543 192.168.1.2 54321 typ host",
@@ -118,7 +109,7 @@ def test_seed_style_clients_relay_normally_and_cost_no_broadcast() -> None:
         assert out == [(f"s{n}", f'{{"type":"registered","id":"S{n}"}}')]  # one reply, no fan-out
     text = frame(type="ice", to="S1", candidate=CANDIDATE, **{"from": "S0"})
     assert p.receive("s0", text) == [("s1", text)]
-    assert only(p.receive("s1", frame(type="call", to="S0", sdp=OFFER_SDP)), "s0")["from"] == "S1"
+    assert only(p.receive("s1", frame(type="call", to="S0", sdp=OFFER)), "s0")["from"] == "S1"
     assert p.disconnect("s0") == []
 
 
@@ -157,8 +148,8 @@ def test_duplicate_id_is_refused_and_the_original_keeps_receiving(proto: Signali
         "close the other phone first, or reclaim it with the secret it registered with"
     )
     assert proto.id_of("c") is None
-    out = proto.receive("b", frame(type="call", to="A", sdp=OFFER_SDP))
-    assert only(out, "a")["sdp"] == OFFER_SDP
+    out = proto.receive("b", frame(type="call", to="A", sdp=OFFER))
+    assert only(out, "a")["sdp"] == OFFER
 
 
 def test_refused_connection_may_register_another_id(proto: SignalingProtocol[str]) -> None:
@@ -175,8 +166,8 @@ def test_nfc_and_nfd_spellings_of_an_id_are_the_same_peer() -> None:
     assert err["code"] == "duplicate-id"
     register(p, "b", "B")
     # A call addressed with the NFD spelling reaches the NFC-registered peer, with `to` normalized.
-    msg = only(p.receive("b", frame(type="call", to="Jose\u0301", sdp=OFFER_SDP)), "nfc")
-    assert msg == {"type": "call", "from": "B", "to": "Jos\u00e9", "sdp": OFFER_SDP}
+    msg = only(p.receive("b", frame(type="call", to="Jose\u0301", sdp=OFFER)), "nfc")
+    assert msg == {"type": "call", "from": "B", "to": "Jos\u00e9", "sdp": OFFER}
 
 
 @pytest.mark.parametrize(
@@ -252,8 +243,8 @@ def test_receive_from_a_connection_never_connected_is_a_programming_error() -> N
 
 
 def test_seed_call_answer_and_ice_are_forwarded_as_the_original_text(proto: SignalingProtocol[str]) -> None:
-    call = frame(type="call", **{"from": "A"}, to="B", sdp=OFFER_SDP)
-    answer = frame(type="answer", **{"from": "B"}, to="A", sdp=OFFER_SDP.replace("offer", "answer"))
+    call = frame(type="call", **{"from": "A"}, to="B", sdp=OFFER)
+    answer = frame(type="answer", **{"from": "B"}, to="A", sdp=OFFER.replace("offer", "answer"))
     ice_ab = frame(type="ice", **{"from": "A"}, to="B", candidate=CANDIDATE)
     ice_ba = frame(type="ice", **{"from": "B"}, to="A", candidate=CANDIDATE)
     for sender, text, receiver in [
@@ -268,12 +259,12 @@ def test_seed_call_answer_and_ice_are_forwarded_as_the_original_text(proto: Sign
 
 
 def test_relay_without_from_adds_the_sender_id(proto: SignalingProtocol[str]) -> None:
-    msg = only(proto.receive("a", frame(type="call", to="B", sdp=OFFER_SDP, extra={"k": [1, 2]})), "b")
-    assert msg == {"type": "call", "from": "A", "to": "B", "sdp": OFFER_SDP, "extra": {"k": [1, 2]}}
+    msg = only(proto.receive("a", frame(type="call", to="B", sdp=OFFER, extra={"k": [1, 2]})), "b")
+    assert msg == {"type": "call", "from": "A", "to": "B", "sdp": OFFER, "extra": {"k": [1, 2]}}
 
 
 def test_from_naming_another_peer_is_refused_as_wrong_from(proto: SignalingProtocol[str]) -> None:
-    err = error_of(proto.receive("a", frame(type="call", **{"from": "B"}, to="B", sdp=OFFER_SDP)), "a")
+    err = error_of(proto.receive("a", frame(type="call", **{"from": "B"}, to="B", sdp=OFFER)), "a")
     assert err["code"] == "wrong-from"
     assert err["in_reply_to"] == "call"
     assert err["message"].startswith("'from' is 'B' but this connection is registered as 'A'")
@@ -281,7 +272,7 @@ def test_from_naming_another_peer_is_refused_as_wrong_from(proto: SignalingProto
 
 def test_call_to_unknown_peer_reports_unavailable(proto: SignalingProtocol[str]) -> None:
     register(proto, "c", "C")
-    msg = only(proto.receive("a", frame(type="call", to="Bob", sdp=OFFER_SDP)), "a")
+    msg = only(proto.receive("a", frame(type="call", to="Bob", sdp=OFFER)), "a")
     assert msg == {
         "type": "unavailable",
         "peer": "Bob",
@@ -301,13 +292,13 @@ def test_unavailable_truncates_a_long_list_of_online_peers() -> None:
     p: SignalingProtocol[str] = SignalingProtocol()
     for n in range(25):
         register(p, f"c{n}", f"peer{n:02d}")
-    msg = only(p.receive("c0", frame(type="call", to="nobody", sdp=OFFER_SDP)), "c0")
+    msg = only(p.receive("c0", frame(type="call", to="nobody", sdp=OFFER)), "c0")
     assert msg["message"].endswith("peer10 and 14 more")
     assert "peer11" not in msg["message"]
 
 
 def test_message_to_yourself_is_a_bad_message(proto: SignalingProtocol[str]) -> None:
-    err = error_of(proto.receive("a", frame(type="call", to="A", sdp=OFFER_SDP)), "a")
+    err = error_of(proto.receive("a", frame(type="call", to="A", sdp=OFFER)), "a")
     assert err["code"] == "bad-message"
     assert "own ID" in err["message"]
 
@@ -509,7 +500,7 @@ def test_same_secret_reclaims_the_id_and_closes_the_old_connection_without_churn
     ]  # B hears neither `left` nor `joined`: A never went offline
     assert p.id_of("a2") == "A" and p.id_of("a") is None and p.peers == ["A", "B"]
     assert p.disconnect("a") == []  # the old connection's end frees nothing
-    assert only(p.receive("b", frame(type="call", to="A", sdp=OFFER_SDP)), "a2")["from"] == "B"
+    assert only(p.receive("b", frame(type="call", to="A", sdp=OFFER)), "a2")["from"] == "B"
     # The new connection holds the secret too: the phone can reconnect again.
     assert register_with_secret(p, "a3", "A", "phone-A-secret")[1] == ("a2", Close(1008, ANY_REASON))
 
@@ -579,3 +570,88 @@ def test_token_bucket_refuses_bad_parameters() -> None:
         TokenBucket(rate=0, capacity=1, now=0)
     with pytest.raises(ValueError, match="capacity"):
         TokenBucket(rate=1, capacity=0, now=0)
+
+
+# -- decisions on what the transport saw: rate limit, slow reader ---------------
+
+
+def test_a_message_refused_for_rate_gets_an_error_naming_the_limits() -> None:
+    p: SignalingProtocol[str] = SignalingProtocol(max_rate=2, max_burst=5, max_refused=3)
+    register(p, "a", "A")
+    err = error_of(p.refuse_for_rate("a", now=0.0), "a")
+    assert err["code"] == "rate-limited" and err["in_reply_to"] is None
+    assert err["message"] == (
+        "more than 2 messages per second (bursts of 5) from this connection; this message was dropped: "
+        "slow down (more than 3 dropped within 10 s close the connection)"
+    )
+
+
+def test_persistent_refusals_for_rate_close_the_connection_and_the_window_forgives() -> None:
+    p: SignalingProtocol[str] = SignalingProtocol(max_refused=3)
+    register(p, "a", "A")
+    for _ in range(3):
+        assert error_of(p.refuse_for_rate("a", now=0.0), "a")["code"] == "rate-limited"
+    assert p.refuse_for_rate("a", now=0.0) == [
+        ("a", Close(1008, "rate limit exceeded persistently (more than 3 refused)"))
+    ]
+    # 3 refusals per 10 s are forgiven: one more refusal 4 s later is only an error again.
+    p.connect("b")
+    for _ in range(3):
+        p.refuse_for_rate("b", now=0.0)
+    assert error_of(p.refuse_for_rate("b", now=4.0), "b")["code"] == "rate-limited"
+
+
+def test_without_max_refused_refusals_never_close_and_are_forgotten_on_disconnect() -> None:
+    p: SignalingProtocol[str] = SignalingProtocol(max_refused=None)
+    p.connect("a")
+    for _ in range(1000):
+        assert error_of(p.refuse_for_rate("a", now=0.0), "a")["code"] == "rate-limited"
+    q: SignalingProtocol[str] = SignalingProtocol()
+    q.connect("a")
+    q.refuse_for_rate("a", now=0.0)
+    q.disconnect("a")
+    assert not q._refusals
+
+
+def test_a_dropped_slow_reader_is_closed_its_sender_told_and_the_others_see_it_leave(
+    proto: SignalingProtocol[str],
+) -> None:
+    register(proto, "w", "Watcher")
+    lost = frame(type="call", **{"from": "A"}, to="B", sdp=OFFER)
+    out = proto.drop_slow_reader("b", lost.encode(), "a")
+    assert out[0] == ("b", Close(1008, "too slow: stopped reading its messages"))
+    assert out[1][0] == "a" and json.loads(out[1][1]) == {
+        "type": "unavailable",
+        "peer": "B",
+        "in_reply_to": "call",
+        "message": "'B' was disconnected because it stopped reading its messages; this 'call' was not delivered",
+    }
+    assert sorted((conn, json.loads(text)["type"]) for conn, text in out[2:]) == [
+        ("a", "left"),
+        ("w", "left"),
+    ]
+    assert proto.peers == ["A", "Watcher"]
+
+
+@pytest.mark.parametrize(
+    ("lost", "sender"),
+    [
+        (encode_message("left", id="C"), None),  # server news: nobody to tell
+        (encode_message("joined", id="C"), "a"),  # not a relayed message
+        (frame(type="ice", to="B", candidate=CANDIDATE), "b"),  # its own echo: it is the one dropped
+    ],
+)
+def test_no_unavailable_notice_when_no_sender_lost_a_relayed_message(lost: str, sender: str | None) -> None:
+    p: SignalingProtocol[str] = SignalingProtocol()
+    register(p, "a", "A")
+    register(p, "b", "B")
+    out = p.drop_slow_reader("b", lost, sender)
+    assert out == [
+        ("b", Close(1008, "too slow: stopped reading its messages")),
+        ("a", encode_message("left", id="B")),
+    ]
+
+
+def test_an_unregistered_slow_reader_is_closed_without_notices(proto: SignalingProtocol[str]) -> None:
+    out = proto.drop_slow_reader("c", frame(type="call", to="C", sdp=OFFER), "a")
+    assert out == [("c", Close(1008, "too slow: stopped reading its messages"))]
