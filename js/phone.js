@@ -21,8 +21,7 @@ const HIGH_WATER = 1024 * 1024;
 const PART_SIZE = 4 * 1024 * 1024;
 const STATS_INTERVAL_MS = 1000;
 const STATS_HISTORY = 60;
-/** @type {const} */
-const KINDS = ["audio", "video"];
+const KINDS = /** @type {const} */ (["audio", "video"]);
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -268,7 +267,7 @@ export class BrowserPhone extends EventTarget {
     if (!kinds.length) return null;
     /** @type {{kind: string, name: string, message: string}[]} */
     const errors = [];
-    let stream = null;
+    /** @type {MediaStream | null} */ let stream = null;
     if (!navigator.mediaDevices?.getUserMedia) {
       // Browsers hide mediaDevices on pages that are not secure contexts (not https, not localhost).
       for (const kind of kinds) errors.push({ kind, name: "InsecureContext", message: "navigator.mediaDevices is undefined" });
@@ -365,7 +364,7 @@ export class BrowserPhone extends EventTarget {
     for (let i = 0; i < parts; i++) {
       // A standalone ArrayBuffer per part: the widget channel mishandles views into a larger buffer.
       const start = payload.byteOffset + i * PART_SIZE;
-      const part = payload.buffer.slice(start, Math.min(start + PART_SIZE, payload.byteOffset + payload.length));
+      const part = /** @type {ArrayBuffer} */ (payload.buffer).slice(start, Math.min(start + PART_SIZE, payload.byteOffset + payload.length));
       this.tell({ type: "message", kind, last: i === parts - 1 }, [part]);
     }
   }
@@ -397,7 +396,7 @@ export class BrowserPhone extends EventTarget {
     }
     if (!this.framed) {
       // A plain peer gets plain frames: text for str and JSON, binary for bytes.
-      if (kind === "bytes") channel.send(payload);
+      if (kind === "bytes") channel.send(/** @type {Uint8Array<ArrayBuffer>} */ (payload));
       else channel.send(decoder.decode(payload));
       return;
     }
@@ -405,7 +404,7 @@ export class BrowserPhone extends EventTarget {
     channel.bufferedAmountLowThreshold = HIGH_WATER / 2;
     for (const frame of encodeFrames(kind, payload, Math.min(FRAME_SIZE, maxMessage))) {
       if (channel.bufferedAmount > HIGH_WATER) await drained(channel);
-      channel.send(frame);
+      channel.send(/** @type {Uint8Array<ArrayBuffer>} */ (frame));
     }
   }
 

@@ -11,9 +11,11 @@ const STATE_TEXT = {
 };
 
 /**
- * @param {string} tag
+ * @template {keyof HTMLElementTagNameMap} K
+ * @param {K} tag
  * @param {Record<string, any>} props
  * @param {(Node | string)[]} children
+ * @returns {HTMLElementTagNameMap[K]}
  */
 function h(tag, props = {}, children = []) {
   const el = document.createElement(tag);
@@ -116,7 +118,7 @@ export function renderPhone(model, el, phone) {
     // The URL's query may hold the server's token: show where, not the credential.
     const where = model.get("server_url").split("?")[0];
     server.textContent = online ? `online at ${where}` : `offline (${where})`;
-    status.textContent = (STATE_TEXT[/** @type {keyof STATE_TEXT} */ (state)] ?? state).replace("{peer}", peer);
+    status.textContent = (STATE_TEXT[/** @type {keyof typeof STATE_TEXT} */ (state)] ?? state).replace("{peer}", peer);
     error.textContent = model.get("error");
     const previous = peerSelect.value;
     peerSelect.replaceChildren(
