@@ -30,7 +30,9 @@ class JSBundleHook(BuildHookInterface):
         bundle = root / BUNDLE
         if os.environ.get("NBCALL_SKIP_JS") == "1":
             if not bundle.is_file():
-                self.app.display_warning(f"NBCALL_SKIP_JS=1 and no {BUNDLE}: this build's phone will not render")
+                self.app.display_warning(
+                    f"NBCALL_SKIP_JS=1 and no {BUNDLE}: this build's phone will not render"
+                )
             return
         # hatchling writes PKG-INFO into every sdist; a git checkout has none.
         if (root / "PKG-INFO").is_file() and bundle.is_file():
@@ -49,7 +51,9 @@ class JSBundleHook(BuildHookInterface):
             self._npm(npm, "ci", "--no-audit", "--no-fund")
         self._npm(npm, "run", "build")
         if not bundle.is_file():
-            raise BuildError(f"`npm run build` succeeded but wrote no {BUNDLE}: check package.json's build script")
+            raise BuildError(
+                f"`npm run build` succeeded but wrote no {BUNDLE}: check package.json's build script"
+            )
 
     def _npm(self, npm: str, *args: str) -> None:
         command = [npm, *args]
