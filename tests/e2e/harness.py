@@ -153,8 +153,11 @@ class Notebook:
 
 
 @contextlib.contextmanager
-def start_lab(home: Path) -> Iterator[Lab]:
-    """Start JupyterLab on a free 127.0.0.1 port with its own config, settings and notebook folder."""
+def start_lab(home: Path, python: str | Path | None = None) -> Iterator[Lab]:
+    """Start JupyterLab on a free 127.0.0.1 port with its own config, settings and notebook folder.
+
+    ``python`` is the interpreter whose environment serves JupyterLab and runs its kernels (default: this one's).
+    """
     root = home / "notebooks"
     root.mkdir()
     settings = home / "lab-settings"
@@ -170,7 +173,7 @@ def start_lab(home: Path) -> Iterator[Lab]:
     with open(log_path, "w") as log:
         proc = subprocess.Popen(
             [
-                sys.executable,
+                str(python or sys.executable),
                 "-m",
                 "jupyter",
                 "lab",
