@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Idempotent set-up shared by lab.sh and test.sh: a .venv with nbcall (editable) and the browser bundle built.
+# Idempotent set-up shared by lab.sh and test.sh: the npm packages, and a .venv with nbcall installed editable.
+# Installing nbcall builds the browser bundle nbcall/static/phone.js (hatch_build.py runs `npm run build`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 extras="${1:-lab}"
@@ -7,8 +8,9 @@ if [ ! -x .venv/bin/python ]; then
     python3 -m venv .venv
 fi
 .venv/bin/python -m pip install -q --upgrade pip
-if [ ! -d node_modules/esbuild ]; then
-    npm install --no-audit --no-fund --silent
+# npm ci installs exactly package-lock.json (esbuild; typescript for the type check). Again when the lock file
+# is newer than the last install, so a pull that changes it is picked up.
+if [ ! node_modules/.package-lock.json -nt package-lock.json ]; then
+    npm ci --no-audit --no-fund --silent
 fi
-npm run --silent build
 .venv/bin/python -m pip install -q -e ".[$extras]"

@@ -1,13 +1,40 @@
 #!/usr/bin/env bash
-# Set up everything (Python packages, Debian's Chromium), then run the whole test suite:
-# the JavaScript unit tests, then pytest inside a loopback-only network namespace so that
-# WebRTC candidates and every test connection stay on 127.0.0.1.
+# Set up everything, then run every check: lint and type checks, the JavaScript unit tests, the sdist and wheel
+# as users get them, the tests that need no browser, and last the browser tests inside a loopback-only network
+# namespace, so that WebRTC candidates and every test connection stay on 127.0.0.1. Arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if ! command -v "${CHROMIUM:-chromium}" >/dev/null 2>&1; then
+
+# System packages, each only when missing (apt needs root, as CI has): Debian's Chromium for the browser tests,
+# `ip` for the namespace, Node.js and npm for the browser bundle, venv support for Debian's python3.
+missing=()
+command -v "${CHROMIUM:-chromium}" >/dev/null || missing+=(chromium)
+command -v ip >/dev/null || missing+=(iproute2)
+command -v npm >/dev/null || missing+=(nodejs npm)
+python3 -c 'import ensurepip' 2>/dev/null || missing+=(python3-venv)
+if [ ${#missing[@]} -gt 0 ]; then
     apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 scripts/setup.sh test
+
+# Static checks: configured in pyproject.toml (ruff, mypy) and tsconfig.json (tsc over js/).
+.venv/bin/ruff check .
+.venv/bin/ruff format --check .
+.venv/bin/mypy
+npm run --silent typecheck
 npm test --silent
-exec unshare -n sh -c 'ip link set lo up && exec "$@"' sh .venv/bin/python -m pytest "$@"
+
+# Build and check the sdist and wheel, and install the wheel into a venv of its own for tests/e2e/test_wheel.py.
+# Everything that downloads happens here, before the namespace, where no registry is reachable.
+work=$(mktemp -d "${TMPDIR:-/tmp}/nbcall-test.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+scripts/package.sh "$work"
+export NBCALL_WHEEL_VENV="$work/venv"
+
+# pytest exits 5 when it collected nothing, which is fine when the arguments select tests of one kind only.
+run_pytest() { "$@" || [ $? = 5 ]; }
+# Tests that only use sockets they open on 127.0.0.1 need neither root nor a namespace.
+run_pytest .venv/bin/python -m pytest -m "not e2e" "$@"
+# The browser tests (marked e2e by tests/e2e/conftest.py) get a network namespace with only loopback up.
+run_pytest unshare -n sh -c 'ip link set lo up && exec "$@"' sh .venv/bin/python -m pytest -m e2e "$@"

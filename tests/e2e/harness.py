@@ -158,9 +158,12 @@ def screenshot(target: Page | Locator, name: str) -> Path:
 
 
 @contextlib.contextmanager
-def start_lab(home: Path) -> Iterator[Lab]:
-    """Start JupyterLab on a free 127.0.0.1 port with its own config, settings and notebook folder."""
-    with _start_jupyter(home, "lab") as lab:
+def start_lab(home: Path, python: str | Path | None = None) -> Iterator[Lab]:
+    """Start JupyterLab on a free 127.0.0.1 port with its own config, settings and notebook folder.
+
+    ``python`` is the interpreter whose environment serves JupyterLab and runs its kernels (default: this one's).
+    """
+    with _start_jupyter(home, "lab", python) as lab:
         yield lab
 
 
@@ -188,7 +191,7 @@ _FRONT_ENDS = {
 
 
 @contextlib.contextmanager
-def _start_jupyter(home: Path, front_end: str) -> Iterator[Lab]:
+def _start_jupyter(home: Path, front_end: str, python: str | Path | None = None) -> Iterator[Lab]:
     app, notebook_path, options = _FRONT_ENDS[front_end]
     root = home / "notebooks"
     root.mkdir()
@@ -205,7 +208,7 @@ def _start_jupyter(home: Path, front_end: str) -> Iterator[Lab]:
     with open(log_path, "w") as log:
         proc = subprocess.Popen(
             [
-                sys.executable,
+                str(python or sys.executable),
                 "-m",
                 "jupyter",
                 front_end,
