@@ -58,6 +58,10 @@ export function readSettings(raw) {
   return { settings, problems };
 }
 
+/** Messages that may wait up to LAZY_MS for company (see tell()). @type {ReadonlySet<string>} */
+const LAZY = new Set(["rtc", "stats"]);
+const LAZY_MS = 100;
+
 export class Link {
   /**
    * @param {Model} model
@@ -75,6 +79,9 @@ export class Link {
     this.onProblem = onProblem;
     /** Messages for Python not sent yet, see tell(). @type {Record<string, unknown>[]} */
     this.batch = [];
+    this.flushQueued = false;
+    /** @type {ReturnType<typeof setTimeout> | 0} */
+    this.lazyTimer = 0;
     this.receive = this.receive.bind(this);
     this.readSettings = this.readSettings.bind(this);
     /** The settings Python gave (see readSettings). @type {Settings} */
@@ -105,11 +112,21 @@ export class Link {
       return;
     }
     this.batch.push(message);
-    if (this.batch.length === 1) queueMicrotask(() => this.flush());
+    if (LAZY.has(type)) {
+      // Reports Python only logs and shows can wait for the next message that matters, or a moment: during
+      // call setup each one sent alone would queue a kernel round ahead of the offer, answer or open channel.
+      this.lazyTimer ||= setTimeout(() => this.flush(), LAZY_MS);
+    } else if (!this.flushQueued) {
+      this.flushQueued = true;
+      queueMicrotask(() => this.flush());
+    }
   }
 
   /** Send what tell() has batched so far. */
   flush() {
+    clearTimeout(this.lazyTimer);
+    this.lazyTimer = 0;
+    this.flushQueued = false;
     const batch = this.batch;
     this.batch = [];
     if (batch.length === 1) this.model.send(batch[0]);

@@ -102,6 +102,35 @@ test("a lone message goes as itself, and a message with buffers first flushes wh
   ]);
 });
 
+test("reports Python only logs wait for the next message that matters, and go before it", async () => {
+  const model = fakeModel();
+  const link = new Link(model, recorder().handlers);
+  link.tell("rtc", { peer: "B", name: "iceGatheringState", value: "gathering" });
+  await tick();
+  assert.equal(model.sent.length, 0); // a state report alone waits for company
+  link.tell("signal", { peer: "B", signal: { type: "ice", candidate: "{}" } });
+  await tick();
+  assert.deepEqual(model.sent, [
+    {
+      content: {
+        type: "batch",
+        messages: [
+          { type: "rtc", peer: "B", name: "iceGatheringState", value: "gathering" },
+          { type: "signal", peer: "B", signal: { type: "ice", candidate: "{}" } },
+        ],
+      },
+    },
+  ]);
+});
+
+test("a report with no company goes on its own after a moment", async () => {
+  const model = fakeModel();
+  const link = new Link(model, recorder().handlers);
+  link.tell("rtc", { peer: "B", name: "connectionState", value: "failed" });
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  assert.deepEqual(model.sent, [{ content: { type: "rtc", peer: "B", name: "connectionState", value: "failed" } }]);
+});
+
 test("a message from Python reaches the handler of its type, with its buffers", () => {
   const model = fakeModel();
   const { calls, handlers } = recorder();
