@@ -67,15 +67,12 @@ export class Link {
    * @param {Model} model
    * @param {Handlers} handlers what to do with each message type from Python
    * @param {object} [options]
-   * @param {(message: Record<string, unknown>) => void} [options.upgrade] fills in what an older Python half
-   *   leaves out, before validation
    * @param {(type: string, problem: string, message: unknown) => void} [options.onProblem] told of every
    *   message that is not acted on (after the console warning)
    */
-  constructor(model, handlers, { upgrade, onProblem } = {}) {
+  constructor(model, handlers, { onProblem } = {}) {
     this.model = model;
     this.handlers = handlers;
-    this.upgrade = upgrade;
     this.onProblem = onProblem;
     /** Messages for Python not sent yet, see tell(). @type {Record<string, unknown>[]} */
     this.batch = [];
@@ -139,9 +136,6 @@ export class Link {
    * @param {unknown} content @param {DataView[]} [buffers]
    */
   receive(content, buffers = []) {
-    if (content && typeof content === "object" && !Array.isArray(content)) {
-      this.upgrade?.(/** @type {Record<string, unknown>} */ (content));
-    }
     const problem = validate("to_browser", content);
     if (problem) {
       const type = /** @type {{type?: unknown}} */ (content)?.type;

@@ -161,14 +161,6 @@ test("an unknown or malformed message is not acted on, and is reported with its 
   assert.match(String(warn.mock.calls[0].arguments[0]), /unknown message type "dial"/);
 });
 
-test("upgrade() runs before validation, so it can fill in what an older Python half leaves out", () => {
-  const model = fakeModel();
-  const { calls, handlers } = recorder();
-  new Link(model, handlers, { upgrade: (m) => void (m.peer ??= "B") });
-  model.fire("msg:custom", { type: "accept" });
-  assert.deepEqual(calls, [["accept", { type: "accept", peer: "B" }, []]]);
-});
-
 test("settings come from the _settings trait and follow its changes", () => {
   const model = fakeModel({ _settings: { ...DEFAULT_SETTINGS, max_log: 7 } });
   const link = new Link(model, recorder().handlers);

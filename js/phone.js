@@ -93,7 +93,6 @@ export class BrowserPhone extends EventTarget {
       )
     );
     this.link = new Link(model, handlers, {
-      upgrade: (message) => this.upgrade(message),
       // A message Python sent that the browser did not act on shows in the widget's log.
       onProblem: (type, problem, message) => {
         const detail = { type, problem, message };
@@ -127,19 +126,6 @@ export class BrowserPhone extends EventTarget {
 
   get remoteStream() {
     return this.shown?.remoteStream ?? null;
-  }
-
-  /**
-   * A Python half older than the widget protocol leaves `peer` out of remote, accept and close: it has one
-   * call at a time. Fill it in from the signal's sender, or the one connection there is, or the `peer` trait.
-   * @param {Record<string, unknown>} message
-   */
-  upgrade(message) {
-    if ("peer" in message || !["remote", "accept", "close"].includes(String(message.type))) return;
-    const signal = /** @type {{from?: unknown} | undefined} */ (message.signal);
-    if (typeof signal?.from === "string") message.peer = signal.from;
-    else if (this.peers.size === 1) message.peer = [...this.peers.keys()][0];
-    else if (this.peers.size === 0) message.peer = this.model.get("peer"); // may be "": then nothing to act on
   }
 
   /**

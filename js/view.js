@@ -202,18 +202,24 @@ export function renderPhone(model, el, phone) {
   function renderLog() {
     logCount.textContent = `(${phone.log.length})`;
     logList.replaceChildren(...phone.log.map(logRow));
+    newLog = [];
   }
 
-  /** @param {Event} e */
-  function appendChat(e) {
-    append(chat, chatRow(/** @type {CustomEvent<ChatEntry>} */ (e).detail), phone.chat.length);
-    chat.scrollTop = chat.scrollHeight;
+  /** Rows that arrived since the last frame. @type {ChatEntry[]} */
+  let newChat = [];
+  /** @type {LogEntry[]} */
+  let newLog = [];
+
+  function appendChat() {
+    for (const entry of newChat) append(chat, chatRow(entry), phone.chat.length);
+    newChat = [];
+    chat.scrollTop = chat.scrollHeight; // reads layout: once per frame, not once per message
   }
 
-  /** @param {Event} e */
-  function appendLog(e) {
+  function appendLog() {
     logCount.textContent = `(${phone.log.length})`;
-    append(logList, logRow(/** @type {CustomEvent<LogEntry>} */ (e).detail), phone.log.length);
+    for (const entry of newLog) append(logList, logRow(entry), phone.log.length);
+    newLog = [];
   }
 
   function renderRtc() {
@@ -248,17 +254,20 @@ export function renderPhone(model, el, phone) {
     );
   }
 
+  // The view follows events at most once per frame: a call's setup brings bursts of them, and redrawing for
+  // each would keep the page's main thread, which runs WebRTC's callbacks too, from the next signaling step.
+  const soon = frameScheduler(abort.signal);
   /** @type {[import("./phone.js").PhoneEvent, (e: Event) => void][]} */
   const events = [
-    ["log", renderLog],
-    ["log-entry", appendLog],
-    ["chat-entry", appendChat],
-    ["rtc", renderRtc],
-    ["stats", renderRtc],
-    ["media", renderMedia],
+    ["log", () => soon(renderLog)],
+    ["log-entry", (e) => (newLog.push(/** @type {CustomEvent<LogEntry>} */ (e).detail), soon(appendLog))],
+    ["chat-entry", (e) => (newChat.push(/** @type {CustomEvent<ChatEntry>} */ (e).detail), soon(appendChat))],
+    ["rtc", () => soon(renderRtc)],
+    ["stats", () => soon(renderRtc)],
+    ["media", () => soon(renderMedia)],
   ];
   for (const [name, fn] of events) phone.addEventListener(name, fn, on);
-  const unfollow = onChanges(model, SHOWN_TRAITS, renderState);
+  const unfollow = onChanges(model, SHOWN_TRAITS, () => soon(renderState));
   renderState();
   renderChat();
   renderLog();
@@ -266,6 +275,40 @@ export function renderPhone(model, el, phone) {
   return () => {
     abort.abort();
     unfollow();
+  };
+}
+
+/**
+ * `soon(fn)` runs `fn` at the next animation frame, once however often it was asked for meanwhile; a timer
+ * stands in where frames do not come (a hidden tab). Nothing runs after `signal` aborts.
+ * @param {AbortSignal} signal
+ */
+function frameScheduler(signal) {
+  /** @type {Set<() => void>} */
+  const due = new Set();
+  let frame = 0;
+  /** @type {ReturnType<typeof setTimeout> | undefined} */
+  let timer;
+  const run = () => {
+    cancelAnimationFrame(frame);
+    clearTimeout(timer);
+    frame = 0;
+    const fns = [...due];
+    due.clear();
+    for (const fn of fns) fn();
+  };
+  signal.addEventListener("abort", () => {
+    cancelAnimationFrame(frame);
+    clearTimeout(timer);
+    due.clear();
+  });
+  return (/** @type {() => void} */ fn) => {
+    if (signal.aborted) return;
+    due.add(fn);
+    if (!frame) {
+      frame = requestAnimationFrame(run);
+      timer = setTimeout(run, 200);
+    }
   };
 }
 
@@ -309,13 +352,20 @@ function logRow(entry) {
   const arrow = { in: "⬇ in", out: "⬆ out", event: "• rtc" }[entry.dir];
   const time = logTime(entry.t);
   const size = logSize(entry);
-  return h("details", { class: `nbcall-log-entry nbcall-${entry.dir}`, dataset: { type: entry.type } }, [
+  const pre = h("pre", {});
+  const row = h("details", { class: `nbcall-log-entry nbcall-${entry.dir}`, dataset: { type: entry.type } }, [
     h("summary", {}, [
       h("span", { class: "nbcall-log-time", textContent: time }),
       h("span", { class: "nbcall-log-dir", textContent: arrow }),
       h("span", { class: "nbcall-log-type", textContent: entry.type }),
       h("span", { class: "nbcall-log-size", textContent: size }),
     ]),
-    h("pre", { textContent: describe(entry.detail) }),
+    pre,
   ]);
+  // The message itself (an SDP can be kilobytes) is laid out when the row is opened: rows arrive while a call
+  // is being set up, on the page's main thread, which WebRTC's callbacks share.
+  row.addEventListener("toggle", () => {
+    if (row.open && !pre.textContent) pre.textContent = describe(entry.detail);
+  });
+  return row;
 }
