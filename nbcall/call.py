@@ -9,7 +9,8 @@ fields an adapter shows. No sockets, threads, widgets or clocks: time comes in a
 seconds) and the adapter calls :meth:`~CallMachine.tick` at :meth:`~CallMachine.deadline`.
 
 The call is one record (``state``, ``peer``, ``error``) over a map of :class:`Link` items, one per peer
-connection, so that a room (several links) can grow from the same machine. A 1:1 call has one link.
+connection. A 1:1 call has one link; a room (docs/rooms.md) has one per other member, and ``room``,
+``members`` and ``invitation`` say which room, who is in it and who invites us.
 """
 
 from __future__ import annotations
@@ -47,7 +48,8 @@ class ToEngine:
 
 @dataclass(frozen=True)
 class Changed:
-    """Fields of the phone that changed: any of ``state``, ``peer``, ``error``, ``online``, ``peers``."""
+    """Fields of the phone that changed: ``state``, ``peer``, ``error``, ``online``, ``peers``, ``room``,
+    ``members``, ``connections`` or ``invitation``."""
 
     fields: dict[str, Any]
 
@@ -81,7 +83,19 @@ class CallMachine:
     online: bool = False
     peers: list[str] = field(default_factory=list)
     links: dict[str, Link] = field(default_factory=dict)
+    #: The room this phone is in ("" when none), its members in the order they joined (this phone included),
+    #: and the state of the connection to each other member.
+    room: str = ""
+    members: list[str] = field(default_factory=list)
+    connections: dict[str, str] = field(default_factory=dict)
+    #: The invitation ringing now: ``{"room", "from", "members"}``, or ``{}``.
+    invitation: dict[str, Any] = field(default_factory=dict)
     _deadline: float | None = None
+    #: Whether we asked the server for a room (invited, or accepted) and wait for, or got, its ``room-state``.
+    _room_asked: bool = False
+    #: While our new room is being made: the invitations sent and refused (all refused: no room).
+    _sent_invites: int = 0
+    _refused_invites: int = 0
     _actions: list[Action] = field(default_factory=list)
 
     # ------------------------------------------------------------------------------------ the outputs
@@ -99,23 +113,53 @@ class CallMachine:
 
     def call(self, peer: object, now: float) -> None:
         """Call ``peer``: the engine makes an offer, and the call rings there until answered or timed out."""
-        if not isinstance(peer, str):
-            raise TypeError(f"call a peer by its ID, a str such as {self._example_peer()!r}, not {peer!r}")
-        if not peer.strip():
-            raise ValueError(f"call a peer by its ID, such as {self._example_peer()!r}, not {peer!r}")
-        if not self.online:
-            raise CallError(f"{self.user_id} is offline: {self.error or 'not connected to a server'}")
-        if self.state not in FREE:
-            raise CallError(f"{self.user_id} is {self.state} with {self.peer!r}; hang up first")
-        if peer == self.user_id:
-            raise CallError(f"{self.user_id} cannot call itself; call one of {self.peers}")
+        peer = self._check_id(peer, "call")
+        self._check_free()
         self.links = {peer: Link(peer, "caller")}
         self._deadline = now + self.ring_timeout
         self._change(state="calling", peer=peer, error="")
         self._engine("start_call", peer, ice_servers=self.ice_servers)
 
+    def invite(self, peers: tuple[object, ...], now: float) -> None:
+        """Invite ``peers`` into this phone's room; an idle phone makes a new room, a 1:1 call becomes one."""
+        if not peers:
+            raise ValueError(f"invite one or more peers by their IDs, such as {self._example_peer()!r}")
+        ids = [self._check_id(p, "invite") for p in peers]
+        if not self.online:
+            raise CallError(f"{self.user_id} is offline: {self.error or 'not connected to a server'}")
+        for peer in ids:
+            if peer in self.members:
+                raise CallError(
+                    f"{peer} is already in {self.user_id}'s room {self.room}; members: {self.members}"
+                )
+        if self.room or self._room_asked:
+            if not self.room:
+                self._sent_invites += len(ids)
+            for peer in ids:
+                self._signal("room-invite", peer, **({"room": self.room} if self.room else {}))
+            return
+        if self.state == "connected" and self.peer:
+            # The 1:1 call becomes a room: its peer joins without ringing and keeps its connection to us.
+            self._room_asked = True
+            self._sent_invites = 1 + sum(1 for p in ids if p != self.peer)
+            self._signal("room-invite", self.peer, link=True)
+            for peer in ids:
+                if peer != self.peer:
+                    self._signal("room-invite", peer)
+            return
+        if self.state not in FREE:
+            raise CallError(
+                f"{self.user_id} is {self.state} with {self.peer!r}; hang up first, or wait until connected"
+            )
+        self._room_asked = True
+        self._sent_invites = len(ids)
+        self.links = {}
+        self._change(state="calling", peer="", error="")
+        for peer in ids:
+            self._signal("room-invite", peer)
+
     def answer(self) -> None:
-        """Answer the incoming call (the phone must be ringing)."""
+        """Answer the incoming call or accept the invitation (the phone must be ringing)."""
         if self.state != "ringing":
             raise CallError(
                 f"{self.user_id} has no incoming call to answer (state {self.state!r}); "
@@ -123,42 +167,84 @@ class CallMachine:
             )
         self._deadline = None
         self._change(state="connecting")
-        self._engine("accept", self.peer)
+        if self.invitation:
+            self._room_asked = True
+            self._signal("room-accept", None, room=self.invitation["room"])
+        else:
+            self._engine("accept", self.peer)
 
     def decline(self, reason: str = "declined") -> None:
-        """Refuse the incoming call; the caller's call ends with ``reason``."""
+        """Refuse the incoming call or invitation; the caller (the inviter) learns ``reason``."""
         if self.state != "ringing":
             raise CallError(f"{self.user_id} has no incoming call to decline (state {self.state!r})")
+        if self.invitation:
+            self._signal("room-decline", None, room=self.invitation["room"], reason=reason)
+            self._end("ended", "")
+            return
         self._signal("decline", self.peer, reason=reason)
         self._end("ended", "")
 
     def hangup(self, reason: str | None = None) -> None:
-        """End the current call on both sides; does nothing when there is no call."""
+        """End the current call on both sides, or leave the room; does nothing when there is neither."""
+        if self.room or self._room_asked:
+            self.leave(reason)
+            return
         if self.state in FREE:
             return
         self._signal("hangup", self.peer, **({"reason": reason} if reason else {}))
         self._end("ended", "")
 
-    def check_send(self) -> None:
-        """Raise :class:`CallError` unless data can be sent now."""
+    def leave(self, reason: str | None = None) -> None:
+        """Leave the room: the others see this phone go and go on among themselves."""
+        if not (self.room or self._room_asked):
+            if self.state == "ringing" and self.invitation:
+                self.decline(reason or "declined")
+            return
+        if self.room:
+            self._signal("room-leave", None, room=self.room, **({"reason": reason} if reason else {}))
+        self._end("ended", "")
+
+    def check_send(self, to: str | None = None) -> None:
+        """Raise :class:`CallError` unless data can be sent now (to ``to``, or to everyone connected)."""
+        if self.room:
+            others = [m for m in self.members if m != self.user_id]
+            if to is not None and to not in others:
+                raise CallError(
+                    f"{to!r} is not in {self.user_id}'s room {self.room}; members: {self.members}"
+                )
+            if not any(self.connections.get(m) == "connected" for m in ([to] if to else others)):
+                raise CallError(
+                    f"{self.user_id} has no open connection to {to or 'any member'} yet; "
+                    "`await phone.wait_for_members()` first"
+                )
+            return
         if self.state != "connected":
             raise CallError(
                 f"{self.user_id} is not in a connected call (state {self.state!r}); "
                 "call a peer and `await phone.wait_for('connected')` first"
             )
+        if to is not None and to != self.peer:
+            raise CallError(f"{self.user_id} is in a call with {self.peer!r}, not {to!r}")
 
     def tick(self, now: float) -> None:
         """Time passed: end a call that rang past :attr:`ring_timeout`."""
         if self._deadline is None or now < self._deadline:
             return
+        self._deadline = None
         waited = f"{self.ring_timeout:g} s"
-        if self.state == "calling":
+        if self.state == "calling" and self.peer:
             self._signal("hangup", self.peer, reason=f"no answer within {waited}")
             self._end("ended", f"{self.peer} did not answer within {waited}")
-        elif self.state == "ringing":
+        elif self.state == "ringing" and not self.invitation:
             self._signal("decline", self.peer, reason=f"not answered within {waited}")
             self._end("ended", f"missed call from {self.peer}: not answered within {waited}")
-        self._deadline = None
+        # Invitations expire at the server (invitation_ttl), which tells both sides.
+
+    def register_fields(self) -> dict[str, Any]:
+        """What this phone adds to ``register``: that it understands rooms, and the room it is in."""
+        if self.room:
+            return {"rooms": True, "room": self.room, "members": list(self.members)}
+        return {"rooms": True}
 
     # ------------------------------------------------------------------------- the signaling server
 
@@ -169,7 +255,7 @@ class CallMachine:
     def signaling_lost(self, reason: str | None) -> None:
         """The connection to the server is gone; ``reason`` is None when we closed it ourselves.
 
-        A call in progress keeps going: the peer-to-peer connection does not need the server.
+        A call or room in progress keeps going: the peer-to-peer connections do not need the server.
         """
         self._change(online=False, peers=[])
         if reason is not None:
@@ -177,7 +263,11 @@ class CallMachine:
 
     def receive(self, message: dict[str, Any], now: float) -> None:
         """A message from the signaling server."""
-        handler = getattr(self, f"_on_{str(message.get('type')).replace('-', '_')}", None)
+        kind = str(message.get("type"))
+        if message.get("room") is not None and kind in ("call", "answer", "ice"):
+            self._on_room_signal(kind, message)
+            return
+        handler = getattr(self, f"_on_{kind.replace('-', '_')}", None)
         if handler is not None:
             handler(message, now)
 
@@ -190,13 +280,14 @@ class CallMachine:
     def _on_left(self, message: dict[str, Any], now: float) -> None:
         gone = message.get("id")
         self._change(peers=[p for p in self.peers if p != gone])
-        if gone == self.peer and self.state in ("calling", "ringing", "connecting"):
+        # In a room, the server keeps an offline member for its grace period and says when it is gone.
+        if not self.room and gone == self.peer and self.state in ("calling", "ringing", "connecting"):
             self._end("failed", f"{gone} went offline")
 
     def _on_call(self, message: dict[str, Any], now: float) -> None:
         caller = str(message.get("from"))
-        if self.state not in FREE:
-            self._signal("busy", caller, reason=f"{self.user_id} is {self.state} with {self.peer}")
+        if self.state not in FREE or self.room or self._room_asked:
+            self._signal("busy", caller, reason=f"{self.user_id} is {self._doing()}")
             return
         self.links = {caller: Link(caller, "callee")}
         self._deadline = now + self.ring_timeout
@@ -233,23 +324,133 @@ class CallMachine:
             self._end("ended", f"{self.peer} is busy: {message.get('reason') or 'in another call'}")
 
     def _on_unavailable(self, message: dict[str, Any], now: float) -> None:
-        if self.state == "calling" and message.get("peer") == self.peer:
+        if self.state == "calling" and not self.room and message.get("peer") == self.peer and self.peer:
             self._end("failed", str(message.get("message") or f"{self.peer} is not online"))
 
     def _on_error(self, message: dict[str, Any], now: float) -> None:
         text = f"signaling server: {message.get('message', 'error')} ({message.get('code')})"
-        if self.state == "calling" and message.get("in_reply_to") == "call":
+        about = message.get("in_reply_to")
+        if self.state == "calling" and about == "call" and not self._room_asked:
             self._end("failed", text)
+        elif about == "room-accept" and self._room_asked and not self.room:
+            self._end("failed", text)  # the invitation we accepted is gone: we are in no room
+        elif about == "room-invite" and self._room_asked and not self.room and self._sent_invites:
+            self._refused_invites += 1
+            self._change(error=text)
+            if self._refused_invites >= self._sent_invites:
+                # Every invitation that would have made our room was refused: there is no room.
+                if self.state == "calling":
+                    self._end("failed", text)
+                else:  # a 1:1 call that was to become a room goes on as it was
+                    self._room_asked = False
+                    self._refused_invites = self._sent_invites = 0
         else:
             self._change(error=text)
+
+    # ------------------------------------------------------------------------------------------- rooms
+
+    def _on_room_state(self, message: dict[str, Any], now: float) -> None:
+        room, members = str(message.get("room")), [str(m) for m in message.get("members", [])]
+        if not self._room_asked or (self.room and room != self.room):
+            return
+        rejoined = bool(message.get("rejoined"))
+        joining = not self.room and self.invitation.get("room") == room
+        if rejoined:
+            members = [*self.members, *(m for m in members if m not in self.members)]
+        self._sent_invites = self._refused_invites = 0
+        self._change(room=room, members=members, invitation={}, peer="")
+        if joining:
+            # The joiner offers to each member already there, except one it is already connected to
+            # (the peer of a 1:1 call that became this room).
+            for member in members:
+                if member != self.user_id and member not in self.links:
+                    self.links[member] = Link(member, "caller")
+                    self._engine("start_call", member, ice_servers=self.ice_servers)
+            self._deadline = None
+            self._change(state="connected")
+        self._update_connections()
+
+    def _on_room_invitation(self, message: dict[str, Any], now: float) -> None:
+        room, inviter = str(message.get("room")), str(message.get("from"))
+        members = [str(m) for m in message.get("members", [])]
+        if message.get("link") and self.state == "connected" and self.peer == inviter and not self.room:
+            # Our 1:1 call becomes a room: join at once, keeping the connection to the inviter.
+            self.invitation = {"room": room, "from": inviter, "members": members}
+            self._room_asked = True
+            self._signal("room-accept", None, room=room)
+            return
+        if self.state not in FREE or self.room or self._room_asked:
+            self._signal("room-decline", None, room=room, reason=f"{self.user_id} is {self._doing()}")
+            return
+        self.links = {}
+        self._change(
+            state="ringing", peer="", error="", invitation={"room": room, "from": inviter, "members": members}
+        )
+        if self.auto_answer:
+            self.answer()
+
+    def _on_room_cancelled(self, message: dict[str, Any], now: float) -> None:
+        if self.invitation.get("room") == message.get("room") and not self.room:
+            self._end("ended", f"the invitation from {message.get('from')} is gone: {message.get('reason')}")
+
+    def _on_room_declined(self, message: dict[str, Any], now: float) -> None:
+        if message.get("room") == self.room:
+            self._change(
+                error=f"{message.get('id')} declined the invitation: {message.get('reason') or 'declined'}"
+            )
+
+    def _on_room_ended(self, message: dict[str, Any], now: float) -> None:
+        if message.get("room") == self.room:
+            reason = str(message.get("reason") or "every invitation was declined or expired")
+            self._end("idle", f"the room ended: {reason}")
+
+    def _on_room_joined(self, message: dict[str, Any], now: float) -> None:
+        member = str(message.get("id"))
+        if message.get("room") != self.room or member == self.user_id:
+            return
+        if member not in self.members:
+            self._change(members=[*self.members, member])
+        # The joiner offers to us; a member we are already connected to (1:1 call, or a rejoin) keeps its link.
+        self.links.setdefault(member, Link(member, "callee"))
+        if self.state == "calling":
+            self._deadline = None
+            self._change(state="connected")
+        self._update_connections()
+
+    def _on_room_left(self, message: dict[str, Any], now: float) -> None:
+        member = str(message.get("id"))
+        if message.get("room") != self.room or member not in self.members:
+            return
+        self._change(members=[m for m in self.members if m != member])
+        if self.links.pop(member, None) is not None:
+            self._engine("close", member)
+        self._update_connections()
+
+    def _on_room_signal(self, kind: str, message: dict[str, Any]) -> None:
+        """An offer, answer or candidate from a member of our room."""
+        sender = str(message.get("from"))
+        if message.get("room") != self.room or sender not in self.members or sender == self.user_id:
+            return
+        link = self.links.get(sender)
+        if kind == "call":
+            if link is None:
+                link = self.links[sender] = Link(sender, "callee")
+            self._engine("remote", sender, signal=message, ice_servers=self.ice_servers)
+            self._engine("accept", sender)
+        elif link is not None:
+            self._engine("remote", sender, signal=message)
+        self._update_connections()
 
     # ------------------------------------------------------------------------------- the media engine
 
     def engine_signal(self, peer: str, signal: dict[str, Any]) -> None:
         """The engine produced an offer, answer or candidate for ``peer``: relay it if the call still wants it."""
         kind = str(signal.get("type"))
-        if peer in self.links and peer == self.peer and self.state in _RELAYED_FROM_ENGINE.get(kind, ()):
-            fields = {k: v for k, v in signal.items() if k not in ("type", "from", "to")}
+        fields = {k: v for k, v in signal.items() if k not in ("type", "from", "to", "room")}
+        if self.room:
+            if peer in self.links and kind in _RELAYED_FROM_ENGINE:
+                self._signal(kind, peer, room=self.room, **fields)
+        elif peer in self.links and peer == self.peer and self.state in _RELAYED_FROM_ENGINE.get(kind, ()):
             self._signal(kind, peer, **fields)
 
     def engine_connection(self, peer: str, connection_state: str) -> None:
@@ -258,6 +459,11 @@ class CallMachine:
         if link is None:
             return
         link.connection = connection_state
+        if self.room:
+            if connection_state in ("failed", "closed"):
+                self._signal("room-link", None, room=self.room, peer=peer, state=connection_state)
+            self._update_connections()
+            return
         if connection_state == "failed" and self.state in IN_CALL:
             if self.state == "connected":
                 why = f"lost the connection to {peer}: it stopped answering (page closed or network down)"
@@ -272,7 +478,12 @@ class CallMachine:
         if link is None:
             return
         link.channel_open = open_
-        if open_ and self.state in ("calling", "connecting"):
+        if self.room:
+            if not open_:
+                link.connection = "closed"
+                self._signal("room-link", None, room=self.room, peer=peer, state="closed")
+            self._update_connections()
+        elif open_ and self.state in ("calling", "connecting"):
             self._deadline = None
             self._change(state="connected")
         elif not open_ and self.state == "connected":
@@ -280,31 +491,73 @@ class CallMachine:
 
     def engine_failed(self, text: str) -> None:
         """A WebRTC step failed in the engine: the call cannot go on (outside a call, only say so)."""
-        if self.state in IN_CALL:
+        if self.state in IN_CALL and not self.room:
             self._signal("hangup", self.peer, reason="failed")
             self._end("failed", text)
         else:
             self._change(error=text)
 
     def engine_lost(self, reason: str) -> None:
-        """The engine lost its peer connections (a reloaded page): end the call, telling the peer."""
-        if self.state in IN_CALL:
+        """The engine lost its peer connections (a reloaded page): end the call or leave the room, saying so."""
+        if self.room or self._room_asked:
+            if self.room:
+                self._signal("room-leave", None, room=self.room, reason=reason)
+            self._end("failed", reason)
+        elif self.state in IN_CALL:
             self._signal("hangup", self.peer)
             self._end("failed", reason)
 
     # -------------------------------------------------------------------------------------- internals
 
+    def _check_id(self, peer: object, verb: str) -> str:
+        if not isinstance(peer, str):
+            raise TypeError(f"{verb} a peer by its ID, a str such as {self._example_peer()!r}, not {peer!r}")
+        if not peer.strip():
+            raise ValueError(f"{verb} a peer by its ID, such as {self._example_peer()!r}, not {peer!r}")
+        if peer == self.user_id:
+            raise CallError(f"{self.user_id} cannot {verb} itself; {verb} one of {self.peers}")
+        return peer
+
+    def _check_free(self) -> None:
+        if not self.online:
+            raise CallError(f"{self.user_id} is offline: {self.error or 'not connected to a server'}")
+        if self.room or self._room_asked:
+            raise CallError(f"{self.user_id} is in room {self.room or '(being made)'}; leave it first")
+        if self.state not in FREE:
+            raise CallError(f"{self.user_id} is {self.state} with {self.peer!r}; hang up first")
+
+    def _doing(self) -> str:
+        if self.room or self._room_asked:
+            return f"in room {self.room or '(being made)'}"
+        return f"{self.state} with {self.peer}"
+
     def _from_peer(self, message: dict[str, Any]) -> bool:
-        return message.get("from") == self.peer and self.peer in self.links
+        return not self.room and message.get("from") == self.peer and self.peer in self.links
 
     def _example_peer(self) -> str:
         return next(iter(self.peers), "B")
 
-    def _signal(self, kind: str, to: str, **fields: Any) -> None:
-        self._actions.append(ToServer({"type": kind, "from": self.user_id, "to": to, **fields}))
+    def _signal(self, kind: str, to: str | None, **fields: Any) -> None:
+        message = {"type": kind, "from": self.user_id, **({"to": to} if to is not None else {}), **fields}
+        self._actions.append(ToServer(message))
 
     def _engine(self, kind: str, peer: str, **fields: Any) -> None:
         self._actions.append(ToEngine({"type": kind, "peer": peer, **fields}))
+
+    def _update_connections(self) -> None:
+        """``connections``: each other member's link as connecting, connected or failed."""
+        shown = {}
+        for member in self.members:
+            if member == self.user_id:
+                continue
+            link = self.links.get(member)
+            if link is not None and link.channel_open:
+                shown[member] = "connected"
+            elif link is not None and link.connection in ("failed", "closed"):
+                shown[member] = "failed"
+            else:
+                shown[member] = "connecting"
+        self._change(connections=shown)
 
     def _change(self, **fields: Any) -> None:
         changed = {k: v for k, v in fields.items() if getattr(self, k) != v}
@@ -318,4 +571,6 @@ class CallMachine:
             self._engine("close", peer)
         self.links = {}
         self._deadline = None
-        self._change(state=state, error=error)
+        self._room_asked = False
+        self._refused_invites = self._sent_invites = 0
+        self._change(state=state, error=error, room="", members=[], connections={}, invitation={})

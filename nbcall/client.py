@@ -34,15 +34,23 @@ class SignalingClient:
     """Registers ``user_id`` at ``url``, then hands every message it receives to ``on_message``.
 
     Callbacks run on the background loop's thread. ``reconnect_delays`` are the waits between attempts to
-    reconnect (the last one repeats); ``None`` disables reconnecting.
+    reconnect (the last one repeats); ``None`` disables reconnecting. ``register_fields()`` returns what to add
+    to each ``register`` message.
     """
 
     def __init__(
-        self, url: str, user_id: str, *, reconnect_delays: tuple[float, ...] | None = (0.25, 0.5, 1, 2, 4, 8)
+        self,
+        url: str,
+        user_id: str,
+        *,
+        reconnect_delays: tuple[float, ...] | None = (0.25, 0.5, 1, 2, 4, 8),
+        register_fields: Callable[[], dict[str, Any]] = dict,
     ) -> None:
         self.url = url
         self.user_id = user_id
         self.reconnect_delays = reconnect_delays
+        #: What to add to each ``register`` (asked anew at every reconnect: a room to rejoin, say).
+        self.register_fields = register_fields
         self._secret = secrets.token_urlsafe(24)
         self._ws: ClientConnection | None = None
         self._outbox: collections.deque[str] = collections.deque()
@@ -64,7 +72,13 @@ class SignalingClient:
                 f"could not connect to the signaling server at {self._safe_url} ({exc or type(exc).__name__}); "
                 "check the URL, or start one with nbcall.serve() or `python -m nbcall serve`"
             ) from None
-        register = {"type": "register", "from": self.user_id, "secret": self._secret, "presence": True}
+        register = {
+            "type": "register",
+            "from": self.user_id,
+            "secret": self._secret,
+            "presence": True,
+            **self.register_fields(),
+        }
         await ws.send(json.dumps(register))
         try:
             reply = json.loads(await asyncio.wait_for(ws.recv(), timeout))

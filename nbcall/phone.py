@@ -97,6 +97,13 @@ class Phone(anywidget.AnyWidget):
     remote_media = traitlets.Dict(read_only=True).tag(sync=True)
     #: Why a wanted medium is missing from the call, and what to do about it ("" when none is).
     media_error = traitlets.Unicode("", read_only=True).tag(sync=True)
+    #: The room this phone is in ("" outside a room), its members in the order they joined (this phone
+    #: included), and the connection to each other member: "connecting", "connected" or "failed".
+    room = traitlets.Unicode("", read_only=True).tag(sync=True)
+    members = traitlets.List(traitlets.Unicode(), read_only=True).tag(sync=True)
+    connections = traitlets.Dict(read_only=True).tag(sync=True)
+    #: The invitation ringing now, ``{"room", "from", "members"}``, or ``{}``.
+    invitation = traitlets.Dict(read_only=True).tag(sync=True)
     #: The received data-channel messages, oldest first (not synced: payloads may be large).
     messages: traitlets.List[Message] = traitlets.List(read_only=True)
 
@@ -127,15 +134,15 @@ class Phone(anywidget.AnyWidget):
             raise ValueError(f"ring_timeout must be a number of seconds > 0, not {ring_timeout!r}")
         servers = config.ice_servers(ice_servers)
         url = config.server_url(server) if server is not None else kernel.default_server().url
-        client = SignalingClient(url, user_id)
+        machine = CallMachine(user_id, auto_answer, servers, ring_timeout=ring_timeout)
+        client = SignalingClient(url, user_id, register_fields=machine.register_fields)
         # Register before the widget exists, so a refused ID (taken, invalid) leaves no dead widget behind.
         registered = kernel.run(client.register(timeout), timeout=timeout + 1)
         super().__init__()
         self._lock = threading.RLock()
         self._client = client
-        self._machine = CallMachine(
-            str(registered.get("id", user_id)), auto_answer, servers, ring_timeout=ring_timeout
-        )
+        self._machine = machine
+        machine.user_id = str(registered.get("id", user_id))
         self.max_messages = max_messages
         self.max_log = max_log
         #: The last statistics summary of the current call (see the widget's statistics panel).
@@ -194,8 +201,25 @@ class Phone(anywidget.AnyWidget):
             self._machine.call(peer, time.monotonic())
             self._carry_out()
 
+    def invite(self, *peer_ids: str) -> None:
+        """Invite peers into this phone's room: an idle phone makes a room, a 1:1 call becomes one.
+
+        Each invited phone rings with :attr:`invitation` set; once one accepts, the room is up and every member
+        connects to every other. Any member may invite. A refusal (the peer declined, is offline, the room is
+        full) comes back in :attr:`error`.
+        """
+        with self._lock:
+            self._machine.invite(peer_ids, time.monotonic())
+            self._carry_out()
+
+    def leave(self) -> None:
+        """Leave the room: the others see this phone go, and go on among themselves."""
+        with self._lock:
+            self._machine.leave()
+            self._carry_out()
+
     def answer(self) -> None:
-        """Answer the incoming call (the phone must be ringing)."""
+        """Answer the incoming call, or accept the invitation into a room (the phone must be ringing)."""
         with self._lock:
             self._machine.answer()
             self._carry_out()
@@ -207,20 +231,22 @@ class Phone(anywidget.AnyWidget):
             self._carry_out()
 
     def hangup(self) -> None:
-        """End the current call on both sides (does nothing when there is no call)."""
+        """End the current call on both sides, or leave the room (does nothing when there is neither)."""
         with self._lock:
             self._machine.hangup()
             self._carry_out()
 
-    def send(self, data: str | bytes | bytearray | memoryview | Any) -> None:
-        """Send ``data`` to the peer on the data channel: str, bytes, or any JSON-serializable value.
+    def send(self, data: str | bytes | bytearray | memoryview | Any, to: str | None = None) -> None:
+        """Send ``data`` on the data channel: str, bytes, or any JSON-serializable value.
 
-        The peer's phone receives the same type. Large payloads are split into frames and reassembled.
+        In a call it goes to the peer; in a room to every other member, or to the member ``to``. The receiver
+        gets the same type. Large payloads are split into frames and reassembled.
         """
         kind, payload = encode(data)
         with self._lock:
-            self._machine.check_send()
-            self._browser({"type": "send", "id": next(self._send_ids), "kind": kind}, [payload])
+            self._machine.check_send(to)
+            command = {"type": "send", "id": next(self._send_ids), "kind": kind}
+            self._browser({**command, "to": to} if to is not None else command, [payload])
 
     def mute(self) -> None:
         """Send silence instead of the microphone (the track stays, disabled); :meth:`unmute` undoes it."""
@@ -274,6 +300,51 @@ class Phone(anywidget.AnyWidget):
         finally:
             self.unobserve(check, "state")
 
+    async def wait_for_members(self, *peer_ids: str, timeout: float = 10) -> list[str]:
+        """Wait until the data channel to each of ``peer_ids`` (all other members when none) is open.
+
+        Returns the members waited for; raises :class:`CallError` when this phone is not in a room (or the room
+        ends meanwhile) or a named member leaves it, :class:`TimeoutError` naming who is not connected yet.
+        """
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[list[str]] = loop.create_future()
+
+        def settle() -> None:
+            if done.done():
+                return
+            asked = bool(self._machine.room or self._machine._room_asked)
+            if not asked and self.state != "ringing":
+                reason = f": {self.error}" if self.error else ""
+                done.set_exception(CallError(f"{self.user_id} is in no room (state {self.state!r}){reason}"))
+                return
+            if not self.room:
+                return  # still being made, or joining
+            others = [m for m in self.members if m != self.user_id]
+            wanted = list(peer_ids) or others
+            gone = [m for m in peer_ids if m not in self.members]
+            if gone:
+                done.set_exception(
+                    CallError(f"{', '.join(gone)} not in {self.user_id}'s room; members: {self.members}")
+                )
+            elif wanted and all(self.connections.get(m) == "connected" for m in wanted):
+                done.set_result(wanted)
+
+        def check(change: Any = None) -> None:
+            loop.call_soon_threadsafe(settle)
+
+        self.observe(check, ["state", "room", "members", "connections"])
+        try:
+            check()
+            return await asyncio.wait_for(done, timeout)
+        except asyncio.TimeoutError:
+            waiting = {m: s for m, s in self.connections.items() if s != "connected"}
+            hint = "" if self._frontend else f"; no browser shows {self.user_id} yet: display it in a cell"
+            raise TimeoutError(
+                f"{self.user_id}'s room did not connect within {timeout} s: {waiting or 'no other member yet'}{hint}"
+            ) from None
+        finally:
+            self.unobserve(check, ["state", "room", "members", "connections"])
+
     @property
     def log(self) -> list[dict[str, Any]]:
         """The signaling log: every message to and from the server, and the peer connection's events.
@@ -312,6 +383,8 @@ class Phone(anywidget.AnyWidget):
 
     def _apply(self, fields: dict[str, Any]) -> None:
         state = fields.get("state")
+        if state in ("calling", "ringing") or "room" in fields:
+            self.stats = {}  # a new call or room: the last one's statistics no longer apply
         if state in ("calling", "ringing"):
             fields = {**fields, "media_error": ""}
         elif state in FREE:
@@ -428,7 +501,11 @@ class Phone(anywidget.AnyWidget):
         self._apply({"error": f"send #{content['id']} failed: {content['message']}"})
 
     def _on_browser_stats(self, content: dict[str, Any], buffers: list[bytes]) -> None:
-        self.stats = content["stats"]
+        if self._machine.room:
+            # In a room, one summary per member, each shaped as a 1:1 call's.
+            self.stats = {**self.stats, content["peer"]: content["stats"]}
+        else:
+            self.stats = content["stats"]
 
     def _on_browser_media(self, content: dict[str, Any], buffers: list[bytes]) -> None:
         self._apply({"local_media": content["local"], "remote_media": content["remote"]})
@@ -466,6 +543,8 @@ class Phone(anywidget.AnyWidget):
         """A button in the widget: the same path as the Python API, errors shown in the widget."""
         actions: dict[str, Callable[[], None]] = {
             "call": lambda: self.call(content.get("peer", "")),
+            "invite": lambda: self.invite(content.get("peer", "")),
+            "leave": self.leave,
             "answer": self.answer,
             "decline": self.decline,
             "hangup": self.hangup,

@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from support import OFFER
 
 from nbcall import widget_protocol
 from nbcall.call import CallMachine, Changed, ToEngine, ToServer
 from nbcall.exceptions import CallError
 
-OFFER = '{"type": "offer", "sdp": "v=0"}'
 ANSWER = '{"type": "answer", "sdp": "v=0"}'
 CANDIDATE = '{"candidate": "candidate:1 1 udp 1 127.0.0.1 5000 typ host", "sdpMid": "0"}'
 

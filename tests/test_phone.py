@@ -18,24 +18,14 @@ from typing import Any
 
 import pytest
 from ipywidgets.widgets import widget as ipywidget
+from support import OFFER, TIMEOUT
+from support import wait_until_sync as wait_until
 from websockets.sync.client import ClientConnection, connect
 
 from nbcall import CallError, Message, Phone, kernel, widget_protocol
 from nbcall.exceptions import DuplicateID, ServerUnreachable
 from nbcall.payload import encode
 from nbcall.server import SignalingServer, serve
-
-TIMEOUT = 5.0
-OFFER = json.dumps({"type": "offer", "sdp": "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n"})
-
-
-def wait_until(condition: Callable[[], object], what: str, timeout: float = TIMEOUT) -> None:
-    """Poll ``condition`` until it holds; fail naming ``what`` at the deadline."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.01)
 
 
 class RawPeer:
