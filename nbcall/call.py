@@ -551,10 +551,10 @@ class CallMachine:
             if member == self.user_id:
                 continue
             link = self.links.get(member)
-            if link is not None and link.channel_open:
-                shown[member] = "connected"
-            elif link is not None and link.connection in ("failed", "closed"):
+            if link is not None and link.connection in ("failed", "closed"):
                 shown[member] = "failed"
+            elif link is not None and link.channel_open:
+                shown[member] = "connected"
             else:
                 shown[member] = "connecting"
         self._change(connections=shown)

@@ -492,3 +492,286 @@ def test_ticks_outside_a_call_do_nothing() -> None:
     m = connected()
     m.tick(1e9)
     assert (m.state, m.actions_to_take()) == ("connected", [])
+
+
+# ------------------------------------------------------------------------------------------- rooms
+
+ROOM = "r-abc"
+
+
+def room_creator(*invited: str) -> CallMachine:
+    """P invited ``invited`` (A by default) and the server made its room."""
+    m = machine()
+    m.invite(invited or ("A",), 0.0)
+    m.receive({"type": "room-state", "room": ROOM, "members": ["P"]}, 0.0)
+    m.actions_to_take()
+    return m
+
+
+def room_with_a() -> CallMachine:
+    """P made a room and A joined; A's offer arrived and the data channel to A is open."""
+    m = room_creator()
+    m.receive({"type": "room-joined", "room": ROOM, "id": "A"}, 1.0)
+    m.receive({"type": "call", "from": "A", "to": "P", "room": ROOM, "sdp": OFFER}, 1.0)
+    m.engine_channel("A", True)
+    m.actions_to_take()
+    return m
+
+
+def invited(**options: Any) -> CallMachine:
+    m = machine(**options)
+    m.receive({"type": "room-invitation", "room": ROOM, "from": "A", "members": ["A", "B"]}, 0.0)
+    if not options.get("auto_answer"):
+        m.actions_to_take()
+    return m
+
+
+def test_inviting_from_idle_asks_the_server_for_a_room_and_calls() -> None:
+    m = machine()
+    m.invite(("A", "B"), 0.0)
+    actions = m.actions_to_take()
+    assert to_server(actions) == [
+        {"type": "room-invite", "from": "P", "to": "A"},
+        {"type": "room-invite", "from": "P", "to": "B"},
+    ]
+    assert changes(actions) == {"state": "calling"}
+    assert to_engine(actions) == []  # no connection until someone joins
+
+
+@pytest.mark.parametrize(("peers", "error"), [((), ValueError), ((7,), TypeError), (("P",), CallError)])
+def test_invite_refuses_nobody_non_ids_and_itself(peers: tuple[object, ...], error: type[Exception]) -> None:
+    m = machine()
+    with pytest.raises(error):
+        m.invite(peers, 0.0)
+    assert (m.state, m.actions_to_take()) == ("idle", [])
+
+
+def test_the_creator_has_its_room_and_keeps_calling_until_someone_joins() -> None:
+    m = machine()
+    m.invite(("A",), 0.0)
+    m.actions_to_take()
+    m.receive({"type": "room-state", "room": ROOM, "members": ["P"]}, 0.0)
+    assert changes(m.actions_to_take()) == {"room": ROOM, "members": ["P"]}
+    assert m.state == "calling"
+    assert m.register_fields() == {"rooms": True, "room": ROOM, "members": ["P"]}
+
+
+def test_a_member_joining_connects_the_creator_and_waits_for_the_joiners_offer() -> None:
+    m = room_creator()
+    m.receive({"type": "room-joined", "room": ROOM, "id": "A"}, 1.0)
+    actions = m.actions_to_take()
+    assert changes(actions) == {
+        "members": ["P", "A"],
+        "state": "connected",
+        "connections": {"A": "connecting"},
+    }
+    assert to_engine(actions) == []  # the joiner offers
+    offer = {"type": "call", "from": "A", "to": "P", "room": ROOM, "sdp": OFFER}
+    m.receive(offer, 1.0)
+    assert to_engine(m.actions_to_take()) == [
+        {"type": "remote", "peer": "A", "signal": offer, "ice_servers": []},
+        {"type": "accept", "peer": "A"},
+    ]
+    m.engine_signal("A", {"type": "answer", "sdp": ANSWER})
+    m.engine_signal("A", {"type": "ice", "candidate": CANDIDATE})
+    assert to_server(m.actions_to_take()) == [
+        {"type": "answer", "from": "P", "to": "A", "room": ROOM, "sdp": ANSWER},
+        {"type": "ice", "from": "P", "to": "A", "room": ROOM, "candidate": CANDIDATE},
+    ]
+    m.engine_channel("A", True)
+    assert changes(m.actions_to_take()) == {"connections": {"A": "connected"}}
+    m.check_send()
+    m.check_send("A")
+
+
+def test_an_invitation_rings_and_accepting_it_joins_and_offers_to_each_member() -> None:
+    m = machine()
+    invitation = {"type": "room-invitation", "room": ROOM, "from": "A", "members": ["A", "B"]}
+    m.receive(invitation, 0.0)
+    assert changes(m.actions_to_take()) == {
+        "state": "ringing",
+        "invitation": {"room": ROOM, "from": "A", "members": ["A", "B"]},
+    }
+    assert m.peer == ""
+    m.answer()
+    actions = m.actions_to_take()
+    assert to_server(actions) == [{"type": "room-accept", "from": "P", "room": ROOM}]
+    assert changes(actions) == {"state": "connecting"}
+    m.receive({"type": "room-state", "room": ROOM, "members": ["A", "B", "P"]}, 1.0)
+    actions = m.actions_to_take()
+    assert to_engine(actions) == [
+        {"type": "start_call", "peer": "A", "ice_servers": []},
+        {"type": "start_call", "peer": "B", "ice_servers": []},
+    ]
+    assert changes(actions) == {
+        "room": ROOM,
+        "members": ["A", "B", "P"],
+        "invitation": {},
+        "state": "connected",
+        "connections": {"A": "connecting", "B": "connecting"},
+    }
+    m.engine_signal("B", {"type": "call", "sdp": OFFER, "framing": "nbcall/1"})
+    assert to_server(m.actions_to_take()) == [
+        {"type": "call", "from": "P", "to": "B", "room": ROOM, "sdp": OFFER, "framing": "nbcall/1"}
+    ]
+
+
+def test_auto_answer_accepts_an_invitation() -> None:
+    m = invited(auto_answer=True)
+    assert to_server(m.actions_to_take()) == [{"type": "room-accept", "from": "P", "room": ROOM}]
+
+
+def test_declining_an_invitation_tells_the_server_why() -> None:
+    m = invited()
+    m.decline("not today")
+    actions = m.actions_to_take()
+    assert to_server(actions) == [{"type": "room-decline", "from": "P", "room": ROOM, "reason": "not today"}]
+    assert changes(actions) == {"state": "ended", "invitation": {}}
+
+
+def test_a_cancelled_invitation_stops_ringing_with_the_reason() -> None:
+    m = invited()
+    m.receive({"type": "room-cancelled", "room": ROOM, "from": "A", "reason": "the invitation expired"}, 60.0)
+    assert changes(m.actions_to_take()) == {
+        "state": "ended",
+        "error": "the invitation from A is gone: the invitation expired",
+        "invitation": {},
+    }
+
+
+def test_a_busy_phone_declines_an_invitation_saying_why() -> None:
+    m = connected()
+    m.receive({"type": "room-invitation", "room": ROOM, "from": "B", "members": ["B"]}, 0.0)
+    assert to_server(m.actions_to_take()) == [
+        {"type": "room-decline", "from": "P", "room": ROOM, "reason": "P is connected with A"}
+    ]
+    assert m.state == "connected"
+
+
+def test_the_inviter_learns_of_a_decline_in_error() -> None:
+    m = room_with_a()
+    m.receive({"type": "room-declined", "room": ROOM, "id": "B", "reason": "not today"}, 2.0)
+    assert changes(m.actions_to_take()) == {"error": "B declined the invitation: not today"}
+    assert m.state == "connected"
+
+
+def test_a_new_room_whose_every_invitation_failed_ends_and_its_creator_is_idle() -> None:
+    m = room_creator()
+    m.receive({"type": "room-ended", "room": ROOM, "reason": "A declined"}, 2.0)
+    actions = m.actions_to_take()
+    assert changes(actions) == {
+        "state": "idle",
+        "error": "the room ended: A declined",
+        "room": "",
+        "members": [],
+    }
+
+
+def test_no_room_when_every_invitation_is_refused_by_the_server() -> None:
+    m = machine()
+    m.invite(("X", "Y"), 0.0)
+    m.actions_to_take()
+    refusal = {
+        "type": "error",
+        "code": "unavailable",
+        "message": "'X' is not online",
+        "in_reply_to": "room-invite",
+    }
+    m.receive(refusal, 0.0)
+    assert m.state == "calling"  # Y may still make the room
+    m.receive({**refusal, "message": "'Y' is not online"}, 0.0)
+    assert (m.state, m.error) == ("failed", "signaling server: 'Y' is not online (unavailable)")
+    assert m.register_fields() == {"rooms": True}
+
+
+def test_a_member_leaving_closes_its_connection_and_the_others_go_on() -> None:
+    m = room_with_a()
+    m.receive({"type": "room-joined", "room": ROOM, "id": "B"}, 2.0)
+    m.actions_to_take()
+    m.receive({"type": "room-left", "room": ROOM, "id": "A", "reason": "left"}, 3.0)
+    actions = m.actions_to_take()
+    assert to_engine(actions) == [{"type": "close", "peer": "A"}]
+    assert changes(actions) == {"members": ["P", "B"], "connections": {"B": "connecting"}}
+    assert m.state == "connected"
+
+
+def test_leaving_tells_the_server_and_closes_every_connection() -> None:
+    m = room_with_a()
+    m.receive({"type": "room-joined", "room": ROOM, "id": "B"}, 2.0)
+    m.actions_to_take()
+    m.hangup()  # hangup in a room is leave
+    actions = m.actions_to_take()
+    assert to_server(actions) == [{"type": "room-leave", "from": "P", "room": ROOM}]
+    assert sorted(c["peer"] for c in to_engine(actions)) == ["A", "B"]
+    assert (m.state, m.room, m.members, m.connections, m.links) == ("ended", "", [], {}, {})
+
+
+def test_sending_in_a_room_needs_an_open_connection_to_a_member() -> None:
+    m = room_creator()
+    m.receive({"type": "room-joined", "room": ROOM, "id": "A"}, 1.0)
+    with pytest.raises(CallError, match="no open connection to any member yet"):
+        m.check_send()
+    m.engine_channel("A", True)
+    with pytest.raises(CallError, match=r"'Z' is not in P's room r-abc; members: \['P', 'A'\]"):
+        m.check_send("Z")
+
+
+def test_a_lost_connection_in_a_room_is_reported_to_the_server() -> None:
+    m = room_with_a()
+    m.engine_connection("A", "failed")
+    actions = m.actions_to_take()
+    assert to_server(actions) == [
+        {"type": "room-link", "from": "P", "room": ROOM, "peer": "A", "state": "failed"}
+    ]
+    assert changes(actions) == {"connections": {"A": "failed"}}
+    assert m.state == "connected"
+
+
+def test_room_signals_from_outside_the_room_are_ignored() -> None:
+    m = room_with_a()
+    m.receive({"type": "call", "from": "Z", "to": "P", "room": ROOM, "sdp": OFFER}, 1.0)
+    m.receive({"type": "ice", "from": "A", "to": "P", "room": "r-other", "candidate": CANDIDATE}, 1.0)
+    assert m.actions_to_take() == []
+
+
+def test_a_1_to_1_call_becomes_a_room_keeping_its_connection() -> None:
+    m = connected()  # P called A
+    m.invite(("C",), 5.0)
+    assert to_server(m.actions_to_take()) == [
+        {"type": "room-invite", "from": "P", "to": "A", "link": True},
+        {"type": "room-invite", "from": "P", "to": "C"},
+    ]
+    m.receive({"type": "room-state", "room": ROOM, "members": ["P"]}, 5.0)
+    m.receive({"type": "room-joined", "room": ROOM, "id": "A"}, 5.0)
+    actions = m.actions_to_take()
+    assert to_engine(actions) == []  # the link to A stays as it is
+    assert (m.state, m.peer, m.room, m.members) == ("connected", "", ROOM, ["P", "A"])
+    assert m.connections == {"A": "connected"}
+
+
+def test_the_peer_of_a_1_to_1_call_joins_its_room_without_ringing() -> None:
+    m = connected()  # P called A
+    m.receive({"type": "room-invitation", "room": ROOM, "from": "A", "members": ["A"], "link": True}, 5.0)
+    assert to_server(m.actions_to_take()) == [{"type": "room-accept", "from": "P", "room": ROOM}]
+    assert m.state == "connected"
+    m.receive({"type": "room-state", "room": ROOM, "members": ["A", "P"]}, 5.0)
+    actions = m.actions_to_take()
+    assert to_engine(actions) == []  # already connected to A: no new offer
+    assert (m.room, m.peer, m.connections) == (ROOM, "", {"A": "connected"})
+
+
+def test_a_rejoin_after_a_restart_keeps_the_members_and_makes_no_offer() -> None:
+    m = room_with_a()
+    m.receive({"type": "room-state", "room": ROOM, "members": ["P"], "rejoined": True}, 9.0)
+    m.receive({"type": "room-joined", "room": ROOM, "id": "A"}, 9.0)
+    actions = m.actions_to_take()
+    assert to_engine(actions) == [] and to_server(actions) == []
+    assert (m.members, m.connections) == (["P", "A"], {"A": "connected"})
+
+
+def test_a_1_to_1_call_to_a_room_member_gets_busy() -> None:
+    m = room_with_a()
+    m.receive({"type": "call", "from": "B", "to": "P", "sdp": OFFER}, 1.0)
+    assert to_server(m.actions_to_take()) == [
+        {"type": "busy", "from": "P", "to": "B", "reason": "P is in room r-abc"}
+    ]
