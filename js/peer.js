@@ -45,14 +45,14 @@ const STATES = /** @type {const} */ ([
 
 export class PeerLink {
   /**
-   * Open a peer connection to `peer` with these STUN/TURN servers; negotiation starts with offer() (we call)
-   * or takeOffer() (they call).
-   * @param {string} peer @param {RTCIceServer[]} iceServers @param {PeerHost} host
+   * Open a peer connection to `peer` with this configuration (STUN/TURN servers, ICE transport policy);
+   * negotiation starts with offer() (we call) or takeOffer() (they call).
+   * @param {string} peer @param {RTCConfiguration} config @param {PeerHost} host
    */
-  constructor(peer, iceServers, host) {
+  constructor(peer, config, host) {
     this.peer = peer;
     this.host = host;
-    this.pc = new RTCPeerConnection({ iceServers });
+    this.pc = new RTCPeerConnection(config);
     this.closed = false;
     /** Candidates that arrived before the remote description they belong to. @type {RTCIceCandidateInit[]} */
     this.pending = [];

@@ -32,13 +32,13 @@ const decoder = new TextDecoder();
  * @type {{[K in ToBrowserType]: (phone: BrowserPhone, message: ToBrowser[K], buffers: DataView[]) => void}}
  */
 export const FROM_PYTHON = {
-  start_call(phone, { peer, ice_servers }) {
-    const link = phone.open(peer, ice_servers);
+  start_call(phone, { peer, ice_servers, ice_transport_policy }) {
+    const link = phone.open(peer, { iceServers: ice_servers, iceTransportPolicy: ice_transport_policy ?? "all" });
     link.step(() => link.offer());
   },
-  remote(phone, { peer, signal, ice_servers }) {
+  remote(phone, { peer, signal, ice_servers, ice_transport_policy }) {
     if (signal.type === "call") {
-      const link = phone.open(peer, ice_servers ?? []);
+      const link = phone.open(peer, { iceServers: ice_servers ?? [], iceTransportPolicy: ice_transport_policy ?? "all" });
       link.step(() => link.takeOffer(signal));
       return;
     }
@@ -130,11 +130,11 @@ export class BrowserPhone extends EventTarget {
 
   /**
    * A new connection to `peer` (replacing any we had with it).
-   * @param {string} peer @param {RTCIceServer[]} iceServers
+   * @param {string} peer @param {RTCConfiguration} config the STUN/TURN servers and the ICE transport policy
    */
-  open(peer, iceServers) {
+  open(peer, config) {
     this.close(peer);
-    const link = new PeerLink(peer, iceServers, this.host);
+    const link = new PeerLink(peer, config, this.host);
     this.peers.set(peer, link);
     this.shown = link;
     this.emit("rtc");

@@ -21,8 +21,11 @@ export { spec };
 /**
  * What Python sends, by type.
  * @typedef {{
- *   start_call: {type: "start_call", peer: string, ice_servers: RTCIceServer[]},
- *   remote: {type: "remote", peer: string, signal: Signal, ice_servers?: RTCIceServer[]},
+ *   start_call: {type: "start_call", peer: string, ice_servers: RTCIceServer[], ice_transport_policy?: RTCIceTransportPolicy},
+ *   remote: {
+ *     type: "remote", peer: string, signal: Signal, ice_servers?: RTCIceServer[],
+ *     ice_transport_policy?: RTCIceTransportPolicy,
+ *   },
  *   accept: {type: "accept", peer: string},
  *   close: {type: "close", peer: string},
  *   send: {type: "send", id: number | string, kind: Kind, to?: string},

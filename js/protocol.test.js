@@ -43,7 +43,10 @@ test("every setting has a default for a Python half that gives none", () => {
 });
 
 test("optional fields are told apart from required ones", () => {
-  assert.deepEqual(MESSAGES.to_browser.get("remote"), { required: ["peer", "signal"], optional: ["ice_servers"] });
+  assert.deepEqual(MESSAGES.to_browser.get("remote"), {
+    required: ["peer", "signal"],
+    optional: ["ice_servers", "ice_transport_policy"],
+  });
   assert.deepEqual(MESSAGES.to_python.get("hello"), { required: [], optional: [] });
 });
 

@@ -77,6 +77,8 @@ class CallMachine:
     ice_servers: list[dict[str, Any]] = field(default_factory=list)
     #: Seconds an unanswered call rings before it ends, on both sides.
     ring_timeout: float = 30.0
+    #: "all", or "relay" to connect only through a TURN server.
+    ice_transport_policy: str = "all"
     state: str = "idle"
     peer: str = ""
     error: str = ""
@@ -118,7 +120,7 @@ class CallMachine:
         self.links = {peer: Link(peer, "caller")}
         self._deadline = now + self.ring_timeout
         self._change(state="calling", peer=peer, error="")
-        self._engine("start_call", peer, ice_servers=self.ice_servers)
+        self._engine("start_call", peer, **self._rtc_config())
 
     def invite(self, peers: tuple[object, ...], now: float) -> None:
         """Invite ``peers`` into this phone's room; an idle phone makes a new room, a 1:1 call becomes one."""
@@ -292,7 +294,7 @@ class CallMachine:
         self.links = {caller: Link(caller, "callee")}
         self._deadline = now + self.ring_timeout
         self._change(state="ringing", peer=caller, error="")
-        self._engine("remote", caller, signal=message, ice_servers=self.ice_servers)
+        self._engine("remote", caller, signal=message, **self._rtc_config())
         if self.auto_answer:
             self.answer()
 
@@ -365,7 +367,7 @@ class CallMachine:
             for member in members:
                 if member != self.user_id and member not in self.links:
                     self.links[member] = Link(member, "caller")
-                    self._engine("start_call", member, ice_servers=self.ice_servers)
+                    self._engine("start_call", member, **self._rtc_config())
             self._deadline = None
             self._change(state="connected")
         self._update_connections()
@@ -435,7 +437,7 @@ class CallMachine:
         if kind == "call":
             if link is None:
                 link = self.links[sender] = Link(sender, "callee")
-            self._engine("remote", sender, signal=message, ice_servers=self.ice_servers)
+            self._engine("remote", sender, signal=message, **self._rtc_config())
             self._engine("accept", sender)
         elif link is not None:
             self._engine("remote", sender, signal=message)
@@ -533,6 +535,12 @@ class CallMachine:
 
     def _from_peer(self, message: dict[str, Any]) -> bool:
         return not self.room and message.get("from") == self.peer and self.peer in self.links
+
+    def _rtc_config(self) -> dict[str, Any]:
+        """How the engine makes a peer connection: the STUN/TURN servers, and the policy when not the default."""
+        if self.ice_transport_policy == "all":
+            return {"ice_servers": self.ice_servers}
+        return {"ice_servers": self.ice_servers, "ice_transport_policy": self.ice_transport_policy}
 
     def _example_peer(self) -> str:
         return next(iter(self.peers), "B")

@@ -10,7 +10,7 @@ import urllib.parse
 from collections.abc import Iterable
 from typing import Any
 
-__all__ = ["ice_servers", "server_url"]
+__all__ = ["ice_servers", "ice_transport_policy", "server_url"]
 
 _ICE_SCHEMES = ("stun:", "stuns:", "turn:", "turns:")
 # http(s) is what people copy from a browser's address bar: the same host and port, as a websocket.
@@ -75,3 +75,12 @@ def _ice_server(entry: Any, n: int) -> dict[str, Any]:
         if key in entry and not isinstance(entry[key], str):
             raise TypeError(f"{where}[{key!r}] must be a str, not {type(entry[key]).__name__}")
     return dict(entry)
+
+
+def ice_transport_policy(policy: object) -> str:
+    """``"all"`` (any candidate) or ``"relay"`` (only through a TURN server), as RTCConfiguration names them."""
+    if policy not in ("all", "relay"):
+        raise ValueError(
+            f"ice_transport_policy must be 'all' (direct or relayed) or 'relay' (only through TURN), not {policy!r}"
+        )
+    return str(policy)

@@ -57,7 +57,8 @@ class Phone(anywidget.AnyWidget):
     ``server`` is the URL of a signaling server (``ws://host:port/ws``); without one, the kernel starts a server
     on 127.0.0.1 on first use. ``auto_answer`` answers incoming calls at once. ``ice_servers`` lists STUN/TURN
     servers (URL strings or ``{"urls": ..., "username": ..., "credential": ...}``); none by default, which
-    connects peers that can reach each other directly. ``max_messages`` bounds :attr:`messages`,
+    connects peers that can reach each other directly. ``ice_transport_policy="relay"`` connects only through
+    a TURN server (to see a relay at work, or to hide this machine's addresses). ``max_messages`` bounds :attr:`messages`,
     ``max_log`` bounds :attr:`log`. ``timeout`` bounds the registration with the server, in seconds;
     ``ring_timeout`` how long a call rings unanswered before it ends.
 
@@ -116,6 +117,7 @@ class Phone(anywidget.AnyWidget):
         audio: bool | dict[str, Any] = False,
         auto_answer: bool = False,
         ice_servers: Iterable[str | dict[str, Any]] = (),
+        ice_transport_policy: str = "all",
         max_messages: int = 100,
         max_log: int = 500,
         timeout: float = 10,
@@ -133,8 +135,11 @@ class Phone(anywidget.AnyWidget):
         if not ring_timeout > 0:
             raise ValueError(f"ring_timeout must be a number of seconds > 0, not {ring_timeout!r}")
         servers = config.ice_servers(ice_servers)
+        policy = config.ice_transport_policy(ice_transport_policy)
         url = config.server_url(server) if server is not None else kernel.default_server().url
-        machine = CallMachine(user_id, auto_answer, servers, ring_timeout=ring_timeout)
+        machine = CallMachine(
+            user_id, auto_answer, servers, ring_timeout=ring_timeout, ice_transport_policy=policy
+        )
         client = SignalingClient(url, user_id, register_fields=machine.register_fields)
         # Register before the widget exists, so a refused ID (taken, invalid) leaves no dead widget behind.
         registered = kernel.run(client.register(timeout), timeout=timeout + 1)

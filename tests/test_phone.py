@@ -584,3 +584,21 @@ def test_shutting_down_is_not_reported_as_going_offline(
 async def _stop(server: SignalingServer) -> None:
     server.close()
     await server.wait_closed()
+
+
+def test_a_relay_only_phone_asks_its_browser_for_relay_only_connections(make_phone, raw_peer) -> None:
+    raw_peer("A")
+    turn = {"urls": "turn:127.0.0.1:3478", "username": "u", "credential": "p"}
+    phone = make_phone("P", ice_servers=[turn], ice_transport_policy="relay")
+    phone.call("A")
+    assert phone._to_browser[-1][0] == {
+        "type": "start_call",
+        "peer": "A",
+        "ice_servers": [turn],
+        "ice_transport_policy": "relay",
+    }
+
+
+def test_an_unknown_ice_transport_policy_is_refused(server) -> None:
+    with pytest.raises(ValueError, match="ice_transport_policy must be 'all' .* or 'relay'"):
+        Phone("P", server=server.url, ice_transport_policy="direct")
