@@ -270,6 +270,28 @@ class Phone(anywidget.AnyWidget):
         self._callbacks.append(callback)
         return callback
 
+    async def next_message(self, timeout: float = 10) -> Message:
+        """The next data-channel message this phone receives (one that arrives after this call).
+
+        Raises :class:`TimeoutError` when none arrives within ``timeout`` seconds. Lessons and scripts use it
+        instead of polling :attr:`messages`.
+        """
+        loop = asyncio.get_running_loop()
+        arrived: asyncio.Future[Message] = loop.create_future()
+
+        def take(message: Message) -> None:
+            loop.call_soon_threadsafe(lambda: arrived.done() or arrived.set_result(message))
+
+        self._callbacks.append(take)
+        try:
+            return await asyncio.wait_for(arrived, timeout)
+        except asyncio.TimeoutError:
+            raise TimeoutError(
+                f"{self.user_id} received no message within {timeout} s (state {self.state!r})"
+            ) from None
+        finally:
+            self._callbacks.remove(take)
+
     async def wait_for(self, *states: str, timeout: float = 10) -> str:
         """Wait until the phone reaches one of ``states``; raises :class:`CallError` if the call ends first."""
         unknown = set(states) - set(STATES)

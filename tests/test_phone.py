@@ -602,3 +602,15 @@ def test_a_relay_only_phone_asks_its_browser_for_relay_only_connections(make_pho
 def test_an_unknown_ice_transport_policy_is_refused(server) -> None:
     with pytest.raises(ValueError, match="ice_transport_policy must be 'all' .* or 'relay'"):
         Phone("P", server=server.url, ice_transport_policy="direct")
+
+
+async def test_next_message_returns_the_next_message_not_an_earlier_one(make_phone, raw_peer) -> None:
+    phone = connected(make_phone("P"), raw_peer("A"))
+    receive(phone, "earlier")
+    waiting = asyncio.create_task(phone.next_message(timeout=TIMEOUT))
+    await asyncio.sleep(0)
+    receive(phone, {"n": 2})
+    message = await waiting
+    assert (message.data, message.sender) == ({"n": 2}, "A")
+    with pytest.raises(TimeoutError, match="P received no message within 0.1 s"):
+        await phone.next_message(timeout=0.1)
