@@ -19,7 +19,14 @@
  *   local_media: Partial<import("./protocol.js").MediaFlags> | undefined,
  *   remote_media: Partial<import("./protocol.js").MediaFlags> | undefined,
  *   media_error: string,
+ *   room: string,
+ *   members: string[],
+ *   connections: Record<string, string>,
+ *   invitation: {room?: string, from?: string, members?: string[]},
+ *   stepping: boolean,
+ *   held: HeldMessage[],
  * }} Traits
+ * @typedef {{type: string, to: string, peer_will: string, after_us: string, after_peer: string}} HeldMessage
  */
 
 /**

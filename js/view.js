@@ -2,7 +2,9 @@
 // shows comes from format.js.
 
 import { candidateText, describe, logSize, logTime, rtpRows, sparkPoints, statusText } from "./format.js";
+import { h } from "./dom.js";
 import { onChanges } from "./model.js";
+import { renderSteps } from "./steps.js";
 
 /**
  * @typedef {import("./model.js").Model} Model
@@ -15,26 +17,6 @@ import { onChanges } from "./model.js";
 const SHOWN_TRAITS = [
   "state", "peer", "peers", "error", "online", "server_url", "user_id", "mic_on", "camera_on", "local_media",
 ];
-
-/**
- * An element with properties (or attributes, for names that are not properties), `class`, `dataset`.
- * @template {keyof HTMLElementTagNameMap} T
- * @param {T} tag
- * @param {Record<string, string | boolean | Record<string, string>>} props
- * @param {(Node | string)[]} children
- * @returns {HTMLElementTagNameMap[T]}
- */
-function h(tag, props = {}, children = []) {
-  const el = document.createElement(tag);
-  for (const [k, v] of Object.entries(props)) {
-    if (k === "class") el.className = String(v);
-    else if (k === "dataset") Object.assign(el.dataset, v);
-    else if (k in el) /** @type {Record<string, unknown>} */ (/** @type {unknown} */ (el))[k] = v;
-    else el.setAttribute(k, String(v));
-  }
-  el.append(...children);
-  return el;
-}
 
 /**
  * Build the phone's DOM in `el`; returns the cleanup.
@@ -90,6 +72,8 @@ export function renderPhone(model, el, phone) {
     h("details", { class: "nbcall-log-details" }, [h("summary", {}, ["Signaling log ", logCount]), logList]),
     h("details", { class: "nbcall-rtc-details" }, [h("summary", {}, ["Connection and statistics"]), sparks, rtcTable]),
   ]);
+  const steps = renderSteps(model, ui);
+  root.querySelector(".nbcall-log-details")?.before(steps.element);
   el.append(root);
 
   callBtn.addEventListener("click", () => peerSelect.value && ui("call", peerSelect.value), on);
@@ -122,7 +106,7 @@ export function renderPhone(model, el, phone) {
     badge.className = `nbcall-badge nbcall-${state}`;
     // The URL's query may hold the server's token: show where, not the credential.
     const where = model.get("server_url").split("?")[0];
-    server.textContent = online ? `online at ${where}` : `offline (${where})`;
+    server.textContent = !where ? "no signaling server: connect by copying text" : online ? `online at ${where}` : `offline (${where})`;
     status.textContent = statusText(state, peer);
     error.textContent = model.get("error");
     const previous = peerSelect.value;
@@ -275,6 +259,7 @@ export function renderPhone(model, el, phone) {
   return () => {
     abort.abort();
     unfollow();
+    steps.cleanup();
   };
 }
 

@@ -66,6 +66,9 @@ class Link:
     #: The RTCPeerConnection's connectionState ("new" until the engine reports one).
     connection: str = "new"
     channel_open: bool = False
+    #: ICE candidates our engine produced for this link, and those that came from the peer.
+    sent_candidates: int = 0
+    received_candidates: int = 0
 
 
 @dataclass
@@ -77,6 +80,8 @@ class CallMachine:
     ice_servers: list[dict[str, Any]] = field(default_factory=list)
     #: Seconds an unanswered call rings before it ends, on both sides.
     ring_timeout: float = 30.0
+    #: Seconds a call may stay "connecting" before it fails, saying what ICE saw.
+    connect_timeout: float = 20.0
     #: "all", or "relay" to connect only through a TURN server.
     ice_transport_policy: str = "all"
     state: str = "idle"
@@ -160,14 +165,17 @@ class CallMachine:
         for peer in ids:
             self._signal("room-invite", peer)
 
-    def answer(self) -> None:
-        """Answer the incoming call or accept the invitation (the phone must be ringing)."""
+    def answer(self, now: float | None = None) -> None:
+        """Answer the incoming call or accept the invitation (the phone must be ringing).
+
+        With ``now``, the call must connect within :attr:`connect_timeout` of it.
+        """
         if self.state != "ringing":
             raise CallError(
                 f"{self.user_id} has no incoming call to answer (state {self.state!r}); "
                 "wait for one with `await phone.wait_for('ringing')`"
             )
-        self._deadline = None
+        self._deadline = None if self.invitation or now is None else now + self.connect_timeout
         self._change(state="connecting")
         if self.invitation:
             self._room_asked = True
@@ -236,10 +244,13 @@ class CallMachine:
         waited = f"{self.ring_timeout:g} s"
         if self.state == "calling" and self.peer:
             self._signal("hangup", self.peer, reason=f"no answer within {waited}")
-            self._end("ended", f"{self.peer} did not answer within {waited}")
+            self._end("ended", f"{self.peer} did not answer within {waited}: no answer arrived")
         elif self.state == "ringing" and not self.invitation:
             self._signal("decline", self.peer, reason=f"not answered within {waited}")
             self._end("ended", f"missed call from {self.peer}: not answered within {waited}")
+        elif self.state == "connecting" and self.peer in self.links:
+            self._signal("hangup", self.peer, reason="could not connect")
+            self._end("failed", self._why_not_connected(self.links[self.peer]))
         # Invitations expire at the server (invitation_ttl), which tells both sides.
 
     def register_fields(self) -> dict[str, Any]:
@@ -296,17 +307,18 @@ class CallMachine:
         self._change(state="ringing", peer=caller, error="")
         self._engine("remote", caller, signal=message, **self._rtc_config())
         if self.auto_answer:
-            self.answer()
+            self.answer(now)
 
     def _on_answer(self, message: dict[str, Any], now: float) -> None:
         if self.state == "calling" and self._from_peer(message):
-            self._deadline = None
+            self._deadline = now + self.connect_timeout
             self._change(state="connecting")
             self._engine("remote", self.peer, signal=message)
 
     def _on_ice(self, message: dict[str, Any], now: float) -> None:
         # A candidate that arrives after the call ended (or from anyone else) has no connection to go to.
         if self.state in IN_CALL and self._from_peer(message):
+            self.links[self.peer].received_candidates += 1
             self._engine("remote", self.peer, signal=message)
 
     def _on_hangup(self, message: dict[str, Any], now: float) -> None:
@@ -334,6 +346,8 @@ class CallMachine:
         about = message.get("in_reply_to")
         if self.state == "calling" and about == "call" and not self._room_asked:
             self._end("failed", text)
+        elif about == "register" and self.room:
+            self._end("failed", f"{text}; the room went on without this phone")  # a rejoin was refused
         elif about == "room-accept" and self._room_asked and not self.room:
             self._end("failed", text)  # the invitation we accepted is gone: we are in no room
         elif about == "room-invite" and self._room_asked and not self.room and self._sent_invites:
@@ -423,6 +437,9 @@ class CallMachine:
         member = str(message.get("id"))
         if message.get("room") != self.room or member not in self.members:
             return
+        if member == self.user_id:  # the server removed us (the others lost their connections to us)
+            self._end("failed", f"removed from room {self.room}: {message.get('reason') or 'by the server'}")
+            return
         self._change(members=[m for m in self.members if m != member])
         if self.links.pop(member, None) is not None:
             self._engine("close", member)
@@ -453,6 +470,8 @@ class CallMachine:
             if peer in self.links and kind in _RELAYED_FROM_ENGINE:
                 self._signal(kind, peer, room=self.room, **fields)
         elif peer in self.links and peer == self.peer and self.state in _RELAYED_FROM_ENGINE.get(kind, ()):
+            if kind == "ice":
+                self.links[peer].sent_candidates += 1
             self._signal(kind, peer, **fields)
 
     def engine_connection(self, peer: str, connection_state: str) -> None:
@@ -535,6 +554,21 @@ class CallMachine:
 
     def _from_peer(self, message: dict[str, Any]) -> bool:
         return not self.room and message.get("from") == self.peer and self.peer in self.links
+
+    def _why_not_connected(self, link: Link) -> str:
+        """Why a call stayed connecting: what ICE had to work with, in words."""
+        waited = f"within {self.connect_timeout:g} s"
+        if not link.received_candidates:
+            return (
+                f"could not connect to {link.peer} {waited}: no ICE candidate arrived from it "
+                f"({link.sent_candidates} sent from here), so there was no candidate pair to check "
+                "(were its candidates dropped on the way?)"
+            )
+        return (
+            f"could not connect to {link.peer} {waited}: no candidate pair succeeded "
+            f"({link.sent_candidates} local and {link.received_candidates} remote candidates; "
+            f"connection {link.connection})"
+        )
 
     def _rtc_config(self) -> dict[str, Any]:
         """How the engine makes a peer connection: the STUN/TURN servers, and the policy when not the default."""

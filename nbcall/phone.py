@@ -19,17 +19,19 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, Literal
 
 import anywidget
 import traitlets
 
-from . import config, kernel, widget_protocol
+from . import config, kernel, manual, widget_protocol
 from .call import FREE, IN_CALL, STATES, CallMachine, Changed, ToEngine, ToServer
 from .client import SignalingClient
 from .exceptions import CallError
+from .faults import Faults, FaultyOutbox
 from .media import device_names, media_advice
 from .payload import Message, decode, encode
+from .steps import explain_step
 
 __all__ = ["STATES", "Phone"]
 
@@ -105,6 +107,11 @@ class Phone(anywidget.AnyWidget):
     connections = traitlets.Dict(read_only=True).tag(sync=True)
     #: The invitation ringing now, ``{"room", "from", "members"}``, or ``{}``.
     invitation = traitlets.Dict(read_only=True).tag(sync=True)
+    #: Step-through negotiation: while on, outgoing signaling messages wait in :attr:`held` for :meth:`step`.
+    stepping = traitlets.Bool(False).tag(sync=True)
+    #: The signaling messages waiting for :meth:`step`, oldest first, each with what it will do
+    #: (``{"message", "type", "to", "peer_will", "after_us", "after_peer"}``).
+    held: traitlets.List[dict[str, Any]] = traitlets.List(read_only=True).tag(sync=True)
     #: The received data-channel messages, oldest first (not synced: payloads may be large).
     messages: traitlets.List[Message] = traitlets.List(read_only=True)
 
@@ -112,7 +119,7 @@ class Phone(anywidget.AnyWidget):
         self,
         user_id: str,
         *,
-        server: str | None = None,
+        server: str | Literal[False] | None = None,
         video: bool | dict[str, Any] = False,
         audio: bool | dict[str, Any] = False,
         auto_answer: bool = False,
@@ -122,6 +129,8 @@ class Phone(anywidget.AnyWidget):
         max_log: int = 500,
         timeout: float = 10,
         ring_timeout: float = 30,
+        step: bool = False,
+        faults: Faults | dict[str, Any] | None = None,
     ) -> None:
         if not isinstance(user_id, str) or not user_id.strip():
             raise ValueError(f"user_id must be a non-empty string, not {user_id!r}")
@@ -136,18 +145,31 @@ class Phone(anywidget.AnyWidget):
             raise ValueError(f"ring_timeout must be a number of seconds > 0, not {ring_timeout!r}")
         servers = config.ice_servers(ice_servers)
         policy = config.ice_transport_policy(ice_transport_policy)
-        url = config.server_url(server) if server is not None else kernel.default_server().url
+        self._faults = Faults.of(faults)
         machine = CallMachine(
             user_id, auto_answer, servers, ring_timeout=ring_timeout, ice_transport_policy=policy
         )
-        client = SignalingClient(url, user_id, register_fields=machine.register_fields)
-        # Register before the widget exists, so a refused ID (taken, invalid) leaves no dead widget behind.
-        registered = kernel.run(client.register(timeout), timeout=timeout + 1)
+        client: SignalingClient | None = None
+        if server is False:
+            # Manual signaling: the offer and answer travel as text the user copies (create_offer()).
+            url, registered = "", {"type": "registered", "id": user_id, "peers": []}
+        else:
+            url = config.server_url(server) if server is not None else kernel.default_server().url
+            client = SignalingClient(url, user_id, register_fields=machine.register_fields)
+            # Register before the widget exists, so a refused ID (taken, invalid) leaves no dead widget behind.
+            registered = kernel.run(client.register(timeout), timeout=timeout + 1)
         super().__init__()
         self._lock = threading.RLock()
         self._client = client
         self._machine = machine
         machine.user_id = str(registered.get("id", user_id))
+        self._outbox = (
+            self._transmit
+            if self._faults is None
+            else FaultyOutbox(self._faults, self._transmit, self._later, self._dropped)
+        )
+        self._manual_out: list[dict[str, Any]] = []
+        self._gathered: dict[str, asyncio.Future[None]] = {}
         self.max_messages = max_messages
         self.max_log = max_log
         #: The last statistics summary of the current call (see the widget's statistics panel).
@@ -171,14 +193,18 @@ class Phone(anywidget.AnyWidget):
             self.set_trait("audio", audio)
             self.set_trait("local_media", dict(_NO_MEDIA))
             self.set_trait("remote_media", dict(_NO_MEDIA))
-        register = {"type": "register", "from": user_id}
-        self._log_entry("out", "register", register, len(json.dumps(register)))
-        self._log_entry("in", "registered", registered, len(json.dumps(registered)))
+            self.set_trait("stepping", bool(step))
+        if client is not None:
+            register = {"type": "register", "from": user_id}
+            self._log_entry("out", "register", register, len(json.dumps(register)))
+            self._log_entry("in", "registered", registered, len(json.dumps(registered)))
         with self._lock:
             self._machine.registered(registered)
             self._carry_out()
         self.on_msg(self._from_browser)
-        kernel.call_soon(client.start, self._on_signal, self._on_signaling_state)
+        self.observe(self._on_stepping, "stepping")
+        if client is not None:
+            kernel.call_soon(client.start, self._on_signal, self._on_signaling_state)
 
     @traitlets.default("_key")
     def _new_key(self) -> str:
@@ -202,6 +228,7 @@ class Phone(anywidget.AnyWidget):
 
     def call(self, peer: str) -> None:
         """Call ``peer``: its phone rings, and the call connects once it answers."""
+        self._need_server("call")
         with self._lock:
             self._machine.call(peer, time.monotonic())
             self._carry_out()
@@ -213,6 +240,7 @@ class Phone(anywidget.AnyWidget):
         connects to every other. Any member may invite. A refusal (the peer declined, is offline, the room is
         full) comes back in :attr:`error`.
         """
+        self._need_server("invite")
         with self._lock:
             self._machine.invite(peer_ids, time.monotonic())
             self._carry_out()
@@ -226,7 +254,7 @@ class Phone(anywidget.AnyWidget):
     def answer(self) -> None:
         """Answer the incoming call, or accept the invitation into a room (the phone must be ringing)."""
         with self._lock:
-            self._machine.answer()
+            self._machine.answer(time.monotonic())
             self._carry_out()
 
     def decline(self, reason: str = "declined") -> None:
@@ -270,6 +298,68 @@ class Phone(anywidget.AnyWidget):
         self._callbacks.append(callback)
         return callback
 
+    def step(self) -> dict[str, Any] | None:
+        """Send the oldest held signaling message (see :attr:`stepping`); returns it, or None if none waits."""
+        with self._lock:
+            if not self.held:
+                return None
+            first, rest = self.held[0], self.held[1:]
+            self.set_trait("held", rest)
+            self._outbox(first["message"])
+            self._carry_out()
+            return dict(first["message"])
+
+    async def create_offer(self, peer: str = "peer", timeout: float = 10) -> str:
+        """Manual signaling (``server=False``): start a call and return its offer, candidates included, as text.
+
+        Give the text to the other phone's :meth:`accept_offer`, and its answer to :meth:`accept_answer`.
+        ``peer`` names the other side in this phone's traits and log.
+        """
+        self._need_manual("create_offer")
+        with self._lock:
+            self._manual_out.clear()
+            self._machine.call(peer, time.monotonic())
+            self._carry_out()
+        return await self._manual_text(peer, "an offer", timeout)
+
+    async def accept_offer(self, offer: str, timeout: float = 10) -> str:
+        """Manual signaling: answer the offer text from the other phone's :meth:`create_offer`; returns the
+        answer as text for its :meth:`accept_answer`."""
+        self._need_manual("accept_offer")
+        messages = manual.unpack(offer, "call")
+        caller = str(messages[0].get("from") or "peer")
+        with self._lock:
+            self._manual_out.clear()
+            now = time.monotonic()
+            for message in messages:
+                self._log_entry("in", str(message.get("type")), message, len(json.dumps(message)))
+                self._machine.receive({**message, "from": caller, "to": self.user_id}, now)
+                if self.state == "ringing":
+                    self._machine.answer(now)
+            self._carry_out()
+        if self.peer != caller or self.state in FREE:
+            raise CallError(
+                f"{self.user_id} could not take the offer from {caller}: {self.error or self.state}"
+            )
+        return await self._manual_text(caller, "an answer", timeout)
+
+    async def accept_answer(self, answer: str, timeout: float = 10) -> None:
+        """Manual signaling: take the answer text from the other phone's :meth:`accept_offer`, and wait until
+        the call is connected."""
+        self._need_manual("accept_answer")
+        messages = manual.unpack(answer, "answer")
+        with self._lock:
+            if self.state != "calling":
+                raise CallError(
+                    f"{self.user_id} has no offer out (state {self.state!r}): create_offer() first"
+                )
+            now = time.monotonic()
+            for message in messages:
+                self._log_entry("in", str(message.get("type")), message, len(json.dumps(message)))
+                self._machine.receive({**message, "from": self.peer, "to": self.user_id}, now)
+            self._carry_out()
+        await self.wait_for("connected", timeout=timeout)
+
     async def next_message(self, timeout: float = 10) -> Message:
         """The next data-channel message this phone receives (one that arrives after this call).
 
@@ -280,7 +370,7 @@ class Phone(anywidget.AnyWidget):
         arrived: asyncio.Future[Message] = loop.create_future()
 
         def take(message: Message) -> None:
-            loop.call_soon_threadsafe(lambda: arrived.done() or arrived.set_result(message))
+            loop.call_soon_threadsafe(_settle, arrived, message)
 
         self._callbacks.append(take)
         try:
@@ -387,7 +477,8 @@ class Phone(anywidget.AnyWidget):
         if not getattr(self, "_closing", True):
             self._closing = True
             self.hangup()
-            self._client.close()
+            if self._client is not None:
+                self._client.close()
             kernel.call_soon(self._arm_timer, None)
         super().close()
 
@@ -397,8 +488,7 @@ class Phone(anywidget.AnyWidget):
         """Carry out what the call machine decided (with the lock held)."""
         for action in self._machine.actions_to_take():
             if isinstance(action, ToServer):
-                text = self._client.send(action.message)
-                self._log_entry("out", action.message["type"], action.message, len(text.encode()))
+                self._signal(action.message)
             elif isinstance(action, ToEngine):
                 self._browser(action.message)
             elif isinstance(action, Changed):
@@ -407,6 +497,71 @@ class Phone(anywidget.AnyWidget):
         if deadline != self._armed:
             self._armed = deadline
             kernel.call_soon(self._arm_timer, deadline)
+
+    def _signal(self, message: dict[str, Any]) -> None:
+        """A message for the signaling server: held while stepping, then through the faults, if any."""
+        if self.stepping:
+            self.set_trait("held", [*self.held, {"message": message, **explain_step(message)}])
+            self._log_entry("event", "held", explain_step(message))
+        else:
+            self._outbox(message)
+
+    def _transmit(self, message: dict[str, Any]) -> None:
+        """Send to the server (or, with manual signaling, keep for the text); logs it as sent."""
+        with self._lock:
+            if self._client is None:
+                self._manual_out.append(message)
+                size = len(json.dumps(message))
+            else:
+                size = len(self._client.send(message).encode())
+            self._log_entry("out", message["type"], message, size)
+
+    def _dropped(self, message: dict[str, Any], why: str) -> None:
+        with self._lock:
+            self._log_entry(
+                "event", "fault", f"not sent: the {message['type']} message to {message.get('to')} ({why})"
+            )
+
+    def _later(self, delay: float, fn: Callable[[], None]) -> None:
+        """Run ``fn`` in ``delay`` seconds on the background loop (for delayed or reordered messages)."""
+        kernel.call_soon(lambda: asyncio.get_running_loop().call_later(delay, fn))
+
+    def _step_from_widget(self) -> None:
+        self.step()
+
+    def _on_stepping(self, change: Any) -> None:
+        if not change["new"]:  # stepping off: what waited goes now, in order
+            while self.step() is not None:
+                pass
+
+    def _need_server(self, action: str) -> None:
+        if self._client is None:
+            raise CallError(
+                f"{self.user_id} has no signaling server (server=False): it cannot {action} by ID; "
+                "connect by copying text: offer = await a.create_offer(); answer = await b.accept_offer(offer); "
+                "await a.accept_answer(answer)"
+            )
+
+    def _need_manual(self, action: str) -> None:
+        if self._client is not None:
+            raise CallError(
+                f"{action}() is for phones without a signaling server (Phone(..., server=False)); "
+                f"{self.user_id} has one: use call() and answer()"
+            )
+
+    async def _manual_text(self, peer: str, what: str, timeout: float) -> str:
+        """Wait until the browser gathered its ICE candidates for ``peer``, then pack what it would have sent."""
+        loop = asyncio.get_running_loop()
+        gathered = self._gathered[peer] = loop.create_future()
+        try:
+            await asyncio.wait_for(gathered, timeout)
+        except asyncio.TimeoutError:
+            hint = "" if self._frontend else f"; no browser shows {self.user_id} yet: display it in a cell"
+            raise TimeoutError(f"{self.user_id} made no {what[3:]} within {timeout} s{hint}") from None
+        finally:
+            self._gathered.pop(peer, None)
+        with self._lock:
+            return manual.pack(list(self._manual_out))
 
     def _apply(self, fields: dict[str, Any]) -> None:
         state = fields.get("state")
@@ -498,6 +653,10 @@ class Phone(anywidget.AnyWidget):
         self._log_entry("event", name, value, echo=False)
         if name == "connectionState":
             self._machine.engine_connection(content["peer"], value)
+        elif name == "iceGatheringState" and value == "complete":
+            gathered = self._gathered.get(content["peer"])
+            if gathered is not None:
+                gathered.get_loop().call_soon_threadsafe(_settle, gathered)
 
     def _on_browser_channel(self, content: dict[str, Any], buffers: list[bytes]) -> None:
         self._log_entry("event", f"datachannel-{content['state']}", content, echo=False)
@@ -572,6 +731,9 @@ class Phone(anywidget.AnyWidget):
             "call": lambda: self.call(content.get("peer", "")),
             "invite": lambda: self.invite(content.get("peer", "")),
             "leave": self.leave,
+            "next": self._step_from_widget,
+            "step_on": lambda: self.set_trait("stepping", True),
+            "step_off": lambda: self.set_trait("stepping", False),
             "answer": self.answer,
             "decline": self.decline,
             "hangup": self.hangup,
@@ -616,3 +778,9 @@ class Phone(anywidget.AnyWidget):
     def __repr__(self) -> str:
         peer = f" with {self.peer!r}" if self.state in IN_CALL else ""
         return f"<Phone {self.user_id!r} {self.state}{peer} at {self.server_url}>"
+
+
+def _settle(future: asyncio.Future[Any], result: Any = None) -> None:
+    """Resolve ``future`` unless it is already done (a timeout, say): run on its loop."""
+    if not future.done():
+        future.set_result(result)

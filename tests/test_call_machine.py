@@ -175,7 +175,7 @@ def test_answer_from_the_peer_connects_and_stops_the_ring_clock() -> None:
     actions = m.actions_to_take()
     assert changes(actions) == {"state": "connecting"}
     assert to_engine(actions) == [{"type": "remote", "peer": "A", "signal": answer}]
-    assert m.deadline() is None
+    assert m.deadline() == 1.0 + m.connect_timeout  # the ring clock stopped, the connect clock runs
 
 
 def test_answer_from_someone_else_is_ignored() -> None:
@@ -229,7 +229,7 @@ def test_an_unanswered_call_ends_after_the_ring_timeout_and_the_callee_stops_rin
         {"type": "hangup", "from": "P", "to": "A", "reason": "no answer within 5 s"}
     ]
     assert to_engine(actions) == [{"type": "close", "peer": "A"}]
-    assert changes(actions) == {"state": "ended", "error": "A did not answer within 5 s"}
+    assert changes(actions) == {"state": "ended", "error": "A did not answer within 5 s: no answer arrived"}
     assert m.deadline() is None
 
 
@@ -775,3 +775,33 @@ def test_a_1_to_1_call_to_a_room_member_gets_busy() -> None:
     assert to_server(m.actions_to_take()) == [
         {"type": "busy", "from": "P", "to": "B", "reason": "P is in room r-abc"}
     ]
+
+
+def test_a_call_that_never_connects_fails_saying_no_candidate_arrived() -> None:
+    m = calling(connect_timeout=20)
+    m.engine_signal("A", {"type": "ice", "candidate": CANDIDATE})
+    m.receive({"type": "answer", "from": "A", "to": "P", "sdp": ANSWER}, 1.0)
+    m.actions_to_take()
+    m.tick(20.9)
+    assert m.state == "connecting"
+    m.tick(21.0)
+    actions = m.actions_to_take()
+    assert to_server(actions) == [{"type": "hangup", "from": "P", "to": "A", "reason": "could not connect"}]
+    assert m.state == "failed"
+    assert m.error == (
+        "could not connect to A within 20 s: no ICE candidate arrived from it (1 sent from here), so there was "
+        "no candidate pair to check (were its candidates dropped on the way?)"
+    )
+
+
+def test_a_callee_that_never_connects_fails_saying_no_pair_succeeded() -> None:
+    m = ringing()
+    m.answer(5.0)
+    m.receive({"type": "ice", "from": "A", "to": "P", "candidate": CANDIDATE}, 6.0)
+    m.engine_connection("A", "connecting")
+    m.actions_to_take()
+    m.tick(25.0)
+    assert m.error == (
+        "could not connect to A within 20 s: no candidate pair succeeded (0 local and 1 remote candidates; "
+        "connection connecting)"
+    )

@@ -495,7 +495,7 @@ def test_an_unanswered_call_ends_after_the_ring_timeout_telling_the_callee(make_
     phone.call("A")
     assert phone.state == "calling"
     wait_until(lambda: phone.state == "ended", f"the call to time out (state {phone.state!r})")
-    assert phone.error == "A did not answer within 0.3 s"
+    assert phone.error == "A did not answer within 0.3 s: no answer arrived"
     assert callee.recv_type("hangup")["reason"] == "no answer within 0.3 s"
 
 
@@ -614,3 +614,101 @@ async def test_next_message_returns_the_next_message_not_an_earlier_one(make_pho
     assert (message.data, message.sender) == ({"n": 2}, "A")
     with pytest.raises(TimeoutError, match="P received no message within 0.1 s"):
         await phone.next_message(timeout=0.1)
+
+
+# --------------------------------------------------------------------- teaching: steps, faults, manual
+
+CANDIDATE = json.dumps({"candidate": "candidate:1 1 udp 2122260223 127.0.0.1 5000 typ host", "sdpMid": "0"})
+
+
+def signals_within(peer: RawPeer, seconds: float) -> list[str]:
+    """The types of the messages (presence news aside) ``peer`` receives within ``seconds``."""
+    types, deadline = [], time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0:
+        try:
+            message = json.loads(peer.ws.recv(timeout=left))
+        except TimeoutError:
+            break
+        if message["type"] not in ("joined", "left"):
+            types.append(message["type"])
+    return types
+
+
+def browser_offers(phone: Phone, peer: str) -> None:
+    """The browser half made its offer and a candidate for ``peer``."""
+    from_browser(phone, {"type": "signal", "peer": peer, "signal": {"type": "call", "sdp": OFFER}})
+    from_browser(phone, {"type": "signal", "peer": peer, "signal": {"type": "ice", "candidate": CANDIDATE}})
+
+
+def test_stepping_holds_each_signaling_message_until_step(make_phone, raw_peer) -> None:
+    callee = raw_peer("A")
+    phone = make_phone("P", step=True)
+    phone.call("A")
+    browser_offers(phone, "A")
+    assert [h["type"] for h in phone.held] == ["call", "ice"]
+    assert "rings" in phone.held[0]["peer_will"] and "host candidate" in phone.held[1]["peer_will"]
+    assert signals_within(callee, 0.2) == []  # nothing went out
+    assert phone.step()["type"] == "call"
+    assert callee.recv_type("call")["sdp"] == OFFER
+    assert [h["type"] for h in phone.held] == ["ice"]
+    phone.set_trait("stepping", False)  # stepping off lets the rest go, in order
+    assert callee.recv_type("ice")["candidate"] == CANDIDATE
+    assert phone.held == [] and phone.step() is None
+
+
+def test_the_widgets_next_button_steps(make_phone, raw_peer) -> None:
+    callee = raw_peer("A")
+    phone = make_phone("P")
+    from_browser(phone, {"type": "ui", "action": "step_on"})
+    phone.call("A")
+    browser_offers(phone, "A")
+    from_browser(phone, {"type": "ui", "action": "next"})
+    assert callee.recv_type("call")["from"] == "P"
+    assert [h["type"] for h in phone.held] == ["ice"]
+
+
+def test_a_dropped_message_never_leaves_and_the_log_says_why(make_phone, raw_peer) -> None:
+    callee = raw_peer("A")
+    phone = make_phone("P", faults={"drop": ["ice"]})
+    phone.call("A")
+    browser_offers(phone, "A")
+    assert signals_within(callee, 0.3) == ["call"]
+    faults = [e["detail"] for e in phone.log if e["type"] == "fault"]
+    assert faults == ["not sent: the ice message to A (faults drop 'ice' messages)"]
+
+
+def test_a_delay_fault_holds_each_message_back(make_phone, raw_peer) -> None:
+    callee = raw_peer("A")
+    phone = make_phone("P", faults={"delay": 0.4})
+    phone.call("A")
+    started = time.monotonic()
+    browser_offers(phone, "A")
+    callee.recv_type("call")
+    assert time.monotonic() - started >= 0.35
+
+
+def test_a_phone_without_a_server_connects_by_text_only(server) -> None:
+    phone = Phone("M", server=False)
+    try:
+        assert (phone.online, phone.server_url, phone.peers) == (True, "", [])
+        with pytest.raises(CallError, match="has no signaling server .* await a.create_offer"):
+            phone.call("A")
+        with pytest.raises(CallError, match="has no signaling server"):
+            phone.invite("A")
+    finally:
+        phone.close()
+
+
+async def test_create_offer_without_a_browser_says_to_display_the_phone() -> None:
+    phone = Phone("M", server=False)
+    try:
+        with pytest.raises(TimeoutError, match="M made no offer within 0.2 s; no browser shows M yet"):
+            await phone.create_offer(timeout=0.2)
+    finally:
+        phone.close()
+
+
+async def test_manual_signaling_is_refused_on_a_phone_with_a_server(make_phone) -> None:
+    phone = make_phone("P")
+    with pytest.raises(CallError, match=r"create_offer\(\) is for phones without a signaling server"):
+        await phone.create_offer()
