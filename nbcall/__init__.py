@@ -7,9 +7,10 @@
 """
 
 from .exceptions import CallError, NbcallError, SignalingError
+from .faults import Faults
 from .kernel import serve
 from .payload import Message
 from .phone import STATES, Phone
 
-__all__ = ["STATES", "CallError", "Message", "NbcallError", "Phone", "SignalingError", "serve"]
+__all__ = ["STATES", "CallError", "Faults", "Message", "NbcallError", "Phone", "SignalingError", "serve"]
 __version__ = "0.1.0"

@@ -62,7 +62,13 @@ class Phone(anywidget.AnyWidget):
     connects peers that can reach each other directly. ``ice_transport_policy="relay"`` connects only through
     a TURN server (to see a relay at work, or to hide this machine's addresses). ``max_messages`` bounds :attr:`messages`,
     ``max_log`` bounds :attr:`log`. ``timeout`` bounds the registration with the server, in seconds;
-    ``ring_timeout`` how long a call rings unanswered before it ends.
+    ``ring_timeout`` how long a call rings unanswered before it ends, ``connect_timeout`` how long an answered
+    call may take to connect before it fails saying what ICE had.
+
+    For learning: ``step=True`` holds each outgoing signaling message until :meth:`step` (see :attr:`held`);
+    ``faults`` (a :class:`~nbcall.faults.Faults` or a dict of its fields) drops, delays or reorders them;
+    ``server=False`` makes a phone without a signaling server, connected by copying text
+    (:meth:`create_offer`, :meth:`accept_offer`, :meth:`accept_answer`).
 
     ``video`` and ``audio`` say what this phone would like to send in a call: ``True``, or a dict of
     MediaTrackConstraints (for example ``{"width": 1280}``). The browser asks for the camera and microphone when
@@ -129,6 +135,7 @@ class Phone(anywidget.AnyWidget):
         max_log: int = 500,
         timeout: float = 10,
         ring_timeout: float = 30,
+        connect_timeout: float = 20,
         step: bool = False,
         faults: Faults | dict[str, Any] | None = None,
     ) -> None:
@@ -141,13 +148,19 @@ class Phone(anywidget.AnyWidget):
                 )
         if max_messages < 0 or max_log < 0:
             raise ValueError(f"max_messages and max_log must be >= 0, not {max_messages} and {max_log}")
-        if not ring_timeout > 0:
-            raise ValueError(f"ring_timeout must be a number of seconds > 0, not {ring_timeout!r}")
+        for name, seconds in (("ring_timeout", ring_timeout), ("connect_timeout", connect_timeout)):
+            if not seconds > 0:
+                raise ValueError(f"{name} must be a number of seconds > 0, not {seconds!r}")
         servers = config.ice_servers(ice_servers)
         policy = config.ice_transport_policy(ice_transport_policy)
         self._faults = Faults.of(faults)
         machine = CallMachine(
-            user_id, auto_answer, servers, ring_timeout=ring_timeout, ice_transport_policy=policy
+            user_id,
+            auto_answer,
+            servers,
+            ring_timeout=ring_timeout,
+            connect_timeout=connect_timeout,
+            ice_transport_policy=policy,
         )
         client: SignalingClient | None = None
         if server is False:
@@ -316,11 +329,12 @@ class Phone(anywidget.AnyWidget):
         ``peer`` names the other side in this phone's traits and log.
         """
         self._need_manual("create_offer")
+        gathered = self._expect_gathering(peer)
         with self._lock:
             self._manual_out.clear()
             self._machine.call(peer, time.monotonic())
             self._carry_out()
-        return await self._manual_text(peer, "an offer", timeout)
+        return await self._manual_text(peer, gathered, "an offer", timeout)
 
     async def accept_offer(self, offer: str, timeout: float = 10) -> str:
         """Manual signaling: answer the offer text from the other phone's :meth:`create_offer`; returns the
@@ -328,20 +342,21 @@ class Phone(anywidget.AnyWidget):
         self._need_manual("accept_offer")
         messages = manual.unpack(offer, "call")
         caller = str(messages[0].get("from") or "peer")
+        gathered = self._expect_gathering(caller)
         with self._lock:
             self._manual_out.clear()
             now = time.monotonic()
             for message in messages:
                 self._log_entry("in", str(message.get("type")), message, len(json.dumps(message)))
                 self._machine.receive({**message, "from": caller, "to": self.user_id}, now)
-                if self.state == "ringing":
+                if self._machine.state == "ringing":
                     self._machine.answer(now)
             self._carry_out()
         if self.peer != caller or self.state in FREE:
             raise CallError(
                 f"{self.user_id} could not take the offer from {caller}: {self.error or self.state}"
             )
-        return await self._manual_text(caller, "an answer", timeout)
+        return await self._manual_text(caller, gathered, "an answer", timeout)
 
     async def accept_answer(self, answer: str, timeout: float = 10) -> None:
         """Manual signaling: take the answer text from the other phone's :meth:`accept_offer`, and wait until
@@ -549,10 +564,15 @@ class Phone(anywidget.AnyWidget):
                 f"{self.user_id} has one: use call() and answer()"
             )
 
-    async def _manual_text(self, peer: str, what: str, timeout: float) -> str:
+    def _expect_gathering(self, peer: str) -> asyncio.Future[None]:
+        """A future resolved when the browser has gathered its candidates for ``peer`` (made before the call
+        starts, so that a quick gathering is not missed)."""
+        gathered: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._gathered[peer] = gathered
+        return gathered
+
+    async def _manual_text(self, peer: str, gathered: asyncio.Future[None], what: str, timeout: float) -> str:
         """Wait until the browser gathered its ICE candidates for ``peer``, then pack what it would have sent."""
-        loop = asyncio.get_running_loop()
-        gathered = self._gathered[peer] = loop.create_future()
         try:
             await asyncio.wait_for(gathered, timeout)
         except asyncio.TimeoutError:
