@@ -299,6 +299,15 @@ class CallMachine:
 
     def _on_call(self, message: dict[str, Any], now: float) -> None:
         caller = str(message.get("from"))
+        if self.state == "calling" and caller == self.peer and not (self.room or self._room_asked):
+            # Glare: we call each other at once. A rule, not a race, keeps one call: the smaller ID yields,
+            # dropping its own offer to ring for the other's; the larger ignores the other's offer.
+            if self.user_id > caller:
+                return
+            for peer in self.links:
+                self._engine("close", peer)
+            self.links = {}
+            self._change(state="idle")
         if self.state not in FREE or self.room or self._room_asked:
             self._signal("busy", caller, reason=f"{self.user_id} is {self._doing()}")
             return

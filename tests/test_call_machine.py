@@ -805,3 +805,24 @@ def test_a_callee_that_never_connects_fails_saying_no_pair_succeeded() -> None:
         "could not connect to A within 20 s: no candidate pair succeeded (0 local and 1 remote candidates; "
         "connection connecting)"
     )
+
+
+def test_glare_the_smaller_id_yields_and_rings_for_the_other_call() -> None:
+    m = calling()  # P calls A, and A calls P at the same moment
+    offer = {"type": "call", "from": "A", "to": "P", "sdp": OFFER}
+    m.receive(offer, 1.0)
+    actions = m.actions_to_take()
+    assert m.state == "calling"  # "P" > "A": P's call stands, A's offer is ignored (A yields)
+    assert actions == []
+    m = machine()
+    m.user_id = "0"  # now this phone has the smaller ID
+    m.call("A", 0.0)
+    m.actions_to_take()
+    m.receive({**offer, "to": "0"}, 1.0)
+    actions = m.actions_to_take()
+    assert to_engine(actions) == [
+        {"type": "close", "peer": "A"},
+        {"type": "remote", "peer": "A", "signal": {**offer, "to": "0"}, "ice_servers": []},
+    ]
+    assert to_server(actions) == []  # no busy: A's call goes on
+    assert (m.state, m.peer) == ("ringing", "A")
