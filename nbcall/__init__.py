@@ -9,7 +9,8 @@
 from .exceptions import CallError, NbcallError, SignalingError
 from .kernel import serve
 from .payload import Message
+from .peer import Peer
 from .phone import STATES, Phone
 
-__all__ = ["STATES", "CallError", "Message", "NbcallError", "Phone", "SignalingError", "serve"]
+__all__ = ["STATES", "CallError", "Message", "NbcallError", "Peer", "Phone", "SignalingError", "serve"]
 __version__ = "0.1.0"
