@@ -128,9 +128,12 @@ def test_decline_unknown_peer_and_the_phones_browser_closing(lab: Lab, page: Pag
 
 
 def test_peer_and_the_seed_client_call_each_other_with_plain_messages(
-    lab: Lab, page: Page, peers: list[Peer], open_seed_client: Callable[..., Page]
+    lab: Lab,
+    page: Page,
+    peers: list[Peer],
+    open_seed_client: Callable[..., Page],  # noqa: F811 (the fixture imported above)
 ) -> None:
-    nb, url = open_phone(lab, page, "peer-seed.ipynb")  # only for its kernel's signaling server
+    _, url = open_phone(lab, page, "peer-seed.ipynb")  # only for its kernel's signaling server
     p = Peer("P", server=url, auto_answer=True)
     peers.append(p)
     seed = open_seed_client(url, "S")
