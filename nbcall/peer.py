@@ -150,6 +150,8 @@ class Peer(traitlets.HasTraits):
         self._armed: float | None = None
         self._progress_at = 0.0
         self._display: Any = None
+        #: Names of files whose reception a call's end interrupted (their partial data is deleted).
+        self.interrupted_files: list[str] = []
         #: The peer connections' states, as aiortc reported them.
         self.rtc: dict[str, str] = {}
         with self.hold_trait_notifications():
@@ -396,6 +398,9 @@ class Peer(traitlets.HasTraits):
             kernel.call_soon(self._arm_timer, deadline)
 
     def _apply(self, fields: dict[str, Any]) -> None:
+        if fields.get("state") in FREE:
+            # Files still coming when a call ends will not be finished: drop them, and say which.
+            self.interrupted_files += self._files.abort()
         with self._lock:
             with self.hold_trait_notifications():
                 for name, value in fields.items():
@@ -618,7 +623,3 @@ class Peer(traitlets.HasTraits):
     def __repr__(self) -> str:
         peer = f" with {self.peer!r}" if self.state in IN_CALL else ""
         return f"<Peer {self.user_id!r} {self.state}{peer} at {config.server_url(self.server_url).split('?')[0]}>"
-
-
-# FREE is re-exported for adapters that compare states.
-_ = FREE
