@@ -43,12 +43,15 @@ MIB = 2**20
 PAGE_INIT_JS = """(() => {
   const b = window.__bench = {sent_first: 0, sent_last: 0, sent: 0, recv_first: 0, recv_last: 0, recv: 0};
   const send = RTCDataChannel.prototype.send;
+  // Only data messages count (1 KiB and more): the receivers' small answers would move the last arrival.
   RTCDataChannel.prototype.send = function (data) {
+    if ((data.byteLength ?? data.length) < 1024) return send.call(this, data);
     const now = Date.now(); if (!b.sent_first) b.sent_first = now; b.sent_last = now;
     b.sent += data.byteLength ?? data.length; return send.call(this, data);
   };
   const Native = window.RTCPeerConnection;
   const watch = (ch) => ch.addEventListener('message', (e) => {
+    if ((e.data.byteLength ?? e.data.length) < 1024) return;
     const now = Date.now(); if (!b.recv_first) b.recv_first = now; b.recv_last = now;
     b.recv += e.data.byteLength ?? e.data.length;
   });
