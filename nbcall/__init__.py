@@ -10,7 +10,8 @@ from .exceptions import CallError, NbcallError, SignalingError
 from .faults import Faults
 from .kernel import serve
 from .payload import Message
+from .peer import Peer
 from .phone import STATES, Phone
 
-__all__ = ["STATES", "CallError", "Faults", "Message", "NbcallError", "Phone", "SignalingError", "serve"]
+__all__ = ["STATES", "CallError", "Faults", "Message", "NbcallError", "Peer", "Phone", "SignalingError", "serve"]
 __version__ = "0.1.0"

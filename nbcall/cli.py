@@ -1,4 +1,5 @@
-"""Command line: ``nbcall serve`` runs a signaling server until Ctrl-C or SIGTERM.
+"""Command line: ``nbcall serve`` runs a signaling server until Ctrl-C or SIGTERM; ``nbcall send`` and
+``nbcall receive`` move files over a call (:mod:`nbcall.transfer_cli`).
 
 Every limit of :func:`nbcall.server.serve` has a flag; 0 disables a limit. Without
 ``--token`` (or ``NBCALL_TOKEN``) the server warns that anyone who can reach it may register.
@@ -19,6 +20,7 @@ import sys
 from collections.abc import Coroutine, Sequence
 from typing import Any
 
+from . import transfer_cli
 from .server import serve
 
 __all__ = ["main"]
@@ -32,6 +34,13 @@ logger = logging.getLogger("nbcall.cli")
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``nbcall`` command; return its exit status."""
     args = _parser().parse_args(argv)
+    if args.command in ("send", "receive"):
+        # One line per event, for people: no timestamps, and nbcall's own warnings only.
+        logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(message)s")
+        for noisy in ("websockets", "aioice", "aiortc", "nbcall.peer", "nbcall.client"):
+            logging.getLogger(noisy).setLevel(logging.ERROR)
+        run = transfer_cli.send if args.command == "send" else transfer_cli.receive
+        return run(args)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         stream=sys.stderr,
@@ -190,6 +199,7 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also log nbcall's DEBUG lines (each refused message); never tokens, secrets or SDP",
     )
+    transfer_cli.add_commands(commands)
     return parser
 
 

@@ -1,0 +1,76 @@
+"""Framing of nbcall messages on a data channel, byte for byte as the browser phone does it (js/framing.js).
+
+Between two nbcall ends (each says ``"framing": "nbcall/1"`` in its call or answer) every frame is binary:
+byte 0 is the message kind (1 = str, 2 = bytes, 3 = json), with :data:`MORE` (0x80) set when more frames
+follow; the rest is a chunk of the payload (UTF-8 for str and json). A reliable, ordered channel keeps the
+chunks in order, so no length or sequence number is needed. With any other peer messages travel unframed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from .payload import Kind
+
+__all__ = ["KINDS", "MORE", "PROTOCOL", "FrameDecoder", "FramingError", "encode_frames"]
+
+#: What an nbcall end announces in its call or answer when it frames messages.
+PROTOCOL = "nbcall/1"
+KINDS: tuple[Kind, ...] = ("str", "bytes", "json")
+#: Set in a frame's kind byte when more frames of the same message follow.
+MORE = 0x80
+
+
+class FramingError(ValueError):
+    """A frame that cannot belong to a well-formed message (the broken message is dropped)."""
+
+
+def encode_frames(kind: Kind, payload: bytes | memoryview, max_frame: int) -> Iterator[bytes]:
+    """Split ``payload`` into frames of at most ``max_frame`` bytes, header included; an empty one is a frame."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown message kind {kind!r}: one of {KINDS}")
+    if max_frame < 2:
+        raise ValueError(
+            f"frame size {max_frame} is too small: a frame holds a kind byte and 1+ payload bytes"
+        )
+    code = KINDS.index(kind) + 1
+    view = memoryview(payload).cast("B")
+    step = max_frame - 1
+    total = len(view)
+    offset = 0
+    while True:
+        chunk = view[offset : offset + step]
+        offset += len(chunk)
+        header = code | MORE if offset < total else code
+        yield bytes((header,)) + chunk
+        if offset >= total:
+            return
+
+
+class FrameDecoder:
+    """Reassembles frames into whole messages; use one per data channel."""
+
+    def __init__(self) -> None:
+        self._chunks: list[bytes] = []
+        self._code = 0
+        #: Bytes of the message being reassembled so far (for progress reports).
+        self.pending = 0
+
+    def push(self, frame: bytes) -> tuple[Kind, bytes] | None:
+        """Feed one binary frame; returns ``(kind, payload)`` once a message is whole, else None."""
+        if not frame:
+            raise FramingError("empty frame: an nbcall frame has at least its kind byte")
+        code = frame[0] & ~MORE
+        if not 1 <= code <= len(KINDS):
+            raise FramingError(f"unknown message kind byte {frame[0]}")
+        if self._chunks and code != self._code:
+            self._chunks, self.pending = [], 0  # drop the broken message, so that the next one decodes
+            raise FramingError(f"frame of kind {code} inside a message of kind {self._code}")
+        self._code = code
+        self._chunks.append(frame[1:])
+        self.pending += len(frame) - 1
+        if frame[0] & MORE:
+            return None
+        payload = self._chunks[0] if len(self._chunks) == 1 else b"".join(self._chunks)
+        self._chunks, self.pending = [], 0
+        return KINDS[code - 1], payload

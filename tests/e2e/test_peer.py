@@ -1,0 +1,198 @@
+"""A Python peer (aiortc, in this test process) and a browser phone (real JupyterLab + Chromium) calling each
+other, the seed's example-01 style client, and video both ways between Python and the browser."""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+import numpy as np
+import pytest
+from harness import Lab, Notebook
+from playwright.sync_api import Page, expect
+from test_seed_client import open_seed_client  # noqa: F401 (a fixture)
+
+from nbcall import CallError, Peer
+
+TIMEOUT = 20.0
+BLOB = "random.Random(7).randbytes(8 * 2**20)"
+
+
+def blob() -> bytes:
+    return random.Random(7).randbytes(8 * 2**20)
+
+
+def wait_until(condition: Callable[[], object], what: str, timeout: float = TIMEOUT) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out after {timeout} s waiting until {what}"
+        time.sleep(0.02)
+
+
+@pytest.fixture
+def peers() -> Iterator[list[Peer]]:
+    made: list[Peer] = []
+    yield made
+    for peer in made:
+        peer.close()
+
+
+def open_phone(
+    lab: Lab, page: Page, name: str, cell: str = "b = nbcall.Phone('B'); b"
+) -> tuple[Notebook, str]:
+    nb = lab.run_notebook(page, name, ["import nbcall, asyncio, hashlib, random\n" + cell], phones=("B",))
+    return nb, str(nb.value("b.server_url"))
+
+
+def test_peer_and_phone_call_each_other_with_typed_data_and_eight_mebibytes_both_ways(
+    lab: Lab, page: Page, peers: list[Peer]
+) -> None:
+    nb, url = open_phone(lab, page, "peer-phone.ipynb")
+    p = Peer("P", server=url)
+    peers.append(p)
+    nb.wait_until("'P' in b.peers")
+
+    # The Python peer calls the browser phone.
+    p.call("B")
+    nb.run("await b.wait_for('ringing')\nb.answer()\nawait b.wait_for('connected', timeout=20)")
+    p.wait("connected", timeout=TIMEOUT)
+    p.send("hi")
+    p.send(b"\x00\xff")
+    p.send({"x": [1, 2]})
+    big = blob()
+    p.send(big)
+    nb.wait_until("len(b.messages) >= 4", timeout=30)
+    got = nb.value(
+        "[(m.kind, m.sender, m.data if m.kind != 'bytes' or m.size < 9 else None) for m in b.messages]"
+    )
+    assert got[:3] == [["str", "P", "hi"], ["bytes", "P", "b'\\x00\\xff'"], ["json", "P", {"x": [1, 2]}]]
+    assert nb.value("hashlib.sha256(b.messages[3].data).hexdigest()") == hashlib.sha256(big).hexdigest()
+    expect(nb.phone("B").locator(".nbcall-msg.nbcall-in").last).to_contain_text("8388608 bytes")
+
+    nb.run(f"b.send('hello P'); b.send([1, None]); b.send({BLOB})")
+    wait_until(lambda: len(p.messages) >= 3, "the phone's messages in Python", 30)
+    assert [(m.kind, m.sender) for m in p.messages] == [("str", "B"), ("json", "B"), ("bytes", "B")]
+    assert p.messages[0].data == "hello P" and p.messages[1].data == [1, None]
+    assert hashlib.sha256(p.messages[2].data).digest() == hashlib.sha256(big).digest()
+
+    p.hangup()  # the phone learns it from the server, before its data channel closes
+    nb.run("await b.wait_for('ended', timeout=10)")
+    assert nb.value("b.error") == "P hung up"
+
+    # The browser phone calls the Python peer; the phone hangs up.
+    nb.run("b.call('P')")
+    p.wait("ringing", timeout=TIMEOUT)
+    p.answer()
+    p.wait("connected", timeout=TIMEOUT)
+    nb.run("await b.wait_for('connected', timeout=20)\nb.send({'second': 'call'})")
+    wait_until(lambda: p.messages[-1].data == {"second": "call"}, "the second call's message")
+    p.send("from the callee")
+    nb.wait_until("b.messages[-1].data == 'from the callee'")
+    nb.run("b.hangup()")
+    p.wait("ended", timeout=TIMEOUT)
+    assert p.error == "B hung up"
+
+
+def test_decline_unknown_peer_and_the_phones_browser_closing(lab: Lab, page: Page, peers: list[Peer]) -> None:
+    nb, url = open_phone(lab, page, "peer-decline.ipynb")
+    p = Peer("P", server=url)
+    peers.append(p)
+    nb.wait_until("'P' in b.peers")
+
+    p.call("B")
+    nb.run("await b.wait_for('ringing')")
+    nb.phone("B").locator(".nbcall-decline").click()  # the phone's user declines
+    with pytest.raises(CallError, match="B declined the call"):
+        p.wait("connected", timeout=TIMEOUT)
+
+    nb.run("b.call('P')")
+    p.wait("ringing", timeout=TIMEOUT)
+    p.decline("not now")
+    nb.run("try:\n    await b.wait_for('connected')\nexcept nbcall.CallError as e:\n    print(e)")
+    assert nb.value("b.error") == "P declined the call: not now"
+
+    p.call("Nobody")
+    with pytest.raises(CallError, match="'Nobody' is not online"):
+        p.wait("connected", timeout=TIMEOUT)
+
+    # A connected call whose browser goes away: the Python peer's call ends by itself.
+    p.call("B")
+    nb.run("await b.wait_for('ringing')\nb.answer()\nawait b.wait_for('connected', timeout=20)")
+    p.wait("connected", timeout=TIMEOUT)
+    page.close()
+    assert p.wait("ended", "failed", timeout=40) in ("ended", "failed")
+    assert "B" in p.error  # "the data channel to B closed", or "lost the connection to B: ..."
+
+
+def test_peer_and_the_seed_client_call_each_other_with_plain_messages(
+    lab: Lab,
+    page: Page,
+    peers: list[Peer],
+    open_seed_client: Callable[..., Page],  # noqa: F811 (the fixture imported above)
+) -> None:
+    _, url = open_phone(lab, page, "peer-seed.ipynb")  # only for its kernel's signaling server
+    p = Peer("P", server=url, auto_answer=True)
+    peers.append(p)
+    seed = open_seed_client(url, "S")
+    wait_until(lambda: "S" in p.peers, "the seed client online")
+
+    seed.evaluate("window.seed.call('P')")
+    p.wait("connected", timeout=TIMEOUT)
+    wait_until(lambda: p.messages, "the seed's greeting")
+    assert (p.messages[0].kind, p.messages[0].data) == ("str", "Hello from S")
+    p.send("hi seed")
+    p.send({"n": 1})
+    p.send(b"\x01\x02")
+    seed.wait_for_function("() => window.seed.received.length >= 3")
+    assert seed.evaluate("window.seed.received") == ["hi seed", '{"n":1}', "<binary 2>"]
+    seed.evaluate("window.seed.hangup()")  # the seed knows no hangup message: its channel closes
+    p.wait("ended", timeout=TIMEOUT)
+
+    seed.evaluate("window.seed.received = []")
+    p.call("S")
+    p.wait("connected", timeout=TIMEOUT)
+    wait_until(lambda: len(p.messages) >= 2, "the seed's greeting on the second call")
+    assert p.messages[-1].data == "Hello from S"
+    p.send("hello back")
+    seed.wait_for_function("() => window.seed.received.includes('hello back')")
+    p.hangup()
+
+
+def test_camera_frames_arrive_in_python_and_python_video_shows_in_the_phone(
+    lab: Lab, page: Page, peers: list[Peer]
+) -> None:
+    nb, url = open_phone(lab, page, "peer-video.ipynb", "b = nbcall.Phone('B', video=True); b")
+    frames: list[tuple[tuple[int, ...], float]] = []
+    lock = threading.Lock()
+    count = iter(range(10**6))
+
+    def pattern() -> np.ndarray:
+        n = next(count)
+        frame = np.zeros((240, 320, 3), dtype=np.uint8)
+        frame[:, : (n * 4) % 320] = (255, 128, 0)  # an orange bar that grows
+        return frame
+
+    p = Peer("P", server=url, auto_answer=True, video=pattern, fps=15)
+    peers.append(p)
+
+    @p.on_frame
+    def keep(frame: np.ndarray, timestamp: float) -> None:
+        with lock:
+            frames.append((frame.shape, float(frame.mean())))
+
+    nb.wait_until("'P' in b.peers")
+    nb.run("b.call('P')\nawait b.wait_for('connected', timeout=20)")
+    wait_until(lambda: len(frames) >= 20, "twenty camera frames in Python", 30)
+    with lock:
+        assert {shape for shape, _ in frames} == {(480, 640, 3)}  # Chromium's fake camera
+        assert len({round(mean, 1) for _, mean in frames}) > 1  # its picture moves
+    # And Python's own video plays in the browser phone.
+    nb.wait_until("((b.stats.get('video_in') or {}).get('frames') or 0) > 10", timeout=20)
+    assert nb.value("b.stats['video_in']['width']") == 320
+    assert nb.value("b.remote_media['video']") is True
+    assert p.stats["frames_out"] > 10
+    nb.run("b.hangup()")
+    p.wait("ended", timeout=TIMEOUT)
