@@ -13,5 +13,15 @@ from .payload import Message
 from .peer import Peer
 from .phone import STATES, Phone
 
-__all__ = ["STATES", "CallError", "Faults", "Message", "NbcallError", "Peer", "Phone", "SignalingError", "serve"]
+__all__ = [
+    "STATES",
+    "CallError",
+    "Faults",
+    "Message",
+    "NbcallError",
+    "Peer",
+    "Phone",
+    "SignalingError",
+    "serve",
+]
 __version__ = "0.1.0"
