@@ -10,6 +10,16 @@ from .exceptions import CallError, NbcallError, SignalingError
 from .kernel import serve
 from .payload import Message
 from .phone import STATES, Phone
+from .turn import turn_credentials
 
-__all__ = ["STATES", "CallError", "Message", "NbcallError", "Phone", "SignalingError", "serve"]
+__all__ = [
+    "STATES",
+    "CallError",
+    "Message",
+    "NbcallError",
+    "Phone",
+    "SignalingError",
+    "serve",
+    "turn_credentials",
+]
 __version__ = "0.1.0"
