@@ -855,6 +855,12 @@ class SignalingProtocol(Generic[ConnT]):
             if room is not None and room != mine:
                 raise _not_a_member(room, mine, msg_type)
             target = self._conn_of.get(to)
+            if target is None and to in self._remote:
+                raise Unavailable(
+                    f"{to!r} is online on another server node ({self._remote[to]}); the members of a room "
+                    "must all be on one node for now: call it 1:1 instead",
+                    in_reply_to=msg_type,
+                )
             if target is None:
                 raise Unavailable(
                     f"{to!r} is not online on this server; invite a phone that is", in_reply_to=msg_type

@@ -281,3 +281,17 @@ def test_without_redis_nothing_of_the_cluster_is_imported() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert out.stdout.strip() == "[]"
+
+
+async def test_a_room_invitation_to_a_phone_on_another_node_is_refused_clearly(
+    nodes: list[Node], closing: list[ClientConnection]
+) -> None:
+    n1, n2 = nodes
+    a, _ = await phone(n1, "A", presence=True, rooms=True)
+    b, _ = await phone(n2, "B", rooms=True)
+    closing.extend([a, b])
+    assert await recv(a) == {"type": "joined", "id": "B"}
+    await a.send(json.dumps({"type": "room-invite", "to": "B"}))
+    reply = await recv(a)
+    assert reply["type"] == "error" and reply["code"] == "unavailable", reply
+    assert "on another server node (n2)" in reply["message"]
