@@ -295,3 +295,29 @@ async def test_a_room_invitation_to_a_phone_on_another_node_is_refused_clearly(
     reply = await recv(a)
     assert reply["type"] == "error" and reply["code"] == "unavailable", reply
     assert "on another server node (n2)" in reply["message"]
+
+
+async def test_nodes_share_a_redis_that_wants_a_password_over_tls(
+    tmp_path: Path, certificate: tuple[Path, Path], closing: list[ClientConnection]
+) -> None:
+    cert, key = certificate
+    redis_tls = RedisServer(tmp_path / "redis-tls")
+    redis_tls.extra = ("--port", "0", "--tls-port", str(redis_tls.port), "--tls-cert-file", str(cert),
+                       "--tls-key-file", str(key), "--tls-ca-cert-file", str(cert), "--tls-auth-clients", "no",
+                       "--requirepass", "pa55word")  # fmt: skip
+    redis_tls.start()
+    url = f"rediss://:pa55word@127.0.0.1:{redis_tls.port}/0?ssl_ca_certs={cert}"
+    started = [Node(url, name, tmp_path) for name in ("t1", "t2")]
+    try:
+        a, _ = await phone(started[0], "A", presence=True)
+        b, reply = await phone(started[1], "B")
+        closing.extend([a, b])
+        assert reply["type"] == "registered"
+        assert await recv(a) == {"type": "joined", "id": "B"}
+        await a.send(json.dumps({"type": "call", "to": "B", "sdp": "{}"}))
+        assert (await recv(b))["from"] == "A"
+        assert "pa55word" not in started[0].log.read_text()  # the password never reaches the logs
+    finally:
+        for n in started:
+            n.stop()
+        redis_tls.stop()
