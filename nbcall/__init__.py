@@ -12,6 +12,7 @@ from .kernel import serve
 from .payload import Message
 from .peer import Peer
 from .phone import STATES, Phone
+from .turn import turn_credentials
 
 __all__ = [
     "STATES",
@@ -23,5 +24,6 @@ __all__ = [
     "Phone",
     "SignalingError",
     "serve",
+    "turn_credentials",
 ]
 __version__ = "0.1.0"

@@ -186,6 +186,39 @@ def _parser() -> argparse.ArgumentParser:
         help="a member whose connection is gone stays a member this long, to reconnect "
         "(default: %(default)s)",
     )
+    cluster = serve_cmd.add_argument_group(
+        "several nodes as one deployment (README: Deployment)",
+        "Servers given the same Redis share one registry: IDs are unique across them, presence lists "
+        "merge and phones on different nodes call each other. Needs pip install 'nbcall[redis]'.",
+    )
+    cluster.add_argument(
+        "--redis",
+        default=os.environ.get("NBCALL_REDIS") or None,
+        metavar="URL",
+        help="the shared registry: redis://[:PASSWORD@]HOST:PORT/DB, or rediss://... for TLS (add "
+        "?ssl_ca_certs=FILE for a private CA) (default: $NBCALL_REDIS; without either, a standalone server)",
+    )
+    cluster.add_argument(
+        "--node-id",
+        default=None,
+        metavar="NAME",
+        help="this node's name in the registry and in logs, unique per process (default: random)",
+    )
+    cluster.add_argument(
+        "--heartbeat",
+        type=float,
+        default=_DEFAULTS["heartbeat"],
+        metavar="SECONDS",
+        help="how often this node renews its claim in the registry (default: %(default)s)",
+    )
+    cluster.add_argument(
+        "--registry-ttl",
+        type=float,
+        default=_DEFAULTS["registry_ttl"],
+        metavar="SECONDS",
+        help="a node silent this long (killed, cut off) is taken for gone and its IDs are freed "
+        "(default: %(default)s)",
+    )
     serve_cmd.add_argument(
         "--compression",
         choices=["deflate", "none"],
@@ -231,10 +264,14 @@ async def _serve_until_stopped(args: argparse.Namespace) -> int:
             max_room_size=args.max_room_size or None,
             invitation_ttl=args.invitation_ttl or None,
             room_grace=args.room_grace or None,
+            redis=args.redis,
+            node_id=args.node_id,
+            heartbeat=args.heartbeat,
+            registry_ttl=args.registry_ttl,
             compression=None if args.compression == "none" else "deflate",
             **options,
         )
-    except (OSError, ValueError, ssl.SSLError) as exc:
+    except (OSError, ValueError, ImportError, ssl.SSLError) as exc:
         logger.error("cannot start the signaling server on %s:%s: %s", args.host, args.port, exc)
         return 1
     loop = asyncio.get_running_loop()
@@ -246,6 +283,8 @@ async def _serve_until_stopped(args: argparse.Namespace) -> int:
         except (NotImplementedError, RuntimeError):  # Windows: Ctrl-C arrives as KeyboardInterrupt
             pass
     logger.info("nbcall signaling server listening on %s", server.url_without_token)
+    if server.registry is not None:
+        logger.info("node %s of the deployment sharing %r", server.registry.node, server.registry)
     if server.requires_token:
         logger.info("clients must add ?token=... (the token given with --token or NBCALL_TOKEN) to that URL")
     else:

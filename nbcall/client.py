@@ -3,6 +3,9 @@
 It registers the phone's ID with a secret of its own, so that when the connection drops (the server restarts,
 the network hiccups) it can reconnect with backoff and reclaim the same ID, which nobody else can take.
 Messages queued while offline are sent once it is back.
+
+Given several URLs (the nodes of one deployment, ``serve(redis=...)``), it registers at the first that answers
+and, when its connection drops, tries the next one at each attempt: the phone's ID moves to that node with it.
 """
 
 from __future__ import annotations
@@ -12,16 +15,16 @@ import collections
 import json
 import logging
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from . import kernel
+from . import config, kernel
 from .exceptions import BadMessage, DuplicateID, ServerUnreachable, SignalingError
 
-__all__ = ["SignalingClient"]
+__all__ = ["SignalingClient", "server_urls"]
 
 logger = logging.getLogger("nbcall.client")
 
@@ -30,8 +33,21 @@ OnMessage = Callable[[dict[str, Any], int], None]
 OnState = Callable[[bool, Any], None]
 
 
+def server_urls(server: str | Sequence[str]) -> list[str]:
+    """One signaling server URL, or several (the nodes of one deployment), checked and as ``ws(s)://``."""
+    if isinstance(server, str):
+        return [config.server_url(server)]
+    urls = [config.server_url(url) for url in server]
+    if not urls:
+        raise ValueError("server is an empty list: give at least one URL such as 'ws://127.0.0.1:8765/ws'")
+    return urls
+
+
 class SignalingClient:
     """Registers ``user_id`` at ``url``, then hands every message it receives to ``on_message``.
+
+    ``url`` may be a list of URLs, the nodes of one deployment: the client registers at the first that
+    answers, and after losing its connection tries the next one at each attempt to reconnect.
 
     Callbacks run on the background loop's thread. ``reconnect_delays`` are the waits between attempts to
     reconnect (the last one repeats); ``None`` disables reconnecting. ``register_fields()`` returns what to add
@@ -40,13 +56,16 @@ class SignalingClient:
 
     def __init__(
         self,
-        url: str,
+        url: str | Sequence[str],
         user_id: str,
         *,
         reconnect_delays: tuple[float, ...] | None = (0.25, 0.5, 1, 2, 4, 8),
         register_fields: Callable[[], dict[str, Any]] = dict,
     ) -> None:
-        self.url = url
+        self.urls = [url] if isinstance(url, str) else list(url)
+        if not self.urls:
+            raise ValueError("no signaling server URL given")
+        self._current = 0  # index in urls of the server registered at (or tried last)
         self.user_id = user_id
         self.reconnect_delays = reconnect_delays
         #: What to add to each ``register`` (asked anew at every reconnect: a room to rejoin, say).
@@ -58,8 +77,31 @@ class SignalingClient:
         self._closed = False
         self._task: asyncio.Task[None] | None = None
 
+    @property
+    def url(self) -> str:
+        """The URL of the server this client is registered at (or tried last)."""
+        return self.urls[self._current]
+
     async def register(self, timeout: float = 10) -> dict[str, Any]:
-        """Connect and register; returns the server's ``registered`` reply or raises :class:`SignalingError`."""
+        """Connect and register at the first URL that answers; returns its ``registered`` reply.
+
+        Raises the last :class:`SignalingError` when none did, at once for a :class:`DuplicateID`.
+        """
+        error: SignalingError | None = None
+        for _ in self.urls:
+            try:
+                return await self._register(timeout)
+            except DuplicateID:
+                raise
+            except SignalingError as exc:
+                error = exc
+                if len(self.urls) > 1:
+                    logger.info("%r could not register at %s: %s", self.user_id, self._safe_url, exc)
+                self._current = (self._current + 1) % len(self.urls)
+        assert error is not None
+        raise error
+
+    async def _register(self, timeout: float) -> dict[str, Any]:
         try:
             ws = await asyncio.wait_for(connect(self.url, max_size=2**20, compression=None), timeout)
         except InvalidStatus as exc:
@@ -200,8 +242,10 @@ class SignalingClient:
                 pass
             if self._closed:
                 return None
+            if len(self.urls) > 1:  # the next node: the one this phone was on may be gone for good
+                self._current = (self._current + 1) % len(self.urls)
             try:
-                registered = await self.register()
+                registered = await self._register(10)
             except DuplicateID:
                 logger.warning("%r was taken by another phone while offline", self.user_id)
                 return None

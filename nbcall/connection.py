@@ -36,7 +36,7 @@ class Connection(ServerConnection):
     """
 
     # Slots: websockets' connection already has about 30 attributes in its __dict__.
-    __slots__ = ("closing", "messages", "pending", "pending_size", "signaling", "started", "writer")
+    __slots__ = ("closing", "held", "messages", "pending", "pending_size", "signaling", "started", "writer")
 
     def __init__(self, *args: Any, signaling: SignalingServer, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -44,6 +44,8 @@ class Connection(ServerConnection):
         self.messages: TokenBucket | None = None  # rate limit, set by SignalingServer._start
         self.started = False  # see SignalingServer._start
         self.closing = False  # the server decided to close it: ignore what it still sends
+        #: Messages received while its ID is being claimed in a cluster's registry, handled after.
+        self.held: list[tuple[str | bytes, bytes | None]] | None = None
         self.pending: list[bytes] = []  # messages (or, on the fast path, frames) not yet written
         self.pending_size = 0
         self.writer: asyncio.Task[None] | None = None  # sends what flush() handed it

@@ -18,6 +18,7 @@ Class tree::
         ├── NotRegistered           not-registered      message before "register"
         ├── WrongFrom               wrong-from          "from" differs from the registered ID
         ├── RateLimited             rate-limited        more messages per second than the server allows
+        ├── RegistryUnavailable     registry-unavailable  (cluster) the shared registry (Redis) cannot be reached
         ├── ServerUnreachable       unreachable         (client side) no server answered at that URL
         └── RoomError               (no code of its own) a room message broke a rule of docs/rooms.md
             ├── InviteSelf          invite-self         a phone invited itself
@@ -40,6 +41,9 @@ these close codes (the reason says what to do):
   by a newer connection of the same phone (same ``secret``).
 * 1009 (message too big): a frame larger than ``max_frame_size``.
 * 1011 (internal error): a keepalive ping went unanswered, or a server bug.
+* 1001 (going away): the server is shutting down; 1008 also when, in a cluster, the phone's ID was
+  taken over by its newer connection on another node, or claimed on another node while this node
+  was cut off from the registry.
 
 Refusals before the WebSocket opens are HTTP responses with a plain-text body:
 401 (missing or wrong token), 403 (origin not allowed), 404 (wrong path), 503
@@ -74,6 +78,7 @@ __all__ = [
     "NotInvited",
     "NotRegistered",
     "RateLimited",
+    "RegistryUnavailable",
     "RoomError",
     "RoomFull",
     "ServerUnreachable",
@@ -194,6 +199,12 @@ class RateLimited(SignalingError):
     """The connection sent more messages per second than the server's ``max_rate`` allows."""
 
     code = "rate-limited"
+
+
+class RegistryUnavailable(SignalingError):
+    """A cluster node cannot reach its shared registry (Redis), so it cannot claim a new ID safely."""
+
+    code = "registry-unavailable"
 
 
 class ServerUnreachable(SignalingError):

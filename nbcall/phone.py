@@ -18,7 +18,7 @@ import pathlib
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Literal
 
 import anywidget
@@ -26,7 +26,7 @@ import traitlets
 
 from . import config, kernel, manual, widget_protocol
 from .call import FREE, IN_CALL, STATES, CallMachine, Changed, ToEngine, ToServer
-from .client import SignalingClient
+from .client import SignalingClient, server_urls
 from .exceptions import CallError
 from .faults import Faults, FaultyOutbox
 from .media import device_names, media_advice
@@ -56,7 +56,8 @@ _BROWSER_DEFAULTS = {
 class Phone(anywidget.AnyWidget):
     """A phone registered as ``user_id`` on a signaling server; display it to see and use it.
 
-    ``server`` is the URL of a signaling server (``ws://host:port/ws``); without one, the kernel starts a server
+    ``server`` is the URL of a signaling server (``ws://host:port/ws``), or a list of the nodes of one deployment
+    (the phone moves to the next when its node goes away); without one, the kernel starts a server
     on 127.0.0.1 on first use. ``auto_answer`` answers incoming calls at once. ``ice_servers`` lists STUN/TURN
     servers (URL strings or ``{"urls": ..., "username": ..., "credential": ...}``); none by default, which
     connects peers that can reach each other directly. ``ice_transport_policy="relay"`` connects only through
@@ -125,7 +126,7 @@ class Phone(anywidget.AnyWidget):
         self,
         user_id: str,
         *,
-        server: str | Literal[False] | None = None,
+        server: str | Sequence[str] | Literal[False] | None = None,
         video: bool | dict[str, Any] = False,
         audio: bool | dict[str, Any] = False,
         auto_answer: bool = False,
@@ -167,10 +168,11 @@ class Phone(anywidget.AnyWidget):
             # Manual signaling: the offer and answer travel as text the user copies (create_offer()).
             url, registered = "", {"type": "registered", "id": user_id, "peers": []}
         else:
-            url = config.server_url(server) if server is not None else kernel.default_server().url
-            client = SignalingClient(url, user_id, register_fields=machine.register_fields)
+            urls = server_urls(server) if server is not None else [kernel.default_server().url]
+            client = SignalingClient(urls, user_id, register_fields=machine.register_fields)
             # Register before the widget exists, so a refused ID (taken, invalid) leaves no dead widget behind.
-            registered = kernel.run(client.register(timeout), timeout=timeout + 1)
+            registered = kernel.run(client.register(timeout), timeout=len(urls) * timeout + 1)
+            url = client.url
         super().__init__()
         self._lock = threading.RLock()
         self._client = client

@@ -47,7 +47,7 @@ import reprlib
 import unicodedata
 from collections.abc import Hashable
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 
 import orjson
 
@@ -64,6 +64,7 @@ from .exceptions import (
     NotAMember,
     NotRegistered,
     RateLimited,
+    RegistryUnavailable,
     SignalingError,
     Unavailable,
     UnknownType,
@@ -73,6 +74,7 @@ from .limits import DEFAULT_LIMITS, RATE_ABUSE_WINDOW, TokenBucket
 from .rooms import Notices, RoomRegistry
 
 __all__ = [
+    "CLAIM_OUTCOMES",
     "KNOWN_TYPES",
     "MAX_ID_LENGTH",
     "MAX_REPORTED_MEMBERS",
@@ -81,7 +83,10 @@ __all__ = [
     "REPLACED",
     "ROOM_TYPES",
     "TOO_SLOW",
+    "Claim",
     "Close",
+    "Forward",
+    "Release",
     "SignalingProtocol",
     "encode_message",
     "validate_id",
@@ -124,11 +129,55 @@ class Close:
     reason: str
 
 
-#: What :meth:`SignalingProtocol.receive` returns: text frames to send, and rarely a :class:`Close`.
-Outgoing = list[tuple[ConnT, str | Close]]
+@dataclass(frozen=True)
+class Forward:
+    """An instruction in the output (cluster mode): relay ``text`` from ``sender`` to ``to``, a phone on ``node``.
+
+    The connection in its pair is the sender's (``None`` for a notice no phone sent); the server
+    publishes it to that node's channel (:mod:`nbcall.cluster`) or, when it cannot, gives it back
+    to :meth:`SignalingProtocol.undeliverable`.
+    """
+
+    node: str
+    to: str
+    sender: str
+    text: str
+
+
+@dataclass(frozen=True)
+class Claim:
+    """An instruction in the output (cluster mode): claim ``peer_id`` in the shared registry for this connection.
+
+    The server answers with :meth:`SignalingProtocol.claimed`; meanwhile it holds the connection's
+    next messages, so they are handled in order after its registration.
+    """
+
+    peer_id: str
+    secret: bytes | None
+
+
+@dataclass(frozen=True)
+class Release:
+    """An instruction in the output (cluster mode): ``peer_id`` is no longer held here; free it in the registry."""
+
+    peer_id: str
+
+
+#: What :meth:`SignalingProtocol.receive` returns: text frames to send, and rarely a :class:`Close`
+#: (or, in cluster mode, a :class:`Forward`, :class:`Claim` or :class:`Release`).
+Outgoing = list[tuple[ConnT, str | Close | Forward | Claim | Release]]
+
+#: How a claim in the shared registry ended (see :meth:`SignalingProtocol.claimed`).
+CLAIM_OUTCOMES = ("ok", "moved", "taken", "down")
 
 REPLACED = Close(1008, "replaced by a newer connection of the same phone")
 TOO_SLOW = Close(1008, "too slow: stopped reading its messages")
+#: Cluster: the phone's newer connection registered its ID on another node.
+REPLACED_ELSEWHERE = Close(1008, "replaced by a newer connection of the same phone on another server node")
+#: Cluster: another node holds the ID after this one was cut off from the registry longer than its TTL.
+TAKEN_ELSEWHERE = Close(
+    1008, "this ID was registered on another server node while this one was cut off from the registry"
+)
 
 
 def encode_message(msg_type: str, /, **fields: Any) -> str:
@@ -219,12 +268,24 @@ class SignalingProtocol(Generic[ConnT]):
         )
         # Registered connections that said they understand rooms: the only ones room messages reach.
         self._room_clients: dict[ConnT, None] = {}
+        #: In a cluster (:meth:`join_cluster`), this server's node ID; ``None``: every peer is local.
+        self.node: str | None = None
+        self._remote: dict[str, str] = {}  # cluster: ID online on another node -> that node
+        self._claims: dict[ConnT, tuple[str, dict[str, Any]]] = {}  # cluster: registers awaiting their claim
+        self._claimed: dict[str, ConnT] = {}  # cluster: ID being claimed -> the connection claiming it
 
     # -- registry -----------------------------------------------------------
 
     @property
     def peers(self) -> list[str]:
-        """Registered IDs, sorted."""
+        """Registered IDs, sorted: this server's and, in a cluster, the other nodes'."""
+        if self._remote:
+            return sorted({*self._conn_of, *self._remote})
+        return sorted(self._conn_of)
+
+    @property
+    def local_peers(self) -> list[str]:
+        """IDs registered on this server, sorted."""
         return sorted(self._conn_of)
 
     def id_of(self, conn: ConnT) -> str | None:
@@ -257,6 +318,8 @@ class SignalingProtocol(Generic[ConnT]):
         """
         if self._refusals:
             self._refusals.pop(conn, None)
+        if self._claims and (claim := self._claims.pop(conn, None)) is not None:
+            self._claimed.pop(claim[0], None)
         peer_id = self._id_of.pop(conn, None)
         if peer_id is None:
             return []
@@ -274,6 +337,8 @@ class SignalingProtocol(Generic[ConnT]):
         elif self._room_clients:
             self._room_clients.pop(conn, None)
         self._secret_of.pop(peer_id, None)
+        if self.node is not None:
+            out.append((conn, Release(peer_id)))
         return out
 
     def tick(self, now: float) -> Outgoing[ConnT]:
@@ -287,10 +352,13 @@ class SignalingProtocol(Generic[ConnT]):
         if not rooms.active:
             return []
         notices, removed = rooms.tick(now)
+        out = self._deliver(notices)
         for peer_id in removed:
             if peer_id not in self._conn_of:
                 self._secret_of.pop(peer_id, None)
-        return self._deliver(notices)
+                if self.node is not None:  # its ID was kept in the registry during its grace
+                    out.append((cast(ConnT, None), Release(peer_id)))
+        return out
 
     # -- messages -----------------------------------------------------------
 
@@ -415,7 +483,7 @@ class SignalingProtocol(Generic[ConnT]):
             )
         return self._relay(conn, frame, msg, msg_type, fields)
 
-    def _register(self, conn: ConnT, msg: dict[str, Any]) -> Outgoing[ConnT]:
+    def _register(self, conn: ConnT, msg: dict[str, Any], claimed: bool = False) -> Outgoing[ConnT]:
         if "from" not in msg:
             raise BadMessage("missing field 'from' (your peer ID, a string)", in_reply_to="register")
         try:
@@ -448,6 +516,17 @@ class SignalingProtocol(Generic[ConnT]):
                     "close the other phone first, or reclaim it with the secret it registered with",
                     in_reply_to="register",
                 )
+        if self.node is not None and holder is None and not claimed:
+            # Cluster: an ID new to this node must be claimed in the shared registry first.
+            if peer_id in self._claimed:
+                raise DuplicateID(
+                    f"ID {peer_id!r} is being registered by another connection right now; pick another ID",
+                    in_reply_to="register",
+                )
+            if not (self.rooms.active and self.rooms.is_away(peer_id)):  # else it is still claimed here
+                self._claims[conn] = (peer_id, msg)
+                self._claimed[peer_id] = conn
+                return [(conn, Claim(peer_id, secret))]
         room_notices: Notices = []
         if holder is None and self.rooms.active and self.rooms.is_away(peer_id):
             # A room member whose connection was lost: its ID is kept for it during its grace.
@@ -468,7 +547,8 @@ class SignalingProtocol(Generic[ConnT]):
             else:
                 self.rooms.came_back(peer_id)
         if presence:
-            others = sorted(other for other in self._conn_of if other != peer_id)
+            online = {*self._conn_of, *self._remote} if self._remote else self._conn_of
+            others = sorted(other for other in online if other != peer_id)
             reply = encode_message("registered", id=peer_id, peers=others)
         else:
             reply = encode_message("registered", id=peer_id)
@@ -493,8 +573,10 @@ class SignalingProtocol(Generic[ConnT]):
             self._id_of[conn] = peer_id
             self._conn_of[peer_id] = conn
             self.logger.info("%r registered (%d online)", peer_id, len(self._conn_of))
-            joined = encode_message("joined", id=peer_id)
-            out.extend((other, joined) for other in self._watchers if other != conn)
+            # An ID that moved here from another node (its phone failed over) was online all along.
+            if not (self._remote and self._remote.pop(peer_id, None) is not None):
+                joined = encode_message("joined", id=peer_id)
+                out.extend((other, joined) for other in self._watchers if other != conn)
         if wants_rooms:
             self._room_clients[conn] = None
         elif self._room_clients:
@@ -573,19 +655,166 @@ class SignalingProtocol(Generic[ConnT]):
         if "room" in msg:  # a relay between room members: both must be in it
             self._check_room_relay(sender, to, msg["room"], msg_type)
         if target is None:
-            return [(conn, self._unavailable(sender, to, msg_type))]
+            node = self._remote.get(to)
+            if node is None:
+                return [(conn, self._unavailable(sender, to, msg_type))]
+            # Cluster: `to` is online on another node; the server publishes it there.
+            if msg_type != "ice":
+                self.logger.info("%r -> %r (on node %s): %s", sender, to, node, msg_type)
+            return [(conn, Forward(node, to, sender, _forwarded(frame, msg, msg_type, sender, to)))]
 
         if msg_type != "ice":
             self.logger.info("%r -> %r: %s", sender, to, msg_type)
         if "from" in msg and raw_from == sender and raw_to == to:
             return [(target, frame)]  # already what the peer must see: forward the original text
-        msg["from"] = sender
-        msg["to"] = to
-        try:
-            text = json.dumps(msg, separators=(",", ":"), allow_nan=False)
-        except RecursionError:
-            raise BadMessage("message is nested too deeply to forward", in_reply_to=msg_type) from None
-        return [(target, text)]
+        return [(target, _forwarded(frame, msg, msg_type, sender, to))]
+
+    # -- cluster (nbcall.cluster does the I/O) ------------------------------------
+
+    def join_cluster(self, node: str) -> None:
+        """Become node ``node`` of a cluster: new IDs are claimed (:class:`Claim`), departures released."""
+        if self._id_of:
+            raise RuntimeError("join_cluster() must come before the first connection")
+        self.node = node
+
+    def claimed(self, conn: ConnT, outcome: str, owner: str = "") -> Outgoing[ConnT] | None:
+        """The registry's answer to ``conn``'s :class:`Claim`: one of :data:`CLAIM_OUTCOMES`.
+
+        ``ok``: the ID was free (or held by a node that is gone); ``moved``: the phone's own older
+        connection on node ``owner`` held it and the secret matched; ``taken``: another phone on node
+        ``owner`` holds it; ``down``: the registry could not be reached. Returns what to send, or
+        ``None`` when ``conn`` went away meanwhile (the server then releases an ID it claimed).
+        """
+        claim = self._claims.pop(conn, None)
+        if claim is None:
+            return None
+        peer_id, msg = claim
+        self._claimed.pop(peer_id, None)
+        if outcome in ("ok", "moved"):
+            if outcome == "moved":
+                self.logger.info("%r moved here from node %s", peer_id, owner)
+            try:
+                return self._register(conn, msg, claimed=True)
+            except SignalingError as exc:  # rooms' rules refused what the registry allowed
+                return [
+                    (
+                        conn,
+                        encode_message("error", code=exc.code, message=exc.message, in_reply_to="register"),
+                    ),
+                    (conn, Release(peer_id)),
+                ]
+        error: SignalingError
+        if outcome == "taken":
+            error = DuplicateID(
+                f"ID {peer_id!r} is already registered on another server node ({owner}); pick another ID, "
+                "close the other phone first, or reclaim it with the secret it registered with",
+                in_reply_to="register",
+            )
+        else:
+            error = RegistryUnavailable(
+                f"this server cannot reach the registry it shares with the other nodes, so it cannot make sure "
+                f"that no other node has ID {peer_id!r}; new registrations are refused until it is back: "
+                "try again in a few seconds (phones retry by themselves)",
+                in_reply_to="register",
+            )
+        return [
+            (conn, encode_message("error", code=error.code, message=error.message, in_reply_to="register"))
+        ]
+
+    def deliver(
+        self, to: str, sender: str, sender_node: str, text: str
+    ) -> tuple[Outgoing[ConnT], Forward | None]:
+        """A message for ``to`` published by node ``sender_node``: the frames to send here, and a notice back.
+
+        ``sender`` is empty for a server notice (never bounced). A phone no longer here gets its
+        sender the same ``unavailable`` a local relay would, returned as a :class:`Forward`.
+        """
+        conn = self._conn_of.get(to)
+        if conn is not None:
+            return [(conn, text)], None
+        if not sender:
+            return [], None
+        notice = self._unavailable(sender, to, _type_of(text) or "message")
+        return [], Forward(sender_node, sender, "", notice)
+
+    def undeliverable(self, forward: Forward, reason: str) -> Outgoing[ConnT]:
+        """``forward`` could not be published (``reason`` says why): tell its sender, if it is still here."""
+        conn = self._conn_of.get(forward.sender) if forward.sender else None
+        if conn is None:
+            return []
+        msg_type = _type_of(forward.text)
+        notice = encode_message(
+            "unavailable",
+            peer=forward.to,
+            in_reply_to=msg_type,
+            message=f"{forward.to!r} is on another server node and {reason}; this {msg_type!r} was not delivered",
+        )
+        return [(conn, notice)]
+
+    def remote_joined(self, peer_id: str, node: str) -> Outgoing[ConnT]:
+        """``peer_id`` registered on node ``node``: news for this node's watchers."""
+        if node == self.node or peer_id in self._conn_of:
+            return []
+        known = peer_id in self._remote
+        self._remote[peer_id] = node
+        return [] if known else self._news("joined", peer_id)
+
+    def remote_left(self, peer_id: str, node: str) -> Outgoing[ConnT]:
+        """``peer_id`` left node ``node`` (or that node is gone): news for this node's watchers."""
+        if self._remote.get(peer_id) != node:
+            return []  # it moved on since, or it was never known here
+        del self._remote[peer_id]
+        return [] if peer_id in self._conn_of else self._news("left", peer_id)
+
+    def remote_moved(self, peer_id: str, old: str, new: str) -> Outgoing[ConnT]:
+        """``peer_id`` moved from node ``old`` to node ``new`` (its phone failed over, same secret)."""
+        if new == self.node:
+            return []  # claimed() took care of it
+        if old == self.node:
+            return self.lost_claim(peer_id, new, REPLACED_ELSEWHERE)
+        known = peer_id in self._remote
+        self._remote[peer_id] = new
+        return [] if known or peer_id in self._conn_of else self._news("joined", peer_id)
+
+    def lost_claim(self, peer_id: str, owner: str, close: Close | None = None) -> Outgoing[ConnT]:
+        """The registry gives ``peer_id`` to node ``owner``: drop this node's connection for it, without news."""
+        self._remote[peer_id] = owner
+        conn = self._conn_of.pop(peer_id, None)
+        self._secret_of.pop(peer_id, None)
+        if conn is None:
+            return []
+        self._id_of[conn] = None
+        self._watchers.pop(conn, None)
+        self._room_clients.pop(conn, None)
+        self.logger.info("%r is now held by node %s; closing its connection here", peer_id, owner)
+        return [(conn, close or TAKEN_ELSEWHERE)]
+
+    def registry_snapshot(self, owners: dict[str, str]) -> Outgoing[ConnT]:
+        """Every ID in the registry -> its node, read after (re)subscribing: news of what changed unseen."""
+        old = self._remote
+        new = {peer: node for peer, node in owners.items() if node != self.node and peer not in self._conn_of}
+        self._remote = new
+        out: Outgoing[ConnT] = []
+        for peer_id in sorted(old.keys() - new.keys()):
+            out.extend(self._news("left", peer_id))
+        for peer_id in sorted(new.keys() - old.keys()):
+            out.extend(self._news("joined", peer_id))
+        return out
+
+    def held(self) -> list[tuple[str, bytes | None]]:
+        """The IDs this node holds (its phones', and room members' within their grace), with their secrets."""
+        held = [(peer_id, self._secret_of.get(peer_id)) for peer_id in self._conn_of]
+        if self.rooms.active:
+            held.extend(
+                (peer_id, self._secret_of.get(peer_id))
+                for peer_id in self._secret_of
+                if peer_id not in self._conn_of and self.rooms.is_away(peer_id)
+            )
+        return held
+
+    def _news(self, what: str, peer_id: str) -> Outgoing[ConnT]:
+        text = encode_message(what, id=peer_id)
+        return [(watcher, text) for watcher in self._watchers]
 
     def _check_room_relay(self, sender: str, to: str, room: object, msg_type: str) -> None:
         if room is None:
@@ -626,6 +855,12 @@ class SignalingProtocol(Generic[ConnT]):
             if room is not None and room != mine:
                 raise _not_a_member(room, mine, msg_type)
             target = self._conn_of.get(to)
+            if target is None and to in self._remote:
+                raise Unavailable(
+                    f"{to!r} is online on another server node ({self._remote[to]}); the members of a room "
+                    "must all be on one node for now: call it 1:1 instead",
+                    in_reply_to=msg_type,
+                )
             if target is None:
                 raise Unavailable(
                     f"{to!r} is not online on this server; invite a phone that is", in_reply_to=msg_type
@@ -690,6 +925,27 @@ class SignalingProtocol(Generic[ConnT]):
             in_reply_to=msg_type,
             message=f"{to!r} is not online on this server; {listing}",
         )
+
+
+def _forwarded(frame: str, msg: dict[str, Any], msg_type: str, sender: str, to: str) -> str:
+    """The text the recipient sees: the frame itself when ``from`` and ``to`` are already right."""
+    if msg.get("from") == sender and msg.get("to") == to:
+        return frame
+    msg["from"] = sender
+    msg["to"] = to
+    try:
+        return json.dumps(msg, separators=(",", ":"), allow_nan=False)
+    except RecursionError:
+        raise BadMessage("message is nested too deeply to forward", in_reply_to=msg_type) from None
+
+
+def _type_of(text: str) -> str | None:
+    """The ``type`` of a message the server already validated (rare paths: undelivered messages)."""
+    try:
+        value = orjson.loads(text).get("type")
+    except (orjson.JSONDecodeError, AttributeError):
+        return None
+    return value if isinstance(value, str) else None
 
 
 def _secret(msg: dict[str, Any]) -> bytes | None:

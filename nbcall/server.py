@@ -38,10 +38,12 @@ from . import fastpath
 from .admission import DEFAULT_ORIGINS, AdmissionRules, OriginPattern, check_handshake, origin_patterns
 from .connection import Connection, remote
 from .limits import DEFAULT_LIMITS, RATE_ABUSE_WINDOW, Limits, TokenBucket
-from .protocol import TOO_SLOW, Close, Outgoing, SignalingProtocol
+from .protocol import TOO_SLOW, Claim, Close, Forward, Outgoing, Release, SignalingProtocol
 
 if TYPE_CHECKING:
     from typing_extensions import Self
+
+    from .cluster import RedisRegistry
 
 __all__ = ["DEFAULT_ORIGINS", "RATE_ABUSE_WINDOW", "SignalingServer", "serve"]
 
@@ -92,6 +94,8 @@ class SignalingServer:
         self._closing: set[asyncio.Task[None]] = set()  # closes the server started, referenced until done
         # websockets' logger, shared by every connection (see FastConnection.__init__).
         self._ws_logger = _RedactingLogger(logging.getLogger("websockets.server"))
+        #: The shared registry when this server is a node of a cluster (``serve(redis=...)``), else ``None``.
+        self.registry: RedisRegistry | None = None
 
     @property
     def server(self) -> Server:
@@ -144,13 +148,18 @@ class SignalingServer:
         self.server.close()
 
     async def wait_closed(self) -> None:
-        """Wait until the server is closed and every connection handler has returned."""
+        """Wait until the server is closed and every connection handler has returned.
+
+        A cluster node then frees its IDs in the registry, so the other nodes see its phones leave at once.
+        """
         await self.server.wait_closed()
         tasks = [task for task in (self._keepalive_task, self._tick_task) if task is not None]
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
         if self._closing:
             await asyncio.gather(*self._closing, return_exceptions=True)
+        if self.registry is not None:
+            await self.registry.wait_closed()
 
     async def serve_forever(self) -> None:
         """Serve until closed (or until the awaiting task is cancelled, which closes the server)."""
@@ -243,18 +252,23 @@ class SignalingServer:
             if bucket is not None and not bucket.take(now):
                 self._send(connection, self.protocol.refuse_for_rate(connection, now))
                 return
-            for recipient, item in self.protocol.receive(connection, message):
-                if type(item) is str:
-                    # A forwarded frame is the very text object received: reuse its bytes.
-                    self._write(
-                        recipient, raw if item is message and raw is not None else item.encode(), connection
-                    )
-                else:
-                    assert isinstance(item, Close)
-                    self._close(recipient, item)
+            if connection.held is not None:  # its ID is being claimed in the registry: keep the order
+                connection.held.append((message, raw))
+                return
+            self._handle_message(connection, message, raw)
         except Exception:  # a bug must cost only this connection, never the server's loop
             logger.exception("closing %s: error while handling a message", remote(connection))
             self._close(connection, Close(1011, "internal error"))
+
+    def _handle_message(self, connection: Connection, message: str | bytes, raw: bytes | None) -> None:
+        for recipient, item in self.protocol.receive(connection, message):
+            if type(item) is str:
+                # A forwarded frame is the very text object received: reuse its bytes.
+                self._write(
+                    recipient, raw if item is message and raw is not None else item.encode(), connection
+                )
+            else:
+                self._instruct(recipient, item)
 
     def _send(self, origin: Connection | None, outgoing: Outgoing[Connection]) -> None:
         """Send what the protocol returned for a message from ``origin`` (``None``: no sender)."""
@@ -262,8 +276,47 @@ class SignalingServer:
             if type(item) is str:
                 self._write(connection, item.encode(), origin)
             else:
-                assert isinstance(item, Close)
-                self._close(connection, item)
+                self._instruct(connection, item)
+
+    def _instruct(self, connection: Connection, item: Close | Forward | Claim | Release | str) -> None:
+        """Carry out what the protocol returned besides text: a close, or (cluster) work for the registry."""
+        if isinstance(item, Close):
+            self._close(connection, item)
+            return
+        registry = self.registry
+        assert registry is not None, f"{item!r} without a registry"
+        if isinstance(item, Forward):
+            registry.forward(item)
+        elif isinstance(item, Release):
+            registry.release(item.peer_id)
+        elif isinstance(item, Claim):
+            connection.held = []
+            registry.claim(item.peer_id, item.secret).add_done_callback(
+                functools.partial(self._claimed, connection, item.peer_id)
+            )
+
+    def _claimed(self, connection: Connection, peer_id: str, future: asyncio.Future[tuple[str, str]]) -> None:
+        """The registry answered ``connection``'s claim: finish its registration, then what it sent meanwhile."""
+        outcome, owner = future.result()
+        held, connection.held = connection.held or [], None
+        out = self.protocol.claimed(connection, outcome, owner)
+        if out is None:  # it went away meanwhile
+            if outcome in ("ok", "moved") and self.registry is not None:
+                self.registry.release(peer_id)
+            return
+        self._send(connection, out)
+        for n, (message, raw) in enumerate(held):
+            if connection.closing:
+                return
+            if connection.held is not None:  # another register being claimed: it waits too
+                connection.held.extend(held[n:])
+                return
+            try:
+                self._handle_message(connection, message, raw)
+            except Exception:
+                logger.exception("closing %s: error while handling a message", remote(connection))
+                self._close(connection, Close(1011, "internal error"))
+                return
 
     def _write(self, connection: Connection, data: bytes, origin: Connection | None) -> None:
         """Queue one text message for ``connection``; never blocks, never awaits.
@@ -353,6 +406,11 @@ async def serve(
     max_room_size: int | None = DEFAULT_LIMITS.max_room_size,
     invitation_ttl: float | None = DEFAULT_LIMITS.invitation_ttl,
     room_grace: float | None = DEFAULT_LIMITS.room_grace,
+    # Several nodes as one deployment.
+    redis: str | None = None,
+    node_id: str | None = None,
+    heartbeat: float = 5.0,
+    registry_ttl: float = 15.0,
     # What goes over the wire.
     compression: Literal["deflate"] | None = None,
     fast_path: bool = True,
@@ -411,6 +469,15 @@ async def serve(
     Timers are checked about once a second (more often for limits under 4 s), so they end up
     to that much late.
 
+    Several nodes as one deployment (README, "Deployment"; needs ``pip install nbcall[redis]``):
+
+    * ``redis`` (none): a ``redis://[:PASSWORD@]HOST:PORT/DB`` or ``rediss://`` (TLS) URL. Servers
+      given the same Redis share one registry: an ID is unique across them, presence lists merge,
+      and phones on different nodes call each other. Without it nothing about Redis is imported.
+    * ``node_id`` (random): this node's name in the registry and in logs; unique per process.
+    * ``heartbeat`` (5 s), ``registry_ttl`` (15 s): a node renews its claim every ``heartbeat``;
+      one silent for ``registry_ttl`` (killed, cut off) is taken for gone and its IDs are freed.
+
     What goes over the wire:
 
     * ``compression`` (``None``): ``"deflate"`` accepts permessage-deflate when a browser
@@ -448,17 +515,18 @@ async def serve(
     if fast_path and (why := fastpath.unavailable_reason()) is not None:
         logger.info("using websockets' public API, not nbcall's fast path: %s", why)
         fast_path = False
+    protocol: SignalingProtocol[Connection] = SignalingProtocol(
+        max_message_size=max_message_size,
+        max_rate=max_rate,
+        max_burst=max_burst,
+        max_refused=max_refused,
+        max_room_size=max_room_size,
+        invitation_ttl=invitation_ttl,
+        room_grace=room_grace,
+        logger=logger,
+    )
     signaling = SignalingServer(
-        SignalingProtocol(
-            max_message_size=max_message_size,
-            max_rate=max_rate,
-            max_burst=max_burst,
-            max_refused=max_refused,
-            max_room_size=max_room_size,
-            invitation_ttl=invitation_ttl,
-            room_grace=room_grace,
-            logger=logger,
-        ),
+        protocol,
         AdmissionRules(
             path=path,
             token=token,
@@ -469,6 +537,18 @@ async def serve(
         tls=ssl_context is not None,
         fast_path=fast_path,
     )
+    if redis is not None:
+        try:  # only here: without redis, nothing of it is imported
+            from .cluster import RedisRegistry, new_node_id
+        except ImportError as exc:
+            raise ImportError(
+                f"serve(redis=...) needs redis-py ({exc}); install it with: pip install 'nbcall[redis]'"
+            ) from None
+
+        node = node_id or new_node_id()
+        protocol.join_cluster(node)
+        signaling.registry = RedisRegistry(signaling, redis, node=node, heartbeat=heartbeat, ttl=registry_ttl)
+        await signaling.registry.start()
     connection_type = fastpath.FastConnection if fast_path else Connection
     options: dict[str, float | None]
     if fast_path:
@@ -481,20 +561,25 @@ async def serve(
         # max_pending_bytes what waits behind it (see Connection).
         write_limit = _NEVER if max_pending_bytes is None else max_pending_bytes
         options = {"ping_interval": ping_interval, "ping_timeout": ping_timeout, "write_limit": write_limit}
-    server = await ws_serve(
-        signaling._handle,
-        host,
-        port,
-        process_request=signaling._process_request,
-        create_connection=functools.partial(connection_type, signaling=signaling),  # type: ignore[arg-type]
-        compression=compression,
-        ssl=ssl_context,
-        open_timeout=open_timeout,
-        max_size=max_frame_size,
-        close_timeout=close_timeout,
-        logger=signaling._ws_logger,
-        **options,  # type: ignore[arg-type]
-    )
+    try:
+        server = await ws_serve(
+            signaling._handle,
+            host,
+            port,
+            process_request=signaling._process_request,
+            create_connection=functools.partial(connection_type, signaling=signaling),  # type: ignore[arg-type]
+            compression=compression,
+            ssl=ssl_context,
+            open_timeout=open_timeout,
+            max_size=max_frame_size,
+            close_timeout=close_timeout,
+            logger=signaling._ws_logger,
+            **options,  # type: ignore[arg-type]
+        )
+    except BaseException:
+        if signaling.registry is not None:
+            await signaling.registry.wait_closed()
+        raise
     signaling._listening(server)
     if fast_path and ping_interval is not None:
         signaling._keepalive_task = asyncio.create_task(

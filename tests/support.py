@@ -5,11 +5,27 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
+import signal
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
-__all__ = ["OFFER", "SAMPLE_OFFER", "TIMEOUT", "free_port", "mask_frame", "wait_until", "wait_until_sync"]
+__all__ = [
+    "OFFER",
+    "SAMPLE_OFFER",
+    "TIMEOUT",
+    "Node",
+    "RedisServer",
+    "free_port",
+    "mask_frame",
+    "wait_for_port",
+    "wait_until",
+    "wait_until_sync",
+]
 
 #: Seconds a test waits for something that should happen at once.
 TIMEOUT = 5.0
@@ -68,3 +84,112 @@ def mask_frame(payload: bytes, opcode: int = 1, fin: bool = True) -> bytes:
         length = bytes([0x80 | 127]) + n.to_bytes(8, "big")
     masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
     return bytes([(0x80 if fin else 0) | opcode]) + length + mask + masked
+
+
+# -- a cluster: a real redis-server and real `nbcall serve` processes (tests/test_cluster.py, tests/e2e) ----------
+
+
+def wait_for_port(
+    port: int, what: str, timeout: float = 15.0, process: subprocess.Popen[bytes] | None = None
+) -> None:
+    """Block until something accepts TCP connections on 127.0.0.1:``port``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            if process is not None and process.poll() is not None:
+                raise AssertionError(
+                    f"{what} exited with status {process.returncode} before listening"
+                ) from None
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"timed out after {timeout} s waiting for {what} on port {port}"
+                ) from None
+            time.sleep(0.05)
+
+
+class RedisServer:
+    """Debian's redis-server on a free port with a data directory of its own; :meth:`stop` and :meth:`start` again."""
+
+    def __init__(self, folder: Path, *extra: str) -> None:
+        if shutil.which("redis-server") is None:
+            raise RuntimeError("needs redis-server: apt-get install redis-server (scripts/test.sh does)")
+        self.folder = folder
+        self.port = free_port()
+        self.extra = extra
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> RedisServer:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.process = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+             "--dir", str(self.folder), "--daemonize", "no", "--logfile", str(self.folder / "redis.log"),
+             *self.extra],
+            stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+        wait_for_port(self.port, "redis-server", process=self.process)
+        return self
+
+    def stop(self) -> None:
+        """Kill it (SIGKILL: it goes away as a crashed or unreachable Redis would); its data is gone."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+        self.process = None
+
+
+class Node:
+    """One ``nbcall serve --redis`` process on a free port; ``heartbeat``/``ttl`` shortened for tests."""
+
+    def __init__(self, redis_url: str, name: str, folder: Path, *, heartbeat: float = 0.25, ttl: float = 1.0,
+                 extra: tuple[str, ...] = ()) -> None:  # fmt: skip
+        self.name = name
+        self.port = free_port()
+        self.log = folder / f"{name}.log"
+        folder.mkdir(parents=True, exist_ok=True)
+        env = {
+            **os.environ,
+            "PYTHONPATH": str(Path(__file__).parents[1]) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+        }
+        with open(self.log, "wb") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "nbcall", "serve", "--port", str(self.port), "--redis", redis_url,
+                 "--node-id", name, "--heartbeat", str(heartbeat), "--registry-ttl", str(ttl), *extra],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
+            )  # fmt: skip
+        try:
+            wait_for_port(self.port, f"node {name}", process=self.process)
+        except AssertionError:
+            self.stop()
+            raise AssertionError(f"node {name} did not start; its log:\n{self.log.read_text()}") from None
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/ws"
+
+    def kill(self) -> None:
+        """SIGKILL: no goodbye to Redis nor to its phones' sockets beyond what the kernel does."""
+        self.process.kill()
+        self.process.wait(10)
+
+    def pause(self) -> None:
+        self.process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        self.process.send_signal(signal.SIGCONT)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGCONT)
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
