@@ -21,6 +21,7 @@ from collections.abc import Coroutine, Sequence
 from typing import Any
 
 from . import transfer_cli
+from .faults import Faults
 from .server import serve
 
 __all__ = ["main"]
@@ -226,6 +227,28 @@ def _parser() -> argparse.ArgumentParser:
         help="accept permessage-deflate when browsers offer it; off by default, since signaling "
         "messages gain little from it and each compressed connection costs memory (default: %(default)s)",
     )
+    teaching = serve_cmd.add_argument_group(
+        "faults on purpose",
+        "for teaching: what the server relays is broken on purpose, to see what each fault does",
+    )
+    teaching.add_argument(
+        "--drop",
+        action="append",
+        default=[],
+        metavar="TYPE",
+        help="never relay messages of this type (ice, answer, ...)",
+    )
+    teaching.add_argument(
+        "--delay", type=float, default=0.0, metavar="SECONDS", help="relay each message this late"
+    )
+    teaching.add_argument(
+        "--reorder", action="append", default=[], metavar="TYPE", help="relay bursts of this type last first"
+    )
+    teaching.add_argument(
+        "--candidate-types",
+        metavar="TYPES",
+        help="relay only ICE candidates of these types, comma-separated (host, srflx, prflx, relay)",
+    )
     serve_cmd.add_argument(
         "-v",
         "--verbose",
@@ -244,7 +267,14 @@ async def _serve_until_stopped(args: argparse.Namespace) -> int:
             ssl_context.load_cert_chain(args.certfile, args.keyfile)
         elif args.keyfile:
             raise ValueError("--keyfile needs --certfile")
-        options = {"origins": args.allow_origin} if args.allow_origin else {}  # else localhost only
+        options: dict[str, Any] = (
+            {"origins": args.allow_origin} if args.allow_origin else {}
+        )  # else localhost
+        if args.drop or args.delay or args.reorder or args.candidate_types:
+            kinds = args.candidate_types.split(",") if args.candidate_types else None
+            options["faults"] = Faults.of(
+                {"drop": args.drop, "delay": args.delay, "reorder": args.reorder, "candidate_types": kinds}
+            )
         server = await serve(
             args.host,
             args.port,

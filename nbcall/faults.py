@@ -1,7 +1,8 @@
 """Signaling faults put on purpose, to see what each one breaks: dropped, delayed or reordered messages.
 
-``Phone(faults=Faults(drop=("ice",)))`` applies them to what the phone sends. :class:`Faults` decides (without
-I/O); :class:`FaultyOutbox` carries the decisions out with a timer of the caller's.
+``Phone(faults=Faults(drop=("ice",)))`` applies them to what the phone sends, ``serve(faults=...)`` (and
+``nbcall serve --drop ice ...``) to what the server relays. :class:`Faults` decides (without I/O);
+:class:`FaultyOutbox` carries the decisions out with a timer of the caller's.
 """
 
 from __future__ import annotations
@@ -104,22 +105,24 @@ class FaultyOutbox:
         self._send = send
         self._later = later
         self._on_drop = on_drop
-        self._burst: list[dict[str, Any]] = []
+        self._burst: list[Callable[[], None]] = []
 
-    def __call__(self, message: dict[str, Any]) -> None:
+    def __call__(self, message: dict[str, Any], send: Callable[[], None] | None = None) -> None:
+        """Send ``message`` with the faults applied; ``send``, when given, sends it (its own encoding, say)."""
+        go = send or (lambda: self._send(message))
         why = self.faults.why_dropped(message)
         if why is not None:
             self._on_drop(message, why)
         elif message.get("type") in self.faults.reorder:
-            self._burst.append(message)
+            self._burst.append(go)
             if len(self._burst) == 1:
                 self._later(REORDER_WINDOW + self.faults.delay, self._flush_reversed)
         elif self.faults.delay:
-            self._later(self.faults.delay, lambda: self._send(message))
+            self._later(self.faults.delay, go)
         else:
-            self._send(message)
+            go()
 
     def _flush_reversed(self) -> None:
         burst, self._burst = self._burst, []
-        for message in reversed(burst):
-            self._send(message)
+        for go in reversed(burst):
+            go()

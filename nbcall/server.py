@@ -23,10 +23,11 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import functools
+import json
 import logging
 import re
 import ssl
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Literal
 
@@ -37,6 +38,7 @@ from websockets.http11 import Request, Response
 from . import fastpath
 from .admission import DEFAULT_ORIGINS, AdmissionRules, OriginPattern, check_handshake, origin_patterns
 from .connection import Connection, remote
+from .faults import Faults, FaultyOutbox
 from .limits import DEFAULT_LIMITS, RATE_ABUSE_WINDOW, Limits, TokenBucket
 from .protocol import TOO_SLOW, Claim, Close, Forward, Outgoing, Release, SignalingProtocol
 
@@ -76,6 +78,7 @@ class SignalingServer:
         limits: Limits = DEFAULT_LIMITS,
         tls: bool = False,
         fast_path: bool = True,
+        faults: Faults | None = None,
     ) -> None:
         self.protocol = protocol
         self.limits = limits
@@ -96,6 +99,9 @@ class SignalingServer:
         self._ws_logger = _RedactingLogger(logging.getLogger("websockets.server"))
         #: The shared registry when this server is a node of a cluster (``serve(redis=...)``), else ``None``.
         self.registry: RedisRegistry | None = None
+        #: Faults put on relayed messages on purpose (``serve(faults=...)``), one outbox per recipient.
+        self.faults = faults
+        self._faulty: dict[Connection, FaultyOutbox] = {}
 
     @property
     def server(self) -> Server:
@@ -235,6 +241,7 @@ class SignalingServer:
             connection.discard_pending()
             self._admitted.discard(connection)
             self._open.discard(connection)
+            self._faulty.pop(connection, None)
             self._send(None, self.protocol.disconnect(connection))
 
     def _receive(self, connection: Connection, message: str | bytes, raw: bytes | None, now: float) -> None:
@@ -262,13 +269,35 @@ class SignalingServer:
 
     def _handle_message(self, connection: Connection, message: str | bytes, raw: bytes | None) -> None:
         for recipient, item in self.protocol.receive(connection, message):
-            if type(item) is str:
+            if self.faults is not None and type(item) is str and recipient is not connection:
+                self._relay_with_faults(connection, recipient, item)
+            elif type(item) is str:
                 # A forwarded frame is the very text object received: reuse its bytes.
                 self._write(
                     recipient, raw if item is message and raw is not None else item.encode(), connection
                 )
             else:
                 self._instruct(recipient, item)
+
+    def _relay_with_faults(self, origin: Connection, recipient: Connection, text: str) -> None:
+        """A relayed message, dropped, delayed or reordered as ``faults`` say (for teaching, never by default)."""
+        assert self.faults is not None
+        box = self._faulty.get(recipient)
+        if box is None:
+            box = self._faulty[recipient] = FaultyOutbox(
+                self.faults, lambda message: None, self._later, self._fault_dropped
+            )
+        try:
+            message = json.loads(text)
+        except ValueError:
+            message = {}
+        box(message, lambda: self._write(recipient, text.encode(), origin))
+
+    def _later(self, delay: float, fn: Callable[[], None]) -> None:
+        self._loop.call_later(delay, fn)
+
+    def _fault_dropped(self, message: dict[str, object], why: str) -> None:
+        logger.info("not relayed: a %s message to %r (%s)", message.get("type"), message.get("to"), why)
 
     def _send(self, origin: Connection | None, outgoing: Outgoing[Connection]) -> None:
         """Send what the protocol returned for a message from ``origin`` (``None``: no sender)."""
@@ -414,6 +443,8 @@ async def serve(
     # What goes over the wire.
     compression: Literal["deflate"] | None = None,
     fast_path: bool = True,
+    # For teaching: faults put on relayed messages on purpose.
+    faults: Faults | dict[str, object] | None = None,
 ) -> SignalingServer:
     """Start a signaling server and return it once it listens.
 
@@ -468,6 +499,10 @@ async def serve(
 
     Timers are checked about once a second (more often for limits under 4 s), so they end up
     to that much late.
+
+    For teaching, ``faults`` (a :class:`nbcall.faults.Faults` or a dict of its fields, none by default) drops,
+    delays or reorders the messages the server relays, or keeps only ICE candidates of some types: see what
+    each breaks. Dropped messages are logged.
 
     Several nodes as one deployment (README, "Deployment"; needs ``pip install nbcall[redis]``):
 
@@ -536,6 +571,7 @@ async def serve(
         limits=limits,
         tls=ssl_context is not None,
         fast_path=fast_path,
+        faults=Faults.of(faults),
     )
     if redis is not None:
         try:  # only here: without redis, nothing of it is imported

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+import time
 from typing import Any
 
 import pytest
+from websockets.asyncio.client import connect
 
 from nbcall import manual
+from nbcall.cli import _parser
 from nbcall.faults import Faults, FaultyOutbox, candidate_type
+from nbcall.server import serve
 
 HOST = {"type": "ice", "candidate": '{"candidate":"candidate:1 1 udp 2122260223 127.0.0.1 5000 typ host"}'}
 RELAY = {
@@ -101,3 +107,29 @@ def test_manual_text_round_trips_and_is_short_enough_to_paste() -> None:
 def test_text_that_is_not_an_offer_is_refused_saying_what_to_paste(text: str, words: str) -> None:
     with pytest.raises(ValueError, match=words.replace("(", r"\(").replace(")", r"\)")):
         manual.unpack(text, "call")
+
+
+# -------------------------------------------------------------------- the server's faults, over sockets
+
+
+async def test_a_server_with_faults_drops_and_delays_what_it_relays() -> None:
+    server = await serve(faults={"drop": ["ice"], "delay": 0.3})
+    try:
+        async with connect(server.url) as a, connect(server.url) as b:
+            for ws, peer in ((a, "A"), (b, "B")):
+                await ws.send(json.dumps({"type": "register", "from": peer}))
+                assert json.loads(await ws.recv())["type"] == "registered"
+            started = time.monotonic()
+            await a.send(json.dumps({"type": "ice", "to": "B", "candidate": HOST["candidate"]}))
+            await a.send(json.dumps({"type": "call", "to": "B", "sdp": "{}"}))
+            first = json.loads(await asyncio.wait_for(b.recv(), 5))
+            assert first["type"] == "call"  # the candidate was dropped; the call came, late
+            assert time.monotonic() - started >= 0.25
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+def test_nbcall_serve_takes_the_faults_as_flags() -> None:
+    args = _parser().parse_args(["serve", "--drop", "ice", "--drop", "answer", "--candidate-types", "relay"])
+    assert (args.drop, args.candidate_types) == (["ice", "answer"], "relay")
