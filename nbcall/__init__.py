@@ -10,6 +10,7 @@ from .exceptions import CallError, NbcallError, SignalingError
 from .kernel import serve
 from .payload import Message
 from .phone import STATES, Phone
+from .sdp import explain_sdp
 
-__all__ = ["STATES", "CallError", "Message", "NbcallError", "Phone", "SignalingError", "serve"]
+__all__ = ["STATES", "CallError", "Message", "NbcallError", "Phone", "SignalingError", "explain_sdp", "serve"]
 __version__ = "0.1.0"
