@@ -6,15 +6,17 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # System packages, each only when missing (apt needs root, as CI has): Debian's Chromium for the browser tests,
-# `ip` for the namespace, Node.js and npm for the browser bundle, venv support for Debian's python3.
+# coturn's turnserver for the TURN tests (a missing one fails them in CI), `ip` for the namespace, Node.js and npm
+# for the browser bundle, venv support for Debian's python3.
 missing=()
 command -v "${CHROMIUM:-chromium}" >/dev/null || missing+=(chromium)
+command -v turnserver >/dev/null || missing+=(coturn)
 command -v ip >/dev/null || missing+=(iproute2)
 command -v npm >/dev/null || missing+=(nodejs npm)
 python3 -c 'import ensurepip' 2>/dev/null || missing+=(python3-venv)
 if [ ${#missing[@]} -gt 0 ]; then
     apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+    scripts/apt-install.sh "${missing[@]}"
 fi
 scripts/setup.sh test
 
