@@ -27,6 +27,7 @@ import traitlets
 from . import config, kernel, widget_protocol
 from .call import FREE, IN_CALL, STATES, CallMachine, Changed, ToEngine, ToServer
 from .client import SignalingClient
+from .diagnose import candidate_error
 from .exceptions import CallError
 from .media import device_names, media_advice
 from .payload import Message, decode, encode
@@ -476,6 +477,8 @@ class Phone(anywidget.AnyWidget):
         self._log_entry("event", name, value, echo=False)
         if name == "connectionState":
             self._machine.engine_connection(content["peer"], value)
+        elif name == "icecandidateerror" and (problem := candidate_error(value)):
+            self._apply({"error": problem})
 
     def _on_browser_channel(self, content: dict[str, Any], buffers: list[bytes]) -> None:
         self._log_entry("event", f"datachannel-{content['state']}", content, echo=False)
