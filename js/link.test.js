@@ -60,6 +60,7 @@ function recorder() {
     send: record("send"),
     log: record("log"),
     history: record("history"),
+    sdp: record("sdp"),
   };
   return { calls, handlers };
 }

@@ -11,6 +11,7 @@ import { Link } from "./link.js";
 import { mediaReport } from "./media.js";
 import { onChanges } from "./model.js";
 import { PeerLink } from "./peer.js";
+import { rememberSdp } from "./sdp-panel.js";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -65,6 +66,9 @@ export const FROM_PYTHON = {
   history(phone, { log }) {
     phone.log = log.slice(-phone.link.settings.max_log);
     phone.emit("log");
+  },
+  sdp(phone, message) {
+    rememberSdp(phone, message);
   },
 };
 

@@ -31,6 +31,7 @@ export { spec };
  *   send: {type: "send", id: number | string, kind: Kind, to?: string},
  *   log: {type: "log", entry: LogEntry},
  *   history: {type: "history", log: LogEntry[]},
+ *   sdp: import("./sdp-panel.js").SdpMessage,
  * }} ToBrowser
  */
 

@@ -3,6 +3,7 @@
 
 import { candidateText, describe, logSize, logTime, rtpRows, sparkPoints, statusText } from "./format.js";
 import { onChanges } from "./model.js";
+import { mountSdpPanel } from "./sdp-panel.js";
 
 /**
  * @typedef {import("./model.js").Model} Model
@@ -91,6 +92,7 @@ export function renderPhone(model, el, phone) {
     h("details", { class: "nbcall-rtc-details" }, [h("summary", {}, ["Connection and statistics"]), sparks, rtcTable]),
   ]);
   el.append(root);
+  const unmountSdp = mountSdpPanel(root, phone);
 
   callBtn.addEventListener("click", () => peerSelect.value && ui("call", peerSelect.value), on);
   answerBtn.addEventListener("click", () => ui("answer"), on);
@@ -275,6 +277,7 @@ export function renderPhone(model, el, phone) {
   return () => {
     abort.abort();
     unfollow();
+    unmountSdp();
   };
 }
 

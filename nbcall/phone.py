@@ -31,6 +31,7 @@ from .diagnose import candidate_error
 from .exceptions import CallError
 from .media import device_names, media_advice
 from .payload import Message, decode, encode
+from .sdp import Descriptions, Negotiation
 
 __all__ = ["STATES", "Phone"]
 
@@ -156,6 +157,7 @@ class Phone(anywidget.AnyWidget):
         #: The RTCPeerConnection's states, as the browser reported them.
         self.rtc: dict[str, str] = {}
         self._log: list[dict[str, Any]] = []
+        self._descriptions = Descriptions()  # each peer's offer and answer, for explain() and the SDP panel
         self._callbacks: list[Callable[[Message], Any]] = []
         self._frontend = False
         self._to_browser: list[tuple[dict[str, Any], list[bytes]]] = []
@@ -360,6 +362,12 @@ class Phone(anywidget.AnyWidget):
         """
         with self._lock:
             return list(self._log)
+
+    def explain(self, peer: str | None = None) -> Negotiation | None:
+        """The offer and answer exchanged with ``peer`` (the current or last peer by default), every line
+        explained, and what the answer chose from the offer; None before any. Shows as tables in a notebook."""
+        with self._lock:
+            return self._descriptions.get(peer if peer is not None else self.peer)
 
     def close(self) -> None:
         """Hang up, leave the signaling server, and close the widget."""
@@ -593,6 +601,18 @@ class Phone(anywidget.AnyWidget):
             del self._log[: len(self._log) - self.max_log]
         if self._frontend and echo:
             self._send_custom({"type": "log", "entry": entry})
+        if kind in ("call", "answer") and isinstance(detail, dict):
+            peer = self._descriptions.record(direction, detail)
+            if peer is not None:
+                # Explained after the message went on: the call's setup does not wait for the parser.
+                kernel.call_soon(self._send_sdp, peer)
+
+    def _send_sdp(self, peer: str) -> None:
+        """Send the SDP panel the explained offer and answer of ``peer`` (widget protocol ``sdp``)."""
+        with self._lock:
+            negotiation = self._descriptions.get(peer)
+            if negotiation is not None:
+                self._browser(negotiation.to_json())
 
     def __repr__(self) -> str:
         peer = f" with {self.peer!r}" if self.state in IN_CALL else ""

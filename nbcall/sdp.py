@@ -593,15 +593,35 @@ class Negotiation:
         offer, answer = self.offer, self.answer
         return compare(offer, answer) if offer is not None and answer is not None else []
 
-    def to_json(self) -> dict[str, Any]:
-        """The widget's ``sdp`` message."""
+    def dropped(self) -> set[int]:
+        """The numbers of the offer's codec lines (``a=rtpmap``) whose payload type the answer left out."""
+        offer, answer = self.offer, self.answer
+        if offer is None or answer is None:
+            return set()
+        kept = {(s.index, c["payload"]) for s in answer.sections if s.port != 0 for c in s.codecs}
+        index = {s.title: s.index for s in offer.sections}
         return {
-            "type": "sdp",
-            "peer": self.peer,
-            "local": self.local.to_json() if self.local else None,
-            "remote": self.remote.to_json() if self.remote else None,
-            "choices": self.choices,
+            x.number
+            for x in offer
+            if x.kind == "rtp" and (index.get(x.section), x.fields.get("payload")) not in kept
         }
+
+    def to_json(self) -> dict[str, Any]:
+        """The widget's ``sdp`` message: both descriptions, the offer's codec lines the answer left out
+        marked ``"dropped": true``, and what the answer chose."""
+        dropped = self.dropped()
+        sides: dict[str, Any] = {}
+        for side, explained in (("local", self.local), ("remote", self.remote)):
+            if explained is None:
+                sides[side] = None
+                continue
+            shown = explained.to_json()
+            if explained is self.offer:
+                for line in shown["lines"]:
+                    if line["n"] in dropped:
+                        line["dropped"] = True
+            sides[side] = shown
+        return {"type": "sdp", "peer": self.peer, **sides, "choices": self.choices}
 
     def __repr__(self) -> str:
         return f"<Negotiation with {self.peer!r}: local {self.local!r}, remote {self.remote!r}>"

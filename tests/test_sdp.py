@@ -224,6 +224,10 @@ def test_a_phone_keeps_each_peers_descriptions_and_explains_them_for_the_widget(
         "meaning": negotiation.local[4].meaning,
     }
     json.dumps(message)  # it travels as JSON
+    # The offer's H.264 line is marked as left out by the answer; nothing else is.
+    dropped = [line["text"] for line in message["local"]["lines"] if line.get("dropped")]
+    assert dropped == ["a=rtpmap:102 H264/90000"]
+    assert not any(line.get("dropped") for line in message["remote"]["lines"])
     # A new offer (B calls back) starts a new negotiation.
     descriptions.record(
         "in", {"type": "call", "from": "B", "sdp": json.dumps({"type": "offer", "sdp": OFFER})}

@@ -78,3 +78,37 @@ def test_wrong_turn_credentials_give_a_clear_error(lab: Lab, page: Page) -> None
     assert "turn:127.0.0.1" in error and "401" in error, error
     expect(nb.phone("C").locator(".nbcall-error")).to_contain_text("refused the username and credential")
     nb.run("c.hangup(); turn.close()")
+
+
+def test_the_sdp_panel_shows_both_descriptions_explained_and_what_the_answer_chose(
+    lab: Lab, page: Page
+) -> None:
+    setup = 'import nbcall\na = nbcall.Phone("A")\nb = nbcall.Phone("B", auto_answer=True)\ndisplay(a, b)'
+    nb = lab.run_notebook(page, "sdp-panel.ipynb", [setup], phones=("A", "B"))
+    nb.run(
+        'a.call("B")\nawait a.wait_for("connected", timeout=20)\nawait b.wait_for("connected", timeout=20)'
+    )
+    # Python explains what it relayed: A's offer and B's answer.
+    assert nb.value("(a.explain().local.type, a.explain().remote.type, b.explain('A').local.type)") == [
+        "offer",
+        "answer",
+        "answer",
+    ]
+    assert nb.value("a.explain().choices[0]['dtls']") == "the answerer is the DTLS client"
+    panel = nb.phone("A").locator(".nbcall-sdp-details")
+    panel.locator("summary").click()
+    local = panel.locator(".nbcall-sdp-column[data-side='local']")
+    remote = panel.locator(".nbcall-sdp-column[data-side='remote']")
+    expect(local.locator(".nbcall-sdp-title")).to_have_text("offer from this phone")
+    expect(remote.locator(".nbcall-sdp-title")).to_have_text("answer from B")
+    setup_line = local.locator(".nbcall-sdp-line", has_text="a=setup:actpass")
+    expect(setup_line.locator(".nbcall-sdp-meaning")).to_contain_text("the answerer chooses")
+    expect(remote.locator(".nbcall-sdp-line", has_text="a=setup:active")).to_contain_text("client")
+    expect(remote.locator(".nbcall-sdp-section").first).to_have_text("session")
+    expect(remote.locator(".nbcall-sdp-line", has_text="a=sctp-port")).to_contain_text("SCTP port")
+    expect(panel.locator(".nbcall-sdp-choices")).to_contain_text("application (mid 0): the data channel")
+    # As many explained lines in the widget as the offer has lines.
+    lines = nb.value("len(a.explain().local)")
+    expect(local.locator(".nbcall-sdp-line")).to_have_count(lines)
+    nb.screenshot("course-sdp-panel", "A")
+    nb.run("a.hangup()\nawait b.wait_for('ended')")
