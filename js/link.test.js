@@ -61,6 +61,7 @@ function recorder() {
     log: record("log"),
     history: record("history"),
     sdp: record("sdp"),
+    diagnose: record("diagnose"),
   };
   return { calls, handlers };
 }

@@ -11,6 +11,7 @@ import { Link } from "./link.js";
 import { mediaReport } from "./media.js";
 import { onChanges } from "./model.js";
 import { PeerLink } from "./peer.js";
+import { runDiagnosis } from "./diagnose.js";
 import { rememberSdp } from "./sdp-panel.js";
 
 const encoder = new TextEncoder();
@@ -69,6 +70,9 @@ export const FROM_PYTHON = {
   },
   sdp(phone, message) {
     rememberSdp(phone, message);
+  },
+  diagnose(phone, message) {
+    runDiagnosis(phone, message).catch((err) => phone.fail(undefined, err));
   },
 };
 

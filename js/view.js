@@ -3,7 +3,9 @@
 
 import { candidateText, describe, logSize, logTime, rtpRows, sparkPoints, statusText } from "./format.js";
 import { onChanges } from "./model.js";
+import { mountDiagnosis } from "./diagnose.js";
 import { mountSdpPanel } from "./sdp-panel.js";
+import { mountSequence } from "./sequence.js";
 
 /**
  * @typedef {import("./model.js").Model} Model
@@ -93,6 +95,8 @@ export function renderPhone(model, el, phone) {
   ]);
   el.append(root);
   const unmountSdp = mountSdpPanel(root, phone);
+  const unmountDiagnosis = mountDiagnosis(root, phone);
+  const unmountSequence = mountSequence(root, phone, () => ({ user: model.get("user_id"), peer: model.get("peer") }));
 
   callBtn.addEventListener("click", () => peerSelect.value && ui("call", peerSelect.value), on);
   answerBtn.addEventListener("click", () => ui("answer"), on);
@@ -278,6 +282,8 @@ export function renderPhone(model, el, phone) {
     abort.abort();
     unfollow();
     unmountSdp();
+    unmountSequence();
+    unmountDiagnosis();
   };
 }
 

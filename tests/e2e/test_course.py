@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from pathlib import Path
 
 import pytest
 from harness import Lab
@@ -77,12 +78,33 @@ def test_wrong_turn_credentials_give_a_clear_error(lab: Lab, page: Page) -> None
     error = nb.value("c.error")
     assert "turn:127.0.0.1" in error and "401" in error, error
     expect(nb.phone("C").locator(".nbcall-error")).to_contain_text("refused the username and credential")
-    nb.run("c.hangup(); turn.close()")
+    nb.run("c.hangup()")
+
+    # The connectivity check, from Python and from the widget's button: one server good, one refusing.
+    nb.run('f = nbcall.Phone("F", ice_servers=[turn.ice_server, wrong]); f')
+    nb.run("report = await f.diagnose()\nprint(report)")
+    good, refused = nb.value("report['servers']")
+    assert good["ok"] and "relay" in good["candidate_types"], good
+    assert not refused["ok"] and "refused the username and credential" in refused["advice"], refused
+    assert nb.value("(report.ok, report['secure_context'], report['media']['video']['available'])") == [
+        False,
+        True,
+        True,
+    ]
+    assert "refused the username" in nb.value("str(report)")
+    # The report Python asked for opened the widget's panel; its button runs the check again.
+    expect(nb.phone("F").locator(".nbcall-diagnosis-table")).to_be_visible()
+    nb.phone("F").locator(".nbcall-diagnose").click()
+    expect(nb.phone("F").locator(".nbcall-diagnosis")).to_contain_text("Checking")
+    table = nb.phone("F").locator(".nbcall-diagnosis-table")
+    expect(table.locator("caption")).to_have_text("1 problem(s) found", timeout=15_000)
+    expect(table).to_contain_text("refused the username and credential")
+    expect(table.locator("tr", has_text="camera")).to_contain_text("found")
+    nb.screenshot("course-diagnose", "F")
+    nb.run("turn.close()")
 
 
-def test_the_sdp_panel_shows_both_descriptions_explained_and_what_the_answer_chose(
-    lab: Lab, page: Page
-) -> None:
+def test_the_sdp_panel_and_the_sequence_diagram_show_the_negotiation(lab: Lab, page: Page) -> None:
     setup = 'import nbcall\na = nbcall.Phone("A")\nb = nbcall.Phone("B", auto_answer=True)\ndisplay(a, b)'
     nb = lab.run_notebook(page, "sdp-panel.ipynb", [setup], phones=("A", "B"))
     nb.run(
@@ -111,4 +133,28 @@ def test_the_sdp_panel_shows_both_descriptions_explained_and_what_the_answer_cho
     lines = nb.value("len(a.explain().local)")
     expect(local.locator(".nbcall-sdp-line")).to_have_count(lines)
     nb.screenshot("course-sdp-panel", "A")
+    panel.locator("summary").first.click()  # closed again
+
+    # The sequence diagram: one arrow per signaling message, lanes for browser, kernel, server and peer.
+    sequence = nb.phone("A").locator(".nbcall-sequence-details")
+    sequence.locator("summary").click()
+    svg = sequence.locator("svg.nbcall-sequence-svg")
+    expect(svg).to_contain_text("A browser")
+    expect(svg).to_contain_text("B's side")
+    arrows = svg.locator(".nbcall-seq-arrow")
+    expected = nb.value("len([e for e in a.log if e['dir'] != 'event'])")
+    expect(arrows).to_have_count(expected)
+    expect(svg.locator(".nbcall-seq-mark[data-label='connectionState: connected']")).to_have_count(1)
+    # Live: a new message adds an arrow while the diagram is open.
     nb.run("a.hangup()\nawait b.wait_for('ended')")
+    expect(svg.locator(".nbcall-seq-arrow[data-label='hangup']")).to_have_count(1)
+    # Clicking the offer's arrow shows the message itself.
+    svg.locator(".nbcall-seq-arrow[data-label='call']").click()
+    expect(sequence.locator(".nbcall-sequence-message")).to_contain_text("m=application")
+    nb.screenshot("course-sequence", "A")
+    with page.expect_download() as download:
+        sequence.locator(".nbcall-sequence-save").click()
+    saved = download.value
+    assert saved.suggested_filename == "nbcall-A-negotiation.svg"
+    text = Path(saved.path()).read_text("utf-8")
+    assert text.startswith("<svg") and ">call<" in text and ">hangup<" in text
