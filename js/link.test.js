@@ -60,6 +60,8 @@ function recorder() {
     send: record("send"),
     log: record("log"),
     history: record("history"),
+    sdp: record("sdp"),
+    diagnose: record("diagnose"),
   };
   return { calls, handlers };
 }

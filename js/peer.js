@@ -105,6 +105,10 @@ export class PeerLink {
       pc.addEventListener(event, report);
       report();
     }
+    // A STUN/TURN request that failed (such as TURN credentials refused, 401): Python makes it the phone's error.
+    pc.addEventListener("icecandidateerror", ({ errorCode, errorText, url }) => {
+      if (!this.closed) this.report("icecandidateerror", { errorCode, errorText, url });
+    });
     this.statsTimer = setInterval(() => this.sampleStats(), host.settings().stats_interval_ms);
   }
 

@@ -11,6 +11,8 @@ import { Link } from "./link.js";
 import { mediaReport } from "./media.js";
 import { onChanges } from "./model.js";
 import { PeerLink } from "./peer.js";
+import { runDiagnosis } from "./diagnose.js";
+import { rememberSdp } from "./sdp-panel.js";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -65,6 +67,12 @@ export const FROM_PYTHON = {
   history(phone, { log }) {
     phone.log = log.slice(-phone.link.settings.max_log);
     phone.emit("log");
+  },
+  sdp(phone, message) {
+    rememberSdp(phone, message);
+  },
+  diagnose(phone, message) {
+    runDiagnosis(phone, message).catch((err) => phone.fail(undefined, err));
   },
 };
 

@@ -31,6 +31,8 @@ export { spec };
  *   send: {type: "send", id: number | string, kind: Kind, to?: string},
  *   log: {type: "log", entry: LogEntry},
  *   history: {type: "history", log: LogEntry[]},
+ *   sdp: import("./sdp-panel.js").SdpMessage,
+ *   diagnose: import("./diagnose.js").DiagnoseMessage,
  * }} ToBrowser
  */
 
@@ -48,6 +50,7 @@ export { spec };
  *   media: {local: MediaFlags, remote: MediaFlags, errors: MediaError[]},
  *   failure: {peer?: string, message: string},
  *   ui: {action: string, peer?: string},
+ *   diagnosis: {id: string, report: import("./diagnose.js").Report},
  * }} ToPythonFields
  */
 

@@ -5,6 +5,9 @@ import { candidateText, describe, logSize, logTime, rtpRows, sparkPoints, status
 import { h } from "./dom.js";
 import { onChanges } from "./model.js";
 import { renderSteps } from "./steps.js";
+import { mountDiagnosis } from "./diagnose.js";
+import { mountSdpPanel } from "./sdp-panel.js";
+import { mountSequence } from "./sequence.js";
 
 /**
  * @typedef {import("./model.js").Model} Model
@@ -75,6 +78,9 @@ export function renderPhone(model, el, phone) {
   const steps = renderSteps(model, ui);
   root.querySelector(".nbcall-log-details")?.before(steps.element);
   el.append(root);
+  const unmountSdp = mountSdpPanel(root, phone);
+  const unmountDiagnosis = mountDiagnosis(root, phone);
+  const unmountSequence = mountSequence(root, phone, () => ({ user: model.get("user_id"), peer: model.get("peer") }));
 
   callBtn.addEventListener("click", () => peerSelect.value && ui("call", peerSelect.value), on);
   answerBtn.addEventListener("click", () => ui("answer"), on);
@@ -260,6 +266,9 @@ export function renderPhone(model, el, phone) {
     abort.abort();
     unfollow();
     steps.cleanup();
+    unmountSdp();
+    unmountSequence();
+    unmountDiagnosis();
   };
 }
 

@@ -12,6 +12,7 @@ from .kernel import serve
 from .payload import Message
 from .peer import Peer
 from .phone import STATES, Phone
+from .sdp import explain_sdp
 from .turn import turn_credentials
 
 __all__ = [
@@ -23,6 +24,7 @@ __all__ = [
     "Peer",
     "Phone",
     "SignalingError",
+    "explain_sdp",
     "serve",
     "turn_credentials",
 ]

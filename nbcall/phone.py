@@ -27,10 +27,12 @@ import traitlets
 from . import config, kernel, manual, widget_protocol
 from .call import FREE, IN_CALL, STATES, CallMachine, Changed, ToEngine, ToServer
 from .client import SignalingClient, server_urls
+from .diagnose import Diagnosis, candidate_error
 from .exceptions import CallError
 from .faults import Faults, FaultyOutbox
 from .media import device_names, media_advice
 from .payload import Message, decode, encode
+from .sdp import Descriptions, Negotiation
 from .steps import explain_step
 
 __all__ = ["STATES", "Phone"]
@@ -192,6 +194,9 @@ class Phone(anywidget.AnyWidget):
         #: The RTCPeerConnection's states, as the browser reported them.
         self.rtc: dict[str, str] = {}
         self._log: list[dict[str, Any]] = []
+        self._descriptions = Descriptions()  # each peer's offer and answer, for explain() and the SDP panel
+        #: Connectivity checks awaiting the browser's report: id -> (the awaiting loop, its future).
+        self._diagnoses: dict[str, tuple[asyncio.AbstractEventLoop, asyncio.Future[Any]]] = {}
         self._callbacks: list[Callable[[Message], Any]] = []
         self._frontend = False
         self._to_browser: list[tuple[dict[str, Any], list[bytes]]] = []
@@ -489,6 +494,38 @@ class Phone(anywidget.AnyWidget):
         with self._lock:
             return list(self._log)
 
+    async def diagnose(self, timeout: float = 30) -> Diagnosis:
+        """Check this phone's browser: secure context, cameras and microphones, and which candidate types each
+        of :attr:`ice_servers` yields (TURN credentials accepted or refused), with advice for each failure."""
+        loop = asyncio.get_running_loop()
+        reply: asyncio.Future[Any] = loop.create_future()
+        request = self._request_diagnosis((loop, reply))
+        try:
+            return Diagnosis(await asyncio.wait_for(reply, timeout))
+        except asyncio.TimeoutError:
+            hint = "" if self._frontend else f": no browser shows {self.user_id} yet, display it in a cell"
+            raise TimeoutError(f"{self.user_id}'s browser did not report within {timeout} s{hint}") from None
+        finally:
+            with self._lock:
+                self._diagnoses.pop(request, None)
+
+    def _request_diagnosis(self, waiter: tuple[asyncio.AbstractEventLoop, asyncio.Future[Any]] | None) -> str:
+        request = uuid.uuid4().hex
+        with self._lock:
+            if waiter is not None:
+                self._diagnoses[request] = waiter
+            self._browser({"type": "diagnose", "id": request, "ice_servers": self.ice_servers})
+        return request
+
+    def _check_from_widget(self) -> None:
+        self._request_diagnosis(None)
+
+    def explain(self, peer: str | None = None) -> Negotiation | None:
+        """The offer and answer exchanged with ``peer`` (the current or last peer by default), every line
+        explained, and what the answer chose from the offer; None before any. Shows as tables in a notebook."""
+        with self._lock:
+            return self._descriptions.get(peer if peer is not None else self.peer)
+
     def close(self) -> None:
         """Hang up, leave the signaling server, and close the widget."""
         if not getattr(self, "_closing", True):
@@ -679,6 +716,8 @@ class Phone(anywidget.AnyWidget):
             gathered = self._gathered.get(content["peer"])
             if gathered is not None:
                 gathered.get_loop().call_soon_threadsafe(_settle, gathered)
+        elif name == "icecandidateerror" and (problem := candidate_error(value)):
+            self._apply({"error": problem})
 
     def _on_browser_channel(self, content: dict[str, Any], buffers: list[bytes]) -> None:
         self._log_entry("event", f"datachannel-{content['state']}", content, echo=False)
@@ -747,6 +786,12 @@ class Phone(anywidget.AnyWidget):
         self._log_entry("event", "failure", content["message"])
         self._machine.engine_failed(f"browser: {content['message']}")
 
+    def _on_browser_diagnosis(self, content: dict[str, Any], buffers: list[bytes]) -> None:
+        waiter = self._diagnoses.get(str(content["id"]))
+        if waiter is not None:  # None: the widget's button asked, and the widget shows the report
+            loop, reply = waiter
+            loop.call_soon_threadsafe(_settle, reply, content["report"])
+
     def _on_browser_ui(self, content: dict[str, Any], buffers: list[bytes]) -> None:
         """A button in the widget: the same path as the Python API, errors shown in the widget."""
         actions: dict[str, Callable[[], None]] = {
@@ -763,6 +808,7 @@ class Phone(anywidget.AnyWidget):
             "unmute": self.unmute,
             "camera_on": lambda: self.camera(True),
             "camera_off": lambda: self.camera(False),
+            "diagnose": self._check_from_widget,
         }
         action = actions.get(str(content["action"]))
         if action is None:
@@ -796,6 +842,18 @@ class Phone(anywidget.AnyWidget):
             del self._log[: len(self._log) - self.max_log]
         if self._frontend and echo:
             self._send_custom({"type": "log", "entry": entry})
+        if kind in ("call", "answer") and isinstance(detail, dict):
+            peer = self._descriptions.record(direction, detail)
+            if peer is not None:
+                # Explained after the message went on: the call's setup does not wait for the parser.
+                kernel.call_soon(self._send_sdp, peer)
+
+    def _send_sdp(self, peer: str) -> None:
+        """Send the SDP panel the explained offer and answer of ``peer`` (widget protocol ``sdp``)."""
+        with self._lock:
+            negotiation = self._descriptions.get(peer)
+            if negotiation is not None:
+                self._browser(negotiation.to_json())
 
     def __repr__(self) -> str:
         peer = f" with {self.peer!r}" if self.state in IN_CALL else ""

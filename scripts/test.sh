@@ -7,8 +7,8 @@ cd "$(dirname "$0")/.."
 
 # System packages, each only when missing (apt needs root, as CI has): Debian's Chromium for the browser tests,
 # `ip` for the namespace, Node.js and npm for the browser bundle, venv support for Debian's python3, and for
-# the cluster tests Debian's redis-server and coturn (each test starts its own on a free port; Debian starts no
-# service in a container without systemd, and none is left running if one did).
+# the TURN and cluster tests coturn and redis-server (each test starts its own on a free port: a missing one fails
+# them in CI).
 missing=()
 command -v "${CHROMIUM:-chromium}" >/dev/null || missing+=(chromium)
 command -v redis-server >/dev/null || missing+=(redis-server)
@@ -18,11 +18,7 @@ command -v npm >/dev/null || missing+=(nodejs npm)
 python3 -c 'import ensurepip' 2>/dev/null || missing+=(python3-venv)
 if [ ${#missing[@]} -gt 0 ]; then
     apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
-    # Packages whose postinst starts a service where it can: the tests start their own.
-    for service in redis-server coturn; do
-        service "$service" stop >/dev/null 2>&1 || true
-    done
+    scripts/apt-install.sh "${missing[@]}"
 fi
 scripts/setup.sh test
 

@@ -1,0 +1,130 @@
+// The SDP panel: this phone's description and the peer's side by side, every line with its meaning (explained
+// by Python, nbcall/sdp.py: one parser for both halves), and what the answer chose from the offer.
+// Python sends the explanations in `sdp` messages; rememberSdp() keeps the latest per peer on the phone.
+
+/**
+ * @typedef {{n: number, text: string, section: string, meaning: string, dropped?: boolean}} ExplainedLine
+ * @typedef {{type: string | null, lines: ExplainedLine[], sections: {title: string}[]}} Explained
+ * @typedef {{mid: string, kind: string, offered: string[], accepted: string[], direction: string, dtls: string,
+ *   note: string}} Choice
+ * @typedef {{type: "sdp", peer: string, local: Explained | null, remote: Explained | null, choices: Choice[]}}
+ *   SdpMessage
+ * @typedef {{section: string} | {line: ExplainedLine}} Row
+ */
+
+/** The event a phone dispatches when an explanation arrives. */
+export const SDP_EVENT = "nbcall-sdp";
+
+/** The latest explanation per phone, of its latest negotiation. @type {WeakMap<EventTarget, SdpMessage>} */
+const latest = new WeakMap();
+
+/**
+ * Keep `message` as the phone's latest negotiation and tell its views.
+ * @param {EventTarget} phone @param {SdpMessage} message
+ */
+export function rememberSdp(phone, message) {
+  latest.set(phone, message);
+  phone.dispatchEvent(new CustomEvent(SDP_EVENT, { detail: message }));
+}
+
+/**
+ * One column's rows: a heading row where a section starts, then its lines.
+ * @param {Explained | null} explained
+ * @returns {Row[]}
+ */
+export function columnRows(explained) {
+  /** @type {Row[]} */
+  const rows = [];
+  let section = null;
+  for (const line of explained?.lines ?? []) {
+    if (line.section !== section) {
+      section = line.section;
+      rows.push({ section });
+    }
+    rows.push({ line });
+  }
+  return rows;
+}
+
+/**
+ * A column's heading: "offer (this phone)", "answer from B".
+ * @param {"local" | "remote"} side @param {Explained | null} explained @param {string} peer
+ */
+export function columnTitle(side, explained, peer) {
+  const kind = explained?.type ?? "description";
+  if (!explained) return side === "local" ? "this phone: nothing sent yet" : `${peer}: nothing received yet`;
+  return side === "local" ? `${kind} from this phone` : `${kind} from ${peer}`;
+}
+
+/**
+ * One sentence per section of what the answer chose.
+ * @param {Choice} c
+ */
+export function choiceText(c) {
+  return `${c.kind} (mid ${c.mid}): ${c.note}; ${c.direction}; ${c.dtls}`;
+}
+
+/**
+ * Build the panel at the end of `root`; returns the cleanup. Lines are laid out when the panel is opened
+ * (a video call's descriptions have hundreds), and again when a new explanation arrives while open.
+ * @param {HTMLElement} root @param {EventTarget} phone
+ */
+export function mountSdpPanel(root, phone) {
+  const abort = new AbortController();
+  const details = document.createElement("details");
+  details.className = "nbcall-sdp-details";
+  const summary = document.createElement("summary");
+  summary.textContent = "SDP explained";
+  const body = document.createElement("div");
+  details.append(summary, body);
+  root.append(details);
+
+  const render = () => {
+    const message = latest.get(phone);
+    if (!details.open) return;
+    if (!message) {
+      body.replaceChildren(el("div", "nbcall-sdp-empty", "The offer and answer appear here during a call."));
+      return;
+    }
+    const choices = el("ul", "nbcall-sdp-choices");
+    for (const c of message.choices) choices.append(el("li", "", choiceText(c)));
+    if (!message.choices.length) choices.append(el("li", "", "(no answer yet)"));
+    const columns = el("div", "nbcall-sdp-columns");
+    for (const side of /** @type {const} */ (["local", "remote"])) {
+      const explained = message[side];
+      const column = el("div", "nbcall-sdp-column");
+      column.dataset.side = side;
+      column.append(el("div", "nbcall-sdp-title", columnTitle(side, explained, message.peer)));
+      const list = el("div", "nbcall-sdp-lines");
+      for (const row of columnRows(explained)) {
+        if ("section" in row) {
+          list.append(el("div", "nbcall-sdp-section", row.section));
+          continue;
+        }
+        const line = el("div", `nbcall-sdp-line${row.line.dropped ? " nbcall-sdp-dropped" : ""}`);
+        line.dataset.n = String(row.line.n);
+        line.append(el("code", "", row.line.text), el("span", "nbcall-sdp-meaning", row.line.meaning));
+        if (row.line.dropped) line.title = "the answer left this codec out";
+        list.append(line);
+      }
+      column.append(list);
+      columns.append(column);
+    }
+    body.replaceChildren(el("div", "nbcall-sdp-heading", "What the answer chose"), choices, columns);
+  };
+  details.addEventListener("toggle", render, { signal: abort.signal });
+  phone.addEventListener(SDP_EVENT, render, { signal: abort.signal });
+  return () => abort.abort();
+}
+
+/**
+ * @template {keyof HTMLElementTagNameMap} T
+ * @param {T} tag @param {string} className @param {string} [text]
+ * @returns {HTMLElementTagNameMap[T]}
+ */
+function el(tag, className, text) {
+  const node = document.createElement(tag);
+  if (className) node.className = className;
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
