@@ -154,6 +154,29 @@ def _parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="a client not answering a ping within this is dropped (default: %(default)s)",
     )
+    rooms = serve_cmd.add_argument_group("rooms")
+    rooms.add_argument(
+        "--max-room-size",
+        type=int,
+        default=_DEFAULTS["max_room_size"],
+        metavar="N",
+        help="members of one room; more get a room-full error (default: %(default)s)",
+    )
+    rooms.add_argument(
+        "--invitation-ttl",
+        type=float,
+        default=_DEFAULTS["invitation_ttl"],
+        metavar="SECONDS",
+        help="an invitation into a room unanswered this long is withdrawn (default: %(default)s)",
+    )
+    rooms.add_argument(
+        "--room-grace",
+        type=float,
+        default=_DEFAULTS["room_grace"],
+        metavar="SECONDS",
+        help="a member whose connection is gone stays a member this long, to reconnect "
+        "(default: %(default)s)",
+    )
     serve_cmd.add_argument(
         "--compression",
         choices=["deflate", "none"],
@@ -195,6 +218,9 @@ async def _serve_until_stopped(args: argparse.Namespace) -> int:
             max_pending_bytes=args.max_pending_bytes or None,
             ping_interval=args.ping_interval or None,
             ping_timeout=args.ping_timeout or None,
+            max_room_size=args.max_room_size or None,
+            invitation_ttl=args.invitation_ttl or None,
+            room_grace=args.room_grace or None,
             compression=None if args.compression == "none" else "deflate",
             **options,
         )

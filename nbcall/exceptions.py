@@ -18,7 +18,18 @@ Class tree::
         ├── NotRegistered           not-registered      message before "register"
         ├── WrongFrom               wrong-from          "from" differs from the registered ID
         ├── RateLimited             rate-limited        more messages per second than the server allows
-        └── ServerUnreachable       unreachable         (client side) no server answered at that URL
+        ├── ServerUnreachable       unreachable         (client side) no server answered at that URL
+        └── RoomError               (no code of its own) a room message broke a rule of docs/rooms.md
+            ├── InviteSelf          invite-self         a phone invited itself
+            ├── Unavailable         unavailable         the invited phone is not online
+            ├── NoRooms             no-rooms            a phone that did not register with "rooms": true
+            ├── AlreadyAMember      already-a-member    the invited phone is in this room already
+            ├── AlreadyInvited      already-invited     the invited phone has a pending invitation to this room
+            ├── InAnotherRoom       in-another-room     the phone is a member of another room
+            ├── NotAMember          not-a-member        the room is not the sender's (or not the peer's)
+            ├── RoomFull            room-full           members and invitations would pass max_room_size
+            ├── NotInvited          not-invited         no invitation to that room
+            └── InvitationExpired   invitation-expired  the invitation outlived invitation_ttl
     └── CallError                   a phone cannot do that now (not ringing, not connected, busy...)
 
 Errors end a connection only where the server cannot go on serving it, with
@@ -44,6 +55,8 @@ from __future__ import annotations
 from typing import ClassVar
 
 __all__ = [
+    "AlreadyAMember",
+    "AlreadyInvited",
     "AlreadyRegistered",
     "BadID",
     "BadJSON",
@@ -51,12 +64,21 @@ __all__ = [
     "BinaryFrame",
     "CallError",
     "DuplicateID",
+    "InAnotherRoom",
+    "InvitationExpired",
+    "InviteSelf",
     "MessageTooBig",
     "NbcallError",
+    "NoRooms",
+    "NotAMember",
+    "NotInvited",
     "NotRegistered",
     "RateLimited",
+    "RoomError",
+    "RoomFull",
     "ServerUnreachable",
     "SignalingError",
+    "Unavailable",
     "UnknownType",
     "WrongFrom",
 ]
@@ -178,6 +200,70 @@ class ServerUnreachable(SignalingError):
     """No signaling server answered at the phone's URL (raised by the client, never sent)."""
 
     code = "unreachable"
+
+
+class RoomError(SignalingError):
+    """A room message broke one of the rules of docs/rooms.md; each subclass owns one code."""
+
+
+class InviteSelf(RoomError):
+    """A phone sent ``room-invite`` with its own ID as ``to``."""
+
+    code = "invite-self"
+
+
+class Unavailable(RoomError):
+    """The phone invited into a room is not online."""
+
+    code = "unavailable"
+
+
+class NoRooms(RoomError):
+    """The phone invited (or the sender) did not register with ``"rooms": true``."""
+
+    code = "no-rooms"
+
+
+class AlreadyAMember(RoomError):
+    """The phone invited is a member of this room already."""
+
+    code = "already-a-member"
+
+
+class AlreadyInvited(RoomError):
+    """The phone invited has a pending invitation to this room already."""
+
+    code = "already-invited"
+
+
+class InAnotherRoom(RoomError):
+    """The phone is a member of another room (a phone is a member of at most one)."""
+
+    code = "in-another-room"
+
+
+class NotAMember(RoomError):
+    """The room named is not the sender's room, or the peer named is not a member of it."""
+
+    code = "not-a-member"
+
+
+class RoomFull(RoomError):
+    """Members plus pending invitations would pass the server's ``max_room_size``."""
+
+    code = "room-full"
+
+
+class NotInvited(RoomError):
+    """``room-accept`` or ``room-decline`` for a room the sender has no invitation to."""
+
+    code = "not-invited"
+
+
+class InvitationExpired(RoomError):
+    """``room-accept`` after the invitation outlived the server's ``invitation_ttl``."""
+
+    code = "invitation-expired"
 
 
 class CallError(NbcallError):

@@ -33,15 +33,23 @@ class Limits:
     ping_interval: float | None = 20  #: seconds between keepalive pings
     ping_timeout: float | None = 20  #: seconds a pong may take
     close_timeout: float | None = 10  #: seconds a closing handshake may take
+    # Rooms (docs/rooms.md).
+    max_room_size: int | None = 6  #: members of one room: a browser's full mesh costs each one upload and CPU
+    invitation_ttl: float | None = 60  #: seconds an invitation into a room waits for its answer
+    room_grace: float | None = 30  #: seconds a member whose connection is gone stays a member
 
     def __post_init__(self) -> None:
         for name in ("max_connections", "open_timeout", "max_message_size", "max_rate", "max_refused",
-                     "max_pending_bytes"):  # fmt: skip
+                     "max_pending_bytes", "invitation_ttl", "room_grace"):  # fmt: skip
             value = getattr(self, name)
             if value is not None and not value > 0:
                 raise ValueError(f"{name} must be positive or None (no limit), got {value!r}")
         if self.max_burst < 1:
             raise ValueError(f"max_burst must be at least 1, got {self.max_burst!r}")
+        if self.max_room_size is not None and self.max_room_size < 2:
+            raise ValueError(
+                f"max_room_size must be at least 2 (a room needs two members) or None, got {self.max_room_size!r}"
+            )
         frame, message = self.max_frame_size, self.max_message_size
         if frame is not None and message is not None and message > frame:
             raise ValueError(

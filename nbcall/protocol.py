@@ -29,6 +29,13 @@ server refused for rate (:meth:`SignalingProtocol.refuse_for_rate`: an error rep
 or a close once the refusals persist) and a reader dropped for not reading
 (:meth:`SignalingProtocol.drop_slow_reader`: its close, an ``unavailable`` notice to
 the sender whose message was lost, and its departure).
+
+Rooms (docs/rooms.md) are opt-in too: a ``register`` with ``"rooms": true`` may send and
+receive the ``room-*`` messages, whose rules live in :mod:`nbcall.rooms`; nothing about rooms
+ever reaches a connection that did not ask. Time enters through :meth:`SignalingProtocol.tick`,
+which the server calls about once a second: it expires invitations and members whose
+connection has been gone longer than their grace (:meth:`SignalingProtocol.disconnect` starts
+it; reclaiming the ID with its secret ends it).
 """
 
 from __future__ import annotations
@@ -51,21 +58,28 @@ from .exceptions import (
     BadMessage,
     BinaryFrame,
     DuplicateID,
+    InviteSelf,
     MessageTooBig,
+    NoRooms,
+    NotAMember,
     NotRegistered,
     RateLimited,
     SignalingError,
+    Unavailable,
     UnknownType,
     WrongFrom,
 )
 from .limits import DEFAULT_LIMITS, RATE_ABUSE_WINDOW, TokenBucket
+from .rooms import Notices, RoomRegistry
 
 __all__ = [
     "KNOWN_TYPES",
     "MAX_ID_LENGTH",
+    "MAX_REPORTED_MEMBERS",
     "MAX_SECRET_LENGTH",
     "RELAYED_TYPES",
     "REPLACED",
+    "ROOM_TYPES",
     "TOO_SLOW",
     "Close",
     "SignalingProtocol",
@@ -75,6 +89,8 @@ __all__ = [
 
 MAX_ID_LENGTH = 64
 MAX_SECRET_LENGTH = 256
+#: Most IDs a ``register`` with ``room`` may name in ``members``.
+MAX_REPORTED_MEMBERS = 64
 
 #: Relayed message types -> their own fields: name -> (required, what it holds).
 #: Every relayed message also needs ``to``; ``from`` is optional and checked.
@@ -87,8 +103,11 @@ RELAYED_TYPES: dict[str, dict[str, tuple[bool, str]]] = {
     "busy": {"reason": (False, "why the peer is busy")},
 }
 
+#: Room messages a client may send (docs/rooms.md), for phones that registered with ``"rooms": true``.
+ROOM_TYPES: tuple[str, ...] = ("room-invite", "room-accept", "room-decline", "room-leave", "room-link")
+
 #: Every type a client may send.
-KNOWN_TYPES: tuple[str, ...] = ("register", *RELAYED_TYPES)
+KNOWN_TYPES: tuple[str, ...] = ("register", *RELAYED_TYPES, *ROOM_TYPES)
 
 _KNOWN_LIST = ", ".join(sorted(KNOWN_TYPES))
 _MAX_LISTED_PEERS = 10
@@ -158,6 +177,8 @@ class SignalingProtocol(Generic[ConnT]):
       named in the ``rate-limited`` reply (the server counts the messages).
     * ``max_refused`` (100): refusals for rate within :data:`RATE_ABUSE_WINDOW`
       seconds after which the connection is closed (1008).
+    * ``max_room_size`` (6), ``invitation_ttl`` (60 s), ``room_grace`` (30 s): the
+      rooms' limits (see :class:`nbcall.rooms.RoomRegistry`).
 
     Defaults are :data:`nbcall.limits.DEFAULT_LIMITS`'s.
 
@@ -171,6 +192,9 @@ class SignalingProtocol(Generic[ConnT]):
         max_rate: float | None = DEFAULT_LIMITS.max_rate,
         max_burst: int = DEFAULT_LIMITS.max_burst,
         max_refused: int | None = DEFAULT_LIMITS.max_refused,
+        max_room_size: int | None = DEFAULT_LIMITS.max_room_size,
+        invitation_ttl: float | None = DEFAULT_LIMITS.invitation_ttl,
+        room_grace: float | None = DEFAULT_LIMITS.room_grace,
         logger: logging.Logger | logging.LoggerAdapter[logging.Logger] | None = None,
     ) -> None:
         if max_message_size is not None and max_message_size < 1:
@@ -189,6 +213,12 @@ class SignalingProtocol(Generic[ConnT]):
         self._watchers: dict[ConnT, None] = {}
         # Refusals for rate, per connection refused at least once (rare: no bucket for the others).
         self._refusals: dict[ConnT, TokenBucket] = {}
+        #: The rooms and their rules, by peer ID.
+        self.rooms = RoomRegistry(
+            max_room_size=max_room_size, invitation_ttl=invitation_ttl, room_grace=room_grace
+        )
+        # Registered connections that said they understand rooms: the only ones room messages reach.
+        self._room_clients: dict[ConnT, None] = {}
 
     # -- registry -----------------------------------------------------------
 
@@ -210,23 +240,57 @@ class SignalingProtocol(Generic[ConnT]):
         """Whether ``conn`` registered with ``"presence": true``."""
         return conn in self._watchers
 
+    def wants_rooms(self, conn: ConnT) -> bool:
+        """Whether ``conn`` registered with ``"rooms": true``."""
+        return conn in self._room_clients
+
     def connect(self, conn: ConnT) -> None:
         """Start tracking a new connection (idempotent)."""
         self._id_of.setdefault(conn, None)
 
     def disconnect(self, conn: ConnT) -> Outgoing[ConnT]:
-        """Forget ``conn``, free its ID and tell the others it left. Always safe, idempotent."""
+        """Forget ``conn``, free its ID and tell the others it left. Always safe, idempotent.
+
+        A room member's membership outlives its connection for ``room_grace`` seconds (counted
+        from the next :meth:`tick`): its ID stays reserved for whoever presents its secret.
+        Invitations to it are declined ("it went offline before answering").
+        """
         if self._refusals:
             self._refusals.pop(conn, None)
         peer_id = self._id_of.pop(conn, None)
         if peer_id is None:
             return []
         del self._conn_of[peer_id]
-        self._secret_of.pop(peer_id, None)
         self._watchers.pop(conn, None)
         self.logger.info("%r left", peer_id)
         text = encode_message("left", id=peer_id)
-        return [(other, text) for other in self._watchers]
+        out: Outgoing[ConnT] = [(other, text) for other in self._watchers]
+        rooms = self.rooms
+        if rooms.active:
+            self._room_clients.pop(conn, None)
+            out.extend(self._deliver(rooms.went_away(peer_id)))
+            if rooms.is_away(peer_id):
+                return out  # its secret stays: reclaiming the ID keeps the membership
+        elif self._room_clients:
+            self._room_clients.pop(conn, None)
+        self._secret_of.pop(peer_id, None)
+        return out
+
+    def tick(self, now: float) -> Outgoing[ConnT]:
+        """Expire what is due at ``now`` (seconds, any monotonic clock); call it about once a second.
+
+        Returns ``room-declined``/``room-cancelled`` for invitations older than ``invitation_ttl``,
+        ``room-ended`` for a new room nobody joined, and ``room-left`` for members whose connection
+        has been gone longer than ``room_grace``. Costs one attribute test while there is no room.
+        """
+        rooms = self.rooms
+        if not rooms.active:
+            return []
+        notices, removed = rooms.tick(now)
+        for peer_id in removed:
+            if peer_id not in self._conn_of:
+                self._secret_of.pop(peer_id, None)
+        return self._deliver(notices)
 
     # -- messages -----------------------------------------------------------
 
@@ -343,6 +407,8 @@ class SignalingProtocol(Generic[ConnT]):
             return self._register(conn, msg)
         fields = RELAYED_TYPES.get(msg_type)
         if fields is None:
+            if msg_type in ROOM_TYPES:
+                return self._room_message(conn, msg, msg_type)
             raise UnknownType(
                 f"unknown message type {_shorten(msg_type)}; known types: {_KNOWN_LIST}",
                 in_reply_to=msg_type[:MAX_ID_LENGTH],
@@ -359,6 +425,10 @@ class SignalingProtocol(Generic[ConnT]):
             raise
         secret = _secret(msg)
         presence = _presence(msg)
+        room, members = _room_claim(msg)
+        wants_rooms = room is not None or _flag(
+            msg, "rooms", "register", "send true if this phone understands rooms"
+        )
         current = self._id_of[conn]
         if current is not None and current != peer_id:
             raise AlreadyRegistered(
@@ -378,6 +448,25 @@ class SignalingProtocol(Generic[ConnT]):
                     "close the other phone first, or reclaim it with the secret it registered with",
                     in_reply_to="register",
                 )
+        room_notices: Notices = []
+        if holder is None and self.rooms.active and self.rooms.is_away(peer_id):
+            # A room member whose connection was lost: its ID is kept for it during its grace.
+            known = self._secret_of.get(peer_id)
+            matches = hmac.compare_digest(known or b"\0", secret or b"")
+            if known is None:
+                room_notices = self.rooms.remove(
+                    peer_id, "it registered again without a secret, so nothing shows it is the same phone"
+                )
+            elif secret is None or not matches:
+                grace = self.rooms.room_grace
+                raise DuplicateID(
+                    f"ID {peer_id!r} is kept for a room member whose connection was lost"
+                    + ("" if grace is None else f" (for up to {grace:g} s)")
+                    + "; reclaim it with the secret it registered with, or pick another ID",
+                    in_reply_to="register",
+                )
+            else:
+                self.rooms.came_back(peer_id)
         if presence:
             others = sorted(other for other in self._conn_of if other != peer_id)
             reply = encode_message("registered", id=peer_id, peers=others)
@@ -395,6 +484,7 @@ class SignalingProtocol(Generic[ConnT]):
             # The ID never goes offline, so the others see no left/joined churn.
             self._id_of[holder] = None
             self._watchers.pop(holder, None)
+            self._room_clients.pop(holder, None)
             self._id_of[conn] = peer_id
             self._conn_of[peer_id] = conn
             self.logger.info("%r reconnected; its older connection is closed", peer_id)
@@ -405,6 +495,28 @@ class SignalingProtocol(Generic[ConnT]):
             self.logger.info("%r registered (%d online)", peer_id, len(self._conn_of))
             joined = encode_message("joined", id=peer_id)
             out.extend((other, joined) for other in self._watchers if other != conn)
+        if wants_rooms:
+            self._room_clients[conn] = None
+        elif self._room_clients:
+            self._room_clients.pop(conn, None)
+        if room_notices:
+            out.extend(self._deliver(room_notices))
+        if room is not None:
+            # The registration stands either way; a refused claim is an error after `registered`.
+            try:
+                out.extend(self._deliver(self.rooms.rejoin(peer_id, room, members)))
+            except SignalingError as exc:
+                self.logger.debug("refused %r's claim to a room: %s", peer_id, exc)
+                out.append(
+                    (
+                        conn,
+                        encode_message("error", code=exc.code, message=exc.message, in_reply_to="register"),
+                    )
+                )
+            else:
+                self.logger.info(
+                    "%r is back in room %r (%d members)", peer_id, room, len(self.rooms.members(room))
+                )
         return out
 
     def _relay(
@@ -437,18 +549,7 @@ class SignalingProtocol(Generic[ConnT]):
 
         raw_from = msg.get("from", sender)
         if raw_from != sender:
-            if not isinstance(raw_from, str):
-                raise BadMessage(
-                    f"field 'from' must be a string (your peer ID), got {_json_type(raw_from)} "
-                    f"{_shorten(raw_from)}",
-                    in_reply_to=msg_type,
-                )
-            if unicodedata.normalize("NFC", raw_from) != sender:
-                raise WrongFrom(
-                    f"'from' is {_shorten(raw_from)} but this connection is registered as {sender!r}; "
-                    "omit 'from' or set it to your ID",
-                    in_reply_to=msg_type,
-                )
+            _check_from(raw_from, sender, msg_type)
 
         for name, (required, meaning) in fields.items():
             value = msg.get(name)
@@ -469,6 +570,8 @@ class SignalingProtocol(Generic[ConnT]):
             raise BadMessage(
                 f"'to' is your own ID {sender!r}; send {msg_type!r} to another peer", in_reply_to=msg_type
             )
+        if "room" in msg:  # a relay between room members: both must be in it
+            self._check_room_relay(sender, to, msg["room"], msg_type)
         if target is None:
             return [(conn, self._unavailable(sender, to, msg_type))]
 
@@ -483,6 +586,95 @@ class SignalingProtocol(Generic[ConnT]):
         except RecursionError:
             raise BadMessage("message is nested too deeply to forward", in_reply_to=msg_type) from None
         return [(target, text)]
+
+    def _check_room_relay(self, sender: str, to: str, room: object, msg_type: str) -> None:
+        if room is None:
+            return  # like an absent field
+        if not isinstance(room, str):
+            raise BadMessage(
+                f"field 'room' must be a string (the room's ID), got {_json_type(room)} {_shorten(room)}",
+                in_reply_to=msg_type,
+            )
+        self.rooms.check_relay(sender, to, room, msg_type)
+
+    # -- rooms --------------------------------------------------------------
+
+    def _room_message(self, conn: ConnT, msg: dict[str, Any], msg_type: str) -> Outgoing[ConnT]:
+        sender = self._id_of[conn]
+        if sender is None:
+            raise NotRegistered(f"this connection has no ID yet; {_REGISTER_HINT}", in_reply_to=msg_type)
+        raw_from = msg.get("from", sender)
+        if raw_from != sender:
+            _check_from(raw_from, sender, msg_type)
+        if conn not in self._room_clients:
+            raise NoRooms(
+                f'this connection ({sender!r}) did not register with "rooms": true; register again '
+                f'with {{"type":"register","from":{json.dumps(sender)},"rooms":true}} to use rooms',
+                in_reply_to=msg_type,
+            )
+        rooms = self.rooms
+        if msg_type == "room-invite":
+            to = _peer_field(msg, "to", msg_type)
+            room = _room_field(msg, msg_type, required=False)
+            link = _flag(msg, "link", msg_type, "send true when you are already connected to 'to'")
+            if to == sender:
+                raise InviteSelf(
+                    f"'to' is your own ID {sender!r}; invite another phone into your room",
+                    in_reply_to=msg_type,
+                )
+            mine = rooms.room_of(sender)
+            if room is not None and room != mine:
+                raise _not_a_member(room, mine, msg_type)
+            target = self._conn_of.get(to)
+            if target is None:
+                raise Unavailable(
+                    f"{to!r} is not online on this server; invite a phone that is", in_reply_to=msg_type
+                )
+            if target not in self._room_clients:
+                raise NoRooms(
+                    f'{to!r} did not register with "rooms": true (a phone that does not understand rooms, '
+                    "such as a seed page); call it 1:1 instead",
+                    in_reply_to=msg_type,
+                )
+            notices = rooms.invite(sender, to, link=link)
+            self.logger.info("%r invited %r into room %r", sender, to, rooms.room_of(sender))
+        elif msg_type == "room-accept":
+            room = _room_field(msg, msg_type)
+            notices = rooms.accept(sender, room)
+            self.logger.info("%r joined room %r (%d members)", sender, room, len(rooms.members(room)))
+        elif msg_type == "room-decline":
+            room = _room_field(msg, msg_type)
+            notices = rooms.decline(sender, room, _reason(msg, msg_type))
+        elif msg_type == "room-leave":
+            room = _room_field(msg, msg_type)
+            notices = rooms.leave(sender, room, _reason(msg, msg_type))
+            self.logger.info("%r left room %r", sender, room)
+        else:  # room-link
+            room = _room_field(msg, msg_type)
+            peer = _peer_field(msg, "peer", msg_type)
+            state = msg.get("state")
+            if state not in ("failed", "closed"):
+                raise BadMessage(
+                    f"field 'state' of a 'room-link' message must be \"failed\" or \"closed\" (the "
+                    f"connectionState of your link to 'peer'), got {_json_type(state)} {_shorten(state)}",
+                    in_reply_to=msg_type,
+                )
+            if peer == sender:
+                raise BadMessage(
+                    f"'peer' is your own ID {sender!r}; report your link to another member",
+                    in_reply_to=msg_type,
+                )
+            notices = rooms.report_link(sender, room, peer)
+        return self._deliver(notices)
+
+    def _deliver(self, notices: Notices) -> Outgoing[ConnT]:
+        """Address room notices to connections: only online phones that registered with rooms."""
+        out: Outgoing[ConnT] = []
+        for peer_id, text in notices:
+            conn = self._conn_of.get(peer_id)
+            if conn is not None and conn in self._room_clients:
+                out.append((conn, text))
+        return out
 
     def _unavailable(self, sender: str, to: str, msg_type: str) -> str:
         online = sorted(peer for peer in self._conn_of if peer != sender)
@@ -524,6 +716,105 @@ def _presence(msg: dict[str, Any]) -> bool:
         f"field 'presence' must be true or false, got {_json_type(value)} {_shorten(value)}; "
         "send true to get the peers online and joined/left news",
         in_reply_to="register",
+    )
+
+
+def _check_from(raw_from: object, sender: str, msg_type: str) -> None:
+    """Raise unless ``raw_from`` (a message's ``from``, not ``sender`` itself) names ``sender``."""
+    if not isinstance(raw_from, str):
+        raise BadMessage(
+            f"field 'from' must be a string (your peer ID), got {_json_type(raw_from)} {_shorten(raw_from)}",
+            in_reply_to=msg_type,
+        )
+    if unicodedata.normalize("NFC", raw_from) != sender:
+        raise WrongFrom(
+            f"'from' is {_shorten(raw_from)} but this connection is registered as {sender!r}; "
+            "omit 'from' or set it to your ID",
+            in_reply_to=msg_type,
+        )
+
+
+def _flag(msg: dict[str, Any], name: str, msg_type: str, hint: str) -> bool:
+    """An optional boolean field (absent or null: false)."""
+    value = msg.get(name)
+    if value is None or isinstance(value, bool):
+        return bool(value)
+    raise BadMessage(
+        f"field {name!r} must be true or false, got {_json_type(value)} {_shorten(value)}; {hint}",
+        in_reply_to=msg_type,
+    )
+
+
+def _peer_field(msg: dict[str, Any], name: str, msg_type: str) -> str:
+    if name not in msg:
+        raise BadMessage(
+            f"missing field {name!r} (a peer ID) in a {msg_type!r} message", in_reply_to=msg_type
+        )
+    try:
+        return validate_id(msg[name], field=name)
+    except SignalingError as exc:
+        exc.in_reply_to = msg_type
+        raise
+
+
+def _room_field(msg: dict[str, Any], msg_type: str, *, required: bool = True) -> Any:
+    """The message's ``room``: a room ID as the server made it (a string of 1 to 64 characters)."""
+    value = msg.get("room")
+    if value is None and not required:
+        return None
+    if isinstance(value, str) and 0 < len(value) <= MAX_ID_LENGTH:
+        return value
+    if "room" not in msg:
+        raise BadMessage(
+            f"missing field 'room' in a {msg_type!r} message (the room's ID, from room-state or room-invitation)",
+            in_reply_to=msg_type,
+        )
+    raise BadMessage(
+        f"field 'room' must be a room ID (a string of 1 to {MAX_ID_LENGTH} characters, as the server made it), "
+        f"got {_json_type(value)} {_shorten(value)}",
+        in_reply_to=msg_type,
+    )
+
+
+def _reason(msg: dict[str, Any], msg_type: str) -> str | None:
+    value = msg.get("reason")
+    if value is None or isinstance(value, str):
+        return value
+    raise BadMessage(
+        f"field 'reason' of a {msg_type!r} message must be a string (why), got {_json_type(value)} {_shorten(value)}",
+        in_reply_to=msg_type,
+    )
+
+
+def _room_claim(msg: dict[str, Any]) -> tuple[str | None, list[str]]:
+    """A register message's ``room`` and ``members``: the room a reconnecting member reports."""
+    if msg.get("room") is None:
+        return None, []
+    room = _room_field(msg, "register")
+    members = msg.get("members")
+    if not isinstance(members, list) or len(members) > MAX_REPORTED_MEMBERS:
+        what = (
+            f"an array of {len(members)} IDs"
+            if isinstance(members, list)
+            else f"{_json_type(members)} {_shorten(members)}"
+        )
+        raise BadMessage(
+            f"field 'members' of a 'register' with 'room' must be an array of at most {MAX_REPORTED_MEMBERS} peer "
+            f"IDs (the members of the room as this phone knows them), got {what}",
+            in_reply_to="register",
+        )
+    try:
+        return room, [validate_id(member, field="members") for member in members]
+    except SignalingError as exc:
+        exc.in_reply_to = "register"
+        raise
+
+
+def _not_a_member(room: str, mine: str | None, msg_type: str) -> NotAMember:
+    return NotAMember(
+        f"you are not a member of room {room!r}"
+        + (f"; your room is {mine!r}" if mine is not None else "; omit 'room' to make a new room"),
+        in_reply_to=msg_type,
     )
 
 

@@ -88,6 +88,7 @@ class SignalingServer:
         self._dirty: list[Connection] = []  # connections with messages queued for this loop turn
         self._open: set[Connection] = set()  # connections past the handshake, until they end
         self._keepalive_task: asyncio.Task[None] | None = None
+        self._tick_task: asyncio.Task[None] | None = None  # gives the protocol the time (rooms' timers)
         self._closing: set[asyncio.Task[None]] = set()  # closes the server started, referenced until done
         # websockets' logger, shared by every connection (see FastConnection.__init__).
         self._ws_logger = _RedactingLogger(logging.getLogger("websockets.server"))
@@ -137,15 +138,17 @@ class SignalingServer:
 
     def close(self) -> None:
         """Stop accepting connections and close open ones with 1001 (going away). Idempotent."""
-        if self._keepalive_task is not None:
-            self._keepalive_task.cancel()
+        for task in (self._keepalive_task, self._tick_task):
+            if task is not None:
+                task.cancel()
         self.server.close()
 
     async def wait_closed(self) -> None:
         """Wait until the server is closed and every connection handler has returned."""
         await self.server.wait_closed()
-        if self._keepalive_task is not None:
-            await asyncio.gather(self._keepalive_task, return_exceptions=True)
+        tasks = [task for task in (self._keepalive_task, self._tick_task) if task is not None]
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
         if self._closing:
             await asyncio.gather(*self._closing, return_exceptions=True)
 
@@ -184,6 +187,21 @@ class SignalingServer:
         # Freed when the TCP connection ends (Connection.connection_lost), handshake done or not.
         self._admitted.add(connection)
         return None
+
+    # -- time ---------------------------------------------------------------------
+
+    async def _tick(self, interval: float) -> None:
+        """Give the protocol the time every ``interval`` seconds: it expires invitations and absent members.
+
+        One task for both message paths; while there is no room each tick is one attribute test.
+        """
+        protocol, loop = self.protocol, self._loop
+        while self.server.is_serving():
+            await asyncio.sleep(interval)
+            try:
+                self._send(None, protocol.tick(loop.time()))
+            except Exception:  # a bug must not stop the clock for every room
+                logger.exception("error while expiring room invitations and absent members")
 
     # -- open connections -----------------------------------------------------
 
@@ -331,6 +349,10 @@ async def serve(
     ping_interval: float | None = DEFAULT_LIMITS.ping_interval,
     ping_timeout: float | None = DEFAULT_LIMITS.ping_timeout,
     close_timeout: float | None = DEFAULT_LIMITS.close_timeout,
+    # Rooms.
+    max_room_size: int | None = DEFAULT_LIMITS.max_room_size,
+    invitation_ttl: float | None = DEFAULT_LIMITS.invitation_ttl,
+    room_grace: float | None = DEFAULT_LIMITS.room_grace,
     # What goes over the wire.
     compression: Literal["deflate"] | None = None,
     fast_path: bool = True,
@@ -376,6 +398,19 @@ async def serve(
     * ``close_timeout`` (10 s): how long a closing handshake may take before the TCP
       connection is dropped.
 
+    Rooms (docs/rooms.md; phones that register with ``"rooms": true``):
+
+    * ``max_room_size`` (6 members): invitations and acceptances beyond it get ``room-full``;
+      beyond six, each browser of a full mesh sends too many video streams.
+    * ``invitation_ttl`` (60 s): an invitation unanswered this long is withdrawn (``room-declined``
+      to the inviter, ``room-cancelled`` to the invitee).
+    * ``room_grace`` (30 s): a member whose connection is gone stays a member this long, so a
+      phone that reconnects (reclaiming its ID with its secret) keeps its place; after it the
+      others get ``room-left``. ``None``: members stay until they leave or are reported lost.
+
+    Timers are checked about once a second (more often for limits under 4 s), so they end up
+    to that much late.
+
     What goes over the wire:
 
     * ``compression`` (``None``): ``"deflate"`` accepts permessage-deflate when a browser
@@ -406,6 +441,9 @@ async def serve(
         ping_interval=ping_interval,
         ping_timeout=ping_timeout,
         close_timeout=close_timeout,
+        max_room_size=max_room_size,
+        invitation_ttl=invitation_ttl,
+        room_grace=room_grace,
     )
     if fast_path and (why := fastpath.unavailable_reason()) is not None:
         logger.info("using websockets' public API, not nbcall's fast path: %s", why)
@@ -416,6 +454,9 @@ async def serve(
             max_rate=max_rate,
             max_burst=max_burst,
             max_refused=max_refused,
+            max_room_size=max_room_size,
+            invitation_ttl=invitation_ttl,
+            room_grace=room_grace,
             logger=logger,
         ),
         AdmissionRules(
@@ -459,7 +500,14 @@ async def serve(
         signaling._keepalive_task = asyncio.create_task(
             fastpath.keepalive(signaling, ping_interval, ping_timeout)
         )
+    signaling._tick_task = asyncio.create_task(signaling._tick(_tick_interval(limits)))
     return signaling
+
+
+def _tick_interval(limits: Limits) -> float:
+    """Seconds between ticks: one, or a quarter of a room timer shorter than four seconds."""
+    timers = [t for t in (limits.invitation_ttl, limits.room_grace) if t is not None]
+    return min([1.0, *(t / 4 for t in timers)])
 
 
 _NEVER = 2**31 - 1  # a write limit never reached: uvloop takes a C int

@@ -18,6 +18,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+import nbcall.cli
 from nbcall.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
@@ -131,8 +132,33 @@ def test_serve_help_lists_the_options(capsys: pytest.CaptureFixture[str]) -> Non
         "--host", "--port", "--path", "--token", "NBCALL_TOKEN", "--allow-origin", "--certfile",
         "--keyfile", "--max-connections", "--open-timeout", "--max-message-size", "--max-rate",
         "--max-burst", "--max-refused", "--max-pending-bytes", "--ping-interval", "--ping-timeout",
+        "--max-room-size", "--invitation-ttl", "--room-grace",
     ):  # fmt: skip
         assert option in out
+
+
+@pytest.mark.parametrize(
+    ("flags", "expected"),
+    [
+        ([], {"max_room_size": 6, "invitation_ttl": 60, "room_grace": 30}),
+        (["--max-room-size", "3", "--invitation-ttl", "5", "--room-grace", "2.5"],
+         {"max_room_size": 3, "invitation_ttl": 5, "room_grace": 2.5}),
+        (["--max-room-size", "0", "--invitation-ttl", "0", "--room-grace", "0"],
+         {"max_room_size": None, "invitation_ttl": None, "room_grace": None}),
+    ],
+)  # fmt: skip
+async def test_room_flags_reach_serve_and_zero_disables_them(
+    monkeypatch: pytest.MonkeyPatch, flags: list[str], expected: dict[str, object]
+) -> None:
+    seen: dict[str, object] = {}
+
+    async def fake_serve(*args: object, **options: object) -> None:
+        seen.update(options)
+        raise OSError("stopped by the test")
+
+    monkeypatch.setattr(nbcall.cli, "serve", fake_serve)
+    assert await nbcall.cli._serve_until_stopped(nbcall.cli._parser().parse_args(["serve", *flags])) == 1
+    assert {name: seen[name] for name in expected} == expected
 
 
 async def test_without_a_token_the_server_warns_that_anyone_may_register() -> None:

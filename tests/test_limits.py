@@ -20,12 +20,15 @@ def test_serve_and_the_protocol_take_their_defaults_from_limits() -> None:
     protocol = SignalingProtocol()  # type: ignore[var-annotated]
     for name in ("max_message_size", "max_rate", "max_burst", "max_refused"):
         assert getattr(protocol, name) == getattr(DEFAULT_LIMITS, name), name
+    for name in ("max_room_size", "invitation_ttl", "room_grace"):
+        assert getattr(protocol.rooms, name) == getattr(DEFAULT_LIMITS, name), name
 
 
 def test_the_cli_defaults_are_the_limits() -> None:
     args = _parser().parse_args(["serve"])
     for name in ("max_connections", "open_timeout", "max_message_size", "max_rate", "max_burst", "max_refused",
-                 "max_pending_bytes", "ping_interval", "ping_timeout"):  # fmt: skip
+                 "max_pending_bytes", "ping_interval", "ping_timeout", "max_room_size", "invitation_ttl",
+                 "room_grace"):  # fmt: skip
         assert getattr(args, name) == getattr(DEFAULT_LIMITS, name), name
 
 
@@ -35,6 +38,9 @@ def test_the_cli_defaults_are_the_limits() -> None:
         ({"max_rate": 0}, "max_rate must be positive or None"),
         ({"max_connections": -1}, "max_connections must be positive or None"),
         ({"max_burst": 0}, "max_burst must be at least 1"),
+        ({"max_room_size": 1}, "max_room_size must be at least 2"),
+        ({"invitation_ttl": 0}, "invitation_ttl must be positive or None"),
+        ({"room_grace": -1}, "room_grace must be positive or None"),
         ({"max_message_size": 4096, "max_frame_size": 1024}, r"max_frame_size \(1024\) must be at least"),
     ],
 )
