@@ -492,3 +492,13 @@ def test_ticks_outside_a_call_do_nothing() -> None:
     m = connected()
     m.tick(1e9)
     assert (m.state, m.actions_to_take()) == ("connected", [])
+
+
+def test_a_new_room_whose_only_invitation_is_declined_ends_and_keeps_who_declined_and_why() -> None:
+    m = machine()
+    m.invite(("B",), 0.0)
+    m.receive({"type": "room-state", "room": "r-1", "members": ["A"]}, 0.0)
+    m.receive({"type": "room-declined", "room": "r-1", "id": "B", "reason": "not now"}, 0.0)
+    m.receive({"type": "room-ended", "room": "r-1", "reason": "nobody joined"}, 0.0)
+    assert (m.state, m.room) == ("idle", "")
+    assert m.error == "the room ended: nobody joined (B declined the invitation: not now)"
