@@ -19,6 +19,10 @@
  *   local_media: Partial<import("./protocol.js").MediaFlags> | undefined,
  *   remote_media: Partial<import("./protocol.js").MediaFlags> | undefined,
  *   media_error: string,
+ *   room: string,
+ *   members: string[],
+ *   connections: Record<string, string>,
+ *   invitation: {room?: string, from?: string, members?: string[]},
  * }} Traits
  */
 

@@ -26,7 +26,8 @@ const decoder = new TextDecoder();
  * @typedef {import("./protocol.js").ToBrowser} ToBrowser
  * @typedef {import("./protocol.js").ToBrowserType} ToBrowserType
  * A chat row: `peer` is the sender of a message in, the member a message out went to ("" for every one).
- * @typedef {{t: number, dir: "in" | "out", kind: Kind, text: string, size: number, peer: string}} ChatEntry
+ * `room` says whether it was sent or received in a room (where rows name the member).
+ * @typedef {{t: number, dir: "in" | "out", kind: Kind, text: string, size: number, peer: string, room: boolean}} ChatEntry
  * @typedef {import("./peer.js").PeerEvent | "log" | "log-entry" | "chat-entry"} PhoneEvent
  */
 
@@ -256,7 +257,7 @@ export class BrowserPhone extends EventTarget {
   addChat(dir, kind, payload, peer) {
     const text = kind === "bytes" ? previewBytes(payload) : decoder.decode(payload.subarray(0, 2000));
     /** @type {ChatEntry} */
-    const entry = { t: Date.now(), dir, kind, text, size: payload.length, peer };
+    const entry = { t: Date.now(), dir, kind, text, size: payload.length, peer, room: Boolean(this.model.get("room")) };
     this.chat.push(entry);
     const keep = this.link.settings.max_chat;
     if (this.chat.length > keep) this.chat.splice(0, this.chat.length - keep);
