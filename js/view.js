@@ -182,6 +182,9 @@ export function renderPhone(model, el, phone) {
         ...candidates.map((p) => h("option", { value: p, textContent: p })),
       );
       inviteSelect.value = candidates.includes(chosen) ? chosen : "";
+      inviteBtn.disabled = !candidates.length;
+    } else {
+      inviteBtn.disabled = false;
     }
     renderMembers(user, roomMembers, state === "ringing" ? [] : roomMembers);
     input.disabled = sendBtn.disabled = !(state === "connected" || inRoom);
@@ -213,7 +216,10 @@ export function renderPhone(model, el, phone) {
   /** @type {Map<string, {tile: HTMLElement, video: HTMLVideoElement, audio: HTMLAudioElement, label: HTMLElement}>} */
   const tiles = new Map();
 
-  /** One labelled tile per member in a room (ours first, mirrored, muted), each with its connection state. */
+  /**
+   * One labelled tile per member in a room, each with its connection state. Ours (mirrored, muted) is small in
+   * a corner, as our preview is in a 1:1 call, unless it is alone.
+   */
   function renderGrid() {
     const user = model.get("user_id");
     const connections = model.get("connections") ?? {};
@@ -247,7 +253,7 @@ export function renderPhone(model, el, phone) {
       setSource(t.video, hasVideo ? stream : null);
       setSource(t.audio, !self && stream?.getAudioTracks().length ? stream : null);
     }
-    grid.dataset.count = String(order.length);
+    grid.dataset.count = String(order.length - 1);
   }
 
   function renderMedia() {
