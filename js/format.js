@@ -23,6 +23,22 @@ export function statusText(state, peer) {
 }
 
 /**
+ * The status line in a room, or while one is being made or offered; null outside rooms (statusText then).
+ * @param {{state: string, user: string, room: string, members: string[], invitation: {from?: string, members?: string[]}}} s
+ * @returns {string | null}
+ */
+export function roomStatusText({ state, user, room, members, invitation }) {
+  if (state === "ringing" && invitation.from) {
+    const others = (invitation.members ?? []).filter((m) => m !== user);
+    return `${invitation.from} invites you into a room with ${others.join(", ") || invitation.from}`;
+  }
+  if (!room) return state === "calling" ? "Inviting… the room starts when someone accepts" : null;
+  const others = members.filter((m) => m !== user);
+  if (!others.length) return "In a room of your own: waiting for an invitee to accept";
+  return `In a room with ${others.join(", ")} (${members.length} members)`;
+}
+
+/**
  * Show a signaling message the way a learner wants it: the SDP and candidate unwrapped from the JSON strings
  * they travel as, and the SDP's lines below the message rather than one escaped string.
  * @param {unknown} detail

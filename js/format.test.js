@@ -2,7 +2,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import {
-  candidateText, describe, eventValue, logSize, logTime, previewBytes, rtpRows, sparkPoints, statusText,
+  candidateText, describe, eventValue, logSize, logTime, previewBytes, roomStatusText, rtpRows, sparkPoints, statusText,
 } from "./format.js";
 
 const SDP = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\n";
@@ -95,4 +95,19 @@ test("sparkline points span the width, scale to the top, and skip missing sample
   assert.equal(sparkPoints([5, null, 10], 10, 120, 28), "0,14 120,1");
   assert.equal(sparkPoints([3], 3, 120, 28), "0,1");
   assert.equal(sparkPoints([], 1, 120, 28), "");
+});
+
+test("the room status line: an invitation names who invites and who is in, a room its other members", () => {
+  const base = { user: "C", room: "", members: [], invitation: {} };
+  assert.equal(
+    roomStatusText({ ...base, state: "ringing", invitation: { from: "A", members: ["A", "B"] } }),
+    "A invites you into a room with A, B",
+  );
+  assert.equal(roomStatusText({ ...base, state: "calling" }), "Inviting… the room starts when someone accepts");
+  assert.equal(roomStatusText({ ...base, state: "ringing" }), null); // a 1:1 call rings
+  assert.equal(roomStatusText({ ...base, state: "connected" }), null);
+  assert.equal(
+    roomStatusText({ ...base, state: "connected", room: "r-1", members: ["A", "B", "C"] }),
+    "In a room with A, B (3 members)",
+  );
 });

@@ -93,3 +93,55 @@ function errorName(err) {
   const name = /** @type {{name?: unknown} | null} */ (err)?.name;
   return typeof name === "string" ? name : undefined;
 }
+
+/**
+ * The phone's one camera-and-microphone stream, shared by all its peer links: opened by the first link that
+ * needs it, stopped when the last one lets go (a room of five asks for the camera once, not four times, and
+ * the camera light goes off when the last link closes).
+ */
+export class SharedMedia {
+  /** @param {() => Promise<{stream: MediaStream | null, errors: MediaError[]}>} open asks for the devices */
+  constructor(open) {
+    this.open = open;
+    /** The stream while some link holds it (null when nothing was granted). @type {MediaStream | null} */
+    this.stream = null;
+    /** The links that hold it. @type {Set<unknown>} */
+    this.users = new Set();
+    /** @type {Promise<{stream: MediaStream | null, errors: MediaError[]}> | null} */
+    this.opening = null;
+  }
+
+  /**
+   * The shared stream for `user`, opened if nobody holds it yet. Only the first holder gets the errors, so that
+   * a missing camera is reported once, not once per member.
+   * @param {unknown} user
+   * @returns {Promise<{stream: MediaStream | null, errors: MediaError[]}>}
+   */
+  async acquire(user) {
+    const first = !this.opening;
+    this.users.add(user);
+    const opening = (this.opening ??= this.open());
+    const { stream, errors } = await opening;
+    if (this.opening !== opening || !this.users.has(user)) {
+      // Everyone let go while the browser asked: nobody holds these tracks now.
+      if (this.opening !== opening) stream?.getTracks().forEach((t) => t.stop());
+      return { stream: null, errors: [] };
+    }
+    this.stream = stream;
+    return { stream, errors: first ? errors : [] };
+  }
+
+  /** `user` no longer needs the stream; the last one to let go stops every track. @param {unknown} user */
+  release(user) {
+    if (!this.users.delete(user) || this.users.size) return;
+    this.stream?.getTracks().forEach((t) => t.stop());
+    this.stream = null;
+    this.opening = null;
+  }
+
+  /** Stop one track that no link can use and take it out of the stream. @param {MediaStreamTrack} track */
+  drop(track) {
+    track.stop();
+    this.stream?.removeTrack(track);
+  }
+}

@@ -1,10 +1,12 @@
 // The connection to one remote peer: its RTCPeerConnection and the offer/answer/ICE negotiation, its data
 // channel, its camera and microphone, its remote stream and its statistics. The phone holds one PeerLink per
 // peer ID; close() releases everything (Chrome allows only about 500 peer connections per tab's lifetime).
+// The camera and microphone are the phone's, shared by its links (media.js SharedMedia). A link that is up
+// renegotiates by the perfect-negotiation pattern: in glare the polite side rolls back, the impolite one ignores.
 
 import { PROTOCOL } from "./framing.js";
 import { receiver, sendMessage } from "./channel.js";
-import { MEDIA_KINDS, openMedia, setEnabled } from "./media.js";
+import { MEDIA_KINDS } from "./media.js";
 import { summarizeStats } from "./stats.js";
 
 /**
@@ -28,7 +30,10 @@ import { summarizeStats } from "./stats.js";
  *   settings: () => Settings,
  *   wanted: () => Wanted,
  *   enabled: () => {mic_on: boolean, camera_on: boolean},
- *   devices: () => import("./media.js").Devices | undefined,
+ *   userId: () => string,
+ *   acquireMedia: (link: PeerLink) => Promise<{stream: MediaStream | null, errors: MediaError[]}>,
+ *   releaseMedia: (link: PeerLink) => void,
+ *   dropTrack: (link: PeerLink, track: MediaStreamTrack) => void,
  *   mediaChanged: (errors?: MediaError[]) => void,
  *   received: (peer: string, kind: Kind, payload: Uint8Array<ArrayBuffer>) => void,
  *   fail: (peer: string, err: unknown) => void,
@@ -70,8 +75,16 @@ export class PeerLink {
     this.stats = null;
     /** The last samples, oldest first, for the sparklines. @type {StatsSummary[]} */
     this.statsHistory = [];
-    /** Our camera and microphone in this call. @type {MediaStream | null} */
+    /** The phone's camera and microphone, when this link sends some of it. @type {MediaStream | null} */
     this.localStream = null;
+    // Perfect negotiation (https://w3c.github.io/webrtc-pc/#perfect-negotiation-example). The polite side is
+    // the smaller ID, unless the peer says it is never polite (a Python peer, which cannot roll back).
+    this.polite = host.userId() < peer;
+    /** Whether the first offer/answer exchange is done: later offers are renegotiations. */
+    this.negotiated = false;
+    /** Whether we are making an offer, or ignore theirs (impolite side in glare). */
+    this.makingOffer = false;
+    this.ignoreOffer = false;
     /**
      * What the peer sends us: one stream of our own, since senders may or may not name a stream.
      * @type {MediaStream | null}
@@ -87,6 +100,10 @@ export class PeerLink {
       if (!this.closed && e.candidate) this.signal({ type: "ice", candidate: JSON.stringify(e.candidate) });
     };
     pc.ondatachannel = (e) => this.attachChannel(e.channel);
+    // Only a link that is up renegotiates on its own: the first offer is made by offer(), when Python says.
+    pc.onnegotiationneeded = () => {
+      if (this.negotiated && !this.closed) this.step(() => this.renegotiate());
+    };
     pc.ontrack = (e) => {
       if (this.closed) return;
       this.remoteStream ??= new MediaStream();
@@ -126,7 +143,7 @@ export class PeerLink {
   /** We call: add our media and the data channel, and send the offer. */
   async offer() {
     const pc = this.pc;
-    const stream = await this.openLocalMedia();
+    const { stream, errors } = await this.openLocalMedia();
     if (this.closed) return; // hung up while the browser asked for the camera
     // One m-line per medium we would like: sendrecv with a track, recvonly without one (no camera, or
     // permission denied), so that we still receive the peer's. A data-only phone offers no media sections.
@@ -136,28 +153,79 @@ export class PeerLink {
       if (stream && track) pc.addTransceiver(track, { direction: "sendrecv", streams: [stream] });
       else if (wanted[kind]) pc.addTransceiver(kind, { direction: "recvonly" });
     }
+    this.localStream = this.sentTracks().length ? stream : null;
+    this.host.mediaChanged(errors);
     this.attachChannel(pc.createDataChannel("nbcall"));
-    await pc.setLocalDescription(await pc.createOffer());
+    await this.sendOffer();
+  }
+
+  /** A link that is up needs a new offer (a track added or removed): make it, unless a negotiation is on. */
+  async renegotiate() {
+    if (this.closed || this.pc.signalingState !== "stable") return;
+    await this.sendOffer();
+  }
+
+  async sendOffer() {
+    const pc = this.pc;
+    this.makingOffer = true;
+    try {
+      await pc.setLocalDescription(await pc.createOffer());
+    } finally {
+      this.makingOffer = false;
+    }
+    if (this.closed) return;
     // "framing" tells another nbcall phone that we frame typed and chunked messages; other clients ignore it.
     this.signal({ type: "call", sdp: JSON.stringify(pc.localDescription), framing: PROTOCOL });
     this.host.emit("rtc");
   }
 
+  /**
+   * Whether an offer from our peer belongs to this connection (a renegotiation, or glare) rather than to a
+   * new one: the link is alive and the offer comes from the same session (the SDP's o= line), if we know it.
+   * @param {Signal} signal
+   */
+  continues(signal) {
+    if (this.closed || ["failed", "closed"].includes(this.pc.connectionState)) return false;
+    const known = sessionOf(this.pc.remoteDescription?.sdp);
+    return known === null || known === sessionOf(parseDescription(signal.sdp)?.sdp);
+  }
+
   /** They call: take their offer (answer() answers it once the user accepts). @param {Signal} signal */
   async takeOffer(signal) {
+    const pc = this.pc;
+    // A peer that never rolls back (a Python peer) says so: then we are the polite one.
+    if (signal.polite === false) this.polite = true;
+    const glare = this.makingOffer || pc.signalingState !== "stable";
+    this.ignoreOffer = glare && !this.polite;
+    if (this.ignoreOffer) {
+      // The impolite side keeps its own offer; the polite peer rolls back and answers it.
+      this.host.event("offer-ignored", { peer: this.peer, reason: "glare: we are the impolite side" });
+      return;
+    }
+    if (glare) {
+      this.host.event("rollback", { peer: this.peer, reason: "glare: we are the polite side" });
+      await pc.setLocalDescription({ type: "rollback" });
+    }
     // Frame only for a peer that said it understands; any other client gets plain messages.
-    this.framed = signal.framing === PROTOCOL;
-    await this.pc.setRemoteDescription(JSON.parse(signal.sdp ?? ""));
+    if (!this.negotiated) this.framed = signal.framing === PROTOCOL;
+    await pc.setRemoteDescription(JSON.parse(signal.sdp ?? ""));
     await this.addPending();
   }
 
   /** Answer the offer taken: open the camera and microphone and send the answer. */
   async answer() {
     const pc = this.pc;
+    if (this.ignoreOffer) return; // the offer we ignored in glare: ours stands
     if (pc.signalingState !== "have-remote-offer") {
       throw new Error(`no offer from ${this.peer} to answer (signaling state ${pc.signalingState})`);
     }
-    const stream = await this.openLocalMedia();
+    if (this.negotiated) {
+      // A renegotiation: the tracks are in place already, only the answer is new.
+      await pc.setLocalDescription(await pc.createAnswer());
+      this.signal({ type: "answer", sdp: JSON.stringify(pc.localDescription), framing: PROTOCOL });
+      return;
+    }
+    const { stream, errors } = await this.openLocalMedia();
     if (this.closed) return;
     // The offer decides which media sections exist: put each local track on the caller's section of its kind.
     // A kind the caller did not offer cannot be sent in this call (it would need a new offer): drop it.
@@ -166,8 +234,7 @@ export class PeerLink {
     for (const track of stream?.getTracks() ?? []) {
       const transceiver = pc.getTransceivers().find((t) => t.receiver.track.kind === track.kind && !t.sender.track);
       if (!stream || !transceiver) {
-        track.stop();
-        stream?.removeTrack(track);
+        this.host.dropTrack(this, track);
         const message = "no media section of that kind in the offer";
         notOffered.push({ kind: track.kind, name: "NotOffered", message });
         continue;
@@ -176,16 +243,23 @@ export class PeerLink {
       transceiver.sender.setStreams?.(stream);
       transceiver.direction = "sendrecv";
     }
-    if (!this.localStream?.getTracks().length) this.localStream = null;
-    if (notOffered.length) this.host.mediaChanged(notOffered);
+    this.localStream = this.sentTracks().length ? stream : null;
+    this.host.mediaChanged([...errors, ...notOffered]);
     await pc.setLocalDescription(await pc.createAnswer());
+    this.negotiated = true;
     this.signal({ type: "answer", sdp: JSON.stringify(pc.localDescription), framing: PROTOCOL });
   }
 
   /** Their answer to our offer. @param {Signal} signal */
   async takeAnswer(signal) {
-    this.framed = signal.framing === PROTOCOL;
+    if (this.pc.signalingState !== "have-local-offer") {
+      // An answer to an offer we rolled back in glare: nothing waits for it.
+      this.host.event("answer-ignored", { peer: this.peer, signalingState: this.pc.signalingState });
+      return;
+    }
+    if (!this.negotiated) this.framed = signal.framing === PROTOCOL;
     await this.pc.setRemoteDescription(JSON.parse(signal.sdp ?? ""));
+    this.negotiated = true;
     await this.addPending();
   }
 
@@ -198,31 +272,30 @@ export class PeerLink {
   async addPending() {
     const candidates = this.pending;
     this.pending = [];
-    for (const c of candidates) await this.pc.addIceCandidate(c);
+    for (const c of candidates) {
+      try {
+        await this.pc.addIceCandidate(c);
+      } catch (err) {
+        if (!this.ignoreOffer) throw err; // the candidates of an offer we ignored have nowhere to go
+      }
+    }
   }
 
   /**
-   * Ask for the camera and microphone this phone would like to send. A refusal or a missing device is reported
-   * to Python and the call goes on without that medium. Returns null when nothing was wanted or granted.
-   * @returns {Promise<MediaStream | null>}
+   * The camera and microphone this phone would like to send, shared with its other links. A refusal or a
+   * missing device comes back in `errors` (to report once the tracks are placed): the call goes on without it.
+   * @returns {Promise<{stream: MediaStream | null, errors: MediaError[]}>}
    */
   async openLocalMedia() {
     const wanted = this.host.wanted();
-    if (!MEDIA_KINDS.some((kind) => wanted[kind])) return null;
-    const { stream, errors } = await openMedia(wanted, this.host.devices());
-    if (this.closed) {
-      stream?.getTracks().forEach((t) => t.stop());
-      return null;
-    }
-    this.localStream = stream;
-    this.applyEnabled();
-    this.host.mediaChanged(errors);
-    return stream;
+    if (!MEDIA_KINDS.some((kind) => wanted[kind])) return { stream: null, errors: [] };
+    const got = await this.host.acquireMedia(this);
+    return this.closed ? { stream: null, errors: [] } : got;
   }
 
-  /** Enable or disable our tracks as Python asked (`mic_on`, `camera_on`). */
-  applyEnabled() {
-    setEnabled(this.localStream, this.host.enabled());
+  /** The tracks this link sends. @returns {MediaStreamTrack[]} */
+  sentTracks() {
+    return this.pc.getSenders().flatMap((s) => (s.track ? [s.track] : []));
   }
 
   async sampleStats() {
@@ -306,11 +379,30 @@ export class PeerLink {
     clearInterval(this.statsTimer);
     this.channel = null;
     this.pending = [];
-    this.localStream?.getTracks().forEach((t) => t.stop());
+    // The tracks are the phone's: the last link to let go stops them.
+    this.host.releaseMedia(this);
     this.localStream = null;
     this.remoteStream = null;
-    this.pc.getSenders().forEach((s) => s.track?.stop());
     this.pc.close();
     this.rtc = { ...this.rtc, connectionState: "closed" };
   }
+}
+
+/** @param {string | undefined} json @returns {{sdp?: string} | null} */
+function parseDescription(json) {
+  try {
+    return JSON.parse(json ?? "");
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * The session ID of an SDP (its o= line's second field): the same for every offer of one peer connection,
+ * new for a new one. Null when there is none.
+ * @param {string | undefined} sdp
+ */
+export function sessionOf(sdp) {
+  const match = /^o=\S+ (\S+) /m.exec(sdp ?? "");
+  return match ? match[1] : null;
 }

@@ -2,13 +2,16 @@
 // (one in a 1:1 call), the signaling log and the data-channel chat the views show, and acts on Python's
 // messages through the handler table FROM_PYTHON. Browser events go to Python as messages (link.js), never
 // as trait changes: a trait change sent while a cell awaits can wedge the model's later updates.
+// In a room it holds one PeerLink per other member, a message typed or sent without `to` goes to every open
+// channel, and each received message and report names its peer.
 // Media: what to send comes from the `audio`/`video` traits (true or MediaTrackConstraints), whether the
-// microphone and camera tracks are enabled from `mic_on`/`camera_on`; Python sets them all.
+// microphone and camera tracks are enabled from `mic_on`/`camera_on`; Python sets them all. One stream of
+// camera and microphone serves every link (SharedMedia).
 
 import { parts } from "./channel.js";
 import { previewBytes } from "./format.js";
 import { Link } from "./link.js";
-import { mediaReport } from "./media.js";
+import { SharedMedia, mediaReport, openMedia, setEnabled } from "./media.js";
 import { onChanges } from "./model.js";
 import { PeerLink } from "./peer.js";
 import { runDiagnosis } from "./diagnose.js";
@@ -24,7 +27,9 @@ const decoder = new TextDecoder();
  * @typedef {import("./protocol.js").MediaError} MediaError
  * @typedef {import("./protocol.js").ToBrowser} ToBrowser
  * @typedef {import("./protocol.js").ToBrowserType} ToBrowserType
- * @typedef {{t: number, dir: "in" | "out", kind: Kind, text: string, size: number}} ChatEntry
+ * A chat row: `peer` is the sender of a message in, the member a message out went to ("" for every one).
+ * `room` says whether it was sent or received in a room (where rows name the member).
+ * @typedef {{t: number, dir: "in" | "out", kind: Kind, text: string, size: number, peer: string, room: boolean}} ChatEntry
  * @typedef {import("./peer.js").PeerEvent | "log" | "log-entry" | "chat-entry"} PhoneEvent
  */
 
@@ -40,7 +45,10 @@ export const FROM_PYTHON = {
   },
   remote(phone, { peer, signal, ice_servers, ice_transport_policy }) {
     if (signal.type === "call") {
-      const link = phone.open(peer, { iceServers: ice_servers ?? [], iceTransportPolicy: ice_transport_policy ?? "all" });
+      // An offer on a link that is up renegotiates it (perfect negotiation); any other offer starts a new one.
+      const existing = phone.peers.get(peer);
+      const config = { iceServers: ice_servers ?? [], iceTransportPolicy: ice_transport_policy ?? "all" };
+      const link = existing?.continues(signal) ? existing : phone.open(peer, config);
       link.step(() => link.takeOffer(signal));
       return;
     }
@@ -91,6 +99,13 @@ export class BrowserPhone extends EventTarget {
     this.chat = [];
     /** @type {Promise<void>} sends from Python and from the widget, in order */
     this.sends = Promise.resolve();
+    /** The camera and microphone, one stream for every link. */
+    this.media = new SharedMedia(async () => {
+      const { stream, errors } = await openMedia(this.host.wanted(), globalThis.navigator?.mediaDevices);
+      setEnabled(stream, this.host.enabled());
+      this.emit("media");
+      return { stream, errors };
+    });
     const handlers = /** @type {import("./link.js").Handlers} */ (
       Object.fromEntries(
         Object.entries(FROM_PYTHON).map(([type, handle]) => [
@@ -115,21 +130,28 @@ export class BrowserPhone extends EventTarget {
       settings: () => this.link.settings,
       wanted: () => ({ audio: model.get("audio"), video: model.get("video") }),
       enabled: () => ({ mic_on: Boolean(model.get("mic_on")), camera_on: Boolean(model.get("camera_on")) }),
-      devices: () => globalThis.navigator?.mediaDevices,
+      userId: () => String(model.get("user_id") ?? ""),
+      acquireMedia: (link) => this.media.acquire(link),
+      releaseMedia: (link) => this.media.release(link),
+      dropTrack: (link, track) => {
+        // A kind the peer did not offer: stop it, unless another link sends it.
+        const others = [...this.peers.values()].filter((l) => l !== link);
+        if (!others.some((l) => l.sentTracks().includes(track))) this.media.drop(track);
+      },
       mediaChanged: (errors) => this.reportMedia(errors),
       received: (peer, kind, payload) => this.receive(peer, kind, payload),
       fail: (peer, err) => this.fail(peer, err),
     };
     this.unfollow = onChanges(model, ["mic_on", "camera_on"], () => {
-      for (const link of this.peers.values()) link.applyEnabled();
+      setEnabled(this.media.stream, this.host.enabled()); // every link sends these same tracks
       this.emit("media");
     });
     this.link.tell("hello", {});
   }
 
-  /** Our camera and microphone, and what the peer sends, in the connection shown. */
+  /** Our camera and microphone (shared by every link), and what the peer sends in the connection shown. */
   get localStream() {
-    return this.shown?.localStream ?? null;
+    return this.media.stream;
   }
 
   get remoteStream() {
@@ -176,7 +198,7 @@ export class BrowserPhone extends EventTarget {
   reportMedia(errors = []) {
     const links = [...this.peers.values()];
     const report = mediaReport(
-      links.map((l) => l.localStream),
+      links.map((l) => ({ getTracks: () => l.sentTracks() })),
       links.map((l) => l.remoteStream),
       errors,
     );
@@ -194,14 +216,14 @@ export class BrowserPhone extends EventTarget {
    * @param {string} peer @param {Kind} kind @param {Uint8Array<ArrayBuffer>} payload
    */
   receive(peer, kind, payload) {
-    this.addChat("in", kind, payload);
+    this.addChat("in", kind, payload, peer);
     const all = parts(payload, this.link.settings.part_size);
     all.forEach((part, i) => this.link.tell("message", { peer, kind, last: i === all.length - 1 }, [part]));
   }
 
-  /** Send text typed in the widget to every peer. @param {string} text */
-  sendText(text) {
-    this.send(null, "str", encoder.encode(text));
+  /** Send text typed in the widget to `to`, or to every peer. @param {string} text @param {string} [to] */
+  sendText(text, to) {
+    this.send(null, "str", encoder.encode(text), to);
   }
 
   /**
@@ -211,15 +233,17 @@ export class BrowserPhone extends EventTarget {
    * @param {string} [to]
    */
   send(id, kind, payload, to) {
-    const links = to === undefined ? [...this.peers.values()] : [this.peers.get(to)];
     const done = this.sends.then(async () => {
+      // To everyone: every link whose channel is open now (a member still connecting misses it, as it would
+      // have missed it a moment earlier). To one: that link, open or not, so that a closed one says why.
+      const links = to == null ? [...this.peers.values()].filter((l) => l.channel?.readyState === "open") : [this.peers.get(to)];
       const results = await Promise.allSettled(
-        links.map((link) => (link ? link.send(kind, payload) : Promise.reject(new Error(`no call with ${to}`)))),
+        links.map((link) => (link ? link.send(kind, payload) : Promise.reject(new Error(`no connection to ${to}`)))),
       );
       if (!links.length) {
         results.push({ status: "rejected", reason: new Error("the data channel is not open (no call)") });
       }
-      if (results.some((r) => r.status === "fulfilled")) this.addChat("out", kind, payload);
+      if (results.some((r) => r.status === "fulfilled")) this.addChat("out", kind, payload, to ?? "");
       for (const r of results) {
         if (r.status === "fulfilled") continue;
         const message = r.reason instanceof Error ? r.reason.message : String(r.reason);
@@ -238,11 +262,11 @@ export class BrowserPhone extends EventTarget {
     this.emit("log-entry", entry);
   }
 
-  /** @param {"in" | "out"} dir @param {Kind} kind @param {Uint8Array} payload */
-  addChat(dir, kind, payload) {
+  /** @param {"in" | "out"} dir @param {Kind} kind @param {Uint8Array} payload @param {string} peer */
+  addChat(dir, kind, payload, peer) {
     const text = kind === "bytes" ? previewBytes(payload) : decoder.decode(payload.subarray(0, 2000));
     /** @type {ChatEntry} */
-    const entry = { t: Date.now(), dir, kind, text, size: payload.length };
+    const entry = { t: Date.now(), dir, kind, text, size: payload.length, peer, room: Boolean(this.model.get("room")) };
     this.chat.push(entry);
     const keep = this.link.settings.max_chat;
     if (this.chat.length > keep) this.chat.splice(0, this.chat.length - keep);

@@ -62,8 +62,13 @@ class FakePC extends EventTarget {
     this.transceivers = [];
     /** @type {RTCIceCandidateInit[]} */
     this.candidates = [];
-    /** @type {{label: string}[]} */
+    /** @type {{label: string, readyState: string, sent: unknown[], onopen?: () => void, onmessage?: (e: {data: unknown}) => void}[]} */
     this.channels = [];
+    /** @type {(() => void) | null} */
+    this.onnegotiationneeded = null;
+    /** @type {{type: string, sdp: string} | null} */
+    this.currentLocal = null;
+    this.rolledBack = 0;
     this.closed = false;
     this.sctp = null;
     /** @type {((e: {candidate: object | null}) => void) | null} */
@@ -94,7 +99,7 @@ class FakePC extends EventTarget {
   }
   /** @param {string} label */
   createDataChannel(label) {
-    const channel = { label, readyState: "connecting" };
+    const channel = { label, readyState: "connecting", sent: /** @type {unknown[]} */ ([]), send(/** @type {unknown} */ data) { channel.sent.push(data); } };
     this.channels.push(channel);
     return channel;
   }
@@ -107,15 +112,24 @@ class FakePC extends EventTarget {
   async createAnswer() {
     return { type: "answer", sdp: this.sdp() };
   }
-  /** @param {{type: string, sdp: string}} d */
+  /** @param {{type: string, sdp?: string}} d */
   async setLocalDescription(d) {
     if (this.closed) throw new Error("InvalidStateError: closed");
-    this.localDescription = d;
+    if (d.type === "rollback") {
+      this.localDescription = this.currentLocal ?? null;
+      this.rolledBack = (this.rolledBack ?? 0) + 1;
+      this.setSignaling("stable");
+      return;
+    }
+    if (d.type === "offer" && this.signalingState !== "stable") throw new Error(`InvalidStateError: offer in ${this.signalingState}`);
+    this.localDescription = /** @type {{type: string, sdp: string}} */ (d);
+    if (d.type === "answer") this.currentLocal = this.localDescription;
     this.setSignaling(d.type === "offer" ? "have-local-offer" : "stable");
   }
   /** @param {{type: string, sdp: string}} d */
   async setRemoteDescription(d) {
     if (this.closed) throw new Error("InvalidStateError: closed");
+    if (d.type === "offer" && this.signalingState !== "stable") throw new Error(`InvalidStateError: offer in ${this.signalingState}`);
     this.remoteDescription = d;
     if (d.type === "offer") {
       for (const m of d.sdp.split(" ").filter(Boolean)) this.addTransceiver(m.split(":")[0], { direction: "recvonly" });
@@ -149,6 +163,11 @@ function fakeModel(traits) {
     listeners,
     /** @param {string} name */
     get: (name) => /** @type {never} */ (traits[name]),
+    /** Python changes a trait. @param {string} name @param {unknown} value */
+    set(name, value) {
+      traits[name] = value;
+      for (const cb of listeners.get(`change:${name}`) ?? []) cb();
+    },
     /** @param {string} event @param {Function} cb */
     on(event, cb) {
       if (!listeners.has(event)) listeners.set(event, new Set());
@@ -327,4 +346,168 @@ test("a send with no call fails with its id; typed text with no call is a failur
   assert.deepEqual(model.sent.filter((m) => m.type === "failure").map((m) => m.message), [
     "Error: the data channel is not open (no call)",
   ]);
+});
+
+// ------------------------------------------------------------------------------------------------- rooms
+
+/** An offer from `peer`'s session `session` (the SDP's o= line), as Python relays it. */
+const offerFrom = (/** @type {string} */ peer, /** @type {string} */ session, extra = {}) => ({
+  type: "remote",
+  peer,
+  signal: { type: "call", from: peer, room: "r-1", sdp: JSON.stringify({ type: "offer", sdp: `o=- ${session} 2 IN IP4 127.0.0.1\n` }), ...extra },
+  ice_servers: [],
+});
+
+/** Open the data channel of `pc` as the browser would once connected. @param {FakePC} pc */
+function openChannel(pc) {
+  const channel = pc.channels[0];
+  channel.readyState = "open";
+  channel.onopen?.();
+  return channel;
+}
+
+test("a room: one link per member, reports name their peer, and close ends only that member's link", async () => {
+  const { model, phone } = newPhone({ user_id: "A", audio: false, video: false });
+  for (const peer of ["B", "C", "D"]) model.python({ type: "start_call", peer, ice_servers: [] });
+  await settle();
+  assert.deepEqual([...phone.peers.keys()], ["B", "C", "D"]);
+  assert.deepEqual(model.sent.filter((m) => m.type === "signal").map((m) => m.peer), ["B", "C", "D"]);
+  FakePC.all.forEach(openChannel);
+  await settle();
+  assert.deepEqual(model.sent.filter((m) => m.type === "channel").map((m) => m.peer), ["B", "C", "D"]);
+  // A message from C reaches Python with C as its peer, and the chat row names C.
+  FakePC.all[1].channels[0].onmessage?.({ data: "hello from C" });
+  await settle();
+  assert.equal(model.sent.find((m) => m.type === "message")?.peer, "C");
+  assert.equal(phone.chat.at(-1)?.peer, "C");
+  model.python({ type: "close", peer: "C" });
+  assert.deepEqual(FakePC.all.map((pc) => pc.closed), [false, true, false]);
+  assert.deepEqual([...phone.peers.keys()], ["B", "D"]);
+});
+
+test("send with `to` goes on that member's channel only; without it, on every open channel", async () => {
+  const { model, phone } = newPhone({ user_id: "A", audio: false, video: false });
+  for (const peer of ["B", "C", "D"]) model.python({ type: "start_call", peer, ice_servers: [] });
+  await settle();
+  const [b, c] = FakePC.all.slice(0, 2).map(openChannel); // D is still connecting
+  model.python({ type: "send", id: 1, kind: "str", to: "C" });
+  await settle();
+  assert.deepEqual([b.sent.length, c.sent.length], [0, 1]);
+  model.python({ type: "send", id: 2, kind: "str" });
+  await settle();
+  assert.deepEqual([b.sent.length, c.sent.length, FakePC.all[2].channels[0].sent.length], [1, 2, 0]);
+  assert.deepEqual(model.sent.filter((m) => m.type === "send_failed"), []); // D connecting is no failure
+  assert.deepEqual(phone.chat.map((e) => [e.dir, e.peer]), [["out", "C"], ["out", ""]]);
+  // To a member whose channel is not open: that send fails, with its id.
+  model.python({ type: "send", id: 3, kind: "str", to: "D" });
+  model.python({ type: "send", id: 4, kind: "str", to: "E" });
+  await settle();
+  assert.deepEqual(model.sent.filter((m) => m.type === "send_failed").map((m) => [m.id, m.message]), [
+    [3, "the data channel is not open (connecting)"],
+    [4, "no connection to E"],
+  ]);
+});
+
+test("one camera-and-microphone stream serves every link, and stops when the last link closes", async () => {
+  let opened = 0;
+  const gum = devices(["audio", "video"]);
+  const counting = { getUserMedia: (/** @type {Record<string, unknown>} */ c) => (opened++, gum.getUserMedia(c)) };
+  Object.defineProperty(globalThis, "navigator", { value: { mediaDevices: counting }, configurable: true });
+  const { model, phone } = newPhone({ user_id: "A", camera_on: true });
+  model.python({ type: "start_call", peer: "B", ice_servers: [] });
+  model.python({ type: "start_call", peer: "C", ice_servers: [] });
+  model.python(offerFrom("D", "7"));
+  model.python({ type: "accept", peer: "D" });
+  await settle();
+  assert.equal(opened, 1);
+  const stream = phone.localStream;
+  const tracks = /** @type {FakeTrack[]} */ (/** @type {unknown} */ (stream?.getTracks()));
+  assert.deepEqual(tracks.map((t) => t.kind), ["audio", "video"]);
+  // B and C send the very same tracks.
+  const sent = FakePC.all.slice(0, 2).map((pc) => pc.getSenders().map((s) => s.track));
+  assert.deepEqual(sent[0], tracks);
+  assert.deepEqual(sent[1], tracks);
+  // mute applies to every link: the one shared track.
+  model.set("mic_on", false);
+  assert.equal(tracks[0].enabled, false);
+  model.python({ type: "close", peer: "B" });
+  model.python({ type: "close", peer: "D" });
+  assert.deepEqual(tracks.map((t) => t.stopped), [false, false]); // C still sends them
+  model.python({ type: "close", peer: "C" });
+  assert.deepEqual(tracks.map((t) => t.stopped), [true, true]);
+  assert.equal(phone.localStream, null);
+  // A new call asks for the devices again.
+  model.python({ type: "start_call", peer: "B", ice_servers: [] });
+  await settle();
+  assert.equal(opened, 2);
+});
+
+test("glare on a link that is up: the polite side (smaller ID) rolls back and answers", async () => {
+  const { model } = newPhone({ user_id: "A", audio: false, video: false });
+  model.python({ type: "start_call", peer: "B", ice_servers: [] });
+  await settle();
+  const pc = FakePC.all[0];
+  model.python({ type: "remote", peer: "B", signal: { type: "answer", from: "B", room: "r-1", sdp: JSON.stringify({ type: "answer", sdp: "o=- 9 2 IN IP4 x\n" }) } });
+  await settle();
+  // Our own renegotiation makes an offer; B's offer crosses it.
+  pc.onnegotiationneeded?.();
+  await settle();
+  assert.equal(pc.signalingState, "have-local-offer");
+  model.python(offerFrom("B", "9"));
+  model.python({ type: "accept", peer: "B" });
+  await settle();
+  assert.equal(FakePC.all.length, 1, "the same connection, renegotiated");
+  assert.equal(pc.rolledBack, 1);
+  const signals = model.sent.filter((m) => m.type === "signal").map((m) => /** @type {{type: string}} */ (m.signal).type);
+  assert.deepEqual(signals, ["call", "call", "answer"]);
+  assert.equal(pc.signalingState, "stable");
+});
+
+test("glare on a link that is up: the impolite side ignores the offer, and its `accept`, and keeps its own", async () => {
+  const { model, phone } = newPhone({ user_id: "C", audio: false, video: false });
+  model.python({ type: "start_call", peer: "B", ice_servers: [] });
+  await settle();
+  const pc = FakePC.all[0];
+  model.python({ type: "remote", peer: "B", signal: { type: "answer", from: "B", room: "r-1", sdp: JSON.stringify({ type: "answer", sdp: "o=- 9 2 IN IP4 x\n" }) } });
+  await settle();
+  pc.onnegotiationneeded?.();
+  await settle();
+  model.python(offerFrom("B", "9"));
+  model.python({ type: "accept", peer: "B" });
+  model.python({ type: "remote", peer: "B", signal: { type: "ice", from: "B", room: "r-1", candidate: JSON.stringify({ candidate: "late" }) } });
+  await settle();
+  assert.equal(pc.rolledBack, 0);
+  assert.equal(pc.signalingState, "have-local-offer");
+  assert.deepEqual(model.sent.filter((m) => m.type === "failure"), []);
+  assert.ok(phone.log.some((e) => e.type === "offer-ignored"));
+  const signals = model.sent.filter((m) => m.type === "signal").map((m) => /** @type {{type: string}} */ (m.signal).type);
+  assert.deepEqual(signals, ["call", "call"]);
+});
+
+test("a peer that says it is never polite (a Python peer) makes the browser polite, whatever the IDs", async () => {
+  const { model } = newPhone({ user_id: "Z", audio: false, video: false });
+  model.python({ type: "start_call", peer: "B", ice_servers: [] }); // Z > B: impolite by ID
+  await settle();
+  const pc = FakePC.all[0];
+  model.python(offerFrom("B", "5", { polite: false }));
+  model.python({ type: "accept", peer: "B" });
+  await settle();
+  assert.equal(pc.rolledBack, 1);
+  const last = /** @type {{signal: {type: string}}} */ (model.sent.filter((m) => m.type === "signal").at(-1));
+  assert.equal(last.signal.type, "answer");
+});
+
+test("an offer from a new session of the peer (it reconnected) replaces the link; from the same one renegotiates", async () => {
+  const { model, phone } = newPhone({ user_id: "A", audio: false, video: false });
+  model.python(offerFrom("B", "1"));
+  model.python({ type: "accept", peer: "B" });
+  await settle();
+  model.python(offerFrom("B", "1"));
+  model.python({ type: "accept", peer: "B" });
+  await settle();
+  assert.equal(FakePC.all.length, 1);
+  model.python(offerFrom("B", "2"));
+  await settle();
+  assert.deepEqual(FakePC.all.map((pc) => pc.closed), [true, false]);
+  assert.equal(phone.peers.get("B")?.pc, FakePC.all[1]);
 });

@@ -15,7 +15,8 @@ export { spec };
  * @typedef {{kind: string, name: string, message: string}} MediaError
  * @typedef {{t: number, dir: "in" | "out" | "event", type: string, size: number, detail: unknown}} LogEntry
  * A signaling message relayed by the server (W3C names: the SDP and candidate as JSON strings).
- * @typedef {{type: string, from?: string, sdp?: string, candidate?: string, framing?: string}} Signal
+ * `polite: false` says the peer never rolls back an offer in glare (a Python peer): the browser is then polite.
+ * @typedef {{type: string, from?: string, sdp?: string, candidate?: string, framing?: string, polite?: boolean}} Signal
  */
 
 /**

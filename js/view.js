@@ -1,8 +1,10 @@
 // One view of a phone: DOM only. Every view of the same model shares the model's BrowserPhone; the text it
-// shows comes from format.js.
+// shows comes from format.js. In a room (the `room` trait set) it adds the members strip, Invite and Leave,
+// a grid with one labelled tile per member in place of the single remote video, the sender on chat rows and
+// a member selector for the statistics.
 
-import { candidateText, describe, logSize, logTime, rtpRows, sparkPoints, statusText } from "./format.js";
 import { h } from "./dom.js";
+import { candidateText, describe, logSize, logTime, roomStatusText, rtpRows, sparkPoints, statusText } from "./format.js";
 import { onChanges } from "./model.js";
 import { renderSteps } from "./steps.js";
 import { mountDiagnosis } from "./diagnose.js";
@@ -19,7 +21,9 @@ import { mountSequence } from "./sequence.js";
 /** The traits a view shows. @type {(keyof import("./model.js").Traits)[]} */
 const SHOWN_TRAITS = [
   "state", "peer", "peers", "error", "online", "server_url", "user_id", "mic_on", "camera_on", "local_media",
+  "room", "members", "connections", "invitation",
 ];
+const IN_CALL = ["calling", "connecting", "connected"];
 
 /**
  * Build the phone's DOM in `el`; returns the cleanup.
@@ -44,6 +48,13 @@ export function renderPhone(model, el, phone) {
   const answerBtn = h("button", { class: "nbcall-answer", textContent: "Answer" });
   const declineBtn = h("button", { class: "nbcall-decline", textContent: "Decline" });
   const hangupBtn = h("button", { class: "nbcall-hangup", textContent: "Hang up" });
+  // Rooms: who to invite (peers not in the room, or not the peer of a 1:1 call), Invite, and Leave.
+  const inviteSelect = h("select", { class: "nbcall-invite-select", title: "Who to invite into the room" });
+  const inviteBtn = h("button", { class: "nbcall-invite", textContent: "Invite", title: "Invite into a room" });
+  const leaveBtn = h("button", { class: "nbcall-leave", textContent: "Leave" });
+  const members = h("div", { class: "nbcall-members" });
+  const grid = h("div", { class: "nbcall-grid" });
+  const statsPeer = h("select", { class: "nbcall-stats-peer", title: "Whose connection to show" });
   const micBtn = h("button", { class: "nbcall-mic", title: "Microphone" });
   const cameraBtn = h("button", { class: "nbcall-camera", title: "Camera" });
   // Remote video large; our preview small and mirrored, as people expect to see themselves. The remote <video>
@@ -52,7 +63,7 @@ export function renderPhone(model, el, phone) {
   const localVideo = h("video", { class: "nbcall-local-video", autoplay: true, playsInline: true, muted: true });
   const remoteAudio = h("audio", { class: "nbcall-remote-audio", autoplay: true });
   const mediaNote = h("div", { class: "nbcall-media-note" });
-  const media = h("div", { class: "nbcall-media" }, [remoteVideo, mediaNote, localVideo, remoteAudio]);
+  const media = h("div", { class: "nbcall-media" }, [remoteVideo, mediaNote, localVideo, remoteAudio, grid]);
   const sparks = h("div", { class: "nbcall-sparks" });
   const status = h("div", { class: "nbcall-status" });
   const error = h("div", { class: "nbcall-error" });
@@ -65,15 +76,20 @@ export function renderPhone(model, el, phone) {
 
   const root = h("div", { class: "nbcall-phone" }, [
     h("div", { class: "nbcall-header" }, [title, badge, server]),
-    h("div", { class: "nbcall-controls" }, [peerSelect, callBtn, answerBtn, declineBtn, hangupBtn, micBtn, cameraBtn]),
+    h("div", { class: "nbcall-controls" }, [
+      peerSelect, callBtn, inviteSelect, inviteBtn, answerBtn, declineBtn, hangupBtn, leaveBtn, micBtn, cameraBtn,
+    ]),
     status,
+    members,
     error,
     media,
     h("div", { class: "nbcall-section-title", textContent: "Data channel" }),
     chat,
     h("form", { class: "nbcall-compose" }, [input, sendBtn]),
     h("details", { class: "nbcall-log-details" }, [h("summary", {}, ["Signaling log ", logCount]), logList]),
-    h("details", { class: "nbcall-rtc-details" }, [h("summary", {}, ["Connection and statistics"]), sparks, rtcTable]),
+    h("details", { class: "nbcall-rtc-details" }, [
+      h("summary", {}, ["Connection and statistics"]), statsPeer, sparks, rtcTable,
+    ]),
   ]);
   const steps = renderSteps(model, ui);
   root.querySelector(".nbcall-log-details")?.before(steps.element);
@@ -86,6 +102,13 @@ export function renderPhone(model, el, phone) {
   answerBtn.addEventListener("click", () => ui("answer"), on);
   declineBtn.addEventListener("click", () => ui("decline"), on);
   hangupBtn.addEventListener("click", () => ui("hangup"), on);
+  // Idle, Invite starts a room with the peer chosen to call; in a call or a room, with the one chosen to invite.
+  inviteBtn.addEventListener("click", () => {
+    const peer = inviteSelect.hidden ? peerSelect.value : inviteSelect.value;
+    if (peer) ui("invite", peer);
+  }, on);
+  leaveBtn.addEventListener("click", () => ui("leave"), on);
+  statsPeer.addEventListener("change", () => renderRtc(), on);
   micBtn.addEventListener("click", () => ui(model.get("mic_on") ? "mute" : "unmute"), on);
   cameraBtn.addEventListener("click", () => ui(model.get("camera_on") ? "camera_off" : "camera_on"), on);
   root.querySelector("form")?.addEventListener(
@@ -104,16 +127,28 @@ export function renderPhone(model, el, phone) {
     const peer = model.get("peer");
     const peers = model.get("peers");
     const online = model.get("online");
+    const user = model.get("user_id");
+    const room = model.get("room") ?? "";
+    const invitation = model.get("invitation") ?? {};
+    const inRoom = Boolean(room);
     root.dataset.state = state;
-    root.dataset.user = model.get("user_id");
+    root.dataset.user = user;
+    root.dataset.room = room;
+    root.classList.toggle("nbcall-in-room", inRoom);
     title.textContent = model.get("user_id");
     root.classList.toggle("nbcall-online", Boolean(online));
     badge.textContent = state;
     badge.className = `nbcall-badge nbcall-${state}`;
     // The URL's query may hold the server's token: show where, not the credential.
     const where = model.get("server_url").split("?")[0];
-    server.textContent = !where ? "no signaling server: connect by copying text" : online ? `online at ${where}` : `offline (${where})`;
-    status.textContent = statusText(state, peer);
+    server.textContent = !where
+      ? "no signaling server: connect by copying text"
+      : online
+        ? `online at ${where}`
+        : `offline (${where})`;
+    const roomMembers = model.get("members") ?? [];
+    status.textContent =
+      roomStatusText({ state, user, room, members: roomMembers, invitation }) ?? statusText(state, peer);
     error.textContent = model.get("error");
     const previous = peerSelect.value;
     peerSelect.replaceChildren(
@@ -121,13 +156,98 @@ export function renderPhone(model, el, phone) {
       ...peers.map((p) => h("option", { value: p, textContent: p })),
     );
     peerSelect.value = peers.includes(previous) ? previous : peers.length === 1 ? peers[0] : "";
-    const inCall = ["calling", "connecting", "connected"].includes(state);
-    callBtn.hidden = inCall || state === "ringing";
+    const inCall = IN_CALL.includes(state);
+    callBtn.hidden = inCall || state === "ringing" || inRoom;
     peerSelect.hidden = callBtn.hidden;
     answerBtn.hidden = declineBtn.hidden = state !== "ringing";
-    hangupBtn.hidden = !inCall;
-    input.disabled = sendBtn.disabled = state !== "connected";
+    hangupBtn.hidden = !inCall || inRoom;
+    leaveBtn.hidden = !inRoom;
+    // Invite: from an idle phone (a new room, with the peer chosen above), a connected 1:1 call (it becomes a
+    // room) or a room, each with the peers not in it.
+    const inviting = inRoom || (state === "connected" && Boolean(peer));
+    inviteBtn.hidden = !(inviting || !callBtn.hidden);
+    inviteSelect.hidden = !inviting;
+    inviteBtn.textContent = inviting ? "Invite" : "Invite to a room";
+    if (inviting) {
+      const candidates = peers.filter((p) => !roomMembers.includes(p) && p !== peer);
+      const chosen = inviteSelect.value;
+      inviteSelect.replaceChildren(
+        h("option", { value: "", textContent: candidates.length ? "Invite…" : "No one else to invite" }),
+        ...candidates.map((p) => h("option", { value: p, textContent: p })),
+      );
+      inviteSelect.value = candidates.includes(chosen) ? chosen : "";
+      inviteBtn.disabled = !candidates.length;
+    } else {
+      inviteBtn.disabled = false;
+    }
+    renderMembers(user, roomMembers, state === "ringing" ? [] : roomMembers);
+    input.disabled = sendBtn.disabled = !(state === "connected" || inRoom);
     renderMedia();
+    renderRtc();
+  }
+
+  /**
+   * The members strip: each member with the state of our connection to it, this phone marked.
+   * @param {string} user @param {string[]} all @param {string[]} shown
+   */
+  function renderMembers(user, all, shown) {
+    members.hidden = !shown.length;
+    const connections = model.get("connections") ?? {};
+    members.replaceChildren(
+      h("span", { class: "nbcall-members-title", textContent: `Room (${all.length})` }),
+      ...shown.map((m) => {
+        const self = m === user;
+        const state = self ? "self" : (connections[m] ?? "connecting");
+        return h("span", { class: `nbcall-member${self ? " nbcall-self" : ""}`, dataset: { peer: m, state }, title: self ? "this phone" : state }, [
+          h("span", { class: "nbcall-dot" }),
+          self ? `${m} (you)` : m,
+        ]);
+      }),
+    );
+  }
+
+  /** The tiles of the video grid, by member: kept between renders so that a video never restarts. */
+  /** @type {Map<string, {tile: HTMLElement, video: HTMLVideoElement, audio: HTMLAudioElement, label: HTMLElement}>} */
+  const tiles = new Map();
+
+  /**
+   * One labelled tile per member in a room, each with its connection state. Ours (mirrored, muted) is small in
+   * a corner, as our preview is in a 1:1 call, unless it is alone.
+   */
+  function renderGrid() {
+    const user = model.get("user_id");
+    const connections = model.get("connections") ?? {};
+    const order = [user, ...(model.get("members") ?? []).filter((m) => m !== user)];
+    for (const [m, t] of tiles) {
+      if (order.includes(m)) continue;
+      setSource(t.video, null);
+      setSource(t.audio, null);
+      t.tile.remove();
+      tiles.delete(m);
+    }
+    for (const m of order) {
+      const self = m === user;
+      let t = tiles.get(m);
+      if (!t) {
+        const video = h("video", { class: "nbcall-tile-video", autoplay: true, playsInline: true, muted: true });
+        const audio = h("audio", { class: "nbcall-tile-audio", autoplay: true });
+        const label = h("div", { class: "nbcall-tile-label" });
+        const tile = h("div", { class: `nbcall-tile${self ? " nbcall-self" : ""}`, dataset: { peer: m } }, [video, audio, label]);
+        t = { tile, video, audio, label };
+        tiles.set(m, t);
+      }
+      grid.append(t.tile); // in member order
+      const state = self ? "self" : (connections[m] ?? "connecting");
+      const stream = self ? phone.localStream : phone.peers.get(m)?.remoteStream;
+      const hasVideo = Boolean(stream?.getVideoTracks().length);
+      t.tile.dataset.state = state;
+      t.tile.classList.toggle("nbcall-has-video", hasVideo);
+      t.tile.classList.toggle("nbcall-off", self && !model.get("camera_on"));
+      t.label.textContent = self ? `${m} (you)` : `${m} · ${state}${stream && !hasVideo ? " · sound only" : ""}`;
+      setSource(t.video, hasVideo ? stream : null);
+      setSource(t.audio, !self && stream?.getAudioTracks().length ? stream : null);
+    }
+    grid.dataset.count = String(order.length - 1);
   }
 
   function renderMedia() {
@@ -146,13 +266,22 @@ export function renderPhone(model, el, phone) {
     micBtn.disabled = inCall && !sending.audio;
     cameraBtn.disabled = inCall && !sending.video;
     cameraBtn.classList.toggle("nbcall-off", !cameraOn);
-    const remote = phone.remoteStream;
+    const inRoom = Boolean(model.get("room"));
+    const remote = inRoom ? null : phone.remoteStream;
     const remoteHasVideo = Boolean(remote?.getVideoTracks().length);
+    const roomMedia = inRoom && [...phone.peers.values()].some((l) => l.remoteStream);
     // A data-only phone keeps its compact look until someone sends it media.
-    media.hidden = !wantsAudio && !wantsVideo && !remote;
+    media.hidden = !wantsAudio && !wantsVideo && !remote && !roomMedia;
+    media.classList.toggle("nbcall-grid-mode", inRoom);
+    if (inRoom) renderGrid();
+    else if (tiles.size) {
+      for (const t of tiles.values()) setSource(t.video, null), setSource(t.audio, null);
+      tiles.clear();
+      grid.replaceChildren();
+    }
     setSource(remoteVideo, remoteHasVideo ? remote : null);
     setSource(remoteAudio, remote?.getAudioTracks().length ? remote : null);
-    const local = phone.localStream;
+    const local = inRoom ? null : phone.localStream;
     setSource(localVideo, local?.getVideoTracks().length ? local : null);
     localVideo.hidden = !local?.getVideoTracks().length;
     localVideo.classList.toggle("nbcall-off", !cameraOn);
@@ -169,11 +298,17 @@ export function renderPhone(model, el, phone) {
 
   /** @param {ChatEntry} m */
   function chatRow(m) {
-    return h("div", { class: `nbcall-msg nbcall-${m.dir}`, dataset: { kind: m.kind } }, [
+    const row = h("div", { class: `nbcall-msg nbcall-${m.dir}`, dataset: { kind: m.kind, peer: m.peer } }, [
       h("span", { class: "nbcall-msg-who", textContent: m.dir === "in" ? "←" : "→" }),
       h("span", { class: "nbcall-msg-kind", textContent: m.kind }),
       h("span", { class: "nbcall-msg-text", textContent: m.text }),
     ]);
+    // In a room, who sent it (or who it went to).
+    if (m.room) {
+      const who = m.dir === "in" ? m.peer : m.peer ? `to ${m.peer}` : "to all";
+      row.children[0].after(h("span", { class: "nbcall-msg-peer", textContent: who }));
+    }
+    return row;
   }
 
   // Lists grow by appending a row: redrawing hundreds of rows per message would hold up the page's
@@ -213,7 +348,15 @@ export function renderPhone(model, el, phone) {
   }
 
   function renderRtc() {
-    const shown = phone.shown;
+    // Several links (a room): a selector of the member whose connection is shown.
+    const names = [...phone.peers.keys()];
+    statsPeer.hidden = names.length < 2;
+    if (Array.from(statsPeer.options, (o) => o.value).join("\n") !== names.join("\n")) {
+      const chosen = statsPeer.value;
+      statsPeer.replaceChildren(...names.map((p) => h("option", { value: p, textContent: `connection to ${p}` })));
+      statsPeer.value = names.includes(chosen) ? chosen : (names[0] ?? "");
+    }
+    const shown = (!statsPeer.hidden && phone.peers.get(statsPeer.value)) || phone.shown;
     const s = shown?.stats;
     const rtc = shown?.rtc ?? {};
     const channel = shown?.channel;
@@ -255,6 +398,7 @@ export function renderPhone(model, el, phone) {
     ["rtc", () => soon(renderRtc)],
     ["stats", () => soon(renderRtc)],
     ["media", () => soon(renderMedia)],
+    ["rtc", () => soon(renderMedia)], // a member's link opened or closed: its tile
   ];
   for (const [name, fn] of events) phone.addEventListener(name, fn, on);
   const unfollow = onChanges(model, SHOWN_TRAITS, () => soon(renderState));

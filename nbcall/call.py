@@ -427,7 +427,9 @@ class CallMachine:
     def _on_room_ended(self, message: dict[str, Any], now: float) -> None:
         if message.get("room") == self.room:
             reason = str(message.get("reason") or "every invitation was declined or expired")
-            self._end("idle", f"the room ended: {reason}")
+            # Keep who declined and why (room-declined just said so): the creator must still see it.
+            last = f" ({self.error})" if self.error else ""
+            self._end("idle", f"the room ended: {reason}{last}")
 
     def _on_room_joined(self, message: dict[str, Any], now: float) -> None:
         member = str(message.get("id"))

@@ -826,3 +826,13 @@ def test_glare_the_smaller_id_yields_and_rings_for_the_other_call() -> None:
     ]
     assert to_server(actions) == []  # no busy: A's call goes on
     assert (m.state, m.peer) == ("ringing", "A")
+
+
+def test_a_new_room_whose_only_invitation_is_declined_ends_and_keeps_who_declined_and_why() -> None:
+    m = machine()
+    m.invite(("B",), 0.0)
+    m.receive({"type": "room-state", "room": "r-1", "members": ["A"]}, 0.0)
+    m.receive({"type": "room-declined", "room": "r-1", "id": "B", "reason": "not now"}, 0.0)
+    m.receive({"type": "room-ended", "room": "r-1", "reason": "nobody joined"}, 0.0)
+    assert (m.state, m.room) == ("idle", "")
+    assert m.error == "the room ended: nobody joined (B declined the invitation: not now)"
