@@ -362,3 +362,36 @@ async def test_the_engine_is_never_polite_in_glare_and_renegotiates_a_live_link(
             await b.close()
 
     await asyncio.wrap_future(kernel.submit(glare_then_renegotiate()))
+
+
+def test_audio_made_in_python_arrives_as_int16_mono_48khz_arrays(make_peer) -> None:
+    count = iter(range(10**6))
+
+    def tone() -> np.ndarray:
+        """20 ms of a 440 Hz tone whose loudness rises and falls over a second."""
+        n = next(count)
+        t = (np.arange(960) + n * 960) / 48000
+        return (np.sin(2 * np.pi * 440 * t) * (1000 + 500 * (n % 50))).astype(np.int16)
+
+    make_peer("S", audio=tone, auto_answer=True)
+    listener = make_peer("L")
+    chunks: list[tuple[np.ndarray, float]] = []
+    lock = threading.Lock()
+
+    @listener.on_audio
+    def keep(samples: np.ndarray, timestamp: float) -> None:
+        with lock:
+            chunks.append((samples.copy(), timestamp))
+
+    listener.call("S")
+    listener.wait("connected", timeout=TIMEOUT)
+    wait_until_sync(lambda: len(chunks) >= 40, "40 audio frames in Python", 20)
+    with lock:
+        got = list(chunks)
+    assert {(s.dtype, s.ndim) for s, _ in got} == {(np.dtype(np.int16), 1)}
+    assert {len(s) for s, _ in got} == {960}  # 20 ms at 48 kHz, mono
+    loudness = [float(np.sqrt(np.mean(s.astype(np.float64) ** 2))) for s, _ in got[10:]]
+    assert max(loudness) > 1000 and max(loudness) > 1.5 * min(loudness)  # the tone, rising and falling
+    times = [t for _, t in got]
+    assert times == sorted(times) and times[-1] > times[0]
+    assert listener.stats["audio_in"] >= len(got)
