@@ -81,6 +81,13 @@ class Peer(traitlets.HasTraits):
     online = traitlets.Bool(False, read_only=True)
     #: The received data-channel messages, oldest first (at most ``max_messages``).
     messages: traitlets.List[Message] = traitlets.List(read_only=True)
+    #: The room this peer is in ("" outside a room), its members in the order they joined (this peer
+    #: included), the connection to each other member ("connecting", "connected" or "failed"), and the
+    #: invitation ringing now (``{"room", "from", "members"}``, or ``{}``): as on :class:`~nbcall.Phone`.
+    room = traitlets.Unicode("", read_only=True)
+    members = traitlets.List(traitlets.Unicode(), read_only=True)
+    connections = traitlets.Dict(read_only=True)
+    invitation = traitlets.Dict(read_only=True)
     #: The transfer under way: ``{"direction": "out"|"in", "peer", "name", "done", "total"}`` (total may be
     #: None when unknown); ``{}`` when none is.
     progress = traitlets.Dict(read_only=True)
@@ -122,15 +129,16 @@ class Peer(traitlets.HasTraits):
                 )
         servers = config.ice_servers(ice_servers)
         url = config.server_url(server) if server is not None else kernel.default_server().url
-        client = SignalingClient(url, user_id)
+        machine = CallMachine(user_id, auto_answer, servers, ring_timeout=ring_timeout)
+        # Registers with ``rooms: true`` (and, after a reconnect, the room it is in): a Peer can be invited.
+        client = SignalingClient(url, user_id, register_fields=machine.register_fields)
         registered = kernel.run(client.register(timeout), timeout=timeout + 1)
         super().__init__()
         self._lock = threading.RLock()
         self._changed = threading.Condition(self._lock)
         self._client = client
-        self._machine = CallMachine(
-            str(registered.get("id", user_id)), auto_answer, servers, ring_timeout=ring_timeout
-        )
+        self._machine = machine
+        machine.user_id = str(registered.get("id", user_id))
         self.max_messages = max_messages
         self.max_log = max_log
         self.timeout = timeout
@@ -185,8 +193,29 @@ class Peer(traitlets.HasTraits):
             self._machine.call(peer, time.monotonic())
             self._carry_out()
 
+    def invite(self, *peer_ids: str) -> None:
+        """Invite peers into this peer's room: an idle peer makes a room, a 1:1 call becomes one.
+
+        Each invited phone rings with :attr:`invitation` set; once one accepts, the room is up and every member
+        connects to every other (docs/rooms.md). A refusal comes back in :attr:`error`.
+        """
+        with self._lock:
+            self._machine.invite(peer_ids, time.monotonic())
+            self._carry_out()
+
+    def leave(self) -> None:
+        """Leave the room (after what was sent has arrived): the others see this peer go and go on.
+
+        A pending invitation is declined.
+        """
+        if self.state == "connected" and not self._on_loop():
+            self.flush()
+        with self._lock:
+            self._machine.leave()
+            self._carry_out()
+
     def answer(self) -> None:
-        """Answer the incoming call (the peer must be ringing)."""
+        """Answer the incoming call, or accept the invitation into a room (the peer must be ringing)."""
         with self._lock:
             self._machine.answer()
             self._carry_out()
@@ -198,7 +227,8 @@ class Peer(traitlets.HasTraits):
             self._carry_out()
 
     def hangup(self) -> None:
-        """End the current call on both sides, after what was sent has arrived (at most ``timeout`` s)."""
+        """End the current call on both sides, or leave the room, after what was sent has arrived (at most
+        ``timeout`` s)."""
         if self.state == "connected" and not self._on_loop():
             self.flush()
         with self._lock:
@@ -209,28 +239,29 @@ class Peer(traitlets.HasTraits):
         """Send ``data`` on the data channel: str, bytes, or any JSON-serializable value, of any size.
 
         The peer receives the same type. Returns a future that is done once the whole message was handed to the
-        connection (sends queue in order; :meth:`flush` waits until they have arrived). ``to`` names the peer
-        (only one in a 1:1 call).
+        connection (sends queue in order; :meth:`flush` waits until they have arrived). In a room it goes to
+        every member connected now, or to the member ``to``.
         """
         kind, payload = encode(data)
         with self._lock:
-            self._machine.check_send()
+            self._machine.check_send(to)
         return self._submit_send(kind, payload, to, name=None)
 
     def send_file(
-        self, path: str | Path, *, name: str | None = None
+        self, path: str | Path, *, name: str | None = None, to: str | None = None
     ) -> concurrent.futures.Future[dict[str, Any]]:
         """Send the file at ``path`` (its name travels with it, as ``name`` or the file's own name).
 
-        Returns a future whose result is the receiver's verdict: ``{"ok": True, "sha256": ...}`` or
-        ``{"ok": False, "error": ...}``. A directory is sent file by file with its relative paths.
+        Returns a future whose result is the receivers' verdict: ``{"ok": True, "files": [...]}`` or
+        ``{"ok": False, "error": ...}``. A directory is sent file by file with its relative paths. In a room
+        the file goes to every member connected now, or to the member ``to``.
         """
         from .transfer import list_files, send_files
 
         files = list_files([Path(path)], names=[name] if name else None)
         with self._lock:
-            self._machine.check_send()
-        return kernel.submit(send_files(self, files))
+            self._machine.check_send(to)
+        return kernel.submit(send_files(self, files, to=to))
 
     def flush(self, timeout: float | None = None) -> bool:
         """Block until everything sent has arrived at the peer (acknowledged); False if ``timeout`` passed."""
@@ -321,6 +352,55 @@ class Peer(traitlets.HasTraits):
 
     _version = 0
 
+    async def wait_for_members(self, *peer_ids: str, timeout: float = 10) -> list[str]:
+        """Wait until the data channel to each of ``peer_ids`` (all other members when none) is open.
+
+        Returns the members waited for; raises :class:`CallError` when this peer is not in a room (or the room
+        ends meanwhile) or a named member leaves it, :class:`TimeoutError` naming who is not connected yet.
+        """
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[list[str]] = loop.create_future()
+        names = ["state", "room", "members", "connections"]
+
+        def settle() -> None:
+            if not done.done():
+                verdict = self._members_verdict(peer_ids)
+                if isinstance(verdict, Exception):
+                    done.set_exception(verdict)
+                elif verdict is not None:
+                    done.set_result(verdict)
+
+        def check(change: Any = None) -> None:
+            loop.call_soon_threadsafe(settle)
+
+        self.observe(check, names)
+        try:
+            check()
+            return await asyncio.wait_for(done, timeout)
+        except asyncio.TimeoutError:
+            raise self._members_timed_out(timeout) from None
+        finally:
+            self.unobserve(check, names)
+
+    def wait_members(self, *peer_ids: str, timeout: float = 10) -> list[str]:
+        """The blocking twin of :meth:`wait_for_members`, for scripts: ``peer.wait_members("B", "C")``."""
+        if self._on_loop():
+            raise RuntimeError(
+                "Peer.wait_members() blocks: from a callback or async code use `await peer.wait_for_members()`"
+            )
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while True:
+                verdict = self._members_verdict(peer_ids)
+                if isinstance(verdict, Exception):
+                    raise verdict
+                if verdict is not None:
+                    return verdict
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise self._members_timed_out(timeout)
+                self._changed.wait(left)
+
     @property
     def log(self) -> list[dict[str, Any]]:
         """The signaling log: every message to and from the server, and the peer connections' events."""
@@ -334,6 +414,8 @@ class Peer(traitlets.HasTraits):
             per_peer = kernel.run(self._stats(), timeout=2)
         except TimeoutError:
             return {}
+        if self.room:  # in a room, one summary per member, each shaped as a 1:1 call's (as on a Phone)
+            return {m: per_peer[m] for m in self.members if m in per_peer}
         return per_peer.get(self.peer, {}) if self.peer else {}
 
     async def _stats(self) -> dict[str, dict[str, Any]]:
@@ -401,6 +483,9 @@ class Peer(traitlets.HasTraits):
         if fields.get("state") in FREE:
             # Files still coming when a call ends will not be finished: drop them, and say which.
             self.interrupted_files += self._files.abort()
+        elif "members" in fields:
+            for gone in set(self.members) - set(fields["members"]):  # so will those of a member who left
+                self.interrupted_files += self._files.abort(gone)
         with self._lock:
             with self.hold_trait_notifications():
                 for name, value in fields.items():
@@ -570,6 +655,28 @@ class Peer(traitlets.HasTraits):
             reason = f": {self.error}" if self.error else ""
             return CallError(f"{self.user_id}'s call {state}{reason}")
         return None
+
+    def _members_verdict(self, peer_ids: tuple[str, ...]) -> list[str] | Exception | None:
+        """What :meth:`wait_for_members` has come to: the members waited for, an error, or None (not yet)."""
+        machine = self._machine
+        if not (machine.room or machine._room_asked) and self.state != "ringing":
+            reason = f": {self.error}" if self.error else ""
+            return CallError(f"{self.user_id} is in no room (state {self.state!r}){reason}")
+        if not self.room:
+            return None  # still being made, or joining
+        gone = [m for m in peer_ids if m not in self.members]
+        if gone:
+            return CallError(f"{', '.join(gone)} not in {self.user_id}'s room; members: {self.members}")
+        wanted = list(peer_ids) or [m for m in self.members if m != self.user_id]
+        if wanted and all(self.connections.get(m) == "connected" for m in wanted):
+            return wanted
+        return None
+
+    def _members_timed_out(self, timeout: float) -> TimeoutError:
+        waiting = {m: s for m, s in self.connections.items() if s != "connected"}
+        return TimeoutError(
+            f"{self.user_id}'s room did not connect within {timeout} s: {waiting or 'no other member yet'}"
+        )
 
     def _timed_out(self, states: tuple[str, ...], timeout: float) -> TimeoutError:
         return TimeoutError(

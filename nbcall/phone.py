@@ -11,6 +11,7 @@ actions.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import itertools
 import json
 import logging
@@ -24,7 +25,7 @@ from typing import Any, Literal
 import anywidget
 import traitlets
 
-from . import config, kernel, manual, widget_protocol
+from . import config, kernel, manual, transfer, widget_protocol
 from .call import FREE, IN_CALL, STATES, CallMachine, Changed, ToEngine, ToServer
 from .client import SignalingClient, server_urls
 from .diagnose import Diagnosis, candidate_error
@@ -78,6 +79,10 @@ class Phone(anywidget.AnyWidget):
     a call starts or is answered, and stops them when it ends. A medium the browser cannot get (permission
     denied, no device) is left out and reported in :attr:`error`; the call goes on, and the phone still
     receives what the peer sends.
+
+    A file sent with :meth:`send_file` (or from a :class:`~nbcall.Peer` or ``nbcall send``) arrives as one
+    :class:`~nbcall.transfer.FileMessage` (``name``, ``sha256``), checked; its bytes are in ``data``, or with
+    ``receive_dir`` it is written there under its name (``path``) and an existing file is kept.
     """
 
     _esm = STATIC / "phone.js"
@@ -141,6 +146,7 @@ class Phone(anywidget.AnyWidget):
         connect_timeout: float = 20,
         step: bool = False,
         faults: Faults | dict[str, Any] | None = None,
+        receive_dir: str | pathlib.Path | None = None,
     ) -> None:
         if not isinstance(user_id, str) or not user_id.strip():
             raise ValueError(f"user_id must be a non-empty string, not {user_id!r}")
@@ -201,6 +207,7 @@ class Phone(anywidget.AnyWidget):
         self._frontend = False
         self._to_browser: list[tuple[dict[str, Any], list[bytes]]] = []
         self._parts: dict[str, list[bytes]] = {}
+        self._files = transfer.FileReceiver(receive_dir)
         self._send_ids = itertools.count(1)
         self._closing = False
         self._timer: asyncio.TimerHandle | None = None
@@ -300,6 +307,54 @@ class Phone(anywidget.AnyWidget):
             self._machine.check_send(to)
             command = {"type": "send", "id": next(self._send_ids), "kind": kind}
             self._browser({**command, "to": to} if to is not None else command, [payload])
+
+    # ------------------------------------------------------------------------------------------- files
+
+    def send_file(
+        self,
+        path: str | pathlib.Path,
+        *,
+        name: str | None = None,
+        to: str | None = None,
+        timeout: float | None = 120,
+    ) -> concurrent.futures.Future[dict[str, Any]]:
+        """Send the file at ``path`` under its name (or ``name``); a directory goes file by file.
+
+        It travels as nbcall file messages (``nbcall.transfer``) to the peer, or in a room to ``to`` or every
+        member connected now, each of which checks its sha256. Returns a future of the verdicts,
+        ``{"ok", "files": [{"name", "peer", "sha256", ...}], "error"}``, settled when every receiver answered
+        or ``timeout`` seconds passed: ``await asyncio.wrap_future(phone.send_file(path))`` in a cell.
+        """
+        files = transfer.list_files([pathlib.Path(path)], names=[name] if name else None)
+        with self._lock:
+            self._machine.check_send(to)
+            if to is not None:
+                targets = [to]
+            elif self.room:
+                targets = [m for m, state in self.connections.items() if state == "connected"]
+            else:
+                targets = [self.peer]
+            result, expire = transfer.send_files_through(
+                lambda data: self.send(data, to=to), self._files, files, targets
+            )
+        if timeout is not None:
+            self._later(timeout, expire)
+        return result
+
+    def _file_part(self, sender: str, kind: Any, data: Any, size: int) -> Message | None:
+        """A received message as the user sees it: itself, a whole file, or None (a file's part, a verdict)."""
+        handled = self._files.receive(sender, kind, data)
+        if handled is None:
+            return Message(data, sender, kind, size, time.time())
+        reply, finished, _ = handled
+        if reply is not None:
+            try:
+                self.send(reply, to=sender)
+            except CallError as exc:
+                logger.warning(
+                    "%s: could not send the verdict on a file to %s: %s", self.user_id, sender, exc
+                )
+        return finished
 
     def mute(self) -> None:
         """Send silence instead of the microphone (the track stays, disabled); :meth:`unmute` undoes it."""
@@ -629,6 +684,7 @@ class Phone(anywidget.AnyWidget):
         if state in ("calling", "ringing"):
             fields = {**fields, "media_error": ""}
         elif state in FREE:
+            self._files.abort()  # files still coming will not be finished
             # The browser stops every track on "close"; say so now rather than when its report gets through.
             fields = {**fields, "local_media": dict(_NO_MEDIA), "remote_media": dict(_NO_MEDIA)}
         with self.hold_trait_notifications():
@@ -735,7 +791,9 @@ class Phone(anywidget.AnyWidget):
         except (UnicodeDecodeError, ValueError) as exc:
             self._apply({"error": f"received a {content['kind']} message that does not decode: {exc}"})
             return
-        message = Message(data, sender, content["kind"], len(payload), time.time())
+        message = self._file_part(sender, content["kind"], data, len(payload))
+        if message is None:
+            return  # a part of a file still coming, or a verdict on one sent
         kept = [*self.messages, message]
         self.set_trait("messages", kept[max(0, len(kept) - self.max_messages) :])
         for callback in list(self._callbacks):

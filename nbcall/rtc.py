@@ -5,7 +5,10 @@ The commands are those a phone's browser half takes (docs/widget-protocol.md): `
 its data channel and its media) per peer, and reports back to its :class:`EngineHost` the signals to relay,
 connection and channel states, whole received messages and failures. Everything runs on one asyncio loop.
 
-aiortc facts that shape it: it sends no trickled candidates (its offer and answer carry them, gathered first);
+aiortc facts that shape it: it cannot roll back a local offer, so a Python peer is never the polite side of
+perfect negotiation (docs/rooms.md): its offers and answers say ``"polite": false``, and an offer that meets its
+own pending offer is ignored (the other side rolls back and answers ours); an offer on a live link renegotiates
+that link. It sends no trickled candidates (its offer and answer carry them, gathered first);
 without ``iceServers`` it would use a public STUN server, so the configured list is always passed; and aioice
 leaves loopback addresses out of its host candidates, so a loopback-only machine would gather nothing:
 :func:`allow_loopback` fixes that per connection (see :class:`LoopbackConnection`).
@@ -268,6 +271,8 @@ class Link:
         self.closed = False
         self.decoder = FrameDecoder()
         self.pending: list[dict[str, Any]] = []
+        #: An offer that met our own (glare) was ignored: the accept that follows it has nothing to answer.
+        self.ignored_offer = False
         self.steps = asyncio.Lock()
         self.sending = asyncio.Lock()
         self.tracks: list[MediaStreamTrack] = []
@@ -302,19 +307,29 @@ class Link:
         self._signal("call")
 
     async def take_offer(self, signal: dict[str, Any]) -> None:
-        """They call: take their offer (:meth:`answer` answers it once accepted)."""
+        """They call, or renegotiate: take their offer (:meth:`answer` answers it once accepted)."""
+        if self.pc.signalingState == "have-local-offer":
+            # Glare, and we are never polite: the other side rolls its offer back and answers ours.
+            logger.info("ignored an offer from %s that met ours (a Python peer is never polite)", self.peer)
+            self.ignored_offer = True
+            return
         self.framed = signal.get("framing") == PROTOCOL
         await self.pc.setRemoteDescription(_description(signal))
         await self._add_pending()
 
     async def answer(self) -> None:
         """Answer the offer: our tracks on the caller's sections, receive what we have a callback for."""
+        if self.ignored_offer:
+            self.ignored_offer = False
+            return
         if self.pc.signalingState != "have-remote-offer":
             raise RuntimeError(
                 f"no offer from {self.peer} to answer (signaling state {self.pc.signalingState})"
             )
         for transceiver in self.pc.getTransceivers():
             kind = transceiver.kind
+            if transceiver.sender.track is not None:  # a renegotiation: our track is there already
+                continue
             track = self._local_track(kind)
             if track is not None:
                 transceiver.sender.replaceTrack(track)
@@ -359,7 +374,13 @@ class Link:
         local = self.pc.localDescription
         sdp = json.dumps({"type": local.type, "sdp": local.sdp})
         if not self.closed:
-            self.host.engine_signal(self.peer, {"type": kind, "sdp": sdp, "framing": PROTOCOL})
+            signal = {"type": kind, "sdp": sdp, "framing": PROTOCOL, "polite": False}
+            self.host.engine_signal(self.peer, signal)
+
+    @property
+    def open(self) -> bool:
+        """Whether the data channel is open for sending."""
+        return not self.closed and self.channel is not None and self.channel.readyState == "open"
 
     # ------------------------------------------------------------------------------------ the channel
 
@@ -611,8 +632,11 @@ class Engine:
             signal = message["signal"]
             what = signal.get("type")
             if what == "call":
-                link = self._new_link(peer, message.get("ice_servers") or [])
-                self._step(link, link.take_offer(signal))
+                # An offer on a live link renegotiates it (rooms); otherwise it starts a new connection.
+                live = self.links.get(peer)
+                if live is None or live.pc.connectionState in ("failed", "closed"):
+                    live = self._new_link(peer, message.get("ice_servers") or [])
+                self._step(live, live.take_offer(signal))
             elif peer in self.links:
                 link = self.links[peer]
                 step = link.take_answer(signal) if what == "answer" else link.take_candidate(signal)
@@ -666,8 +690,11 @@ class Engine:
     async def send(
         self, kind: Kind, payload: bytes, to: str | None = None, progress: Callable[[int], None] | None = None
     ) -> None:
-        """Send a message to ``to``, or to every open link."""
-        targets = [self.links[to]] if to in self.links else [] if to else list(self.links.values())
+        """Send a message to ``to``, or to every link whose data channel is open now."""
+        if to is not None:
+            targets = [self.links[to]] if to in self.links else []
+        else:
+            targets = [link for link in self.links.values() if link.open]
         if not targets:
             raise ConnectionError(f"no open data channel to {to or 'any peer'}")
         await asyncio.gather(*(link.send(kind, payload, progress) for link in targets))
@@ -676,6 +703,10 @@ class Engine:
         """Wait until every link's sends were acknowledged (or ``timeout`` passed)."""
         results = await asyncio.gather(*(link.flush(timeout) for link in list(self.links.values())))
         return all(results)
+
+    def open_peers(self) -> list[str]:
+        """The peers whose data channel is open now."""
+        return [peer for peer, link in self.links.items() if link.open]
 
     def stats(self) -> dict[str, dict[str, Any]]:
         return {peer: link.stats() for peer, link in self.links.items()}

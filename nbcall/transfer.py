@@ -14,22 +14,35 @@ overwritten unless the receiver allows it. :class:`FileReceiver` is sans-I/O apa
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import hashlib
 import os
 import tempfile
+import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
-from .payload import Message, encode
+from .payload import Kind, Message, encode
 
 if TYPE_CHECKING:
     from .peer import Peer
 
-__all__ = ["CHUNK", "FileMessage", "FileReceiver", "SendItem", "clean_name", "list_files", "send_files"]
+__all__ = [
+    "CHUNK",
+    "FileMessage",
+    "FileReceiver",
+    "SendItem",
+    "clean_name",
+    "end_message",
+    "list_files",
+    "send_files",
+    "send_files_through",
+    "start_message",
+]
 
 #: Bytes per data message of a file: large enough to keep aiortc's SCTP busy, small enough to bound memory.
 CHUNK = 1024 * 1024
@@ -93,21 +106,46 @@ def _readable_size(path: Path) -> int:
     return path.stat().st_size
 
 
-async def send_files(peer: Peer, files: Sequence[SendItem], on_chunk: Any = None) -> dict[str, Any]:
-    """Send ``files`` to the peer's current call and wait for each verdict (runs on the peer's loop).
+def start_message(item: SendItem, ident: str) -> dict[str, Any]:
+    """The message that opens the transfer of ``item``."""
+    return {KEY: "start", "id": ident, "name": item.name, "size": item.size}
 
-    Returns ``{"ok": bool, "files": [verdict, ...], "error": str}``; ``on_chunk(item, done)`` follows each file.
+
+def end_message(ident: str, sha256: str) -> dict[str, Any]:
+    """The message that closes a transfer, with the digest the receiver checks."""
+    return {KEY: "end", "id": ident, "sha256": sha256}
+
+
+async def send_files(
+    peer: Peer, files: Sequence[SendItem], on_chunk: Any = None, to: str | None = None
+) -> dict[str, Any]:
+    """Send ``files`` to the peer's current call (in a room: to ``to``, or every member connected now) and wait
+    for each receiver's verdict (runs on the peer's loop).
+
+    Returns ``{"ok": bool, "files": [verdict, ...], "error": str}``, one verdict per file and receiver (each
+    with its ``peer``); ``on_chunk(item, done)`` follows each file.
     """
     engine = peer._engine
     loop = asyncio.get_running_loop()
+    targets = [to] if to is not None else engine.open_peers()
+    if not targets:
+        raise ConnectionError(f"no open data channel to {to or 'any peer'}")
+    shown = targets[0] if len(targets) == 1 else ""
+
+    async def out(kind: Kind, data: Any) -> None:
+        payload = encode(data)[1]
+        await asyncio.gather(*(engine.send(kind, payload, target) for target in targets))
+
     verdicts: list[dict[str, Any]] = []
     for item in files:
         ident = uuid.uuid4().hex[:12]
-        waiter: asyncio.Future[dict[str, Any]] = loop.create_future()
-        peer._files.expect_verdict(ident, lambda v, w=waiter: loop.call_soon_threadsafe(_settle, w, v))
-        await engine.send(
-            "json", encode({KEY: "start", "id": ident, "name": item.name, "size": item.size})[1]
-        )
+        waiters: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        for target in targets:
+            waiter = waiters[target] = loop.create_future()
+            peer._files.expect_verdict(
+                ident, lambda v, w=waiter: loop.call_soon_threadsafe(_settle, w, v), sender=target
+            )
+        await out("json", start_message(item, ident))
         digest = hashlib.sha256()
         done = 0
         with open(item.path, "rb") as file:  # noqa: ASYNC230 (reads go to a thread, below)
@@ -116,29 +154,81 @@ async def send_files(peer: Peer, files: Sequence[SendItem], on_chunk: Any = None
                 if not chunk:
                     break
                 digest.update(chunk)
-                await engine.send("bytes", chunk)
+                await out("bytes", chunk)
                 done += len(chunk)
                 peer._report_progress(
-                    {
-                        "direction": "out",
-                        "peer": peer.peer,
-                        "name": item.name,
-                        "done": done,
-                        "total": item.size,
-                    }
+                    {"direction": "out", "peer": shown, "name": item.name, "done": done, "total": item.size}
                 )
                 if on_chunk is not None:
                     on_chunk(item, done)
-        await engine.send("json", encode({KEY: "end", "id": ident, "sha256": digest.hexdigest()})[1])
-        try:
-            verdict = await asyncio.wait_for(waiter, max(30.0, peer.timeout))
-        except asyncio.TimeoutError:
-            verdict = {"ok": False, "id": ident, "error": "the receiver sent no verdict"}
-        verdict = {**verdict, "name": item.name, "sent_sha256": digest.hexdigest()}
-        verdicts.append(verdict)
-        if not verdict.get("ok"):
-            return {"ok": False, "files": verdicts, "error": str(verdict.get("error") or "refused")}
+        await out("json", end_message(ident, digest.hexdigest()))
+        await asyncio.wait(waiters.values(), timeout=max(30.0, peer.timeout))
+        peer._files.forget_verdicts(ident)
+        for target, waiter in waiters.items():
+            verdict = waiter.result() if waiter.done() else _NO_VERDICT
+            verdicts.append(
+                {**verdict, "id": ident, "name": item.name, "sent_sha256": digest.hexdigest(), "peer": target}
+            )
+        failed = [v for v in verdicts if not v.get("ok")]
+        if failed:
+            return {"ok": False, "files": verdicts, "error": str(failed[0].get("error") or "refused")}
     return {"ok": True, "files": verdicts, "error": ""}
+
+
+_NO_VERDICT = {"ok": False, "error": "the receiver sent no verdict"}
+
+
+def send_files_through(
+    send: Callable[[Any], object], receiver: FileReceiver, files: Sequence[SendItem], targets: Sequence[str]
+) -> tuple[concurrent.futures.Future[dict[str, Any]], Callable[[], None]]:
+    """Send ``files`` through a synchronous ``send(data)`` that queues each message (a Phone's ``send``).
+
+    Returns a future of the result :func:`send_files` gives, settled once every receiver in ``targets`` gave
+    its verdict on every file, and ``expire()``, which settles it with the verdicts still missing as failures.
+    """
+    result: concurrent.futures.Future[dict[str, Any]] = concurrent.futures.Future()
+    lock = threading.Lock()
+    got: dict[tuple[str, str], dict[str, Any]] = {}
+    sent: list[tuple[str, SendItem, str]] = []
+
+    def finish() -> None:
+        verdicts = [
+            {**got.get((ident, target), _NO_VERDICT), "id": ident, "name": item.name, "sent_sha256": digest,
+             "peer": target}
+            for ident, item, digest in sent
+            for target in targets
+        ]  # fmt: skip
+        failed = [v for v in verdicts if not v.get("ok")]
+        error = str(failed[0].get("error") or "refused") if failed else ""
+        if not result.done():
+            result.set_result({"ok": not failed, "files": verdicts, "error": error})
+
+    def take(ident: str, target: str, verdict: dict[str, Any]) -> None:
+        with lock:
+            got[(ident, target)] = verdict
+            if len(got) == len(files) * len(targets):
+                finish()
+
+    def expire() -> None:
+        with lock:
+            for ident, _, _ in sent:
+                receiver.forget_verdicts(ident)
+            finish()
+
+    for item in files:
+        ident = uuid.uuid4().hex[:12]
+        for target in targets:
+            receiver.expect_verdict(ident, lambda v, i=ident, t=target: take(i, t, v), sender=target)
+        send(start_message(item, ident))
+        digest = hashlib.sha256()
+        with open(item.path, "rb") as file:
+            while chunk := file.read(CHUNK):
+                digest.update(chunk)
+                send(chunk)
+        with lock:
+            sent.append((ident, item, digest.hexdigest()))
+        send(end_message(ident, digest.hexdigest()))
+    return result, expire
 
 
 def _settle(future: asyncio.Future[dict[str, Any]], verdict: dict[str, Any]) -> None:
@@ -170,15 +260,21 @@ class FileReceiver:
         self.directory = Path(directory) if directory is not None else None
         self.overwrite = overwrite
         self._incoming: dict[str, _Incoming] = {}
-        self._verdicts: dict[str, Any] = {}
+        self._verdicts: dict[tuple[str, str | None], Any] = {}
         #: Files received so far, as ``(name, path, ok)``.
         self.received: list[tuple[str, Path | None, bool]] = []
 
     def busy(self, sender: str) -> bool:
         return sender in self._incoming
 
-    def expect_verdict(self, ident: str, callback: Any) -> None:
-        self._verdicts[ident] = callback
+    def expect_verdict(self, ident: str, callback: Any, sender: str | None = None) -> None:
+        """Call ``callback(verdict)`` when the verdict on file ``ident`` comes (from ``sender``, or anyone)."""
+        self._verdicts[(ident, sender)] = callback
+
+    def forget_verdicts(self, ident: str) -> None:
+        """Stop waiting for verdicts on file ``ident`` (they did not come in time)."""
+        for key in [key for key in self._verdicts if key[0] == ident]:
+            del self._verdicts[key]
 
     def receive(
         self, sender: str, kind: str, data: Any
@@ -207,7 +303,7 @@ class FileReceiver:
     ) -> tuple[dict[str, Any] | None, FileMessage | None, dict[str, Any] | None]:
         what, ident = data.get(KEY), str(data.get("id"))
         if what == "verdict":
-            callback = self._verdicts.pop(ident, None)
+            callback = self._verdicts.pop((ident, sender), None) or self._verdicts.pop((ident, None), None)
             if callback is not None:
                 callback(data)
             return None, None, None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import os
 import threading
 import time
@@ -246,3 +247,151 @@ def test_video_made_in_python_arrives_as_arrays_and_slow_callbacks_drop_frames(m
     stats = viewer.stats
     assert stats["frames_dropped"] > 0 and stats["frames_in"] > len(frames)
     assert sender.stats["frames_out"] > 0
+
+
+def test_three_peers_form_a_room_talk_pairwise_and_to_all_and_go_on_when_one_leaves(make_peer) -> None:
+    a, b, c = make_peer("A"), make_peer("B"), make_peer("C")
+    a.invite("B", "C")
+    for joiner in (b, c):
+        joiner.wait("ringing")
+        assert joiner.invitation["from"] == "A" and joiner.invitation["room"].startswith("r-")
+        joiner.answer()
+    for member in (a, b, c):
+        others = [p for p in "ABC" if p != member.user_id]
+        assert sorted(member.wait_members(timeout=TIMEOUT)) == others
+        assert member.connections == dict.fromkeys(others, "connected")
+    assert a.room == b.room == c.room and sorted(a.members) == ["A", "B", "C"]
+    # The joiners offered; every offer and answer of a Python peer says it never rolls back.
+    offers = [
+        e["detail"] for p in (a, b, c) for e in p.log if e["dir"] == "out" and e["type"] in ("call", "answer")
+    ]
+    assert len(offers) == 6 and all(o["polite"] is False and o["room"] == a.room for o in offers)
+
+    peers = {"A": a, "B": b, "C": c}
+    for sender, receiver in [(s, r) for s in "ABC" for r in "ABC" if s != r]:
+        peers[sender].send(f"{sender}->{receiver}", to=receiver)
+    a.send({"to": "all"})  # a broadcast: to every other member
+    for name, peer in peers.items():
+        wait_until_sync(
+            lambda p=peer: len(p.messages) >= (3 if p is not a else 2), f"{name}'s messages", TIMEOUT
+        )
+    for name, peer in peers.items():
+        pairs = {(m.sender, m.data) for m in peer.messages if isinstance(m.data, str)}
+        assert pairs == {(s, f"{s}->{name}") for s in "ABC" if s != name}
+    assert [(m.sender, m.data) for p in (b, c) for m in p.messages if m.kind == "json"] == [
+        ("A", {"to": "all"}),
+        ("A", {"to": "all"}),
+    ]
+
+    c.leave()
+    assert c.state == "ended" and c.room == ""
+    wait_until_sync(lambda: a.members == b.members == ["A", "B"], "C gone from A's and B's room", TIMEOUT)
+    assert a.connections == {"B": "connected"} and a.state == b.state == "connected"
+    with pytest.raises(CallError, match="'C' is not in A's room"):
+        a.send("late", to="C")
+    b.send("still here")
+    wait_until_sync(lambda: a.messages[-1].data == "still here", "B's message after C left", TIMEOUT)
+    assert a.messages[-1].sender == "B"
+
+
+class _Host:
+    """An engine's host that records what the engine reports."""
+
+    def __init__(self) -> None:
+        self.signals: list[dict[str, Any]] = []
+        self.open: list[str] = []
+        self.failures: list[str] = []
+
+    def engine_signal(self, peer: str, signal: dict[str, Any]) -> None:
+        self.signals.append(signal)
+
+    def engine_connection(self, peer: str, state: str) -> None:
+        pass
+
+    def engine_channel(self, peer: str, open_: bool, framed: bool) -> None:
+        if open_:
+            self.open.append(peer)
+
+    def engine_message(self, peer: str, kind: str, payload: bytes) -> None:
+        pass
+
+    def engine_receiving(self, peer: str, size: int) -> None:
+        pass
+
+    def engine_failure(self, peer: str, text: str) -> None:
+        self.failures.append(text)
+
+
+async def test_the_engine_is_never_polite_in_glare_and_renegotiates_a_live_link() -> None:
+    from support import wait_until
+
+    from nbcall.rtc import Engine
+
+    async def glare_then_renegotiate() -> None:
+        ha, hb = _Host(), _Host()
+        a, b = Engine(ha), Engine(hb)
+        try:
+            a.command({"type": "start_call", "peer": "B", "ice_servers": []})
+            b.command({"type": "start_call", "peer": "A", "ice_servers": []})
+            await wait_until(lambda: ha.signals and hb.signals, "both offers", TIMEOUT)
+            offer_a, offer_b = ha.signals[0], hb.signals[0]
+            assert offer_a["type"] == "call" and offer_a["polite"] is False
+            # A ignores B's offer (and the accept after it): aiortc cannot roll its own offer back.
+            a.command({"type": "remote", "peer": "B", "signal": offer_b})
+            a.command({"type": "accept", "peer": "B"})
+            # B, standing in for a polite browser, drops its offer and answers A's.
+            b.command({"type": "close", "peer": "A"})
+            b.command({"type": "remote", "peer": "A", "signal": offer_a})
+            b.command({"type": "accept", "peer": "A"})
+            await wait_until(lambda: len(hb.signals) == 2, "B's answer", TIMEOUT)
+            a.command({"type": "remote", "peer": "B", "signal": hb.signals[1]})
+            await wait_until(lambda: ha.open and hb.open, "the data channel open on both sides", TIMEOUT)
+            assert len(ha.signals) == 1  # A answered nothing
+            # An offer on the live link renegotiates it: same connection, an answer, the channel stays open.
+            link = b.links["A"]
+            pc = a.links["B"].pc
+            await pc.setLocalDescription(await pc.createOffer())
+            sdp = json.dumps({"type": "offer", "sdp": pc.localDescription.sdp})
+            b.command({"type": "remote", "peer": "A", "signal": {"type": "call", "sdp": sdp, "framing": "x"}})
+            b.command({"type": "accept", "peer": "A"})
+            await wait_until(lambda: len(hb.signals) == 3, "B's second answer", TIMEOUT)
+            assert b.links["A"] is link and link.open and hb.signals[2]["type"] == "answer"
+            assert ha.failures == hb.failures == []
+        finally:
+            await a.close()
+            await b.close()
+
+    await asyncio.wrap_future(kernel.submit(glare_then_renegotiate()))
+
+
+def test_audio_made_in_python_arrives_as_int16_mono_48khz_arrays(make_peer) -> None:
+    count = iter(range(10**6))
+
+    def tone() -> np.ndarray:
+        """20 ms of a 440 Hz tone whose loudness rises and falls over a second."""
+        n = next(count)
+        t = (np.arange(960) + n * 960) / 48000
+        return (np.sin(2 * np.pi * 440 * t) * (1000 + 500 * (n % 50))).astype(np.int16)
+
+    make_peer("S", audio=tone, auto_answer=True)
+    listener = make_peer("L")
+    chunks: list[tuple[np.ndarray, float]] = []
+    lock = threading.Lock()
+
+    @listener.on_audio
+    def keep(samples: np.ndarray, timestamp: float) -> None:
+        with lock:
+            chunks.append((samples.copy(), timestamp))
+
+    listener.call("S")
+    listener.wait("connected", timeout=TIMEOUT)
+    wait_until_sync(lambda: len(chunks) >= 40, "40 audio frames in Python", 20)
+    with lock:
+        got = list(chunks)
+    assert {(s.dtype, s.ndim) for s, _ in got} == {(np.dtype(np.int16), 1)}
+    assert {len(s) for s, _ in got} == {960}  # 20 ms at 48 kHz, mono
+    loudness = [float(np.sqrt(np.mean(s.astype(np.float64) ** 2))) for s, _ in got[10:]]
+    assert max(loudness) > 1000 and max(loudness) > 1.5 * min(loudness)  # the tone, rising and falling
+    times = [t for _, t in got]
+    assert times == sorted(times) and times[-1] > times[0]
+    assert listener.stats["audio_in"] >= len(got)

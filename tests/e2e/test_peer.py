@@ -8,6 +8,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -194,5 +195,44 @@ def test_camera_frames_arrive_in_python_and_python_video_shows_in_the_phone(
     assert nb.value("b.stats['video_in']['width']") == 320
     assert nb.value("b.remote_media['video']") is True
     assert p.stats["frames_out"] > 10
+    nb.run("b.hangup()")
+    p.wait("ended", timeout=TIMEOUT)
+
+
+def test_files_go_both_ways_between_a_peer_and_a_browser_phone_checked_by_sha256(
+    lab: Lab, page: Page, peers: list[Peer], tmp_path: Path
+) -> None:
+    nb, url = open_phone(lab, page, "peer-files.ipynb")
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    p = Peer("P", server=url, auto_answer=True, receive_dir=inbox)
+    peers.append(p)
+    nb.wait_until("'P' in b.peers")
+    nb.run("b.call('P')\nawait b.wait_for('connected', timeout=20)")
+    p.wait("connected", timeout=TIMEOUT)
+
+    # Peer -> Phone: one FileMessage in the phone's messages, its bytes in memory, checked.
+    source = tmp_path / "report.bin"
+    source.write_bytes(random.Random(3).randbytes(2 * 2**20 + 7))
+    digest = hashlib.sha256(source.read_bytes()).hexdigest()
+    sent = p.send_file(source)
+    nb.wait_until("b.messages and getattr(b.messages[-1], 'name', '') == 'report.bin'", timeout=30)
+    verdict = sent.result(TIMEOUT)
+    assert verdict["ok"] is True and verdict["files"][0]["sha256"] == digest
+    assert nb.value("len(b.messages)") == 1  # the header, chunks and trailer are not messages of their own
+    got = nb.value("((m := b.messages[-1]).sender, m.sha256, hashlib.sha256(m.data).hexdigest(), m.path)")
+    assert got == ["P", digest, digest, None]
+
+    # Phone -> Peer: written under its name into the peer's receive_dir, with the peer's verdict.
+    nb.run(
+        "open('notes.txt', 'wb').write(random.Random(4).randbytes(300_000))\n"
+        "v = await asyncio.wait_for(asyncio.wrap_future(b.send_file('notes.txt')), 30)"
+    )
+    assert nb.value("(v['ok'], v['files'][0]['peer'], v['error'])") == [True, "P", ""]
+    expected = random.Random(4).randbytes(300_000)
+    assert (inbox / "notes.txt").read_bytes() == expected
+    message = p.messages[-1]
+    assert (message.name, message.sender, message.path) == ("notes.txt", "B", inbox / "notes.txt")
+    assert message.sha256 == hashlib.sha256(expected).hexdigest() == nb.value("v['files'][0]['sha256']")
     nb.run("b.hangup()")
     p.wait("ended", timeout=TIMEOUT)
