@@ -14,8 +14,12 @@ In Redis, under the prefix ``nbcall:`` (every change is one Lua script, so atomi
 * ``node:N`` (set of IDs node N holds), ``nodes`` (set of nodes), ``alive:N`` (a key with a TTL
   that node N renews every ``heartbeat`` seconds). Every heartbeat also forgets the IDs of nodes
   whose ``alive`` key expired, so a killed node's IDs last at most ``registry_ttl`` seconds.
-* Channels ``to:N`` (messages for node N's phones, batched: one publish per node per round) and
-  ``presence`` (``joined``/``left``/``moved`` news, published by the scripts themselves).
+* ``room`` (hash room ID -> the node holding it) and ``rooms:N`` (set of the rooms node N holds): where
+  a room's messages go (docs/rooms.md, "Across the nodes"). A claim that names a room (a phone that
+  failed over, registering with ``room``) learns its node, and takes the room over if that node is gone.
+* Channels ``to:N`` (messages for node N's phones, batched: one publish per node per round; a record
+  with no recipient is a room message for node N, which holds the room) and ``presence``
+  (``joined``/``left``/``moved``/``taken`` news, published by the scripts themselves).
 
 Each node keeps a copy of ``owner`` in memory (read after subscribing, then kept up to date by the
 news), so routing a message costs no round trip. Messages from one node to another go through one
@@ -68,6 +72,12 @@ _US = "\x00"
 
 _FORGET = """
 local function forget(p, node)
+  for _, room in ipairs(redis.call('SMEMBERS', p .. ':rooms:' .. node)) do
+    if redis.call('HGET', p .. ':room', room) == node then
+      redis.call('HDEL', p .. ':room', room)
+    end
+  end
+  redis.call('DEL', p .. ':rooms:' .. node)
   local ids, n = p .. ':node:' .. node, 0
   for _, id in ipairs(redis.call('SMEMBERS', ids)) do
     if redis.call('HGET', p .. ':owner', id) == node then
@@ -83,29 +93,64 @@ local function forget(p, node)
 end
 """
 
-#: ARGV: prefix, ID, node, secret digest ("" for none), mode ("claim" or "assert": no takeover).
-_CLAIM = """
-local p, id, node, digest, mode = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+# A room's node: the live node holding it, else this one (which then re-creates it from its members' reports).
+_ROOM_NODE = """
+local function room_node(p, room, node)
+  local holder = redis.call('HGET', p .. ':room', room)
+  if holder and holder ~= node and redis.call('EXISTS', p .. ':alive:' .. holder) == 1 then
+    return holder
+  end
+  redis.call('HSET', p .. ':room', room, node)
+  redis.call('SADD', p .. ':rooms:' .. node, room)
+  return node
+end
+"""
+
+#: ARGV: prefix, ID, node, secret digest ("" for none), mode ("claim" or "assert": no takeover), room ("": none).
+#: Returns {outcome, the ID's previous node or "", the room's node or ""}.
+_CLAIM = (
+    _ROOM_NODE
+    + """
+local p, id, node, digest, mode, room = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
 local owner = redis.call('HGET', p .. ':owner', id)
 local outcome = 'ok'
 if owner and owner ~= node then
   if redis.call('EXISTS', p .. ':alive:' .. owner) == 1 then
     local known = redis.call('HGET', p .. ':secret', id)
     if mode ~= 'claim' or digest == '' or known ~= digest then
-      return {'taken', owner}
+      return {'taken', owner, ''}
     end
     outcome = 'moved'
   end
   redis.call('SREM', p .. ':node:' .. owner, id)
-  redis.call('PUBLISH', p .. ':presence', 'm\\0' .. id .. '\\0' .. owner .. '\\0' .. node)
+  -- 'm': the phone moved (its node is alive); 't': taken from a node taken for gone.
+  local kind = outcome == 'moved' and 'm' or 't'
+  redis.call('PUBLISH', p .. ':presence', kind .. '\\0' .. id .. '\\0' .. owner .. '\\0' .. node)
 elseif not owner then
   redis.call('PUBLISH', p .. ':presence', 'j\\0' .. id .. '\\0' .. node)
 end
 redis.call('HSET', p .. ':owner', id, node)
 redis.call('HSET', p .. ':secret', id, digest)
 redis.call('SADD', p .. ':node:' .. node, id)
-return {outcome, owner or ''}
+return {outcome, owner or '', room ~= '' and room_node(p, room, node) or ''}
 """
+)
+
+#: ARGV: prefix, room, node, "1" (this node made it: hold it unless a live node does) or "" (it ended here).
+_HOLD_ROOM = (
+    _ROOM_NODE
+    + """
+local p, room, node, made = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+if made == '1' then
+  return room_node(p, room, node)
+end
+if redis.call('HGET', p .. ':room', room) == node then
+  redis.call('HDEL', p .. ':room', room)
+end
+redis.call('SREM', p .. ':rooms:' .. node, room)
+return ''
+"""
+)
 
 #: ARGV: prefix, ID, node.
 _RELEASE = """
@@ -269,15 +314,23 @@ class RedisRegistry:
         self._outbox.append(forward)
         self._wake.set()
 
-    def claim(self, peer_id: str, secret: bytes | None) -> asyncio.Future[tuple[str, str]]:
-        """Claim ``peer_id`` for this node: a future of ``(outcome, owner)`` (see ``SignalingProtocol.claimed``)."""
-        future: asyncio.Future[tuple[str, str]] = asyncio.get_running_loop().create_future()
+    def claim(
+        self, peer_id: str, secret: bytes | None, room: str | None = None
+    ) -> asyncio.Future[tuple[str, str, str]]:
+        """Claim ``peer_id`` for this node: a future of ``(outcome, owner, room's node)`` (``SignalingProtocol.claimed``)."""
+        future: asyncio.Future[tuple[str, str, str]] = asyncio.get_running_loop().create_future()
         if self.down is not None:
-            future.set_result(("down", ""))
+            future.set_result(("down", "", ""))
         else:
-            self._jobs.append(("claim", (peer_id, _digest(secret), "claim"), future))
+            self._jobs.append(("claim", (peer_id, _digest(secret), "claim", room or ""), future))
             self._wake.set()
         return future
+
+    def hold_room(self, room: str, made: bool) -> None:
+        """Record that this node holds ``room`` (``made``), or no longer does, so other nodes route to it."""
+        if self.down is None:  # else the rooms are recorded again when the registry is back (_reassert)
+            self._jobs.append(("room", (room, "1" if made else ""), None))
+            self._wake.set()
 
     def release(self, peer_id: str) -> None:
         """Free ``peer_id`` if this node still holds it in the registry (after the claims queued before)."""
@@ -303,7 +356,9 @@ class RedisRegistry:
             pipe = self._cmd.pipeline(transaction=False)
             for kind, args, _ in jobs:
                 if kind == "claim":
-                    pipe.eval(_CLAIM, 0, self.prefix, args[0], self.node, args[1], args[2])
+                    pipe.eval(_CLAIM, 0, self.prefix, args[0], self.node, args[1], args[2], args[3])
+                elif kind == "room":
+                    pipe.eval(_HOLD_ROOM, 0, self.prefix, args[0], self.node, args[1])
                 else:
                     pipe.eval(_RELEASE, 0, self.prefix, args[0], self.node)
             batches: dict[str, list[Forward]] = {}
@@ -320,8 +375,10 @@ class RedisRegistry:
                 continue
             for (kind, args, future), result in zip(jobs, results):
                 if future is not None and not future.done():
-                    ok = isinstance(result, list) and len(result) == 2
-                    future.set_result((str(result[0]), str(result[1])) if ok else ("down", ""))
+                    ok = isinstance(result, list) and len(result) == 3
+                    future.set_result(
+                        (str(result[0]), str(result[1]), str(result[2])) if ok else ("down", "", "")
+                    )
                 if isinstance(result, Exception):
                     logger.warning("registry %s of %r failed: %s", kind, args[0], result)
             for (node, batch), count in zip(batches.items(), results[len(jobs) :]):
@@ -331,7 +388,7 @@ class RedisRegistry:
     def _fail(self, jobs: list[_Job], outbox: list[Forward]) -> None:
         for _, _, future in jobs:
             if future is not None and not future.done():
-                future.set_result(("down", ""))
+                future.set_result(("down", "", ""))
         self._bounce(outbox, f"this server cannot reach the registry ({self.down})")
 
     def _bounce(self, forwards: list[Forward], reason: str) -> None:
@@ -345,7 +402,9 @@ class RedisRegistry:
         try:
             pipe = self._cmd.pipeline(transaction=False)
             for peer_id, secret in held:
-                pipe.eval(_CLAIM, 0, self.prefix, peer_id, self.node, _digest(secret), "assert")
+                pipe.eval(_CLAIM, 0, self.prefix, peer_id, self.node, _digest(secret), "assert", "")
+            for room in self.protocol.rooms.rooms:
+                pipe.eval(_HOLD_ROOM, 0, self.prefix, room, self.node, "1")
             pipe.smembers(f"{self.prefix}:node:{self.node}")
             results = await pipe.execute(raise_on_error=False)
         except (RedisError, OSError) as exc:
@@ -444,14 +503,10 @@ class RedisRegistry:
 
     def _handle_batch(self, data: str) -> None:
         sender_node, _, body = data.partition(_RS)
-        deliver, write = self.protocol.deliver, self.server._write
+        deliver, send = self.protocol.deliver, self.server._send
         for record in body.split(_RS):
             to, sender, text = record.split(_US, 2)
-            out, bounce = deliver(to, sender, sender_node, text)
-            for connection, item in out:
-                write(connection, item.encode(), None)  # type: ignore[union-attr]
-            if bounce is not None:
-                self.forward(bounce)
+            send(None, deliver(to, sender, sender_node, text))
 
     def _handle_news(self, data: str) -> None:
         kind, *fields = data.split(_US)
@@ -460,6 +515,7 @@ class RedisRegistry:
             "j": protocol.remote_joined,
             "l": protocol.remote_left,
             "m": protocol.remote_moved,
+            "t": protocol.remote_taken,
         }
         handler = handlers.get(kind)
         if handler is None:

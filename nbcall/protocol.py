@@ -58,6 +58,7 @@ from .exceptions import (
     BadMessage,
     BinaryFrame,
     DuplicateID,
+    InAnotherRoom,
     InviteSelf,
     MessageTooBig,
     NoRooms,
@@ -87,6 +88,7 @@ __all__ = [
     "Close",
     "Forward",
     "Release",
+    "RoomNode",
     "SignalingProtocol",
     "encode_message",
     "validate_id",
@@ -154,6 +156,17 @@ class Claim:
 
     peer_id: str
     secret: bytes | None
+    #: The room the phone says it is a member of (``register`` with ``room``): the registry also answers
+    #: which live node holds that room, making this node its holder when none does.
+    room: str | None = None
+
+
+@dataclass(frozen=True)
+class RoomNode:
+    """An instruction in the output (cluster mode): this node holds ``room`` (``made``) or no longer does."""
+
+    room: str
+    made: bool
 
 
 @dataclass(frozen=True)
@@ -164,8 +177,8 @@ class Release:
 
 
 #: What :meth:`SignalingProtocol.receive` returns: text frames to send, and rarely a :class:`Close`
-#: (or, in cluster mode, a :class:`Forward`, :class:`Claim` or :class:`Release`).
-Outgoing = list[tuple[ConnT, str | Close | Forward | Claim | Release]]
+#: (or, in cluster mode, a :class:`Forward`, :class:`Claim`, :class:`Release` or :class:`RoomNode`).
+Outgoing = list[tuple[ConnT, str | Close | Forward | Claim | Release | RoomNode]]
 
 #: How a claim in the shared registry ended (see :meth:`SignalingProtocol.claimed`).
 CLAIM_OUTCOMES = ("ok", "moved", "taken", "down")
@@ -273,6 +286,10 @@ class SignalingProtocol(Generic[ConnT]):
         self._remote: dict[str, str] = {}  # cluster: ID online on another node -> that node
         self._claims: dict[ConnT, tuple[str, dict[str, Any]]] = {}  # cluster: registers awaiting their claim
         self._claimed: dict[str, ConnT] = {}  # cluster: ID being claimed -> the connection claiming it
+        # Cluster: this node's phones in rooms held by other nodes (docs/rooms.md, "Across the nodes"),
+        # learned from the notices those nodes send them: phone -> (room, node), phone -> {room: node}.
+        self._member_elsewhere: dict[str, tuple[str, str]] = {}
+        self._invited_elsewhere: dict[str, dict[str, str]] = {}
 
     # -- registry -----------------------------------------------------------
 
@@ -338,6 +355,8 @@ class SignalingProtocol(Generic[ConnT]):
             self._room_clients.pop(conn, None)
         self._secret_of.pop(peer_id, None)
         if self.node is not None:
+            # Rooms held by other nodes hear it from the registry: the release is news of its departure.
+            self._forget_elsewhere(peer_id)
             out.append((conn, Release(peer_id)))
         return out
 
@@ -483,7 +502,9 @@ class SignalingProtocol(Generic[ConnT]):
             )
         return self._relay(conn, frame, msg, msg_type, fields)
 
-    def _register(self, conn: ConnT, msg: dict[str, Any], claimed: bool = False) -> Outgoing[ConnT]:
+    def _register(
+        self, conn: ConnT, msg: dict[str, Any], claimed: bool = False, room_node: str = ""
+    ) -> Outgoing[ConnT]:
         if "from" not in msg:
             raise BadMessage("missing field 'from' (your peer ID, a string)", in_reply_to="register")
         try:
@@ -526,7 +547,7 @@ class SignalingProtocol(Generic[ConnT]):
             if not (self.rooms.active and self.rooms.is_away(peer_id)):  # else it is still claimed here
                 self._claims[conn] = (peer_id, msg)
                 self._claimed[peer_id] = conn
-                return [(conn, Claim(peer_id, secret))]
+                return [(conn, Claim(peer_id, secret, room))]
         room_notices: Notices = []
         if holder is None and self.rooms.active and self.rooms.is_away(peer_id):
             # A room member whose connection was lost: its ID is kept for it during its grace.
@@ -583,7 +604,11 @@ class SignalingProtocol(Generic[ConnT]):
             self._room_clients.pop(conn, None)
         if room_notices:
             out.extend(self._deliver(room_notices))
-        if room is not None:
+        if room is not None and (node := self._room_held_by(peer_id, room, room_node)) is not None:
+            # Its room is held by another node: that node decides (and answers through this one).
+            rejoin = encode_message("register", room=room, members=members, **{"from": peer_id})
+            out.append((conn, Forward(node, "", peer_id, rejoin)))
+        elif room is not None:
             # The registration stands either way; a refused claim is an error after `registered`.
             try:
                 out.extend(self._deliver(self.rooms.rejoin(peer_id, room, members)))
@@ -653,6 +678,10 @@ class SignalingProtocol(Generic[ConnT]):
                 f"'to' is your own ID {sender!r}; send {msg_type!r} to another peer", in_reply_to=msg_type
             )
         if "room" in msg:  # a relay between room members: both must be in it
+            member = self._member_elsewhere.get(sender) if self._member_elsewhere else None
+            if member is not None and member[0] == msg["room"]:
+                # The room's node checks who is in it and relays on.
+                return [(conn, Forward(member[1], "", sender, _forwarded(frame, msg, msg_type, sender, to)))]
             self._check_room_relay(sender, to, msg["room"], msg_type)
         if target is None:
             node = self._remote.get(to)
@@ -676,13 +705,17 @@ class SignalingProtocol(Generic[ConnT]):
         if self._id_of:
             raise RuntimeError("join_cluster() must come before the first connection")
         self.node = node
+        self.rooms.changes = []  # the rooms this node holds go into the registry (RoomNode)
 
-    def claimed(self, conn: ConnT, outcome: str, owner: str = "") -> Outgoing[ConnT] | None:
+    def claimed(
+        self, conn: ConnT, outcome: str, owner: str = "", room_node: str = ""
+    ) -> Outgoing[ConnT] | None:
         """The registry's answer to ``conn``'s :class:`Claim`: one of :data:`CLAIM_OUTCOMES`.
 
         ``ok``: the ID was free (or held by a node that is gone); ``moved``: the phone's own older
         connection on node ``owner`` held it and the secret matched; ``taken``: another phone on node
-        ``owner`` holds it; ``down``: the registry could not be reached. Returns what to send, or
+        ``owner`` holds it; ``down``: the registry could not be reached. ``room_node``: for a claim with a
+        room, the node holding that room (this one if none did). Returns what to send, or
         ``None`` when ``conn`` went away meanwhile (the server then releases an ID it claimed).
         """
         claim = self._claims.pop(conn, None)
@@ -694,7 +727,7 @@ class SignalingProtocol(Generic[ConnT]):
             if outcome == "moved":
                 self.logger.info("%r moved here from node %s", peer_id, owner)
             try:
-                return self._register(conn, msg, claimed=True)
+                return self._register(conn, msg, claimed=True, room_node=room_node)
             except SignalingError as exc:  # rooms' rules refused what the registry allowed
                 return [
                     (
@@ -721,33 +754,130 @@ class SignalingProtocol(Generic[ConnT]):
             (conn, encode_message("error", code=error.code, message=error.message, in_reply_to="register"))
         ]
 
-    def deliver(
-        self, to: str, sender: str, sender_node: str, text: str
-    ) -> tuple[Outgoing[ConnT], Forward | None]:
-        """A message for ``to`` published by node ``sender_node``: the frames to send here, and a notice back.
+    def deliver(self, to: str, sender: str, sender_node: str, text: str) -> Outgoing[ConnT]:
+        """A message for ``to`` published by node ``sender_node``: what to send here, and to other nodes.
 
         ``sender`` is empty for a server notice (never bounced). A phone no longer here gets its
-        sender the same ``unavailable`` a local relay would, returned as a :class:`Forward`.
+        sender the same ``unavailable`` a local relay would, returned as a :class:`Forward`. An empty
+        ``to`` is a room message of ``sender`` for a room this node holds (docs/rooms.md, "Across the
+        nodes"); a room notice for a phone here updates what this node knows of its rooms elsewhere.
         """
         conn = self._conn_of.get(to)
         if conn is not None:
-            return [(conn, text)], None
+            if not sender and text.startswith('{"type":"room-'):  # every notice is encode_message's
+                return self._room_notice(conn, to, sender_node, text)
+            return [(conn, text)]
         if not sender:
-            return [], None
+            return []
+        if not to:
+            return self._from_node(sender, sender_node, text)
         notice = self._unavailable(sender, to, _type_of(text) or "message")
-        return [], Forward(sender_node, sender, "", notice)
+        return [(cast(ConnT, None), Forward(sender_node, sender, "", notice))]
+
+    def _room_notice(self, conn: ConnT, peer_id: str, node: str, text: str) -> Outgoing[ConnT]:
+        """A room notice from ``node``, which holds the room, for ``peer_id`` (on ``conn``): track it, pass it on."""
+        msg = orjson.loads(text)
+        msg_type, room = msg.get("type"), msg.get("room")
+        if msg_type == "room-invitation":
+            busy = self.rooms.room_of(peer_id) is not None or peer_id in self._member_elsewhere
+            if busy or conn not in self._room_clients:
+                # What its phone would answer, said by its node, which alone knows (see docs/rooms.md).
+                reason = (
+                    "it is a member of another room"
+                    if busy
+                    else "it does not understand rooms (it did not register with rooms: true)"
+                )
+                decline = encode_message("room-decline", room=room, reason=reason, **{"from": peer_id})
+                return [(cast(ConnT, None), Forward(node, "", peer_id, decline))]
+            self._invited_elsewhere.setdefault(peer_id, {})[room] = node
+        elif msg_type == "room-state":
+            self._member_elsewhere[peer_id] = (room, node)
+            self._uninvite(peer_id, room)
+        elif msg_type == "room-cancelled":
+            self._uninvite(peer_id, room)
+        elif (msg_type == "room-ended" or (msg_type == "room-left" and msg.get("id") == peer_id)) and (
+            self._member_elsewhere.get(peer_id, ("",))[0] == room
+        ):
+            del self._member_elsewhere[peer_id]
+        return [(conn, text)] if conn in self._room_clients else []
+
+    def _uninvite(self, peer_id: str, room: str) -> None:
+        invited = self._invited_elsewhere.get(peer_id)
+        if invited is not None and invited.pop(room, None) is not None and not invited:
+            del self._invited_elsewhere[peer_id]
+
+    def _forget_elsewhere(self, peer_id: str) -> None:
+        if self._member_elsewhere:
+            self._member_elsewhere.pop(peer_id, None)
+        if self._invited_elsewhere:
+            self._invited_elsewhere.pop(peer_id, None)
+
+    def _from_node(self, sender: str, node: str, text: str) -> Outgoing[ConnT]:
+        """A room message of ``sender``, a phone on ``node``, for a room this node holds: apply the rules here."""
+        msg = orjson.loads(text)
+        msg_type = msg.get("type")
+        try:
+            if msg_type == "register":
+                notices = self.rooms.rejoin(sender, msg["room"], msg["members"])
+                self.logger.info("%r (on node %s) is back in room %r", sender, node, msg["room"])
+            elif msg_type in ROOM_TYPES:
+                notices = self._room_rules(sender, msg, msg_type)
+            elif msg_type in RELAYED_TYPES:
+                to = msg["to"]
+                self._check_room_relay(sender, to, msg.get("room"), msg_type)
+                target = self._conn_of.get(to)
+                if target is not None:
+                    return [(target, text)]
+                if (to_node := self._remote.get(to)) is not None:
+                    return [(cast(ConnT, None), Forward(to_node, to, sender, text))]
+                notice = self._unavailable(sender, to, msg_type)
+                return [(cast(ConnT, None), Forward(node, sender, "", notice))]
+            else:
+                self.logger.warning("ignoring a %r message from node %s", msg_type, node)
+                return []
+        except SignalingError as exc:
+            self.logger.debug("refused a message from %r (on node %s): %s", sender, node, exc)
+            reply = encode_message("error", code=exc.code, message=exc.message, in_reply_to=exc.in_reply_to)
+            return [(cast(ConnT, None), Forward(node, sender, "", reply))]
+        return self._deliver(notices)
+
+    def _room_held_by(self, peer_id: str, room: str, room_node: str = "") -> str | None:
+        """The other node that holds ``room``, for ``peer_id``'s messages about it; ``None``: this node decides."""
+        if self.node is None or self.rooms.has(room):
+            return None
+        member = self._member_elsewhere.get(peer_id)
+        if member is not None and member[0] == room:
+            return member[1]
+        node = self._invited_elsewhere.get(peer_id, {}).get(room) or room_node
+        return node if node and node != self.node else None
 
     def undeliverable(self, forward: Forward, reason: str) -> Outgoing[ConnT]:
-        """``forward`` could not be published (``reason`` says why): tell its sender, if it is still here."""
+        """``forward`` could not be published (``reason`` says why): tell its sender, if it is still here.
+
+        A rejoin for a room whose node is gone re-creates the room here instead (docs/rooms.md).
+        """
         conn = self._conn_of.get(forward.sender) if forward.sender else None
         if conn is None:
             return []
         msg_type = _type_of(forward.text)
+        if not forward.to and msg_type == "register":
+            # A member back after a failover whose room's node is gone too: the room is made again here.
+            msg = orjson.loads(forward.text)
+            self._forget_elsewhere(forward.sender)
+            try:
+                return self._deliver(self.rooms.rejoin(forward.sender, msg["room"], msg["members"]))
+            except SignalingError as exc:
+                error = encode_message("error", code=exc.code, message=exc.message, in_reply_to="register")
+                return [(conn, error)]
+        if forward.to:
+            peer, where = forward.to, f"{forward.to!r} is on another server node"
+        else:  # a room message for the node holding the room
+            peer, where = forward.node, f"the room is held by another server node ({forward.node})"
         notice = encode_message(
             "unavailable",
-            peer=forward.to,
+            peer=peer,
             in_reply_to=msg_type,
-            message=f"{forward.to!r} is on another server node and {reason}; this {msg_type!r} was not delivered",
+            message=f"{where} and {reason}; this {msg_type!r} was not delivered",
         )
         return [(conn, notice)]
 
@@ -764,17 +894,32 @@ class SignalingProtocol(Generic[ConnT]):
         if self._remote.get(peer_id) != node:
             return []  # it moved on since, or it was never known here
         del self._remote[peer_id]
-        return [] if peer_id in self._conn_of else self._news("left", peer_id)
+        if peer_id in self._conn_of:
+            return []
+        return self._news("left", peer_id) + self._gone_elsewhere(peer_id)
 
-    def remote_moved(self, peer_id: str, old: str, new: str) -> Outgoing[ConnT]:
+    def _gone_elsewhere(self, peer_id: str) -> Outgoing[ConnT]:
+        """A phone of another node went offline: for this node's rooms, as if its connection here was lost."""
+        rooms = self.rooms
+        if not (rooms.active and rooms.involves(peer_id)):
+            return []
+        return self._deliver(rooms.went_away(peer_id))
+
+    def remote_moved(
+        self, peer_id: str, old: str, new: str, close: Close = REPLACED_ELSEWHERE
+    ) -> Outgoing[ConnT]:
         """``peer_id`` moved from node ``old`` to node ``new`` (its phone failed over, same secret)."""
         if new == self.node:
             return []  # claimed() took care of it
         if old == self.node:
-            return self.lost_claim(peer_id, new, REPLACED_ELSEWHERE)
+            return self.lost_claim(peer_id, new, close)
         known = peer_id in self._remote
         self._remote[peer_id] = new
         return [] if known or peer_id in self._conn_of else self._news("joined", peer_id)
+
+    def remote_taken(self, peer_id: str, old: str, new: str) -> Outgoing[ConnT]:
+        """Node ``new`` took ``peer_id`` from node ``old``, which the registry took for gone (as a move)."""
+        return self.remote_moved(peer_id, old, new, TAKEN_ELSEWHERE)
 
     def lost_claim(self, peer_id: str, owner: str, close: Close | None = None) -> Outgoing[ConnT]:
         """The registry gives ``peer_id`` to node ``owner``: drop this node's connection for it, without news."""
@@ -786,6 +931,7 @@ class SignalingProtocol(Generic[ConnT]):
         self._id_of[conn] = None
         self._watchers.pop(conn, None)
         self._room_clients.pop(conn, None)
+        self._forget_elsewhere(peer_id)
         self.logger.info("%r is now held by node %s; closing its connection here", peer_id, owner)
         return [(conn, close or TAKEN_ELSEWHERE)]
 
@@ -797,6 +943,7 @@ class SignalingProtocol(Generic[ConnT]):
         out: Outgoing[ConnT] = []
         for peer_id in sorted(old.keys() - new.keys()):
             out.extend(self._news("left", peer_id))
+            out.extend(self._gone_elsewhere(peer_id))
         for peer_id in sorted(new.keys() - old.keys()):
             out.extend(self._news("joined", peer_id))
         return out
@@ -841,6 +988,41 @@ class SignalingProtocol(Generic[ConnT]):
                 f'with {{"type":"register","from":{json.dumps(sender)},"rooms":true}} to use rooms',
                 in_reply_to=msg_type,
             )
+        if self.node is not None and (node := self._room_message_node(sender, msg, msg_type)) is not None:
+            # A room held by another node: it applies the rules, and its notices come back through this one.
+            msg["from"] = sender
+            if msg_type == "room-leave":  # the leaver hears nothing back: it is out once it said so
+                self._member_elsewhere.pop(sender, None)
+            return [(conn, Forward(node, "", sender, json.dumps(msg, separators=(",", ":"))))]
+        return self._deliver(self._room_rules(sender, msg, msg_type))
+
+    def _room_message_node(self, sender: str, msg: dict[str, Any], msg_type: str) -> str | None:
+        """Cluster: the other node holding the room ``msg`` is about, or ``None`` (this node decides)."""
+        member = self._member_elsewhere.get(sender) if self._member_elsewhere else None
+        if msg_type == "room-invite":
+            room = _room_field(msg, msg_type, required=False)
+            if member is None:
+                return None
+            if room is not None and room != member[0]:
+                raise _not_a_member(room, member[0], msg_type)
+            msg["room"] = member[0]  # into its room, as on one node
+            return member[1]
+        room = _room_field(msg, msg_type)
+        if member is not None and member[0] == room:
+            return member[1]
+        node = self._invited_elsewhere.get(sender, {}).get(room) if self._invited_elsewhere else None
+        if node is not None and msg_type in ("room-accept", "room-decline"):
+            if msg_type == "room-accept" and (member is not None or self.rooms.room_of(sender) is not None):
+                raise InAnotherRoom(
+                    f"you are a member of room {member[0] if member else self.rooms.room_of(sender)!r}; send "
+                    f"room-leave for it before accepting room {room!r}",
+                    in_reply_to=msg_type,
+                )
+            return node
+        return None
+
+    def _room_rules(self, sender: str, msg: dict[str, Any], msg_type: str) -> Notices:
+        """Apply the rules of rooms to ``sender``'s message (a phone here or, for a room held here, elsewhere)."""
         rooms = self.rooms
         if msg_type == "room-invite":
             to = _peer_field(msg, "to", msg_type)
@@ -855,26 +1037,33 @@ class SignalingProtocol(Generic[ConnT]):
             if room is not None and room != mine:
                 raise _not_a_member(room, mine, msg_type)
             target = self._conn_of.get(to)
-            if target is None and to in self._remote:
-                raise Unavailable(
-                    f"{to!r} is online on another server node ({self._remote[to]}); the members of a room "
-                    "must all be on one node for now: call it 1:1 instead",
-                    in_reply_to=msg_type,
-                )
-            if target is None:
+            if target is None and to not in self._remote:
                 raise Unavailable(
                     f"{to!r} is not online on this server; invite a phone that is", in_reply_to=msg_type
                 )
-            if target not in self._room_clients:
+            # A phone on another node: its node checks that it understands rooms and is in no other room,
+            # and declines for it if not (docs/rooms.md, "Across the nodes").
+            if target is not None and target not in self._room_clients:
                 raise NoRooms(
                     f'{to!r} did not register with "rooms": true (a phone that does not understand rooms, '
                     "such as a seed page); call it 1:1 instead",
+                    in_reply_to=msg_type,
+                )
+            if target is not None and to in self._member_elsewhere:
+                raise InAnotherRoom(
+                    f"{to!r} is a member of another room; it must leave that room before it can be invited",
                     in_reply_to=msg_type,
                 )
             notices = rooms.invite(sender, to, link=link)
             self.logger.info("%r invited %r into room %r", sender, to, rooms.room_of(sender))
         elif msg_type == "room-accept":
             room = _room_field(msg, msg_type)
+            if sender in self._member_elsewhere:
+                raise InAnotherRoom(
+                    f"you are a member of room {self._member_elsewhere[sender][0]!r}; send room-leave for it "
+                    f"before accepting room {room!r}",
+                    in_reply_to=msg_type,
+                )
             notices = rooms.accept(sender, room)
             self.logger.info("%r joined room %r (%d members)", sender, room, len(rooms.members(room)))
         elif msg_type == "room-decline":
@@ -900,15 +1089,27 @@ class SignalingProtocol(Generic[ConnT]):
                     in_reply_to=msg_type,
                 )
             notices = rooms.report_link(sender, room, peer)
-        return self._deliver(notices)
+        return notices
 
     def _deliver(self, notices: Notices) -> Outgoing[ConnT]:
-        """Address room notices to connections: only online phones that registered with rooms."""
+        """Address room notices: to online phones here that registered with rooms, and (cluster) to other nodes.
+
+        A phone on another node gets its notice through its node, which checks that it registered with
+        rooms. The rooms made and ended here go to the registry (:class:`RoomNode`).
+        """
         out: Outgoing[ConnT] = []
+        remote = self._remote
         for peer_id, text in notices:
             conn = self._conn_of.get(peer_id)
-            if conn is not None and conn in self._room_clients:
-                out.append((conn, text))
+            if conn is not None:
+                if conn in self._room_clients:
+                    out.append((conn, text))
+            elif remote and (node := remote.get(peer_id)) is not None:
+                out.append((cast(ConnT, None), Forward(node, peer_id, "", text)))
+        changes = self.rooms.changes
+        if changes:
+            out.extend((cast(ConnT, None), RoomNode(room, made)) for room, made in changes)
+            changes.clear()
         return out
 
     def _unavailable(self, sender: str, to: str, msg_type: str) -> str:

@@ -101,6 +101,9 @@ class RoomRegistry:
         self._invited_to: dict[str, dict[str, None]] = {}  # invitee ID -> IDs of rooms inviting it
         self._away: dict[str, float | None] = {}  # member whose connection is gone -> end of its grace
         self._expired: dict[tuple[str, str], float | None] = {}  # (invitee, room) expired -> when to forget
+        #: When a list (a cluster node), ``(room ID, True)`` for each room made and ``(room ID, False)`` for each
+        #: room ended, for the protocol to drain: the deployment's registry maps each room to its node.
+        self.changes: list[tuple[str, bool]] | None = None
 
     # -- what the protocol asks ---------------------------------------------
 
@@ -127,6 +130,14 @@ class RoomRegistry:
     def rooms(self) -> list[str]:
         """The IDs of every room, oldest first."""
         return list(self._rooms)
+
+    def has(self, room_id: str) -> bool:
+        """Whether ``room_id`` is a room of this registry."""
+        return room_id in self._rooms
+
+    def involves(self, peer_id: str) -> bool:
+        """Whether ``peer_id`` is a member of a room here or has an invitation to one."""
+        return peer_id in self._room_of or peer_id in self._invited_to
 
     def is_away(self, peer_id: str) -> bool:
         """Whether ``peer_id`` is a member whose connection is gone (within its grace)."""
@@ -166,6 +177,7 @@ class RoomRegistry:
         if room is None:
             room = Room(self._new_id(), [sender], joined=False)
             self._rooms[room.id] = room
+            self._changed(room.id, True)
             self._room_of[sender] = room.id
             out.append((sender, _message("room-state", room=room.id, members=room.members)))
         room.invitations[to] = Invitation(sender, link)
@@ -280,6 +292,7 @@ class RoomRegistry:
             room = Room(room_id, [sender], joined=True)
             room.expected = {member for member in members if member != sender}
             self._rooms[room_id] = room
+            self._changed(room_id, True)
             self._room_of[sender] = room_id
             return [(sender, _message("room-state", room=room_id, members=room.members, rejoined=True))]
         if sender in room.members:  # never left: nothing changes for the others
@@ -478,7 +491,12 @@ class RoomRegistry:
             self._away.pop(member, None)
         room.members.clear()
         # Expired invitations stay remembered (accept says invitation-expired) until tick forgets them.
-        self._rooms.pop(room.id, None)
+        if self._rooms.pop(room.id, None) is not None:
+            self._changed(room.id, False)
+
+    def _changed(self, room_id: str, made: bool) -> None:
+        if self.changes is not None:
+            self.changes.append((room_id, made))
 
 
 def _message(msg_type: str, /, **fields: object) -> str:

@@ -40,7 +40,7 @@ from .admission import DEFAULT_ORIGINS, AdmissionRules, OriginPattern, check_han
 from .connection import Connection, remote
 from .faults import Faults, FaultyOutbox
 from .limits import DEFAULT_LIMITS, RATE_ABUSE_WINDOW, Limits, TokenBucket
-from .protocol import TOO_SLOW, Claim, Close, Forward, Outgoing, Release, SignalingProtocol
+from .protocol import TOO_SLOW, Claim, Close, Forward, Outgoing, Release, RoomNode, SignalingProtocol
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -307,7 +307,9 @@ class SignalingServer:
             else:
                 self._instruct(connection, item)
 
-    def _instruct(self, connection: Connection, item: Close | Forward | Claim | Release | str) -> None:
+    def _instruct(
+        self, connection: Connection, item: Close | Forward | Claim | Release | RoomNode | str
+    ) -> None:
         """Carry out what the protocol returned besides text: a close, or (cluster) work for the registry."""
         if isinstance(item, Close):
             self._close(connection, item)
@@ -318,17 +320,21 @@ class SignalingServer:
             registry.forward(item)
         elif isinstance(item, Release):
             registry.release(item.peer_id)
+        elif isinstance(item, RoomNode):
+            registry.hold_room(item.room, item.made)
         elif isinstance(item, Claim):
             connection.held = []
-            registry.claim(item.peer_id, item.secret).add_done_callback(
+            registry.claim(item.peer_id, item.secret, item.room).add_done_callback(
                 functools.partial(self._claimed, connection, item.peer_id)
             )
 
-    def _claimed(self, connection: Connection, peer_id: str, future: asyncio.Future[tuple[str, str]]) -> None:
+    def _claimed(
+        self, connection: Connection, peer_id: str, future: asyncio.Future[tuple[str, str, str]]
+    ) -> None:
         """The registry answered ``connection``'s claim: finish its registration, then what it sent meanwhile."""
-        outcome, owner = future.result()
+        outcome, owner, room_node = future.result()
         held, connection.held = connection.held or [], None
-        out = self.protocol.claimed(connection, outcome, owner)
+        out = self.protocol.claimed(connection, outcome, owner, room_node)
         if out is None:  # it went away meanwhile
             if outcome in ("ok", "moved") and self.registry is not None:
                 self.registry.release(peer_id)

@@ -37,7 +37,8 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
 
 @pytest.fixture
 def nodes(redis_server: RedisServer, tmp_path: Path) -> Iterator[list[Node]]:
-    started = [Node(redis_server.url, name, tmp_path) for name in ("n1", "n2")]
+    # A room member's grace shortened too, to 1 s.
+    started = [Node(redis_server.url, name, tmp_path, extra=("--room-grace", "1")) for name in ("n1", "n2")]
     yield started
     for node in started:
         node.stop()
@@ -283,18 +284,64 @@ def test_without_redis_nothing_of_the_cluster_is_imported() -> None:
     assert out.stdout.strip() == "[]"
 
 
-async def test_a_room_invitation_to_a_phone_on_another_node_is_refused_clearly(
+async def test_a_room_forms_relays_and_loses_a_member_across_nodes(
     nodes: list[Node], closing: list[ClientConnection]
 ) -> None:
     n1, n2 = nodes
-    a, _ = await phone(n1, "A", presence=True, rooms=True)
-    b, _ = await phone(n2, "B", rooms=True)
-    closing.extend([a, b])
-    assert await recv(a) == {"type": "joined", "id": "B"}
+    a, _ = await phone(n1, "A", rooms=True, presence=True)
+    b, _ = await phone(n2, "B", rooms=True, secret="b")
+    c, _ = await phone(n2, "C", rooms=True, secret="c")
+    closing.extend([a, b, c])
+    await recv_until(a, "joined")
+    await recv_until(a, "joined")  # A's node knows where B and C are
+    # A's node makes the room and holds it; B and C, on node 2, are invited through their node.
     await a.send(json.dumps({"type": "room-invite", "to": "B"}))
-    reply = await recv(a)
-    assert reply["type"] == "error" and reply["code"] == "unavailable", reply
-    assert "on another server node (n2)" in reply["message"]
+    state = await recv_until(a, "room-state")
+    room = state["room"]
+    invitation = await recv_until(b, "room-invitation")
+    assert invitation == {"type": "room-invitation", "room": room, "members": ["A"], "from": "A"}
+    await b.send(json.dumps({"type": "room-accept", "room": room}))
+    assert await recv_until(b, "room-state") == {"type": "room-state", "room": room, "members": ["A", "B"]}
+    assert await recv_until(a, "room-joined") == {"type": "room-joined", "room": room, "id": "B"}
+    # B, a member held on node 1, invites C (its own node's phone) into its room without naming it.
+    await b.send(json.dumps({"type": "room-invite", "to": "C"}))
+    assert (await recv_until(c, "room-invitation"))["from"] == "B"
+    await c.send(json.dumps({"type": "room-accept", "room": room}))
+    assert (await recv_until(c, "room-state"))["members"] == ["A", "B", "C"]
+    for ws in (a, b):
+        assert await recv_until(ws, "room-joined") == {"type": "room-joined", "room": room, "id": "C"}
+    # Offers between members cross nodes with their room; C offers to each member already in it.
+    for to, ws in (("A", a), ("B", b)):
+        await c.send(json.dumps({"type": "call", "to": to, "room": room, "sdp": "{}"}))
+        offer = await recv_until(ws, "call")
+        assert (offer["from"], offer["to"], offer["room"]) == ("C", to, room)
+    await a.send(json.dumps({"type": "answer", "to": "C", "room": room, "sdp": "{}"}))
+    assert (await recv_until(c, "answer"))["from"] == "A"
+    # A phone outside the room may not use it, on either node.
+    outsider, _ = await phone(n2, "D", rooms=True)
+    closing.append(outsider)
+    await outsider.send(json.dumps({"type": "ice", "to": "A", "room": room, "candidate": "{}"}))
+    assert (await recv_until(outsider, "error"))["code"] == "not-a-member"
+    # A phone in the room is not invited into another one: its node declines for it.
+    await outsider.send(json.dumps({"type": "room-invite", "to": "A"}))
+    other = (await recv_until(outsider, "room-state"))["room"]
+    declined = await recv_until(outsider, "room-declined")
+    assert (declined["room"], declined["id"], declined["reason"]) == (
+        other,
+        "A",
+        "it is a member of another room",
+    )
+    # B leaves: the others, on both nodes, are told; B's relays with the room are refused from now on.
+    await b.send(json.dumps({"type": "room-leave", "room": room}))
+    for ws in (a, c):
+        left = await recv_until(ws, "room-left")
+        assert (left["room"], left["id"], left["reason"]) == (room, "B", "left the room")
+    await b.send(json.dumps({"type": "ice", "to": "A", "room": room, "candidate": "{}"}))
+    assert (await recv_until(b, "error"))["code"] == "not-a-member"
+    # C's connection goes away: the room's node hears it from the registry, and C leaves after its grace.
+    await c.close()
+    left = await recv_until(a, "room-left", timeout=5)
+    assert (left["id"], left["reason"]) == ("C", "its signaling connection was gone longer than 1 s")
 
 
 async def test_nodes_share_a_redis_that_wants_a_password_over_tls(
