@@ -48,7 +48,9 @@ RUN_CELL_JS = """async (code) => {
   await app.commands.execute('notebook:insert-cell-below');
   const cell = nb.activeCell;
   cell.model.sharedModel.setSource(code);
-  await app.commands.execute('notebook:run-cell');
+  // A cell that never ends must fail the test, not hang it: Playwright's evaluate has no deadline of its own.
+  const late = new Promise((_, reject) => setTimeout(() => reject(new Error('the cell still runs after 180 s')), 180000));
+  await Promise.race([app.commands.execute('notebook:run-cell'), late]);
   const out = cell.node.querySelector('.jp-OutputArea');
   return out ? out.innerText : '';
 }"""
@@ -131,7 +133,8 @@ class Notebook:
         )
 
     def run_all(self) -> None:
-        self.page.evaluate("window.jupyterapp.commands.execute('notebook:run-all-cells')")
+        # Started, not awaited: the caller waits for what it needs, with a deadline.
+        self.page.evaluate("() => { window.jupyterapp.commands.execute('notebook:run-all-cells'); }")
 
     def phone(self, user: str, state: str | None = None):
         selector = f".nbcall-phone[data-user='{user}']"
