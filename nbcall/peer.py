@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 import traitlets
 
 from . import config, kernel
+from .adapter import CallAdapter
 from .call import FREE, IN_CALL, STATES, CallMachine, Changed, ToEngine, ToServer
 from .client import SignalingClient
 from .exceptions import CallError
@@ -62,7 +63,7 @@ def require_peer_dependencies() -> None:
         )
 
 
-class Peer(traitlets.HasTraits):
+class Peer(CallAdapter, traitlets.HasTraits):
     """A phone registered as ``user_id`` whose WebRTC runs in Python; see the module's docstring.
 
     Arguments are those of :class:`~nbcall.Phone` where they make sense. ``video`` and ``audio`` are what it
@@ -171,37 +172,7 @@ class Peer(traitlets.HasTraits):
             self._carry_out()
         kernel.call_soon(client.start, self._on_signal, self._on_signaling_state)
 
-    @property
-    def auto_answer(self) -> bool:
-        """Whether incoming calls are answered at once."""
-        return self._machine.auto_answer
-
-    @auto_answer.setter
-    def auto_answer(self, value: bool) -> None:
-        self._machine.auto_answer = bool(value)
-
-    @property
-    def ice_servers(self) -> list[dict[str, Any]]:
-        """The STUN/TURN servers this peer's connections may use (none by default)."""
-        return self._machine.ice_servers
-
     # ----------------------------------------------------------------------------------------- public API
-
-    def call(self, peer: str) -> None:
-        """Call ``peer``: its phone rings, and the call connects once it answers."""
-        with self._lock:
-            self._machine.call(peer, time.monotonic())
-            self._carry_out()
-
-    def invite(self, *peer_ids: str) -> None:
-        """Invite peers into this peer's room: an idle peer makes a room, a 1:1 call becomes one.
-
-        Each invited phone rings with :attr:`invitation` set; once one accepts, the room is up and every member
-        connects to every other (docs/rooms.md). A refusal comes back in :attr:`error`.
-        """
-        with self._lock:
-            self._machine.invite(peer_ids, time.monotonic())
-            self._carry_out()
 
     def leave(self) -> None:
         """Leave the room (after what was sent has arrived): the others see this peer go and go on.
@@ -210,30 +181,14 @@ class Peer(traitlets.HasTraits):
         """
         if self.state == "connected" and not self._on_loop():
             self.flush()
-        with self._lock:
-            self._machine.leave()
-            self._carry_out()
-
-    def answer(self) -> None:
-        """Answer the incoming call, or accept the invitation into a room (the peer must be ringing)."""
-        with self._lock:
-            self._machine.answer()
-            self._carry_out()
-
-    def decline(self, reason: str = "declined") -> None:
-        """Refuse the incoming call; the caller's call ends with the reason."""
-        with self._lock:
-            self._machine.decline(reason)
-            self._carry_out()
+        super().leave()
 
     def hangup(self) -> None:
         """End the current call on both sides, or leave the room, after what was sent has arrived (at most
         ``timeout`` s)."""
         if self.state == "connected" and not self._on_loop():
             self.flush()
-        with self._lock:
-            self._machine.hangup()
-            self._carry_out()
+        super().hangup()
 
     def send(self, data: Any, *, to: str | None = None) -> concurrent.futures.Future[None]:
         """Send ``data`` on the data channel: str, bytes, or any JSON-serializable value, of any size.
@@ -474,10 +429,7 @@ class Peer(traitlets.HasTraits):
                 kernel.call_soon(self._engine.command, action.message)
             elif isinstance(action, Changed):
                 self._apply(action.fields)
-        deadline = self._machine.deadline()
-        if deadline != self._armed:
-            self._armed = deadline
-            kernel.call_soon(self._arm_timer, deadline)
+        self._schedule_tick()
 
     def _apply(self, fields: dict[str, Any]) -> None:
         if fields.get("state") in FREE:
@@ -495,41 +447,7 @@ class Peer(traitlets.HasTraits):
         if self._display is not None:
             self._refresh_card()
 
-    def _arm_timer(self, deadline: float | None) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        if deadline is not None:
-            delay = max(0.0, deadline - time.monotonic())
-            self._timer = asyncio.get_running_loop().call_later(delay, self._tick)
-
-    def _tick(self) -> None:
-        with self._lock:
-            self._armed = None
-            self._machine.tick(time.monotonic())
-            self._carry_out()
-
     # ----------------------------------------------------------------------- messages from the server
-
-    def _on_signal(self, message: dict[str, Any], size: int) -> None:
-        with self._lock:
-            self._log_entry("in", str(message.get("type")), message, size)
-            if message.get("type") == "error":
-                logger.warning("%s: signaling server: %s", self.user_id, message.get("message"))
-            self._machine.receive(message, time.monotonic())
-            self._carry_out()
-
-    def _on_signaling_state(self, online: bool, detail: Any) -> None:
-        with self._lock:
-            if online:
-                self._log_entry("in", "registered", detail)
-                self._machine.registered(detail)
-            elif self._closing or kernel.shutting_down():
-                self._machine.signaling_lost(None)
-            else:
-                logger.warning("%s is offline: %s", self.user_id, detail)
-                self._machine.signaling_lost(str(detail))
-            self._carry_out()
 
     # ------------------------------------------------------------------- reports from the aiortc engine
 

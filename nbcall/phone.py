@@ -26,6 +26,7 @@ import anywidget
 import traitlets
 
 from . import config, kernel, manual, transfer, widget_protocol
+from .adapter import CallAdapter
 from .call import FREE, IN_CALL, STATES, CallMachine, Changed, ToEngine, ToServer
 from .client import SignalingClient, server_urls
 from .diagnose import Diagnosis, candidate_error
@@ -56,7 +57,7 @@ _BROWSER_DEFAULTS = {
 }
 
 
-class Phone(anywidget.AnyWidget):
+class Phone(CallAdapter, anywidget.AnyWidget):
     """A phone registered as ``user_id`` on a signaling server; display it to see and use it.
 
     ``server`` is the URL of a signaling server (``ws://host:port/ws``), or a list of the nodes of one deployment
@@ -237,64 +238,7 @@ class Phone(anywidget.AnyWidget):
     def _new_key(self) -> str:
         return uuid.uuid4().hex
 
-    @property
-    def auto_answer(self) -> bool:
-        """Whether incoming calls are answered at once."""
-        return self._machine.auto_answer
-
-    @auto_answer.setter
-    def auto_answer(self, value: bool) -> None:
-        self._machine.auto_answer = bool(value)
-
-    @property
-    def ice_servers(self) -> list[dict[str, Any]]:
-        """The STUN/TURN servers this phone's peer connections may use."""
-        return self._machine.ice_servers
-
     # ----------------------------------------------------------------------------------------- public API
-
-    def call(self, peer: str) -> None:
-        """Call ``peer``: its phone rings, and the call connects once it answers."""
-        self._need_server("call")
-        with self._lock:
-            self._machine.call(peer, time.monotonic())
-            self._carry_out()
-
-    def invite(self, *peer_ids: str) -> None:
-        """Invite peers into this phone's room: an idle phone makes a room, a 1:1 call becomes one.
-
-        Each invited phone rings with :attr:`invitation` set; once one accepts, the room is up and every member
-        connects to every other. Any member may invite. A refusal (the peer declined, is offline, the room is
-        full) comes back in :attr:`error`.
-        """
-        self._need_server("invite")
-        with self._lock:
-            self._machine.invite(peer_ids, time.monotonic())
-            self._carry_out()
-
-    def leave(self) -> None:
-        """Leave the room: the others see this phone go, and go on among themselves."""
-        with self._lock:
-            self._machine.leave()
-            self._carry_out()
-
-    def answer(self) -> None:
-        """Answer the incoming call, or accept the invitation into a room (the phone must be ringing)."""
-        with self._lock:
-            self._machine.answer(time.monotonic())
-            self._carry_out()
-
-    def decline(self, reason: str = "declined") -> None:
-        """Refuse the incoming call; the caller's phone ends with the reason."""
-        with self._lock:
-            self._machine.decline(reason)
-            self._carry_out()
-
-    def hangup(self) -> None:
-        """End the current call on both sides, or leave the room (does nothing when there is neither)."""
-        with self._lock:
-            self._machine.hangup()
-            self._carry_out()
 
     def send(self, data: str | bytes | bytearray | memoryview | Any, to: str | None = None) -> None:
         """Send ``data`` on the data channel: str, bytes, or any JSON-serializable value.
@@ -602,10 +546,7 @@ class Phone(anywidget.AnyWidget):
                 self._browser(action.message)
             elif isinstance(action, Changed):
                 self._apply(action.fields)
-        deadline = self._machine.deadline()
-        if deadline != self._armed:
-            self._armed = deadline
-            kernel.call_soon(self._arm_timer, deadline)
+        self._schedule_tick()
 
     def _signal(self, message: dict[str, Any]) -> None:
         """A message for the signaling server: held while stepping, then through the faults, if any."""
@@ -643,7 +584,7 @@ class Phone(anywidget.AnyWidget):
             while self.step() is not None:
                 pass
 
-    def _need_server(self, action: str) -> None:
+    def _check_can_dial(self, action: str) -> None:
         if self._client is None:
             raise CallError(
                 f"{self.user_id} has no signaling server (server=False): it cannot {action} by ID; "
@@ -691,44 +632,7 @@ class Phone(anywidget.AnyWidget):
             for name, value in fields.items():
                 self.set_trait(name, value)
 
-    def _arm_timer(self, deadline: float | None) -> None:
-        """Run the machine's tick at ``deadline`` (on the background loop, which owns the timer)."""
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        if deadline is not None:
-            delay = max(0.0, deadline - time.monotonic())
-            self._timer = asyncio.get_running_loop().call_later(delay, self._tick)
-
-    def _tick(self) -> None:
-        with self._lock:
-            self._armed = None
-            self._machine.tick(time.monotonic())
-            self._carry_out()
-
     # ----------------------------------------------------------------------- messages from the server
-
-    def _on_signal(self, message: dict[str, Any], size: int) -> None:
-        """A message from the signaling server (runs on the background loop's thread)."""
-        with self._lock:
-            self._log_entry("in", str(message.get("type")), message, size)
-            if message.get("type") == "error":
-                logger.warning("%s: signaling server: %s", self.user_id, message.get("message"))
-            self._machine.receive(message, time.monotonic())
-            self._carry_out()
-
-    def _on_signaling_state(self, online: bool, detail: Any) -> None:
-        """The signaling connection dropped (detail: why) or came back (detail: the ``registered`` reply)."""
-        with self._lock:
-            if online:
-                self._log_entry("in", "registered", detail)
-                self._machine.registered(detail)
-            elif self._closing or kernel.shutting_down():
-                self._machine.signaling_lost(None)  # we closed it: not a lost connection
-            else:
-                logger.warning("%s is offline: %s", self.user_id, detail)
-                self._machine.signaling_lost(str(detail))
-            self._carry_out()
 
     # ---------------------------------------------------------------------- messages from the browser
 
