@@ -4,14 +4,9 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-
-# Test modules import their shared helpers with `from support import ...` (tests/ is no package);
-# pytest's default import mode puts tests/ on sys.path already, this keeps it so under the others.
-sys.path.insert(0, str(Path(__file__).parent))
 
 
 @pytest.fixture(scope="session")
