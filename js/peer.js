@@ -154,7 +154,8 @@ export class PeerLink {
       else if (wanted[kind]) pc.addTransceiver(kind, { direction: "recvonly" });
     }
     this.localStream = this.sentTracks().length ? stream : null;
-    this.host.mediaChanged(errors);
+    // A data-only call has no media to report: a report would cost a kernel round in the middle of the setup.
+    if (stream || errors.length) this.host.mediaChanged(errors);
     this.attachChannel(pc.createDataChannel("nbcall"));
     await this.sendOffer();
   }
@@ -244,7 +245,7 @@ export class PeerLink {
       transceiver.direction = "sendrecv";
     }
     this.localStream = this.sentTracks().length ? stream : null;
-    this.host.mediaChanged([...errors, ...notOffered]);
+    if (stream || errors.length || notOffered.length) this.host.mediaChanged([...errors, ...notOffered]);
     await pc.setLocalDescription(await pc.createAnswer());
     this.negotiated = true;
     this.signal({ type: "answer", sdp: JSON.stringify(pc.localDescription), framing: PROTOCOL });

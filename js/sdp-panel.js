@@ -65,11 +65,12 @@ export function choiceText(c) {
 }
 
 /**
- * Build the panel at the end of `root`; returns the cleanup. Lines are laid out when the panel is opened
- * (a video call's descriptions have hundreds), and again when a new explanation arrives while open.
- * @param {HTMLElement} root @param {EventTarget} phone
+ * Build the panel at the end of `root`; returns the cleanup. Python explains the descriptions when the panel
+ * asks (`ask`): when it is opened, and when an offer or answer is logged while it is open. Nothing is parsed
+ * or laid out while it is closed, so no call's setup waits for it.
+ * @param {HTMLElement} root @param {EventTarget} phone @param {() => void} ask
  */
-export function mountSdpPanel(root, phone) {
+export function mountSdpPanel(root, phone, ask) {
   const abort = new AbortController();
   const details = document.createElement("details");
   details.className = "nbcall-sdp-details";
@@ -112,7 +113,22 @@ export function mountSdpPanel(root, phone) {
     }
     body.replaceChildren(el("div", "nbcall-sdp-heading", "What the answer chose"), choices, columns);
   };
-  details.addEventListener("toggle", render, { signal: abort.signal });
+  details.addEventListener(
+    "toggle",
+    () => {
+      render();
+      if (details.open) ask();
+    },
+    { signal: abort.signal },
+  );
+  phone.addEventListener(
+    "log-entry",
+    (e) => {
+      const type = /** @type {CustomEvent<{type: string}>} */ (e).detail?.type;
+      if (details.open && (type === "call" || type === "answer")) ask();
+    },
+    { signal: abort.signal },
+  );
   phone.addEventListener(SDP_EVENT, render, { signal: abort.signal });
   return () => abort.abort();
 }

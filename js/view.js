@@ -94,7 +94,7 @@ export function renderPhone(model, el, phone) {
   const steps = renderSteps(model, ui);
   root.querySelector(".nbcall-log-details")?.before(steps.element);
   el.append(root);
-  const unmountSdp = mountSdpPanel(root, phone);
+  const unmountSdp = mountSdpPanel(root, phone, () => ui("explain"));
   const unmountDiagnosis = mountDiagnosis(root, phone);
   const unmountSequence = mountSequence(root, phone, () => ({ user: model.get("user_id"), peer: model.get("peer") }));
 

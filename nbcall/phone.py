@@ -760,6 +760,7 @@ class Phone(CallAdapter, anywidget.AnyWidget):
             "call": lambda: self.call(content.get("peer", "")),
             "invite": lambda: self.invite(content.get("peer", "")),
             "leave": self.leave,
+            "explain": self._send_sdp,
             "next": self._step_from_widget,
             "step_on": lambda: self.set_trait("stepping", True),
             "step_off": lambda: self.set_trait("stepping", False),
@@ -805,14 +806,13 @@ class Phone(CallAdapter, anywidget.AnyWidget):
         if self._frontend and echo:
             self._send_custom({"type": "log", "entry": entry})
         if kind in ("call", "answer") and isinstance(detail, dict):
-            peer = self._descriptions.record(direction, detail)
-            if peer is not None:
-                # Explained after the message went on: the call's setup does not wait for the parser.
-                kernel.call_soon(self._send_sdp, peer)
+            # Kept as text; explained only when the widget's SDP panel asks (ui "explain"), so that no call's
+            # setup waits for the parser.
+            self._descriptions.record(direction, detail)
 
-    def _send_sdp(self, peer: str) -> None:
-        """Send the SDP panel the explained offer and answer of ``peer`` (widget protocol ``sdp``)."""
-        with self._lock:
+    def _send_sdp(self) -> None:
+        """The widget's SDP panel asked: send it the explained offer and answer of each peer (protocol ``sdp``)."""
+        for peer in self._descriptions.peers():
             negotiation = self._descriptions.get(peer)
             if negotiation is not None:
                 self._browser(negotiation.to_json())
