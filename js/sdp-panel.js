@@ -116,6 +116,7 @@ export function mountSdpPanel(root, phone, ask) {
   details.addEventListener(
     "toggle",
     () => {
+      root.classList.toggle("nbcall-wide", details.open); // both descriptions side by side need the width
       render();
       if (details.open) ask();
     },
