@@ -15,6 +15,7 @@ from typing import Any
 
 from . import kernel
 from .call import CallMachine
+from .exceptions import CallError
 
 __all__ = ["CallAdapter"]
 
@@ -100,6 +101,22 @@ class CallAdapter:
         with self._lock:
             self._machine.leave()
             self._carry_out()
+
+    def _members_verdict(self, peer_ids: tuple[str, ...]) -> list[str] | Exception | None:
+        """What ``wait_for_members`` has come to: the members waited for, an error, or None (not yet)."""
+        machine = self._machine
+        if not (machine.room or machine._room_asked) and machine.state != "ringing":
+            reason = f": {machine.error}" if machine.error else ""
+            return CallError(f"{machine.user_id} is in no room (state {machine.state!r}){reason}")
+        if not machine.room:
+            return None  # still being made, or joining
+        gone = [m for m in peer_ids if m not in machine.members]
+        if gone:
+            return CallError(f"{', '.join(gone)} not in {machine.user_id}'s room; members: {machine.members}")
+        wanted = list(peer_ids) or [m for m in machine.members if m != machine.user_id]
+        if wanted and all(machine.connections.get(m) == "connected" for m in wanted):
+            return wanted
+        return None
 
     def _check_can_dial(self, action: str) -> None:
         """Raise when this phone cannot ``action`` a peer by its ID (a phone without a server, say)."""

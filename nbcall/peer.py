@@ -574,22 +574,6 @@ class Peer(CallAdapter, traitlets.HasTraits):
             return CallError(f"{self.user_id}'s call {state}{reason}")
         return None
 
-    def _members_verdict(self, peer_ids: tuple[str, ...]) -> list[str] | Exception | None:
-        """What :meth:`wait_for_members` has come to: the members waited for, an error, or None (not yet)."""
-        machine = self._machine
-        if not (machine.room or machine._room_asked) and self.state != "ringing":
-            reason = f": {self.error}" if self.error else ""
-            return CallError(f"{self.user_id} is in no room (state {self.state!r}){reason}")
-        if not self.room:
-            return None  # still being made, or joining
-        gone = [m for m in peer_ids if m not in self.members]
-        if gone:
-            return CallError(f"{', '.join(gone)} not in {self.user_id}'s room; members: {self.members}")
-        wanted = list(peer_ids) or [m for m in self.members if m != self.user_id]
-        if wanted and all(self.connections.get(m) == "connected" for m in wanted):
-            return wanted
-        return None
-
     def _members_timed_out(self, timeout: float) -> TimeoutError:
         waiting = {m: s for m, s in self.connections.items() if s != "connected"}
         return TimeoutError(

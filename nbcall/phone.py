@@ -450,22 +450,11 @@ class Phone(CallAdapter, anywidget.AnyWidget):
         def settle() -> None:
             if done.done():
                 return
-            asked = bool(self._machine.room or self._machine._room_asked)
-            if not asked and self.state != "ringing":
-                reason = f": {self.error}" if self.error else ""
-                done.set_exception(CallError(f"{self.user_id} is in no room (state {self.state!r}){reason}"))
-                return
-            if not self.room:
-                return  # still being made, or joining
-            others = [m for m in self.members if m != self.user_id]
-            wanted = list(peer_ids) or others
-            gone = [m for m in peer_ids if m not in self.members]
-            if gone:
-                done.set_exception(
-                    CallError(f"{', '.join(gone)} not in {self.user_id}'s room; members: {self.members}")
-                )
-            elif wanted and all(self.connections.get(m) == "connected" for m in wanted):
-                done.set_result(wanted)
+            verdict = self._members_verdict(peer_ids)
+            if isinstance(verdict, Exception):
+                done.set_exception(verdict)
+            elif verdict is not None:
+                done.set_result(verdict)
 
         def check(change: Any = None) -> None:
             loop.call_soon_threadsafe(settle)
