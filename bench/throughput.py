@@ -102,7 +102,7 @@ import cProfile, io, json, pstats, sys, threading, time
 from typing import Any
 sys.path.insert(0, {root!r})
 from nbcall import Peer, kernel
-from nbcall.peer import PROGRESS_MIN
+from nbcall.progress import PROGRESS_MIN
 profile = {profile!r}
 r = Peer("R", server={url!r}, auto_answer=True)
 first = []

@@ -12,16 +12,19 @@ const decoder = new TextDecoder();
  * @typedef {Pick<RTCDataChannel, "readyState" | "bufferedAmount" | "bufferedAmountLowThreshold" |
  *   "addEventListener" | "removeEventListener"> & {send(data: string | Uint8Array<ArrayBuffer>): void}} SendChannel
  * @typedef {{frameSize: number, highWater: number, maxMessageSize?: number | null}} SendLimits
+ * @typedef {{framed: boolean, announceLength?: boolean}} Framing how the peer takes messages (see framing.js)
  */
 
 /**
  * Send one message on `channel`. An nbcall peer (`framed`) gets frames of at most the frame size (and the
- * SCTP transport's maxMessageSize), and sending waits while more than `highWater` bytes are queued. Any other
- * peer gets plain frames: text for str and JSON, binary for bytes.
- * @param {SendChannel | null} channel @param {boolean} framed
+ * SCTP transport's maxMessageSize), after a LENGTH frame if it takes them, and sending waits while more than
+ * `highWater` bytes are queued. Any other peer gets plain frames: text for str and JSON, binary for bytes.
+ * `onProgress(done)` is told the payload bytes that left the channel's queue, after each frame.
+ * @param {SendChannel | null} channel @param {Framing} framing
  * @param {Kind} kind @param {Uint8Array<ArrayBuffer>} payload @param {SendLimits} limits
+ * @param {(done: number) => void} [onProgress]
  */
-export async function sendMessage(channel, framed, kind, payload, limits) {
+export async function sendMessage(channel, { framed, announceLength = false }, kind, payload, limits, onProgress) {
   if (!channel || channel.readyState !== "open") {
     throw new Error(`the data channel is not open (${channel ? channel.readyState : "no call"})`);
   }
@@ -32,10 +35,15 @@ export async function sendMessage(channel, framed, kind, payload, limits) {
   }
   const frameSize = Math.min(limits.frameSize, limits.maxMessageSize || limits.frameSize);
   channel.bufferedAmountLowThreshold = limits.highWater / 2;
-  for (const frame of encodeFrames(kind, payload, frameSize)) {
+  let handed = 0;
+  for (const frame of encodeFrames(kind, payload, frameSize, announceLength)) {
     if (channel.bufferedAmount > limits.highWater) await drained(channel);
     channel.send(/** @type {Uint8Array<ArrayBuffer>} */ (frame));
+    if (!onProgress) continue;
+    handed += frame.length;
+    onProgress(Math.min(payload.length, Math.max(0, handed - channel.bufferedAmount)));
   }
+  onProgress?.(payload.length);
 }
 
 /**
@@ -63,12 +71,14 @@ export function drained(channel) {
 /**
  * A receiver for one channel: feed it each `message` event's data; it calls `onMessage` with every whole
  * message. With a framed peer, binary frames are reassembled (a broken frame throws, and the next message
- * decodes); text frames are always plain str messages.
+ * decodes), and `onPartial(done, total)` hears of a message still arriving (`total` null when its length was
+ * not announced); text frames are always plain str messages.
  * @param {() => boolean} framed read when each frame arrives: the peer says so only in its answer
  * @param {(kind: Kind, payload: Uint8Array<ArrayBuffer>) => void} onMessage
+ * @param {(done: number, total: number | null) => void} [onPartial]
  * @returns {(data: string | ArrayBuffer) => void}
  */
-export function receiver(framed, onMessage) {
+export function receiver(framed, onMessage, onPartial) {
   const frames = new FrameDecoder();
   return (data) => {
     if (typeof data === "string") return onMessage("str", encoder.encode(data));
@@ -76,6 +86,7 @@ export function receiver(framed, onMessage) {
     if (!framed()) return onMessage("bytes", bytes);
     const message = frames.push(bytes);
     if (message) onMessage(message.kind, /** @type {Uint8Array<ArrayBuffer>} */ (message.payload));
+    else if (frames.pending) onPartial?.(frames.pending, frames.expected);
   };
 }
 

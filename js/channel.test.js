@@ -34,25 +34,25 @@ const LIMITS = { frameSize: 1000, highWater: 4000 };
 
 test("a plain peer gets text frames for str and json, binary for bytes", async () => {
   const ch = new FakeChannel();
-  await sendMessage(ch, false, "str", new TextEncoder().encode("hé"), LIMITS);
-  await sendMessage(ch, false, "json", new TextEncoder().encode('{"a":1}'), LIMITS);
-  await sendMessage(ch, false, "bytes", bytes(3), LIMITS);
+  await sendMessage(ch, { framed: false }, "str", new TextEncoder().encode("hé"), LIMITS);
+  await sendMessage(ch, { framed: false }, "json", new TextEncoder().encode('{"a":1}'), LIMITS);
+  await sendMessage(ch, { framed: false }, "bytes", bytes(3), LIMITS);
   assert.deepEqual(ch.sent, ["hé", '{"a":1}', bytes(3)]);
 });
 
 test("an nbcall peer gets frames no larger than the frame size or the transport's maximum", async () => {
   const ch = new FakeChannel();
-  await sendMessage(ch, true, "bytes", bytes(2500), LIMITS);
+  await sendMessage(ch, { framed: true }, "bytes", bytes(2500), LIMITS);
   assert.deepEqual(ch.sent.map((f) => f.length), [1000, 1000, 503]);
   const small = new FakeChannel();
-  await sendMessage(small, true, "bytes", bytes(2500), { ...LIMITS, maxMessageSize: 500 });
+  await sendMessage(small, { framed: true }, "bytes", bytes(2500), { ...LIMITS, maxMessageSize: 500 });
   assert.ok(small.sent.every((f) => f.length <= 500));
 });
 
 test("sending waits while more than the high-water mark is queued, and goes on once it drains", async () => {
   const ch = new FakeChannel();
   let done = false;
-  const sending = sendMessage(ch, true, "bytes", bytes(10_000), LIMITS).then(() => (done = true));
+  const sending = sendMessage(ch, { framed: true }, "bytes", bytes(10_000), LIMITS).then(() => (done = true));
   await new Promise((r) => setTimeout(r, 10));
   assert.equal(ch.sent.length, 5); // 5000 bytes queued > 4000: waiting
   assert.equal(ch.bufferedAmountLowThreshold, 2000);
@@ -66,7 +66,7 @@ test("sending waits while more than the high-water mark is queued, and goes on o
 
 test("a channel that closes while sending waits fails the send", async () => {
   const ch = new FakeChannel();
-  const sending = sendMessage(ch, true, "bytes", bytes(10_000), LIMITS);
+  const sending = sendMessage(ch, { framed: true }, "bytes", bytes(10_000), LIMITS);
   await new Promise((r) => setTimeout(r, 10));
   ch.dispatchEvent(new Event("close"));
   await assert.rejects(sending, /closed while sending/);
@@ -75,8 +75,8 @@ test("a channel that closes while sending waits fails the send", async () => {
 test("a channel that is not open refuses to send, saying its state", async () => {
   const ch = new FakeChannel();
   ch.readyState = "connecting";
-  await assert.rejects(sendMessage(ch, true, "str", bytes(1), LIMITS), /not open \(connecting\)/);
-  await assert.rejects(sendMessage(null, true, "str", bytes(1), LIMITS), /not open \(no call\)/);
+  await assert.rejects(sendMessage(ch, { framed: true }, "str", bytes(1), LIMITS), /not open \(connecting\)/);
+  await assert.rejects(sendMessage(null, { framed: true }, "str", bytes(1), LIMITS), /not open \(no call\)/);
 });
 
 test("received frames become whole messages; text frames and unframed binary stay as they are", () => {
@@ -89,6 +89,33 @@ test("received frames become whole messages; text frames and unframed binary sta
   framed = false;
   receive(bytes(4).buffer);
   assert.deepEqual(got, [["json", 2500], ["str", 10], ["bytes", 4]]);
+});
+
+test("progress: a send reports the bytes that left the queue, ending at the whole payload", async () => {
+  const ch = new FakeChannel();
+  /** @type {number[]} */
+  const seen = [];
+  const sending = sendMessage(ch, { framed: true, announceLength: true }, "bytes", bytes(10_000), LIMITS, (d) => seen.push(d));
+  await Promise.resolve();
+  assert.equal(/** @type {Uint8Array} */ (ch.sent[0])[0], 4); // the LENGTH frame goes first
+  assert.ok(seen.length > 0 && !seen.some((d) => d !== 0), "nothing left the queue yet");
+  while (seen.at(-1) !== 10_000) {
+    ch.drain();
+    await new Promise((r) => setTimeout(r, 0));
+  }
+  await sending;
+  assert.ok(seen.every((d, i) => i === 0 || d >= seen[i - 1]), `never goes back: ${seen}`);
+});
+
+test("progress: a message still arriving is reported with its announced length", () => {
+  /** @type {[number, number | null][]} */
+  const partial = [];
+  const receive = receiver(() => true, () => {}, (done, total) => partial.push([done, total]));
+  for (const frame of encodeFrames("bytes", bytes(2500), 1000, true)) receive(frame.slice().buffer);
+  assert.deepEqual(partial, [[999, 2500], [1998, 2500]]);
+  partial.length = 0;
+  for (const frame of encodeFrames("bytes", bytes(2500), 1000)) receive(frame.slice().buffer);
+  assert.deepEqual(partial, [[999, null], [1998, null]]);
 });
 
 test("a payload reaches Python in standalone parts of at most part_size bytes", () => {

@@ -133,3 +133,23 @@ export function sparkPoints(points, max, width, height) {
     .filter((p) => p !== null)
     .join(" ");
 }
+
+/** @param {number} n bytes @returns {string} */
+export function bytesText(n) {
+  if (n < 1024) return `${n} B`;
+  if (n < 1024 * 1024) return `${(n / 1024).toFixed(1)} KiB`;
+  if (n < 1024 ** 3) return `${(n / 1024 ** 2).toFixed(1)} MiB`;
+  return `${(n / 1024 ** 3).toFixed(2)} GiB`;
+}
+
+/**
+ * A transfer under way, as the widget shows it: "↓ a.bin from B: 12.0 of 50.0 MiB · 8.1 MiB/s · 5 s left".
+ * @param {import("./progress.js").Report} r
+ */
+export function progressText(r) {
+  const what = r.name ?? "a message";
+  const way = r.direction === "in" ? `↓ ${what} from ${r.peer}` : `↑ ${what}${r.peer ? ` to ${r.peer}` : ""}`;
+  const amount = r.total === null ? bytesText(r.done) : `${bytesText(r.done)} of ${bytesText(r.total)}`;
+  const left = r.eta === null ? "" : ` · ${r.eta < 1 ? "<1" : Math.round(r.eta)} s left`;
+  return `${way}: ${amount} · ${bytesText(r.rate)}/s${left}`;
+}

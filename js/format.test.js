@@ -2,7 +2,8 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import {
-  candidateText, describe, eventValue, logSize, logTime, previewBytes, roomStatusText, rtpRows, sparkPoints, statusText,
+  candidateText, describe, eventValue, logSize, logTime, previewBytes, progressText, roomStatusText, rtpRows, sparkPoints,
+  statusText,
 } from "./format.js";
 
 const SDP = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\n";
@@ -110,4 +111,15 @@ test("the room status line: an invitation names who invites and who is in, a roo
     roomStatusText({ ...base, state: "connected", room: "r-1", members: ["A", "B", "C"] }),
     "In a room with A, B (3 members)",
   );
+});
+
+test("a transfer under way reads as what, how much, how fast and how long still", () => {
+  const MiB = 1024 * 1024;
+  const base = { direction: /** @type {const} */ ("in"), peer: "B", name: "a.bin", done: 12 * MiB, total: 50 * MiB, rate: 8 * MiB, eta: 4.75 };
+  assert.equal(progressText(base), "↓ a.bin from B: 12.0 MiB of 50.0 MiB · 8.0 MiB/s · 5 s left");
+  assert.equal(
+    progressText({ ...base, direction: "out", name: null, total: null, eta: null, done: 1536, rate: 512 }),
+    "↑ a message to B: 1.5 KiB · 512 B/s",
+  );
+  assert.equal(progressText({ ...base, eta: 0.2 }).endsWith("<1 s left"), true);
 });

@@ -4,27 +4,37 @@
 //   byte 0: the message kind (1 = str, 2 = bytes, 3 = json), with MORE (0x80) set when more frames follow
 //   bytes 1..: a chunk of the payload (UTF-8 for str and json)
 // A reliable, ordered channel keeps the chunks in order, so no length or sequence number is needed.
+// Extension "length" (an end that lists it in the signal's `framing_ext` may be sent it): a message that takes
+// more than one frame is preceded by a LENGTH frame, byte 0 = 4 and bytes 1..8 its payload's length
+// (unsigned, big-endian), so that the receiver can tell how much is left. An nbcall/1 end without the
+// extension is never sent one.
 // With any other peer (for example the seed's browser client) messages travel as they are: a str as a text
 // frame, bytes as a binary frame, JSON as its text.
 
 export const PROTOCOL = "nbcall/1";
+/** The extensions of nbcall/1 this end understands (announced in `framing_ext`). */
+export const EXTENSIONS = /** @type {const} */ (["length"]);
 export const KINDS = /** @type {const} */ (["str", "bytes", "json"]);
 const MORE = 0x80;
+const LENGTH = 4;
 
 /** @typedef {"str" | "bytes" | "json"} Kind */
 
 /**
- * Split one payload into frames of at most `maxFrame` bytes (header included).
+ * Split one payload into frames of at most `maxFrame` bytes (header included), after a LENGTH frame when
+ * `announceLength` and the payload needs more than one frame.
  * @param {Kind} kind
  * @param {Uint8Array} payload
  * @param {number} maxFrame
+ * @param {boolean} [announceLength]
  * @returns {Generator<Uint8Array>}
  */
-export function* encodeFrames(kind, payload, maxFrame) {
+export function* encodeFrames(kind, payload, maxFrame, announceLength = false) {
   const code = KINDS.indexOf(kind) + 1;
   if (code === 0) throw new Error(`unknown message kind ${JSON.stringify(kind)}`);
   if (maxFrame < 2) throw new Error(`frame size ${maxFrame} is too small`);
   const step = maxFrame - 1;
+  if (announceLength && payload.length > step) yield lengthFrame(payload.length);
   let offset = 0;
   do {
     const chunk = payload.subarray(offset, offset + step);
@@ -36,12 +46,24 @@ export function* encodeFrames(kind, payload, maxFrame) {
   } while (offset < payload.length);
 }
 
+/** @param {number} length @returns {Uint8Array} */
+function lengthFrame(length) {
+  const frame = new Uint8Array(9);
+  frame[0] = LENGTH;
+  new DataView(frame.buffer).setBigUint64(1, BigInt(length));
+  return frame;
+}
+
 /** Reassembles frames into whole messages; one per data channel. */
 export class FrameDecoder {
   constructor() {
     /** @type {Uint8Array[]} */
     this.chunks = [];
     this.kind = 0;
+    /** Payload bytes of the message being reassembled so far (for progress reports). */
+    this.pending = 0;
+    /** That message's announced length (extension "length"), or null when not announced. @type {number | null} */
+    this.expected = null;
   }
 
   /**
@@ -51,18 +73,34 @@ export class FrameDecoder {
    */
   push(frame) {
     if (frame.length === 0) throw new Error("empty frame: an nbcall frame has at least its kind byte");
+    if (frame[0] === LENGTH) {
+      if (this.chunks.length) {
+        this.reset(); // drop the broken message, so that the next one decodes
+        throw new Error("length frame inside a message");
+      }
+      if (frame.length !== 9) throw new Error(`length frame of ${frame.length} bytes: it has 9`);
+      this.expected = Number(new DataView(frame.buffer, frame.byteOffset, 9).getBigUint64(1));
+      return null;
+    }
     const code = frame[0] & ~MORE;
     if (code < 1 || code > KINDS.length) throw new Error(`unknown message kind byte ${frame[0]}`);
     if (this.chunks.length && code !== this.kind) {
-      this.chunks = []; // drop the broken message, so that the next one decodes
+      this.reset();
       throw new Error(`frame of kind ${code} inside a message of kind ${this.kind}`);
     }
     this.kind = code;
     this.chunks.push(frame.subarray(1));
+    this.pending += frame.length - 1;
     if (frame[0] & MORE) return null;
     const payload = concat(this.chunks);
-    this.chunks = [];
+    this.reset();
     return { kind: KINDS[code - 1], payload };
+  }
+
+  reset() {
+    this.chunks = [];
+    this.pending = 0;
+    this.expected = null;
   }
 }
 

@@ -60,3 +60,27 @@ test("malformed frames are refused with a clear error", () => {
   assert.equal(decoder.push(new Uint8Array([1, 67]))?.payload[0], 67); // the next message is intact
   assert.throws(() => [...encodeFrames(/** @type {any} */ ("xml"), new Uint8Array(1), 100)], /unknown message kind/);
 });
+
+test("extension length: a multi-frame message is announced, and the decoder knows how much is left", () => {
+  const payload = pattern(200_000);
+  const frames = [...encodeFrames("bytes", payload, 65536, true)];
+  assert.deepEqual([...frames[0]], [4, 0, 0, 0, 0, 0, 3, 13, 64]); // 200000 = 0x030d40
+  assert.equal(frames.length, 1 + Math.ceil(payload.length / 65535));
+  const decoder = new FrameDecoder();
+  assert.equal(decoder.push(frames[0]), null);
+  assert.equal(decoder.push(frames[1]), null);
+  assert.deepEqual([decoder.pending, decoder.expected], [65535, 200_000]);
+  const last = frames.slice(2).map((f) => decoder.push(f)).at(-1);
+  assert.deepEqual(last?.payload, payload);
+  assert.deepEqual([decoder.pending, decoder.expected], [0, null]);
+  // A one-frame message needs no announcement.
+  assert.equal([...encodeFrames("str", pattern(10), 65536, true)].length, 1);
+});
+
+test("extension length: a misplaced or malformed length frame is refused and the next message decodes", () => {
+  const decoder = new FrameDecoder();
+  decoder.push(new Uint8Array([0x82, 1]));
+  assert.throws(() => decoder.push(new Uint8Array([4, 0, 0, 0, 0, 0, 0, 0, 9])), /length frame inside a message/);
+  assert.throws(() => decoder.push(new Uint8Array([4, 0, 1])), /length frame of 3 bytes/);
+  assert.equal(decoder.push(new Uint8Array([2, 7]))?.payload[0], 7);
+});

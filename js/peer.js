@@ -4,8 +4,9 @@
 // The camera and microphone are the phone's, shared by its links (media.js SharedMedia). A link that is up
 // renegotiates by the perfect-negotiation pattern: in glare the polite side rolls back, the impolite one ignores.
 
-import { PROTOCOL } from "./framing.js";
+import { EXTENSIONS, PROTOCOL } from "./framing.js";
 import { receiver, sendMessage } from "./channel.js";
+import { PROGRESS_MIN } from "./progress.js";
 import { MEDIA_KINDS } from "./media.js";
 import { summarizeStats } from "./stats.js";
 
@@ -36,6 +37,7 @@ import { summarizeStats } from "./stats.js";
  *   dropTrack: (link: PeerLink, track: MediaStreamTrack) => void,
  *   mediaChanged: (errors?: MediaError[]) => void,
  *   received: (peer: string, kind: Kind, payload: Uint8Array<ArrayBuffer>) => void,
+ *   partial: (peer: string, direction: "in" | "out", done: number, total: number | null) => void,
  *   fail: (peer: string, err: unknown) => void,
  * }} PeerHost
  */
@@ -47,6 +49,9 @@ const STATES = /** @type {const} */ ([
   ["iceGatheringState", "icegatheringstatechange"],
   ["signalingState", "signalingstatechange"],
 ]);
+
+/** What an nbcall end says of its framing in its call and answer (see framing.js). */
+const FRAMING = { framing: PROTOCOL, framing_ext: [...EXTENSIONS] };
 
 export class PeerLink {
   /**
@@ -69,6 +74,8 @@ export class PeerLink {
     this.channel = null;
     /** Whether the peer is an nbcall phone, which understands framed messages (see framing.js). */
     this.framed = false;
+    /** Whether it also understands the "length" extension: its large messages' lengths are announced. */
+    this.announceLength = false;
     /** The states last seen, for the view. @type {Record<string, string>} */
     this.rtc = {};
     /** @type {StatsSummary | null} */
@@ -176,7 +183,7 @@ export class PeerLink {
     }
     if (this.closed) return;
     // "framing" tells another nbcall phone that we frame typed and chunked messages; other clients ignore it.
-    this.signal({ type: "call", sdp: JSON.stringify(pc.localDescription), framing: PROTOCOL });
+    this.signal({ type: "call", sdp: JSON.stringify(pc.localDescription), ...FRAMING });
     this.host.emit("rtc");
   }
 
@@ -207,10 +214,15 @@ export class PeerLink {
       this.host.event("rollback", { peer: this.peer, reason: "glare: we are the polite side" });
       await pc.setLocalDescription({ type: "rollback" });
     }
-    // Frame only for a peer that said it understands; any other client gets plain messages.
-    if (!this.negotiated) this.framed = signal.framing === PROTOCOL;
+    if (!this.negotiated) this.takeFraming(signal);
     await pc.setRemoteDescription(JSON.parse(signal.sdp ?? ""));
     await this.addPending();
+  }
+
+  /** Frame only for a peer that said it understands; any other client gets plain messages. @param {Signal} signal */
+  takeFraming(signal) {
+    this.framed = signal.framing === PROTOCOL;
+    this.announceLength = this.framed && Array.isArray(signal.framing_ext) && signal.framing_ext.includes("length");
   }
 
   /** Answer the offer taken: open the camera and microphone and send the answer. */
@@ -223,7 +235,7 @@ export class PeerLink {
     if (this.negotiated) {
       // A renegotiation: the tracks are in place already, only the answer is new.
       await pc.setLocalDescription(await pc.createAnswer());
-      this.signal({ type: "answer", sdp: JSON.stringify(pc.localDescription), framing: PROTOCOL });
+      this.signal({ type: "answer", sdp: JSON.stringify(pc.localDescription), ...FRAMING });
       return;
     }
     const { stream, errors } = await this.openLocalMedia();
@@ -248,7 +260,7 @@ export class PeerLink {
     if (stream || errors.length || notOffered.length) this.host.mediaChanged([...errors, ...notOffered]);
     await pc.setLocalDescription(await pc.createAnswer());
     this.negotiated = true;
-    this.signal({ type: "answer", sdp: JSON.stringify(pc.localDescription), framing: PROTOCOL });
+    this.signal({ type: "answer", sdp: JSON.stringify(pc.localDescription), ...FRAMING });
   }
 
   /** Their answer to our offer. @param {Signal} signal */
@@ -258,7 +270,7 @@ export class PeerLink {
       this.host.event("answer-ignored", { peer: this.peer, signalingState: this.pc.signalingState });
       return;
     }
-    if (!this.negotiated) this.framed = signal.framing === PROTOCOL;
+    if (!this.negotiated) this.takeFraming(signal);
     await this.pc.setRemoteDescription(JSON.parse(signal.sdp ?? ""));
     this.negotiated = true;
     await this.addPending();
@@ -319,6 +331,7 @@ export class PeerLink {
     const receive = receiver(
       () => this.framed,
       (kind, payload) => this.host.received(this.peer, kind, payload),
+      (done, total) => this.host.partial(this.peer, "in", done, total),
     );
     channel.onopen = () => {
       if (this.closed) return;
@@ -353,7 +366,10 @@ export class PeerLink {
   send(kind, payload) {
     const { frame_size, high_water } = this.host.settings();
     const limits = { frameSize: frame_size, highWater: high_water, maxMessageSize: this.pc.sctp?.maxMessageSize };
-    const sent = this.sends.then(() => sendMessage(this.channel, this.framed, kind, payload, limits));
+    const framing = { framed: this.framed, announceLength: this.announceLength };
+    const total = payload.length;
+    const onProgress = total >= PROGRESS_MIN ? (/** @type {number} */ done) => this.host.partial(this.peer, "out", done, total) : undefined;
+    const sent = this.sends.then(() => sendMessage(this.channel, framing, kind, payload, limits, onProgress));
     this.sends = sent.catch(() => {}); // one failed send does not stop the next
     return sent;
   }

@@ -9,11 +9,12 @@
 // camera and microphone serves every link (SharedMedia).
 
 import { parts } from "./channel.js";
-import { previewBytes } from "./format.js";
+import { bytesText, previewBytes } from "./format.js";
 import { Link } from "./link.js";
 import { SharedMedia, mediaReport, openMedia, setEnabled } from "./media.js";
 import { onChanges } from "./model.js";
 import { PeerLink } from "./peer.js";
+import { Transfers } from "./progress.js";
 import { runDiagnosis } from "./diagnose.js";
 import { rememberSdp } from "./sdp-panel.js";
 
@@ -29,8 +30,8 @@ const decoder = new TextDecoder();
  * @typedef {import("./protocol.js").ToBrowserType} ToBrowserType
  * A chat row: `peer` is the sender of a message in, the member a message out went to ("" for every one).
  * `room` says whether it was sent or received in a room (where rows name the member).
- * @typedef {{t: number, dir: "in" | "out", kind: Kind, text: string, size: number, peer: string, room: boolean}} ChatEntry
- * @typedef {import("./peer.js").PeerEvent | "log" | "log-entry" | "chat-entry"} PhoneEvent
+ * @typedef {{t: number, dir: "in" | "out", kind: Kind | "file", text: string, size: number, peer: string, room: boolean}} ChatEntry
+ * @typedef {import("./peer.js").PeerEvent | "log" | "log-entry" | "chat-entry" | "progress"} PhoneEvent
  */
 
 /**
@@ -97,6 +98,11 @@ export class BrowserPhone extends EventTarget {
     this.log = [];
     /** @type {ChatEntry[]} */
     this.chat = [];
+    /** Large messages and files under way: shown in the views, reported to Python. */
+    this.transfers = new Transfers(
+      (report) => this.emit("progress", report),
+      (report) => this.link.tell("progress", report),
+    );
     /** @type {Promise<void>} sends from Python and from the widget, in order */
     this.sends = Promise.resolve();
     /** The camera and microphone, one stream for every link. */
@@ -140,6 +146,7 @@ export class BrowserPhone extends EventTarget {
       },
       mediaChanged: (errors) => this.reportMedia(errors),
       received: (peer, kind, payload) => this.receive(peer, kind, payload),
+      partial: (peer, direction, done, total) => this.transfers.partial(direction, peer, done, total),
       fail: (peer, err) => this.fail(peer, err),
     };
     this.unfollow = onChanges(model, ["mic_on", "camera_on"], () => {
@@ -216,7 +223,7 @@ export class BrowserPhone extends EventTarget {
    * @param {string} peer @param {Kind} kind @param {Uint8Array<ArrayBuffer>} payload
    */
   receive(peer, kind, payload) {
-    this.addChat("in", kind, payload, peer);
+    this.addChat("in", kind, payload, peer, this.transfers.message("in", peer, kind, payload));
     const all = parts(payload, this.link.settings.part_size);
     all.forEach((part, i) => this.link.tell("message", { peer, kind, last: i === all.length - 1 }, [part]));
   }
@@ -243,7 +250,12 @@ export class BrowserPhone extends EventTarget {
       if (!links.length) {
         results.push({ status: "rejected", reason: new Error("the data channel is not open (no call)") });
       }
-      if (results.some((r) => r.status === "fulfilled")) this.addChat("out", kind, payload, to ?? "");
+      let shown = /** @type {ReturnType<Transfers["message"]> | null} */ (null);
+      results.forEach((r, i) => {
+        const peer = links[i]?.peer;
+        if (r.status === "fulfilled" && peer) shown = this.transfers.message("out", peer, kind, payload);
+      });
+      if (shown) this.addChat("out", kind, payload, to ?? "", shown);
       for (const r of results) {
         if (r.status === "fulfilled") continue;
         const message = r.reason instanceof Error ? r.reason.message : String(r.reason);
@@ -262,11 +274,23 @@ export class BrowserPhone extends EventTarget {
     this.emit("log-entry", entry);
   }
 
-  /** @param {"in" | "out"} dir @param {Kind} kind @param {Uint8Array} payload @param {string} peer */
-  addChat(dir, kind, payload, peer) {
-    const text = kind === "bytes" ? previewBytes(payload) : decoder.decode(payload.subarray(0, 2000));
+  /**
+   * A chat row for a message, or for the file step it is (a file's chunks and end show no row of their own).
+   * @param {"in" | "out"} dir @param {Kind} kind @param {Uint8Array} payload @param {string} peer
+   * @param {ReturnType<Transfers["message"]>} [shown]
+   */
+  addChat(dir, kind, payload, peer, shown = "message") {
+    if (shown === "hidden") return;
+    let text = kind === "bytes" ? previewBytes(payload) : decoder.decode(payload.subarray(0, 2000));
+    /** @type {ChatEntry["kind"]} */
+    let rowKind = kind;
+    if (shown !== "message") {
+      rowKind = "file";
+      text = shown.size !== undefined ? `${shown.file} (${bytesText(shown.size)})`
+        : shown.ok ? `${shown.file}: received whole, sha256 checked` : `${shown.file}: failed: ${shown.error ?? "refused"}`;
+    }
     /** @type {ChatEntry} */
-    const entry = { t: Date.now(), dir, kind, text, size: payload.length, peer, room: Boolean(this.model.get("room")) };
+    const entry = { t: Date.now(), dir, kind: rowKind, text, size: payload.length, peer, room: Boolean(this.model.get("room")) };
     this.chat.push(entry);
     const keep = this.link.settings.max_chat;
     if (this.chat.length > keep) this.chat.splice(0, this.chat.length - keep);

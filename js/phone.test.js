@@ -3,6 +3,7 @@
 // `peer`, and closing that leaves nothing running.
 import assert from "node:assert/strict";
 import { afterEach, beforeEach, test } from "node:test";
+import { encodeFrames } from "./framing.js";
 import { BrowserPhone } from "./phone.js";
 
 class FakeTrack {
@@ -182,9 +183,9 @@ function fakeModel(traits) {
       if (content.type === "batch") sent.push(.../** @type {Record<string, unknown>[]} */ (content.messages));
       else sent.push(content);
     },
-    /** @param {unknown} content */
-    python(content) {
-      for (const cb of listeners.get("msg:custom") ?? []) cb(content, []);
+    /** @param {unknown} content @param {DataView[]} [buffers] */
+    python(content, buffers = []) {
+      for (const cb of listeners.get("msg:custom") ?? []) cb(content, buffers);
     },
   };
 }
@@ -238,7 +239,10 @@ test("a call's offer carries our media, recvonly for a wanted medium we could no
   assert.deepEqual(signal, {
     type: "signal",
     peer: "B",
-    signal: { type: "call", sdp: JSON.stringify({ type: "offer", sdp: "audio:sendrecv video:recvonly" }), framing: "nbcall/1" },
+    signal: {
+      type: "call", sdp: JSON.stringify({ type: "offer", sdp: "audio:sendrecv video:recvonly" }), framing: "nbcall/1",
+      framing_ext: ["length"],
+    },
   });
   const media = model.sent.find((m) => m.type === "media");
   assert.deepEqual(media, {
@@ -510,4 +514,35 @@ test("an offer from a new session of the peer (it reconnected) replaces the link
   await settle();
   assert.deepEqual(FakePC.all.map((pc) => pc.closed), [true, false]);
   assert.equal(phone.peers.get("B")?.pc, FakePC.all[1]);
+});
+
+test("a file arriving is one chat row, its progress reaches Python, and the verdict sent back names it", async () => {
+  const MiB = 1024 * 1024;
+  const json = (/** @type {unknown} */ v) => new TextEncoder().encode(JSON.stringify(v));
+  const { model, phone } = newPhone({ user_id: "A", audio: false, video: false });
+  model.python({ type: "start_call", peer: "B", ice_servers: [] });
+  await settle();
+  const answer = { type: "answer", from: "B", sdp: JSON.stringify({ type: "answer", sdp: "" }), framing: "nbcall/1", framing_ext: ["length"] };
+  model.python({ type: "remote", peer: "B", signal: answer });
+  await settle();
+  const channel = openChannel(FakePC.all[0]);
+  /** @param {"json" | "bytes"} kind @param {Uint8Array} payload */
+  const deliver = (kind, payload) => {
+    for (const frame of encodeFrames(kind, payload, 64 * 1024, true)) channel.onmessage?.({ data: frame.slice().buffer });
+  };
+  deliver("json", json({ nbcall_file: "start", id: "f1", name: "a.bin", size: 2 * MiB }));
+  deliver("bytes", new Uint8Array(MiB));
+  deliver("bytes", new Uint8Array(MiB));
+  deliver("json", json({ nbcall_file: "end", id: "f1", sha256: "00" }));
+  await settle();
+  assert.deepEqual(phone.chat.map((e) => [e.dir, e.kind, e.text]), [["in", "file", "a.bin (2.0 MiB)"]]);
+  const reports = model.sent.filter((m) => m.type === "progress");
+  assert.deepEqual(reports.at(-1) && [reports[0].name, reports.at(-1)?.done, reports.at(-1)?.total], ["a.bin", 2 * MiB, 2 * MiB]);
+  assert.equal(phone.transfers.current, null); // nothing under way is shown any more
+  // Every message still reaches Python: the file's messages are Python's to check.
+  assert.equal(model.sent.filter((m) => m.type === "message").length, 4);
+  const verdict = json({ nbcall_file: "verdict", id: "f1", ok: true, sha256: "00" });
+  model.python({ type: "send", id: 1, kind: "json", to: "B" }, [new DataView(verdict.buffer)]);
+  await settle();
+  assert.deepEqual(phone.chat.at(-1) && [phone.chat.at(-1)?.dir, phone.chat.at(-1)?.text], ["out", "a.bin: received whole, sha256 checked"]);
 });

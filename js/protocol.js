@@ -16,7 +16,8 @@ export { spec };
  * @typedef {{t: number, dir: "in" | "out" | "event", type: string, size: number, detail: unknown}} LogEntry
  * A signaling message relayed by the server (W3C names: the SDP and candidate as JSON strings).
  * `polite: false` says the peer never rolls back an offer in glare (a Python peer): the browser is then polite.
- * @typedef {{type: string, from?: string, sdp?: string, candidate?: string, framing?: string, polite?: boolean}} Signal
+ * @typedef {{type: string, from?: string, sdp?: string, candidate?: string, framing?: string,
+ *   framing_ext?: string[], polite?: boolean}} Signal
  */
 
 /**
@@ -47,6 +48,7 @@ export { spec };
  *   channel: {peer: string, state: "open" | "closed", label: string, framed?: boolean},
  *   message: {peer: string, kind: Kind, last: boolean},
  *   send_failed: {id: number | string, message: string},
+ *   progress: import("./progress.js").Report,
  *   stats: {peer: string, stats: import("./stats.js").StatsSummary},
  *   media: {local: MediaFlags, remote: MediaFlags, errors: MediaError[]},
  *   failure: {peer?: string, message: string},

@@ -4,7 +4,9 @@
 // a member selector for the statistics.
 
 import { h } from "./dom.js";
-import { candidateText, describe, logSize, logTime, roomStatusText, rtpRows, sparkPoints, statusText } from "./format.js";
+import {
+  candidateText, describe, logSize, logTime, progressText, roomStatusText, rtpRows, sparkPoints, statusText,
+} from "./format.js";
 import { onChanges } from "./model.js";
 import { renderSteps } from "./steps.js";
 import { mountDiagnosis } from "./diagnose.js";
@@ -68,6 +70,10 @@ export function renderPhone(model, el, phone) {
   const status = h("div", { class: "nbcall-status" });
   const error = h("div", { class: "nbcall-error" });
   const chat = h("div", { class: "nbcall-chat" });
+  // The large message or file on its way: what, how much, how fast, how long still.
+  const progressBar = h("progress", { class: "nbcall-progress-bar", max: "1" });
+  const progressLabel = h("span", { class: "nbcall-progress-text" });
+  const progress = h("div", { class: "nbcall-progress", hidden: true }, [progressBar, progressLabel]);
   const input = h("input", { class: "nbcall-input", type: "text", placeholder: "Message to send on the data channel" });
   const sendBtn = h("button", { class: "nbcall-send", textContent: "Send" });
   const logCount = h("span");
@@ -85,6 +91,7 @@ export function renderPhone(model, el, phone) {
     media,
     h("div", { class: "nbcall-section-title", textContent: "Data channel" }),
     chat,
+    progress,
     h("form", { class: "nbcall-compose" }, [input, sendBtn]),
     h("details", { class: "nbcall-log-details" }, [h("summary", {}, ["Signaling log ", logCount]), logList]),
     h("details", { class: "nbcall-rtc-details" }, [
@@ -319,6 +326,17 @@ export function renderPhone(model, el, phone) {
     while (list.childElementCount > keep) list.firstElementChild?.remove();
   }
 
+  function renderProgress() {
+    const report = phone.transfers.current;
+    progress.hidden = !report;
+    if (!report) return;
+    progress.dataset.direction = report.direction;
+    // Without a known total the bar is indeterminate (no value), as a browser draws it.
+    if (report.total) progressBar.value = report.done / report.total;
+    else progressBar.removeAttribute("value");
+    progressLabel.textContent = progressText(report);
+  }
+
   function renderChat() {
     chat.replaceChildren(...phone.chat.map(chatRow));
     chat.scrollTop = chat.scrollHeight;
@@ -395,6 +413,7 @@ export function renderPhone(model, el, phone) {
     ["log", () => soon(renderLog)],
     ["log-entry", (e) => (newLog.push(/** @type {CustomEvent<LogEntry>} */ (e).detail), soon(appendLog))],
     ["chat-entry", (e) => (newChat.push(/** @type {CustomEvent<ChatEntry>} */ (e).detail), soon(appendChat))],
+    ["progress", () => soon(renderProgress)],
     ["rtc", () => soon(renderRtc)],
     ["stats", () => soon(renderRtc)],
     ["media", () => soon(renderMedia)],
@@ -404,6 +423,7 @@ export function renderPhone(model, el, phone) {
   const unfollow = onChanges(model, SHOWN_TRAITS, () => soon(renderState));
   renderState();
   renderChat();
+  renderProgress();
   renderLog();
   renderRtc();
   return () => {

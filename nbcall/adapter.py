@@ -11,11 +11,13 @@ import asyncio
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from . import kernel
 from .call import CallMachine
 from .exceptions import CallError
+from .progress import ProgressReporter
 
 __all__ = ["CallAdapter"]
 
@@ -25,7 +27,8 @@ logger = logging.getLogger("nbcall.adapter")
 class CallAdapter:
     """Mixin of ``Phone`` and ``Peer``: their calls, rooms and signaling, fed to one machine each.
 
-    The class sets ``_machine``, ``_lock``, ``_closing``, ``_timer`` and ``_armed``, and defines
+    The class sets ``_machine``, ``_lock``, ``_closing``, ``_timer``, ``_armed`` and ``_progress`` (which
+    publishes to its ``progress`` trait), and defines
     ``_carry_out()`` and ``_log_entry(direction, type, detail, size)``.
     """
 
@@ -34,6 +37,7 @@ class CallAdapter:
     _closing: bool
     _timer: asyncio.TimerHandle | None
     _armed: float | None
+    _progress: ProgressReporter
     user_id: str
 
     def _carry_out(self) -> None:
@@ -57,6 +61,14 @@ class CallAdapter:
         return self._machine.ice_servers
 
     # ----------------------------------------------------------------------------------------- public API
+
+    def on_progress(self, callback: Callable[[dict[str, Any]], Any]) -> Callable[[dict[str, Any]], Any]:
+        """Call ``callback(progress)`` as a large send or reception advances (see ``progress``)."""
+        self._progress.callbacks.append(callback)
+        return callback
+
+    def _report_progress(self, progress: dict[str, Any], force: bool = False) -> None:
+        self._progress.report(progress, force=force)
 
     def call(self, peer: str) -> None:
         """Call ``peer``: its phone rings, and the call connects once it answers."""

@@ -32,6 +32,8 @@ from .call import FREE, IN_CALL, STATES, CallMachine, Changed, ToEngine, ToServe
 from .client import SignalingClient
 from .exceptions import CallError
 from .payload import Kind, Message, decode, encode
+from .progress import PROGRESS_MIN, ProgressReporter
+from .progress import describe as describe_progress
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -44,8 +46,6 @@ __all__ = ["Peer", "require_peer_dependencies"]
 logger = logging.getLogger("nbcall.peer")
 
 INSTALL_HINT = 'pip install "nbcall[peer]"'
-#: Sends and receptions at least this large report their progress.
-PROGRESS_MIN = 1024 * 1024
 
 
 def require_peer_dependencies() -> None:
@@ -89,8 +89,8 @@ class Peer(CallAdapter, traitlets.HasTraits):
     members = traitlets.List(traitlets.Unicode(), read_only=True)
     connections = traitlets.Dict(read_only=True)
     invitation = traitlets.Dict(read_only=True)
-    #: The transfer under way: ``{"direction": "out"|"in", "peer", "name", "done", "total"}`` (total may be
-    #: None when unknown); ``{}`` when none is.
+    #: The transfer under way (a large message or a file): ``{"direction": "out"|"in", "peer", "name", "done",
+    #: "total", "rate", "eta"}`` (see :mod:`nbcall.progress`); ``{}`` when none is.
     progress = traitlets.Dict(read_only=True)
 
     def __init__(
@@ -145,7 +145,7 @@ class Peer(CallAdapter, traitlets.HasTraits):
         self.timeout = timeout
         self._log: list[dict[str, Any]] = []
         self._callbacks: list[Callable[[Message], Any]] = []
-        self._progress_callbacks: list[Callable[[dict[str, Any]], Any]] = []
+        self._progress = ProgressReporter(user_id, lambda report: self.set_trait("progress", report))
         self._media = rtc.MediaOptions(
             video=video, audio=audio, fps=fps, sample_rate=sample_rate, channels=channels
         )
@@ -157,7 +157,6 @@ class Peer(CallAdapter, traitlets.HasTraits):
         self._closing = False
         self._timer: asyncio.TimerHandle | None = None
         self._armed: float | None = None
-        self._progress_at = 0.0
         self._display: Any = None
         #: Names of files whose reception a call's end interrupted (their partial data is deleted).
         self.interrupted_files: list[str] = []
@@ -246,11 +245,6 @@ class Peer(CallAdapter, traitlets.HasTraits):
     def on_audio(self, callback: Callable[[Any, float], Any]) -> Callable[[Any, float], Any]:
         """Call ``callback(samples, timestamp)`` with remote audio: int16, ``sample_rate`` Hz, ``channels``."""
         self._media.on_audio.append(callback)
-        return callback
-
-    def on_progress(self, callback: Callable[[dict[str, Any]], Any]) -> Callable[[dict[str, Any]], Any]:
-        """Call ``callback(progress)`` as a large send or reception advances (see :attr:`progress`)."""
-        self._progress_callbacks.append(callback)
         return callback
 
     async def wait_for(self, *states: str, timeout: float = 10) -> str:
@@ -477,10 +471,10 @@ class Peer(CallAdapter, traitlets.HasTraits):
             self._machine.engine_failed(f"aiortc: {text}")
             self._carry_out()
 
-    def engine_receiving(self, peer: str, size: int) -> None:
-        if size >= PROGRESS_MIN and not self._files.busy(peer):
+    def engine_receiving(self, peer: str, size: int, total: int | None) -> None:
+        if (total or size) >= PROGRESS_MIN and not self._files.busy(peer):
             self._report_progress(
-                {"direction": "in", "peer": peer, "name": None, "done": size, "total": None}
+                {"direction": "in", "peer": peer, "name": None, "done": size, "total": total}
             )
 
     def engine_message(self, peer: str, kind: Kind, payload: bytes) -> None:
@@ -501,8 +495,11 @@ class Peer(CallAdapter, traitlets.HasTraits):
                 return
             message = finished
         else:
-            if self.progress.get("direction") == "in" and self.progress.get("peer") == peer:
-                self._report_progress({})
+            if len(payload) >= PROGRESS_MIN:  # its reception was reported: the last report says it is whole
+                whole = len(payload)
+                self._report_progress(
+                    {"direction": "in", "peer": peer, "name": None, "done": whole, "total": whole}
+                )
             message = Message(data, peer, kind, len(payload), time.time())
         kept = [*self.messages, message]
         self.set_trait("messages", kept[max(0, len(kept) - self.max_messages) :])
@@ -535,26 +532,8 @@ class Peer(CallAdapter, traitlets.HasTraits):
         return future
 
     def _sent(self, future: concurrent.futures.Future[None]) -> None:
-        if self.progress.get("direction") == "out" and self.progress.get("done") == self.progress.get(
-            "total"
-        ):
-            self._report_progress({}, force=True)
         if not future.cancelled() and future.exception() is not None:
             self._apply({"error": f"a send failed: {future.exception()}"})
-
-    def _report_progress(self, progress: dict[str, Any], force: bool = False) -> None:
-        """Update :attr:`progress` at most 10 times a second (and always at the end of a transfer)."""
-        now = time.monotonic()
-        done = progress.get("total") is not None and progress.get("done") == progress.get("total")
-        if not (force or done or not progress or now - self._progress_at >= 0.1):
-            return
-        self._progress_at = now
-        self.set_trait("progress", progress)
-        for callback in list(self._progress_callbacks):
-            try:
-                callback(progress)
-            except Exception:
-                logger.exception("%s: on_progress callback %r failed", self.user_id, callback)
 
     # ------------------------------------------------------------------------------------- internals
 
@@ -605,13 +584,19 @@ class Peer(CallAdapter, traitlets.HasTraits):
         online = "online" if self.online else "offline"
         error = f"<div style='color:#c62828'>{html.escape(self.error)}</div>" if self.error else ""
         others = html.escape(", ".join(self.peers)) or "nobody"
+        progress = ""
+        if self.progress:
+            share = self.progress["done"] / self.progress["total"] if self.progress.get("total") else None
+            bar = f"<progress max='1' value='{share:.3f}'></progress> " if share is not None else ""
+            text = html.escape(describe_progress(self.progress))
+            progress = f"<div class='nbcall-peer-progress'>{bar}{text}</div>"
         return (
             f"<div class='nbcall-peer' data-user='{html.escape(self.user_id)}' data-state='{state}' "
             "style='display:inline-block;border:1px solid #ccc;border-radius:6px;padding:6px 10px;"
             "font:13px sans-serif'>"
             f"<b>{html.escape(self.user_id)}</b> (Python peer, {online}): "
             f"<span style='color:{colour.get(state, '#555')}'>{state}</span>{peer}"
-            f"<div style='color:#777'>others online: {others}</div>{error}</div>"
+            f"<div style='color:#777'>others online: {others}</div>{progress}{error}</div>"
         )
 
     def _ipython_display_(self) -> None:
@@ -619,7 +604,7 @@ class Peer(CallAdapter, traitlets.HasTraits):
         from IPython.display import HTML, display
 
         self._display = display(HTML(self._repr_html_()), display_id=True)
-        self.observe(lambda change: self._refresh_card(), ["online", "peers"])
+        self.observe(lambda change: self._refresh_card(), ["online", "peers", "progress"])
 
     def _refresh_card(self) -> None:
         try:

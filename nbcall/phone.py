@@ -34,6 +34,8 @@ from .exceptions import CallError
 from .faults import Faults, FaultyOutbox
 from .media import device_names, media_advice
 from .payload import Message, decode, encode
+from .progress import FIELDS as PROGRESS_FIELDS
+from .progress import ProgressReporter
 from .sdp import Descriptions, Negotiation
 from .steps import explain_step
 
@@ -129,6 +131,10 @@ class Phone(CallAdapter, anywidget.AnyWidget):
     held: traitlets.List[dict[str, Any]] = traitlets.List(read_only=True).tag(sync=True)
     #: The received data-channel messages, oldest first (not synced: payloads may be large).
     messages: traitlets.List[Message] = traitlets.List(read_only=True)
+    #: The transfer under way on the data channel (a large message or a file), as the browser measures it:
+    #: ``{"direction": "out"|"in", "peer", "name", "done", "total", "rate", "eta"}`` (see
+    #: :mod:`nbcall.progress`); ``{}`` when none is. :meth:`on_progress` hears of each report.
+    progress = traitlets.Dict(read_only=True)
 
     def __init__(
         self,
@@ -205,6 +211,7 @@ class Phone(CallAdapter, anywidget.AnyWidget):
         #: Connectivity checks awaiting the browser's report: id -> (the awaiting loop, its future).
         self._diagnoses: dict[str, tuple[asyncio.AbstractEventLoop, asyncio.Future[Any]]] = {}
         self._callbacks: list[Callable[[Message], Any]] = []
+        self._progress = ProgressReporter(user_id, lambda report: self.set_trait("progress", report))
         self._frontend = False
         self._to_browser: list[tuple[dict[str, Any], list[bytes]]] = []
         self._parts: dict[str, list[bytes]] = {}
@@ -694,6 +701,9 @@ class Phone(CallAdapter, anywidget.AnyWidget):
                 callback(message)
             except Exception:
                 logger.exception("%s: on_message callback %r failed", self.user_id, callback)
+
+    def _on_browser_progress(self, content: dict[str, Any], buffers: list[bytes]) -> None:
+        self._report_progress({key: content[key] for key in PROGRESS_FIELDS}, force=True)
 
     def _on_browser_send_failed(self, content: dict[str, Any], buffers: list[bytes]) -> None:
         self._apply({"error": f"send #{content['id']} failed: {content['message']}"})

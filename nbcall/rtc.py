@@ -41,7 +41,7 @@ from aiortc.mediastreams import MediaStreamError
 from aiortc.rtcconfiguration import RTCBundlePolicy
 from aiortc.sdp import candidate_from_sdp
 
-from .framing import PROTOCOL, FrameDecoder, FramingError, encode_frames
+from .framing import EXTENSIONS, LENGTH, PROTOCOL, FrameDecoder, FramingError, encode_frames
 from .payload import Kind
 from .sctp import tune_sctp
 
@@ -69,7 +69,7 @@ class EngineHost(Protocol):
     def engine_connection(self, peer: str, state: str) -> None: ...
     def engine_channel(self, peer: str, open_: bool, framed: bool) -> None: ...
     def engine_message(self, peer: str, kind: Kind, payload: bytes) -> None: ...
-    def engine_receiving(self, peer: str, size: int) -> None: ...
+    def engine_receiving(self, peer: str, size: int, total: int | None) -> None: ...
     def engine_failure(self, peer: str, text: str) -> None: ...
 
 
@@ -268,6 +268,7 @@ class Link:
         self.pc = RTCPeerConnection(config)
         self.channel: RTCDataChannel | None = None
         self.framed = False
+        self.announce_length = False
         self.closed = False
         self.decoder = FrameDecoder()
         self.pending: list[dict[str, Any]] = []
@@ -313,9 +314,15 @@ class Link:
             logger.info("ignored an offer from %s that met ours (a Python peer is never polite)", self.peer)
             self.ignored_offer = True
             return
-        self.framed = signal.get("framing") == PROTOCOL
+        self._take_framing(signal)
         await self.pc.setRemoteDescription(_description(signal))
         await self._add_pending()
+
+    def _take_framing(self, signal: dict[str, Any]) -> None:
+        """Frame only for a peer that said it understands (and announce lengths if it takes them)."""
+        self.framed = signal.get("framing") == PROTOCOL
+        extensions = signal.get("framing_ext")
+        self.announce_length = self.framed and isinstance(extensions, list) and "length" in extensions
 
     async def answer(self) -> None:
         """Answer the offer: our tracks on the caller's sections, receive what we have a callback for."""
@@ -343,7 +350,7 @@ class Link:
         self._signal("answer")
 
     async def take_answer(self, signal: dict[str, Any]) -> None:
-        self.framed = signal.get("framing") == PROTOCOL
+        self._take_framing(signal)
         await self.pc.setRemoteDescription(_description(signal))
         await self._add_pending()
 
@@ -374,7 +381,9 @@ class Link:
         local = self.pc.localDescription
         sdp = json.dumps({"type": local.type, "sdp": local.sdp})
         if not self.closed:
-            signal = {"type": kind, "sdp": sdp, "framing": PROTOCOL, "polite": False}
+            signal = {
+                "type": kind, "sdp": sdp, "framing": PROTOCOL, "framing_ext": list(EXTENSIONS), "polite": False,
+            }  # fmt: skip
             self.host.engine_signal(self.peer, signal)
 
     @property
@@ -424,7 +433,7 @@ class Link:
             self.host.engine_failure(self.peer, f"a malformed frame from {self.peer}: {exc}")
             return
         if message is None:
-            self.host.engine_receiving(self.peer, self.decoder.pending)
+            self.host.engine_receiving(self.peer, self.decoder.pending, self.decoder.expected)
         else:
             self._deliver(*message)
 
@@ -446,12 +455,12 @@ class Link:
                 limit = self._remote_max_message_size()
                 frame_size = min(self.limits.frame_size, limit) if limit else self.limits.frame_size
                 sent = 0
-                for frame in encode_frames(kind, payload, frame_size):
+                for frame in encode_frames(kind, payload, frame_size, self.announce_length):
                     while channel.bufferedAmount > self.limits.high_water:
                         self._low.clear()
                         await self._wait_low(channel)
                     channel.send(frame)
-                    sent += len(frame) - 1
+                    sent += len(frame) - 1 if frame[0] != LENGTH else 0
                     self.bytes_out += len(frame)
                     if progress is not None:
                         progress(sent)

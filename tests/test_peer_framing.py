@@ -45,7 +45,7 @@ def test_decoder_reassembles_messages_and_recovers_after_a_broken_one() -> None:
 def test_python_frames_are_byte_for_byte_those_of_the_browser_phone() -> None:
     script = (
         "import('./js/framing.js').then(({encodeFrames}) => {"
-        " const out = [...encodeFrames('str', new TextEncoder().encode('héllo wörld'), 5)];"
+        " const out = [...encodeFrames('str', new TextEncoder().encode('héllo wörld'), 5, true)];"
         " console.log(JSON.stringify(out.map((f) => Array.from(f)))); })"
     )
     run = subprocess.run(
@@ -53,9 +53,31 @@ def test_python_frames_are_byte_for_byte_those_of_the_browser_phone() -> None:
     )
     assert run.returncode == 0, run.stderr
     from_js = [bytes(f) for f in json.loads(run.stdout)]
-    assert from_js == list(encode_frames("str", "héllo wörld".encode(), 5))
+    assert from_js[0] == bytes([4, 0, 0, 0, 0, 0, 0, 0, 13])  # the LENGTH frame: 13 UTF-8 bytes follow
+    assert from_js == list(encode_frames("str", "héllo wörld".encode(), 5, announce_length=True))
     decoder = FrameDecoder()
     assert [decoder.push(f) for f in from_js][-1] == ("str", "héllo wörld".encode())
+
+
+def test_length_extension_tells_the_decoder_how_much_is_left_and_misplaced_length_frames_are_refused() -> (
+    None
+):
+    payload = bytes(range(256)) * 40
+    frames = list(encode_frames("bytes", payload, 1000, announce_length=True))
+    assert frames[0] == bytes([4]) + len(payload).to_bytes(8, "big")
+    decoder = FrameDecoder()
+    decoder.push(frames[0])
+    decoder.push(frames[1])
+    assert (decoder.pending, decoder.expected) == (999, len(payload))
+    assert [decoder.push(f) for f in frames[2:]][-1] == ("bytes", payload)
+    assert (decoder.pending, decoder.expected) == (0, None)
+    assert list(encode_frames("str", b"short", 1000, announce_length=True)) == [b"\x01short"]
+    decoder.push(bytes([2 | MORE]) + b"half")
+    with pytest.raises(FramingError, match="length frame inside a message"):
+        decoder.push(frames[0])
+    with pytest.raises(FramingError, match="length frame of 3 bytes"):
+        decoder.push(b"\x04\x00\x01")
+    assert decoder.push(b"\x02z") == ("bytes", b"z")
 
 
 @pytest.mark.parametrize(

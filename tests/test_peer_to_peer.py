@@ -107,7 +107,11 @@ def test_eight_mebibytes_arrive_whole_both_ways_with_progress(make_peer) -> None
     assert hashlib.sha256(b.messages[0].data).digest() == hashlib.sha256(big[::-1]).digest()
     sends = [p["done"] for p in seen if p.get("direction") == "out" and p["total"] == len(big)]
     assert len(sends) > 2 and sends == sorted(sends) and sends[-1] == len(big)
-    assert any(p.get("direction") == "in" for p in seen)  # the 8 MiB from A, as it came in
+    arriving = [p for p in seen if p.get("direction") == "in"]  # the 8 MiB from A, as it came in
+    # A announced its length (framing extension "length"), so B knew the total and the time left.
+    assert arriving and all(p["total"] == len(big) for p in arriving)
+    assert arriving[-1]["done"] == len(big) and arriving[-1]["eta"] == 0
+    assert all(p["rate"] >= 0 for p in seen) and any(p["eta"] and p["eta"] > 0 for p in arriving + seen)
     assert b.progress == {}  # nothing under way any more
 
 
@@ -395,3 +399,13 @@ def test_audio_made_in_python_arrives_as_int16_mono_48khz_arrays(make_peer) -> N
     times = [t for _, t in got]
     assert times == sorted(times) and times[-1] > times[0]
     assert listener.stats["audio_in"] >= len(got)
+
+
+def test_the_status_card_shows_the_transfer_under_way(make_peer) -> None:
+    a = make_peer("A")
+    report = {"direction": "out", "peer": "B", "name": "a.bin", "done": 2**20, "total": 2**22}
+    a._report_progress(report, force=True)
+    card = a._repr_html_()
+    assert "<progress max='1' value='0.250'>" in card and "↑ a.bin to B: 1.0 MiB of 4.0 MiB" in card
+    a._report_progress({**report, "done": 2**22})
+    assert a.progress == {} and "<progress" not in a._repr_html_()

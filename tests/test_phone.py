@@ -393,6 +393,23 @@ def test_a_message_in_several_parts_is_reassembled(make_phone, raw_peer) -> None
     assert phone.messages[-1].data == b"next"
 
 
+def test_progress_from_the_browser_reaches_the_trait_and_callbacks_and_clears_at_the_end(
+    make_phone, raw_peer
+) -> None:
+    phone = connected(make_phone("P"), raw_peer("A"))
+    heard: list[dict[str, Any]] = []
+    phone.on_progress(heard.append)
+    report = {"direction": "in", "peer": "A", "name": "a.bin", "done": 2**20, "total": 2**22, "rate": 2**20,
+              "eta": 3.0}  # fmt: skip
+    from_browser(phone, {"type": "progress", **report})
+    assert phone.progress == report and heard == [report]
+    from_browser(phone, {"type": "progress", **report, "done": 2**22, "eta": 0})
+    assert heard[-1]["done"] == 2**22 and phone.progress == {}  # over: nothing under way
+    from_browser(phone, {"type": "progress", "direction": "in"})  # malformed: logged, not applied
+    assert phone.progress == {} and len(heard) == 2
+    assert any(e["type"] == "protocol-error" for e in phone.log)
+
+
 def test_a_message_that_does_not_decode_is_reported_not_stored(make_phone, raw_peer) -> None:
     phone = connected(make_phone("P"), raw_peer("A"))
     from_browser(phone, {"type": "message", "peer": "A", "kind": "json", "last": True}, b"{broken")

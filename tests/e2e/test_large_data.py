@@ -19,12 +19,19 @@ def test_fifty_mebibytes_arrive_whole_and_in_order(lab: Lab, page: Page) -> None
     nb.run(
         "a.call('B')\nawait a.wait_for('connected', timeout=20)\nawait b.wait_for('connected', timeout=20)"
     )
+    nb.run("a_seen, b_seen = [], []\na.on_progress(a_seen.append); b.on_progress(b_seen.append)")
     nb.run(
         "big = os.urandom(50 * 2**20)\n"
         "text = 'ü' * (3 * 2**20)\n"  # a 6 MiB str: multi-byte characters cut across frame borders
         "a.send('before'); a.send(big); a.send(text); a.send({'after': True})\n"
     )
+    # While it travels, B's widget shows it coming: how much of how much, how fast, how long still.
+    progress = nb.phone("B").locator(".nbcall-progress")
+    expect(progress).to_contain_text("↓ a message from A", timeout=30_000)
+    expect(progress).to_contain_text("of 50.0 MiB")
+    expect(progress).to_contain_text("s left")
     nb.wait_until("len(b.messages) >= 4", timeout=60)
+    expect(progress).to_be_hidden()
     got = nb.value(
         "[(m.kind, m.size, hashlib.sha256(m.data if m.kind == 'bytes' else repr(m.data).encode()).hexdigest())"
         " for m in b.messages]"
@@ -37,4 +44,12 @@ def test_fifty_mebibytes_arrive_whole_and_in_order(lab: Lab, page: Page) -> None
     )
     assert got == expected
     assert nb.value("(a.error, b.error, a.state, b.state)") == ["", "", "connected", "connected"]
+    # And Python heard of it on both sides, ending at the whole payload, with the total known to the receiver.
+    for side, direction in (("a", "out"), ("b", "in")):
+        reports = nb.value(
+            f"[(p['direction'], p['done'], p['total']) for p in {side}_seen if p['total'] == len(big)]"
+        )
+        assert reports and {r[0] for r in reports} == {direction}, reports
+        assert reports[-1][1] == 50 * 2**20 and len(reports) > 2
+    assert nb.value("(a.progress, b.progress)") == [{}, {}]
     expect(nb.phone("B").locator(".nbcall-msg.nbcall-in").nth(1)).to_contain_text("52428800 bytes")

@@ -23,14 +23,21 @@ def open_seed_client(context: BrowserContext) -> Iterator[Callable[..., Page]]:
     http = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=http.serve_forever, daemon=True).start()
 
+    pages: list[Page] = []
+
     def open_page(signaling_url: str, user: str, media: bool = False) -> Page:
         query = urllib.parse.urlencode({"signaling": signaling_url, "id": user, "media": int(media)})
         page = context.new_page()
+        pages.append(page)
         page.goto(f"http://127.0.0.1:{http.server_port}/seed_client.html?{query}")
         page.wait_for_function("() => window.seed && window.seed.registered")
         return page
 
     yield open_page
+    for page in pages:  # what the seed app saw: shown when a test fails
+        if not page.is_closed():
+            print("seed app log:", page.evaluate("document.getElementById('out').textContent"))
+            print("seed app states:", page.evaluate("JSON.stringify(window.seed)"))
     http.shutdown()
     http.server_close()
 
@@ -65,7 +72,11 @@ def test_seed_client_calls_a_phone_and_a_phone_calls_the_seed_client(
     # The phone calls the seed client, which answers on its own.
     seed.evaluate("window.seed.received = []")
     nb.run("b.call('S')\nawait b.wait_for('connected', timeout=20)")
-    nb.wait_until("len(b.messages) >= 3")
+    try:
+        nb.wait_until("len(b.messages) >= 3")
+    except AssertionError:  # what the phone saw, next to the seed app's log printed by the fixture
+        print("phone log:", nb.value("[(e['dir'], e['type'], str(e['detail'])[:300]) for e in b.log[-30:]]"))
+        raise
     assert nb.value("b.messages[-1].data") == "Hello from S"
     nb.run("b.send('hello back')")
     seed.wait_for_function("() => window.seed.received.includes('hello back')")
