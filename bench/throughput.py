@@ -9,7 +9,8 @@ the same machine's wall clock):
 - Peer -> Peer: two processes (the receiver is a subprocess), as two scripts would be.
 - Peer -> Phone, Phone -> Peer: a Peer here, a Phone in a real JupyterLab + Chromium page.
 - Phone -> Phone: two phones in one notebook page.
-- ceiling: two RTCPeerConnections in one page, 64 KiB messages with bufferedAmount backpressure (no Python).
+- ceiling: two RTCPeerConnections in one page with bufferedAmount backpressure (no Python): with the phones'
+  64 KiB frames and 1 MiB queue, and with 256 KiB messages (SCTP's usual limit) and 4 or 16 MiB queued.
 
 Hops: "webrtc" is the data channel (for a browser end, until its last message event, or from its first
 channel send), "widget" the kernel <-> browser custom messages of a phone. Then the profile of a Peer -> Peer
@@ -65,7 +66,7 @@ PAGE_INIT_JS = """(() => {
   window.RTCPeerConnection.prototype = Native.prototype;
 })();"""
 
-CEILING_JS = """async (size) => {
+CEILING_JS = """async ([size, chunkSize, highWater]) => {
   const a = new RTCPeerConnection({iceServers: []}), b = new RTCPeerConnection({iceServers: []});
   a.onicecandidate = (e) => e.candidate && b.addIceCandidate(e.candidate);
   b.onicecandidate = (e) => e.candidate && a.addIceCandidate(e.candidate);
@@ -75,10 +76,10 @@ CEILING_JS = """async (size) => {
   await a.setLocalDescription(await a.createOffer()); await b.setRemoteDescription(a.localDescription);
   await b.setLocalDescription(await b.createAnswer()); await a.setRemoteDescription(b.localDescription);
   await new Promise((r) => { ch.onopen = r; });
-  const chunk = new Uint8Array(64 * 1024); ch.bufferedAmountLowThreshold = 512 * 1024;
+  const chunk = new Uint8Array(chunkSize); ch.bufferedAmountLowThreshold = highWater / 2;
   const t0 = performance.now();
   for (let sent = 0; sent < size; sent += chunk.length) {
-    if (ch.bufferedAmount > 1024 * 1024) await new Promise((r) => { ch.onbufferedamountlow = r; });
+    if (ch.bufferedAmount > highWater) await new Promise((r) => { ch.onbufferedamountlow = r; });
     ch.send(chunk);
   }
   const t1 = await got; a.close(); b.close();
@@ -315,8 +316,11 @@ def browser_paths(server_url: str, blob: bytes, size: int) -> dict[str, dict[str
                 "widget (browser -> kernel)": t_last - page_times["recv_last"] / 1000,
             },
         }
-        ceiling = page.evaluate(CEILING_JS, size)
-        results["ceiling: two connections in one page"] = {"seconds": ceiling, "hops": {"webrtc": ceiling}}
+        # The ceiling with the phones' frame size and queue (64 KiB, 1 MiB), then with larger ones.
+        for chunk, high_water in ((64 * 1024, MIB), (256 * 1024 - 1, 4 * MIB), (256 * 1024 - 1, 16 * MIB)):
+            ceiling = page.evaluate(CEILING_JS, [size, chunk, high_water])
+            name = f"ceiling: one page, {chunk // 1024} KiB messages, {high_water // MIB} MiB queued"
+            results[name] = {"seconds": ceiling, "hops": {"webrtc": ceiling}}
         browser.close()
     return results
 
@@ -348,10 +352,10 @@ def main() -> None:
     print(
         f"\n{args.mib} MiB, one message, from the send in Python to the receiver's Python having it whole\n"
     )
-    print(f"{'path':40} {'seconds':>8} {'MiB/s':>7}   time per hop (s)")
+    print(f"{'path':52} {'seconds':>8} {'MiB/s':>7}   time per hop (s)")
     for name, figures in results.items():
         hops = ", ".join(f"{hop} {seconds:.2f}" for hop, seconds in figures["hops"].items())
-        print(f"{name:40} {figures['seconds']:8.2f} {args.mib / figures['seconds']:7.2f}   {hops}")
+        print(f"{name:52} {figures['seconds']:8.2f} {args.mib / figures['seconds']:7.2f}   {hops}")
     profiled = peer_to_peer(server.url, blob[: 8 * MIB], profile=True)
     print(
         "\nProfile of a Peer -> Peer transfer of 8 MiB (own time per component, s; cProfile slows it down):"

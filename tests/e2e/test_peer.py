@@ -155,7 +155,12 @@ def test_peer_and_the_seed_client_call_each_other_with_plain_messages(
     seed.evaluate("window.seed.received = []")
     p.call("S")
     p.wait("connected", timeout=TIMEOUT)
-    wait_until(lambda: len(p.messages) >= 2, "the seed's greeting on the second call")
+    try:
+        wait_until(lambda: len(p.messages) >= 2, "the seed's greeting on the second call")
+    except AssertionError:  # what the Python peer saw, next to the seed app's log printed by the fixture
+        print("peer log:", [(e["dir"], e["type"], str(e["detail"])[:300]) for e in p.log[-30:]])
+        print("peer stats:", p.stats, p.rtc)
+        raise
     assert p.messages[-1].data == "Hello from S"
     p.send("hello back")
     seed.wait_for_function("() => window.seed.received.includes('hello back')")

@@ -16,6 +16,19 @@ from playwright.sync_api import BrowserContext, Page
 HERE = Path(__file__).parent
 
 
+# The seed app's data-channel statistics: whether the browser counts the messages it sent as sent.
+CHANNEL_STATS = """async () => {
+  const pc = window.seedConnection?.();
+  if (!pc) return "no connection";
+  const out = [];
+  (await pc.getStats()).forEach((r) => {
+    if (r.type === "data-channel") out.push({label: r.label, state: r.state, sent: r.messagesSent, received: r.messagesReceived});
+    if (r.type === "transport") out.push({dtls: r.dtlsState, ice: r.iceState, role: r.dtlsRole});
+  });
+  return JSON.stringify(out);
+}"""
+
+
 @pytest.fixture
 def open_seed_client(context: BrowserContext) -> Iterator[Callable[..., Page]]:
     """Serve the seed-style page from a web server of its own, as the seed's app is, on 127.0.0.1."""
@@ -38,6 +51,7 @@ def open_seed_client(context: BrowserContext) -> Iterator[Callable[..., Page]]:
         if not page.is_closed():
             print("seed app log:", page.evaluate("document.getElementById('out').textContent"))
             print("seed app states:", page.evaluate("JSON.stringify(window.seed)"))
+            print("seed app channel stats:", page.evaluate(CHANNEL_STATS))
     http.shutdown()
     http.server_close()
 
