@@ -50,10 +50,11 @@ _BROWSER_DEFAULTS = {
     "max_chat": 200,
     "stats_interval_ms": 1000,
     "stats_history": 60,
-    # 64 KiB frames fit every browser's SCTP message limit; 1 MiB queued keeps the channel busy without
-    # piling a whole payload into the browser's send buffer.
-    "frame_size": 64 * 1024,
-    "high_water": 1024 * 1024,
+    # Frames of 256 KiB (cut to the peer's SCTP max-message-size when it is smaller) and 4 MiB queued moved
+    # 16 MiB/s between two connections in one page where 64 KiB and 1 MiB moved 5 (bench/throughput.py);
+    # Chrome refuses to queue more than 16 MiB, and a deeper queue gained nothing.
+    "frame_size": 256 * 1024,
+    "high_water": 4 * 1024 * 1024,
     # Received messages reach Python in parts: Jupyter's websocket refuses messages over 10 MiB by default.
     "part_size": 4 * 1024 * 1024,
 }
