@@ -19,11 +19,11 @@ from test_seed_client import open_seed_client  # noqa: F401 (a fixture)
 from nbcall import CallError, Peer
 
 TIMEOUT = 20.0
-BLOB = "random.Random(7).randbytes(8 * 2**20)"
+BLOB = "random.Random(7).randbytes(50 * 2**20)"
 
 
 def blob() -> bytes:
-    return random.Random(7).randbytes(8 * 2**20)
+    return random.Random(7).randbytes(50 * 2**20)
 
 
 def wait_until(condition: Callable[[], object], what: str, timeout: float = TIMEOUT) -> None:
@@ -48,7 +48,7 @@ def open_phone(
     return nb, str(nb.value("b.server_url"))
 
 
-def test_peer_and_phone_call_each_other_with_typed_data_and_eight_mebibytes_both_ways(
+def test_peer_and_phone_call_each_other_with_typed_data_and_fifty_mebibytes_both_ways(
     lab: Lab, page: Page, peers: list[Peer]
 ) -> None:
     nb, url = open_phone(lab, page, "peer-phone.ipynb")
@@ -71,7 +71,7 @@ def test_peer_and_phone_call_each_other_with_typed_data_and_eight_mebibytes_both
     )
     assert got[:3] == [["str", "P", "hi"], ["bytes", "P", "b'\\x00\\xff'"], ["json", "P", {"x": [1, 2]}]]
     assert nb.value("hashlib.sha256(b.messages[3].data).hexdigest()") == hashlib.sha256(big).hexdigest()
-    expect(nb.phone("B").locator(".nbcall-msg.nbcall-in").last).to_contain_text("8388608 bytes")
+    expect(nb.phone("B").locator(".nbcall-msg.nbcall-in").last).to_contain_text("52428800 bytes")
 
     nb.run(f"b.send('hello P'); b.send([1, None]); b.send({BLOB})")
     wait_until(lambda: len(p.messages) >= 3, "the phone's messages in Python", 30)
