@@ -16,6 +16,8 @@ from playwright.sync_api import BrowserContext, Page
 HERE = Path(__file__).parent
 
 
+# The seed app is registered once the server confirmed it (a reloaded app takes its ID back).
+SEED_REGISTERED = "() => window.seed && window.seed.ignored.includes('registered')"
 # The seed app's data-channel statistics: whether the browser counts the messages it sent as sent.
 CHANNEL_STATS = """async () => {
   const pc = window.seedConnection?.();
@@ -43,7 +45,7 @@ def open_seed_client(context: BrowserContext) -> Iterator[Callable[..., Page]]:
         page = context.new_page()
         pages.append(page)
         page.goto(f"http://127.0.0.1:{http.server_port}/seed_client.html?{query}")
-        page.wait_for_function("() => window.seed && window.seed.registered")
+        page.wait_for_function(SEED_REGISTERED)
         return page
 
     yield open_page
@@ -83,8 +85,12 @@ def test_seed_client_calls_a_phone_and_a_phone_calls_the_seed_client(
     nb.run("await b.wait_for('ended', timeout=20)")
     assert "closed" in nb.value("b.error")
 
-    # The phone calls the seed client, which answers on its own.
-    seed.evaluate("window.seed.received = []")
+    # The phone calls the seed client, which answers on its own: a fresh seed app, as in the media test. In the
+    # same page, right after its own pc.close(), the app's greeting on the new connection went missing in 2 of
+    # 5 full e2e runs (the app logged it as sent; once an nbcall phone, once a Python peer missed it), and in
+    # none of 100 runs of that sequence alone; the logs printed here are there to catch it if it comes back.
+    seed.reload()
+    seed.wait_for_function(SEED_REGISTERED)
     nb.run("b.call('S')\nawait b.wait_for('connected', timeout=20)")
     try:
         nb.wait_until("len(b.messages) >= 3")
@@ -96,7 +102,7 @@ def test_seed_client_calls_a_phone_and_a_phone_calls_the_seed_client(
     seed.wait_for_function("() => window.seed.received.includes('hello back')")
     nb.run("b.hangup()")
     # Messages the seed client does not know (presence, hangup) are ignored by it, as old clients should.
-    assert "hangup" in seed.evaluate("window.seed.ignored")
+    seed.wait_for_function("() => window.seed.ignored.includes('hangup')")
 
 
 REMOTE_VIDEO_WIDTH = """user => {
@@ -122,7 +128,7 @@ def test_seed_media_client_and_a_video_phone_see_each_other_both_ways(
     nb.run("try:\n    await v.wait_for('idle', timeout=30)\nexcept nbcall.CallError as e:\n    print(e)")
 
     seed.reload()  # a fresh seed app, then the phone calls it
-    seed.wait_for_function("() => window.seed && window.seed.registered")
+    seed.wait_for_function(SEED_REGISTERED)
     nb.wait_until("'M' in v.peers")
     nb.run("v.call('M')\nawait v.wait_for('connected', timeout=20)")
     page.wait_for_function(f"() => ({REMOTE_VIDEO_WIDTH})('V') > 0", timeout=20_000)
