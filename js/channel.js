@@ -71,11 +71,12 @@ export function drained(channel) {
 /**
  * A receiver for one channel: feed it each `message` event's data; it calls `onMessage` with every whole
  * message. With a framed peer, binary frames are reassembled (a broken frame throws, and the next message
- * decodes), and `onPartial(done, total)` hears of a message still arriving (`total` null when its length was
- * not announced); text frames are always plain str messages.
+ * decodes), and `onPartial(done, total, frames)` hears of a message still arriving (`total` null when its
+ * length was not announced; `frames.take()` hands over what arrived so far, and `onMessage` then gets the rest);
+ * text frames are always plain str messages.
  * @param {() => boolean} framed read when each frame arrives: the peer says so only in its answer
  * @param {(kind: Kind, payload: Uint8Array<ArrayBuffer>) => void} onMessage
- * @param {(done: number, total: number | null) => void} [onPartial]
+ * @param {(done: number, total: number | null, frames: FrameDecoder) => void} [onPartial]
  * @returns {(data: string | ArrayBuffer) => void}
  */
 export function receiver(framed, onMessage, onPartial) {
@@ -86,7 +87,7 @@ export function receiver(framed, onMessage, onPartial) {
     if (!framed()) return onMessage("bytes", bytes);
     const message = frames.push(bytes);
     if (message) onMessage(message.kind, /** @type {Uint8Array<ArrayBuffer>} */ (message.payload));
-    else if (frames.pending) onPartial?.(frames.pending, frames.expected);
+    else if (frames.pending) onPartial?.(frames.pending, frames.expected, frames);
   };
 }
 

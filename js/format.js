@@ -114,10 +114,13 @@ export function candidateText(c) {
   return c ? `${c.type} ${c.protocol} ${c.address}:${c.port}` : undefined;
 }
 
-/** A binary message in the chat: its size and first 16 bytes in hex. @param {Uint8Array} bytes */
-export function previewBytes(bytes) {
+/**
+ * A binary message in the chat: its size and first 16 bytes in hex.
+ * @param {Uint8Array} bytes the message, or at least its start @param {number} [size] its whole size
+ */
+export function previewBytes(bytes, size = bytes.length) {
   const head = Array.from(bytes.subarray(0, 16), (b) => b.toString(16).padStart(2, "0")).join(" ");
-  return `${bytes.length} bytes: ${head}${bytes.length > 16 ? " …" : ""}`;
+  return `${size} bytes: ${head}${size > 16 ? " …" : ""}`;
 }
 
 /**

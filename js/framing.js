@@ -64,6 +64,27 @@ export class FrameDecoder {
     this.pending = 0;
     /** That message's announced length (extension "length"), or null when not announced. @type {number | null} */
     this.expected = null;
+    /** Whether a message is under way (more frames are due). */
+    this.open = false;
+    /** Payload bytes held now: pending minus what take() handed over. */
+    this.held = 0;
+  }
+
+  /** The kind of the message under way. @returns {Kind} */
+  get kindName() {
+    return KINDS[this.kind - 1];
+  }
+
+  /**
+   * Hand over the payload held so far of the message under way, as a standalone copy; its last frame then
+   * brings only the rest. (A receiver passes a large message on in parts while it arrives.)
+   * @returns {Uint8Array<ArrayBuffer>}
+   */
+  take() {
+    const taken = concat(this.chunks, true);
+    this.chunks = [];
+    this.held = 0;
+    return taken;
   }
 
   /**
@@ -74,7 +95,7 @@ export class FrameDecoder {
   push(frame) {
     if (frame.length === 0) throw new Error("empty frame: an nbcall frame has at least its kind byte");
     if (frame[0] === LENGTH) {
-      if (this.chunks.length) {
+      if (this.open) {
         this.reset(); // drop the broken message, so that the next one decodes
         throw new Error("length frame inside a message");
       }
@@ -84,14 +105,16 @@ export class FrameDecoder {
     }
     const code = frame[0] & ~MORE;
     if (code < 1 || code > KINDS.length) throw new Error(`unknown message kind byte ${frame[0]}`);
-    if (this.chunks.length && code !== this.kind) {
+    if (this.open && code !== this.kind) {
       this.reset();
       throw new Error(`frame of kind ${code} inside a message of kind ${this.kind}`);
     }
     this.kind = code;
     this.chunks.push(frame.subarray(1));
     this.pending += frame.length - 1;
-    if (frame[0] & MORE) return null;
+    this.held += frame.length - 1;
+    this.open = Boolean(frame[0] & MORE);
+    if (this.open) return null;
     const payload = concat(this.chunks);
     this.reset();
     return { kind: KINDS[code - 1], payload };
@@ -100,16 +123,18 @@ export class FrameDecoder {
   reset() {
     this.chunks = [];
     this.pending = 0;
+    this.held = 0;
     this.expected = null;
+    this.open = false;
   }
 }
 
 /**
- * @param {Uint8Array[]} parts
- * @returns {Uint8Array}
+ * @param {Uint8Array[]} parts @param {boolean} [copy] always a new buffer, even for one part
+ * @returns {Uint8Array<ArrayBuffer>}
  */
-function concat(parts) {
-  if (parts.length === 1) return parts[0];
+function concat(parts, copy = false) {
+  if (parts.length === 1 && !copy) return /** @type {Uint8Array<ArrayBuffer>} */ (parts[0]);
   const total = parts.reduce((n, p) => n + p.length, 0);
   const out = new Uint8Array(total);
   let offset = 0;

@@ -20,6 +20,7 @@ import { summarizeStats } from "./stats.js";
  * @typedef {import("./media.js").Wanted} Wanted
  * @typedef {import("./stats.js").StatsSummary} StatsSummary
  * @typedef {"rtc" | "stats" | "media"} PeerEvent
+ * @typedef {{bytes: number, head: Uint8Array}} Streamed the parts of a message already passed on, and its start
  */
 
 /**
@@ -36,7 +37,8 @@ import { summarizeStats } from "./stats.js";
  *   releaseMedia: (link: PeerLink) => void,
  *   dropTrack: (link: PeerLink, track: MediaStreamTrack) => void,
  *   mediaChanged: (errors?: MediaError[]) => void,
- *   received: (peer: string, kind: Kind, payload: Uint8Array<ArrayBuffer>) => void,
+ *   received: (peer: string, kind: Kind, payload: Uint8Array<ArrayBuffer>, streamed: Streamed | null) => void,
+ *   streamed: (peer: string, kind: Kind, part: Uint8Array<ArrayBuffer>, first: boolean) => void,
  *   partial: (peer: string, direction: "in" | "out", done: number, total: number | null) => void,
  *   fail: (peer: string, err: unknown) => void,
  * }} PeerHost
@@ -328,10 +330,26 @@ export class PeerLink {
     // The first channel carries what we send; every channel's messages are received (any label).
     if (!this.channel) this.channel = channel;
     channel.binaryType = "arraybuffer";
+    // A large message goes on to Python in parts while it arrives, rather than after: the kernel hop then
+    // overlaps the data channel's, and the page never holds more than a part of it.
+    /** @type {Streamed | null} */
+    let streamed = null;
     const receive = receiver(
       () => this.framed,
-      (kind, payload) => this.host.received(this.peer, kind, payload),
-      (done, total) => this.host.partial(this.peer, "in", done, total),
+      (kind, payload) => {
+        const passed = streamed;
+        streamed = null;
+        this.host.received(this.peer, kind, payload, passed);
+      },
+      (done, total, frames) => {
+        this.host.partial(this.peer, "in", done, total);
+        if (frames.held < this.host.settings().part_size) return;
+        const part = frames.take();
+        const first = !streamed;
+        streamed ??= { bytes: 0, head: part.slice(0, 2000) };
+        streamed.bytes += part.length;
+        this.host.streamed(this.peer, frames.kindName, part, first);
+      },
     );
     channel.onopen = () => {
       if (this.closed) return;
@@ -353,6 +371,7 @@ export class PeerLink {
       try {
         receive(e.data);
       } catch (err) {
+        streamed = null; // the broken message's parts never get their last one: Python drops them
         this.host.fail(this.peer, err);
       }
     };

@@ -145,7 +145,8 @@ export class BrowserPhone extends EventTarget {
         if (!others.some((l) => l.sentTracks().includes(track))) this.media.drop(track);
       },
       mediaChanged: (errors) => this.reportMedia(errors),
-      received: (peer, kind, payload) => this.receive(peer, kind, payload),
+      received: (peer, kind, payload, streamed) => this.receive(peer, kind, payload, streamed),
+      streamed: (peer, kind, part, first) => this.link.tell("message", { peer, kind, last: false, first }, [part.buffer]),
       partial: (peer, direction, done, total) => this.transfers.partial(direction, peer, done, total),
       fail: (peer, err) => this.fail(peer, err),
     };
@@ -219,13 +220,20 @@ export class BrowserPhone extends EventTarget {
   }
 
   /**
-   * A whole message arrived from `peer`: show it, and pass it to Python in parts.
-   * @param {string} peer @param {Kind} kind @param {Uint8Array<ArrayBuffer>} payload
+   * A message from `peer` is whole: show it, and pass (the rest of) it to Python in parts.
+   * @param {string} peer @param {Kind} kind @param {Uint8Array<ArrayBuffer>} payload all of it, or what
+   *   followed the parts already `streamed` to Python
+   * @param {import("./peer.js").Streamed | null} [streamed]
    */
-  receive(peer, kind, payload) {
-    this.addChat("in", kind, payload, peer, this.transfers.message("in", peer, kind, payload));
+  receive(peer, kind, payload, streamed = null) {
+    const size = (streamed?.bytes ?? 0) + payload.length;
+    const head = streamed?.head ?? payload;
+    this.addChat("in", kind, head, size, peer, this.transfers.message("in", peer, kind, size, head));
     const all = parts(payload, this.link.settings.part_size);
-    all.forEach((part, i) => this.link.tell("message", { peer, kind, last: i === all.length - 1 }, [part]));
+    all.forEach((part, i) => {
+      const fields = { peer, kind, last: i === all.length - 1, first: i === 0 && !streamed };
+      this.link.tell("message", fields, [part]);
+    });
   }
 
   /** Send text typed in the widget to `to`, or to every peer. @param {string} text @param {string} [to] */
@@ -253,9 +261,9 @@ export class BrowserPhone extends EventTarget {
       let shown = /** @type {ReturnType<Transfers["message"]> | null} */ (null);
       results.forEach((r, i) => {
         const peer = links[i]?.peer;
-        if (r.status === "fulfilled" && peer) shown = this.transfers.message("out", peer, kind, payload);
+        if (r.status === "fulfilled" && peer) shown = this.transfers.message("out", peer, kind, payload.length, payload);
       });
-      if (shown) this.addChat("out", kind, payload, to ?? "", shown);
+      if (shown) this.addChat("out", kind, payload, payload.length, to ?? "", shown);
       for (const r of results) {
         if (r.status === "fulfilled") continue;
         const message = r.reason instanceof Error ? r.reason.message : String(r.reason);
@@ -276,12 +284,12 @@ export class BrowserPhone extends EventTarget {
 
   /**
    * A chat row for a message, or for the file step it is (a file's chunks and end show no row of their own).
-   * @param {"in" | "out"} dir @param {Kind} kind @param {Uint8Array} payload @param {string} peer
-   * @param {ReturnType<Transfers["message"]>} [shown]
+   * @param {"in" | "out"} dir @param {Kind} kind @param {Uint8Array} head the message, or at least its start
+   * @param {number} size @param {string} peer @param {ReturnType<Transfers["message"]>} [shown]
    */
-  addChat(dir, kind, payload, peer, shown = "message") {
+  addChat(dir, kind, head, size, peer, shown = "message") {
     if (shown === "hidden") return;
-    let text = kind === "bytes" ? previewBytes(payload) : decoder.decode(payload.subarray(0, 2000));
+    let text = kind === "bytes" ? previewBytes(head, size) : decoder.decode(head.subarray(0, 2000));
     /** @type {ChatEntry["kind"]} */
     let rowKind = kind;
     if (shown !== "message") {
@@ -290,7 +298,7 @@ export class BrowserPhone extends EventTarget {
         : shown.ok ? `${shown.file}: received whole, sha256 checked` : `${shown.file}: failed: ${shown.error ?? "refused"}`;
     }
     /** @type {ChatEntry} */
-    const entry = { t: Date.now(), dir, kind: rowKind, text, size: payload.length, peer, room: Boolean(this.model.get("room")) };
+    const entry = { t: Date.now(), dir, kind: rowKind, text, size, peer, room: Boolean(this.model.get("room")) };
     this.chat.push(entry);
     const keep = this.link.settings.max_chat;
     if (this.chat.length > keep) this.chat.splice(0, this.chat.length - keep);

@@ -178,10 +178,13 @@ function fakeModel(traits) {
     off(event, cb) {
       listeners.get(event)?.delete(cb);
     },
-    /** @param {Record<string, unknown>} content */
-    send(content) {
+    /** The byte lengths of the buffers sent with each message that had some. @type {number[][]} */
+    buffers: [],
+    /** @param {Record<string, unknown>} content @param {unknown} [_callbacks] @param {ArrayBuffer[]} [buffers] */
+    send(content, _callbacks, buffers) {
       if (content.type === "batch") sent.push(.../** @type {Record<string, unknown>[]} */ (content.messages));
       else sent.push(content);
+      if (buffers) this.buffers.push(buffers.map((b) => b.byteLength));
     },
     /** @param {unknown} content @param {DataView[]} [buffers] */
     python(content, buffers = []) {
@@ -545,4 +548,29 @@ test("a file arriving is one chat row, its progress reaches Python, and the verd
   model.python({ type: "send", id: 1, kind: "json", to: "B" }, [new DataView(verdict.buffer)]);
   await settle();
   assert.deepEqual(phone.chat.at(-1) && [phone.chat.at(-1)?.dir, phone.chat.at(-1)?.text], ["out", "a.bin: received whole, sha256 checked"]);
+});
+
+test("a large message goes to Python in parts while it arrives, first part marked, and shows whole in the chat", async () => {
+  const settings = { max_log: 500, max_chat: 200, stats_interval_ms: 1000, stats_history: 60, frame_size: 65536, high_water: 1 << 20, part_size: 100_000 };
+  const { model, phone } = newPhone({ user_id: "A", audio: false, video: false, _settings: settings });
+  model.python({ type: "start_call", peer: "B", ice_servers: [] });
+  await settle();
+  const answer = { type: "answer", from: "B", sdp: JSON.stringify({ type: "answer", sdp: "" }), framing: "nbcall/1", framing_ext: ["length"] };
+  model.python({ type: "remote", peer: "B", signal: answer });
+  await settle();
+  const channel = openChannel(FakePC.all[0]);
+  const payload = new Uint8Array(300_000).map((_, i) => i % 251);
+  const frames = [...encodeFrames("bytes", payload, 65536, true)];
+  for (const frame of frames.slice(0, -1)) channel.onmessage?.({ data: frame.slice().buffer });
+  await settle();
+  // Two parts went before the last frame came: the page holds at most a part and a frame of it.
+  const parts = () => model.sent.filter((m) => m.type === "message");
+  assert.deepEqual(parts().map((m) => [m.first, m.last]), [[true, false], [false, false]]);
+  assert.equal(phone.chat.length, 0);
+  channel.onmessage?.({ data: frames.at(-1)?.slice().buffer });
+  await settle();
+  assert.deepEqual(parts().map((m) => [m.first, m.last]), [[true, false], [false, false], [false, true]]);
+  assert.deepEqual(model.buffers.flat(), [131_070, 131_070, 37_860]);
+  assert.equal(phone.chat.at(-1)?.text, "300000 bytes: 00 01 02 03 04 05 06 07 08 09 0a 0b 0c 0d 0e 0f …");
+  assert.equal(phone.chat.at(-1)?.size, 300_000);
 });

@@ -41,24 +41,25 @@ export class Transfers {
    * A whole message passed (sent, or received): a file's start, chunk or end moves that file on.
    * Returns what a chat shows for it: the message itself ("message"), nothing ("hidden": a file's chunk or
    * end), or a file row ({file: ...}).
-   * @param {Direction} direction @param {string} peer @param {string} kind @param {Uint8Array} payload
+   * @param {Direction} direction @param {string} peer @param {string} kind @param {number} size
+   * @param {Uint8Array} head the message, or at least its start (a file step is small, so whole)
    * @returns {"message" | "hidden" | {file: string, size?: number, ok?: boolean, error?: string}}
    */
-  message(direction, peer, kind, payload) {
+  message(direction, peer, kind, size, head) {
     const key = `${direction}:${peer}`;
     const file = this.files.get(key);
     if (kind === "bytes" && file) {
-      file.done += payload.length;
+      file.done += size;
       this.started.delete(key);
       if (file.size >= PROGRESS_MIN) this.update(direction, peer, file.name, file.done, file.size, file.started);
       return "hidden";
     }
-    const control = kind === "json" && payload.length < 4096 ? fileControl(payload) : null;
+    const control = kind === "json" && size < 4096 ? fileControl(head) : null;
     if (!control) {
       const started = this.started.get(key);
       if (started !== undefined) {
         this.started.delete(key);
-        this.finish(direction, peer, null, payload.length, payload.length, started);
+        this.finish(direction, peer, null, size, size, started);
       }
       return "message";
     }

@@ -6,6 +6,8 @@ import { PROGRESS_MIN, Transfers, fileControl } from "./progress.js";
 
 const MiB = 1024 * 1024;
 const json = (/** @type {unknown} */ v) => new TextEncoder().encode(JSON.stringify(v));
+/** A whole small message as message() takes it: its size and itself. @param {Uint8Array} b @returns {[number, Uint8Array]} */
+const sized = (b) => [b.length, b];
 
 function setup() {
   const clock = { t: 0 };
@@ -28,7 +30,7 @@ test("a large message arriving: bytes done, rate and time left, then nothing sho
   assert.equal(mid?.rate, 2 * MiB); // 2 MiB in the second since the first frame
   assert.equal(mid?.eta, 1);
   clock.t = 3000;
-  assert.equal(transfers.message("in", "B", "bytes", new Uint8Array(4 * MiB)), "message");
+  assert.equal(transfers.message("in", "B", "bytes", 4 * MiB, new Uint8Array(0)), "message");
   assert.equal(shown.at(-1), null);
   assert.deepEqual(told.map((r) => r.done), [1 * MiB, 2 * MiB, 4 * MiB]);
   assert.equal(told.at(-1)?.eta, 0);
@@ -37,7 +39,7 @@ test("a large message arriving: bytes done, rate and time left, then nothing sho
 test("small messages report nothing; a length not announced leaves the time left unknown", () => {
   const { shown, transfers } = setup();
   transfers.partial("in", "B", 1000, 2000);
-  assert.equal(transfers.message("in", "B", "str", new Uint8Array(2000)), "message");
+  assert.equal(transfers.message("in", "B", "str", 2000, new Uint8Array(0)), "message");
   assert.equal(shown.length, 0);
   transfers.partial("in", "B", 2 * MiB, null);
   assert.equal(shown.at(-1)?.eta, null);
@@ -54,20 +56,20 @@ test("reports to Python come at most every 100 ms, and the last one always", () 
 
 test("a file is followed across its start, chunks and end; its chat shows one row and the verdict", () => {
   const { clock, shown, transfers } = setup();
-  const start = transfers.message("out", "B", "json", json({ nbcall_file: "start", id: "f1", name: "a.bin", size: 3 * MiB }));
+  const start = transfers.message("out", "B", "json", ...sized(json({ nbcall_file: "start", id: "f1", name: "a.bin", size: 3 * MiB })));
   assert.deepEqual(start, { file: "a.bin", size: 3 * MiB });
   clock.t = 1000;
-  assert.equal(transfers.message("out", "B", "bytes", new Uint8Array(MiB)), "hidden");
+  assert.equal(transfers.message("out", "B", "bytes", MiB, new Uint8Array(0)), "hidden");
   transfers.partial("out", "B", MiB / 2, MiB);
   assert.deepEqual([shown.at(-1)?.name, shown.at(-1)?.done, shown.at(-1)?.total], ["a.bin", 1.5 * MiB, 3 * MiB]);
-  transfers.message("out", "B", "bytes", new Uint8Array(MiB));
-  transfers.message("out", "B", "bytes", new Uint8Array(MiB));
-  assert.equal(transfers.message("out", "B", "json", json({ nbcall_file: "end", id: "f1", sha256: "00" })), "hidden");
+  transfers.message("out", "B", "bytes", MiB, new Uint8Array(0));
+  transfers.message("out", "B", "bytes", MiB, new Uint8Array(0));
+  assert.equal(transfers.message("out", "B", "json", ...sized(json({ nbcall_file: "end", id: "f1", sha256: "00" }))), "hidden");
   assert.equal(shown.at(-1), null);
-  const verdict = transfers.message("in", "B", "json", json({ nbcall_file: "verdict", id: "f1", ok: false, error: "checksum mismatch" }));
+  const verdict = transfers.message("in", "B", "json", ...sized(json({ nbcall_file: "verdict", id: "f1", ok: false, error: "checksum mismatch" })));
   assert.deepEqual(verdict, { file: "a.bin", ok: false, error: "checksum mismatch" });
   // Bytes after the end are a message of their own again.
-  assert.equal(transfers.message("out", "B", "bytes", new Uint8Array(3)), "message");
+  assert.equal(transfers.message("out", "B", "bytes", 3, new Uint8Array(0)), "message");
 });
 
 test("only nbcall file messages are file steps", () => {

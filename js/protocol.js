@@ -46,7 +46,7 @@ export { spec };
  *   signal: {peer: string, signal: Signal},
  *   rtc: {peer: string, name: string, value: unknown},
  *   channel: {peer: string, state: "open" | "closed", label: string, framed?: boolean},
- *   message: {peer: string, kind: Kind, last: boolean},
+ *   message: {peer: string, kind: Kind, last: boolean, first?: boolean},
  *   send_failed: {id: number | string, message: string},
  *   progress: import("./progress.js").Report,
  *   stats: {peer: string, stats: import("./stats.js").StatsSummary},

@@ -682,6 +682,8 @@ class Phone(CallAdapter, anywidget.AnyWidget):
 
     def _on_browser_message(self, content: dict[str, Any], buffers: list[bytes]) -> None:
         sender = content["peer"]
+        if content.get("first"):  # a new message: parts of one cut off (its call ended) are dropped
+            self._parts.pop(sender, None)
         parts = self._parts.setdefault(sender, [])
         parts.extend(bytes(b) for b in buffers)
         if not content["last"]:

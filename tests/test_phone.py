@@ -410,6 +410,15 @@ def test_progress_from_the_browser_reaches_the_trait_and_callbacks_and_clears_at
     assert any(e["type"] == "protocol-error" for e in phone.log)
 
 
+def test_parts_of_a_message_cut_off_are_dropped_when_the_next_message_begins(make_phone, raw_peer) -> None:
+    phone = connected(make_phone("P"), raw_peer("A"))
+    part = {"type": "message", "peer": "A", "kind": "bytes"}
+    from_browser(phone, {**part, "last": False, "first": True}, b"stale ")  # its call ended here
+    from_browser(phone, {**part, "last": False, "first": True}, b"new ")
+    from_browser(phone, {**part, "last": True, "first": False}, b"message")
+    assert [m.data for m in phone.messages] == [b"new message"]
+
+
 def test_a_message_that_does_not_decode_is_reported_not_stored(make_phone, raw_peer) -> None:
     phone = connected(make_phone("P"), raw_peer("A"))
     from_browser(phone, {"type": "message", "peer": "A", "kind": "json", "last": True}, b"{broken")
