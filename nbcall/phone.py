@@ -50,9 +50,10 @@ _BROWSER_DEFAULTS = {
     "max_chat": 200,
     "stats_interval_ms": 1000,
     "stats_history": 60,
-    # Frames of 256 KiB (cut to the peer's SCTP max-message-size when it is smaller) and 4 MiB queued moved
-    # 16 MiB/s between two connections in one page where 64 KiB and 1 MiB moved 5 (bench/throughput.py);
-    # Chrome refuses to queue more than 16 MiB, and a deeper queue gained nothing.
+    # Frames of 256 KiB (cut to the peer's SCTP max-message-size when it is smaller) with 4 MiB queued: a
+    # quarter of the sends and message events of 64 KiB frames. On a quiet machine both move the same 13-20
+    # MiB/s (bench/throughput.py); in a loaded run two connections in one page moved 16 MiB/s with these and 5
+    # with 64 KiB and 1 MiB queued. Chrome refuses to queue more than 16 MiB.
     "frame_size": 256 * 1024,
     "high_water": 4 * 1024 * 1024,
     # Received messages reach Python in parts: Jupyter's websocket refuses messages over 10 MiB by default.
