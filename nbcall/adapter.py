@@ -39,6 +39,8 @@ class CallAdapter:
     _armed: float | None
     _progress: ProgressReporter
     user_id: str
+    server_url: str
+    set_trait: Callable[[str, Any], None]  # from traitlets.HasTraits, which every adapter also is
 
     def _carry_out(self) -> None:
         raise NotImplementedError
@@ -174,6 +176,9 @@ class CallAdapter:
             if online:
                 self._log_entry("in", "registered", detail)
                 self._machine.registered(detail)
+                client = getattr(self, "_client", None)
+                if client is not None and client.url != self.server_url:
+                    self.set_trait("server_url", client.url)  # failed over: the node it is registered at now
             elif self._closing or kernel.shutting_down():
                 self._machine.signaling_lost(None)  # we closed it: not a lost connection
             else:

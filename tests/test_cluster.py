@@ -368,3 +368,19 @@ async def test_nodes_share_a_redis_that_wants_a_password_over_tls(
         for n in started:
             n.stop()
         redis_tls.stop()
+
+
+def test_a_phone_that_fails_over_says_which_node_it_is_registered_at(nodes: list[Node]) -> None:
+    from nbcall import Phone
+
+    n1, n2 = nodes
+    phone = Phone("F", server=[n1.url, n2.url])
+    try:
+        assert phone.server_url == n1.url
+        n1.kill()
+        deadline = time.monotonic() + 15
+        while not (phone.online and phone.server_url == n2.url) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert phone.online and phone.server_url == n2.url, (phone.online, phone.server_url)
+    finally:
+        phone.close()

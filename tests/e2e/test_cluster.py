@@ -61,6 +61,7 @@ def test_a_call_across_two_nodes_outlives_one_node_killed_and_its_phone_moves_ke
     nb.wait_until("b.online and a.online and registry.hget('nbcall:owner', 'B') == 'n1'", timeout=20)
     elapsed = time.monotonic() - killed
     assert owners.hget("nbcall:owner", "B") == "n1"
+    assert nb.value("b.server_url") == n1.url  # the phone says where it is registered now
     assert nb.value("(a.state, b.state, a.peers, b.peers)") == ["connected", "connected", ["B"], ["A"]]
     nb.run("a.send('after, from A'); b.send('after, from B')")
     nb.wait_until("a.messages[-1].data == 'after, from B' and b.messages[-1].data == 'after, from A'")
