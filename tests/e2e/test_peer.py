@@ -243,3 +243,48 @@ def test_files_go_both_ways_between_a_peer_and_a_browser_phone_checked_by_sha256
     assert message.sha256 == hashlib.sha256(expected).hexdigest() == nb.value("v['files'][0]['sha256']")
     nb.run("b.hangup()")
     p.wait("ended", timeout=TIMEOUT)
+
+
+def test_a_python_peer_and_two_browser_phones_make_a_room_both_ways(
+    lab: Lab, page: Page, peers: list[Peer]
+) -> None:
+    cell = "a = nbcall.Phone('A'); b = nbcall.Phone('B'); display(a, b)"
+    nb = lab.run_notebook(page, "peer-room.ipynb", ["import nbcall, asyncio\n" + cell], phones=("A", "B"))
+    url = str(nb.value("a.server_url"))
+    p = Peer("P", server=url)
+    peers.append(p)
+    nb.wait_until("'P' in a.peers")
+
+    # A browser phone invites the Python peer and the other phone: P joins a mesh of browsers.
+    nb.run("a.invite('B', 'P')\nawait b.wait_for('ringing')\nb.answer()")
+    p.wait("ringing", timeout=TIMEOUT)
+    assert p.invitation["from"] == "A"
+    p.answer()
+    assert sorted(p.wait_members(timeout=TIMEOUT)) == ["A", "B"]
+    nb.run("await a.wait_for_members('B', 'P', timeout=20)\nawait b.wait_for_members('A', 'P', timeout=20)")
+    assert p.connections == {"A": "connected", "B": "connected"}
+
+    # Data every way: the Python peer to one member and to all, the browsers to it.
+    p.send("to A only", to="A")
+    p.send({"to": "all"})
+    nb.run("a.send('from A', to='P'); b.send(b'from B', to='P')")
+    nb.wait_until("len(a.messages) >= 2 and len(b.messages) >= 1")
+    assert nb.value("[(m.sender, m.data) for m in a.messages]") == [["P", "to A only"], ["P", {"to": "all"}]]
+    assert nb.value("[(m.sender, m.data) for m in b.messages]") == [["P", {"to": "all"}]]
+    wait_until(lambda: len(p.messages) >= 2, "the browsers' messages in Python")
+    assert sorted((m.sender, m.kind) for m in p.messages) == [("A", "str"), ("B", "bytes")]
+
+    # The Python peer leaves; the browsers' room goes on without it.
+    p.leave()
+    nb.wait_until("a.members == ['A', 'B'] and b.members == ['A', 'B']", timeout=20)
+    nb.run("a.send('still here')")
+    nb.wait_until("b.messages[-1].data == 'still here'")
+
+    # And a Python peer can make the room: P invites both browser phones.
+    nb.run("a.leave(); b.leave()")
+    p.invite("A", "B")
+    nb.run("await a.wait_for('ringing')\na.answer()\nawait b.wait_for('ringing')\nb.answer()")
+    assert sorted(p.wait_members(timeout=TIMEOUT)) == ["A", "B"]
+    nb.run("await a.wait_for_members('B', 'P', timeout=20)")
+    p.send("hello room")
+    nb.wait_until("a.messages[-1].data == 'hello room' and b.messages[-1].data == 'hello room'")
