@@ -24,7 +24,17 @@ def test_lesson_runs_without_errors(lab: Lab, page: Page, name: str) -> None:
         .filter((c) => c.type === 'code')
         .map((c) => ({count: c.executionCount, outputs: c.outputs.toJSON()}));
     }"""
-    page.wait_for_function(f"() => ({read_cells})().every((c) => c.count !== null)", timeout=120_000)
+    # Run-all stops at a cell that raised: the cells after it never run, so an error ends the wait too.
+    done = f"""() => {{
+      const cells = ({read_cells})();
+      return cells.every((c) => c.count !== null) || cells.some((c) => c.outputs.some((o) => o.output_type === 'error'));
+    }}"""
+    try:
+        page.wait_for_function(done, timeout=120_000)
+    finally:
+        cells = page.evaluate(read_cells)
+        ran = sum(c["count"] is not None for c in cells)
+        print(f"{name}: {ran} of {len(cells)} code cells ran; the outputs:", [c["outputs"] for c in cells])
     nb.wait_idle()
     cells = page.evaluate(read_cells)
     errors = [o for c in cells for o in c["outputs"] if o["output_type"] == "error"]
