@@ -519,16 +519,24 @@ test("an offer from a new session of the peer (it reconnected) replaces the link
   assert.equal(phone.peers.get("B")?.pc, FakePC.all[1]);
 });
 
-test("a file arriving is one chat row, its progress reaches Python, and the verdict sent back names it", async () => {
-  const MiB = 1024 * 1024;
-  const json = (/** @type {unknown} */ v) => new TextEncoder().encode(JSON.stringify(v));
-  const { model, phone } = newPhone({ user_id: "A", audio: false, video: false });
+/**
+ * Phone A in a call with B, an nbcall end that takes the "length" extension, its data channel open.
+ * @param {Record<string, unknown>} [traits]
+ */
+async function framedCall(traits = {}) {
+  const { model, phone } = newPhone({ user_id: "A", audio: false, video: false, ...traits });
   model.python({ type: "start_call", peer: "B", ice_servers: [] });
   await settle();
   const answer = { type: "answer", from: "B", sdp: JSON.stringify({ type: "answer", sdp: "" }), framing: "nbcall/1", framing_ext: ["length"] };
   model.python({ type: "remote", peer: "B", signal: answer });
   await settle();
-  const channel = openChannel(FakePC.all[0]);
+  return { model, phone, channel: openChannel(FakePC.all[0]) };
+}
+
+test("a file arriving is one chat row, its progress reaches Python, and the verdict sent back names it", async () => {
+  const MiB = 1024 * 1024;
+  const json = (/** @type {unknown} */ v) => new TextEncoder().encode(JSON.stringify(v));
+  const { model, phone, channel } = await framedCall();
   /** @param {"json" | "bytes"} kind @param {Uint8Array} payload */
   const deliver = (kind, payload) => {
     for (const frame of encodeFrames(kind, payload, 64 * 1024, true)) channel.onmessage?.({ data: frame.slice().buffer });
@@ -552,13 +560,7 @@ test("a file arriving is one chat row, its progress reaches Python, and the verd
 
 test("a large message goes to Python in parts while it arrives, first part marked, and shows whole in the chat", async () => {
   const settings = { max_log: 500, max_chat: 200, stats_interval_ms: 1000, stats_history: 60, frame_size: 65536, high_water: 1 << 20, part_size: 100_000 };
-  const { model, phone } = newPhone({ user_id: "A", audio: false, video: false, _settings: settings });
-  model.python({ type: "start_call", peer: "B", ice_servers: [] });
-  await settle();
-  const answer = { type: "answer", from: "B", sdp: JSON.stringify({ type: "answer", sdp: "" }), framing: "nbcall/1", framing_ext: ["length"] };
-  model.python({ type: "remote", peer: "B", signal: answer });
-  await settle();
-  const channel = openChannel(FakePC.all[0]);
+  const { model, phone, channel } = await framedCall({ _settings: settings });
   const payload = new Uint8Array(300_000).map((_, i) => i % 251);
   const frames = [...encodeFrames("bytes", payload, 65536, true)];
   for (const frame of frames.slice(0, -1)) channel.onmessage?.({ data: frame.slice().buffer });
