@@ -45,6 +45,17 @@ def notebook7(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
 
 
 @pytest.fixture(autouse=True)
+def fresh_kernels(request: pytest.FixtureRequest) -> Iterator[None]:
+    """After a test that used a Jupyter server, shut its kernels down: otherwise every notebook of the session
+    keeps its kernel, phones and signaling server, and the later tests share the two cores with them."""
+    yield
+    for name in ("lab", "notebook7"):
+        if name in request.fixturenames:
+            server: Lab = request.getfixturevalue(name)
+            server.shut_down_kernels()
+
+
+@pytest.fixture(autouse=True)
 def browser_console(request: pytest.FixtureRequest, page) -> Iterator[list[str]]:
     """Collect the page's console; on failure print it and save a screenshot, to see what the user saw."""
     lines: list[str] = []

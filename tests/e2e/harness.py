@@ -80,6 +80,18 @@ class Lab:
         notebook.wait_idle()
         return notebook
 
+    def shut_down_kernels(self) -> int:
+        """Shut down every kernel the server runs (a test's notebooks, with their phones and signaling
+        servers), so that the next test does not share the machine with them; returns how many there were."""
+        api = f"{self.url}/api/kernels"
+        with urllib.request.urlopen(f"{api}?token={TOKEN}", timeout=10) as reply:
+            kernels = json.load(reply)
+        for kernel in kernels:
+            request = urllib.request.Request(f"{api}/{kernel['id']}?token={TOKEN}", method="DELETE")
+            with contextlib.suppress(OSError):  # gone meanwhile: nothing to shut down
+                urllib.request.urlopen(request, timeout=30).close()
+        return len(kernels)
+
     def open(self, page: Page, name: str) -> Notebook:
         page.goto(f"{self.url}/{self.notebook_path}/{name}?token={TOKEN}&reset")
         notebook = Notebook(page, name)
