@@ -40,26 +40,20 @@ class ProgressReporter:
         self._started: dict[tuple[Any, ...], tuple[float, int]] = {}
 
     def report(self, progress: Report, *, force: bool = False) -> None:
-        """Publish ``progress`` (``{}``: nothing under way); a report without ``rate`` gets one computed."""
-        if not progress:
-            self._started.clear()
-            self._published_at.clear()
-        elif "rate" not in progress:
+        """Publish ``progress`` (a report without ``rate`` gets one computed); after the last, publish ``{}``."""
+        if "rate" not in progress:
             progress = self._with_rate(progress)
-        finished = (
-            bool(progress) and progress.get("total") is not None and progress["done"] >= progress["total"]
-        )
+        finished = progress.get("total") is not None and progress["done"] >= progress["total"]
         now, key = time.monotonic(), self._key(progress)
-        if not (force or finished or not progress or now - self._published_at.get(key, 0.0) >= INTERVAL):
+        if not (force or finished or now - self._published_at.get(key, 0.0) >= INTERVAL):
             return
         self._published_at[key] = now
         self._publish(progress)
-        if progress:
-            for callback in list(self.callbacks):
-                try:
-                    callback(progress)
-                except Exception:
-                    logger.exception("%s: on_progress callback %r failed", self._owner, callback)
+        for callback in list(self.callbacks):
+            try:
+                callback(progress)
+            except Exception:
+                logger.exception("%s: on_progress callback %r failed", self._owner, callback)
         if finished:
             self._started.pop(key, None)
             self._published_at.pop(key, None)
