@@ -21,6 +21,7 @@ transfer (both ends, by component) says where a Python peer's time goes, and the
 from __future__ import annotations
 
 import argparse
+import contextlib
 import cProfile
 import inspect
 import json
@@ -31,6 +32,7 @@ import sys
 import tempfile
 import time
 import tracemalloc
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -183,8 +185,10 @@ def acked(peer: Any, count: int) -> dict[str, Any]:
     return [m.data for m in peer.messages if m.kind == "json"][count - 1]
 
 
-def peer_to_peer(server_url: str, blob: bytes, profile: bool = False) -> dict[str, Any]:
-    from nbcall import Peer, kernel
+@contextlib.contextmanager
+def call_to_receiver(server_url: str, profile: bool) -> Iterator[Any]:
+    """A Peer "S" here in a call with the receiver subprocess "R"; the subprocess ends after its answer."""
+    from nbcall import Peer
 
     proc = receiver(server_url, profile)
     try:
@@ -192,60 +196,58 @@ def peer_to_peer(server_url: str, blob: bytes, profile: bool = False) -> dict[st
             wait_for(lambda: "R" in s.peers, "the receiver")
             s.call("R")
             s.wait("connected", timeout=30)
-            prof = cProfile.Profile()
-            if profile:
-
-                async def on() -> None:
-                    prof.enable()
-
-                kernel.run(on())
-            t0 = time.time()
-            handed = s.send(blob)
-            handed.result(600)
-            t_handed = time.time()
-            ack = acked(s, 1)
-            t_ack = time.time()
-            result = {
-                "seconds": ack["t_last"] - t0,
-                "hops": {
-                    "handed to aiortc (sender)": t_handed - t0,
-                    "webrtc (to the receiver's Python)": ack["t_last"] - t0,
-                    "answer back": t_ack - ack["t_last"],
-                },
-            }
-            if profile:
-
-                async def off() -> None:
-                    prof.disable()
-
-                kernel.run(off())
-                result["profile"] = {"sender": by_component(prof), "receiver": ack.get("profile", {})}
-            return result
+            yield s
     finally:
         proc.wait(30)
+
+
+def peer_to_peer(server_url: str, blob: bytes, profile: bool = False) -> dict[str, Any]:
+    from nbcall import kernel
+
+    with call_to_receiver(server_url, profile) as s:
+        prof = cProfile.Profile()
+        if profile:
+
+            async def on() -> None:
+                prof.enable()
+
+            kernel.run(on())
+        t0 = time.time()
+        handed = s.send(blob)
+        handed.result(600)
+        t_handed = time.time()
+        ack = acked(s, 1)
+        t_ack = time.time()
+        result = {
+            "seconds": ack["t_last"] - t0,
+            "hops": {
+                "handed to aiortc (sender)": t_handed - t0,
+                "webrtc (to the receiver's Python)": ack["t_last"] - t0,
+                "answer back": t_ack - ack["t_last"],
+            },
+        }
+        if profile:
+
+            async def off() -> None:
+                prof.disable()
+
+            kernel.run(off())
+            result["profile"] = {"sender": by_component(prof), "receiver": ack.get("profile", {})}
+        return result
 
 
 def peak_memory(server_url: str, size: int) -> dict[str, float]:
     """The sender's peak traced memory above the payload, while a Peer -> Peer transfer runs."""
-    from nbcall import Peer
-
-    proc = receiver(server_url, False)
-    try:
-        with Peer("S", server=server_url) as s:
-            wait_for(lambda: "R" in s.peers, "the receiver")
-            s.call("R")
-            s.wait("connected", timeout=30)
-            blob = os.urandom(size)
-            tracemalloc.start()
-            tracemalloc.reset_peak()
-            base = tracemalloc.get_traced_memory()[0]
-            s.send(blob)
-            acked(s, 1)
-            peak = tracemalloc.get_traced_memory()[1] - base
-            tracemalloc.stop()
-            return {"payload_mib": size / MIB, "peak_above_payload_mib": peak / MIB}
-    finally:
-        proc.wait(30)
+    with call_to_receiver(server_url, False) as s:
+        blob = os.urandom(size)
+        tracemalloc.start()
+        tracemalloc.reset_peak()
+        base = tracemalloc.get_traced_memory()[0]
+        s.send(blob)
+        acked(s, 1)
+        peak = tracemalloc.get_traced_memory()[1] - base
+        tracemalloc.stop()
+        return {"payload_mib": size / MIB, "peak_above_payload_mib": peak / MIB}
 
 
 def browser_paths(server_url: str, blob: bytes, size: int) -> dict[str, dict[str, Any]]:
