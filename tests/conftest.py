@@ -1,12 +1,30 @@
-"""Fixtures shared by the server and command-line tests."""
+"""Fixtures shared by the server, phone, peer and command-line tests."""
 
 from __future__ import annotations
 
 import shutil
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from support import TIMEOUT
+
+from nbcall import kernel
+from nbcall.server import SignalingServer, serve
+
+
+@pytest.fixture
+def server() -> Iterator[SignalingServer]:
+    """A signaling server on the kernel's background loop, as a notebook starts one (closed afterwards)."""
+    signaling = kernel.run(serve(), timeout=TIMEOUT)
+    yield signaling
+
+    async def stop() -> None:
+        signaling.close()
+        await signaling.wait_closed()
+
+    kernel.run(stop(), timeout=TIMEOUT)
 
 
 @pytest.fixture(scope="session")

@@ -10,14 +10,13 @@ import hashlib
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from support import free_port, wait_until_sync
 
-from nbcall import Peer, kernel
-from nbcall.server import SignalingServer, serve
+from nbcall import Peer
+from nbcall.server import SignalingServer
 from nbcall.transfer_cli import BAD_INPUT, DECLINED, NO_SERVER, OK, PEER_UNKNOWN, REFUSED
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,18 +35,6 @@ def run(*args: str | Path, timeout: float = 60) -> subprocess.CompletedProcess[s
     return subprocess.run(
         nbcall_cmd(*args), capture_output=True, text=True, timeout=timeout, env=env(), check=False
     )
-
-
-@pytest.fixture
-def server() -> Iterator[SignalingServer]:
-    signaling = kernel.run(serve(), timeout=TIMEOUT)
-    yield signaling
-
-    async def stop() -> None:
-        signaling.close()
-        await signaling.wait_closed()
-
-    kernel.run(stop(), timeout=TIMEOUT)
 
 
 def digests(folder: Path) -> dict[str, str]:

@@ -35,13 +35,6 @@ async def _stop(server: SignalingServer) -> None:
 
 
 @pytest.fixture
-def server() -> Iterator[SignalingServer]:
-    signaling = kernel.run(serve(), timeout=TIMEOUT)
-    yield signaling
-    kernel.run(_stop(signaling), timeout=TIMEOUT)
-
-
-@pytest.fixture
 def make_peer(server: SignalingServer) -> Iterator[Callable[..., Peer]]:
     made: list[Peer] = []
 

@@ -67,18 +67,6 @@ class RawPeer:
 
 
 @pytest.fixture
-def server() -> Iterator[SignalingServer]:
-    signaling = kernel.run(serve(), timeout=TIMEOUT)
-    yield signaling
-
-    async def stop() -> None:
-        signaling.close()
-        await signaling.wait_closed()
-
-    kernel.run(stop(), timeout=TIMEOUT)
-
-
-@pytest.fixture
 def make_phone(server: SignalingServer) -> Iterator[Callable[..., Phone]]:
     made: list[Phone] = []
 
