@@ -1,4 +1,4 @@
-"""Hatch build hook: bundle the browser half (js/) into nbcall/static/phone.js before hatch packs a wheel or sdist.
+"""Hatch build hook: bundle the browser half (js/) into nbcall/widget/static/phone.js before hatch packs a wheel or sdist.
 
 From a git checkout the bundle is always rebuilt (a stale one must never ship); this needs Node.js and npm.
 From an sdist, which carries the bundle, nothing is rebuilt and no Node.js is needed.
@@ -15,7 +15,7 @@ from typing import Any
 
 from hatchling.builders.hooks.plugin.interface import BuildHookInterface
 
-BUNDLE = Path("nbcall", "static", "phone.js")
+BUNDLE = Path("nbcall", "widget", "static", "phone.js")
 
 
 class BuildError(RuntimeError):

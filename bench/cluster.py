@@ -220,7 +220,7 @@ async def measure_failover(deployment: Deployment, count: int) -> dict[str, Any]
     first = await asyncio.gather(*(register(n1.port, i) for i in range(count)))
     killed = time.monotonic()
     n1.proc.kill()
-    # Each phone notices its connection closed, then reconnects to the next URL (as nbcall.client does).
+    # Each phone notices its connection closed, then reconnects to the next URL (as nbcall.call.client does).
     done: list[float] = []
 
     async def fail_over(i: int, ws: Any) -> Any:

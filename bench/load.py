@@ -112,7 +112,7 @@ class Server:
         cwd = ROOT
         if name.split("@")[0] in ("nbcall", "nbcall-asyncio", "nbcall-public"):
             # nbcall-asyncio: the same CLI kept off uvloop; nbcall@REF: the server as of git REF;
-            # nbcall-public: serve(fast_path=False), websockets' public API instead of nbcall/fastpath.py.
+            # nbcall-public: serve(fast_path=False), websockets' public API instead of nbcall/server/fastpath.py.
             cli = ["--port", str(port)] + (["--token", TOKEN] if token else [])
             if deflate:
                 cli += ["--compression", "deflate"]
@@ -120,7 +120,7 @@ class Server:
                 cwd = checkout(name.split("@", 1)[1])
             hide_uvloop = "import sys; sys.modules['uvloop'] = None; " if "asyncio" in name else ""
             public = (
-                "import functools, nbcall.server as s; s.serve = functools.partial(s.serve, fast_path=False); "
+                "import functools, nbcall.server.server as s; s.serve = functools.partial(s.serve, fast_path=False); "
                 if name.startswith("nbcall-public")
                 else ""
             )

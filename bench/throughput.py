@@ -105,8 +105,9 @@ RECEIVER = """\
 import cProfile, io, json, pstats, sys, threading, time
 from typing import Any
 sys.path.insert(0, {root!r})
-from nbcall import Peer, kernel
-from nbcall.progress import PROGRESS_MIN
+from nbcall import Peer
+from nbcall.call import kernel
+from nbcall.call.progress import PROGRESS_MIN
 profile = {profile!r}
 r = Peer("R", server={url!r}, auto_answer=True)
 first = []
@@ -202,7 +203,7 @@ def call_to_receiver(server_url: str, profile: bool) -> Iterator[Any]:
 
 
 def peer_to_peer(server_url: str, blob: bytes, profile: bool = False) -> dict[str, Any]:
-    from nbcall import kernel
+    from nbcall.call import kernel
 
     with call_to_receiver(server_url, profile) as s:
         prof = cProfile.Profile()

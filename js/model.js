@@ -1,7 +1,7 @@
 // The part of the anywidget model the phone uses, typed, and onChanges() to follow several traits.
 
 /**
- * The synced traits of nbcall.Phone (nbcall/phone.py) that the browser reads.
+ * The synced traits of nbcall.Phone (nbcall/widget/phone.py) that the browser reads.
  * @typedef {{
  *   _key: string,
  *   _settings: Partial<Record<string, number>> | undefined,

@@ -36,7 +36,7 @@ const decoder = new TextDecoder();
 
 /**
  * What the phone does with each message from Python. Its keys are the protocol's `to_browser` types (a node
- * test compares them with nbcall/widget_protocol.json).
+ * test compares them with nbcall/widget/widget_protocol.json).
  * @type {{[K in ToBrowserType]: (phone: BrowserPhone, message: ToBrowser[K], buffers: DataView[]) => void}}
  */
 export const FROM_PYTHON = {

@@ -1,6 +1,6 @@
 // Transfer progress: what a phone shows and tells Python while a large message or a file is on its way.
 // Reports come from the data channel (bytes handed over, bytes arrived); this adds the rate and the time
-// left, follows files across their messages (nbcall.transfer: a "start" JSON with the size, byte chunks,
+// left, follows files across their messages (nbcall.call.transfer: a "start" JSON with the size, byte chunks,
 // an "end" JSON), and keeps the reports to Python to a few a second.
 
 /** Sends and receptions at least this large report their progress (as the Python peer's PROGRESS_MIN). */

@@ -1,8 +1,8 @@
 // The widget protocol's names and fields, read from the one JSON file both halves load
-// (nbcall/widget_protocol.json; meaning in docs/widget-protocol.md), and validate() to check a message against it.
+// (nbcall/widget/widget_protocol.json; meaning in docs/widget-protocol.md), and validate() to check a message against it.
 // The typedefs below give each message its field types; the JSON stays the source of which fields exist.
 
-import spec from "../nbcall/widget_protocol.json" with { type: "json" };
+import spec from "../nbcall/widget/widget_protocol.json" with { type: "json" };
 
 export { spec };
 

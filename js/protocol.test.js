@@ -1,4 +1,4 @@
-// The widget protocol is written once (nbcall/widget_protocol.json): these tests check that the browser's
+// The widget protocol is written once (nbcall/widget/widget_protocol.json): these tests check that the browser's
 // handlers, what the browser sends, the doc's tables and validate() all agree with it.
 import assert from "node:assert/strict";
 import { readFileSync, readdirSync } from "node:fs";

@@ -1,5 +1,5 @@
 // The SDP panel: this phone's description and the peer's side by side, every line with its meaning (explained
-// by Python, nbcall/sdp.py: one parser for both halves), and what the answer chose from the offer.
+// by Python, nbcall/teach/sdp.py: one parser for both halves), and what the answer chose from the offer.
 // Python sends the explanations in `sdp` messages; rememberSdp() keeps the latest per peer on the phone.
 
 /**

@@ -6,14 +6,14 @@
 >>> a.send({"x": [1, 2, 3]})                          # b.messages[-1].data == {"x": [1, 2, 3]}
 """
 
+from .call.kernel import serve
 from .exceptions import CallError, NbcallError, SignalingError
-from .faults import Faults
-from .kernel import serve
-from .payload import Message
-from .peer import Peer
-from .phone import STATES, Phone
-from .sdp import explain_sdp
-from .turn import turn_credentials
+from .peer.peer import Peer
+from .server.turn import turn_credentials
+from .teach.sdp import explain_sdp
+from .widget.phone import STATES, Phone
+from .wire.faults import Faults
+from .wire.payload import Message
 
 __all__ = [
     "STATES",

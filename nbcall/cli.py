@@ -1,5 +1,5 @@
 """Command line: ``nbcall serve`` runs a signaling server until Ctrl-C or SIGTERM; ``nbcall send`` and
-``nbcall receive`` move files over a call (:mod:`nbcall.transfer_cli`).
+``nbcall receive`` move files over a call (:mod:`nbcall.peer.transfer_cli`).
 
 Every limit of :func:`nbcall.server.serve` has a flag; 0 disables a limit. Without
 ``--token`` (or ``NBCALL_TOKEN``) the server warns that anyone who can reach it may register.
@@ -20,9 +20,9 @@ import sys
 from collections.abc import Coroutine, Sequence
 from typing import Any
 
-from . import transfer_cli
-from .faults import Faults
-from .server import serve
+from .peer import transfer_cli
+from .server.server import serve
+from .wire.faults import Faults
 
 __all__ = ["main"]
 
@@ -38,7 +38,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command in ("send", "receive"):
         # One line per event, for people: no timestamps, and nbcall's own warnings only.
         logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(message)s")
-        for noisy in ("websockets", "aioice", "aiortc", "nbcall.peer", "nbcall.client"):
+        for noisy in ("websockets", "aioice", "aiortc", "nbcall.peer.peer", "nbcall.call.client"):
             logging.getLogger(noisy).setLevel(logging.ERROR)
         run = transfer_cli.send if args.command == "send" else transfer_cli.receive
         return run(args)

@@ -18,7 +18,7 @@ git ls-files -z --cached --others --exclude-standard |
     { cat "$out/sdist.log"; exit 1; }
 sdist=$(echo "$out"/dist/nbcall-*.tar.gz)
 tar -tzf "$sdist" >"$out/sdist.txt"
-for f in nbcall/static/phone.js nbcall/static/phone.css nbcall/__init__.py hatch_build.py package-lock.json \
+for f in nbcall/widget/static/phone.js nbcall/widget/static/phone.css nbcall/__init__.py hatch_build.py package-lock.json \
     js/index.js jupyter-config/jupyter_server_config.d/nbcall.json; do
     grep -qx "nbcall-[^/]*/$f" "$out/sdist.txt" || { echo "the sdist lacks $f" >&2; exit 1; }
 done
@@ -28,7 +28,7 @@ if grep -q -e /node_modules/ -e /.venv/ "$out/sdist.txt"; then echo "the sdist c
 PATH="$PWD/.venv/bin" "$python" -m pip wheel -q --no-deps -w "$out/dist" "$sdist"
 wheel=$(echo "$out"/dist/nbcall-*.whl)
 "$python" -c 'import sys, zipfile; print(*zipfile.ZipFile(sys.argv[1]).namelist(), sep="\n")' "$wheel" >"$out/wheel.txt"
-for f in nbcall/static/phone.js nbcall/static/phone.css nbcall/__init__.py \
+for f in nbcall/widget/static/phone.js nbcall/widget/static/phone.css nbcall/__init__.py \
     etc/jupyter/jupyter_server_config.d/nbcall.json; do
     grep -Eqx "(nbcall-[^/]*\.data/data/)?$f" "$out/wheel.txt" || { echo "the wheel lacks $f" >&2; exit 1; }
 done

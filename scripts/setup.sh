@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Idempotent set-up shared by lab.sh and test.sh: the npm packages, and a .venv with nbcall installed editable.
-# Installing nbcall builds the browser bundle nbcall/static/phone.js (hatch_build.py runs `npm run build`).
+# Installing nbcall builds the browser bundle nbcall/widget/static/phone.js (hatch_build.py runs `npm run build`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 extras="${1:-lab}"

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from support import TIMEOUT
 
-from nbcall import kernel
-from nbcall.server import SignalingServer, serve
+from nbcall.call import kernel
+from nbcall.server.server import SignalingServer, serve
 
 
 @pytest.fixture

@@ -1,7 +1,7 @@
 """The course's tools through the real widget in a real browser: ICE through a real TURN server (coturn),
 TURN credentials refused, the SDP panel, the negotiation as a sequence diagram, and the connectivity check.
 
-coturn runs in the kernel (``nbcall.coturn``), inside the test's loopback-only namespace; a missing coturn fails
+coturn runs in the kernel (``nbcall.teach.coturn``), inside the test's loopback-only namespace; a missing coturn fails
 these tests in CI and skips them elsewhere.
 """
 
@@ -25,7 +25,7 @@ def needs_coturn() -> None:
 
 RELAY_SETUP = """\
 import asyncio, nbcall
-from nbcall.coturn import start_turn_server
+from nbcall.teach.coturn import start_turn_server
 turn = start_turn_server(username="learner", credential="s3cret")
 relay = dict(ice_servers=[turn.ice_server], ice_transport_policy="relay", video=True)
 a = nbcall.Phone("A", **relay)
@@ -66,7 +66,7 @@ def test_phones_forced_through_coturn_connect_by_relay_with_data_and_video(lab: 
 def test_wrong_turn_credentials_give_a_clear_error(lab: Lab, page: Page) -> None:
     needs_coturn()
     setup = (
-        "import nbcall\nfrom nbcall.coturn import start_turn_server\n"
+        "import nbcall\nfrom nbcall.teach.coturn import start_turn_server\n"
         'turn = start_turn_server(username="learner", credential="s3cret")\n'
         'wrong = {**turn.ice_server, "credential": "not-the-password"}\n'
         'c = nbcall.Phone("C", ice_servers=[wrong], ice_transport_policy="relay")\n'

@@ -14,7 +14,7 @@ from websockets.sync.client import connect
 
 def test_a_call_survives_a_server_restart_and_phones_come_back_online(lab: Lab, page: Page) -> None:
     setup = (
-        "import nbcall, asyncio, urllib.parse\nfrom nbcall import kernel\n"
+        "import nbcall, asyncio, urllib.parse\nfrom nbcall.call import kernel\n"
         "server = nbcall.serve()\n"
         "token = urllib.parse.parse_qs(urllib.parse.urlsplit(server.url).query)['token'][0]\n"
         "a = nbcall.Phone('A'); b = nbcall.Phone('B', auto_answer=True)\ndisplay(a, b)"

@@ -1,0 +1,264 @@
+"""One phone's connection to a signaling server, run on the kernel's background loop.
+
+It registers the phone's ID with a secret of its own, so that when the connection drops (the server restarts,
+the network hiccups) it can reconnect with backoff and reclaim the same ID, which nobody else can take.
+Messages queued while offline are sent once it is back.
+
+Given several URLs (the nodes of one deployment, ``serve(redis=...)``), it registers at the first that answers
+and, when its connection drops, tries the next one at each attempt: the phone's ID moves to that node with it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import json
+import logging
+import secrets
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+from ..exceptions import BadMessage, DuplicateID, ServerUnreachable, SignalingError
+from . import config, kernel
+
+__all__ = ["SignalingClient", "server_urls"]
+
+logger = logging.getLogger("nbcall.call.client")
+
+OnMessage = Callable[[dict[str, Any], int], None]
+#: ``on_state(online, detail)``: detail is the ``registered`` reply when back online, else the reason.
+OnState = Callable[[bool, Any], None]
+
+
+def server_urls(server: str | Sequence[str]) -> list[str]:
+    """One signaling server URL, or several (the nodes of one deployment), checked and as ``ws(s)://``."""
+    if isinstance(server, str):
+        return [config.server_url(server)]
+    urls = [config.server_url(url) for url in server]
+    if not urls:
+        raise ValueError("server is an empty list: give at least one URL such as 'ws://127.0.0.1:8765/ws'")
+    return urls
+
+
+class SignalingClient:
+    """Registers ``user_id`` at ``url``, then hands every message it receives to ``on_message``.
+
+    ``url`` may be a list of URLs, the nodes of one deployment: the client registers at the first that
+    answers, and after losing its connection tries the next one at each attempt to reconnect.
+
+    Callbacks run on the background loop's thread. ``reconnect_delays`` are the waits between attempts to
+    reconnect (the last one repeats); ``None`` disables reconnecting. ``register_fields()`` returns what to add
+    to each ``register`` message.
+    """
+
+    def __init__(
+        self,
+        url: str | Sequence[str],
+        user_id: str,
+        *,
+        reconnect_delays: tuple[float, ...] | None = (0.25, 0.5, 1, 2, 4, 8),
+        register_fields: Callable[[], dict[str, Any]] = dict,
+    ) -> None:
+        self.urls = [url] if isinstance(url, str) else list(url)
+        if not self.urls:
+            raise ValueError("no signaling server URL given")
+        self._current = 0  # index in urls of the server registered at (or tried last)
+        self.user_id = user_id
+        self.reconnect_delays = reconnect_delays
+        #: What to add to each ``register`` (asked anew at every reconnect: a room to rejoin, say).
+        self.register_fields = register_fields
+        self._secret = secrets.token_urlsafe(24)
+        self._ws: ClientConnection | None = None
+        self._outbox: collections.deque[str] = collections.deque()
+        self._wakeup = asyncio.Event()
+        self._closed = False
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def url(self) -> str:
+        """The URL of the server this client is registered at (or tried last)."""
+        return self.urls[self._current]
+
+    async def register(self, timeout: float = 10) -> dict[str, Any]:
+        """Connect and register at the first URL that answers; returns its ``registered`` reply.
+
+        Raises the last :class:`SignalingError` when none did, at once for a :class:`DuplicateID`.
+        """
+        error: SignalingError | None = None
+        for _ in self.urls:
+            try:
+                return await self._register(timeout)
+            except DuplicateID:
+                raise
+            except SignalingError as exc:
+                error = exc
+                if len(self.urls) > 1:
+                    logger.info("%r could not register at %s: %s", self.user_id, self._safe_url, exc)
+                self._current = (self._current + 1) % len(self.urls)
+        assert error is not None
+        raise error
+
+    async def _register(self, timeout: float) -> dict[str, Any]:
+        try:
+            ws = await asyncio.wait_for(connect(self.url, max_size=2**20, compression=None), timeout)
+        except InvalidStatus as exc:
+            body = exc.response.body.decode("utf-8", "replace").strip() if exc.response.body else ""
+            raise ServerUnreachable(
+                f"the server at {self._safe_url} refused the connection (HTTP {exc.response.status_code}): {body}"
+            ) from None
+        except (OSError, asyncio.TimeoutError, ValueError) as exc:
+            raise ServerUnreachable(
+                f"could not connect to the signaling server at {self._safe_url} ({exc or type(exc).__name__}); "
+                "check the URL, or start one with nbcall.serve() or `python -m nbcall serve`"
+            ) from None
+        register = {
+            "type": "register",
+            "from": self.user_id,
+            "secret": self._secret,
+            "presence": True,
+            **self.register_fields(),
+        }
+        await ws.send(json.dumps(register))
+        try:
+            reply = json.loads(await asyncio.wait_for(ws.recv(), timeout))
+        except (ConnectionClosed, asyncio.TimeoutError) as exc:
+            await ws.close()
+            raise ServerUnreachable(
+                f"the server at {self._safe_url} did not answer register: {exc}"
+            ) from None
+        if reply.get("type") == "error":
+            await ws.close()
+            raise SignalingError.from_wire(
+                str(reply.get("code")),
+                str(reply.get("message", "registration refused")),
+                in_reply_to="register",
+            )
+        if reply.get("type") != "registered":
+            await ws.close()
+            raise BadMessage(f"expected 'registered' from {self._safe_url}, got {reply!r:.200}")
+        self._ws = ws
+        return reply
+
+    def start(self, on_message: OnMessage, on_state: OnState) -> None:
+        """Start relaying (call on the background loop, after :meth:`register`)."""
+        self._task = asyncio.create_task(self._run(on_message, on_state))
+
+    def send(self, message: dict[str, Any]) -> str:
+        """Queue ``message`` for the server, from any thread; returns the JSON text that will be sent."""
+        text = json.dumps(message)
+        kernel.call_soon(self._enqueue, text)
+        return text
+
+    def close(self) -> None:
+        """Close the connection for good (the server frees the ID and tells the others), from any thread."""
+        kernel.call_soon(self._close)
+
+    @property
+    def _safe_url(self) -> str:
+        """The URL without its query, which may hold a token."""
+        return self.url.split("?", 1)[0]
+
+    def _enqueue(self, text: str) -> None:
+        self._outbox.append(text)
+        self._wakeup.set()
+
+    def _close(self) -> None:
+        self._closed = True
+        self._wakeup.set()
+
+    async def _run(self, on_message: OnMessage, on_state: OnState) -> None:
+        while True:  # _relay closes the connection itself when closed, even before it starts
+            reason = await self._relay(on_message)
+            # Shutting down (closed here, or the interpreter exiting) is not a lost connection.
+            if self._closed or kernel.shutting_down() or self.reconnect_delays is None:
+                on_state(False, reason)
+                return
+            on_state(False, f"{reason}; reconnecting")
+            registered = await self._reconnect()
+            if registered is None:
+                on_state(False, f"{reason}; gave up reconnecting")
+                return
+            on_state(True, registered)
+
+    async def _relay(self, on_message: OnMessage) -> str:
+        """Pump both ways until the connection ends; returns why it ended."""
+        ws = self._ws
+        assert ws is not None
+        reader = asyncio.create_task(self._read(ws, on_message))
+        try:
+            while not self._closed and not reader.done():
+                if self._outbox:
+                    try:
+                        await ws.send(self._outbox[0])
+                    except ConnectionClosed:
+                        # Keep the message for after reconnecting. Leave the loop: on a closed connection
+                        # send() raises without yielding, so retrying here would never let the reader run.
+                        break
+                    self._outbox.popleft()
+                    continue
+                self._wakeup.clear()
+                wakeup = asyncio.create_task(self._wakeup.wait())
+                await asyncio.wait({reader, wakeup}, return_when=asyncio.FIRST_COMPLETED)
+                wakeup.cancel()
+        finally:
+            if self._closed:
+                await ws.close()
+            reason = await reader
+        return reason
+
+    async def _read(self, ws: ClientConnection, on_message: OnMessage) -> str:
+        try:
+            async for frame in ws:
+                text = frame if isinstance(frame, str) else frame.decode("utf-8", "replace")
+                try:
+                    message = json.loads(text)
+                except json.JSONDecodeError:
+                    logger.warning("ignoring a frame that is not JSON from %s: %.100r", self._safe_url, text)
+                    continue
+                if isinstance(message, dict):
+                    on_message(message, len(text.encode()))
+        except ConnectionClosed:
+            pass
+        except Exception:
+            logger.exception("the signaling reader of %r failed", self.user_id)
+            return "the signaling reader failed"
+        code, why = ws.close_code, ws.close_reason
+        detail = f" (code {code}: {why})" if why else ""
+        return f"the signaling connection closed{detail}"
+
+    async def _reconnect(self) -> dict[str, Any] | None:
+        """Register again with the same ID and secret; None when it cannot be done."""
+        assert self.reconnect_delays
+        attempt = 0
+        while not self._closed:
+            delay = self.reconnect_delays[min(attempt, len(self.reconnect_delays) - 1)]
+            attempt += 1
+            try:
+                await asyncio.wait_for(self._wakeup_on_close(), delay)
+            except asyncio.TimeoutError:
+                pass
+            if self._closed:
+                return None
+            if len(self.urls) > 1:  # the next node: the one this phone was on may be gone for good
+                self._current = (self._current + 1) % len(self.urls)
+            try:
+                registered = await self._register(10)
+            except DuplicateID:
+                logger.warning("%r was taken by another phone while offline", self.user_id)
+                return None
+            except (ServerUnreachable, SignalingError) as exc:
+                logger.info(
+                    "reconnecting %r to %s: attempt %d failed: %s", self.user_id, self._safe_url, attempt, exc
+                )
+                continue
+            logger.info("%r is back online at %s after %d attempts", self.user_id, self._safe_url, attempt)
+            return registered
+        return None
+
+    async def _wakeup_on_close(self) -> None:
+        while not self._closed:
+            self._wakeup.clear()
+            await self._wakeup.wait()

@@ -1,0 +1,620 @@
+"""A Python peer: the phone with its WebRTC in Python (aiortc), an adapter of the call machine (``nbcall.call.machine``).
+
+``Peer`` is to a script, a kernel with no browser or a server process what ``Phone`` is to a notebook page: it
+registers on a signaling server, calls and answers, and sends and receives typed data framed exactly as two
+browser phones do, so a Peer and a Phone talk to each other. The call's logic lives in
+:class:`~nbcall.call.machine.CallMachine`; this class feeds it events and carries out its actions, with the aiortc
+engine (:mod:`nbcall.peer.rtc`) in place of the browser half. It runs on the same background loop as phones do
+(``nbcall.call.kernel``), so it works the same in a notebook, in a plain script (``peer.wait(...)``, ``with``) and
+in async code (``await peer.wait_for(...)``, ``async with``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import html
+import itertools
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+import traitlets
+
+from ..call import config, kernel
+from ..call.adapter import CallAdapter
+from ..call.client import SignalingClient
+from ..call.machine import FREE, IN_CALL, STATES, CallMachine, Changed, ToEngine, ToServer
+from ..call.progress import PROGRESS_MIN, ProgressReporter
+from ..call.progress import describe as describe_progress
+from ..exceptions import CallError
+from ..wire.payload import Kind, Message, decode, encode
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
+
+    from ..call.transfer import FileReceiver
+    from .rtc import Engine
+
+__all__ = ["Peer", "require_peer_dependencies"]
+
+logger = logging.getLogger("nbcall.peer.peer")
+
+INSTALL_HINT = 'pip install "nbcall[peer]"'
+
+
+def require_peer_dependencies() -> None:
+    """Raise an ImportError saying what to install when aiortc or numpy is missing."""
+    missing = []
+    for module in ("aiortc", "numpy", "av"):
+        try:
+            __import__(module)
+        except ImportError:
+            missing.append(module)
+    if missing:
+        raise ImportError(
+            f"nbcall.Peer runs WebRTC in Python and needs {', '.join(missing)}, which is not installed: "
+            f"{INSTALL_HINT} (the browser Phone needs none of it)"
+        )
+
+
+class Peer(CallAdapter, traitlets.HasTraits):
+    """A phone registered as ``user_id`` whose WebRTC runs in Python; see the module's docstring.
+
+    Arguments are those of :class:`~nbcall.Phone` where they make sense. ``video`` and ``audio`` are what it
+    sends in a call: an iterator of arrays or a callable returning one (video: height x width x 3 RGB uint8, at
+    ``fps`` frames per second; audio: int16 samples at ``sample_rate`` Hz, ``channels`` channels), or None.
+    Received video and audio go to :meth:`on_frame` and :meth:`on_audio` callbacks. Received files are written
+    to ``receive_dir`` when one is given (an existing file is kept unless ``overwrite``), else kept in memory.
+    """
+
+    user_id = traitlets.Unicode(read_only=True)
+    server_url = traitlets.Unicode("", read_only=True)
+    state = traitlets.Enum(STATES, default_value="idle", read_only=True)
+    peer = traitlets.Unicode("", read_only=True)
+    peers = traitlets.List(traitlets.Unicode(), read_only=True)
+    error = traitlets.Unicode("", read_only=True)
+    online = traitlets.Bool(False, read_only=True)
+    #: The received data-channel messages, oldest first (at most ``max_messages``).
+    messages: traitlets.List[Message] = traitlets.List(read_only=True)
+    #: The room this peer is in ("" outside a room), its members in the order they joined (this peer
+    #: included), the connection to each other member ("connecting", "connected" or "failed"), and the
+    #: invitation ringing now (``{"room", "from", "members"}``, or ``{}``): as on :class:`~nbcall.Phone`.
+    room = traitlets.Unicode("", read_only=True)
+    members = traitlets.List(traitlets.Unicode(), read_only=True)
+    connections = traitlets.Dict(read_only=True)
+    invitation = traitlets.Dict(read_only=True)
+    #: The transfer under way (a large message or a file): ``{"direction": "out"|"in", "peer", "name", "done",
+    #: "total", "rate", "eta"}`` (see :mod:`nbcall.call.progress`); ``{}`` when none is.
+    progress = traitlets.Dict(read_only=True)
+
+    def __init__(
+        self,
+        user_id: str,
+        *,
+        server: str | None = None,
+        auto_answer: bool = False,
+        ice_servers: Iterable[str | dict[str, Any]] = (),
+        video: Any = None,
+        audio: Any = None,
+        fps: float = 15,
+        sample_rate: int = 48000,
+        channels: int = 1,
+        receive_dir: str | Path | None = None,
+        overwrite: bool = False,
+        max_messages: int = 100,
+        max_log: int = 500,
+        timeout: float = 10,
+        ring_timeout: float = 30,
+    ) -> None:
+        require_peer_dependencies()
+        from ..call import transfer
+        from . import rtc
+
+        if not isinstance(user_id, str) or not user_id.strip():
+            raise ValueError(f"user_id must be a non-empty string, not {user_id!r}")
+        if max_messages < 0 or max_log < 0:
+            raise ValueError(f"max_messages and max_log must be >= 0, not {max_messages} and {max_log}")
+        if not fps > 0 or sample_rate <= 0 or channels not in (1, 2):
+            raise ValueError(
+                f"need fps > 0, sample_rate > 0 and channels 1 or 2, not {fps}, {sample_rate}, {channels}"
+            )
+        for name, source in (("video", video), ("audio", audio)):
+            if source is not None and not callable(source) and not hasattr(source, "__iter__"):
+                raise TypeError(
+                    f"{name} must be an iterator of arrays or a callable returning one, not {source!r}"
+                )
+        servers = config.ice_servers(ice_servers)
+        url = config.server_url(server) if server is not None else kernel.default_server().url
+        machine = CallMachine(user_id, auto_answer, servers, ring_timeout=ring_timeout)
+        # Registers with ``rooms: true`` (and, after a reconnect, the room it is in): a Peer can be invited.
+        client = SignalingClient(url, user_id, register_fields=machine.register_fields)
+        registered = kernel.run(client.register(timeout), timeout=timeout + 1)
+        super().__init__()
+        self._lock = threading.RLock()
+        self._changed = threading.Condition(self._lock)
+        self._client = client
+        self._machine = machine
+        machine.user_id = str(registered.get("id", user_id))
+        self.max_messages = max_messages
+        self.max_log = max_log
+        self.timeout = timeout
+        self._log: list[dict[str, Any]] = []
+        self._callbacks: list[Callable[[Message], Any]] = []
+        self._progress = ProgressReporter(user_id, lambda report: self.set_trait("progress", report))
+        self._media = rtc.MediaOptions(
+            video=video, audio=audio, fps=fps, sample_rate=sample_rate, channels=channels
+        )
+        self._engine: Engine = rtc.Engine(self, self._media)
+        self._files: FileReceiver = transfer.FileReceiver(receive_dir, overwrite=overwrite)
+        self._transfers = itertools.count(1)
+        # User callbacks run here, one at a time and in order, never on the signaling loop.
+        self._callback_pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="nbcall-peer")
+        self._closing = False
+        self._timer: asyncio.TimerHandle | None = None
+        self._armed: float | None = None
+        self._display: Any = None
+        #: Names of files whose reception a call's end interrupted (their partial data is deleted).
+        self.interrupted_files: list[str] = []
+        #: The peer connections' states, as aiortc reported them.
+        self.rtc: dict[str, str] = {}
+        with self.hold_trait_notifications():
+            self.set_trait("user_id", self._machine.user_id)
+            self.set_trait("server_url", url)
+        self._log_entry("in", "registered", registered, len(json.dumps(registered)))
+        with self._lock:
+            self._machine.registered(registered)
+            self._carry_out()
+        kernel.call_soon(client.start, self._on_signal, self._on_signaling_state)
+
+    # ----------------------------------------------------------------------------------------- public API
+
+    def leave(self) -> None:
+        """Leave the room (after what was sent has arrived): the others see this peer go and go on.
+
+        A pending invitation is declined.
+        """
+        if self.state == "connected" and not self._on_loop():
+            self.flush()
+        super().leave()
+
+    def hangup(self) -> None:
+        """End the current call on both sides, or leave the room, after what was sent has arrived (at most
+        ``timeout`` s)."""
+        if self.state == "connected" and not self._on_loop():
+            self.flush()
+        super().hangup()
+
+    def send(self, data: Any, *, to: str | None = None) -> concurrent.futures.Future[None]:
+        """Send ``data`` on the data channel: str, bytes, or any JSON-serializable value, of any size.
+
+        The peer receives the same type. Returns a future that is done once the whole message was handed to the
+        connection (sends queue in order; :meth:`flush` waits until they have arrived). In a room it goes to
+        every member connected now, or to the member ``to``.
+        """
+        kind, payload = encode(data)
+        with self._lock:
+            self._machine.check_send(to)
+        return self._submit_send(kind, payload, to, name=None)
+
+    def send_file(
+        self, path: str | Path, *, name: str | None = None, to: str | None = None
+    ) -> concurrent.futures.Future[dict[str, Any]]:
+        """Send the file at ``path`` (its name travels with it, as ``name`` or the file's own name).
+
+        Returns a future whose result is the receivers' verdict: ``{"ok": True, "files": [...]}`` or
+        ``{"ok": False, "error": ...}``. A directory is sent file by file with its relative paths. In a room
+        the file goes to every member connected now, or to the member ``to``.
+        """
+        from ..call.transfer import list_files, send_files
+
+        files = list_files([Path(path)], names=[name] if name else None)
+        with self._lock:
+            self._machine.check_send(to)
+        return kernel.submit(send_files(self, files, to=to))
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Block until everything sent has arrived at the peer (acknowledged); False if ``timeout`` passed."""
+        wait = self.timeout if timeout is None else timeout
+        try:
+            return kernel.run(self._engine.flush(wait), timeout=wait + 1)
+        except TimeoutError:
+            return False
+
+    def on_message(self, callback: Callable[[Message], Any]) -> Callable[[Message], Any]:
+        """Call ``callback(message)`` for every data-channel message received (usable as a decorator).
+
+        Callbacks run one at a time, in order, on a thread of the peer's own.
+        """
+        self._callbacks.append(callback)
+        return callback
+
+    def on_frame(self, callback: Callable[[Any, float], Any]) -> Callable[[Any, float], Any]:
+        """Call ``callback(frame, timestamp)`` with each remote video frame (HxWx3 RGB uint8, seconds).
+
+        Frames that arrive while the callback still runs are dropped, not queued. A peer with a frame callback
+        offers (and answers) to receive video: set it before calling or answering.
+        """
+        self._media.on_frame.append(callback)
+        return callback
+
+    def on_audio(self, callback: Callable[[Any, float], Any]) -> Callable[[Any, float], Any]:
+        """Call ``callback(samples, timestamp)`` with remote audio: int16, ``sample_rate`` Hz, ``channels``."""
+        self._media.on_audio.append(callback)
+        return callback
+
+    async def wait_for(self, *states: str, timeout: float = 10) -> str:
+        """Wait until the peer reaches one of ``states``; raises :class:`CallError` if the call ends first."""
+        self._check_states(states)
+        loop = asyncio.get_running_loop()
+        reached: asyncio.Future[str] = loop.create_future()
+
+        def settle(state: str, first: bool) -> None:
+            if reached.done():
+                return
+            verdict = self._verdict(states, state, first)
+            if isinstance(verdict, Exception):
+                reached.set_exception(verdict)
+            elif verdict is not None:
+                reached.set_result(verdict)
+
+        def check(change: Any = None) -> None:
+            loop.call_soon_threadsafe(settle, self.state, change is None)
+
+        self.observe(check, "state")
+        try:
+            check()
+            return await asyncio.wait_for(reached, timeout)
+        except asyncio.TimeoutError:
+            raise self._timed_out(states, timeout) from None
+        finally:
+            self.unobserve(check, "state")
+
+    def wait(self, *states: str, timeout: float = 10) -> str:
+        """The blocking twin of :meth:`wait_for`, for scripts: ``peer.wait("connected")``."""
+        self._check_states(states)
+        if self._on_loop():
+            raise RuntimeError(
+                "Peer.wait() blocks: from a callback or async code use `await peer.wait_for(...)`"
+            )
+        deadline = time.monotonic() + timeout
+        first = True
+        with self._changed:
+            seen = -1
+            while True:
+                if self._version != seen or first:
+                    seen = self._version
+                    verdict = self._verdict(states, self.state, first)
+                    if isinstance(verdict, Exception):
+                        raise verdict
+                    if verdict is not None:
+                        return verdict
+                first = False
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise self._timed_out(states, timeout)
+                self._changed.wait(left)
+
+    _version = 0
+
+    async def wait_for_members(self, *peer_ids: str, timeout: float = 10) -> list[str]:
+        """Wait until the data channel to each of ``peer_ids`` (all other members when none) is open.
+
+        Returns the members waited for; raises :class:`CallError` when this peer is not in a room (or the room
+        ends meanwhile) or a named member leaves it, :class:`TimeoutError` naming who is not connected yet.
+        """
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[list[str]] = loop.create_future()
+        names = ["state", "room", "members", "connections"]
+
+        def settle() -> None:
+            if not done.done():
+                verdict = self._members_verdict(peer_ids)
+                if isinstance(verdict, Exception):
+                    done.set_exception(verdict)
+                elif verdict is not None:
+                    done.set_result(verdict)
+
+        def check(change: Any = None) -> None:
+            loop.call_soon_threadsafe(settle)
+
+        self.observe(check, names)
+        try:
+            check()
+            return await asyncio.wait_for(done, timeout)
+        except asyncio.TimeoutError:
+            raise self._members_timed_out(timeout) from None
+        finally:
+            self.unobserve(check, names)
+
+    def wait_members(self, *peer_ids: str, timeout: float = 10) -> list[str]:
+        """The blocking twin of :meth:`wait_for_members`, for scripts: ``peer.wait_members("B", "C")``."""
+        if self._on_loop():
+            raise RuntimeError(
+                "Peer.wait_members() blocks: from a callback or async code use `await peer.wait_for_members()`"
+            )
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while True:
+                verdict = self._members_verdict(peer_ids)
+                if isinstance(verdict, Exception):
+                    raise verdict
+                if verdict is not None:
+                    return verdict
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise self._members_timed_out(timeout)
+                self._changed.wait(left)
+
+    @property
+    def log(self) -> list[dict[str, Any]]:
+        """The signaling log: every message to and from the server, and the peer connections' events."""
+        with self._lock:
+            return list(self._log)
+
+    @property
+    def stats(self) -> dict[str, Any]:
+        """What the current call has carried: bytes and messages each way, video frames in and out."""
+        try:
+            per_peer = kernel.run(self._stats(), timeout=2)
+        except TimeoutError:
+            return {}
+        if self.room:  # in a room, one summary per member, each shaped as a 1:1 call's (as on a Phone)
+            return {m: per_peer[m] for m in self.members if m in per_peer}
+        return per_peer.get(self.peer, {}) if self.peer else {}
+
+    async def _stats(self) -> dict[str, dict[str, Any]]:
+        return self._engine.stats()
+
+    def close(self) -> None:
+        """Hang up (after what was sent has arrived), leave the signaling server and close the connections."""
+        if self._closing:
+            return
+        try:
+            self.hangup()
+        finally:
+            self._closing = True
+            self._client.close()
+            kernel.call_soon(self._arm_timer, None)
+            if self._on_loop():
+                asyncio.ensure_future(self._engine.close())
+            else:
+                try:
+                    kernel.run(self._engine.close(), timeout=self.timeout)
+                except TimeoutError:
+                    logger.warning(
+                        "%s: the peer connections did not close within %s s", self.user_id, self.timeout
+                    )
+            self._callback_pool.shutdown(wait=False)
+
+    async def aclose(self) -> None:
+        """:meth:`close` for async code (runs it on a thread, so the caller's loop keeps going)."""
+        await asyncio.get_running_loop().run_in_executor(None, self.close)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    # ------------------------------------------------------------------------ the machine's actions
+
+    def _carry_out(self) -> None:
+        """Carry out what the call machine decided (with the lock held)."""
+        for action in self._machine.actions_to_take():
+            if isinstance(action, ToServer):
+                text = self._client.send(action.message)
+                self._log_entry("out", action.message["type"], action.message, len(text.encode()))
+            elif isinstance(action, ToEngine):
+                kernel.call_soon(self._engine.command, action.message)
+            elif isinstance(action, Changed):
+                self._apply(action.fields)
+        self._schedule_tick()
+
+    def _apply(self, fields: dict[str, Any]) -> None:
+        if fields.get("state") in FREE:
+            # Files still coming when a call ends will not be finished: drop them, and say which.
+            self.interrupted_files += self._files.abort()
+        elif "members" in fields:
+            for gone in set(self.members) - set(fields["members"]):  # so will those of a member who left
+                self.interrupted_files += self._files.abort(gone)
+        with self._lock:
+            with self.hold_trait_notifications():
+                for name, value in fields.items():
+                    self.set_trait(name, value)
+            self._version += 1
+            self._changed.notify_all()
+        if self._display is not None:
+            self._refresh_card()
+
+    # ----------------------------------------------------------------------- messages from the server
+
+    # ------------------------------------------------------------------- reports from the aiortc engine
+
+    def engine_signal(self, peer: str, signal: dict[str, Any]) -> None:
+        with self._lock:
+            self._machine.engine_signal(peer, signal)
+            self._carry_out()
+
+    def engine_connection(self, peer: str, state: str) -> None:
+        with self._lock:
+            self.rtc["connectionState"] = state
+            self._log_entry("event", "connectionState", state)
+            self._machine.engine_connection(peer, state)
+            self._carry_out()
+
+    def engine_channel(self, peer: str, open_: bool, framed: bool) -> None:
+        with self._lock:
+            detail = {"peer": peer, "state": "open" if open_ else "closed", "framed": framed}
+            self._log_entry("event", f"datachannel-{detail['state']}", detail)
+            self._machine.engine_channel(peer, open_)
+            self._carry_out()
+
+    def engine_failure(self, peer: str, text: str) -> None:
+        with self._lock:
+            self._log_entry("event", "failure", text)
+            logger.warning("%s: %s", self.user_id, text)
+            self._machine.engine_failed(f"aiortc: {text}")
+            self._carry_out()
+
+    def engine_receiving(self, peer: str, size: int, total: int | None) -> None:
+        if (total or size) >= PROGRESS_MIN and not self._files.busy(peer):
+            self._report_progress(
+                {"direction": "in", "peer": peer, "name": None, "done": size, "total": total}
+            )
+
+    def engine_message(self, peer: str, kind: Kind, payload: bytes) -> None:
+        try:
+            data = decode(kind, payload)
+        except (UnicodeDecodeError, ValueError) as exc:
+            self._apply({"error": f"received a {kind} message that does not decode: {exc}"})
+            return
+        message: Message
+        handled = self._files.receive(peer, kind, data)
+        if handled is not None:
+            reply, finished, progress = handled
+            if reply is not None:
+                kernel.submit(self._engine.send("json", encode(reply)[1], peer))
+            if progress is not None:
+                self._report_progress(progress)
+            if finished is None:
+                return
+            message = finished
+        else:
+            if len(payload) >= PROGRESS_MIN:  # its reception was reported: the last report says it is whole
+                whole = len(payload)
+                self._report_progress(
+                    {"direction": "in", "peer": peer, "name": None, "done": whole, "total": whole}
+                )
+            message = Message(data, peer, kind, len(payload), time.time())
+        kept = [*self.messages, message]
+        self.set_trait("messages", kept[max(0, len(kept) - self.max_messages) :])
+        for callback in list(self._callbacks):
+            self._callback_pool.submit(self._run_callback, callback, message)
+
+    def _run_callback(self, callback: Callable[[Message], Any], message: Message) -> None:
+        try:
+            callback(message)
+        except Exception:
+            logger.exception("%s: on_message callback %r failed", self.user_id, callback)
+
+    # -------------------------------------------------------------------------------- sending, progress
+
+    def _submit_send(
+        self, kind: Kind, payload: bytes, to: str | None, name: str | None
+    ) -> concurrent.futures.Future[None]:
+        size = len(payload)
+        progress = None
+        if size >= PROGRESS_MIN:
+            target = to or self.peer
+
+            def progress(done: int) -> None:
+                self._report_progress(
+                    {"direction": "out", "peer": target, "name": name, "done": done, "total": size}
+                )
+
+        future = kernel.submit(self._engine.send(kind, payload, to, progress))
+        future.add_done_callback(self._sent)
+        return future
+
+    def _sent(self, future: concurrent.futures.Future[None]) -> None:
+        if not future.cancelled() and future.exception() is not None:
+            self._apply({"error": f"a send failed: {future.exception()}"})
+
+    # ------------------------------------------------------------------------------------- internals
+
+    @staticmethod
+    def _check_states(states: tuple[str, ...]) -> None:
+        unknown = set(states) - set(STATES)
+        if not states or unknown:
+            raise ValueError(f"wait for one or more of {STATES}, not {sorted(unknown) or 'nothing'}")
+
+    def _verdict(self, states: tuple[str, ...], state: str, first: bool) -> str | Exception | None:
+        if state in states:
+            return state
+        # An ended call ends a wait for its progress; but "ringing" starts a new call, which may come after a
+        # previous call's end.
+        if state in ("ended", "failed") and not (first and ("ringing" in states or "calling" in states)):
+            reason = f": {self.error}" if self.error else ""
+            return CallError(f"{self.user_id}'s call {state}{reason}")
+        return None
+
+    def _members_timed_out(self, timeout: float) -> TimeoutError:
+        waiting = {m: s for m, s in self.connections.items() if s != "connected"}
+        return TimeoutError(
+            f"{self.user_id}'s room did not connect within {timeout} s: {waiting or 'no other member yet'}"
+        )
+
+    def _timed_out(self, states: tuple[str, ...], timeout: float) -> TimeoutError:
+        return TimeoutError(
+            f"{self.user_id} did not reach {' or '.join(states)} within {timeout} s (state {self.state!r})"
+        )
+
+    @staticmethod
+    def _on_loop() -> bool:
+        return threading.current_thread() is kernel._thread
+
+    def _log_entry(self, direction: str, kind: str, detail: Any, size: int = 0) -> None:
+        entry = {"t": time.time(), "dir": direction, "type": kind, "size": size, "detail": detail}
+        with self._lock:
+            self._log.append(entry)
+            if len(self._log) > self.max_log:
+                del self._log[: len(self._log) - self.max_log]
+
+    # ----------------------------------------------------------------------------- notebook display
+
+    def _repr_html_(self) -> str:
+        colour = {"connected": "#2e7d32", "failed": "#c62828", "ringing": "#ef6c00", "calling": "#ef6c00"}
+        state = self.state
+        peer = f" with <b>{html.escape(self.peer)}</b>" if self.peer and state in IN_CALL else ""
+        online = "online" if self.online else "offline"
+        error = f"<div style='color:#c62828'>{html.escape(self.error)}</div>" if self.error else ""
+        others = html.escape(", ".join(self.peers)) or "nobody"
+        progress = ""
+        if self.progress:
+            share = self.progress["done"] / self.progress["total"] if self.progress.get("total") else None
+            bar = f"<progress max='1' value='{share:.3f}'></progress> " if share is not None else ""
+            text = html.escape(describe_progress(self.progress))
+            progress = f"<div class='nbcall-peer-progress'>{bar}{text}</div>"
+        return (
+            f"<div class='nbcall-peer' data-user='{html.escape(self.user_id)}' data-state='{state}' "
+            "style='display:inline-block;border:1px solid #ccc;border-radius:6px;padding:6px 10px;"
+            "font:13px sans-serif'>"
+            f"<b>{html.escape(self.user_id)}</b> (Python peer, {online}): "
+            f"<span style='color:{colour.get(state, '#555')}'>{state}</span>{peer}"
+            f"<div style='color:#777'>others online: {others}</div>{progress}{error}</div>"
+        )
+
+    def _ipython_display_(self) -> None:
+        """Show a status card that follows the peer's state (no camera UI)."""
+        from IPython.display import HTML, display
+
+        self._display = display(HTML(self._repr_html_()), display_id=True)
+        self.observe(lambda change: self._refresh_card(), ["online", "peers", "progress"])
+
+    def _refresh_card(self) -> None:
+        try:
+            from IPython.display import HTML
+
+            self._display.update(HTML(self._repr_html_()))
+        except Exception:  # noqa: BLE001 (no notebook to update any more: stop trying)
+            self._display = None
+
+    def __repr__(self) -> str:
+        peer = f" with {self.peer!r}" if self.state in IN_CALL else ""
+        return f"<Peer {self.user_id!r} {self.state}{peer} at {config.server_url(self.server_url).split('?')[0]}>"

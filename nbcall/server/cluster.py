@@ -1,0 +1,528 @@
+"""Several signaling servers as one deployment: a registry of IDs in Redis, relays between nodes over pub/sub.
+
+Imported only by ``serve(redis=...)`` (``nbcall serve --redis URL``). What the protocol decides
+(:class:`~nbcall.server.protocol.Claim` a new ID, :class:`~nbcall.server.protocol.Forward` a message to a phone on
+another node, :class:`~nbcall.server.protocol.Release` an ID) this module carries out; what arrives from
+Redis it hands back to the protocol (``deliver``, ``remote_joined``...). It never decides who may
+talk to whom.
+
+In Redis, under the prefix ``nbcall:`` (every change is one Lua script, so atomic):
+
+* ``owner`` (hash ID -> node) and ``secret`` (hash ID -> SHA-256 of the phone's secret): who holds
+  each ID. A claim succeeds when the ID is free, held by a node that is gone, or held by a live node
+  with the same secret (the phone failed over: ``moved``, and the old node closes its connection).
+* ``node:N`` (set of IDs node N holds), ``nodes`` (set of nodes), ``alive:N`` (a key with a TTL
+  that node N renews every ``heartbeat`` seconds). Every heartbeat also forgets the IDs of nodes
+  whose ``alive`` key expired, so a killed node's IDs last at most ``registry_ttl`` seconds.
+* ``room`` (hash room ID -> the node holding it) and ``rooms:N`` (set of the rooms node N holds): where
+  a room's messages go (docs/rooms.md, "Across the nodes"). A claim that names a room (a phone that
+  failed over, registering with ``room``) learns its node, and takes the room over if that node is gone.
+* Channels ``to:N`` (messages for node N's phones, batched: one publish per node per round; a record
+  with no recipient is a room message for node N, which holds the room) and ``presence``
+  (``joined``/``left``/``moved``/``taken`` news, published by the scripts themselves).
+
+Each node keeps a copy of ``owner`` in memory (read after subscribing, then kept up to date by the
+news), so routing a message costs no round trip. Messages from one node to another go through one
+connection, one batch at a time, and one subscriber reads them: a pair of phones' messages stay in
+order. Nothing is ever retried (redis-py's own retries are off), so nothing is duplicated; a
+message that cannot be published, or that no node received, comes back to its sender as
+``unavailable``.
+
+When Redis cannot be reached, the node keeps relaying between its own phones, answers cross-node
+messages with ``unavailable`` and new registrations with ``registry-unavailable``; once Redis is
+back it claims its IDs again (closing the phones whose ID another node took meanwhile), subscribes
+again and reads the registry anew.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import secrets
+import urllib.parse
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+
+from .protocol import Forward
+
+if TYPE_CHECKING:
+    from .server import SignalingServer
+
+__all__ = ["DEFAULT_HEARTBEAT", "DEFAULT_REGISTRY_TTL", "PREFIX", "RedisRegistry", "new_node_id", "safe_url"]
+
+logger = logging.getLogger("nbcall.server.cluster")
+
+#: Seconds between a node's heartbeats.
+DEFAULT_HEARTBEAT = 5.0
+#: Seconds after its last heartbeat when a node is taken for gone and its IDs are freed.
+DEFAULT_REGISTRY_TTL = 15.0
+#: Prefix of every key and channel.
+PREFIX = "nbcall"
+
+# A published batch: the sending node, then records; a record: to, sender ("" for a server notice), text.
+# Neither separator can occur in an ID (printable) or in a JSON text frame (control characters are escaped).
+_RS = "\x1e"
+_US = "\x00"
+
+_FORGET = """
+local function forget(p, node)
+  for _, room in ipairs(redis.call('SMEMBERS', p .. ':rooms:' .. node)) do
+    if redis.call('HGET', p .. ':room', room) == node then
+      redis.call('HDEL', p .. ':room', room)
+    end
+  end
+  redis.call('DEL', p .. ':rooms:' .. node)
+  local ids, n = p .. ':node:' .. node, 0
+  for _, id in ipairs(redis.call('SMEMBERS', ids)) do
+    if redis.call('HGET', p .. ':owner', id) == node then
+      redis.call('HDEL', p .. ':owner', id)
+      redis.call('HDEL', p .. ':secret', id)
+      redis.call('PUBLISH', p .. ':presence', 'l\\0' .. id .. '\\0' .. node)
+      n = n + 1
+    end
+  end
+  redis.call('DEL', ids)
+  redis.call('SREM', p .. ':nodes', node)
+  return n
+end
+"""
+
+# A room's node: the live node holding it, else this one (which then re-creates it from its members' reports).
+_ROOM_NODE = """
+local function room_node(p, room, node)
+  local holder = redis.call('HGET', p .. ':room', room)
+  if holder and holder ~= node and redis.call('EXISTS', p .. ':alive:' .. holder) == 1 then
+    return holder
+  end
+  redis.call('HSET', p .. ':room', room, node)
+  redis.call('SADD', p .. ':rooms:' .. node, room)
+  return node
+end
+"""
+
+#: ARGV: prefix, ID, node, secret digest ("" for none), mode ("claim" or "assert": no takeover), room ("": none).
+#: Returns {outcome, the ID's previous node or "", the room's node or ""}.
+_CLAIM = (
+    _ROOM_NODE
+    + """
+local p, id, node, digest, mode, room = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
+local owner = redis.call('HGET', p .. ':owner', id)
+local outcome = 'ok'
+if owner and owner ~= node then
+  if redis.call('EXISTS', p .. ':alive:' .. owner) == 1 then
+    local known = redis.call('HGET', p .. ':secret', id)
+    if mode ~= 'claim' or digest == '' or known ~= digest then
+      return {'taken', owner, ''}
+    end
+    outcome = 'moved'
+  end
+  redis.call('SREM', p .. ':node:' .. owner, id)
+  -- 'm': the phone moved (its node is alive); 't': taken from a node taken for gone.
+  local kind = outcome == 'moved' and 'm' or 't'
+  redis.call('PUBLISH', p .. ':presence', kind .. '\\0' .. id .. '\\0' .. owner .. '\\0' .. node)
+elseif not owner then
+  redis.call('PUBLISH', p .. ':presence', 'j\\0' .. id .. '\\0' .. node)
+end
+redis.call('HSET', p .. ':owner', id, node)
+redis.call('HSET', p .. ':secret', id, digest)
+redis.call('SADD', p .. ':node:' .. node, id)
+return {outcome, owner or '', room ~= '' and room_node(p, room, node) or ''}
+"""
+)
+
+#: ARGV: prefix, room, node, "1" (this node made it: hold it unless a live node does) or "" (it ended here).
+_HOLD_ROOM = (
+    _ROOM_NODE
+    + """
+local p, room, node, made = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+if made == '1' then
+  return room_node(p, room, node)
+end
+if redis.call('HGET', p .. ':room', room) == node then
+  redis.call('HDEL', p .. ':room', room)
+end
+redis.call('SREM', p .. ':rooms:' .. node, room)
+return ''
+"""
+)
+
+#: ARGV: prefix, ID, node.
+_RELEASE = """
+local p, id, node = ARGV[1], ARGV[2], ARGV[3]
+if redis.call('HGET', p .. ':owner', id) ~= node then return 0 end
+redis.call('HDEL', p .. ':owner', id)
+redis.call('HDEL', p .. ':secret', id)
+redis.call('SREM', p .. ':node:' .. node, id)
+redis.call('PUBLISH', p .. ':presence', 'l\\0' .. id .. '\\0' .. node)
+return 1
+"""
+
+#: ARGV: prefix, node, TTL in ms. Returns {whether this node's alive key still existed, IDs forgotten}.
+_HEARTBEAT = (
+    _FORGET
+    + """
+local p, node, ttl = ARGV[1], ARGV[2], ARGV[3]
+local existed = redis.call('EXISTS', p .. ':alive:' .. node)
+redis.call('SET', p .. ':alive:' .. node, '1', 'PX', ttl)
+redis.call('SADD', p .. ':nodes', node)
+local forgotten = 0
+for _, other in ipairs(redis.call('SMEMBERS', p .. ':nodes')) do
+  if redis.call('EXISTS', p .. ':alive:' .. other) == 0 then
+    forgotten = forgotten + forget(p, other)
+  end
+end
+return {existed, forgotten}
+"""
+)
+
+#: ARGV: prefix, node. A node shutting down frees its IDs at once.
+_RETIRE = (
+    _FORGET
+    + """
+local p, node = ARGV[1], ARGV[2]
+redis.call('DEL', p .. ':alive:' .. node)
+return forget(p, node)
+"""
+)
+
+
+def new_node_id() -> str:
+    """A node ID: ``n-`` and 48 random bits (nodes need not be named; a name only shows in logs)."""
+    return "n-" + secrets.token_hex(6)
+
+
+def safe_url(url: str) -> str:
+    """A Redis URL without its password, for logs and errors."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.password is None:
+        return url.split("?", 1)[0]
+    host = parts.hostname or ""
+    netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc, query=""))
+
+
+def _digest(secret: bytes | None) -> str:
+    return "" if secret is None else hashlib.sha256(secret).hexdigest()
+
+
+_Job = tuple[str, tuple[Any, ...], "asyncio.Future[Any] | None"]
+
+
+class RedisRegistry:
+    """This node's side of the shared registry: claims, releases, heartbeats, and relays to other nodes.
+
+    Create it with :meth:`start`; :meth:`close` frees this node's IDs. ``heartbeat`` and ``ttl`` are
+    ``serve()``'s ``heartbeat`` and ``registry_ttl``.
+    """
+
+    def __init__(
+        self,
+        server: SignalingServer,
+        url: str,
+        *,
+        node: str,
+        heartbeat: float,
+        ttl: float,
+        prefix: str = PREFIX,
+    ) -> None:
+        if not heartbeat > 0 or not ttl > heartbeat:
+            raise ValueError(
+                f"heartbeat must be positive and registry_ttl longer than it, got heartbeat={heartbeat!r} "
+                f"and registry_ttl={ttl!r}; registry_ttl of about three heartbeats survives a lost one"
+            )
+        self.server = server
+        self.protocol = server.protocol
+        self.url = url
+        self.node = node
+        self.heartbeat = heartbeat
+        self.ttl = ttl
+        self.prefix = prefix
+        self._presence = f"{prefix}:presence"
+        # No retries anywhere: a PUBLISH retried after its reply was lost would deliver twice.
+        common: dict[str, Any] = {
+            "decode_responses": True,
+            "socket_connect_timeout": min(2.0, heartbeat),
+            "retry": Retry(NoBackoff(), 0),
+            "health_check_interval": 0,
+        }
+        self._cmd = aioredis.from_url(url, socket_timeout=max(2.0, heartbeat), **common)
+        # The subscriber waits for messages as long as it takes: no socket timeout (redis-py #4098); its
+        # loss is noticed by the heartbeat, which then makes it subscribe again.
+        self._sub = aioredis.from_url(url, socket_timeout=None, socket_keepalive=True, **common)
+        self._jobs: list[_Job] = []
+        self._outbox: list[Forward] = []
+        self._wake = asyncio.Event()
+        self.down: str | None = "not started"  # why the registry cannot be used, or None
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._closed = False
+
+    # -- life -----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Join the registry: heartbeat, subscribe, read the registry. Raises ``OSError`` if Redis is unreachable."""
+        try:
+            await self._cmd.eval(_HEARTBEAT, 0, self.prefix, self.node, int(self.ttl * 1000))
+        except (RedisError, OSError) as exc:
+            await self._close_clients()
+            raise OSError(f"cannot reach the registry at {safe_url(self.url)}: {exc}") from None
+        self.down = None
+        subscribed = asyncio.get_running_loop().create_future()
+        self._tasks["worker"] = asyncio.create_task(self._work())
+        self._tasks["subscriber"] = asyncio.create_task(self._subscribe(subscribed))
+        self._tasks["heartbeat"] = asyncio.create_task(self._beat())
+        await asyncio.wait_for(subscribed, 10)
+        logger.info("node %s joined the registry at %s", self.node, safe_url(self.url))
+
+    def close(self) -> None:
+        """Stop the tasks (idempotent); :meth:`wait_closed` frees this node's IDs in Redis."""
+        self._closed = True
+        for task in self._tasks.values():
+            task.cancel()
+
+    async def wait_closed(self) -> None:
+        """Wait for the tasks, free this node's IDs (others see them ``left`` at once), close the clients."""
+        self.close()
+        await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+        try:
+            await asyncio.wait_for(self._cmd.eval(_RETIRE, 0, self.prefix, self.node), 5)
+        except (RedisError, OSError, asyncio.TimeoutError) as exc:
+            logger.info(
+                "could not free node %s's IDs in the registry (they expire with it): %s", self.node, exc
+            )
+        await self._close_clients()
+
+    async def _close_clients(self) -> None:
+        for client in (self._cmd, self._sub):
+            try:
+                await client.aclose()
+            except (RedisError, OSError):
+                pass
+
+    # -- what the server asks ------------------------------------------------------------
+
+    def forward(self, forward: Forward) -> None:
+        """Publish ``forward`` to its node in the next batch; a sender learns if it cannot be delivered."""
+        if self.down is not None:
+            self._bounce([forward], f"this server cannot reach the registry ({self.down})")
+            return
+        self._outbox.append(forward)
+        self._wake.set()
+
+    def claim(
+        self, peer_id: str, secret: bytes | None, room: str | None = None
+    ) -> asyncio.Future[tuple[str, str, str]]:
+        """Claim ``peer_id`` for this node: a future of ``(outcome, owner, room's node)`` (``SignalingProtocol.claimed``)."""
+        future: asyncio.Future[tuple[str, str, str]] = asyncio.get_running_loop().create_future()
+        if self.down is not None:
+            future.set_result(("down", "", ""))
+        else:
+            self._jobs.append(("claim", (peer_id, _digest(secret), "claim", room or ""), future))
+            self._wake.set()
+        return future
+
+    def hold_room(self, room: str, made: bool) -> None:
+        """Record that this node holds ``room`` (``made``), or no longer does, so other nodes route to it."""
+        if self.down is None:  # else the rooms are recorded again when the registry is back (_reassert)
+            self._jobs.append(("room", (room, "1" if made else ""), None))
+            self._wake.set()
+
+    def release(self, peer_id: str) -> None:
+        """Free ``peer_id`` if this node still holds it in the registry (after the claims queued before)."""
+        self._jobs.append(("release", (peer_id,), None))
+        self._wake.set()
+
+    # -- the command connection: one round at a time, in order ---------------------------------
+
+    async def _work(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            jobs, self._jobs = self._jobs, []
+            outbox, self._outbox = self._outbox, []
+            if jobs and jobs[0][0] == "reassert":
+                await self._reassert()
+                jobs = jobs[1:]
+            if not jobs and not outbox:
+                continue
+            if self.down is not None:
+                self._fail(jobs, outbox)
+                continue
+            pipe = self._cmd.pipeline(transaction=False)
+            for kind, args, _ in jobs:
+                if kind == "claim":
+                    pipe.eval(_CLAIM, 0, self.prefix, args[0], self.node, args[1], args[2], args[3])
+                elif kind == "room":
+                    pipe.eval(_HOLD_ROOM, 0, self.prefix, args[0], self.node, args[1])
+                else:
+                    pipe.eval(_RELEASE, 0, self.prefix, args[0], self.node)
+            batches: dict[str, list[Forward]] = {}
+            for forward in outbox:
+                batches.setdefault(forward.node, []).append(forward)
+            for node, batch in batches.items():
+                records = _RS.join(f"{f.to}{_US}{f.sender}{_US}{f.text}" for f in batch)
+                pipe.publish(f"{self.prefix}:to:{node}", f"{self.node}{_RS}{records}")
+            try:
+                results = await pipe.execute(raise_on_error=False)
+            except (RedisError, OSError) as exc:
+                self._went_down(exc)
+                self._fail(jobs, outbox)
+                continue
+            for (kind, args, future), result in zip(jobs, results):
+                if future is not None and not future.done():
+                    ok = isinstance(result, list) and len(result) == 3
+                    future.set_result(
+                        (str(result[0]), str(result[1]), str(result[2])) if ok else ("down", "", "")
+                    )
+                if isinstance(result, Exception):
+                    logger.warning("registry %s of %r failed: %s", kind, args[0], result)
+            for (node, batch), count in zip(batches.items(), results[len(jobs) :]):
+                if isinstance(count, Exception) or count == 0:
+                    self._bounce(batch, f"its node ({node}) is not connected to the registry")
+
+    def _fail(self, jobs: list[_Job], outbox: list[Forward]) -> None:
+        for _, _, future in jobs:
+            if future is not None and not future.done():
+                future.set_result(("down", "", ""))
+        self._bounce(outbox, f"this server cannot reach the registry ({self.down})")
+
+    def _bounce(self, forwards: list[Forward], reason: str) -> None:
+        protocol, send = self.protocol, self.server._send
+        for forward in forwards:
+            send(None, protocol.undeliverable(forward, reason))
+
+    async def _reassert(self) -> None:
+        """Claim every ID this node holds again (Redis restarted, or this node was taken for gone)."""
+        held = self.protocol.held()
+        try:
+            pipe = self._cmd.pipeline(transaction=False)
+            for peer_id, secret in held:
+                pipe.eval(_CLAIM, 0, self.prefix, peer_id, self.node, _digest(secret), "assert", "")
+            for room in self.protocol.rooms.rooms:
+                pipe.eval(_HOLD_ROOM, 0, self.prefix, room, self.node, "1")
+            pipe.smembers(f"{self.prefix}:node:{self.node}")
+            results = await pipe.execute(raise_on_error=False)
+        except (RedisError, OSError) as exc:
+            self._went_down(exc)
+            return
+        lost = 0
+        for (peer_id, _), result in zip(held, results):
+            if isinstance(result, list) and result[0] == "taken":
+                lost += 1
+                self.server._send(None, self.protocol.lost_claim(peer_id, str(result[1])))
+        mine = results[-1] if isinstance(results[-1], set) else set()
+        for extra in mine - {peer_id for peer_id, _ in held}:
+            self.release(extra)  # released while the registry was away
+        logger.info(
+            "node %s claimed its %d IDs again%s",
+            self.node,
+            len(held) - lost,
+            f"; {lost} taken meanwhile" * bool(lost),
+        )
+
+    # -- liveness ---------------------------------------------------------------------------
+
+    async def _beat(self) -> None:
+        while True:
+            await asyncio.sleep(self.heartbeat if self.down is None else min(self.heartbeat, 0.5))
+            try:
+                existed, forgotten = await self._cmd.eval(
+                    _HEARTBEAT, 0, self.prefix, self.node, int(self.ttl * 1000)
+                )
+            except (RedisError, OSError) as exc:
+                self._went_down(exc)
+                continue
+            if forgotten:
+                logger.info("freed %d IDs of nodes gone longer than %g s", forgotten, self.ttl)
+            if self.down is not None or not existed:
+                if not existed:
+                    logger.warning(
+                        "node %s was taken for gone by the registry: claiming its IDs again", self.node
+                    )
+                self._came_back()
+
+    def _went_down(self, exc: BaseException) -> None:
+        if self.down is None and not self._closed:
+            logger.warning(
+                "lost the registry at %s (%s): relaying between this node's phones goes on; messages to "
+                "other nodes and new registrations are refused until it is back",
+                safe_url(self.url),
+                exc or type(exc).__name__,
+            )
+        self.down = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+    def _came_back(self) -> None:
+        if self.down is not None:
+            logger.warning("the registry at %s is back: rebuilding", safe_url(self.url))
+        self.down = None
+        self._jobs.insert(0, ("reassert", (), None))
+        self._wake.set()
+        # The old subscription may have missed news (or be dead without knowing it): subscribe anew.
+        old = self._tasks.get("subscriber")
+        if old is not None:
+            old.cancel()
+        self._tasks["subscriber"] = asyncio.create_task(self._subscribe(None))
+
+    # -- the subscriber -----------------------------------------------------------------------
+
+    async def _subscribe(self, subscribed: asyncio.Future[None] | None) -> None:
+        delay = 0.1
+        while True:
+            pubsub = self._sub.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(f"{self.prefix}:to:{self.node}", self._presence)
+                # Read after subscribing: news published meanwhile arrives after the snapshot, not lost.
+                owners: dict[str, str] = await self._cmd.hgetall(f"{self.prefix}:owner")  # type: ignore[assignment]
+                self.server._send(None, self.protocol.registry_snapshot(owners))
+                if subscribed is not None and not subscribed.done():
+                    subscribed.set_result(None)
+                delay = 0.1
+                handle_batch, handle_news = self._handle_batch, self._handle_news
+                presence = self._presence
+                async for message in pubsub.listen():  # blocks: never get_message(timeout=0), a busy loop
+                    if message["type"] != "message":
+                        continue
+                    if message["channel"] == presence:
+                        handle_news(message["data"])
+                    else:
+                        handle_batch(message["data"])
+            except (RedisError, OSError) as exc:
+                self._went_down(exc)
+            finally:
+                try:
+                    await asyncio.shield(pubsub.aclose())
+                except (RedisError, OSError, asyncio.CancelledError):
+                    pass
+            await asyncio.sleep(delay)
+            delay = min(2 * delay, 1.0)
+
+    def _handle_batch(self, data: str) -> None:
+        sender_node, _, body = data.partition(_RS)
+        deliver, send = self.protocol.deliver, self.server._send
+        for record in body.split(_RS):
+            to, sender, text = record.split(_US, 2)
+            send(None, deliver(to, sender, sender_node, text))
+
+    def _handle_news(self, data: str) -> None:
+        kind, *fields = data.split(_US)
+        protocol = self.protocol
+        handlers: dict[str, Callable[..., Any]] = {
+            "j": protocol.remote_joined,
+            "l": protocol.remote_left,
+            "m": protocol.remote_moved,
+            "t": protocol.remote_taken,
+        }
+        handler = handlers.get(kind)
+        if handler is None:
+            logger.warning("ignoring unknown registry news %r", data[:100])
+            return
+        self.server._send(None, handler(*fields))
+
+    def __repr__(self) -> str:
+        state = "up" if self.down is None else f"down ({self.down})"
+        return f"<RedisRegistry node={self.node} {safe_url(self.url)} {state}>"

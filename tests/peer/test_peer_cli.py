@@ -1,0 +1,137 @@
+"""``nbcall send`` and ``nbcall receive`` as a user runs them: real processes, a real signaling server.
+
+The transfers do WebRTC and are marked ``webrtc`` (run in the loopback-only namespace); the bad-input cases
+fail before any call and run anywhere.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from support import free_port, wait_until_sync
+
+from nbcall import Peer
+from nbcall.peer.transfer_cli import BAD_INPUT, DECLINED, NO_SERVER, OK, PEER_UNKNOWN, REFUSED
+from nbcall.server.server import SignalingServer
+
+ROOT = Path(__file__).resolve().parents[2]
+TIMEOUT = 10.0
+
+
+def nbcall_cmd(*args: str | Path) -> list[str]:
+    return [sys.executable, "-m", "nbcall", *map(str, args)]
+
+
+def env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(ROOT)}
+
+
+def run(*args: str | Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        nbcall_cmd(*args), capture_output=True, text=True, timeout=timeout, env=env(), check=False
+    )
+
+
+def digests(folder: Path) -> dict[str, str]:
+    return {
+        p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> Path:
+    folder = tmp_path / "tree"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "a.txt").write_text("alpha\n")
+    (folder / "sub" / "big.bin").write_bytes(os.urandom(3 * 2**20 + 7))
+    (folder / "sub" / "empty").write_bytes(b"")
+    return folder
+
+
+@pytest.mark.webrtc
+def test_a_directory_goes_from_one_terminal_to_another_with_checksums(
+    server: SignalingServer, tree: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    receiver = subprocess.Popen(
+        nbcall_cmd("receive", "--server", server.url, "--as", "R", "--out", out),
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env(),
+    )
+    try:
+        with Peer("watcher", server=server.url) as watcher:
+            wait_until_sync(lambda: "R" in watcher.peers, "the receiver online", 30)
+        sent = run("send", "--server", server.url, "--as", "S", "R", tree)
+        assert sent.returncode == OK, sent.stderr
+        assert receiver.wait(30) == OK
+    finally:
+        receiver.kill()
+    assert digests(out / "tree") == digests(tree)
+    assert "sent 3 file(s) to R" in sent.stderr and "100%" in sent.stderr  # the progress bar finished
+    received = receiver.stderr.read() if receiver.stderr else ""
+    assert "received" in received and "big.bin" in received
+
+
+@pytest.mark.webrtc
+def test_a_terminal_sends_to_a_python_peer_which_keeps_existing_files(
+    server: SignalingServer, tree: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "inbox"
+    out.mkdir()
+    (out / "a.txt").write_text("mine")
+    with Peer("P", server=server.url, auto_answer=True, receive_dir=out) as p:
+        sent = run("send", "-q", "--server", server.url, "--as", "S", "P", tree / "sub" / "big.bin")
+        assert sent.returncode == OK, sent.stderr
+        assert (out / "big.bin").read_bytes() == (tree / "sub" / "big.bin").read_bytes()
+        assert p.messages[-1].name == "big.bin"
+        refused = run("send", "-q", "--server", server.url, "--as", "S", "P", tree / "a.txt")
+        assert refused.returncode == REFUSED
+        assert "a.txt exists" in refused.stderr
+        assert (out / "a.txt").read_text() == "mine"
+
+
+@pytest.mark.webrtc
+def test_unknown_and_declining_peers_have_their_exit_codes(server: SignalingServer, tree: Path) -> None:
+    unknown = run("send", "--server", server.url, "--as", "S", "Nobody", tree / "a.txt")
+    assert unknown.returncode == PEER_UNKNOWN
+    assert "'Nobody' is not online" in unknown.stderr
+    with Peer("D", server=server.url) as d:
+        declined = subprocess.Popen(
+            nbcall_cmd("send", "--server", server.url, "--as", "S", "D", tree / "a.txt"),
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env(),
+        )
+        d.wait("ringing", timeout=30)
+        d.decline()
+        assert declined.wait(30) == DECLINED
+        assert "D declined the call" in (declined.stderr.read() if declined.stderr else "")
+
+
+def test_bad_input_gets_one_clear_line_and_its_exit_code(tmp_path: Path) -> None:
+    url = f"ws://127.0.0.1:{free_port()}/ws"
+    missing = run("send", "--server", url, "--as", "S", "P", tmp_path / "nope.txt")
+    assert missing.returncode == BAD_INPUT
+    assert missing.stderr.strip() == f"nbcall send: no such file or directory: {tmp_path / 'nope.txt'}"
+    if os.geteuid() != 0:  # root reads any file
+        secret = tmp_path / "secret"
+        secret.write_text("x")
+        secret.chmod(0)
+        unreadable = run("send", "--server", url, "--as", "S", "P", secret)
+        assert unreadable.returncode == BAD_INPUT and "cannot read" in unreadable.stderr
+    (tmp_path / "ok.txt").write_text("x")
+    unknown_server = run("send", "--server", url, "--as", "S", "P", tmp_path / "ok.txt")
+    assert unknown_server.returncode == NO_SERVER
+    lines = unknown_server.stderr.strip().splitlines()
+    assert len(lines) == 1 and "could not connect to the signaling server" in lines[0]
+    bad_url = run("receive", "--server", "example.org", "--as", "R")
+    assert bad_url.returncode == BAD_INPUT and "is not a websocket URL" in bad_url.stderr
+    # A checksum mismatch (exit status 7) is decided by FileReceiver: tests/test_peer_framing.py.
