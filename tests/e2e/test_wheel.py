@@ -43,4 +43,4 @@ def test_phone_from_the_installed_wheel_renders_and_shows_its_state(
         where = Path(str(nb.value("nbcall.__file__"))).resolve()
         assert where.is_relative_to(wheel_venv), f"the kernel imported nbcall from {where}"
         assert not where.is_relative_to(SOURCE_TREE), f"the kernel imported nbcall from {where}"
-        assert (where.parent / "static" / "phone.js").is_file()
+        assert (where.parent / "widget" / "static" / "phone.js").is_file()
