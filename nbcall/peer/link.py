@@ -11,7 +11,7 @@ import concurrent.futures
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -331,15 +331,19 @@ class Link:
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
+    async def _received(self, track: MediaStreamTrack) -> AsyncIterator[Any]:
+        """The track's frames until it ends or this link closes."""
+        while not self.closed:
+            try:
+                yield await track.recv()
+            except MediaStreamError:
+                return
+
     async def _consume_video(self, track: MediaStreamTrack) -> None:
         """Hand the newest frame to the callbacks; frames that come while they run are dropped, not queued."""
         loop = asyncio.get_running_loop()
         busy: asyncio.Future[None] | None = None
-        while not self.closed:
-            try:
-                frame = await track.recv()
-            except MediaStreamError:
-                return
+        async for frame in self._received(track):
             self.counts["frames_in"] += 1
             if busy is not None and not busy.done():
                 self.counts["frames_dropped"] += 1
@@ -351,11 +355,7 @@ class Link:
         resampler = av.AudioResampler(
             format="s16", layout="mono" if self.media.channels == 1 else "stereo", rate=self.media.sample_rate
         )
-        while not self.closed:
-            try:
-                frame = await track.recv()
-            except MediaStreamError:
-                return
+        async for frame in self._received(track):
             self.counts["audio_in"] += 1
             if self.media.on_audio:
                 for out in resampler.resample(frame):  # type: ignore[arg-type]
