@@ -1,0 +1,420 @@
+"""One peer link: an RTCPeerConnection to one peer, its data channel (framed, with backpressure) and its media.
+
+:class:`Link` carries out the signaling steps the engine hands it (offer, take an offer, answer, take an
+answer or a candidate) and reports to its :class:`EngineHost` what happens on the connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import av
+from aiortc import (
+    MediaStreamTrack,
+    RTCConfiguration,
+    RTCDataChannel,
+    RTCIceServer,
+    RTCPeerConnection,
+    RTCSessionDescription,
+)
+from aiortc.mediastreams import MediaStreamError
+from aiortc.rtcconfiguration import RTCBundlePolicy
+from aiortc.sdp import candidate_from_sdp
+
+from ..wire.framing import EXTENSIONS, LENGTH, PROTOCOL, FrameDecoder, FramingError, encode_frames
+from ..wire.payload import Kind
+from .aiortc_patches import allow_loopback, tune_sctp, unacknowledged
+from .tracks import ArrayAudioTrack, ArrayVideoTrack, MediaOptions, call_all, call_frame
+
+__all__ = ["EngineHost", "Link", "SendLimits", "max_message_size"]
+
+logger = logging.getLogger("nbcall.peer.rtc")
+
+
+class EngineHost(Protocol):
+    """What the engine reports to (the adapter that owns the call machine); called on the engine's loop."""
+
+    def engine_signal(self, peer: str, signal: dict[str, Any]) -> None: ...
+    def engine_connection(self, peer: str, state: str) -> None: ...
+    def engine_channel(self, peer: str, open_: bool, framed: bool) -> None: ...
+    def engine_message(self, peer: str, kind: Kind, payload: bytes) -> None: ...
+    def engine_receiving(self, peer: str, size: int, total: int | None) -> None: ...
+    def engine_failure(self, peer: str, text: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class SendLimits:
+    """How the engine sends framed messages: frame size and the bytes it lets queue in aiortc."""
+
+    #: aiortc splits each frame into ~1.2 KB SCTP chunks anyway; larger frames mean fewer Python-level sends.
+    #: Browsers accept 256 KiB messages (their SDP's max-message-size); the remote's own limit always applies.
+    frame_size: int = 256 * 1024
+    #: Frames queued ahead of SCTP; sending waits (``bufferedamountlow``) above it.
+    high_water: int = 1024 * 1024
+
+
+class Link:
+    """The connection to one peer: its RTCPeerConnection, data channel, media and the sends in flight."""
+
+    def __init__(
+        self,
+        peer: str,
+        ice_servers: list[dict[str, Any]],
+        host: EngineHost,
+        media: MediaOptions,
+        limits: SendLimits,
+        pool: concurrent.futures.Executor,
+    ) -> None:
+        self.peer = peer
+        self.host = host
+        self.media = media
+        self.limits = limits
+        self.pool = pool
+        config = RTCConfiguration(
+            iceServers=[RTCIceServer(**server) for server in ice_servers],  # [] means none, never a default
+            bundlePolicy=RTCBundlePolicy.MAX_BUNDLE,
+        )
+        self.pc = RTCPeerConnection(config)
+        self.channel: RTCDataChannel | None = None
+        self.framed = False
+        self.announce_length = False
+        self.closed = False
+        self.decoder = FrameDecoder()
+        self.pending: list[dict[str, Any]] = []
+        #: The largest message the peer takes (None: no limit), from its description.
+        self.remote_max_message_size: int | None = None
+        #: An offer that met our own (glare) was ignored: the accept that follows it has nothing to answer.
+        self.ignored_offer = False
+        self.steps = asyncio.Lock()
+        self.sending = asyncio.Lock()
+        self.tracks: list[MediaStreamTrack] = []
+        self.tasks: set[asyncio.Task[None]] = set()
+        #: Counters for :attr:`stats`.
+        self.counts = {
+            "frames_in": 0,
+            "frames_dropped": 0,
+            "audio_in": 0,
+            "messages_in": 0,
+            "messages_out": 0,
+        }
+        self.bytes_in = 0
+        self.bytes_out = 0
+        self._low = asyncio.Event()
+        self.pc.on("connectionstatechange", self._on_connection_state)
+        self.pc.on("datachannel", self._attach)
+        self.pc.on("track", self._on_track)
+
+    # ----------------------------------------------------------------------------- signaling steps
+
+    async def offer(self) -> None:
+        """We call: add our media (or receive-only sections) and the data channel, and send the offer."""
+        for kind in ("audio", "video"):
+            track = self._local_track(kind)
+            if track is not None:
+                self.pc.addTransceiver(track, direction="sendrecv")
+            elif self._wants(kind):
+                self.pc.addTransceiver(kind, direction="recvonly")
+        self._attach(self.pc.createDataChannel("nbcall"))
+        await self._set_local(await self.pc.createOffer())
+        self._signal("call")
+
+    async def take_offer(self, signal: dict[str, Any]) -> None:
+        """They call, or renegotiate: take their offer (:meth:`answer` answers it once accepted)."""
+        if self.pc.signalingState == "have-local-offer":
+            # Glare, and we are never polite: the other side rolls its offer back and answers ours.
+            logger.info("ignored an offer from %s that met ours (a Python peer is never polite)", self.peer)
+            self.ignored_offer = True
+            return
+        await self._take_remote(signal)
+
+    async def _take_remote(self, signal: dict[str, Any]) -> None:
+        """Take the peer's offer or answer, and with it how to frame for it and its largest message."""
+        description = _description(signal)
+        # Frame only for a peer that said it understands (and announce lengths if it takes them).
+        self.framed = signal.get("framing") == PROTOCOL
+        extensions = signal.get("framing_ext")
+        self.announce_length = self.framed and isinstance(extensions, list) and "length" in extensions
+        await self.pc.setRemoteDescription(description)
+        self.remote_max_message_size = max_message_size(description.sdp)
+        await self._add_pending()
+
+    async def answer(self) -> None:
+        """Answer the offer: our tracks on the caller's sections, receive what we have a callback for."""
+        if self.ignored_offer:
+            self.ignored_offer = False
+            return
+        if self.pc.signalingState != "have-remote-offer":
+            raise RuntimeError(
+                f"no offer from {self.peer} to answer (signaling state {self.pc.signalingState})"
+            )
+        for transceiver in self.pc.getTransceivers():
+            kind = transceiver.kind
+            if transceiver.sender.track is not None:  # a renegotiation: our track is there already
+                continue
+            track = self._local_track(kind)
+            if track is not None:
+                transceiver.sender.replaceTrack(track)
+                transceiver.direction = "sendrecv"
+            elif self._wants(kind):
+                transceiver.direction = "recvonly"
+            else:
+                # Neither sent nor wanted: say so, or the caller sends media nobody reads.
+                transceiver.direction = "inactive"
+        await self._set_local(await self.pc.createAnswer())
+        self._signal("answer")
+
+    async def take_answer(self, signal: dict[str, Any]) -> None:
+        await self._take_remote(signal)
+
+    async def take_candidate(self, signal: dict[str, Any]) -> None:
+        raw = signal.get("candidate")
+        init = json.loads(raw) if isinstance(raw, str) else raw
+        if not isinstance(init, dict) or not init.get("candidate"):
+            return  # the end of the peer's candidates: aiortc learns it from the connection itself
+        self.pending.append(init)
+        if self.pc.remoteDescription is not None:
+            await self._add_pending()
+
+    async def _add_pending(self) -> None:
+        pending, self.pending = self.pending, []
+        for init in pending:
+            candidate = candidate_from_sdp(str(init["candidate"]).split(":", 1)[1])
+            candidate.sdpMid = init.get("sdpMid")
+            candidate.sdpMLineIndex = init.get("sdpMLineIndex")
+            await self.pc.addIceCandidate(candidate)
+
+    async def _set_local(self, description: RTCSessionDescription) -> None:
+        allow_loopback(self.pc)
+        await self.pc.setLocalDescription(description)
+        if self.pc.sctp is not None:
+            tune_sctp(self.pc.sctp)
+
+    def _signal(self, kind: str) -> None:
+        local = self.pc.localDescription
+        sdp = json.dumps({"type": local.type, "sdp": local.sdp})
+        if not self.closed:
+            signal = {
+                "type": kind, "sdp": sdp, "framing": PROTOCOL, "framing_ext": list(EXTENSIONS), "polite": False,
+            }  # fmt: skip
+            self.host.engine_signal(self.peer, signal)
+
+    @property
+    def open(self) -> bool:
+        """Whether the data channel is open for sending."""
+        return not self.closed and self.channel is not None and self.channel.readyState == "open"
+
+    # ------------------------------------------------------------------------------------ the channel
+
+    def _attach(self, channel: RTCDataChannel) -> None:
+        # The first channel carries what we send; every channel's messages are received (any label).
+        if self.channel is None:
+            self.channel = channel
+        channel.bufferedAmountLowThreshold = self.limits.high_water // 2
+        channel.on("bufferedamountlow", self._low.set)
+
+        @channel.on("open")
+        def on_open() -> None:
+            if not self.closed:
+                self.host.engine_channel(self.peer, True, self.framed)
+
+        @channel.on("close")
+        def on_close() -> None:
+            if not self.closed and channel is self.channel:
+                self.host.engine_channel(self.peer, False, self.framed)
+
+        @channel.on("message")
+        def on_message(data: str | bytes) -> None:
+            self._receive(data)
+
+        if channel.readyState == "open":  # a channel the peer opened arrives open
+            on_open()
+
+    def _receive(self, data: str | bytes) -> None:
+        if self.closed:
+            return
+        self.bytes_in += len(data)
+        if isinstance(data, str):
+            self._deliver("str", data.encode("utf-8"))
+            return
+        if not self.framed:
+            self._deliver("bytes", data)
+            return
+        try:
+            message = self.decoder.push(data)
+        except FramingError as exc:
+            self.host.engine_failure(self.peer, f"a malformed frame from {self.peer}: {exc}")
+            return
+        if message is None:
+            self.host.engine_receiving(self.peer, self.decoder.pending, self.decoder.expected)
+        else:
+            self._deliver(*message)
+
+    def _deliver(self, kind: Kind, payload: bytes) -> None:
+        self.counts["messages_in"] += 1
+        self.host.engine_message(self.peer, kind, payload)
+
+    async def send(self, kind: Kind, payload: bytes, progress: Callable[[int], None] | None = None) -> None:
+        """Send one message, after the ones before it; framed for an nbcall peer, with backpressure."""
+        async with self.sending:
+            channel = self.channel
+            if channel is None or channel.readyState != "open" or self.closed:
+                state = channel.readyState if channel is not None else "no call"
+                raise ConnectionError(f"the data channel to {self.peer} is not open ({state})")
+            if not self.framed:
+                channel.send(payload if kind == "bytes" else payload.decode("utf-8"))
+                self.bytes_out += len(payload)
+            else:
+                limit = self.remote_max_message_size
+                frame_size = min(self.limits.frame_size, limit) if limit else self.limits.frame_size
+                sent = 0
+                for frame in encode_frames(kind, payload, frame_size, self.announce_length):
+                    while channel.bufferedAmount > self.limits.high_water:
+                        self._low.clear()
+                        await self._wait_low(channel)
+                    channel.send(frame)
+                    sent += len(frame) - 1 if frame[0] != LENGTH else 0
+                    self.bytes_out += len(frame)
+                    if progress is not None:
+                        progress(sent)
+            self.counts["messages_out"] += 1
+
+    async def _wait_low(self, channel: RTCDataChannel) -> None:
+        while channel.bufferedAmount > channel.bufferedAmountLowThreshold:
+            if channel.readyState != "open" or self.closed:
+                raise ConnectionError(f"the data channel to {self.peer} closed while sending")
+            try:
+                await asyncio.wait_for(self._low.wait(), 0.5)
+            except asyncio.TimeoutError:
+                pass
+            self._low.clear()
+
+    async def flush(self, timeout: float) -> bool:
+        """Wait until everything sent was handed over and acknowledged by the peer; False on timeout."""
+        deadline = time.monotonic() + timeout
+        async with self.sending:
+            pass
+        while time.monotonic() < deadline and not self.closed:
+            channel = self.channel
+            queued = channel.bufferedAmount if channel is not None and channel.readyState == "open" else 0
+            if not queued and not unacknowledged(self.pc.sctp):
+                return True
+            await asyncio.sleep(0.01)
+        return self.closed
+
+    # -------------------------------------------------------------------------------------- media
+
+    def _wants(self, kind: str) -> bool:
+        return bool(self.media.on_frame if kind == "video" else self.media.on_audio)
+
+    def _local_track(self, kind: str) -> MediaStreamTrack | None:
+        source = self.media.video if kind == "video" else self.media.audio
+        if source is None:
+            return None
+        track: MediaStreamTrack
+        if kind == "video":
+            track = ArrayVideoTrack(source, self.media.fps, self.pool)
+        else:
+            track = ArrayAudioTrack(source, self.media.sample_rate, self.media.channels, self.pool)
+        self.tracks.append(track)
+        return track
+
+    def _on_track(self, track: MediaStreamTrack) -> None:
+        consume = self._consume_video if track.kind == "video" else self._consume_audio
+        task = asyncio.ensure_future(consume(track))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def _received(self, track: MediaStreamTrack) -> AsyncIterator[Any]:
+        """The track's frames until it ends or this link closes."""
+        while not self.closed:
+            try:
+                yield await track.recv()
+            except MediaStreamError:
+                return
+
+    async def _consume_video(self, track: MediaStreamTrack) -> None:
+        """Hand the newest frame to the callbacks; frames that come while they run are dropped, not queued."""
+        loop = asyncio.get_running_loop()
+        busy: asyncio.Future[None] | None = None
+        async for frame in self._received(track):
+            self.counts["frames_in"] += 1
+            if busy is not None and not busy.done():
+                self.counts["frames_dropped"] += 1
+                continue
+            busy = loop.run_in_executor(self.pool, call_frame, self.media.on_frame, frame)  # type: ignore[arg-type]
+
+    async def _consume_audio(self, track: MediaStreamTrack) -> None:
+        loop = asyncio.get_running_loop()
+        resampler = av.AudioResampler(
+            format="s16", layout="mono" if self.media.channels == 1 else "stereo", rate=self.media.sample_rate
+        )
+        async for frame in self._received(track):
+            self.counts["audio_in"] += 1
+            if self.media.on_audio:
+                for out in resampler.resample(frame):  # type: ignore[arg-type]
+                    samples = out.to_ndarray().reshape(-1, self.media.channels)
+                    if self.media.channels == 1:
+                        samples = samples[:, 0]
+                    loop.run_in_executor(
+                        self.pool, call_all, self.media.on_audio, samples, float(out.time or 0)
+                    )
+
+    # --------------------------------------------------------------------------------------- state
+
+    def _on_connection_state(self) -> None:
+        if not self.closed:
+            self.host.engine_connection(self.peer, self.pc.connectionState)
+
+    def stats(self) -> dict[str, Any]:
+        """What this link has carried so far, and the selected candidate pair's addresses."""
+        summary: dict[str, Any] = {
+            "connection": self.pc.connectionState,
+            "framed": self.framed,
+            "bytes_sent": self.bytes_out,
+            "bytes_received": self.bytes_in,
+            **self.counts,
+        }
+        video_out = [t for t in self.tracks if isinstance(t, ArrayVideoTrack)]
+        if video_out:
+            summary["frames_out"] = sum(t.frames_sent for t in video_out)
+        return summary
+
+    async def close(self, force: bool = False) -> None:
+        """Close the peer connection and stop every track. Idempotent."""
+        if self.closed and not force or self.pc.connectionState == "closed":
+            return
+        self.closed = True
+        self._low.set()
+        for track in self.tracks:
+            track.stop()
+        for task in list(self.tasks):
+            task.cancel()
+        try:
+            await self.pc.close()
+        except Exception:  # closing a half-made connection may fail inside aiortc: it is closed all the same
+            logger.debug("closing the connection to %s failed", self.peer, exc_info=True)
+
+
+def _description(signal: dict[str, Any]) -> RTCSessionDescription:
+    raw = signal.get("sdp")
+    description = json.loads(raw) if isinstance(raw, str) else raw
+    if not isinstance(description, dict) or "sdp" not in description:
+        raise ValueError(f"a {signal.get('type')} without a session description: {str(raw)[:80]!r}")
+    return RTCSessionDescription(sdp=description["sdp"], type=description["type"])
+
+
+def max_message_size(sdp: str) -> int | None:
+    """The largest data-channel message a description's sender takes: its ``a=max-message-size``, 65536
+    when it has none, and None for 0, which means no limit (RFC 8841 section 6, as aiortc reads it)."""
+    for line in sdp.splitlines():
+        if line.startswith("a=max-message-size:"):
+            size = int(line.split(":", 1)[1])
+            return size if size > 0 else None
+    return 65536

@@ -1,0 +1,157 @@
+"""Media made and consumed in Python: numpy arrays in, aiortc tracks out, and received frames to callbacks.
+
+:class:`ArrayVideoTrack` and :class:`ArrayAudioTrack` turn a source (an iterator of arrays, or a callable
+returning one) into frames at the right pace; :func:`call_frame` and :func:`call_all` hand received media to
+the user's callbacks on a worker thread. :class:`MediaOptions` says which media a peer sends and receives.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import fractions
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import av
+import numpy as np
+from aiortc import MediaStreamTrack
+from aiortc.mediastreams import MediaStreamError
+
+__all__ = ["ArrayAudioTrack", "ArrayVideoTrack", "FrameCallback", "MediaOptions", "call_all", "call_frame"]
+
+logger = logging.getLogger("nbcall.peer.rtc")
+
+FrameCallback = Callable[[np.ndarray, float], Any]
+
+
+@dataclass
+class MediaOptions:
+    """Which media a peer sends and receives, and what it does with received media."""
+
+    video: Any = None  # an iterator of arrays or a callable returning one (None: send no video)
+    audio: Any = None
+    fps: float = 15
+    sample_rate: int = 48000
+    channels: int = 1
+    on_frame: list[FrameCallback] = field(default_factory=list)
+    on_audio: list[FrameCallback] = field(default_factory=list)
+
+
+class ArrayVideoTrack(MediaStreamTrack):
+    """Video made in Python: ``source`` is an iterator of HxWx3 uint8 RGB arrays, or a callable returning one."""
+
+    kind = "video"
+
+    def __init__(self, source: Any, fps: float, pool: concurrent.futures.Executor) -> None:
+        super().__init__()
+        self._next = _puller(source)
+        self._fps = fps
+        self._pool = pool
+        self._start: float | None = None
+        self._count = 0
+        #: Frames handed to the encoder.
+        self.frames_sent = 0
+
+    async def recv(self) -> av.VideoFrame:
+        if self.readyState != "live":
+            raise MediaStreamError
+        loop = asyncio.get_running_loop()
+        if self._start is None:
+            self._start = loop.time()
+        due = self._start + self._count / self._fps
+        if due > loop.time():
+            await asyncio.sleep(due - loop.time())
+        array = await loop.run_in_executor(self._pool, self._next)
+        if array is None:
+            self.stop()
+            raise MediaStreamError
+        frame = av.VideoFrame.from_ndarray(_rgb(array), format="rgb24")
+        frame.pts = round(self._count * 90000 / self._fps)
+        frame.time_base = fractions.Fraction(1, 90000)
+        self._count += 1
+        self.frames_sent += 1
+        return frame
+
+
+class ArrayAudioTrack(MediaStreamTrack):
+    """Audio made in Python: int16 arrays (samples, or samples x channels), sent in 20 ms frames."""
+
+    kind = "audio"
+
+    def __init__(
+        self, source: Any, sample_rate: int, channels: int, pool: concurrent.futures.Executor
+    ) -> None:
+        super().__init__()
+        self._next = _puller(source)
+        self._rate = sample_rate
+        self._channels = channels
+        self._pool = pool
+        self._buffer = np.zeros((0, channels), dtype=np.int16)
+        self._start: float | None = None
+        self._samples = 0
+
+    async def recv(self) -> av.AudioFrame:
+        if self.readyState != "live":
+            raise MediaStreamError
+        loop = asyncio.get_running_loop()
+        per_frame = self._rate // 50
+        while len(self._buffer) < per_frame:
+            array = await loop.run_in_executor(self._pool, self._next)
+            if array is None:
+                self.stop()
+                raise MediaStreamError
+            chunk = np.asarray(array, dtype=np.int16).reshape(-1, self._channels)
+            self._buffer = np.concatenate([self._buffer, chunk])
+        samples, self._buffer = self._buffer[:per_frame], self._buffer[per_frame:]
+        if self._start is None:
+            self._start = loop.time()
+        due = self._start + self._samples / self._rate
+        if due > loop.time():
+            await asyncio.sleep(due - loop.time())
+        layout = "mono" if self._channels == 1 else "stereo"
+        frame = av.AudioFrame.from_ndarray(samples.reshape(1, -1), format="s16", layout=layout)
+        frame.sample_rate = self._rate
+        frame.pts = self._samples
+        frame.time_base = fractions.Fraction(1, self._rate)
+        self._samples += per_frame
+        return frame
+
+
+def _puller(source: Any) -> Callable[[], Any]:
+    """A function returning the source's next array, or None when an iterator is exhausted."""
+    if callable(source):
+        return source
+    iterator = iter(source)
+    return lambda: next(iterator, None)
+
+
+def _rgb(array: Any) -> np.ndarray:
+    frame = np.asarray(array)
+    if frame.ndim == 2:
+        frame = np.repeat(frame[:, :, None], 3, axis=2)
+    if frame.ndim != 3 or frame.shape[2] not in (3, 4):
+        raise ValueError(f"a video frame is an HxWx3 RGB array, not one of shape {frame.shape}")
+    if frame.dtype != np.uint8:
+        frame = np.clip(frame, 0, 255).astype(np.uint8)
+    frame = np.ascontiguousarray(frame[:, :, :3])
+    height, width = frame.shape[:2]
+    if height % 2 or width % 2:  # the encoders' YUV 4:2:0 needs even sizes
+        frame = np.ascontiguousarray(frame[: height - height % 2, : width - width % 2])
+    return frame
+
+
+def call_frame(callbacks: list[FrameCallback], frame: av.VideoFrame) -> None:
+    """Convert on a worker thread (not the loop) and call each frame callback."""
+    array = frame.to_ndarray(format="rgb24")
+    call_all(callbacks, array, float(frame.time or 0))
+
+
+def call_all(callbacks: list[FrameCallback], array: np.ndarray, timestamp: float) -> None:
+    for callback in list(callbacks):
+        try:
+            callback(array, timestamp)
+        except Exception:
+            logger.exception("media callback %r failed", callback)

@@ -1,0 +1,193 @@
+"""nbcall's patches to aiortc's and aioice's internals: what they do on the versions they were written for, and
+that on any other version they leave the libraries' own behaviour in place and say why."""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Iterator
+
+import pytest
+from aiortc import RTCConfiguration, RTCPeerConnection
+from aiortc import rtcsctptransport as sctp
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from nbcall.peer import aiortc_patches as patches
+from nbcall.peer.link import max_message_size
+
+UNKNOWN = {"aiortc": "1.17.0", "aioice": "0.13.0"}
+
+
+@pytest.fixture
+def other_versions(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """aiortc and aioice as if a release the patches were not written for were installed."""
+    caplog.set_level(logging.INFO, logger="nbcall.peer.aiortc_patches")
+    monkeypatch.setattr(patches, "VERSIONS", UNKNOWN)
+    monkeypatch.setattr(patches, "_logged", set())
+
+
+async def _pc_with_channel() -> RTCPeerConnection:
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    pc.createDataChannel("nbcall")
+    return pc
+
+
+def test_the_patches_run_only_on_the_versions_they_were_written_for() -> None:
+    assert patches.unavailable_reason() is None  # the installed versions (pyproject.toml pins their range)
+    (aiortc_first, aiortc_last), (aioice_first, aioice_last) = patches.WRITTEN_FOR.values()
+    for a, b in [(aiortc_first, aioice_first), (aiortc_last, aioice_last)]:
+        assert (
+            patches.unavailable_reason({"aiortc": f"{a[0]}.{a[1]}.3", "aioice": f"{b[0]}.{b[1]}.0"}) is None
+        )
+    for versions, named in [
+        ({"aiortc": "1.17.0", "aioice": "0.13.0"}, "aiortc 1.17.0"),
+        ({"aiortc": "1.8.2", "aioice": "0.13.0"}, "aiortc 1.8.2"),
+        ({"aiortc": "2.0", "aioice": "0.13.0"}, "aiortc 2.0"),
+        ({"aiortc": "1.16.0", "aioice": "0.14.0"}, "aioice 0.14.0"),
+        ({"aiortc": "1.16.0", "aioice": "dev"}, "aioice dev"),
+    ]:
+        why = patches.unavailable_reason(versions)
+        assert why is not None and f"{named} is installed" in why, versions
+
+
+# ---------------------------------------------------------------------------------------- SCTP reassembly
+
+
+def _chunks(sizes: list[int], unordered: list[bool]) -> list[sctp.DataChunk]:
+    """The DATA chunks of messages of ``sizes`` fragments each, with consecutive TSNs from near the wrap."""
+    chunks, tsn, seq = [], 2**32 - 5, 0
+    for number, (size, loose) in enumerate(zip(sizes, unordered)):
+        for index in range(size):
+            flags = (sctp.SCTP_DATA_FIRST_FRAG if index == 0 else 0) | (
+                sctp.SCTP_DATA_LAST_FRAG if index == size - 1 else 0
+            )
+            chunk = sctp.DataChunk(flags=flags | (sctp.SCTP_DATA_UNORDERED if loose else 0))
+            chunk.tsn, chunk.stream_seq = tsn % 2**32, seq
+            chunk.user_data = f"{number}:{index};".encode()
+            chunks.append(chunk)
+            tsn += 1
+        if not loose:
+            seq += 1
+    return chunks
+
+
+def _delivered(stream: sctp.InboundStream, chunks: list[sctp.DataChunk]) -> Iterator[list[bytes]]:
+    for chunk in chunks:  # as aiortc's _receive_data_chunk does: add, then pop what is complete
+        stream.add_chunk(chunk)
+        yield [data for _, _, data in stream.pop_messages()]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    messages=st.lists(st.tuples(st.integers(1, 6), st.booleans()), min_size=1, max_size=6),
+    seed=st.integers(0, 2**32),
+    shuffle=st.booleans(),
+)
+def test_fast_reassembly_delivers_what_aiortcs_own_does_in_the_same_steps(messages, seed, shuffle) -> None:
+    chunks = _chunks([size for size, _ in messages], [loose for _, loose in messages])
+    arrival = list(chunks)
+    if shuffle:
+        random.Random(seed).shuffle(arrival)
+    ours = list(_delivered(patches.FastInboundStream(), arrival))
+    theirs = list(_delivered(sctp.InboundStream(), arrival))
+    assert ours == theirs
+    if not shuffle:  # in order, every message arrives whole with its last chunk
+        assert sum(len(step) for step in ours) == len(messages)
+
+
+def test_fast_reassembly_scans_once_per_message_not_once_per_chunk(monkeypatch: pytest.MonkeyPatch) -> None:
+    scans = 0
+    scan = sctp.InboundStream.pop_messages
+
+    def counted(self: sctp.InboundStream) -> Iterator[tuple[int, int, bytes]]:
+        nonlocal scans
+        scans += 1
+        return scan(self)
+
+    monkeypatch.setattr(sctp.InboundStream, "pop_messages", counted)
+    steps = list(_delivered(patches.FastInboundStream(), _chunks([50, 1, 30], [False, False, True])))
+    assert sum(len(step) for step in steps) == 3 and scans == 3
+    scans = 0
+    list(_delivered(sctp.InboundStream(), _chunks([50, 1, 30], [False, False, True])))
+    assert scans == 81  # aiortc's own: one scan of the reassembly list per chunk
+
+
+async def test_tune_sctp_gives_only_that_transport_the_fast_reassembly() -> None:
+    tuned, plain = await _pc_with_channel(), await _pc_with_channel()
+    try:
+        assert patches.tune_sctp(tuned.sctp) is True
+        assert patches.tune_sctp(tuned.sctp) is True  # twice is once
+        assert type(tuned.sctp._get_inbound_stream(0)) is patches.FastInboundStream
+        assert type(plain.sctp._get_inbound_stream(0)) is sctp.InboundStream
+    finally:
+        await tuned.close()
+        await plain.close()
+
+
+async def test_on_other_versions_sctp_is_left_as_aiortc_made_it_and_the_log_says_why(
+    other_versions: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    pc = await _pc_with_channel()
+    try:
+        assert patches.tune_sctp(pc.sctp) is False
+        assert type(pc.sctp._get_inbound_stream(0)) is sctp.InboundStream
+        pc.sctp._outbound_queue.append(sctp.DataChunk())
+        assert patches.unacknowledged(pc.sctp) == 0  # unknown: a hangup waits only for the channel's buffer
+        assert patches.tune_sctp(pc.sctp) is False
+    finally:
+        await pc.close()
+    (line,) = [r.getMessage() for r in caplog.records if r.name == "nbcall.peer.aiortc_patches"]
+    assert "leaving aiortc's and aioice's internals as they are" in line
+    assert "aiortc 1.17.0 is installed" in line
+
+
+async def test_unacknowledged_counts_the_chunks_the_peer_has_not_acknowledged() -> None:
+    pc = await _pc_with_channel()
+    try:
+        assert patches.unacknowledged(pc.sctp) == 0 and patches.unacknowledged(None) == 0
+        pc.sctp._outbound_queue.append(sctp.DataChunk())
+        pc.sctp._sent_queue.append(sctp.DataChunk())
+        assert patches.unacknowledged(pc.sctp) == 2
+    finally:
+        pc.sctp._outbound_queue.clear()
+        pc.sctp._sent_queue.clear()
+        await pc.close()
+
+
+def test_the_largest_message_comes_from_the_peers_description() -> None:
+    """Read from the description (public), as aiortc reads it: absent means 65536, 0 means no limit."""
+    offer = "v=0\r\nm=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\na=sctp-port:5000\r\n"
+    assert max_message_size(offer + "a=max-message-size:262144\r\n") == 262144
+    assert max_message_size(offer) == 65536
+    assert max_message_size(offer + "a=max-message-size:0\r\n") is None
+
+
+# ------------------------------------------------------------------------------------ loopback candidates
+
+
+async def _offer_candidates(allow: bool) -> list[str]:
+    pc = await _pc_with_channel()
+    try:
+        offer = await pc.createOffer()
+        if allow:
+            patches.allow_loopback(pc)
+        await pc.setLocalDescription(offer)
+        return [line for line in pc.localDescription.sdp.splitlines() if line.startswith("a=candidate:")]
+    finally:
+        await pc.close()
+
+
+@pytest.mark.webrtc
+async def test_on_a_loopback_only_machine_only_patched_connections_offer_127_0_0_1() -> None:
+    (candidate,) = await _offer_candidates(allow=True)
+    assert " 127.0.0.1 " in candidate and candidate.endswith("typ host")
+    assert await _offer_candidates(allow=False) == []  # aioice's own behaviour, for everyone else
+
+
+@pytest.mark.webrtc
+async def test_on_other_versions_allow_loopback_changes_nothing(
+    other_versions: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    assert await _offer_candidates(allow=True) == []
+    assert any("aiortc 1.17.0 is installed" in r.getMessage() for r in caplog.records)
