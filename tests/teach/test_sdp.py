@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -114,7 +115,7 @@ def test_m_lines_codecs_payload_types_and_feedback() -> None:
     audio = meaning(explained, "m=audio")
     assert "an audio section" in audio and "111 0" in audio and "order of preference" in audio
     assert "data channel" in meaning(explained, "m=application")
-    assert meaning(explained, "a=rtpmap:111").startswith("payload type 111 = opus at 48000 Hz × 2 channels")
+    assert meaning(explained, "a=rtpmap:111").startswith("payload type 111 = opus at 48000 Hz: Opus")
     assert "retransmits payload type 96" in meaning(explained, "a=fmtp:97")
     assert "keyframe" in meaning(explained, "a=rtcp-fb:96 nack pli")
     nack = [line for line in explained.find("a=rtcp-fb:96 nack") if line.text == "a=rtcp-fb:96 nack"]
@@ -147,13 +148,15 @@ def test_data_channel_sctp_port_and_max_message_size() -> None:
 
 @pytest.mark.parametrize(
     ("number", "kind", "words"),
-    [(1, "host", "own network interface"), (2, "srflx", "public address"), (3, "relay", "TURN server")],
+    [(1, "host", "network interfaces"), (2, "srflx", "STUN server saw"), (3, "relay", "TURN server")],
 )
 def test_every_candidate_type_and_its_fields(number: int, kind: str, words: str) -> None:
     explained = explain_sdp(OFFER)
     line = explained.find(f"a=candidate:{number} ")[0]
     assert line.kind == "candidates" and line.fields["type"] == kind
-    assert words in line.meaning and "priority" in line.meaning and "component 1 (RTP)" in line.meaning
+    assert (
+        words in line.meaning and "priority" in line.meaning and "component 1 (the only one" in line.meaning
+    )
     if kind != "host":
         assert "related address" in line.meaning
     assert [c["type"] for c in explained.candidates] == ["host", "srflx", "relay"]
@@ -193,7 +196,9 @@ def test_what_the_answer_chose_from_the_offer() -> None:
     assert video["offered"] == ["VP8", "rtx", "H264"] and video["accepted"] == ["VP8", "rtx"]
     assert "dropped H264" in video["note"] and "the answerer sends nothing" in video["note"]
     assert video["direction"] == "sendrecv -> recvonly"
-    assert data["note"] == "the data channel: messages up to 65536 bytes each way"
+    # Each direction is limited by its receiver's max-message-size: the answer's 65536, the offer's 262144.
+    assert data["max_message_size"] == {"offerer_sends": 65536, "answerer_sends": 262144}
+    assert data["note"].startswith("the data channel: the offerer sends messages up to 65536 bytes")
 
 
 def test_a_rejected_section_is_named() -> None:
@@ -249,3 +254,112 @@ def test_it_shows_as_a_table_in_a_notebook_and_as_text() -> None:
     negotiation.record("in", {"type": "answer", "from": "B", "sdp": ANSWER})
     shown = negotiation.get("B")
     assert shown is not None and "What the answer chose" in shown._repr_html_()
+
+
+# ----------------------------------------------------------------- real descriptions (tests/teach/data/README.md)
+
+DATA = Path(__file__).parent / "data"
+
+
+def real(name: str) -> str:
+    return (DATA / name).read_text("utf-8")
+
+
+def test_m_and_c_lines_before_gathering_say_there_is_no_candidate_yet() -> None:
+    # Chromium writes its offer before it gathers (trickle ICE): port 9 and 0.0.0.0 stand for "none yet".
+    offer = explain_sdp(real("chromium-data-offer.sdp"))
+    assert "no candidate was gathered" in meaning(offer, "m=application 9 ")
+    assert "no default address yet" in meaning(offer, "c=IN IP4 0.0.0.0")
+    assert "RFC 8829 §5.2.1" in meaning(offer, "m=application 9 ")
+    media = explain_sdp(real("chromium-media-offer.sdp"))
+    assert "none yet" in media.find("a=rtcp:9 IN IP4 0.0.0.0")[0].meaning
+
+
+@pytest.mark.parametrize(
+    ("name", "prefix", "address"),
+    [
+        ("aiortc-data-offer.sdp", "m=application ", "192.0.2.2"),
+        ("aiortc-audio-offer.sdp", "m=audio ", "192.0.2.2"),
+        ("aiortc-answer-to-chromium.sdp", "m=application ", "192.0.2.2"),
+        ("chromium-relay-gathered.sdp", "m=application ", "127.0.0.1"),
+    ],
+)
+def test_m_and_c_lines_carry_the_default_candidate_once_gathered(
+    name: str, prefix: str, address: str
+) -> None:
+    # aiortc gathers before it describes; Chromium's localDescription after gathering has a candidate too.
+    explained = explain_sdp(real(name))
+    (m_line,) = explained.find(prefix)
+    port = m_line.text.split()[1]
+    assert port != "9" and f"port {port} is the default candidate's" in m_line.meaning
+    assert "placeholder" not in m_line.meaning
+    c_line = explained.find(f"c=IN IP4 {address}")[0]
+    assert "the default candidate's address" in c_line.meaning
+    assert any(c["port"] == int(port) and c["ip"] == address for c in explained.candidates)
+
+
+def test_a_relay_candidates_related_address_is_where_the_turn_server_saw_the_client() -> None:
+    explained = explain_sdp(real("chromium-relay-gathered.sdp"))
+    (line,) = explained.find("a=candidate:")
+    assert line.fields["type"] == "relay" and line.fields["raddr"] == "0.0.0.0"
+    assert "related address 0.0.0.0:0 (the address the TURN server saw this client at" in line.meaning
+    assert "local side" not in line.meaning
+    assert "reach the TURN server at all" in line.meaning and "RFC 8656 §3.1" in line.meaning
+
+
+def test_component_1_is_not_called_rtp_in_a_data_only_call() -> None:
+    for name in ("aiortc-data-offer.sdp", "chromium-relay-gathered.sdp"):
+        for line in explain_sdp(real(name)).find("a=candidate:"):
+            assert "(RTP)" not in line.meaning and "component 1 (the only one with rtcp-mux)" in line.meaning
+
+
+def test_host_candidates_hidden_behind_mdns_names_are_explained() -> None:
+    # What an ordinary Chrome sends from a page without camera permission (the tests' browser turns it off).
+    line = explain_candidate(
+        "candidate:1630172877 1 udp 2122260223 3f1c9c4e-1d2a-4c7b-9a51-6e0d7f1b2a3c.local 40562 typ host "
+        "generation 0 ufrag WZcQ network-id 1"
+    )
+    assert "mDNS name" in line.meaning and "camera or microphone permission" in line.meaning
+    # The tests' browser: a plain address.
+    plain = explain_candidate(
+        "candidate:1630172877 1 udp 2122260223 127.0.0.1 40562 typ host generation 0 ufrag WZcQ network-id 1"
+    )
+    assert "network interfaces" in plain.meaning and "mDNS" not in plain.meaning
+
+
+def test_opus_always_says_2_channels_and_stereo_is_in_fmtp() -> None:
+    for name in ("chromium-media-offer.sdp", "aiortc-audio-offer.sdp"):
+        explained = explain_sdp(real(name))
+        (line,) = [x for x in explained.find("a=rtpmap:") if "opus/48000/2" in x.text]
+        assert "× 2 channels" not in line.meaning
+        assert "every Opus rtpmap says /2 (RFC 7587 §7)" in line.meaning and "stereo=1" in line.meaning
+
+
+def test_tias_is_in_bits_and_as_in_kilobits_per_second() -> None:
+    offer = real("chromium-media-offer.sdp")
+    limited = offer.replace("a=mid:1\n", "a=mid:1\nb=TIAS:500000\nb=AS:500\n", 1)
+    explained = explain_sdp(limited)
+    assert meaning(explained, "b=TIAS").startswith("bandwidth limit: 500000 bit/s (TIAS")
+    assert meaning(explained, "b=AS").startswith("bandwidth limit: 500 kbit/s (AS")
+
+
+def test_ice_options_trickle_means_support_not_that_candidates_follow() -> None:
+    explained = explain_sdp(real("chromium-data-offer.sdp"))
+    text = meaning(explained, "a=ice-options:trickle")
+    assert "supports trickle ICE" in text and "RFC 8840" in text and "will follow" not in text.split(";")[0]
+
+
+def test_each_direction_of_the_data_channel_is_limited_by_its_receiver() -> None:
+    offer = real("chromium-data-offer.sdp")
+    answer = real("aiortc-answer-to-chromium.sdp")
+    ((data,),) = [compare(offer, answer)]
+    assert data["max_message_size"] == {"offerer_sends": 262144, "answerer_sends": 262144}
+    # A receiver that says less limits only what is sent to it.
+    small = answer.replace("a=max-message-size:262144", "a=max-message-size:65536")
+    (data,) = compare(offer, small)
+    assert data["max_message_size"] == {"offerer_sends": 65536, "answerer_sends": 262144}
+    # No attribute means 64 KiB (RFC 8841 §6); 0 means no limit.
+    (data,) = compare(offer, answer.replace("a=max-message-size:262144\n", ""))
+    assert data["max_message_size"]["offerer_sends"] == 65536
+    (data,) = compare(offer.replace("a=max-message-size:262144", "a=max-message-size:0"), answer)
+    assert data["max_message_size"]["answerer_sends"] is None and "any size" in data["note"]

@@ -15,18 +15,33 @@ __all__ = [
     "DIRECTIONS",
     "EXTENSIONS",
     "FEEDBACK",
+    "MDNS_HOST",
     "OTHER_ATTRIBUTES",
+    "RELATED",
     "SETUP_ROLES",
     "candidate_meaning",
     "meaning",
 ]
 
 CANDIDATE_TYPES = {
-    "host": "host: an address of this machine's own network interface",
-    "srflx": "srflx (server reflexive): this machine's public address as a STUN server saw it, outside the NAT",
-    "prflx": "prflx (peer reflexive): an address the peer's connectivity checks revealed",
-    "relay": "relay: an address on a TURN server, which forwards the packets (works through any NAT or firewall)",
+    "host": "host: an address of one of this machine's network interfaces",
+    "srflx": (
+        "srflx (server reflexive): the address a STUN server saw this machine's packets come from, "
+        "that is the mapping its NAT made"
+    ),
+    "prflx": "prflx (peer reflexive): an address learned from a connectivity check that came from it (RFC 8445 §7.3.1.3)",
+    "relay": (
+        "relay: an address on a TURN server, which forwards every packet; it works when this machine can reach "
+        "the TURN server at all (which is why TURN over TCP and TLS on port 443 exists, RFC 8656 §3.1)"
+    ),
 }
+
+#: A host candidate whose address is a name ending in .local: the browser hid the address.
+MDNS_HOST = (
+    "host: a made-up mDNS name (<uuid>.local) standing for a private address of this machine; browsers hide "
+    "their addresses this way from pages that were not given camera or microphone permission, and the peer "
+    "resolves the name by multicast DNS, so it works only on the same local network"
+)
 
 DIRECTIONS = {
     "sendrecv": "this side sends and receives this medium",
@@ -140,11 +155,21 @@ def _meaning(kind: str, f: Any, text: str) -> str:
         case "media":
             return _media_meaning(f)
         case "connection":
-            return f"connection address {f.get('ip')}: a placeholder, the ICE candidates carry the real addresses"
+            if f.get("ip") in ("0.0.0.0", "::"):
+                return (
+                    f"connection address {f.get('ip')}: no candidate was gathered when this description was written, "
+                    "so there is no default address yet (RFC 8829 §5.2.1); the ICE candidates carry the addresses"
+                )
+            return (
+                f"connection address {f.get('ip')}: the default candidate's address (RFC 8829 §5.2.1); ICE still "
+                "tries every candidate"
+            )
         case "rtcp":
-            return "RTCP address: a placeholder as well (RTCP shares RTP's port, see rtcp-mux)"
+            if f.get("address") in ("0.0.0.0", "::") or f.get("port") == 9:
+                return "RTCP address: none yet (port 9, 0.0.0.0), and RTCP shares RTP's port anyway (see rtcp-mux)"
+            return "RTCP address: the default candidate's, which RTP shares (see rtcp-mux)"
         case "bandwidth":
-            return f"bandwidth limit: {f.get('limit')} kbit/s ({f.get('type')})"
+            return _bandwidth(f)
         case "iceUfrag":
             return (
                 "ICE username fragment: names this side in connectivity checks (the STUN USERNAME is "
@@ -154,7 +179,10 @@ def _meaning(kind: str, f: Any, text: str) -> str:
             return "ICE password: the key of the connectivity checks' MESSAGE-INTEGRITY, so strangers cannot fake them"
         case "iceOptions":
             if "trickle" in str(f):
-                return "ICE options: trickle: candidates follow the description one by one, as they are found"
+                return (
+                    "ICE options: trickle: this side supports trickle ICE, so the peer may send its candidates "
+                    "after its description, one by one (RFC 8840); it does not say that candidates will follow"
+                )
             return f"ICE options: {f}"
         case "fingerprint":
             return (
@@ -180,8 +208,7 @@ def _meaning(kind: str, f: Any, text: str) -> str:
         case "rtcpRsize":
             return "reduced-size RTCP packets are allowed"
         case "rtp":
-            channels = f" × {f['encoding']} channels" if f.get("encoding") else ""
-            return f"payload type {f.get('payload')} = {f.get('codec')} at {f.get('rate')} Hz{channels}: {_codec(str(f.get('codec')))}"
+            return _rtp(f)
         case "rtcpFb":
             name = " ".join(str(x) for x in (f.get("type"), f.get("subtype")) if x)
             return f"payload type {f.get('payload')} takes feedback {name}: {FEEDBACK.get(name, 'RTCP feedback')}"
@@ -226,32 +253,75 @@ def _meaning(kind: str, f: Any, text: str) -> str:
             return kind
 
 
+def _rtp(f: Mapping[str, Any]) -> str:
+    codec = str(f.get("codec"))
+    text = f"payload type {f.get('payload')} = {codec} at {f.get('rate')} Hz"
+    if codec.lower() == "opus":
+        # RFC 7587 §7: the rtpmap of Opus always says 48000/2; stereo=1 in a=fmtp says whether stereo is wanted.
+        return (
+            f"{text}: {_codec(codec)}; every Opus rtpmap says /2 (RFC 7587 §7): whether stereo is wanted is in "
+            "a=fmtp (stereo=1), not here"
+        )
+    channels = f" × {f['encoding']} channels" if f.get("encoding") else ""
+    return f"{text}{channels}: {_codec(codec)}"
+
+
+def _bandwidth(f: Mapping[str, Any]) -> str:
+    kind, limit = str(f.get("type")), f.get("limit")
+    if kind == "TIAS":
+        return f"bandwidth limit: {limit} bit/s (TIAS: transport independent, without IP and UDP headers, RFC 3890)"
+    if kind == "AS":
+        return f"bandwidth limit: {limit} kbit/s (AS: application specific, RFC 4566 §5.8)"
+    return f"bandwidth limit: {limit} ({kind})"
+
+
+def _port(f: Mapping[str, Any]) -> str:
+    if f.get("port") == 9:
+        return (
+            "port 9 because no candidate was gathered when this description was written (RFC 8829 §5.2.1); "
+            "the ICE candidates carry the addresses"
+        )
+    return (
+        f"port {f.get('port')} is the default candidate's (RFC 8829 §5.2.1); ICE still tries every candidate"
+    )
+
+
 def _media_meaning(f: Mapping[str, Any]) -> str:
     kind, protocol, payloads = f.get("type"), f.get("protocol"), str(f.get("payloads", ""))
     if f.get("port") == 0:
         return f"a {kind} section rejected or stopped (port 0): nothing flows in it"
     if kind == "application":
-        return (
-            f"the data channel's section: SCTP over DTLS over UDP ({protocol}); port 9 is a placeholder, "
-            "ICE finds the real addresses"
-        )
+        return f"the data channel's section: SCTP over DTLS over UDP ({protocol}); {_port(f)}"
     article = "an" if str(kind)[:1] in "aeiou" else "a"
     return (
         f"{article} {kind} section over {protocol} (RTP, encrypted with SRTP keyed by DTLS, with feedback); payload "
-        f"types in order of preference: {payloads}; port 9 is a placeholder, ICE finds the real addresses"
+        f"types in order of preference: {payloads}; {_port(f)}"
     )
+
+
+#: What a candidate's related address (raddr, rport) is, by candidate type (RFC 8839 §5.1).
+RELATED = {
+    "srflx": "the host address whose packets the NAT mapped to this one",
+    "prflx": "the host address the check was sent from",
+    "relay": "the address the TURN server saw this client at; browsers often write 0.0.0.0 to hide it",
+}
 
 
 def candidate_meaning(c: Mapping[str, Any]) -> str:
     kind = str(c.get("type"))
     text = CANDIDATE_TYPES.get(kind, kind)
+    if kind == "host" and str(c.get("ip", "")).endswith(".local"):
+        text = MDNS_HOST
     where = f"{c.get('protocol')} {c.get('ip')}:{c.get('port')}"
     extra = ""
     if c.get("raddr") is not None:
-        extra = f"; related address {c.get('raddr')}:{c.get('rport')} (the local side it stands for)"
+        related = RELATED.get(kind, "related address")
+        extra = f"; related address {c.get('raddr')}:{c.get('rport')} ({related})"
     if c.get("tcptype"):
         extra += f"; TCP {c.get('tcptype')}"
-    component = "RTP" if c.get("component") == 1 else "RTCP"
+    # With rtcp-mux (always, in WebRTC) component 1 is the only one, and carries everything the section's
+    # transport carries: RTP and RTCP, or the data channel.
+    component = "RTCP, without rtcp-mux" if c.get("component") == 2 else "the only one with rtcp-mux"
     return f"ICE candidate {where}, {text}; priority {c.get('priority')}, component {c.get('component')} ({component}){extra}"
 
 

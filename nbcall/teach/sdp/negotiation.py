@@ -15,7 +15,9 @@ __all__ = ["Descriptions", "Negotiation", "compare"]
 def compare(offer: Any, answer: Any) -> list[dict[str, Any]]:
     """What the answer chose from the offer, section by section: one dict per m-section with ``mid``,
     ``kind``, ``offered`` and ``accepted`` codec names, ``direction`` (offer -> answer), ``dtls`` (who is the
-    DTLS client) and ``note`` in words."""
+    DTLS client) and ``note`` in words; the data channel's section also has ``max_message_size``, the largest
+    message each side may send (``{"offerer_sends", "answerer_sends"}`` in bytes, None for no limit): each
+    direction is limited by its receiver's ``a=max-message-size``, 64 KiB when it has none (RFC 8841 §6)."""
     o = offer if isinstance(offer, SdpExplanation) else explain_sdp(offer)
     a = answer if isinstance(answer, SdpExplanation) else explain_sdp(answer)
     choices = []
@@ -41,8 +43,16 @@ def compare(offer: Any, answer: Any) -> list[dict[str, Any]]:
         if answered.port == 0:
             note = "rejected: nothing flows in this section"
         elif offered.kind == "application":
-            sizes = [s for s in (offered.max_message_size, answered.max_message_size) if s]
-            note = "the data channel" + (f": messages up to {min(sizes)} bytes each way" if sizes else "")
+            # Each direction is limited by its receiver's max-message-size (RFC 8841 §6).
+            limits = {
+                "offerer_sends": _message_limit(answered.max_message_size),
+                "answerer_sends": _message_limit(offered.max_message_size),
+            }
+            choice["max_message_size"] = limits
+            note = (
+                f"the data channel: the offerer sends messages up to {_size(limits['offerer_sends'])} (the "
+                f"answer's max-message-size), the answerer up to {_size(limits['answerer_sends'])} (the offer's)"
+            )
         else:
             dropped = [c for c in choice["offered"] if c not in accepted]
             first = accepted[0] if accepted else "nothing"
@@ -51,6 +61,21 @@ def compare(offer: Any, answer: Any) -> list[dict[str, Any]]:
         choice["note"] = note
         choices.append(choice)
     return choices
+
+
+#: The largest message a side receives when its description has no a=max-message-size (RFC 8841 §6).
+DEFAULT_MAX_MESSAGE_SIZE = 65536
+
+
+def _message_limit(value: int | None) -> int | None:
+    """The receiver's limit in bytes: 64 KiB when the attribute is missing, None (no limit) for 0."""
+    if value is None:
+        return DEFAULT_MAX_MESSAGE_SIZE
+    return value or None
+
+
+def _size(limit: int | None) -> str:
+    return "any size (max-message-size 0)" if limit is None else f"{limit} bytes"
 
 
 def _names(section: Section) -> list[str]:
