@@ -16,7 +16,13 @@ from collections.abc import Iterator
 
 import pytest
 
-from nbcall.teach.coturn import TurnServer, TurnServerError, find_turnserver, start_turn_server
+from nbcall.teach.coturn import (
+    TurnServer,
+    TurnServerError,
+    _wait_until_answering,
+    find_turnserver,
+    start_turn_server,
+)
 
 MAGIC = 0x2112A442
 
@@ -120,3 +126,34 @@ def test_a_turnserver_that_does_not_answer_fails_with_its_log(tmp_path) -> None:
     fake.chmod(0o755)
     with pytest.raises(TurnServerError, match="(?s)did not answer.*cannot bind"):
         start_turn_server(executable=fake, timeout=2)
+
+
+def test_a_late_answer_to_an_earlier_request_counts_as_answering() -> None:
+    # A loaded machine: each answer arrives after the next request was sent. Matching only the last request's
+    # transaction ID never succeeded, and coturn "did not answer" while it answered every request.
+    import threading
+    import time
+    from types import SimpleNamespace
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as slow:
+        slow.bind(("127.0.0.1", 0))
+        stop = threading.Event()
+
+        def answer_late() -> None:
+            slow.settimeout(0.05)
+            while not stop.is_set():
+                try:
+                    request, source = slow.recvfrom(2048)
+                except OSError:
+                    continue
+                time.sleep(0.15)  # longer than the waiter's 0.1 s per request
+                slow.sendto(struct.pack("!HHI", 0x0101, 0, 0x2112A442) + request[8:20], source)
+
+        thread = threading.Thread(target=answer_late, daemon=True)
+        thread.start()
+        try:
+            server = SimpleNamespace(running=True, host="127.0.0.1", port=slow.getsockname()[1])
+            _wait_until_answering(server, timeout=3)  # type: ignore[arg-type]
+        finally:
+            stop.set()
+            thread.join()
