@@ -105,6 +105,12 @@ class CallMachine:
     _refused_invites: int = 0
     _actions: list[Action] = field(default_factory=list)
 
+    @property
+    def room_asked(self) -> bool:
+        """Whether this phone asked the server for a room (invited, or accepted) and waits for, or got, its
+        ``room-state``."""
+        return self._room_asked
+
     # ------------------------------------------------------------------------------------ the outputs
 
     def actions_to_take(self) -> list[Action]:

@@ -414,75 +414,6 @@ class Phone(CallAdapter, anywidget.AnyWidget):
         finally:
             self._callbacks.remove(take)
 
-    async def wait_for(self, *states: str, timeout: float = 10) -> str:
-        """Wait until the phone reaches one of ``states``; raises :class:`CallError` if the call ends first."""
-        unknown = set(states) - set(STATES)
-        if not states or unknown:
-            raise ValueError(f"wait for one or more of {STATES}, not {sorted(unknown) or 'nothing'}")
-        loop = asyncio.get_running_loop()
-        reached: asyncio.Future[str] = loop.create_future()
-
-        def settle(state: str, now: bool) -> None:
-            if reached.done():
-                return
-            if state in states:
-                reached.set_result(state)
-            elif state in ("ended", "failed") and not (now and "ringing" in states):
-                # An ended call ends a wait for its progress; but "ringing" starts a new call, which may
-                # come after a previous call's end.
-                reason = f": {self.error}" if self.error else ""
-                reached.set_exception(CallError(f"{self.user_id}'s call {state}{reason}"))
-
-        def check(change: Any = None) -> None:
-            loop.call_soon_threadsafe(settle, self.state, change is None)
-
-        self.observe(check, "state")
-        try:
-            check()
-            return await asyncio.wait_for(reached, timeout)
-        except asyncio.TimeoutError:
-            # The commonest cause: the phone was never displayed, so no browser does its WebRTC.
-            hint = "" if self._frontend else f"; no browser shows {self.user_id} yet: display it in a cell"
-            raise TimeoutError(
-                f"{self.user_id} did not reach {' or '.join(states)} within {timeout} s (state {self.state!r}){hint}"
-            ) from None
-        finally:
-            self.unobserve(check, "state")
-
-    async def wait_for_members(self, *peer_ids: str, timeout: float = 10) -> list[str]:
-        """Wait until the data channel to each of ``peer_ids`` (all other members when none) is open.
-
-        Returns the members waited for; raises :class:`CallError` when this phone is not in a room (or the room
-        ends meanwhile) or a named member leaves it, :class:`TimeoutError` naming who is not connected yet.
-        """
-        loop = asyncio.get_running_loop()
-        done: asyncio.Future[list[str]] = loop.create_future()
-
-        def settle() -> None:
-            if done.done():
-                return
-            verdict = self._members_verdict(peer_ids)
-            if isinstance(verdict, Exception):
-                done.set_exception(verdict)
-            elif verdict is not None:
-                done.set_result(verdict)
-
-        def check(change: Any = None) -> None:
-            loop.call_soon_threadsafe(settle)
-
-        self.observe(check, ["state", "room", "members", "connections"])
-        try:
-            check()
-            return await asyncio.wait_for(done, timeout)
-        except asyncio.TimeoutError:
-            waiting = {m: s for m, s in self.connections.items() if s != "connected"}
-            hint = "" if self._frontend else f"; no browser shows {self.user_id} yet: display it in a cell"
-            raise TimeoutError(
-                f"{self.user_id}'s room did not connect within {timeout} s: {waiting or 'no other member yet'}{hint}"
-            ) from None
-        finally:
-            self.unobserve(check, ["state", "room", "members", "connections"])
-
     @property
     def log(self) -> list[dict[str, Any]]:
         """The signaling log: every message to and from the server, and the peer connection's events.
@@ -583,6 +514,10 @@ class Phone(CallAdapter, anywidget.AnyWidget):
         if not change["new"]:  # stepping off: what waited goes now, in order
             while self.step() is not None:
                 pass
+
+    def _timeout_hint(self) -> str:
+        # The commonest cause: the phone was never displayed, so no browser does its WebRTC.
+        return "" if self._frontend else f"; no browser shows {self.user_id} yet: display it in a cell"
 
     def _check_can_dial(self, action: str) -> None:
         if self._client is None:
