@@ -12,14 +12,16 @@ import concurrent.futures
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import partial
+from pathlib import Path
 from typing import Any, TypeVar
 
 from ..exceptions import CallError
 from . import kernel
 from .machine import STATES, CallMachine
 from .progress import ProgressReporter
+from .transfer import FileReceiver, list_files, send_files
 
 __all__ = ["CallAdapter"]
 
@@ -32,9 +34,9 @@ Verdict = Callable[[bool], T | Exception | None]
 class CallAdapter:
     """Mixin of ``Phone`` and ``Peer``: their calls, rooms and signaling, fed to one machine each.
 
-    The class sets ``_machine``, ``_lock``, ``_closing``, ``_timer``, ``_armed`` and ``_progress`` (which
-    publishes to its ``progress`` trait), and defines
-    ``_carry_out()`` and ``_log_entry(direction, type, detail, size)``.
+    The class sets ``_machine``, ``_lock``, ``_closing``, ``_timer``, ``_armed``, ``_progress`` (which
+    publishes to its ``progress`` trait) and ``_files`` (its file receiver), and defines ``_carry_out()``,
+    ``_log_entry(direction, type, detail, size)`` and ``send_file_part`` (see :class:`~.transfer.FileLink`).
     """
 
     _machine: CallMachine
@@ -43,6 +45,7 @@ class CallAdapter:
     _timer: asyncio.TimerHandle | None
     _armed: float | None
     _progress: ProgressReporter
+    _files: FileReceiver
     user_id: str
     server_url: str
     # From traitlets.HasTraits, which every adapter also is.
@@ -82,6 +85,38 @@ class CallAdapter:
 
     def _report_progress(self, progress: dict[str, Any], force: bool = False) -> None:
         self._progress.report(progress, force=force)
+
+    # ------------------------------------------------------------------------------------------- files
+
+    @property
+    def file_receiver(self) -> FileReceiver:
+        """What receives files in this phone's calls (and the verdicts on the files it sends)."""
+        return self._files
+
+    def file_targets(self, to: str | None) -> list[str]:
+        """Who a file sent now goes to: ``to``, or every peer connected now (in a room, every member)."""
+        with self._lock:
+            machine = self._machine
+            if to is not None:
+                return [to]
+            if machine.room:
+                return [m for m, state in machine.connections.items() if state == "connected"]
+            return [machine.peer] if machine.state == "connected" else []
+
+    async def send_file_part(
+        self, data: Any, targets: Sequence[str], progress: dict[str, Any] | None
+    ) -> None:
+        """Send one message of a file to ``targets`` (see :class:`~.transfer.FileLink`)."""
+        raise NotImplementedError
+
+    def _send_files(
+        self, path: str | Path, name: str | None, to: str | None, timeout: float | None
+    ) -> concurrent.futures.Future[dict[str, Any]]:
+        """Send the file or directory at ``path`` on the background loop (see :func:`~.transfer.send_files`)."""
+        files = list_files([Path(path)], names=[name] if name else None)
+        with self._lock:
+            self._machine.check_send(to)
+        return kernel.submit(send_files(self, files, to=to, timeout=timeout))
 
     def call(self, peer: str) -> None:
         """Call ``peer``: its phone rings, and the call connects once it answers."""

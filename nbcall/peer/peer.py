@@ -19,7 +19,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -32,12 +32,12 @@ from ..call.client import SignalingClient
 from ..call.machine import FREE, IN_CALL, STATES, CallMachine, Changed, ToEngine, ToServer
 from ..call.progress import PROGRESS_MIN, ProgressReporter
 from ..call.progress import describe as describe_progress
+from ..call.transfer import FileReceiver
 from ..wire.payload import Kind, Message, decode, encode
 
 if TYPE_CHECKING:
     from typing_extensions import Self
 
-    from ..call.transfer import FileReceiver
     from .rtc import Engine
 
 __all__ = ["Peer", "require_peer_dependencies"]
@@ -112,7 +112,6 @@ class Peer(CallAdapter, traitlets.HasTraits):
         ring_timeout: float = 30,
     ) -> None:
         require_peer_dependencies()
-        from ..call import transfer
         from . import rtc
 
         if not isinstance(user_id, str) or not user_id.strip():
@@ -149,7 +148,7 @@ class Peer(CallAdapter, traitlets.HasTraits):
             video=video, audio=audio, fps=fps, sample_rate=sample_rate, channels=channels
         )
         self._engine: Engine = rtc.Engine(self, self._media)
-        self._files: FileReceiver = transfer.FileReceiver(receive_dir, overwrite=overwrite)
+        self._files = FileReceiver(receive_dir, overwrite=overwrite)
         self._transfers = itertools.count(1)
         # User callbacks run here, one at a time and in order, never on the signaling loop.
         self._callback_pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="nbcall-peer")
@@ -205,16 +204,21 @@ class Peer(CallAdapter, traitlets.HasTraits):
     ) -> concurrent.futures.Future[dict[str, Any]]:
         """Send the file at ``path`` (its name travels with it, as ``name`` or the file's own name).
 
-        Returns a future whose result is the receivers' verdict: ``{"ok": True, "files": [...]}`` or
-        ``{"ok": False, "error": ...}``. A directory is sent file by file with its relative paths. In a room
+        Returns a future whose result is the receivers' verdict: ``{"ok": True, "files": [...], "code": "ok"}``
+        or ``{"ok": False, "error": ..., "code": ...}`` (codes: :data:`nbcall.call.transfer.CODES`). A directory is sent file by file with its relative paths. In a room
         the file goes to every member connected now, or to the member ``to``.
         """
-        from ..call.transfer import list_files, send_files
+        return self._send_files(path, name, to, timeout=max(30.0, self.timeout))
 
-        files = list_files([Path(path)], names=[name] if name else None)
-        with self._lock:
-            self._machine.check_send(to)
-        return kernel.submit(send_files(self, files, to=to))
+    async def send_file_part(
+        self, data: Any, targets: Sequence[str], progress: dict[str, Any] | None
+    ) -> None:
+        """Send one message of a file to ``targets`` and report ``progress`` (see
+        :class:`~nbcall.call.transfer.FileLink`); returns once aiortc took it."""
+        kind, payload = encode(data)
+        await asyncio.gather(*(self._engine.send(kind, payload, target) for target in targets))
+        if progress is not None:
+            self._report_progress(progress)
 
     def flush(self, timeout: float | None = None) -> bool:
         """Block until everything sent has arrived at the peer (acknowledged); False if ``timeout`` passed."""

@@ -276,25 +276,20 @@ class Phone(CallAdapter, anywidget.AnyWidget):
         """Send the file at ``path`` under its name (or ``name``); a directory goes file by file.
 
         It travels as nbcall file messages (``nbcall.call.transfer``) to the peer, or in a room to ``to`` or every
-        member connected now, each of which checks its sha256. Returns a future of the verdicts,
-        ``{"ok", "files": [{"name", "peer", "sha256", ...}], "error"}``, settled when every receiver answered
-        or ``timeout`` seconds passed: ``await asyncio.wrap_future(phone.send_file(path))`` in a cell.
+        member connected now, each of which checks its sha256; the files go one after the other, each once the
+        last one's verdicts came (or ``timeout`` seconds after its last byte). Returns a future of the verdicts,
+        ``{"ok", "files": [{"name", "peer", "sha256", "code", ...}], "error", "code"}`` (the first refusal ends
+        the sending): ``await asyncio.wrap_future(phone.send_file(path))`` in a cell.
         """
-        files = transfer.list_files([pathlib.Path(path)], names=[name] if name else None)
-        with self._lock:
-            self._machine.check_send(to)
-            if to is not None:
-                targets = [to]
-            elif self.room:
-                targets = [m for m, state in self.connections.items() if state == "connected"]
-            else:
-                targets = [self.peer]
-            result, expire = transfer.send_files_through(
-                lambda data: self.send(data, to=to), self._files, files, targets
-            )
-        if timeout is not None:
-            self._later(timeout, expire)
-        return result
+        return self._send_files(path, name, to, timeout)
+
+    async def send_file_part(
+        self, data: Any, targets: Sequence[str], progress: dict[str, Any] | None
+    ) -> None:
+        """Send one message of a file to ``targets`` (see :class:`~nbcall.call.transfer.FileLink`); the
+        browser sends it, measures its progress and reports that, so ``progress`` is not needed here."""
+        # More than one target is everyone connected when the file started: the browser sends to all of them.
+        self.send(data, to=targets[0] if len(targets) == 1 else None)
 
     def _file_part(self, sender: str, kind: Any, data: Any, size: int) -> Message | None:
         """A received message as the user sees it: itself, a whole file, or None (a file's part, a verdict)."""
