@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -20,18 +20,12 @@ from nbcall.server.server import SignalingServer
 KINDS = [pytest.param(Phone, id="Phone"), pytest.param(Peer, id="Peer", marks=pytest.mark.webrtc)]
 
 
-@pytest.fixture
-def make(server: SignalingServer) -> Iterator[Callable[..., Any]]:
-    made: list[Any] = []
-
-    def make(kind: type, user_id: str) -> Any:
-        phone = kind(user_id, server=server.url)
-        made.append(phone)
-        return phone
-
-    yield make
-    for phone in made:
-        phone.close()
+@pytest.fixture(params=KINDS)
+def phone(request: pytest.FixtureRequest, server: SignalingServer) -> Iterator[Any]:
+    """A Phone, then a Peer, registered as P."""
+    made = request.param("P", server=server.url)
+    yield made
+    made.close()
 
 
 @pytest.fixture
@@ -48,11 +42,9 @@ async def declined(phone: Any, callee: RawPeer) -> None:
     await wait_until(lambda: phone.state == "ended", "the call to end")
 
 
-@pytest.mark.parametrize("kind", KINDS)
 async def test_an_earlier_calls_end_does_not_end_a_wait_for_the_next_call(
-    kind: type, make: Callable[..., Any], callee: RawPeer
+    phone: Any, callee: RawPeer
 ) -> None:
-    phone = make(kind, "P")
     await declined(phone, callee)
     waiting = asyncio.create_task(phone.wait_for("calling", timeout=TIMEOUT))
     await asyncio.sleep(0.1)
@@ -61,11 +53,9 @@ async def test_an_earlier_calls_end_does_not_end_a_wait_for_the_next_call(
     assert await waiting == "calling"
 
 
-@pytest.mark.parametrize("kind", KINDS)
 async def test_an_ended_call_ends_a_wait_for_its_progress_with_the_reason(
-    kind: type, make: Callable[..., Any], callee: RawPeer
+    phone: Any, callee: RawPeer
 ) -> None:
-    phone = make(kind, "P")
     await declined(phone, callee)
     with pytest.raises(CallError, match="P's call ended: A declined the call: not now"):
         await phone.wait_for("connected", timeout=TIMEOUT)
@@ -77,8 +67,15 @@ async def test_an_ended_call_ends_a_wait_for_its_progress_with_the_reason(
 
 
 @pytest.mark.webrtc
-async def test_a_peers_blocking_wait_follows_the_same_rule(make: Callable[..., Any], callee: RawPeer) -> None:
-    peer = make(Peer, "P")
+async def test_a_peers_blocking_wait_follows_the_same_rule(server: SignalingServer, callee: RawPeer) -> None:
+    peer = Peer("P", server=server.url)
+    try:
+        await _blocking_wait_after_an_end(peer, callee)
+    finally:
+        peer.close()
+
+
+async def _blocking_wait_after_an_end(peer: Peer, callee: RawPeer) -> None:
     await declined(peer, callee)
     got: list[Any] = []
     waiting = threading.Thread(target=lambda: got.append(peer.wait("calling", timeout=TIMEOUT)))
