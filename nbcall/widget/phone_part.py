@@ -1,7 +1,7 @@
 """What the parts of :class:`~nbcall.widget.phone.Phone` share: the attributes each part expects of the phone.
 
 ``Phone`` is one class made of parts by job: the teaching tools (:mod:`.teaching`), the camera, microphone and
-diagnosis (:mod:`.media`), the messages from its browser half (:mod:`.from_browser`) and the rest
+diagnosis (:mod:`.devices`), the messages from its browser half (:mod:`.from_browser`) and the rest
 (:mod:`.phone`). Each part is a mixin of :class:`PhonePart`.
 """
 
