@@ -120,3 +120,23 @@ def test_a_turnserver_that_does_not_answer_fails_with_its_log(tmp_path) -> None:
     fake.chmod(0o755)
     with pytest.raises(TurnServerError, match="(?s)did not answer.*cannot bind"):
         start_turn_server(executable=fake, timeout=2)
+
+
+def test_a_turnserver_that_answers_late_is_still_found_ready(tmp_path) -> None:
+    # A busy machine: each answer comes after the next request was sent. Waiting for the latest request's answer
+    # only stayed one answer behind until the timeout (seen in CI under load).
+    fake = tmp_path / "turnserver"
+    fake.write_text(
+        f"#!{shutil.which('python3')}\n"
+        "import socket, sys, time\n"
+        "port = int(next(a for a in sys.argv if a.startswith('--listening-port=')).split('=')[1])\n"
+        "sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+        "sock.bind(('127.0.0.1', port))\n"
+        "while True:\n"
+        "    request, peer = sock.recvfrom(2048)\n"
+        "    time.sleep(0.3)\n"
+        "    sock.sendto(bytes([1, 1, 0, 0]) + request[4:20], peer)  # a Binding success, same transaction\n"
+    )
+    fake.chmod(0o755)
+    with start_turn_server(executable=fake, timeout=5) as server:
+        assert server.running
