@@ -1,8 +1,10 @@
-"""Helpers shared by the test modules: free ports, waiting with deadlines, client frames, sample SDP."""
+"""Helpers shared by the test modules: free ports, waiting with deadlines, client frames, sample SDP, a bare
+wire-protocol client standing in for another phone."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -13,12 +15,17 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
+
+import pytest
+from websockets.sync.client import ClientConnection, connect
 
 __all__ = [
     "OFFER",
     "SAMPLE_OFFER",
     "TIMEOUT",
     "Node",
+    "RawPeer",
     "RedisServer",
     "free_port",
     "mask_frame",
@@ -193,3 +200,41 @@ class Node:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(10)
+
+
+class RawPeer:
+    """Another phone, as a bare websockets client speaking the wire protocol."""
+
+    def __init__(self, url: str, user_id: str) -> None:
+        self.id = user_id
+        self._exit = contextlib.ExitStack()
+        self.ws: ClientConnection = self._exit.enter_context(connect(url, open_timeout=TIMEOUT))
+        self.send(type="register", presence=True)  # as phones do: joined/left news
+        self.registered = self.recv()
+        assert self.registered["type"] == "registered", self.registered
+
+    def send(self, **fields: Any) -> None:
+        self.ws.send(json.dumps({"from": self.id, **fields}))
+
+    def recv(self) -> dict[str, Any]:
+        return json.loads(self.ws.recv(timeout=TIMEOUT))
+
+    def recv_type(self, msg_type: str) -> dict[str, Any]:
+        """The next message of ``msg_type``, skipping presence news (joined/left)."""
+        deadline = time.monotonic() + TIMEOUT
+        seen = []
+        while time.monotonic() < deadline:
+            try:
+                msg = json.loads(self.ws.recv(timeout=max(0.01, deadline - time.monotonic())))
+            except TimeoutError:
+                break
+            if msg["type"] == msg_type:
+                return msg
+            seen.append(msg)
+        pytest.fail(f"{self.id} received no {msg_type!r} within {TIMEOUT} s; got {seen}")
+
+    def call(self, to: str) -> None:
+        self.send(type="call", to=to, sdp=OFFER)
+
+    def close(self) -> None:
+        self._exit.close()

@@ -8,28 +8,35 @@ clock runs on the kernel's background loop.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import threading
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Sequence
+from functools import partial
+from pathlib import Path
+from typing import Any, TypeVar
 
 from ..exceptions import CallError
 from . import kernel
-from .machine import CallMachine
+from .machine import STATES, CallMachine
 from .progress import ProgressReporter
+from .transfer import FileReceiver, list_files, send_files
 
 __all__ = ["CallAdapter"]
 
 logger = logging.getLogger("nbcall.call.adapter")
+T = TypeVar("T")
+#: What a wait has come to: its result, an exception to raise, or None (not yet).
+Verdict = Callable[[bool], T | Exception | None]
 
 
 class CallAdapter:
     """Mixin of ``Phone`` and ``Peer``: their calls, rooms and signaling, fed to one machine each.
 
-    The class sets ``_machine``, ``_lock``, ``_closing``, ``_timer``, ``_armed`` and ``_progress`` (which
-    publishes to its ``progress`` trait), and defines
-    ``_carry_out()`` and ``_log_entry(direction, type, detail, size)``.
+    The class sets ``_machine``, ``_lock``, ``_closing``, ``_timer``, ``_armed``, ``_progress`` (which
+    publishes to its ``progress`` trait) and ``_files`` (its file receiver), and defines ``_carry_out()``,
+    ``_log_entry(direction, type, detail, size)`` and ``send_file_part`` (see :class:`~.transfer.FileLink`).
     """
 
     _machine: CallMachine
@@ -38,9 +45,16 @@ class CallAdapter:
     _timer: asyncio.TimerHandle | None
     _armed: float | None
     _progress: ProgressReporter
+    _files: FileReceiver
     user_id: str
     server_url: str
-    set_trait: Callable[[str, Any], None]  # from traitlets.HasTraits, which every adapter also is
+    # From traitlets.HasTraits, which every adapter also is.
+    set_trait: Callable[[str, Any], None]
+    observe: Callable[..., None]
+    unobserve: Callable[..., None]
+    state: str
+    error: str
+    connections: dict[str, str]
 
     def _carry_out(self) -> None:
         raise NotImplementedError
@@ -71,6 +85,38 @@ class CallAdapter:
 
     def _report_progress(self, progress: dict[str, Any], force: bool = False) -> None:
         self._progress.report(progress, force=force)
+
+    # ------------------------------------------------------------------------------------------- files
+
+    @property
+    def file_receiver(self) -> FileReceiver:
+        """What receives files in this phone's calls (and the verdicts on the files it sends)."""
+        return self._files
+
+    def file_targets(self, to: str | None) -> list[str]:
+        """Who a file sent now goes to: ``to``, or every peer connected now (in a room, every member)."""
+        with self._lock:
+            machine = self._machine
+            if to is not None:
+                return [to]
+            if machine.room:
+                return [m for m, state in machine.connections.items() if state == "connected"]
+            return [machine.peer] if machine.state == "connected" else []
+
+    async def send_file_part(
+        self, data: Any, targets: Sequence[str], progress: dict[str, Any] | None
+    ) -> None:
+        """Send one message of a file to ``targets`` (see :class:`~.transfer.FileLink`)."""
+        raise NotImplementedError
+
+    def _send_files(
+        self, path: str | Path, name: str | None, to: str | None, timeout: float | None
+    ) -> concurrent.futures.Future[dict[str, Any]]:
+        """Send the file or directory at ``path`` on the background loop (see :func:`~.transfer.send_files`)."""
+        files = list_files([Path(path)], names=[name] if name else None)
+        with self._lock:
+            self._machine.check_send(to)
+        return kernel.submit(send_files(self, files, to=to, timeout=timeout))
 
     def call(self, peer: str) -> None:
         """Call ``peer``: its phone rings, and the call connects once it answers."""
@@ -116,10 +162,112 @@ class CallAdapter:
             self._machine.leave()
             self._carry_out()
 
+    # ------------------------------------------------------------------------------------------ waits
+
+    async def wait_for(self, *states: str, timeout: float = 10) -> str:
+        """Wait until this phone reaches one of ``states``; raises :class:`CallError` if the call ends first.
+
+        An ``ended`` or ``failed`` left over from an earlier call does not end a wait for ``ringing`` or
+        ``calling``, which start a new call.
+        """
+        verdict = self._states_reached(states)
+        return await self._wait_async(verdict, ["state"], timeout, partial(self._states_timed_out, states))
+
+    async def wait_for_members(self, *peer_ids: str, timeout: float = 10) -> list[str]:
+        """Wait until the data channel to each of ``peer_ids`` (all other members when none) is open.
+
+        Returns the members waited for; raises :class:`CallError` when this phone is not in a room (or the room
+        ends meanwhile) or a named member leaves it, :class:`TimeoutError` naming who is not connected yet.
+        """
+        verdict = self._members_connected(peer_ids)
+        return await self._wait_async(verdict, _MEMBER_FIELDS, timeout, self._members_timed_out)
+
+    def _wait_states(self, states: tuple[str, ...], timeout: float) -> str:
+        """:meth:`wait_for`, blocking the calling thread (never the background loop's)."""
+        verdict = self._states_reached(states)
+        return self._wait_blocking(verdict, ["state"], timeout, partial(self._states_timed_out, states))
+
+    def _wait_members(self, peer_ids: tuple[str, ...], timeout: float) -> list[str]:
+        """:meth:`wait_for_members`, blocking the calling thread (never the background loop's)."""
+        verdict = self._members_connected(peer_ids)
+        return self._wait_blocking(verdict, _MEMBER_FIELDS, timeout, self._members_timed_out)
+
+    async def _wait_async(
+        self, verdict: Verdict[T], names: list[str], timeout: float, timed_out: Callable[[float], Exception]
+    ) -> T:
+        future, stop = self._watch(verdict, names)
+        try:
+            return await asyncio.wait_for(asyncio.wrap_future(future), timeout)
+        except asyncio.TimeoutError:
+            raise timed_out(timeout) from None
+        finally:
+            stop()
+
+    def _wait_blocking(
+        self, verdict: Verdict[T], names: list[str], timeout: float, timed_out: Callable[[float], Exception]
+    ) -> T:
+        future, stop = self._watch(verdict, names)
+        try:
+            return future.result(timeout)
+        except concurrent.futures.TimeoutError:
+            raise timed_out(timeout) from None
+        finally:
+            stop()
+
+    def _watch(
+        self, verdict: Verdict[T], names: list[str]
+    ) -> tuple[concurrent.futures.Future[T], Callable[[], None]]:
+        """A future settled by the first ``verdict(first)`` that is not None: checked now (``first`` True) and
+        whenever one of the traits ``names`` changes; and the function that stops watching.
+
+        Verdicts are taken under the lock, which every change of the machine's fields holds, so that each sees
+        the fields of one moment.
+        """
+        future: concurrent.futures.Future[T] = concurrent.futures.Future()
+
+        def check(change: Any = None) -> None:
+            with self._lock:
+                if future.done():
+                    return
+                outcome = verdict(change is None)
+                try:
+                    if isinstance(outcome, Exception):
+                        future.set_exception(outcome)
+                    elif outcome is not None:
+                        future.set_result(outcome)
+                except concurrent.futures.InvalidStateError:
+                    pass  # the waiter gave up (timed out, cancelled) meanwhile
+
+        self.observe(check, names)
+        check()
+        return future, lambda: self.unobserve(check, names)
+
+    def _states_reached(self, states: tuple[str, ...]) -> Verdict[str]:
+        unknown = set(states) - set(STATES)
+        if not states or unknown:
+            raise ValueError(f"wait for one or more of {STATES}, not {sorted(unknown) or 'nothing'}")
+        starts_a_call = "ringing" in states or "calling" in states
+
+        def verdict(first: bool) -> str | Exception | None:
+            state = self.state
+            if state in states:
+                return state
+            # An ended call ends a wait for its progress; but "ringing" and "calling" start a new call, which
+            # may come after a previous call's end.
+            if state in ("ended", "failed") and not (first and starts_a_call):
+                reason = f": {self.error}" if self.error else ""
+                return CallError(f"{self.user_id}'s call {state}{reason}")
+            return None
+
+        return verdict
+
+    def _members_connected(self, peer_ids: tuple[str, ...]) -> Verdict[list[str]]:
+        return lambda first: self._members_verdict(peer_ids)
+
     def _members_verdict(self, peer_ids: tuple[str, ...]) -> list[str] | Exception | None:
         """What ``wait_for_members`` has come to: the members waited for, an error, or None (not yet)."""
         machine = self._machine
-        if not (machine.room or machine._room_asked) and machine.state != "ringing":
+        if not (machine.room or machine.room_asked) and machine.state != "ringing":
             reason = f": {machine.error}" if machine.error else ""
             return CallError(f"{machine.user_id} is in no room (state {machine.state!r}){reason}")
         if not machine.room:
@@ -131,6 +279,23 @@ class CallAdapter:
         if wanted and all(machine.connections.get(m) == "connected" for m in wanted):
             return wanted
         return None
+
+    def _states_timed_out(self, states: tuple[str, ...], timeout: float) -> TimeoutError:
+        return TimeoutError(
+            f"{self.user_id} did not reach {' or '.join(states)} within {timeout} s (state {self.state!r})"
+            f"{self._timeout_hint()}"
+        )
+
+    def _members_timed_out(self, timeout: float) -> TimeoutError:
+        waiting = {m: s for m, s in self.connections.items() if s != "connected"}
+        return TimeoutError(
+            f"{self.user_id}'s room did not connect within {timeout} s: {waiting or 'no other member yet'}"
+            f"{self._timeout_hint()}"
+        )
+
+    def _timeout_hint(self) -> str:
+        """What a timed-out wait adds to its message: the likeliest cause, when there is one."""
+        return ""
 
     def _check_can_dial(self, action: str) -> None:
         """Raise when this phone cannot ``action`` a peer by its ID (a phone without a server, say)."""
@@ -185,3 +350,7 @@ class CallAdapter:
                 logger.warning("%s is offline: %s", self.user_id, detail)
                 self._machine.signaling_lost(str(detail))
             self._carry_out()
+
+
+#: The traits a wait for the members of a room follows.
+_MEMBER_FIELDS = ["state", "room", "members", "connections"]

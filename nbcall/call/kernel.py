@@ -27,6 +27,7 @@ __all__ = [
     "call_soon",
     "close_server",
     "default_server",
+    "on_loop",
     "run",
     "serve",
     "shutdown",
@@ -54,6 +55,11 @@ def _get_loop() -> asyncio.AbstractEventLoop:
             _thread = threading.Thread(target=_loop.run_forever, name="nbcall-signaling", daemon=True)
             _thread.start()
         return _loop
+
+
+def on_loop() -> bool:
+    """Whether the caller runs on the background loop's thread (where blocking on that loop would deadlock)."""
+    return _thread is not None and threading.current_thread() is _thread
 
 
 def submit(coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
@@ -126,7 +132,7 @@ class ServerHandle:
         with _lock:
             if self in _servers:
                 _servers.remove(self)
-        if threading.current_thread() is _thread:
+        if on_loop():
             self._server.close()  # the loop runs this very code: waiting here would deadlock it
             return
         with self._close_lock:  # a second caller waits for the first close to finish

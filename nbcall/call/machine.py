@@ -16,63 +16,20 @@ connection. A 1:1 call has one link; a room (docs/rooms.md) has one per other me
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 from ..exceptions import CallError
+from .actions import FREE, IN_CALL, STATES, Action, Changed, Link, ToEngine, ToServer
+from .rooms import RoomCalls
 
 __all__ = ["FREE", "IN_CALL", "STATES", "Action", "CallMachine", "Changed", "Link", "ToEngine", "ToServer"]
-
-#: Every state a phone can be in. ``ended`` and ``failed`` are final for a call; a new call may follow.
-STATES = ("idle", "calling", "ringing", "connecting", "connected", "ended", "failed")
-#: States in which a phone may start or take a call.
-FREE = ("idle", "ended", "failed")
-IN_CALL = ("calling", "ringing", "connecting", "connected")
 
 #: The signaling messages an engine produces, and the call states in which each is relayed to the peer.
 _RELAYED_FROM_ENGINE = {"call": ("calling",), "answer": ("connecting",), "ice": IN_CALL}
 
 
-@dataclass(frozen=True)
-class ToServer:
-    """Send ``message`` to the signaling server (``type``, ``from`` and ``to`` filled in)."""
-
-    message: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class ToEngine:
-    """Give the media engine a command of the widget protocol (docs/widget-protocol.md)."""
-
-    message: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class Changed:
-    """Fields of the phone that changed: ``state``, ``peer``, ``error``, ``online``, ``peers``, ``room``,
-    ``members``, ``connections`` or ``invitation``."""
-
-    fields: dict[str, Any]
-
-
-Action = ToServer | ToEngine | Changed
-
-
 @dataclass
-class Link:
-    """The peer connection to one other phone, as the engine reported it."""
-
-    peer: str
-    role: Literal["caller", "callee"]
-    #: The RTCPeerConnection's connectionState ("new" until the engine reports one).
-    connection: str = "new"
-    channel_open: bool = False
-    #: ICE candidates our engine produced for this link, and those that came from the peer.
-    sent_candidates: int = 0
-    received_candidates: int = 0
-
-
-@dataclass
-class CallMachine:
+class CallMachine(RoomCalls):
     """The calls of the phone ``user_id``; see the module's docstring for how to drive it."""
 
     user_id: str
@@ -105,6 +62,12 @@ class CallMachine:
     _refused_invites: int = 0
     _actions: list[Action] = field(default_factory=list)
 
+    @property
+    def room_asked(self) -> bool:
+        """Whether this phone asked the server for a room (invited, or accepted) and waits for, or got, its
+        ``room-state``."""
+        return self._room_asked
+
     # ------------------------------------------------------------------------------------ the outputs
 
     def actions_to_take(self) -> list[Action]:
@@ -126,44 +89,6 @@ class CallMachine:
         self._deadline = now + self.ring_timeout
         self._change(state="calling", peer=peer, error="")
         self._engine("start_call", peer, **self._rtc_config())
-
-    def invite(self, peers: tuple[object, ...], now: float) -> None:
-        """Invite ``peers`` into this phone's room; an idle phone makes a new room, a 1:1 call becomes one."""
-        if not peers:
-            raise ValueError(f"invite one or more peers by their IDs, such as {self._example_peer()!r}")
-        ids = [self._check_id(p, "invite") for p in peers]
-        if not self.online:
-            raise CallError(f"{self.user_id} is offline: {self.error or 'not connected to a server'}")
-        for peer in ids:
-            if peer in self.members:
-                raise CallError(
-                    f"{peer} is already in {self.user_id}'s room {self.room}; members: {self.members}"
-                )
-        if self.room or self._room_asked:
-            if not self.room:
-                self._sent_invites += len(ids)
-            for peer in ids:
-                self._signal("room-invite", peer, **({"room": self.room} if self.room else {}))
-            return
-        if self.state == "connected" and self.peer:
-            # The 1:1 call becomes a room: its peer joins without ringing and keeps its connection to us.
-            self._room_asked = True
-            self._sent_invites = 1 + sum(1 for p in ids if p != self.peer)
-            self._signal("room-invite", self.peer, link=True)
-            for peer in ids:
-                if peer != self.peer:
-                    self._signal("room-invite", peer)
-            return
-        if self.state not in FREE:
-            raise CallError(
-                f"{self.user_id} is {self.state} with {self.peer!r}; hang up first, or wait until connected"
-            )
-        self._room_asked = True
-        self._sent_invites = len(ids)
-        self.links = {}
-        self._change(state="calling", peer="", error="")
-        for peer in ids:
-            self._signal("room-invite", peer)
 
     def answer(self, now: float | None = None) -> None:
         """Answer the incoming call or accept the invitation (the phone must be ringing).
@@ -252,12 +177,6 @@ class CallMachine:
             self._signal("hangup", self.peer, reason="could not connect")
             self._end("failed", self._why_not_connected(self.links[self.peer]))
         # Invitations expire at the server (invitation_ttl), which tells both sides.
-
-    def register_fields(self) -> dict[str, Any]:
-        """What this phone adds to ``register``: that it understands rooms, and the room it is in."""
-        if self.room:
-            return {"rooms": True, "room": self.room, "members": list(self.members)}
-        return {"rooms": True}
 
     # ------------------------------------------------------------------------- the signaling server
 
@@ -371,105 +290,6 @@ class CallMachine:
                     self._refused_invites = self._sent_invites = 0
         else:
             self._change(error=text)
-
-    # ------------------------------------------------------------------------------------------- rooms
-
-    def _on_room_state(self, message: dict[str, Any], now: float) -> None:
-        room, members = str(message.get("room")), [str(m) for m in message.get("members", [])]
-        if not self._room_asked or (self.room and room != self.room):
-            return
-        rejoined = bool(message.get("rejoined"))
-        joining = not self.room and self.invitation.get("room") == room
-        if rejoined:
-            members = [*self.members, *(m for m in members if m not in self.members)]
-        self._sent_invites = self._refused_invites = 0
-        self._change(room=room, members=members, invitation={}, peer="")
-        if joining:
-            # The joiner offers to each member already there, except one it is already connected to
-            # (the peer of a 1:1 call that became this room).
-            for member in members:
-                if member != self.user_id and member not in self.links:
-                    self.links[member] = Link(member, "caller")
-                    self._engine("start_call", member, **self._rtc_config())
-            self._deadline = None
-            self._change(state="connected")
-        self._update_connections()
-
-    def _on_room_invitation(self, message: dict[str, Any], now: float) -> None:
-        room, inviter = str(message.get("room")), str(message.get("from"))
-        members = [str(m) for m in message.get("members", [])]
-        if message.get("link") and self.state == "connected" and self.peer == inviter and not self.room:
-            # Our 1:1 call becomes a room: join at once, keeping the connection to the inviter.
-            self.invitation = {"room": room, "from": inviter, "members": members}
-            self._room_asked = True
-            self._signal("room-accept", None, room=room)
-            return
-        if self.state not in FREE or self.room or self._room_asked:
-            self._signal("room-decline", None, room=room, reason=f"{self.user_id} is {self._doing()}")
-            return
-        self.links = {}
-        self._change(
-            state="ringing", peer="", error="", invitation={"room": room, "from": inviter, "members": members}
-        )
-        if self.auto_answer:
-            self.answer()
-
-    def _on_room_cancelled(self, message: dict[str, Any], now: float) -> None:
-        if self.invitation.get("room") == message.get("room") and not self.room:
-            self._end("ended", f"the invitation from {message.get('from')} is gone: {message.get('reason')}")
-
-    def _on_room_declined(self, message: dict[str, Any], now: float) -> None:
-        if message.get("room") == self.room:
-            self._change(
-                error=f"{message.get('id')} declined the invitation: {message.get('reason') or 'declined'}"
-            )
-
-    def _on_room_ended(self, message: dict[str, Any], now: float) -> None:
-        if message.get("room") == self.room:
-            reason = str(message.get("reason") or "every invitation was declined or expired")
-            # Keep who declined and why (room-declined just said so): the creator must still see it.
-            last = f" ({self.error})" if self.error else ""
-            self._end("idle", f"the room ended: {reason}{last}")
-
-    def _on_room_joined(self, message: dict[str, Any], now: float) -> None:
-        member = str(message.get("id"))
-        if message.get("room") != self.room or member == self.user_id:
-            return
-        if member not in self.members:
-            self._change(members=[*self.members, member])
-        # The joiner offers to us; a member we are already connected to (1:1 call, or a rejoin) keeps its link.
-        self.links.setdefault(member, Link(member, "callee"))
-        if self.state == "calling":
-            self._deadline = None
-            self._change(state="connected")
-        self._update_connections()
-
-    def _on_room_left(self, message: dict[str, Any], now: float) -> None:
-        member = str(message.get("id"))
-        if message.get("room") != self.room or member not in self.members:
-            return
-        if member == self.user_id:  # the server removed us (the others lost their connections to us)
-            self._end("failed", f"removed from room {self.room}: {message.get('reason') or 'by the server'}")
-            return
-        self._change(members=[m for m in self.members if m != member])
-        if self.links.pop(member, None) is not None:
-            self._engine("close", member)
-        self._update_connections()
-
-    def _on_room_signal(self, kind: str, message: dict[str, Any]) -> None:
-        """An offer, answer or candidate from a member of our room."""
-        sender = str(message.get("from"))
-        if message.get("room") != self.room or sender not in self.members or sender == self.user_id:
-            return
-        link = self.links.get(sender)
-        if kind == "call":
-            if link is None:
-                link = self.links[sender] = Link(sender, "callee")
-            self._engine("remote", sender, signal=message, **self._rtc_config())
-            self._engine("accept", sender)
-        elif link is not None:
-            self._engine("remote", sender, signal=message)
-        self._update_connections()
 
     # ------------------------------------------------------------------------------- the media engine
 
@@ -596,21 +416,6 @@ class CallMachine:
 
     def _engine(self, kind: str, peer: str, **fields: Any) -> None:
         self._actions.append(ToEngine({"type": kind, "peer": peer, **fields}))
-
-    def _update_connections(self) -> None:
-        """``connections``: each other member's link as connecting, connected or failed."""
-        shown = {}
-        for member in self.members:
-            if member == self.user_id:
-                continue
-            link = self.links.get(member)
-            if link is not None and link.connection in ("failed", "closed"):
-                shown[member] = "failed"
-            elif link is not None and link.channel_open:
-                shown[member] = "connected"
-            else:
-                shown[member] = "connecting"
-        self._change(connections=shown)
 
     def _change(self, **fields: Any) -> None:
         changed = {k: v for k, v in fields.items() if getattr(self, k) != v}

@@ -6,47 +6,61 @@ A file travels as ordinary nbcall messages, so any phone can carry it:
 2. the content as bytes messages of :data:`CHUNK` bytes (the framing cuts them further)
 3. ``{"nbcall_file": "end", "id": ID, "sha256": HEX}`` (JSON)
 
-and the receiver answers ``{"nbcall_file": "verdict", "id": ID, "ok": bool, "sha256": HEX, "error": ...}``.
+and the receiver answers ``{"nbcall_file": "verdict", "id": ID, "ok": bool, "sha256": HEX, "error": TEXT,
+"code": CODE}``: ``error`` says what went wrong in words, ``code`` (one of :data:`CODES`) for programs; a verdict
+from a receiver older than ``code`` gets its code from :func:`verdict_code`.
 Received names are cleaned (:func:`clean_name`): no absolute paths, no ``..``; a file that exists is not
-overwritten unless the receiver allows it. :class:`FileReceiver` is sans-I/O apart from writing the files.
+overwritten unless the receiver allows it. :class:`FileReceiver` is sans-I/O apart from writing the files;
+:func:`send_files` sends through any :class:`FileLink` (a Phone, a Peer).
 """
 
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import hashlib
+import io
 import os
+import re
 import tempfile
-import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Any
+from typing import Any, NamedTuple, Protocol
 
-from ..wire.payload import Kind, Message, encode
-
-if TYPE_CHECKING:
-    from ..peer.peer import Peer
+from ..wire.payload import Message
 
 __all__ = [
     "CHUNK",
+    "CODES",
+    "FileLink",
     "FileMessage",
     "FileReceiver",
+    "Received",
     "SendItem",
     "clean_name",
     "end_message",
     "list_files",
     "send_files",
-    "send_files_through",
     "start_message",
+    "verdict_code",
 ]
 
 #: Bytes per data message of a file: large enough to keep aiortc's SCTP busy, small enough to bound memory.
 CHUNK = 1024 * 1024
 KEY = "nbcall_file"
+
+#: What a verdict's ``code`` says: the receiver's, and the sender's own when no verdict came.
+CODES = {
+    "ok": "the file arrived whole and its sha256 matched",
+    "exists": "refused: a file of that name exists at the receiver, which may not overwrite it",
+    "unwritable": "refused: the receiver cannot write a file of that name where it keeps files",
+    "checksum": "the file arrived with another sha256 than was sent (it was not kept)",
+    "incomplete": "fewer or more bytes arrived than the file's size (it was not kept)",
+    "refused": "the receiver refused the file for a reason this version does not know",
+    "no-verdict": "the receiver sent no verdict in time",
+}
 
 
 @dataclass(frozen=True)
@@ -116,124 +130,127 @@ def end_message(ident: str, sha256: str) -> dict[str, Any]:
     return {KEY: "end", "id": ident, "sha256": sha256}
 
 
-async def send_files(
-    peer: Peer, files: Sequence[SendItem], on_chunk: Any = None, to: str | None = None
-) -> dict[str, Any]:
-    """Send ``files`` to the peer's current call (in a room: to ``to``, or every member connected now) and wait
-    for each receiver's verdict (runs on the peer's loop).
+class FileLink(Protocol):
+    """What :func:`send_files` needs of a phone (``Phone`` and ``Peer`` implement it)."""
 
-    Returns ``{"ok": bool, "files": [verdict, ...], "error": str}``, one verdict per file and receiver (each
-    with its ``peer``); ``on_chunk(item, done)`` follows each file.
+    @property
+    def file_receiver(self) -> FileReceiver:
+        """The phone's receiver, which hands it the verdicts on the files it sends."""
+        ...
+
+    def file_targets(self, to: str | None) -> list[str]:
+        """Who a file sent now goes to: ``to``, or (``None``) every peer connected now."""
+        ...
+
+    async def send_file_part(
+        self, data: Any, targets: Sequence[str], progress: dict[str, Any] | None
+    ) -> None:
+        """Send one message of a file to ``targets``; ``progress`` (None but for chunks) says how far the file
+        has gone once it is handed over, for the phone to report."""
+        ...
+
+
+async def send_files(
+    link: FileLink,
+    files: Sequence[SendItem],
+    *,
+    to: str | None = None,
+    timeout: float | None = 30.0,
+    on_chunk: Callable[[SendItem, int], Any] | None = None,
+) -> dict[str, Any]:
+    """Send ``files`` through ``link`` to ``to`` (or every peer connected now), one after the other, each
+    receiver's verdict on a file awaited (at most ``timeout`` s from its last byte) before the next goes.
+
+    Returns ``{"ok": bool, "files": [verdict, ...], "error": str, "code": str}``, one verdict per file and
+    receiver (each with its ``peer`` and ``code``); the first refusal stops the sending, and gives ``error`` and
+    ``code``. ``on_chunk(item, done)`` follows each file.
     """
-    engine = peer._engine
     loop = asyncio.get_running_loop()
-    targets = [to] if to is not None else engine.open_peers()
+    targets = link.file_targets(to)
     if not targets:
         raise ConnectionError(f"no open data channel to {to or 'any peer'}")
     shown = targets[0] if len(targets) == 1 else ""
-
-    async def out(kind: Kind, data: Any) -> None:
-        payload = encode(data)[1]
-        await asyncio.gather(*(engine.send(kind, payload, target) for target in targets))
-
     verdicts: list[dict[str, Any]] = []
     for item in files:
         ident = uuid.uuid4().hex[:12]
-        waiters: dict[str, asyncio.Future[dict[str, Any]]] = {}
-        for target in targets:
-            waiter = waiters[target] = loop.create_future()
-            peer._files.expect_verdict(
+        waiters = {target: loop.create_future() for target in targets}
+        for target, waiter in waiters.items():
+            link.file_receiver.expect_verdict(
                 ident, lambda v, w=waiter: loop.call_soon_threadsafe(_settle, w, v), sender=target
             )
-        await out("json", start_message(item, ident))
-        digest = hashlib.sha256()
-        done = 0
-        with open(item.path, "rb") as file:  # noqa: ASYNC230 (reads go to a thread, below)
-            while True:
-                chunk = await loop.run_in_executor(None, file.read, CHUNK)
-                if not chunk:
-                    break
-                digest.update(chunk)
-                await out("bytes", chunk)
-                done += len(chunk)
-                peer._report_progress(
-                    {"direction": "out", "peer": shown, "name": item.name, "done": done, "total": item.size}
-                )
-                if on_chunk is not None:
-                    on_chunk(item, done)
-        await out("json", end_message(ident, digest.hexdigest()))
-        await asyncio.wait(waiters.values(), timeout=max(30.0, peer.timeout))
-        peer._files.forget_verdicts(ident)
+        try:
+            await link.send_file_part(start_message(item, ident), targets, None)
+            digest = hashlib.sha256()
+            done = 0
+            with open(item.path, "rb") as file:  # noqa: ASYNC230 (reads go to a thread, below)
+                while chunk := await loop.run_in_executor(None, file.read, CHUNK):
+                    digest.update(chunk)
+                    done += len(chunk)
+                    report = {
+                        "direction": "out",
+                        "peer": shown,
+                        "name": item.name,
+                        "done": done,
+                        "total": item.size,
+                    }
+                    await link.send_file_part(chunk, targets, report)
+                    if on_chunk is not None:
+                        on_chunk(item, done)
+            await link.send_file_part(end_message(ident, digest.hexdigest()), targets, None)
+            await asyncio.wait(waiters.values(), timeout=timeout)
+        finally:
+            link.file_receiver.forget_verdicts(ident)
         for target, waiter in waiters.items():
             verdict = waiter.result() if waiter.done() else _NO_VERDICT
             verdicts.append(
-                {**verdict, "id": ident, "name": item.name, "sent_sha256": digest.hexdigest(), "peer": target}
-            )
-        failed = [v for v in verdicts if not v.get("ok")]
-        if failed:
-            return {"ok": False, "files": verdicts, "error": str(failed[0].get("error") or "refused")}
-    return {"ok": True, "files": verdicts, "error": ""}
+                {**verdict, "code": verdict_code(verdict), "id": ident, "name": item.name,
+                 "sent_sha256": digest.hexdigest(), "peer": target}
+            )  # fmt: skip
+        failed = next((v for v in verdicts if v["code"] != "ok"), None)
+        if failed is not None:
+            return {
+                "ok": False,
+                "files": verdicts,
+                "error": str(failed.get("error") or "refused"),
+                "code": failed["code"],
+            }
+    return {"ok": True, "files": verdicts, "error": "", "code": "ok"}
 
 
-_NO_VERDICT = {"ok": False, "error": "the receiver sent no verdict"}
+_NO_VERDICT = {"ok": False, "error": "the receiver sent no verdict", "code": "no-verdict"}
 
 
-def send_files_through(
-    send: Callable[[Any], object], receiver: FileReceiver, files: Sequence[SendItem], targets: Sequence[str]
-) -> tuple[concurrent.futures.Future[dict[str, Any]], Callable[[], None]]:
-    """Send ``files`` through a synchronous ``send(data)`` that queues each message (a Phone's ``send``).
-
-    Returns a future of the result :func:`send_files` gives, settled once every receiver in ``targets`` gave
-    its verdict on every file, and ``expire()``, which settles it with the verdicts still missing as failures.
-    """
-    result: concurrent.futures.Future[dict[str, Any]] = concurrent.futures.Future()
-    lock = threading.Lock()
-    got: dict[tuple[str, str], dict[str, Any]] = {}
-    sent: list[tuple[str, SendItem, str]] = []
-
-    def finish() -> None:
-        verdicts = [
-            {**got.get((ident, target), _NO_VERDICT), "id": ident, "name": item.name, "sent_sha256": digest,
-             "peer": target}
-            for ident, item, digest in sent
-            for target in targets
-        ]  # fmt: skip
-        failed = [v for v in verdicts if not v.get("ok")]
-        error = str(failed[0].get("error") or "refused") if failed else ""
-        if not result.done():
-            result.set_result({"ok": not failed, "files": verdicts, "error": error})
-
-    def take(ident: str, target: str, verdict: dict[str, Any]) -> None:
-        with lock:
-            got[(ident, target)] = verdict
-            if len(got) == len(files) * len(targets):
-                finish()
-
-    def expire() -> None:
-        with lock:
-            for ident, _, _ in sent:
-                receiver.forget_verdicts(ident)
-            finish()
-
-    for item in files:
-        ident = uuid.uuid4().hex[:12]
-        for target in targets:
-            receiver.expect_verdict(ident, lambda v, i=ident, t=target: take(i, t, v), sender=target)
-        send(start_message(item, ident))
-        digest = hashlib.sha256()
-        with open(item.path, "rb") as file:
-            while chunk := file.read(CHUNK):
-                digest.update(chunk)
-                send(chunk)
-        with lock:
-            sent.append((ident, item, digest.hexdigest()))
-        send(end_message(ident, digest.hexdigest()))
-    return result, expire
+def verdict_code(verdict: dict[str, Any]) -> str:
+    """The ``code`` of a verdict (one of :data:`CODES`); for a receiver older than codes, told from its text."""
+    code = verdict.get("code")
+    if isinstance(code, str) and code in CODES:
+        return code
+    if verdict.get("ok") is True:
+        return "ok"
+    # The only place that reads a verdict's words: older receivers wrote exactly these three.
+    error = str(verdict.get("error") or "")
+    if error.endswith("(receive with --force to overwrite)"):
+        return "exists"
+    if error.startswith("checksum mismatch for "):
+        return "checksum"
+    if re.search(r": \d+ bytes received of \d+$", error):
+        return "incomplete"
+    return "refused"
 
 
 def _settle(future: asyncio.Future[dict[str, Any]], verdict: dict[str, Any]) -> None:
     if not future.done():
         future.set_result(verdict)
+
+
+class Received(NamedTuple):
+    """A file this phone received: its cleaned name, where it was written (None: not kept, or in memory),
+    whether it was kept, and its verdict's code."""
+
+    name: str
+    path: Path | None
+    ok: bool
+    code: str
 
 
 @dataclass
@@ -248,6 +265,7 @@ class _Incoming:
     digest: Any = field(default_factory=hashlib.sha256)
     done: int = 0
     error: str = ""
+    code: str = "ok"
 
 
 class FileReceiver:
@@ -261,8 +279,8 @@ class FileReceiver:
         self.overwrite = overwrite
         self._incoming: dict[str, _Incoming] = {}
         self._verdicts: dict[tuple[str, str | None], Any] = {}
-        #: Files received so far, as ``(name, path, ok)``.
-        self.received: list[tuple[str, Path | None, bool]] = []
+        #: Files received so far, with their verdicts' codes.
+        self.received: list[Received] = []
 
     def busy(self, sender: str) -> bool:
         return sender in self._incoming
@@ -320,34 +338,52 @@ class FileReceiver:
         if old is not None:
             self._discard(old)
         path = temp = None
-        error = ""
+        error, code = "", "ok"
         if self.directory is None:
             file: Any = tempfile.SpooledTemporaryFile(max_size=64 * 2**20)  # noqa: SIM115
         else:
             path = self.directory / name
             if path.exists() and not self.overwrite:
-                error = f"{name} exists in {self.directory} (receive with --force to overwrite)"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=".nbcall-", suffix=".part")
-            temp = Path(temp_name)
-            file = os.fdopen(handle, "wb")
-        self._incoming[sender] = _Incoming(ident, name, size, sender, file, path, temp, error=error)
+                error, code = (
+                    f"{name} exists in {self.directory} (receive with --force to overwrite)",
+                    "exists",
+                )
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=".nbcall-", suffix=".part")
+            except OSError as exc:  # a name the sender chose: refuse it, never raise in a message handler
+                reason = exc.strerror or exc
+                error, code = f"cannot write {name} in {self.directory}: {reason}", "unwritable"
+                file = io.BytesIO()  # nothing is written after a refusal
+            else:
+                temp = Path(temp_name)
+                file = os.fdopen(handle, "wb")
+        incoming = _Incoming(ident, name, size, sender, file, path, temp, error=error, code=code)
+        self._incoming[sender] = incoming
 
     def _finish(
         self, incoming: _Incoming, sha256: str
     ) -> tuple[dict[str, Any], FileMessage | None, dict[str, Any]]:
         got = incoming.digest.hexdigest()
-        error = incoming.error
+        error, code = incoming.error, incoming.code
         if not error and got != sha256:
             error = f"checksum mismatch for {incoming.name}: sent {sha256[:16]}..., received {got[:16]}..."
+            code = "checksum"
         if not error and incoming.done != incoming.size:
-            error = f"{incoming.name}: {incoming.done} bytes received of {incoming.size}"
+            error, code = f"{incoming.name}: {incoming.done} bytes received of {incoming.size}", "incomplete"
         progress = {"direction": "in", "peer": incoming.sender, "name": incoming.name, "done": incoming.done,
                     "total": incoming.size}  # fmt: skip
-        reply = {KEY: "verdict", "id": incoming.ident, "ok": not error, "sha256": got, "error": error}
+        reply = {
+            KEY: "verdict",
+            "id": incoming.ident,
+            "ok": not error,
+            "sha256": got,
+            "error": error,
+            "code": code,
+        }
         if error:
             self._discard(incoming)
-            self.received.append((incoming.name, None, False))
+            self.received.append(Received(incoming.name, None, False, code))
             return reply, None, progress
         data: Any = None
         if incoming.path is None:
@@ -358,7 +394,7 @@ class FileReceiver:
             incoming.file.close()
             assert incoming.temp is not None
             os.replace(incoming.temp, incoming.path)
-        self.received.append((incoming.name, incoming.path, True))
+        self.received.append(Received(incoming.name, incoming.path, True, "ok"))
         message = FileMessage(
             data if data is not None else incoming.path,
             incoming.sender,

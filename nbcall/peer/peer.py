@@ -19,7 +19,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -32,13 +32,12 @@ from ..call.client import SignalingClient
 from ..call.machine import FREE, IN_CALL, STATES, CallMachine, Changed, ToEngine, ToServer
 from ..call.progress import PROGRESS_MIN, ProgressReporter
 from ..call.progress import describe as describe_progress
-from ..exceptions import CallError
+from ..call.transfer import FileReceiver
 from ..wire.payload import Kind, Message, decode, encode
 
 if TYPE_CHECKING:
     from typing_extensions import Self
 
-    from ..call.transfer import FileReceiver
     from .rtc import Engine
 
 __all__ = ["Peer", "require_peer_dependencies"]
@@ -113,7 +112,6 @@ class Peer(CallAdapter, traitlets.HasTraits):
         ring_timeout: float = 30,
     ) -> None:
         require_peer_dependencies()
-        from ..call import transfer
         from . import rtc
 
         if not isinstance(user_id, str) or not user_id.strip():
@@ -137,7 +135,6 @@ class Peer(CallAdapter, traitlets.HasTraits):
         registered = kernel.run(client.register(timeout), timeout=timeout + 1)
         super().__init__()
         self._lock = threading.RLock()
-        self._changed = threading.Condition(self._lock)
         self._client = client
         self._machine = machine
         machine.user_id = str(registered.get("id", user_id))
@@ -151,7 +148,7 @@ class Peer(CallAdapter, traitlets.HasTraits):
             video=video, audio=audio, fps=fps, sample_rate=sample_rate, channels=channels
         )
         self._engine: Engine = rtc.Engine(self, self._media)
-        self._files: FileReceiver = transfer.FileReceiver(receive_dir, overwrite=overwrite)
+        self._files = FileReceiver(receive_dir, overwrite=overwrite)
         self._transfers = itertools.count(1)
         # User callbacks run here, one at a time and in order, never on the signaling loop.
         self._callback_pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="nbcall-peer")
@@ -207,16 +204,21 @@ class Peer(CallAdapter, traitlets.HasTraits):
     ) -> concurrent.futures.Future[dict[str, Any]]:
         """Send the file at ``path`` (its name travels with it, as ``name`` or the file's own name).
 
-        Returns a future whose result is the receivers' verdict: ``{"ok": True, "files": [...]}`` or
-        ``{"ok": False, "error": ...}``. A directory is sent file by file with its relative paths. In a room
+        Returns a future whose result is the receivers' verdict: ``{"ok": True, "files": [...], "code": "ok"}``
+        or ``{"ok": False, "error": ..., "code": ...}`` (codes: :data:`nbcall.call.transfer.CODES`). A directory is sent file by file with its relative paths. In a room
         the file goes to every member connected now, or to the member ``to``.
         """
-        from ..call.transfer import list_files, send_files
+        return self._send_files(path, name, to, timeout=max(30.0, self.timeout))
 
-        files = list_files([Path(path)], names=[name] if name else None)
-        with self._lock:
-            self._machine.check_send(to)
-        return kernel.submit(send_files(self, files, to=to))
+    async def send_file_part(
+        self, data: Any, targets: Sequence[str], progress: dict[str, Any] | None
+    ) -> None:
+        """Send one message of a file to ``targets`` and report ``progress`` (see
+        :class:`~nbcall.call.transfer.FileLink`); returns once aiortc took it."""
+        kind, payload = encode(data)
+        await asyncio.gather(*(self._engine.send(kind, payload, target) for target in targets))
+        if progress is not None:
+            self._report_progress(progress)
 
     def flush(self, timeout: float | None = None) -> bool:
         """Block until everything sent has arrived at the peer (acknowledged); False if ``timeout`` passed."""
@@ -248,108 +250,19 @@ class Peer(CallAdapter, traitlets.HasTraits):
         self._media.on_audio.append(callback)
         return callback
 
-    async def wait_for(self, *states: str, timeout: float = 10) -> str:
-        """Wait until the peer reaches one of ``states``; raises :class:`CallError` if the call ends first."""
-        self._check_states(states)
-        loop = asyncio.get_running_loop()
-        reached: asyncio.Future[str] = loop.create_future()
-
-        def settle(state: str, first: bool) -> None:
-            if reached.done():
-                return
-            verdict = self._verdict(states, state, first)
-            if isinstance(verdict, Exception):
-                reached.set_exception(verdict)
-            elif verdict is not None:
-                reached.set_result(verdict)
-
-        def check(change: Any = None) -> None:
-            loop.call_soon_threadsafe(settle, self.state, change is None)
-
-        self.observe(check, "state")
-        try:
-            check()
-            return await asyncio.wait_for(reached, timeout)
-        except asyncio.TimeoutError:
-            raise self._timed_out(states, timeout) from None
-        finally:
-            self.unobserve(check, "state")
-
     def wait(self, *states: str, timeout: float = 10) -> str:
         """The blocking twin of :meth:`wait_for`, for scripts: ``peer.wait("connected")``."""
-        self._check_states(states)
-        if self._on_loop():
-            raise RuntimeError(
-                "Peer.wait() blocks: from a callback or async code use `await peer.wait_for(...)`"
-            )
-        deadline = time.monotonic() + timeout
-        first = True
-        with self._changed:
-            seen = -1
-            while True:
-                if self._version != seen or first:
-                    seen = self._version
-                    verdict = self._verdict(states, self.state, first)
-                    if isinstance(verdict, Exception):
-                        raise verdict
-                    if verdict is not None:
-                        return verdict
-                first = False
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise self._timed_out(states, timeout)
-                self._changed.wait(left)
-
-    _version = 0
-
-    async def wait_for_members(self, *peer_ids: str, timeout: float = 10) -> list[str]:
-        """Wait until the data channel to each of ``peer_ids`` (all other members when none) is open.
-
-        Returns the members waited for; raises :class:`CallError` when this peer is not in a room (or the room
-        ends meanwhile) or a named member leaves it, :class:`TimeoutError` naming who is not connected yet.
-        """
-        loop = asyncio.get_running_loop()
-        done: asyncio.Future[list[str]] = loop.create_future()
-        names = ["state", "room", "members", "connections"]
-
-        def settle() -> None:
-            if not done.done():
-                verdict = self._members_verdict(peer_ids)
-                if isinstance(verdict, Exception):
-                    done.set_exception(verdict)
-                elif verdict is not None:
-                    done.set_result(verdict)
-
-        def check(change: Any = None) -> None:
-            loop.call_soon_threadsafe(settle)
-
-        self.observe(check, names)
-        try:
-            check()
-            return await asyncio.wait_for(done, timeout)
-        except asyncio.TimeoutError:
-            raise self._members_timed_out(timeout) from None
-        finally:
-            self.unobserve(check, names)
+        self._refuse_on_loop(
+            "Peer.wait() blocks: from a callback or async code use `await peer.wait_for(...)`"
+        )
+        return self._wait_states(states, timeout)
 
     def wait_members(self, *peer_ids: str, timeout: float = 10) -> list[str]:
         """The blocking twin of :meth:`wait_for_members`, for scripts: ``peer.wait_members("B", "C")``."""
-        if self._on_loop():
-            raise RuntimeError(
-                "Peer.wait_members() blocks: from a callback or async code use `await peer.wait_for_members()`"
-            )
-        deadline = time.monotonic() + timeout
-        with self._changed:
-            while True:
-                verdict = self._members_verdict(peer_ids)
-                if isinstance(verdict, Exception):
-                    raise verdict
-                if verdict is not None:
-                    return verdict
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise self._members_timed_out(timeout)
-                self._changed.wait(left)
+        self._refuse_on_loop(
+            "Peer.wait_members() blocks: from a callback or async code use `await peer.wait_for_members()`"
+        )
+        return self._wait_members(peer_ids, timeout)
 
     @property
     def log(self) -> list[dict[str, Any]]:
@@ -433,12 +346,9 @@ class Peer(CallAdapter, traitlets.HasTraits):
         elif "members" in fields:
             for gone in set(self.members) - set(fields["members"]):  # so will those of a member who left
                 self.interrupted_files += self._files.abort(gone)
-        with self._lock:
-            with self.hold_trait_notifications():
-                for name, value in fields.items():
-                    self.set_trait(name, value)
-            self._version += 1
-            self._changed.notify_all()
+        with self._lock, self.hold_trait_notifications():
+            for name, value in fields.items():
+                self.set_trait(name, value)
         if self._display is not None:
             self._refresh_card()
 
@@ -538,36 +448,14 @@ class Peer(CallAdapter, traitlets.HasTraits):
 
     # ------------------------------------------------------------------------------------- internals
 
-    @staticmethod
-    def _check_states(states: tuple[str, ...]) -> None:
-        unknown = set(states) - set(STATES)
-        if not states or unknown:
-            raise ValueError(f"wait for one or more of {STATES}, not {sorted(unknown) or 'nothing'}")
-
-    def _verdict(self, states: tuple[str, ...], state: str, first: bool) -> str | Exception | None:
-        if state in states:
-            return state
-        # An ended call ends a wait for its progress; but "ringing" starts a new call, which may come after a
-        # previous call's end.
-        if state in ("ended", "failed") and not (first and ("ringing" in states or "calling" in states)):
-            reason = f": {self.error}" if self.error else ""
-            return CallError(f"{self.user_id}'s call {state}{reason}")
-        return None
-
-    def _members_timed_out(self, timeout: float) -> TimeoutError:
-        waiting = {m: s for m, s in self.connections.items() if s != "connected"}
-        return TimeoutError(
-            f"{self.user_id}'s room did not connect within {timeout} s: {waiting or 'no other member yet'}"
-        )
-
-    def _timed_out(self, states: tuple[str, ...], timeout: float) -> TimeoutError:
-        return TimeoutError(
-            f"{self.user_id} did not reach {' or '.join(states)} within {timeout} s (state {self.state!r})"
-        )
+    def _refuse_on_loop(self, text: str) -> None:
+        """A blocking wait on the background loop would stop the loop it waits for: refuse it."""
+        if self._on_loop():
+            raise RuntimeError(text)
 
     @staticmethod
     def _on_loop() -> bool:
-        return threading.current_thread() is kernel._thread
+        return kernel.on_loop()
 
     def _log_entry(self, direction: str, kind: str, detail: Any, size: int = 0) -> None:
         entry = {"t": time.time(), "dir": direction, "type": kind, "size": size, "detail": detail}

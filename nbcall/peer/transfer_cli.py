@@ -13,10 +13,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..call import config
+from ..call import config, transfer
 from ..exceptions import CallError, NbcallError
 
-__all__ = ["EXIT_CODES", "add_commands", "receive", "send"]
+__all__ = ["CODE_EXITS", "EXIT_CODES", "add_commands", "exit_code", "receive", "send"]
 
 logger = logging.getLogger("nbcall.cli")
 
@@ -39,9 +39,11 @@ EXIT_CODES = {
     DECLINED: "the peer declined, was busy or did not answer",
     INTERRUPTED: "the call ended before every file arrived",
     CHECKSUM: "a file arrived with another sha256 than was sent (it was not kept)",
-    REFUSED: "the receiver refused a file: one of that name exists (receive with --force)",
+    REFUSED: "the receiver refused a file: one of that name exists (receive with --force), or it cannot write it",
     CTRL_C: "stopped with Ctrl-C",
 }
+#: The exit status for a verdict's code (:data:`nbcall.call.transfer.CODES`); any other code: INTERRUPTED.
+CODE_EXITS = {"ok": OK, "checksum": CHECKSUM, "exists": REFUSED, "unwritable": REFUSED}
 
 
 def add_commands(commands: Any) -> None:
@@ -80,6 +82,12 @@ def add_commands(commands: Any) -> None:
     receive_cmd.add_argument("--wait", type=float, default=None, metavar="SECONDS", help="give up if no call comes within this (default: wait forever)")  # fmt: skip
 
 
+def exit_code(verdict_codes: list[str]) -> int:
+    """The exit status for the verdicts on a transfer's files: that of the first failure, OK when none."""
+    failed = [code for code in verdict_codes if code != "ok"]
+    return CODE_EXITS.get(failed[0], INTERRUPTED) if failed else OK
+
+
 def _fail(command: str, code: int, text: str) -> int:
     logger.error("nbcall %s: %s", command, text)
     return code
@@ -106,10 +114,9 @@ def _open_peer(command: str, args: argparse.Namespace, **options: Any) -> Any:
 def send(args: argparse.Namespace) -> int:
     """Run ``nbcall send``; returns the exit status."""
     from ..call import kernel
-    from ..call.transfer import list_files, send_files
 
     try:
-        files = list_files(args.paths)
+        files = transfer.list_files(args.paths)
     except OSError as exc:
         return _fail("send", BAD_INPUT, str(exc))
     if not files:
@@ -137,7 +144,7 @@ def send(args: argparse.Namespace) -> int:
             if done >= item.size:
                 base["total"] += item.size
 
-        future = kernel.submit(send_files(peer, files, advanced))
+        future = kernel.submit(transfer.send_files(peer, files, on_chunk=advanced))
         while not future.done():
             if peer.state != "connected":
                 future.cancel()
@@ -150,9 +157,7 @@ def send(args: argparse.Namespace) -> int:
         except ConnectionError as exc:
             return _fail("send", INTERRUPTED, f"the call ended during the transfer: {peer.error or exc}")
         if not result["ok"]:
-            error = result["error"]
-            code = CHECKSUM if "checksum" in error else REFUSED if "exists" in error else INTERRUPTED
-            return _fail("send", code, error)
+            return _fail("send", exit_code([result["code"]]), result["error"])
         if bar is not None:
             bar.close()
         logger.info("sent %d file(s) to %s, sha256 checked", len(files), args.peer)
@@ -199,18 +204,19 @@ def receive(args: argparse.Namespace) -> int:
             pass
         for bar in bars.values():
             bar.close()
-        received = peer._files.received
-        bad = [name for name, _, ok in received if not ok]
-        for name, path, ok in received:
-            if ok:
-                logger.info("received %s (sha256 checked)", path)
+        received = peer.file_receiver.received
+        for file in received:
+            if file.ok:
+                logger.info("received %s (sha256 checked)", file.path)
         if peer.interrupted_files:
             return _fail("receive", INTERRUPTED, f"the call ended during {', '.join(peer.interrupted_files)}")
-        if bad:
-            exists = [n for n in bad if (out / n).exists()]
-            if exists and not args.force:
-                return _fail("receive", REFUSED, f"kept the existing {', '.join(exists)} (use --force)")
-            return _fail("receive", CHECKSUM, f"checksum mismatch: {', '.join(bad)} not kept")
+        failed = [f for f in received if not f.ok]
+        exists = [f.name for f in failed if f.code == "exists"]
+        if exists:  # said first: the failure the user can undo (--force, another --out)
+            return _fail("receive", REFUSED, f"kept the existing {', '.join(exists)} (use --force)")
+        if failed:
+            what = ", ".join(f"{f.name} ({f.code})" for f in failed)
+            return _fail("receive", exit_code([f.code for f in failed]), f"not kept: {what}")
         if not received:
             return _fail("receive", INTERRUPTED, f"the call from {peer.peer} ended before any file came")
         return OK

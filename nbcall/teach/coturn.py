@@ -199,6 +199,8 @@ def _free_port(host: str) -> int:
 def _wait_until_answering(server: TurnServer, timeout: float) -> None:
     """Send STUN Binding requests until coturn answers one (it is then ready for allocations)."""
     deadline = time.monotonic() + timeout
+    # An answer to any request sent counts: on a busy machine coturn may answer one after the next was sent,
+    # and waiting for the latest only would stay one answer behind for ever.
     sent: set[bytes] = set()
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.settimeout(0.1)
@@ -211,7 +213,6 @@ def _wait_until_answering(server: TurnServer, timeout: float) -> None:
             sock.sendto(struct.pack("!HHI", 0x0001, 0, 0x2112A442) + transaction, (server.host, server.port))
             try:
                 reply = sock.recv(2048)
-                # An answer to any request sent: on a loaded machine it may come after the next was sent.
                 if reply[8:20] in sent:
                     return
             except OSError:

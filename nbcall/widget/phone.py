@@ -26,20 +26,15 @@ import anywidget
 import traitlets
 
 from ..call import config, kernel, transfer
-from ..call.adapter import CallAdapter
 from ..call.client import SignalingClient, server_urls
 from ..call.machine import FREE, IN_CALL, STATES, CallMachine, Changed, ToEngine, ToServer
-from ..call.progress import FIELDS as PROGRESS_FIELDS
 from ..call.progress import ProgressReporter
 from ..exceptions import CallError
-from ..teach import manual
-from ..teach.diagnose import Diagnosis, candidate_error
-from ..teach.sdp import Descriptions, Negotiation
-from ..teach.steps import explain_step
+from ..teach.sdp import Descriptions
 from ..wire.faults import Faults, FaultyOutbox
-from ..wire.payload import Message, decode, encode
-from . import widget_protocol
-from .media import device_names, media_advice
+from ..wire.payload import Message, encode
+from .from_browser import FromBrowser
+from .phone_part import settle
 
 __all__ = ["STATES", "Phone"]
 
@@ -63,7 +58,7 @@ _BROWSER_DEFAULTS = {
 }
 
 
-class Phone(CallAdapter, anywidget.AnyWidget):
+class Phone(FromBrowser, anywidget.AnyWidget):
     """A phone registered as ``user_id`` on a signaling server; display it to see and use it.
 
     ``server`` is the URL of a signaling server (``ws://host:port/ws``), or a list of the nodes of one deployment
@@ -276,25 +271,20 @@ class Phone(CallAdapter, anywidget.AnyWidget):
         """Send the file at ``path`` under its name (or ``name``); a directory goes file by file.
 
         It travels as nbcall file messages (``nbcall.call.transfer``) to the peer, or in a room to ``to`` or every
-        member connected now, each of which checks its sha256. Returns a future of the verdicts,
-        ``{"ok", "files": [{"name", "peer", "sha256", ...}], "error"}``, settled when every receiver answered
-        or ``timeout`` seconds passed: ``await asyncio.wrap_future(phone.send_file(path))`` in a cell.
+        member connected now, each of which checks its sha256; the files go one after the other, each once the
+        last one's verdicts came (or ``timeout`` seconds after its last byte). Returns a future of the verdicts,
+        ``{"ok", "files": [{"name", "peer", "sha256", "code", ...}], "error", "code"}`` (the first refusal ends
+        the sending): ``await asyncio.wrap_future(phone.send_file(path))`` in a cell.
         """
-        files = transfer.list_files([pathlib.Path(path)], names=[name] if name else None)
-        with self._lock:
-            self._machine.check_send(to)
-            if to is not None:
-                targets = [to]
-            elif self.room:
-                targets = [m for m, state in self.connections.items() if state == "connected"]
-            else:
-                targets = [self.peer]
-            result, expire = transfer.send_files_through(
-                lambda data: self.send(data, to=to), self._files, files, targets
-            )
-        if timeout is not None:
-            self._later(timeout, expire)
-        return result
+        return self._send_files(path, name, to, timeout)
+
+    async def send_file_part(
+        self, data: Any, targets: Sequence[str], progress: dict[str, Any] | None
+    ) -> None:
+        """Send one message of a file to ``targets`` (see :class:`~nbcall.call.transfer.FileLink`); the
+        browser sends it, measures its progress and reports that, so ``progress`` is not needed here."""
+        # More than one target is everyone connected when the file started: the browser sends to all of them.
+        self.send(data, to=targets[0] if len(targets) == 1 else None)
 
     def _file_part(self, sender: str, kind: Any, data: Any, size: int) -> Message | None:
         """A received message as the user sees it: itself, a whole file, or None (a file's part, a verdict)."""
@@ -311,86 +301,10 @@ class Phone(CallAdapter, anywidget.AnyWidget):
                 )
         return finished
 
-    def mute(self) -> None:
-        """Send silence instead of the microphone (the track stays, disabled); :meth:`unmute` undoes it."""
-        self.set_trait("mic_on", False)
-
-    def unmute(self) -> None:
-        """Send the microphone's sound again."""
-        self.set_trait("mic_on", True)
-
-    def camera(self, on: bool = True) -> None:
-        """Turn the camera's picture on or off: off, the peer receives black frames."""
-        self.set_trait("camera_on", bool(on))
-
     def on_message(self, callback: Callable[[Message], Any]) -> Callable[[Message], Any]:
         """Call ``callback(message)`` for every data-channel message received (usable as a decorator)."""
         self._callbacks.append(callback)
         return callback
-
-    def step(self) -> dict[str, Any] | None:
-        """Send the oldest held signaling message (see :attr:`stepping`); returns it, or None if none waits."""
-        with self._lock:
-            if not self.held:
-                return None
-            first, rest = self.held[0], self.held[1:]
-            self.set_trait("held", rest)
-            self._outbox(first["message"])
-            self._carry_out()
-            return dict(first["message"])
-
-    async def create_offer(self, peer: str = "peer", timeout: float = 10) -> str:
-        """Manual signaling (``server=False``): start a call and return its offer, candidates included, as text.
-
-        Give the text to the other phone's :meth:`accept_offer`, and its answer to :meth:`accept_answer`.
-        ``peer`` names the other side in this phone's traits and log.
-        """
-        self._need_manual("create_offer")
-        gathered = self._expect_gathering(peer)
-        with self._lock:
-            self._manual_out.clear()
-            self._machine.call(peer, time.monotonic())
-            self._carry_out()
-        return await self._manual_text(peer, gathered, "an offer", timeout)
-
-    async def accept_offer(self, offer: str, timeout: float = 10) -> str:
-        """Manual signaling: answer the offer text from the other phone's :meth:`create_offer`; returns the
-        answer as text for its :meth:`accept_answer`."""
-        self._need_manual("accept_offer")
-        messages = manual.unpack(offer, "call")
-        caller = str(messages[0].get("from") or "peer")
-        gathered = self._expect_gathering(caller)
-        with self._lock:
-            self._manual_out.clear()
-            now = time.monotonic()
-            for message in messages:
-                self._log_entry("in", str(message.get("type")), message, len(json.dumps(message)))
-                self._machine.receive({**message, "from": caller, "to": self.user_id}, now)
-                if self._machine.state == "ringing":
-                    self._machine.answer(now)
-            self._carry_out()
-        if self.peer != caller or self.state in FREE:
-            raise CallError(
-                f"{self.user_id} could not take the offer from {caller}: {self.error or self.state}"
-            )
-        return await self._manual_text(caller, gathered, "an answer", timeout)
-
-    async def accept_answer(self, answer: str, timeout: float = 10) -> None:
-        """Manual signaling: take the answer text from the other phone's :meth:`accept_offer`, and wait until
-        the call is connected."""
-        self._need_manual("accept_answer")
-        messages = manual.unpack(answer, "answer")
-        with self._lock:
-            if self.state != "calling":
-                raise CallError(
-                    f"{self.user_id} has no offer out (state {self.state!r}): create_offer() first"
-                )
-            now = time.monotonic()
-            for message in messages:
-                self._log_entry("in", str(message.get("type")), message, len(json.dumps(message)))
-                self._machine.receive({**message, "from": self.peer, "to": self.user_id}, now)
-            self._carry_out()
-        await self.wait_for("connected", timeout=timeout)
 
     async def next_message(self, timeout: float = 10) -> Message:
         """The next data-channel message this phone receives (one that arrives after this call).
@@ -402,7 +316,7 @@ class Phone(CallAdapter, anywidget.AnyWidget):
         arrived: asyncio.Future[Message] = loop.create_future()
 
         def take(message: Message) -> None:
-            loop.call_soon_threadsafe(_settle, arrived, message)
+            loop.call_soon_threadsafe(settle, arrived, message)
 
         self._callbacks.append(take)
         try:
@@ -414,75 +328,6 @@ class Phone(CallAdapter, anywidget.AnyWidget):
         finally:
             self._callbacks.remove(take)
 
-    async def wait_for(self, *states: str, timeout: float = 10) -> str:
-        """Wait until the phone reaches one of ``states``; raises :class:`CallError` if the call ends first."""
-        unknown = set(states) - set(STATES)
-        if not states or unknown:
-            raise ValueError(f"wait for one or more of {STATES}, not {sorted(unknown) or 'nothing'}")
-        loop = asyncio.get_running_loop()
-        reached: asyncio.Future[str] = loop.create_future()
-
-        def settle(state: str, now: bool) -> None:
-            if reached.done():
-                return
-            if state in states:
-                reached.set_result(state)
-            elif state in ("ended", "failed") and not (now and "ringing" in states):
-                # An ended call ends a wait for its progress; but "ringing" starts a new call, which may
-                # come after a previous call's end.
-                reason = f": {self.error}" if self.error else ""
-                reached.set_exception(CallError(f"{self.user_id}'s call {state}{reason}"))
-
-        def check(change: Any = None) -> None:
-            loop.call_soon_threadsafe(settle, self.state, change is None)
-
-        self.observe(check, "state")
-        try:
-            check()
-            return await asyncio.wait_for(reached, timeout)
-        except asyncio.TimeoutError:
-            # The commonest cause: the phone was never displayed, so no browser does its WebRTC.
-            hint = "" if self._frontend else f"; no browser shows {self.user_id} yet: display it in a cell"
-            raise TimeoutError(
-                f"{self.user_id} did not reach {' or '.join(states)} within {timeout} s (state {self.state!r}){hint}"
-            ) from None
-        finally:
-            self.unobserve(check, "state")
-
-    async def wait_for_members(self, *peer_ids: str, timeout: float = 10) -> list[str]:
-        """Wait until the data channel to each of ``peer_ids`` (all other members when none) is open.
-
-        Returns the members waited for; raises :class:`CallError` when this phone is not in a room (or the room
-        ends meanwhile) or a named member leaves it, :class:`TimeoutError` naming who is not connected yet.
-        """
-        loop = asyncio.get_running_loop()
-        done: asyncio.Future[list[str]] = loop.create_future()
-
-        def settle() -> None:
-            if done.done():
-                return
-            verdict = self._members_verdict(peer_ids)
-            if isinstance(verdict, Exception):
-                done.set_exception(verdict)
-            elif verdict is not None:
-                done.set_result(verdict)
-
-        def check(change: Any = None) -> None:
-            loop.call_soon_threadsafe(settle)
-
-        self.observe(check, ["state", "room", "members", "connections"])
-        try:
-            check()
-            return await asyncio.wait_for(done, timeout)
-        except asyncio.TimeoutError:
-            waiting = {m: s for m, s in self.connections.items() if s != "connected"}
-            hint = "" if self._frontend else f"; no browser shows {self.user_id} yet: display it in a cell"
-            raise TimeoutError(
-                f"{self.user_id}'s room did not connect within {timeout} s: {waiting or 'no other member yet'}{hint}"
-            ) from None
-        finally:
-            self.unobserve(check, ["state", "room", "members", "connections"])
-
     @property
     def log(self) -> list[dict[str, Any]]:
         """The signaling log: every message to and from the server, and the peer connection's events.
@@ -492,38 +337,6 @@ class Phone(CallAdapter, anywidget.AnyWidget):
         """
         with self._lock:
             return list(self._log)
-
-    async def diagnose(self, timeout: float = 30) -> Diagnosis:
-        """Check this phone's browser: secure context, cameras and microphones, and which candidate types each
-        of :attr:`ice_servers` yields (TURN credentials accepted or refused), with advice for each failure."""
-        loop = asyncio.get_running_loop()
-        reply: asyncio.Future[Any] = loop.create_future()
-        request = self._request_diagnosis((loop, reply))
-        try:
-            return Diagnosis(await asyncio.wait_for(reply, timeout))
-        except asyncio.TimeoutError:
-            hint = "" if self._frontend else f": no browser shows {self.user_id} yet, display it in a cell"
-            raise TimeoutError(f"{self.user_id}'s browser did not report within {timeout} s{hint}") from None
-        finally:
-            with self._lock:
-                self._diagnoses.pop(request, None)
-
-    def _request_diagnosis(self, waiter: tuple[asyncio.AbstractEventLoop, asyncio.Future[Any]] | None) -> str:
-        request = uuid.uuid4().hex
-        with self._lock:
-            if waiter is not None:
-                self._diagnoses[request] = waiter
-            self._browser({"type": "diagnose", "id": request, "ice_servers": self.ice_servers})
-        return request
-
-    def _check_from_widget(self) -> None:
-        self._request_diagnosis(None)
-
-    def explain(self, peer: str | None = None) -> Negotiation | None:
-        """The offer and answer exchanged with ``peer`` (the current or last peer by default), every line
-        explained, and what the answer chose from the offer; None before any. Shows as tables in a notebook."""
-        with self._lock:
-            return self._descriptions.get(peer if peer is not None else self.peer)
 
     def close(self) -> None:
         """Hang up, leave the signaling server, and close the widget."""
@@ -548,41 +361,9 @@ class Phone(CallAdapter, anywidget.AnyWidget):
                 self._apply(action.fields)
         self._schedule_tick()
 
-    def _signal(self, message: dict[str, Any]) -> None:
-        """A message for the signaling server: held while stepping, then through the faults, if any."""
-        if self.stepping:
-            self.set_trait("held", [*self.held, {"message": message, **explain_step(message)}])
-            self._log_entry("event", "held", explain_step(message))
-        else:
-            self._outbox(message)
-
-    def _transmit(self, message: dict[str, Any]) -> None:
-        """Send to the server (or, with manual signaling, keep for the text); logs it as sent."""
-        with self._lock:
-            if self._client is None:
-                self._manual_out.append(message)
-                size = len(json.dumps(message))
-            else:
-                size = len(self._client.send(message).encode())
-            self._log_entry("out", message["type"], message, size)
-
-    def _dropped(self, message: dict[str, Any], why: str) -> None:
-        with self._lock:
-            self._log_entry(
-                "event", "fault", f"not sent: the {message['type']} message to {message.get('to')} ({why})"
-            )
-
-    def _later(self, delay: float, fn: Callable[[], None]) -> None:
-        """Run ``fn`` in ``delay`` seconds on the background loop (for delayed or reordered messages)."""
-        kernel.call_soon(lambda: asyncio.get_running_loop().call_later(delay, fn))
-
-    def _step_from_widget(self) -> None:
-        self.step()
-
-    def _on_stepping(self, change: Any) -> None:
-        if not change["new"]:  # stepping off: what waited goes now, in order
-            while self.step() is not None:
-                pass
+    def _timeout_hint(self) -> str:
+        # The commonest cause: the phone was never displayed, so no browser does its WebRTC.
+        return "" if self._frontend else f"; no browser shows {self.user_id} yet: display it in a cell"
 
     def _check_can_dial(self, action: str) -> None:
         if self._client is None:
@@ -591,32 +372,6 @@ class Phone(CallAdapter, anywidget.AnyWidget):
                 "connect by copying text: offer = await a.create_offer(); answer = await b.accept_offer(offer); "
                 "await a.accept_answer(answer)"
             )
-
-    def _need_manual(self, action: str) -> None:
-        if self._client is not None:
-            raise CallError(
-                f"{action}() is for phones without a signaling server (Phone(..., server=False)); "
-                f"{self.user_id} has one: use call() and answer()"
-            )
-
-    def _expect_gathering(self, peer: str) -> asyncio.Future[None]:
-        """A future resolved when the browser has gathered its candidates for ``peer`` (made before the call
-        starts, so that a quick gathering is not missed)."""
-        gathered: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._gathered[peer] = gathered
-        return gathered
-
-    async def _manual_text(self, peer: str, gathered: asyncio.Future[None], what: str, timeout: float) -> str:
-        """Wait until the browser gathered its ICE candidates for ``peer``, then pack what it would have sent."""
-        try:
-            await asyncio.wait_for(gathered, timeout)
-        except asyncio.TimeoutError:
-            hint = "" if self._frontend else f"; no browser shows {self.user_id} yet: display it in a cell"
-            raise TimeoutError(f"{self.user_id} made no {what[3:]} within {timeout} s{hint}") from None
-        finally:
-            self._gathered.pop(peer, None)
-        with self._lock:
-            return manual.pack(list(self._manual_out))
 
     def _apply(self, fields: dict[str, Any]) -> None:
         state = fields.get("state")
@@ -635,159 +390,6 @@ class Phone(CallAdapter, anywidget.AnyWidget):
     # ----------------------------------------------------------------------- messages from the server
 
     # ---------------------------------------------------------------------- messages from the browser
-
-    def _from_browser(self, _widget: Any, content: Any, buffers: list[bytes]) -> None:
-        problem = widget_protocol.problem(content, widget_protocol.TO_PYTHON)
-        with self._lock:
-            if problem is not None:
-                # A browser half of another nbcall version, or a bug: say so where people look.
-                kind = content.get("type") if isinstance(content, dict) else None
-                logger.warning("%s: ignored a message from the browser: %s", self.user_id, problem)
-                self._log_entry("event", "protocol-error", {"type": kind, "problem": problem})
-                return
-            getattr(self, f"_on_browser_{content['type']}")(content, buffers)
-            self._carry_out()
-
-    def _on_browser_batch(self, content: dict[str, Any], buffers: list[bytes]) -> None:
-        """Several messages the browser sent within one task, in order (one kernel round for all)."""
-        for message in content["messages"]:
-            self._from_browser(self, message, [])
-
-    def _on_browser_hello(self, content: dict[str, Any], buffers: list[bytes]) -> None:
-        if self._frontend:
-            # The page was reloaded: the browser's peer connections are gone with it.
-            self._machine.engine_lost("the browser page was reloaded during the call")
-        self._frontend = True
-        self._send_custom({"type": "history", "log": self._log[-self.max_log :]})
-        pending, self._to_browser = self._to_browser, []
-        for msg, bufs in pending:
-            self._send_custom(msg, bufs)
-
-    def _on_browser_signal(self, content: dict[str, Any], buffers: list[bytes]) -> None:
-        self._machine.engine_signal(content["peer"], content["signal"])
-
-    def _on_browser_rtc(self, content: dict[str, Any], buffers: list[bytes]) -> None:
-        name, value = content["name"], content["value"]
-        self.rtc[name] = value
-        self._log_entry("event", name, value, echo=False)
-        if name == "connectionState":
-            self._machine.engine_connection(content["peer"], value)
-        elif name == "iceGatheringState" and value == "complete":
-            gathered = self._gathered.get(content["peer"])
-            if gathered is not None:
-                gathered.get_loop().call_soon_threadsafe(_settle, gathered)
-        elif name == "icecandidateerror" and (problem := candidate_error(value)):
-            self._apply({"error": problem})
-
-    def _on_browser_channel(self, content: dict[str, Any], buffers: list[bytes]) -> None:
-        self._log_entry("event", f"datachannel-{content['state']}", content, echo=False)
-        self._machine.engine_channel(content["peer"], content["state"] == "open")
-
-    def _on_browser_message(self, content: dict[str, Any], buffers: list[bytes]) -> None:
-        sender = content["peer"]
-        if content.get("first"):  # a new message: parts of one cut off (its call ended) are dropped
-            self._parts.pop(sender, None)
-        parts = self._parts.setdefault(sender, [])
-        parts.extend(bytes(b) for b in buffers)
-        if not content["last"]:
-            return
-        payload = b"".join(self._parts.pop(sender))
-        try:
-            data = decode(content["kind"], payload)
-        except (UnicodeDecodeError, ValueError) as exc:
-            self._apply({"error": f"received a {content['kind']} message that does not decode: {exc}"})
-            return
-        message = self._file_part(sender, content["kind"], data, len(payload))
-        if message is None:
-            return  # a part of a file still coming, or a verdict on one sent
-        kept = [*self.messages, message]
-        self.set_trait("messages", kept[max(0, len(kept) - self.max_messages) :])
-        for callback in list(self._callbacks):
-            try:
-                callback(message)
-            except Exception:
-                logger.exception("%s: on_message callback %r failed", self.user_id, callback)
-
-    def _on_browser_progress(self, content: dict[str, Any], buffers: list[bytes]) -> None:
-        self._report_progress({key: content[key] for key in PROGRESS_FIELDS}, force=True)
-
-    def _on_browser_send_failed(self, content: dict[str, Any], buffers: list[bytes]) -> None:
-        self._apply({"error": f"send #{content['id']} failed: {content['message']}"})
-
-    def _on_browser_stats(self, content: dict[str, Any], buffers: list[bytes]) -> None:
-        if self._machine.room:
-            # In a room, one summary per member, each shaped as a 1:1 call's.
-            self.stats = {**self.stats, content["peer"]: content["stats"]}
-        else:
-            self.stats = content["stats"]
-
-    def _on_browser_media(self, content: dict[str, Any], buffers: list[bytes]) -> None:
-        self._apply({"local_media": content["local"], "remote_media": content["remote"]})
-        self._log_entry("event", "media", {"local": content["local"], "remote": content["remote"]})
-        # One sentence per cause: "camera and microphone" when both failed the same way.
-        causes: dict[tuple[str, str], list[str]] = {}
-        for problem in content["errors"]:
-            causes.setdefault((problem["name"], problem["message"]), []).append(problem["kind"])
-        for (name, message), kinds in causes.items():
-            self._media_error(kinds, name, message)
-
-    def _media_error(self, kinds: list[str], name: str, message: str) -> None:
-        """Media this phone wanted are not in the call: say why, and that the call goes on without them."""
-        if name == "NotOffered":
-            # Not a fault: the caller offered no section for it (a data-only phone, say).
-            self._log_entry(
-                "event",
-                "media",
-                f"{self.peer} offered no {'/'.join(kinds)}: sending no {device_names(kinds)}",
-            )
-            return
-        settings = " and ".join(f"{k}={getattr(self, k)!r}" for k in kinds)
-        text = media_advice(kinds, name, message, settings)
-        if self.media_error and text not in self.media_error:
-            text = f"{self.media_error}\n{text}"
-        logger.warning("%s: %s", self.user_id, text)
-        self._log_entry("event", "media-error", {"kinds": kinds, "name": name, "message": message})
-        self._apply({"media_error": text, "error": text})
-
-    def _on_browser_failure(self, content: dict[str, Any], buffers: list[bytes]) -> None:
-        self._log_entry("event", "failure", content["message"])
-        self._machine.engine_failed(f"browser: {content['message']}")
-
-    def _on_browser_diagnosis(self, content: dict[str, Any], buffers: list[bytes]) -> None:
-        waiter = self._diagnoses.get(str(content["id"]))
-        if waiter is not None:  # None: the widget's button asked, and the widget shows the report
-            loop, reply = waiter
-            loop.call_soon_threadsafe(_settle, reply, content["report"])
-
-    def _on_browser_ui(self, content: dict[str, Any], buffers: list[bytes]) -> None:
-        """A button in the widget: the same path as the Python API, errors shown in the widget."""
-        actions: dict[str, Callable[[], None]] = {
-            "call": lambda: self.call(content.get("peer", "")),
-            "invite": lambda: self.invite(content.get("peer", "")),
-            "leave": self.leave,
-            "explain": self._send_sdp,
-            "next": self._step_from_widget,
-            "step_on": lambda: self.set_trait("stepping", True),
-            "step_off": lambda: self.set_trait("stepping", False),
-            "answer": self.answer,
-            "decline": self.decline,
-            "hangup": self.hangup,
-            "mute": self.mute,
-            "unmute": self.unmute,
-            "camera_on": lambda: self.camera(True),
-            "camera_off": lambda: self.camera(False),
-            "diagnose": self._check_from_widget,
-        }
-        action = actions.get(str(content["action"]))
-        if action is None:
-            self._log_entry(
-                "event", "protocol-error", {"type": "ui", "problem": f"unknown action {content['action']!r}"}
-            )
-            return
-        try:
-            action()
-        except (CallError, TypeError, ValueError) as exc:
-            self._apply({"error": str(exc)})
 
     # ------------------------------------------------------------------------------------- internals
 
@@ -815,19 +417,6 @@ class Phone(CallAdapter, anywidget.AnyWidget):
             # setup waits for the parser.
             self._descriptions.record(direction, detail)
 
-    def _send_sdp(self) -> None:
-        """The widget's SDP panel asked: send it the explained offer and answer of each peer (protocol ``sdp``)."""
-        for peer in self._descriptions.peers():
-            negotiation = self._descriptions.get(peer)
-            if negotiation is not None:
-                self._browser(negotiation.to_json())
-
     def __repr__(self) -> str:
         peer = f" with {self.peer!r}" if self.state in IN_CALL else ""
         return f"<Phone {self.user_id!r} {self.state}{peer} at {self.server_url}>"
-
-
-def _settle(future: asyncio.Future[Any], result: Any = None) -> None:
-    """Resolve ``future`` unless it is already done (a timeout, say): run on its loop."""
-    if not future.done():
-        future.set_result(result)

@@ -99,6 +99,19 @@ def test_a_terminal_sends_to_a_python_peer_which_keeps_existing_files(
 
 
 @pytest.mark.webrtc
+def test_an_exists_refusal_exits_8_whatever_the_receivers_folder_is_called(
+    server: SignalingServer, tree: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "checksums"  # words in the refusal's text once picked the exit status
+    out.mkdir()
+    (out / "a.txt").write_text("mine")
+    with Peer("P", server=server.url, auto_answer=True, receive_dir=out):
+        refused = run("send", "-q", "--server", server.url, "--as", "S", "P", tree / "a.txt")
+    assert refused.returncode == REFUSED, refused.stderr
+    assert "a.txt exists in" in refused.stderr and (out / "a.txt").read_text() == "mine"
+
+
+@pytest.mark.webrtc
 def test_unknown_and_declining_peers_have_their_exit_codes(server: SignalingServer, tree: Path) -> None:
     unknown = run("send", "--server", server.url, "--as", "S", "Nobody", tree / "a.txt")
     assert unknown.returncode == PEER_UNKNOWN
@@ -134,4 +147,4 @@ def test_bad_input_gets_one_clear_line_and_its_exit_code(tmp_path: Path) -> None
     assert len(lines) == 1 and "could not connect to the signaling server" in lines[0]
     bad_url = run("receive", "--server", "example.org", "--as", "R")
     assert bad_url.returncode == BAD_INPUT and "is not a websocket URL" in bad_url.stderr
-    # A checksum mismatch (exit status 7) is decided by FileReceiver: tests/test_peer_framing.py.
+    # A checksum mismatch (exit status 7) is decided by FileReceiver and its code: tests/call/test_transfer.py.

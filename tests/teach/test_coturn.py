@@ -16,13 +16,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from nbcall.teach.coturn import (
-    TurnServer,
-    TurnServerError,
-    _wait_until_answering,
-    find_turnserver,
-    start_turn_server,
-)
+from nbcall.teach.coturn import TurnServer, TurnServerError, find_turnserver, start_turn_server
 
 MAGIC = 0x2112A442
 
@@ -128,32 +122,21 @@ def test_a_turnserver_that_does_not_answer_fails_with_its_log(tmp_path) -> None:
         start_turn_server(executable=fake, timeout=2)
 
 
-def test_a_late_answer_to_an_earlier_request_counts_as_answering() -> None:
-    # A loaded machine: each answer arrives after the next request was sent. Matching only the last request's
-    # transaction ID never succeeded, and coturn "did not answer" while it answered every request.
-    import threading
-    import time
-    from types import SimpleNamespace
-
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as slow:
-        slow.bind(("127.0.0.1", 0))
-        stop = threading.Event()
-
-        def answer_late() -> None:
-            slow.settimeout(0.05)
-            while not stop.is_set():
-                try:
-                    request, source = slow.recvfrom(2048)
-                except OSError:
-                    continue
-                time.sleep(0.15)  # longer than the waiter's 0.1 s per request
-                slow.sendto(struct.pack("!HHI", 0x0101, 0, 0x2112A442) + request[8:20], source)
-
-        thread = threading.Thread(target=answer_late, daemon=True)
-        thread.start()
-        try:
-            server = SimpleNamespace(running=True, host="127.0.0.1", port=slow.getsockname()[1])
-            _wait_until_answering(server, timeout=3)  # type: ignore[arg-type]
-        finally:
-            stop.set()
-            thread.join()
+def test_a_turnserver_that_answers_late_is_still_found_ready(tmp_path) -> None:
+    # A busy machine: each answer comes after the next request was sent. Waiting for the latest request's answer
+    # only stayed one answer behind until the timeout (seen in CI under load).
+    fake = tmp_path / "turnserver"
+    fake.write_text(
+        f"#!{shutil.which('python3')}\n"
+        "import socket, sys, time\n"
+        "port = int(next(a for a in sys.argv if a.startswith('--listening-port=')).split('=')[1])\n"
+        "sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+        "sock.bind(('127.0.0.1', port))\n"
+        "while True:\n"
+        "    request, peer = sock.recvfrom(2048)\n"
+        "    time.sleep(0.3)\n"
+        "    sock.sendto(bytes([1, 1, 0, 0]) + request[4:20], peer)  # a Binding success, same transaction\n"
+    )
+    fake.chmod(0o755)
+    with start_turn_server(executable=fake, timeout=5) as server:
+        assert server.running

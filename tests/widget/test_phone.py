@@ -8,7 +8,6 @@ way ipywidgets does (``Widget._handle_custom_msg(content, buffers)``, buffers as
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import socket
@@ -18,9 +17,8 @@ from typing import Any
 
 import pytest
 from ipywidgets.widgets import widget as ipywidget
-from support import OFFER, TIMEOUT
+from support import OFFER, TIMEOUT, RawPeer
 from support import wait_until_sync as wait_until
-from websockets.sync.client import ClientConnection, connect
 
 from nbcall import CallError, Message, Phone
 from nbcall.call import kernel
@@ -28,44 +26,6 @@ from nbcall.exceptions import DuplicateID, ServerUnreachable
 from nbcall.server.server import SignalingServer, serve
 from nbcall.widget import widget_protocol
 from nbcall.wire.payload import encode
-
-
-class RawPeer:
-    """Another phone, as a bare websockets client speaking the wire protocol."""
-
-    def __init__(self, url: str, user_id: str) -> None:
-        self.id = user_id
-        self._exit = contextlib.ExitStack()
-        self.ws: ClientConnection = self._exit.enter_context(connect(url, open_timeout=TIMEOUT))
-        self.send(type="register", presence=True)  # as phones do: joined/left news
-        self.registered = self.recv()
-        assert self.registered["type"] == "registered", self.registered
-
-    def send(self, **fields: Any) -> None:
-        self.ws.send(json.dumps({"from": self.id, **fields}))
-
-    def recv(self) -> dict[str, Any]:
-        return json.loads(self.ws.recv(timeout=TIMEOUT))
-
-    def recv_type(self, msg_type: str) -> dict[str, Any]:
-        """The next message of ``msg_type``, skipping presence news (joined/left)."""
-        deadline = time.monotonic() + TIMEOUT
-        seen = []
-        while time.monotonic() < deadline:
-            try:
-                msg = json.loads(self.ws.recv(timeout=max(0.01, deadline - time.monotonic())))
-            except TimeoutError:
-                break
-            if msg["type"] == msg_type:
-                return msg
-            seen.append(msg)
-        pytest.fail(f"{self.id} received no {msg_type!r} within {TIMEOUT} s; got {seen}")
-
-    def call(self, to: str) -> None:
-        self.send(type="call", to=to, sdp=OFFER)
-
-    def close(self) -> None:
-        self._exit.close()
 
 
 @pytest.fixture

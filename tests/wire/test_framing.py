@@ -1,9 +1,8 @@
-"""The Python peer's pure parts: framing (byte-compatible with js/framing.js), file names and file reception,
-and the error a missing optional dependency gives. No network."""
+"""The Python peer's pure parts: framing (byte-compatible with js/framing.js) and the error a missing optional
+dependency gives. No network (file transfers: tests/call/test_transfer.py)."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import subprocess
@@ -12,7 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from nbcall.call.transfer import KEY, FileReceiver, clean_name, list_files
 from nbcall.wire.framing import MORE, FrameDecoder, FramingError, encode_frames
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -78,71 +76,6 @@ def test_length_extension_tells_the_decoder_how_much_is_left_and_misplaced_lengt
     with pytest.raises(FramingError, match="length frame of 3 bytes"):
         decoder.push(b"\x04\x00\x01")
     assert decoder.push(b"\x02z") == ("bytes", b"z")
-
-
-@pytest.mark.parametrize(
-    ("sent", "kept"),
-    [
-        ("/etc/passwd", "etc/passwd"),
-        ("../../home/x/.bashrc", "home/x/.bashrc"),
-        ("a/./b/../c.txt", "a/b/c.txt"),
-        ("C:\\Windows\\evil.dll", "Windows/evil.dll"),
-        ("..", "unnamed"),
-        ("report.pdf", "report.pdf"),
-    ],
-)
-def test_received_file_names_are_cleaned(sent: str, kept: str) -> None:
-    assert clean_name(sent) == kept
-
-
-def _send(receiver: FileReceiver, name: str, content: bytes, digest: str | None = None) -> tuple:
-    receiver.receive("S", "json", {KEY: "start", "id": "1", "name": name, "size": len(content)})
-    for start in range(0, len(content), 3):
-        receiver.receive("S", "bytes", content[start : start + 3])
-    return receiver.receive(
-        "S", "json", {KEY: "end", "id": "1", "sha256": digest or hashlib.sha256(content).hexdigest()}
-    )
-
-
-def test_a_received_file_is_written_under_its_cleaned_name_and_checked(tmp_path: Path) -> None:
-    receiver = FileReceiver(tmp_path)
-    reply, message, progress = _send(receiver, "../sub/data.bin", b"0123456789")
-    assert reply["ok"] is True and reply["sha256"] == hashlib.sha256(b"0123456789").hexdigest()
-    assert (tmp_path / "sub" / "data.bin").read_bytes() == b"0123456789"
-    assert message.name == "sub/data.bin" and message.path == tmp_path / "sub" / "data.bin"
-    assert progress["done"] == progress["total"] == 10
-    assert receiver.receive("S", "bytes", b"not a file") is None  # ordinary messages pass through
-
-
-def test_an_existing_file_is_not_overwritten_without_permission(tmp_path: Path) -> None:
-    (tmp_path / "a.txt").write_text("mine")
-    reply, message, _ = _send(FileReceiver(tmp_path), "a.txt", b"theirs")
-    assert reply["ok"] is False and "exists" in reply["error"] and message is None
-    assert (tmp_path / "a.txt").read_text() == "mine"
-    assert [p.name for p in tmp_path.iterdir()] == ["a.txt"]  # no partial file left behind
-    reply, _, _ = _send(FileReceiver(tmp_path, overwrite=True), "a.txt", b"theirs")
-    assert reply["ok"] is True and (tmp_path / "a.txt").read_text() == "theirs"
-
-
-def test_a_checksum_mismatch_is_reported_and_the_file_discarded(tmp_path: Path) -> None:
-    reply, message, _ = _send(FileReceiver(tmp_path), "x.bin", b"abc", digest="00" * 32)
-    assert reply["ok"] is False and "checksum mismatch" in reply["error"] and message is None
-    assert list(tmp_path.iterdir()) == []
-
-
-def test_without_a_directory_a_received_file_arrives_in_memory_with_its_name() -> None:
-    _, message, _ = _send(FileReceiver(None), "notes.txt", b"hello")
-    assert (message.data, message.name, message.path, message.kind) == (b"hello", "notes.txt", None, "bytes")
-
-
-def test_listing_a_directory_keeps_relative_names_and_bad_paths_say_so(tmp_path: Path) -> None:
-    (tmp_path / "d" / "e").mkdir(parents=True)
-    (tmp_path / "d" / "one.txt").write_text("1")
-    (tmp_path / "d" / "e" / "two.txt").write_text("22")
-    items = list_files([tmp_path / "d"])
-    assert [(i.name, i.size) for i in items] == [("d/e/two.txt", 2), ("d/one.txt", 1)]
-    with pytest.raises(FileNotFoundError, match="no such file or directory: .*missing"):
-        list_files([tmp_path / "missing"])
 
 
 def test_a_missing_aiortc_gives_the_install_command() -> None:
