@@ -215,6 +215,8 @@ class Phone(CallAdapter, anywidget.AnyWidget):
         #: Connectivity checks awaiting the browser's report: id -> (the awaiting loop, its future).
         self._diagnoses: dict[str, tuple[asyncio.AbstractEventLoop, asyncio.Future[Any]]] = {}
         self._callbacks: list[Callable[[Message], Any]] = []
+        #: Waiters of next_stats(): (the awaiting loop, its future).
+        self._stats_waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[dict[str, Any]]]] = []
         self._progress = ProgressReporter(user_id, lambda report: self.set_trait("progress", report))
         self._frontend = False
         self._to_browser: list[tuple[dict[str, Any], list[bytes]]] = []
@@ -413,6 +415,30 @@ class Phone(CallAdapter, anywidget.AnyWidget):
             ) from None
         finally:
             self._callbacks.remove(take)
+
+    async def next_stats(self, timeout: float = 10) -> dict[str, Any]:
+        """The next statistics summary the browser reports (it samples ``getStats()`` once a second while
+        connected): :attr:`stats` as it is then. Raises :class:`TimeoutError` when none comes within ``timeout``
+        seconds (no call connected, or no browser shows the phone). Lessons use it instead of polling ``stats``.
+        """
+        loop = asyncio.get_running_loop()
+        waiter: tuple[asyncio.AbstractEventLoop, asyncio.Future[dict[str, Any]]] = (
+            loop,
+            loop.create_future(),
+        )
+        with self._lock:
+            self._stats_waiters.append(waiter)
+        try:
+            return await asyncio.wait_for(waiter[1], timeout)
+        except asyncio.TimeoutError:
+            hint = "" if self._frontend else f"; no browser shows {self.user_id} yet: display it in a cell"
+            raise TimeoutError(
+                f"{self.user_id} reported no statistics within {timeout} s (state {self.state!r}){hint}"
+            ) from None
+        finally:
+            with self._lock:
+                if waiter in self._stats_waiters:
+                    self._stats_waiters.remove(waiter)
 
     async def wait_for(self, *states: str, timeout: float = 10) -> str:
         """Wait until the phone reaches one of ``states``; raises :class:`CallError` if the call ends first."""
@@ -720,6 +746,8 @@ class Phone(CallAdapter, anywidget.AnyWidget):
             self.stats = {**self.stats, content["peer"]: content["stats"]}
         else:
             self.stats = content["stats"]
+        for loop, future in self._stats_waiters:
+            loop.call_soon_threadsafe(_settle, future, self.stats)
 
     def _on_browser_media(self, content: dict[str, Any], buffers: list[bytes]) -> None:
         self._apply({"local_media": content["local"], "remote_media": content["remote"]})
