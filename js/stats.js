@@ -1,6 +1,9 @@
 // A compact summary of RTCPeerConnection.getStats(), using the standard report types:
 // transport -> its selected candidate-pair (round-trip time, bytes, candidates), inbound-rtp and outbound-rtp
-// (one per received or sent track). Bitrates and rates are deltas against the previous summary.
+// (one per received or sent track). Bitrates and rates are deltas against the previous summary. Field names are
+// the W3C webrtc-stats ones in snake_case: nack_count and pli_count are NACKs and PLIs sent (inbound-rtp) or
+// received (outbound-rtp), quality_limitation_reason is why the encoder sends less than it was asked (outbound-rtp),
+// available_outgoing_kbps the congestion controller's estimate of the sending bandwidth (candidate-pair).
 
 /**
  * @typedef {{type: string, protocol: string, address: string, port: number}} CandidateSummary
@@ -8,10 +11,11 @@
  *   bytes: number, packets: number, kbps: number | null,
  *   packets_lost?: number, jitter_ms?: number | null, audio_level?: number | null, total_audio_energy?: number,
  *   frames?: number, fps?: number | null, width?: number | null, height?: number | null,
+ *   nack_count?: number, pli_count?: number, quality_limitation_reason?: string | null,
  * }} RtpSummary
  * @typedef {{
  *   rtt_ms: number | null, bytes_sent: number, bytes_received: number,
- *   send_kbps: number | null, receive_kbps: number | null,
+ *   send_kbps: number | null, receive_kbps: number | null, available_outgoing_kbps: number | null,
  *   local_candidate: CandidateSummary | null, remote_candidate: CandidateSummary | null,
  *   pair: string | null,
  *   audio_in: RtpSummary | null, audio_out: RtpSummary | null,
@@ -59,6 +63,7 @@ export function summarizeReports(byId, previous, now) {
     bytes_received: bytesReceived,
     send_kbps: previous ? kbps(bytesSent - previous.bytes_sent, seconds) : null,
     receive_kbps: previous ? kbps(bytesReceived - previous.bytes_received, seconds) : null,
+    available_outgoing_kbps: pair?.availableOutgoingBitrate != null ? round(pair.availableOutgoingBitrate / 1000) : null,
     local_candidate: local,
     remote_candidate: remote,
     pair: local && remote ? `${local.type} ↔ ${remote.type}` : null,
@@ -110,6 +115,9 @@ function rtpSummary(s, previous, seconds) {
     out.fps = s.framesPerSecond ?? null;
     out.width = s.frameWidth ?? null;
     out.height = s.frameHeight ?? null;
+    out.nack_count = s.nackCount ?? 0;
+    out.pli_count = s.pliCount ?? 0;
+    if (!inbound) out.quality_limitation_reason = s.qualityLimitationReason ?? null;
   }
   return out;
 }

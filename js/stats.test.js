@@ -7,15 +7,16 @@ function report(scale) {
   const list = [
     { id: "T", type: "transport", selectedCandidatePairId: "P" },
     { id: "P", type: "candidate-pair", localCandidateId: "L", remoteCandidateId: "R", currentRoundTripTime: 0.0012,
-      bytesSent: 1000 * scale, bytesReceived: 2000 * scale },
+      availableOutgoingBitrate: 1_500_000, bytesSent: 1000 * scale, bytesReceived: 2000 * scale },
     { id: "L", type: "local-candidate", candidateType: "host", protocol: "udp", address: "127.0.0.1", port: 5000 },
     { id: "R", type: "remote-candidate", candidateType: "srflx", protocol: "udp", address: "10.0.0.1", port: 6000 },
     { id: "AI", type: "inbound-rtp", kind: "audio", bytesReceived: 500 * scale, packetsReceived: 10 * scale,
       packetsLost: 1, jitter: 0.004, audioLevel: 0.3, totalAudioEnergy: scale },
     { id: "VI", type: "inbound-rtp", kind: "video", bytesReceived: 900 * scale, packetsReceived: 20 * scale,
-      packetsLost: 0, jitter: 0.01, framesDecoded: 30 * scale, framesPerSecond: 30, frameWidth: 640, frameHeight: 480 },
+      packetsLost: 0, jitter: 0.01, framesDecoded: 30 * scale, framesPerSecond: 30, frameWidth: 640, frameHeight: 480,
+      nackCount: 3, pliCount: 1 },
     { id: "VO", type: "outbound-rtp", kind: "video", bytesSent: 800 * scale, packetsSent: 19 * scale,
-      framesEncoded: 30 * scale, framesPerSecond: 29 },
+      framesEncoded: 30 * scale, framesPerSecond: 29, nackCount: 2, pliCount: 0, qualityLimitationReason: "bandwidth" },
   ];
   return new Map(list.map((s) => [s.id, s]));
 }
@@ -45,4 +46,14 @@ test("a data-only call has a pair and no media", () => {
   const s = summarizeReports(only, null, 0);
   assert.equal(s.bytes_sent, 1000);
   assert.deepEqual([s.audio_in, s.video_in, s.video_out], [null, null, null]);
+});
+
+test("video carries its NACK and PLI counts, the sender why it is limited, the pair the bandwidth estimate", () => {
+  const s = summarizeReports(report(1), null, 1000);
+  assert.equal(s.available_outgoing_kbps, 1500);
+  assert.deepEqual([s.video_in?.nack_count, s.video_in?.pli_count], [3, 1]);
+  assert.deepEqual([s.video_out?.nack_count, s.video_out?.pli_count], [2, 0]);
+  assert.equal(s.video_out?.quality_limitation_reason, "bandwidth");
+  assert.equal(s.video_in?.quality_limitation_reason, undefined); // a receiver has no encoder to limit
+  assert.equal(s.audio_in?.nack_count, undefined);
 });

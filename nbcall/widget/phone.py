@@ -209,6 +209,8 @@ class Phone(FromBrowser, anywidget.AnyWidget):
         self._descriptions = Descriptions()  # each peer's offer and answer, for explain() and the SDP panel
         #: Connectivity checks awaiting the browser's report: id -> (the awaiting loop, its future).
         self._diagnoses: dict[str, tuple[asyncio.AbstractEventLoop, asyncio.Future[Any]]] = {}
+        #: Waiters of next_stats(): (the awaiting loop, its future).
+        self._stats_waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[Any]]] = []
         self._callbacks: list[Callable[[Message], Any]] = []
         self._progress = ProgressReporter(user_id, lambda report: self.set_trait("progress", report))
         self._frontend = False
@@ -327,6 +329,27 @@ class Phone(FromBrowser, anywidget.AnyWidget):
             ) from None
         finally:
             self._callbacks.remove(take)
+
+    async def next_stats(self, timeout: float = 10) -> dict[str, Any]:
+        """The next statistics summary the browser reports (it samples ``getStats()`` once a second while
+        connected): :attr:`stats` as it is then. Raises :class:`TimeoutError` when none comes within ``timeout``
+        seconds (no call connected, or no browser shows the phone). Lessons use it instead of polling ``stats``.
+        """
+        loop = asyncio.get_running_loop()
+        waiter = (loop, loop.create_future())
+        with self._lock:
+            self._stats_waiters.append(waiter)
+        try:
+            return await asyncio.wait_for(waiter[1], timeout)
+        except asyncio.TimeoutError:
+            raise TimeoutError(
+                f"{self.user_id} reported no statistics within {timeout} s (state {self.state!r})"
+                + self._timeout_hint()
+            ) from None
+        finally:
+            with self._lock:
+                if waiter in self._stats_waiters:
+                    self._stats_waiters.remove(waiter)
 
     @property
     def log(self) -> list[dict[str, Any]]:

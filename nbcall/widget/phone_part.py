@@ -29,6 +29,7 @@ class PhonePart(CallAdapter):
     _gathered: dict[str, asyncio.Future[None]]
     _descriptions: Descriptions
     _diagnoses: dict[str, tuple[asyncio.AbstractEventLoop, asyncio.Future[Any]]]
+    _stats_waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[Any]]]
     _callbacks: list[Callable[[Message], Any]]
     _parts: dict[str, list[bytes]]
     _to_browser: list[tuple[dict[str, Any], list[bytes]]]

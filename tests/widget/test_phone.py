@@ -688,3 +688,16 @@ async def test_manual_signaling_is_refused_on_a_phone_with_a_server(make_phone) 
     phone = make_phone("P")
     with pytest.raises(CallError, match=r"create_offer\(\) is for phones without a signaling server"):
         await phone.create_offer()
+
+
+async def test_next_stats_returns_the_next_summary_the_browser_reports(make_phone) -> None:
+    phone = make_phone("P")
+    from_browser(phone, {"type": "stats", "peer": "A", "stats": {"rtt_ms": 9.0}})  # before the wait: not it
+    waiting = asyncio.ensure_future(phone.next_stats(timeout=5))
+    await asyncio.sleep(0)  # let the wait begin
+    from_browser(
+        phone, {"type": "batch", "messages": [{"type": "stats", "peer": "A", "stats": {"rtt_ms": 1.5}}]}
+    )
+    assert await waiting == {"rtt_ms": 1.5}
+    with pytest.raises(TimeoutError, match="P reported no statistics within 0.1 s"):
+        await phone.next_stats(timeout=0.1)
