@@ -610,7 +610,7 @@ def test_without_max_refused_refusals_never_close_and_are_forgotten_on_disconnec
     q.connect("a")
     q.refuse_for_rate("a", now=0.0)
     q.disconnect("a")
-    assert not q._refusals
+    assert not q.rate.refusals
 
 
 def test_a_dropped_slow_reader_is_closed_its_sender_told_and_the_others_see_it_leave(

@@ -344,7 +344,7 @@ async def test_a_recipient_whose_socket_raises_on_write_is_dropped_and_the_other
     async with pair(server) as (a, b), peer(server, "Ghost") as ghost:
         assert await recv(a) == {"type": "joined", "id": "Ghost"}
         assert await recv(b) == {"type": "joined", "id": "Ghost"}
-        ghost_conn = server.protocol._conn_of["Ghost"]
+        ghost_conn = server.protocol.registry.conns["Ghost"]
         assert ghost_conn.state is State.OPEN
 
         def write(data: bytes) -> None:
@@ -661,7 +661,7 @@ async def test_a_client_that_stops_reading_is_dropped_and_its_senders_keep_going
             assert await recv(a) == {"type": "joined", "id": "Slow"}
             assert await recv(b) == {"type": "joined", "id": "Slow"}
             await wait_until(lambda: "Slow" in server.protocol.peers, "Slow registered")
-            slow_conn = server.protocol._conn_of["Slow"]
+            slow_conn = server.protocol.registry.conns["Slow"]
             big = json.dumps({"type": "ice", "to": "Slow", "candidate": "x" * 16 * 1024})
             peak = 0
             sent = 0
@@ -747,8 +747,8 @@ async def test_thousands_of_connect_register_disconnect_cycles_leave_no_state_be
             await wait_until(lambda: server.protocol.connections == 1, "every cycle's connection is gone")
             await wait_until(lambda: len(server._admitted) == 1, "every cycle's slot is free")
             assert server.protocol.peers == ["Witness"]
-            assert server.protocol._conn_of.keys() == {"Witness"}
-            assert len(server.server.connections) == 1 and not server.protocol._secret_of
+            assert server.protocol.registry.conns.keys() == {"Witness"}
+            assert len(server.server.connections) == 1 and not server.protocol.registry.secrets
             await send(witness, type="call", to="w0-0", sdp=OFFER)
             while (msg := await recv(witness))["type"] != "unavailable":
                 assert msg["type"] in ("joined", "left")
