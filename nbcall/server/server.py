@@ -1,9 +1,10 @@
 """The signaling server: a websockets server that pumps messages through :mod:`nbcall.server.protocol`.
 
 Who may talk to whom lives in :class:`~nbcall.server.protocol.SignalingProtocol`, and who may connect
-in :func:`nbcall.server.admission.check_handshake`; this module moves messages between sockets and
-them, and enforces what only the transport can see: the number of connections, each
-connection's message rate, and how much unread data may pile up for a reader that does not
+in :func:`nbcall.server.admission.check_handshake`. This module starts the server (:func:`serve`),
+listens, admits connections and gives the protocol the time; its base, :class:`~nbcall.server.pump.MessagePump`,
+moves messages between the sockets and the protocol and enforces what only the transport can see:
+each connection's message rate and how much unread data may pile up for a reader that does not
 keep up. One peer's dead or abusive socket never disturbs anyone else.
 
 Messages go through :mod:`nbcall.server.fastpath` (frames parsed and written here, on websockets'
