@@ -150,6 +150,8 @@ class SignalingProtocol(Generic[ConnT]):
         self.logger = logger if logger is not None else logging.getLogger("nbcall.server.protocol")
         #: Who is online: the state every part below shares.
         self.registry: Registry[ConnT] = Registry()
+        # The relay's two dictionaries, bound once for its hot path (the registry never rebinds them).
+        self._ids, self._conns = self.registry.ids, self.registry.conns
         #: The rooms and their rules, by peer ID.
         self.rooms = RoomRegistry(
             max_room_size=max_room_size, invitation_ttl=invitation_ttl, room_grace=room_grace
@@ -282,7 +284,7 @@ class SignalingProtocol(Generic[ConnT]):
         connection and its registration stay as they were. The only non-text
         item is a :class:`Close` for a connection whose ID was reclaimed.
         """
-        ids = self.registry.ids
+        ids = self._ids
         if conn not in ids:
             raise ValueError(f"unknown connection {conn!r}: call connect() first")
         try:
@@ -456,14 +458,13 @@ class SignalingProtocol(Generic[ConnT]):
         msg_type: str,
         fields: dict[str, tuple[bool, str]],
     ) -> Outgoing[ConnT]:
-        registry = self.registry
-        sender = registry.ids[conn]
+        sender = self._ids[conn]
         if sender is None:
             raise NotRegistered(f"this connection has no ID yet; {REGISTER_HINT}", in_reply_to=msg_type)
 
         raw_to: object = msg.get("to")
         target: ConnT | None
-        if isinstance(raw_to, str) and (target := registry.conns.get(raw_to)) is not None:
+        if isinstance(raw_to, str) and (target := self._conns.get(raw_to)) is not None:
             to = raw_to  # a registered ID is valid and normalized already
         elif "to" not in msg:
             raise BadMessage(
@@ -475,7 +476,7 @@ class SignalingProtocol(Generic[ConnT]):
             except SignalingError as exc:
                 exc.in_reply_to = msg_type
                 raise
-            target = registry.conns.get(to)
+            target = self._conns.get(to)
 
         raw_from = msg.get("from", sender)
         if raw_from != sender:
@@ -501,7 +502,7 @@ class SignalingProtocol(Generic[ConnT]):
                 f"'to' is your own ID {sender!r}; send {msg_type!r} to another peer", in_reply_to=msg_type
             )
         if "room" in msg:  # a relay between room members: both must be in it
-            elsewhere = registry.member_elsewhere
+            elsewhere = self.registry.member_elsewhere
             member = elsewhere.get(sender) if elsewhere else None
             if member is not None and member[0] == msg["room"]:
                 # The room's node checks who is in it and relays on.
@@ -510,6 +511,7 @@ class SignalingProtocol(Generic[ConnT]):
                 ]
             self.dispatch.check_relay(sender, to, msg["room"], msg_type)
         if target is None:
+            registry = self.registry
             node = registry.remote.get(to)
             if node is None:
                 return [(conn, registry.unavailable(sender, to, msg_type))]
