@@ -27,8 +27,12 @@ __all__ = [
     "Node",
     "RawPeer",
     "RedisServer",
+    "error_of",
+    "frame",
     "free_port",
     "mask_frame",
+    "only",
+    "register",
     "wait_for_port",
     "wait_until",
     "wait_until_sync",
@@ -238,3 +242,31 @@ class RawPeer:
 
     def close(self) -> None:
         self._exit.close()
+
+
+# -- the sans-I/O signaling protocol: frames in, (connection, text) pairs out ---------------
+
+
+def frame(**fields: Any) -> str:
+    """A client's message as JSON text."""
+    return json.dumps(fields, ensure_ascii=False)
+
+
+def only(out: list[tuple[Any, Any]], conn: str) -> dict[str, Any]:
+    """The single message in ``out``, which must be addressed to ``conn``."""
+    assert len(out) == 1, out
+    assert out[0][0] == conn, out
+    return json.loads(out[0][1])  # type: ignore[no-any-return]
+
+
+def error_of(out: list[tuple[Any, Any]], conn: str) -> dict[str, Any]:
+    """The single message in ``out``, an ``error`` to ``conn``."""
+    msg = only(out, conn)
+    assert msg["type"] == "error", msg
+    return msg
+
+
+def register(protocol: Any, conn: str, peer_id: str) -> list[tuple[str, str]]:
+    """Connect ``conn`` to a ``SignalingProtocol`` and register it as ``peer_id``, with presence."""
+    protocol.connect(conn)
+    return protocol.receive(conn, frame(type="register", presence=True, **{"from": peer_id}))  # type: ignore[no-any-return]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import re
@@ -18,8 +19,10 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-import nbcall.cli
-from nbcall.cli import main
+import nbcall.server.cli
+from nbcall.cli import main, parser
+from nbcall.server.cli import serve_until_stopped
+from nbcall.server.limits import Limits
 
 REPO = Path(__file__).resolve().parents[1]
 TIMEOUT = 10.0
@@ -135,6 +138,8 @@ def test_serve_help_lists_the_options(capsys: pytest.CaptureFixture[str]) -> Non
         "--max-room-size", "--invitation-ttl", "--room-grace",
     ):  # fmt: skip
         assert option in out
+    for field in dataclasses.fields(Limits):  # every limit, the two that had no flag included
+        assert f"--{field.name.replace('_', '-')} {field.metadata['unit']}" in out, field.name
 
 
 @pytest.mark.parametrize(
@@ -156,8 +161,8 @@ async def test_room_flags_reach_serve_and_zero_disables_them(
         seen.update(options)
         raise OSError("stopped by the test")
 
-    monkeypatch.setattr(nbcall.cli, "serve", fake_serve)
-    assert await nbcall.cli._serve_until_stopped(nbcall.cli._parser().parse_args(["serve", *flags])) == 1
+    monkeypatch.setattr(nbcall.server.cli, "serve", fake_serve)
+    assert await serve_until_stopped(parser().parse_args(["serve", *flags])) == 1
     assert {name: seen[name] for name in expected} == expected
 
 

@@ -392,7 +392,7 @@ class RedisRegistry:
         self._bounce(outbox, f"this server cannot reach the registry ({self.down})")
 
     def _bounce(self, forwards: list[Forward], reason: str) -> None:
-        protocol, send = self.protocol, self.server._send
+        protocol, send = self.protocol, self.server.send
         for forward in forwards:
             send(None, protocol.undeliverable(forward, reason))
 
@@ -414,7 +414,7 @@ class RedisRegistry:
         for (peer_id, _), result in zip(held, results):
             if isinstance(result, list) and result[0] == "taken":
                 lost += 1
-                self.server._send(None, self.protocol.lost_claim(peer_id, str(result[1])))
+                self.server.send(None, self.protocol.lost_claim(peer_id, str(result[1])))
         mine = results[-1] if isinstance(results[-1], set) else set()
         for extra in mine - {peer_id for peer_id, _ in held}:
             self.release(extra)  # released while the registry was away
@@ -478,7 +478,7 @@ class RedisRegistry:
                 await pubsub.subscribe(f"{self.prefix}:to:{self.node}", self._presence)
                 # Read after subscribing: news published meanwhile arrives after the snapshot, not lost.
                 owners: dict[str, str] = await self._cmd.hgetall(f"{self.prefix}:owner")  # type: ignore[assignment]
-                self.server._send(None, self.protocol.registry_snapshot(owners))
+                self.server.send(None, self.protocol.registry_snapshot(owners))
                 if subscribed is not None and not subscribed.done():
                     subscribed.set_result(None)
                 delay = 0.1
@@ -503,7 +503,7 @@ class RedisRegistry:
 
     def _handle_batch(self, data: str) -> None:
         sender_node, _, body = data.partition(_RS)
-        deliver, send = self.protocol.deliver, self.server._send
+        deliver, send = self.protocol.deliver, self.server.send
         for record in body.split(_RS):
             to, sender, text = record.split(_US, 2)
             send(None, deliver(to, sender, sender_node, text))
@@ -521,7 +521,7 @@ class RedisRegistry:
         if handler is None:
             logger.warning("ignoring unknown registry news %r", data[:100])
             return
-        self.server._send(None, handler(*fields))
+        self.server.send(None, handler(*fields))
 
     def __repr__(self) -> str:
         state = "up" if self.down is None else f"down ({self.down})"

@@ -29,7 +29,7 @@ class Connection(ServerConnection):
     """A client connection with the server's per-connection state, on websockets' public API.
 
     Senders never wait for a recipient: :meth:`queue` appends to :attr:`pending` and
-    :meth:`flush` (once per event-loop turn, see ``SignalingServer._write``) hands the batch
+    :meth:`flush` (once per event-loop turn, see ``MessagePump._write``) hands the batch
     to one writer task, which ``await``\\ s ``send()`` for each message. websockets pauses that
     task when the socket's buffer passes ``write_limit`` (``max_pending_bytes``), so what
     waits for a reader that does not read piles up in :attr:`pending`, where the server sees it.
@@ -41,8 +41,8 @@ class Connection(ServerConnection):
     def __init__(self, *args: Any, signaling: SignalingServer, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.signaling = signaling
-        self.messages: TokenBucket | None = None  # rate limit, set by SignalingServer._start
-        self.started = False  # see SignalingServer._start
+        self.messages: TokenBucket | None = None  # rate limit, set by MessagePump.connection_started
+        self.started = False  # see MessagePump.connection_started
         self.closing = False  # the server decided to close it: ignore what it still sends
         #: Messages received while its ID is being claimed in a cluster's registry, handled after.
         self.held: list[tuple[str | bytes, bytes | None]] | None = None
@@ -52,7 +52,7 @@ class Connection(ServerConnection):
 
     def connection_lost(self, exc: Exception | None) -> None:
         # Frees its slot under max_connections whether or not the handshake completed.
-        self.signaling._admitted.discard(self)
+        self.signaling.admitted.discard(self)
         super().connection_lost(exc)
 
     # -- what the server calls --------------------------------------------------
@@ -80,7 +80,7 @@ class Connection(ServerConnection):
 
     async def serve_messages(self) -> None:
         """Hand every message received to the server until the connection closes."""
-        receive, loop = self.signaling._receive, self.loop
+        receive, loop = self.signaling.receive, self.loop
         with contextlib.suppress(ConnectionClosed):
             async for message in self:
                 receive(self, message, None, loop.time())

@@ -67,7 +67,7 @@ class FastConnection(Connection):
 
     A frame goes from ``data_received`` through the protocol to the recipients' pending
     frames in one synchronous step; each recipient's frames are written with one ``write()``
-    per event-loop turn (see ``SignalingServer._write``).
+    per event-loop turn (see ``MessagePump._write``).
     """
 
     # Slots: more in the __dict__ would cost 1.6 kB per connection.
@@ -87,7 +87,7 @@ class FastConnection(Connection):
         # websockets wraps the logger in a LoggerAdapter per connection, only to add a
         # `websocket` attribute to its log records (nothing here reads it): share the
         # server's redacting logger instead (about 0.4 kB per connection).
-        self.protocol.logger = self.logger = signaling._ws_logger
+        self.protocol.logger = self.logger = signaling.ws_logger
         # websockets' deque of drain() waiters costs 0.76 kB even empty, and is only used
         # once asyncio pauses writing (see pause_writing): an empty tuple stands for it.
         self.drain_waiters = _NO_DRAIN_WAITERS  # type: ignore[assignment]
@@ -139,7 +139,7 @@ class FastConnection(Connection):
             self.fast = True
         buf = self.unparsed + data if self.unparsed else data
         signaling = self.signaling
-        now = signaling._loop.time()
+        now = signaling.loop.time()
         limit = signaling.limits.max_frame_size
         pos, end = 0, len(buf)
         while end - pos >= 6:  # the shortest client frame: 2 header bytes + 4 mask bytes
@@ -210,7 +210,7 @@ class FastConnection(Connection):
 
     def _receive_message(self, data: bytes, is_text: bool, now: float) -> None:
         if not is_text:
-            self.signaling._receive(self, data, None, now)
+            self.signaling.receive(self, data, None, now)
             return
         try:
             text = data.decode()
@@ -218,7 +218,7 @@ class FastConnection(Connection):
             self.protocol.fail(CloseCode.INVALID_DATA, f"invalid UTF-8 in a text frame: {exc.reason}")
             self.send_data()
             return
-        self.signaling._receive(self, text, data, now)  # a forwarded text reuses these bytes
+        self.signaling.receive(self, text, data, now)  # a forwarded text reuses these bytes
 
     async def serve_messages(self) -> None:
         # Messages are handled in data_received; the handler only waits for the end. Not
@@ -262,7 +262,9 @@ class FastConnection(Connection):
             self.transport.write(pending[0] if len(pending) == 1 else b"".join(pending))
 
     async def finish(self, code: int, reason: str, *, write_pending: bool = True) -> None:
-        await self.close(code, reason)  # the server flushed what was queued (see SignalingServer._close)
+        await self.close(
+            code, reason
+        )  # the server flushed what was queued (see MessagePump.close_connection)
 
     def discard_pending(self) -> None:
         self.pending.clear()
@@ -276,12 +278,12 @@ async def keepalive(server: SignalingServer, interval: float, timeout: float | N
     2 kB each); a check runs every ``interval / 4``, so pings go out within a quarter
     interval of their due time and dead peers are closed within a quarter timeout of it.
     """
-    loop = server._loop
+    loop = server.loop
     tick = min(interval, timeout or interval) / 4
     while server.server.is_serving():
         await asyncio.sleep(tick)
         now = loop.time()
-        for connection in list(server._open):
+        for connection in list(server.open_connections):
             if connection.closing or not isinstance(connection, FastConnection) or not connection.is_open():
                 continue
             sent = connection.ping_sent
@@ -297,7 +299,7 @@ async def keepalive(server: SignalingServer, interval: float, timeout: float | N
                     server.protocol.id_of(connection),
                     timeout,
                 )
-                server._close(connection, Close(1011, "keepalive ping timeout"))
+                server.close_connection(connection, Close(1011, "keepalive ping timeout"))
 
 
 class _NoQueue:

@@ -1,9 +1,10 @@
 """The signaling server: a websockets server that pumps messages through :mod:`nbcall.server.protocol`.
 
 Who may talk to whom lives in :class:`~nbcall.server.protocol.SignalingProtocol`, and who may connect
-in :func:`nbcall.server.admission.check_handshake`; this module moves messages between sockets and
-them, and enforces what only the transport can see: the number of connections, each
-connection's message rate, and how much unread data may pile up for a reader that does not
+in :func:`nbcall.server.admission.check_handshake`. This module starts the server (:func:`serve`),
+listens, admits connections and gives the protocol the time; its base, :class:`~nbcall.server.pump.MessagePump`,
+moves messages between the sockets and the protocol and enforces what only the transport can see:
+each connection's message rate and how much unread data may pile up for a reader that does not
 keep up. One peer's dead or abusive socket never disturbs anyone else.
 
 Messages go through :mod:`nbcall.server.fastpath` (frames parsed and written here, on websockets'
@@ -23,11 +24,10 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import functools
-import json
 import logging
 import re
 import ssl
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Literal
 
@@ -35,17 +35,17 @@ from websockets.asyncio.server import Server, ServerConnection
 from websockets.asyncio.server import serve as ws_serve
 from websockets.http11 import Request, Response
 
-from ..wire.faults import Faults, FaultyOutbox
+from ..wire.faults import Faults
 from . import fastpath
 from .admission import DEFAULT_ORIGINS, AdmissionRules, OriginPattern, check_handshake, origin_patterns
 from .connection import Connection, remote
-from .limits import DEFAULT_LIMITS, RATE_ABUSE_WINDOW, Limits, TokenBucket
-from .protocol import TOO_SLOW, Claim, Close, Forward, Outgoing, Release, RoomNode, SignalingProtocol
+from .limits import DEFAULT_LIMITS, RATE_ABUSE_WINDOW, Limits, limit_keywords
+from .protocol import SignalingProtocol
+from .pump import MessagePump
 
 if TYPE_CHECKING:
     from typing_extensions import Self
 
-    from .cluster import RedisRegistry
 
 __all__ = ["DEFAULT_ORIGINS", "RATE_ABUSE_WINDOW", "SignalingServer", "serve"]
 
@@ -64,7 +64,7 @@ class _RedactingLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
         self.logger.log(level, _SECRETS.sub(r"\1\2***", text), **kwargs)  # type: ignore[arg-type]
 
 
-class SignalingServer:
+class SignalingServer(MessagePump):
     """A running signaling server, shaped like :class:`websockets.asyncio.server.Server`.
 
     Create it with :func:`serve`, which documents the options.
@@ -80,28 +80,19 @@ class SignalingServer:
         fast_path: bool = True,
         faults: Faults | None = None,
     ) -> None:
-        self.protocol = protocol
-        self.limits = limits
+        super().__init__(protocol, limits, faults)
         #: Whether messages go through :mod:`nbcall.server.fastpath` rather than websockets' public API.
         self.fast_path = fast_path
         self._rules = rules
         self._scheme = "wss" if tls else "ws"
         self._server: Server | None = None  # set by serve() once listening
         self._address: tuple[str, int] = ("", 0)  # kept after close, for logs and reprs
-        self._admitted: set[ServerConnection] = set()  # past our handshake checks, until the TCP ends
-        self._loop = asyncio.get_running_loop()
-        self._dirty: list[Connection] = []  # connections with messages queued for this loop turn
-        self._open: set[Connection] = set()  # connections past the handshake, until they end
+        #: Connections past the handshake checks, until their TCP connection ends.
+        self.admitted: set[ServerConnection] = set()
         self._keepalive_task: asyncio.Task[None] | None = None
         self._tick_task: asyncio.Task[None] | None = None  # gives the protocol the time (rooms' timers)
-        self._closing: set[asyncio.Task[None]] = set()  # closes the server started, referenced until done
-        # websockets' logger, shared by every connection (see FastConnection.__init__).
-        self._ws_logger = _RedactingLogger(logging.getLogger("websockets.server"))
-        #: The shared registry when this server is a node of a cluster (``serve(redis=...)``), else ``None``.
-        self.registry: RedisRegistry | None = None
-        #: Faults put on relayed messages on purpose (``serve(faults=...)``), one outbox per recipient.
-        self.faults = faults
-        self._faulty: dict[Connection, FaultyOutbox] = {}
+        #: websockets' logger minus secrets, shared by every connection (see FastConnection.__init__).
+        self.ws_logger = _RedactingLogger(logging.getLogger("websockets.server"))
 
     @property
     def server(self) -> Server:
@@ -162,8 +153,8 @@ class SignalingServer:
         tasks = [task for task in (self._keepalive_task, self._tick_task) if task is not None]
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
-        if self._closing:
-            await asyncio.gather(*self._closing, return_exceptions=True)
+        if self.closing_tasks:
+            await asyncio.gather(*self.closing_tasks, return_exceptions=True)
         if self.registry is not None:
             await self.registry.wait_closed()
 
@@ -189,18 +180,62 @@ class SignalingServer:
 
     # -- the HTTP handshake ---------------------------------------------------
 
-    def _listening(self, server: Server) -> None:
+    async def listen(
+        self,
+        host: str,
+        port: int,
+        *,
+        ssl_context: ssl.SSLContext | None = None,
+        compression: Literal["deflate"] | None = None,
+    ) -> None:
+        """Start listening on ``host``:``port`` (0: any free port), then the timers (:func:`serve` calls it)."""
+        limits = self.limits
+        options: dict[str, float | None]
+        if self.fast_path:
+            # One keepalive task for all connections (fastpath.keepalive), and since the server
+            # bounds each write buffer itself (max_pending_bytes, see MessagePump._write) and never
+            # awaits a write, asyncio's flow control must never pause the transport.
+            options = {"ping_interval": None, "ping_timeout": None, "write_limit": _NEVER}
+        else:
+            # websockets' keepalive; its flow control bounds the socket's buffer, and
+            # max_pending_bytes what waits behind it (see Connection).
+            write_limit = _NEVER if limits.max_pending_bytes is None else limits.max_pending_bytes
+            options = {
+                "ping_interval": limits.ping_interval,
+                "ping_timeout": limits.ping_timeout,
+                "write_limit": write_limit,
+            }
+        connection_type = fastpath.FastConnection if self.fast_path else Connection
+        server = await ws_serve(
+            self._handle,
+            host,
+            port,
+            process_request=self._process_request,
+            create_connection=functools.partial(connection_type, signaling=self),  # type: ignore[arg-type]
+            compression=compression,
+            ssl=ssl_context,
+            open_timeout=limits.open_timeout,
+            max_size=limits.max_frame_size,
+            close_timeout=limits.close_timeout,
+            logger=self.ws_logger,
+            **options,  # type: ignore[arg-type]
+        )
         host, port = server.sockets[0].getsockname()[:2]
         self._server, self._address = server, (str(host), int(port))
         self._rules = dataclasses.replace(self._rules, url_without_token=self.url_without_token)
+        if self.fast_path and limits.ping_interval is not None:
+            self._keepalive_task = asyncio.create_task(
+                fastpath.keepalive(self, limits.ping_interval, limits.ping_timeout)
+            )
+        self._tick_task = asyncio.create_task(self._tick(_tick_interval(limits)))
 
     def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
-        refusal = check_handshake(self._rules, request.path, request.headers, len(self._admitted))
+        refusal = check_handshake(self._rules, request.path, request.headers, len(self.admitted))
         if refusal is not None:
             logger.log(refusal.log_level, "refused a connection from %s: %s", remote(connection), refusal.log)
             return connection.respond(refusal.status, refusal.body)
         # Freed when the TCP connection ends (Connection.connection_lost), handshake done or not.
-        self._admitted.add(connection)
+        self.admitted.add(connection)
         return None
 
     # -- time ---------------------------------------------------------------------
@@ -210,211 +245,25 @@ class SignalingServer:
 
         One task for both message paths; while there is no room each tick is one attribute test.
         """
-        protocol, loop = self.protocol, self._loop
+        protocol, loop = self.protocol, self.loop
         while self.server.is_serving():
             await asyncio.sleep(interval)
             try:
-                self._send(None, protocol.tick(loop.time()))
+                self.send(None, protocol.tick(loop.time()))
             except Exception:  # a bug must not stop the clock for every room
                 logger.exception("error while expiring room invitations and absent members")
 
-    # -- open connections -----------------------------------------------------
-
-    def _start(self, connection: Connection) -> None:
-        """Set up ``connection`` once open; called by whichever comes first, its handler or a message."""
-        if connection.started:
-            return
-        connection.started = True
-        if self.limits.max_rate is not None:
-            connection.messages = TokenBucket(self.limits.max_rate, self.limits.max_burst, self._loop.time())
-        connection.opened()
-        self._open.add(connection)
-        self.protocol.connect(connection)
-
     async def _handle(self, connection: ServerConnection) -> None:
         assert isinstance(connection, Connection)
-        self._start(connection)
+        self.connection_started(connection)
         try:
             await connection.serve_messages()
         finally:
-            connection.closing = True
-            connection.discard_pending()
-            self._admitted.discard(connection)
-            self._open.discard(connection)
-            self._faulty.pop(connection, None)
-            self._send(None, self.protocol.disconnect(connection))
-
-    def _receive(self, connection: Connection, message: str | bytes, raw: bytes | None, now: float) -> None:
-        """Handle one whole message from ``connection``, received at loop time ``now``.
-
-        ``raw``: the UTF-8 bytes of a text ``message`` when at hand, written as they are if the
-        protocol forwards the message untouched.
-        """
-        if connection.closing:
-            return
-        try:
-            if not connection.started:
-                self._start(connection)
-            bucket = connection.messages
-            if bucket is not None and not bucket.take(now):
-                self._send(connection, self.protocol.refuse_for_rate(connection, now))
-                return
-            if connection.held is not None:  # its ID is being claimed in the registry: keep the order
-                connection.held.append((message, raw))
-                return
-            self._handle_message(connection, message, raw)
-        except Exception:  # a bug must cost only this connection, never the server's loop
-            logger.exception("closing %s: error while handling a message", remote(connection))
-            self._close(connection, Close(1011, "internal error"))
-
-    def _handle_message(self, connection: Connection, message: str | bytes, raw: bytes | None) -> None:
-        for recipient, item in self.protocol.receive(connection, message):
-            if self.faults is not None and type(item) is str and recipient is not connection:
-                self._relay_with_faults(connection, recipient, item)
-            elif type(item) is str:
-                # A forwarded frame is the very text object received: reuse its bytes.
-                self._write(
-                    recipient, raw if item is message and raw is not None else item.encode(), connection
-                )
-            else:
-                self._instruct(recipient, item)
-
-    def _relay_with_faults(self, origin: Connection, recipient: Connection, text: str) -> None:
-        """A relayed message, dropped, delayed or reordered as ``faults`` say (for teaching, never by default)."""
-        assert self.faults is not None
-        box = self._faulty.get(recipient)
-        if box is None:
-            box = self._faulty[recipient] = FaultyOutbox(
-                self.faults, lambda message: None, self._later, self._fault_dropped
-            )
-        try:
-            message = json.loads(text)
-        except ValueError:
-            message = {}
-        box(message, lambda: self._write(recipient, text.encode(), origin))
-
-    def _later(self, delay: float, fn: Callable[[], None]) -> None:
-        self._loop.call_later(delay, fn)
-
-    def _fault_dropped(self, message: dict[str, object], why: str) -> None:
-        logger.info("not relayed: a %s message to %r (%s)", message.get("type"), message.get("to"), why)
-
-    def _send(self, origin: Connection | None, outgoing: Outgoing[Connection]) -> None:
-        """Send what the protocol returned for a message from ``origin`` (``None``: no sender)."""
-        for connection, item in outgoing:
-            if type(item) is str:
-                self._write(connection, item.encode(), origin)
-            else:
-                self._instruct(connection, item)
-
-    def _instruct(
-        self, connection: Connection, item: Close | Forward | Claim | Release | RoomNode | str
-    ) -> None:
-        """Carry out what the protocol returned besides text: a close, or (cluster) work for the registry."""
-        if isinstance(item, Close):
-            self._close(connection, item)
-            return
-        registry = self.registry
-        assert registry is not None, f"{item!r} without a registry"
-        if isinstance(item, Forward):
-            registry.forward(item)
-        elif isinstance(item, Release):
-            registry.release(item.peer_id)
-        elif isinstance(item, RoomNode):
-            registry.hold_room(item.room, item.made)
-        elif isinstance(item, Claim):
-            connection.held = []
-            registry.claim(item.peer_id, item.secret, item.room).add_done_callback(
-                functools.partial(self._claimed, connection, item.peer_id)
-            )
-
-    def _claimed(
-        self, connection: Connection, peer_id: str, future: asyncio.Future[tuple[str, str, str]]
-    ) -> None:
-        """The registry answered ``connection``'s claim: finish its registration, then what it sent meanwhile."""
-        outcome, owner, room_node = future.result()
-        held, connection.held = connection.held or [], None
-        out = self.protocol.claimed(connection, outcome, owner, room_node)
-        if out is None:  # it went away meanwhile
-            if outcome in ("ok", "moved") and self.registry is not None:
-                self.registry.release(peer_id)
-            return
-        self._send(connection, out)
-        for n, (message, raw) in enumerate(held):
-            if connection.closing:
-                return
-            if connection.held is not None:  # another register being claimed: it waits too
-                connection.held.extend(held[n:])
-                return
-            try:
-                self._handle_message(connection, message, raw)
-            except Exception:
-                logger.exception("closing %s: error while handling a message", remote(connection))
-                self._close(connection, Close(1011, "internal error"))
-                return
-
-    def _write(self, connection: Connection, data: bytes, origin: Connection | None) -> None:
-        """Queue one text message for ``connection``; never blocks, never awaits.
-
-        Messages for a connection are written together once per event-loop turn (one
-        system call instead of one each). A reader with more than ``max_pending_bytes``
-        waiting is dropped rather than allowed to block its senders or bloat the server.
-        """
-        if connection.closing or not connection.is_open():
-            return  # on its way out: what it would have received is lost anyway
-        limit = self.limits.max_pending_bytes
-        if limit is not None and connection.backlog() > limit:
-            logger.warning(
-                "closing %s (%r): too slow, more than max_pending_bytes=%d bytes waiting to be sent to it",
-                remote(connection),
-                self.protocol.id_of(connection),
-                limit,
-            )
-            self._send(None, self.protocol.drop_slow_reader(connection, data, origin))
-            return
-        connection.queue(data)
-        if len(connection.pending) == 1:
-            dirty = self._dirty
-            dirty.append(connection)
-            if len(dirty) == 1:
-                self._loop.call_soon(self._flush)
-
-    def _flush(self) -> None:
-        """Write every connection's queued messages, one ``write()`` each on the fast path."""
-        dirty, self._dirty = self._dirty, []
-        for connection in dirty:
-            self._flush_one(connection)
-
-    def _flush_one(self, connection: Connection) -> None:
-        try:
-            connection.flush()
-        except (OSError, RuntimeError) as exc:  # a socket that raises on write costs only its connection
-            logger.info(
-                "dropping %s (%r): cannot write to it: %r",
-                remote(connection),
-                self.protocol.id_of(connection),
-                exc,
-            )
-            connection.closing = True
-            connection.discard_pending()
-            connection.transport.abort()  # its handler then cleans up, as for any lost connection
-
-    def _close(self, connection: Connection, close: Close) -> None:
-        """Close ``connection`` in the background: never make the sender wait for a slow peer."""
-        if connection.closing:
-            return
-        self._flush_one(connection)  # what was queued goes before the close frame
-        if connection.closing:
-            return  # the flush failed: the connection is being dropped already
-        connection.closing = True
-        # A reader dropped for not reading would hold its close up behind what it does not read.
-        task = asyncio.create_task(
-            connection.finish(close.code, close.reason, write_pending=close is not TOO_SLOW)
-        )
-        self._closing.add(task)
-        task.add_done_callback(self._closing.discard)
+            self.admitted.discard(connection)
+            self.connection_ended(connection)
 
 
+@limit_keywords
 async def serve(
     host: str = "127.0.0.1",
     port: int = 0,
@@ -424,23 +273,6 @@ async def serve(
     token: str | None = None,
     origins: Sequence[OriginPattern] | None = DEFAULT_ORIGINS,
     ssl_context: ssl.SSLContext | None = None,
-    max_connections: int | None = DEFAULT_LIMITS.max_connections,
-    open_timeout: float | None = DEFAULT_LIMITS.open_timeout,
-    # What each connection may send.
-    max_message_size: int | None = DEFAULT_LIMITS.max_message_size,
-    max_frame_size: int | None = DEFAULT_LIMITS.max_frame_size,
-    max_rate: float | None = DEFAULT_LIMITS.max_rate,
-    max_burst: int = DEFAULT_LIMITS.max_burst,
-    max_refused: int | None = DEFAULT_LIMITS.max_refused,
-    # What each connection must keep up with.
-    max_pending_bytes: int | None = DEFAULT_LIMITS.max_pending_bytes,
-    ping_interval: float | None = DEFAULT_LIMITS.ping_interval,
-    ping_timeout: float | None = DEFAULT_LIMITS.ping_timeout,
-    close_timeout: float | None = DEFAULT_LIMITS.close_timeout,
-    # Rooms.
-    max_room_size: int | None = DEFAULT_LIMITS.max_room_size,
-    invitation_ttl: float | None = DEFAULT_LIMITS.invitation_ttl,
-    room_grace: float | None = DEFAULT_LIMITS.room_grace,
     # Several nodes as one deployment.
     redis: str | None = None,
     node_id: str | None = None,
@@ -451,11 +283,14 @@ async def serve(
     fast_path: bool = True,
     # For teaching: faults put on relayed messages on purpose.
     faults: Faults | dict[str, object] | None = None,
+    # The fields of Limits, each a keyword with its default (see limit_keywords).
+    **limits: float | None,
 ) -> SignalingServer:
     """Start a signaling server and return it once it listens.
 
     Defaults bind 127.0.0.1 on a free port; read the real one from ``.port`` or ``.url``.
-    Every limit is on by default (:data:`nbcall.server.limits.DEFAULT_LIMITS`); ``None`` disables one.
+    Every limit is on by default; ``None`` disables one. The limits are keyword arguments too,
+    one per field of :class:`nbcall.server.limits.Limits`, listed at the end with their defaults.
 
     Who may connect:
 
@@ -466,45 +301,9 @@ async def serve(
       origin) or compiled regexes; others get HTTP 403. Clients sending no ``Origin`` (not
       browsers) are always allowed. Add your JupyterHub's origin when phones run there.
     * ``ssl_context`` (none): serve TLS; the URL becomes ``wss://``.
-    * ``max_connections`` (10,000): further handshakes get HTTP 503.
-    * ``open_timeout`` (10 s): time allowed for the TLS and WebSocket handshakes.
 
-    What each connection may send:
-
-    * ``max_message_size`` (64 KiB): larger messages get a ``too-big`` error reply.
-    * ``max_frame_size`` (1 MiB): larger frames close the connection with 1009. Keep
-      it above ``max_message_size`` so that oversize messages get a polite reply.
-    * ``max_rate`` (50 messages/s) with bursts of ``max_burst`` (200): a token bucket per
-      connection; messages beyond it get a ``rate-limited`` error and are dropped. After
-      ``max_refused`` (100) such refusals within :data:`RATE_ABUSE_WINDOW` seconds the
-      connection is closed with 1008.
-
-    What each connection must keep up with:
-
-    * ``max_pending_bytes`` (1 MiB): when more than this is waiting to be written to a
-      connection that does not read, it is closed with 1008 ("too slow"), the others see it
-      ``left``, and a peer whose message could not be delivered gets ``unavailable``.
-      Senders never wait for a slow reader. ``None``: no bound at all, so a client that
-      never reads can grow the server's memory; only for trusted clients.
-    * ``ping_interval``, ``ping_timeout`` (20 s each): keepalive; a peer that does not
-      answer is closed with 1011 and reported ``left`` to the others, at most
-      ``ping_interval + ping_timeout + close_timeout`` (plus half the smaller of the first
-      two: one task checks every connection four times per period) after it went silent.
-    * ``close_timeout`` (10 s): how long a closing handshake may take before the TCP
-      connection is dropped.
-
-    Rooms (docs/rooms.md; phones that register with ``"rooms": true``):
-
-    * ``max_room_size`` (6 members): invitations and acceptances beyond it get ``room-full``;
-      beyond six, each browser of a full mesh sends too many video streams.
-    * ``invitation_ttl`` (60 s): an invitation unanswered this long is withdrawn (``room-declined``
-      to the inviter, ``room-cancelled`` to the invitee).
-    * ``room_grace`` (30 s): a member whose connection is gone stays a member this long, so a
-      phone that reconnects (reclaiming its ID with its secret) keeps its place; after it the
-      others get ``room-left``. ``None``: members stay until they leave or are reported lost.
-
-    Timers are checked about once a second (more often for limits under 4 s), so they end up
-    to that much late.
+    Rooms' timers are checked about once a second (more often for limits under 4 s), so they
+    end up to that much late.
 
     For teaching, ``faults`` (a :class:`nbcall.wire.faults.Faults` or a dict of its fields, none by default) drops,
     delays or reorders the messages the server relays, or keeps only ICE candidates of some types: see what
@@ -537,33 +336,24 @@ async def serve(
         raise ValueError(f"token must be a non-empty string or None, got {token!r}")
     if compression not in (None, "deflate"):
         raise ValueError(f"compression must be 'deflate' or None, got {compression!r}")
-    limits = Limits(
-        max_connections=max_connections,
-        open_timeout=open_timeout,
-        max_message_size=max_message_size,
-        max_frame_size=max_frame_size,
-        max_rate=max_rate,
-        max_burst=max_burst,
-        max_refused=max_refused,
-        max_pending_bytes=max_pending_bytes,
-        ping_interval=ping_interval,
-        ping_timeout=ping_timeout,
-        close_timeout=close_timeout,
-        max_room_size=max_room_size,
-        invitation_ttl=invitation_ttl,
-        room_grace=room_grace,
-    )
+    unknown = sorted(limits.keys() - {field.name for field in dataclasses.fields(Limits)})
+    if unknown:
+        raise TypeError(
+            f"serve() got an unexpected keyword argument {unknown[0]!r}; its limits are the fields of "
+            "nbcall.server.limits.Limits (help(nbcall.server.serve) lists them)"
+        )
+    options = Limits(**limits)  # type: ignore[arg-type]
     if fast_path and (why := fastpath.unavailable_reason()) is not None:
         logger.info("using websockets' public API, not nbcall's fast path: %s", why)
         fast_path = False
     protocol: SignalingProtocol[Connection] = SignalingProtocol(
-        max_message_size=max_message_size,
-        max_rate=max_rate,
-        max_burst=max_burst,
-        max_refused=max_refused,
-        max_room_size=max_room_size,
-        invitation_ttl=invitation_ttl,
-        room_grace=room_grace,
+        max_message_size=options.max_message_size,
+        max_rate=options.max_rate,
+        max_burst=options.max_burst,
+        max_refused=options.max_refused,
+        max_room_size=options.max_room_size,
+        invitation_ttl=options.invitation_ttl,
+        room_grace=options.room_grace,
         logger=logger,
     )
     signaling = SignalingServer(
@@ -572,9 +362,9 @@ async def serve(
             path=path,
             token=token,
             origins=None if origins is None else origin_patterns(origins),
-            max_connections=max_connections,
+            max_connections=options.max_connections,
         ),
-        limits=limits,
+        limits=options,
         tls=ssl_context is not None,
         fast_path=fast_path,
         faults=Faults.of(faults),
@@ -591,43 +381,12 @@ async def serve(
         protocol.join_cluster(node)
         signaling.registry = RedisRegistry(signaling, redis, node=node, heartbeat=heartbeat, ttl=registry_ttl)
         await signaling.registry.start()
-    connection_type = fastpath.FastConnection if fast_path else Connection
-    options: dict[str, float | None]
-    if fast_path:
-        # One keepalive task for all connections (fastpath.keepalive), and since the server
-        # bounds each write buffer itself (max_pending_bytes, see _write) and never awaits a
-        # write, asyncio's flow control must never pause the transport.
-        options = {"ping_interval": None, "ping_timeout": None, "write_limit": _NEVER}
-    else:
-        # websockets' keepalive; its flow control bounds the socket's buffer, and
-        # max_pending_bytes what waits behind it (see Connection).
-        write_limit = _NEVER if max_pending_bytes is None else max_pending_bytes
-        options = {"ping_interval": ping_interval, "ping_timeout": ping_timeout, "write_limit": write_limit}
     try:
-        server = await ws_serve(
-            signaling._handle,
-            host,
-            port,
-            process_request=signaling._process_request,
-            create_connection=functools.partial(connection_type, signaling=signaling),  # type: ignore[arg-type]
-            compression=compression,
-            ssl=ssl_context,
-            open_timeout=open_timeout,
-            max_size=max_frame_size,
-            close_timeout=close_timeout,
-            logger=signaling._ws_logger,
-            **options,  # type: ignore[arg-type]
-        )
+        await signaling.listen(host, port, ssl_context=ssl_context, compression=compression)
     except BaseException:
         if signaling.registry is not None:
             await signaling.registry.wait_closed()
         raise
-    signaling._listening(server)
-    if fast_path and ping_interval is not None:
-        signaling._keepalive_task = asyncio.create_task(
-            fastpath.keepalive(signaling, ping_interval, ping_timeout)
-        )
-    signaling._tick_task = asyncio.create_task(signaling._tick(_tick_interval(limits)))
     return signaling
 
 

@@ -34,7 +34,7 @@ async def test_on_an_unexpected_websockets_version_the_server_falls_back_and_log
         async with connect(server.url) as ws:
             await ws.send('{"type":"register","from":"A"}')
             assert json.loads(await asyncio.wait_for(ws.recv(), TIMEOUT)) == {"type": "registered", "id": "A"}
-            (conn,) = server._open
+            (conn,) = server.open_connections
             assert type(conn) is Connection  # not a FastConnection
     lines = [r.getMessage() for r in caplog.records if r.name == "nbcall.server.server"]
     assert "using websockets' public API, not nbcall's fast path: it was written for websockets" in lines[0]

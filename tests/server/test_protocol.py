@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from support import OFFER
+from support import OFFER, error_of, frame, only, register
 
-from nbcall.server.limits import TokenBucket
 from nbcall.server.protocol import KNOWN_TYPES, Close, SignalingProtocol, encode_message, validate_id
 
 CANDIDATE = json.dumps(
@@ -21,39 +19,6 @@ CANDIDATE = json.dumps(
         "sdpMid": "0",
     }
 )
-
-
-def frame(**fields: Any) -> str:
-    return json.dumps(fields, ensure_ascii=False)
-
-
-def only(out: list[tuple[str, str]], conn: str) -> dict[str, Any]:
-    """The single message in ``out``, which must be addressed to ``conn``."""
-    assert len(out) == 1, out
-    assert out[0][0] == conn, out
-    return json.loads(out[0][1])
-
-
-def error_of(out: list[tuple[str, str]], conn: str) -> dict[str, Any]:
-    msg = only(out, conn)
-    assert msg["type"] == "error", msg
-    return msg
-
-
-@pytest.fixture
-def proto() -> SignalingProtocol[str]:
-    """A protocol where connections "a" and "b" registered as A and B; "c" is connected only."""
-    p: SignalingProtocol[str] = SignalingProtocol()
-    for conn in "abc":
-        p.connect(conn)
-    p.receive("a", frame(type="register", presence=True, **{"from": "A"}))
-    p.receive("b", frame(type="register", presence=True, **{"from": "B"}))
-    return p
-
-
-def register(p: SignalingProtocol[str], conn: str, peer_id: str) -> list[tuple[str, str]]:
-    p.connect(conn)
-    return p.receive(conn, frame(type="register", presence=True, **{"from": peer_id}))
 
 
 # -- registration and presence ------------------------------------------------
@@ -552,106 +517,3 @@ def test_secrets_are_never_logged(caplog: pytest.LogCaptureFixture) -> None:
     text = caplog.text
     assert "'A' reconnected" in text
     assert "hunter2" not in text and "wrong-secret" not in text
-
-
-# -- token bucket ---------------------------------------------------------------
-
-
-def test_token_bucket_allows_a_burst_then_the_rate() -> None:
-    bucket = TokenBucket(rate=4, capacity=3, now=100.0)
-    assert [bucket.take(100.0) for _ in range(4)] == [True, True, True, False]
-    assert bucket.take(100.125) is False  # half a token
-    assert bucket.take(100.25) is True  # one token after 1/4 s
-    assert [bucket.take(200.0) for _ in range(4)] == [True, True, True, False]  # refills to capacity only
-
-
-def test_token_bucket_refuses_bad_parameters() -> None:
-    with pytest.raises(ValueError, match="rate"):
-        TokenBucket(rate=0, capacity=1, now=0)
-    with pytest.raises(ValueError, match="capacity"):
-        TokenBucket(rate=1, capacity=0, now=0)
-
-
-# -- decisions on what the transport saw: rate limit, slow reader ---------------
-
-
-def test_a_message_refused_for_rate_gets_an_error_naming_the_limits() -> None:
-    p: SignalingProtocol[str] = SignalingProtocol(max_rate=2, max_burst=5, max_refused=3)
-    register(p, "a", "A")
-    err = error_of(p.refuse_for_rate("a", now=0.0), "a")
-    assert err["code"] == "rate-limited" and err["in_reply_to"] is None
-    assert err["message"] == (
-        "more than 2 messages per second (bursts of 5) from this connection; this message was dropped: "
-        "slow down (more than 3 dropped within 10 s close the connection)"
-    )
-
-
-def test_persistent_refusals_for_rate_close_the_connection_and_the_window_forgives() -> None:
-    p: SignalingProtocol[str] = SignalingProtocol(max_refused=3)
-    register(p, "a", "A")
-    for _ in range(3):
-        assert error_of(p.refuse_for_rate("a", now=0.0), "a")["code"] == "rate-limited"
-    assert p.refuse_for_rate("a", now=0.0) == [
-        ("a", Close(1008, "rate limit exceeded persistently (more than 3 refused)"))
-    ]
-    # 3 refusals per 10 s are forgiven: one more refusal 4 s later is only an error again.
-    p.connect("b")
-    for _ in range(3):
-        p.refuse_for_rate("b", now=0.0)
-    assert error_of(p.refuse_for_rate("b", now=4.0), "b")["code"] == "rate-limited"
-
-
-def test_without_max_refused_refusals_never_close_and_are_forgotten_on_disconnect() -> None:
-    p: SignalingProtocol[str] = SignalingProtocol(max_refused=None)
-    p.connect("a")
-    for _ in range(1000):
-        assert error_of(p.refuse_for_rate("a", now=0.0), "a")["code"] == "rate-limited"
-    q: SignalingProtocol[str] = SignalingProtocol()
-    q.connect("a")
-    q.refuse_for_rate("a", now=0.0)
-    q.disconnect("a")
-    assert not q._refusals
-
-
-def test_a_dropped_slow_reader_is_closed_its_sender_told_and_the_others_see_it_leave(
-    proto: SignalingProtocol[str],
-) -> None:
-    register(proto, "w", "Watcher")
-    lost = frame(type="call", **{"from": "A"}, to="B", sdp=OFFER)
-    out = proto.drop_slow_reader("b", lost.encode(), "a")
-    assert out[0] == ("b", Close(1008, "too slow: stopped reading its messages"))
-    assert out[1][0] == "a" and json.loads(out[1][1]) == {
-        "type": "unavailable",
-        "peer": "B",
-        "in_reply_to": "call",
-        "message": "'B' was disconnected because it stopped reading its messages; this 'call' was not delivered",
-    }
-    assert sorted((conn, json.loads(text)["type"]) for conn, text in out[2:]) == [
-        ("a", "left"),
-        ("w", "left"),
-    ]
-    assert proto.peers == ["A", "Watcher"]
-
-
-@pytest.mark.parametrize(
-    ("lost", "sender"),
-    [
-        (encode_message("left", id="C"), None),  # server news: nobody to tell
-        (encode_message("joined", id="C"), "a"),  # not a relayed message
-        (frame(type="ice", to="B", candidate=CANDIDATE), "b"),  # its own echo: it is the one dropped
-    ],
-)
-def test_no_unavailable_notice_when_no_sender_lost_a_relayed_message(lost: str, sender: str | None) -> None:
-    p: SignalingProtocol[str] = SignalingProtocol()
-    register(p, "a", "A")
-    register(p, "b", "B")
-    out = p.drop_slow_reader("b", lost, sender)
-    assert out == [
-        ("b", Close(1008, "too slow: stopped reading its messages")),
-        ("a", encode_message("left", id="B")),
-    ]
-
-
-def test_an_unregistered_slow_reader_is_closed_without_notices(proto: SignalingProtocol[str]) -> None:
-    out = proto.drop_slow_reader("c", frame(type="call", to="C", sdp=OFFER), "a")
-    assert out == [("c", Close(1008, "too slow: stopped reading its messages"))]

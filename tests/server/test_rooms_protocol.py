@@ -342,7 +342,7 @@ def test_a_member_gone_longer_than_the_grace_is_removed_with_room_left(proto: Si
         "reason": "its signaling connection was gone longer than 30 s",
     }
     assert decoded(proto.tick(40.0)) == [("a", left), ("b", left)]
-    assert proto.rooms.members(room) == ["A", "B"] and "C" not in proto._secret_of
+    assert proto.rooms.members(room) == ["A", "B"] and "C" not in proto.registry.secrets
 
 
 def test_reclaiming_the_id_with_its_secret_within_the_grace_keeps_the_membership(
@@ -610,4 +610,4 @@ def test_with_no_rooms_tick_and_disconnect_do_nothing_for_rooms() -> None:
     p: SignalingProtocol[str] = SignalingProtocol()
     phones(p, "A", "B")
     assert p.tick(0.0) == [] and not p.rooms.active
-    assert p.disconnect("a") == [] and "A" not in p._secret_of
+    assert p.disconnect("a") == [] and "A" not in p.registry.secrets

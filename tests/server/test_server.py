@@ -344,7 +344,7 @@ async def test_a_recipient_whose_socket_raises_on_write_is_dropped_and_the_other
     async with pair(server) as (a, b), peer(server, "Ghost") as ghost:
         assert await recv(a) == {"type": "joined", "id": "Ghost"}
         assert await recv(b) == {"type": "joined", "id": "Ghost"}
-        ghost_conn = server.protocol._conn_of["Ghost"]
+        ghost_conn = server.protocol.registry.conns["Ghost"]
         assert ghost_conn.state is State.OPEN
 
         def write(data: bytes) -> None:
@@ -356,7 +356,7 @@ async def test_a_recipient_whose_socket_raises_on_write_is_dropped_and_the_other
         # Ghost's connection is cleaned up: the others hear that it left, its ID is free...
         assert await recv(a) == {"type": "left", "id": "Ghost"}
         assert await recv(b) == {"type": "left", "id": "Ghost"}
-        await wait_until(lambda: ghost_conn not in server._open, "Ghost's connection is gone")
+        await wait_until(lambda: ghost_conn not in server.open_connections, "Ghost's connection is gone")
         assert server.protocol.peers == ["A", "B"]
         # ...and the senders' connections keep relaying both ways.
         await assert_relay_works(a, b, "B", "A")
@@ -661,7 +661,7 @@ async def test_a_client_that_stops_reading_is_dropped_and_its_senders_keep_going
             assert await recv(a) == {"type": "joined", "id": "Slow"}
             assert await recv(b) == {"type": "joined", "id": "Slow"}
             await wait_until(lambda: "Slow" in server.protocol.peers, "Slow registered")
-            slow_conn = server.protocol._conn_of["Slow"]
+            slow_conn = server.protocol.registry.conns["Slow"]
             big = json.dumps({"type": "ice", "to": "Slow", "candidate": "x" * 16 * 1024})
             peak = 0
             sent = 0
@@ -693,7 +693,7 @@ async def test_connection_limit_refuses_with_503_and_frees_slots() -> None:
                     pass
             status, body = refusal(refused)
             assert status == 503 and "full (2 connections, the limit)" in body
-        await wait_until(lambda: len(server._admitted) == 1, "B's slot is free")
+        await wait_until(lambda: len(server.admitted) == 1, "B's slot is free")
         async with peer(server, "C"):
             pass
 
@@ -738,26 +738,26 @@ async def test_thousands_of_connect_register_disconnect_cycles_leave_no_state_be
                 base = traced_bytes()
                 await asyncio.wait_for(asyncio.gather(*(cycles(w) for w in range(4))), 120)
                 await wait_until(lambda: server.protocol.connections == 1, "every cycle's connection is gone")
-                await wait_until(lambda: len(server._admitted) == 1, "every cycle's slot is free")
+                await wait_until(lambda: len(server.admitted) == 1, "every cycle's slot is free")
                 # Memory back to base: 2,000 cycles that each kept even 100 bytes would leave 200 kB.
                 grown = traced_bytes() - base
                 assert grown < 100_000, f"{grown} bytes still held after 2,000 cycles"
             finally:
                 tracemalloc.stop()
             await wait_until(lambda: server.protocol.connections == 1, "every cycle's connection is gone")
-            await wait_until(lambda: len(server._admitted) == 1, "every cycle's slot is free")
+            await wait_until(lambda: len(server.admitted) == 1, "every cycle's slot is free")
             assert server.protocol.peers == ["Witness"]
-            assert server.protocol._conn_of.keys() == {"Witness"}
-            assert len(server.server.connections) == 1 and not server.protocol._secret_of
+            assert server.protocol.registry.conns.keys() == {"Witness"}
+            assert len(server.server.connections) == 1 and not server.protocol.registry.secrets
             await send(witness, type="call", to="w0-0", sdp=OFFER)
             while (msg := await recv(witness))["type"] != "unavailable":
                 assert msg["type"] in ("joined", "left")
         await wait_until(
-            lambda: not server.server.connections and not server._admitted and not server._open,
+            lambda: not server.server.connections and not server.admitted and not server.open_connections,
             "the witness is gone",
         )
         await wait_until(lambda: server.protocol.connections == 0, "the witness's registration is gone")
-        assert not server._closing
+        assert not server.closing_tasks
 
 
 async def test_random_frames_never_crash_the_live_server_and_others_keep_relaying() -> None:
@@ -835,8 +835,8 @@ async def test_an_idle_connection_shares_the_logger_and_drains_once_asyncio_paus
     # Memory per idle connection (bench/README.md): no LoggerAdapter, no empty deque of drain()
     # waiters per connection; websockets' drain() still works if asyncio ever pauses writing.
     async with peer(server, "A") as ws:
-        (conn,) = server._open
-        assert conn.logger is conn.protocol.logger is server._ws_logger is server.server.logger
+        (conn,) = server.open_connections
+        assert conn.logger is conn.protocol.logger is server.ws_logger is server.server.logger
         assert conn.drain_waiters == ()
         conn.pause_writing()
         drain = asyncio.ensure_future(conn.drain())
@@ -848,7 +848,9 @@ async def test_an_idle_connection_shares_the_logger_and_drains_once_asyncio_paus
         async with peer(server, "B") as ws_b:  # the connection still relays both ways
             await send(ws, type="ice", to="B", candidate=candidate(1), **{"from": "A"})
             assert (await recv(ws_b))["type"] == "ice"
-    await wait_until(lambda: not server._open and not server.protocol.peers, "both connections are gone")
+    await wait_until(
+        lambda: not server.open_connections and not server.protocol.peers, "both connections are gone"
+    )
 
 
 async def test_a_cancelled_connection_handler_closes_its_connection_cleanly(server: SignalingServer) -> None:
@@ -865,7 +867,7 @@ async def test_a_cancelled_connection_handler_closes_its_connection_cleanly(serv
                 await asyncio.wait_for(ws.recv(), TIMEOUT)
             assert ws.close_code == 1011
         await wait_until(
-            lambda: not server._open and not server._admitted and not server.server.handler_tasks,
+            lambda: not server.open_connections and not server.admitted and not server.server.handler_tasks,
             "the connection and its handler are gone",
         )
         assert server.protocol.peers == []

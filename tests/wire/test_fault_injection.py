@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from websockets.asyncio.client import connect
 
-from nbcall.cli import _parser
+from nbcall.cli import parser
 from nbcall.server.server import serve
 from nbcall.teach import manual
 from nbcall.wire.faults import Faults, FaultyOutbox, candidate_type
@@ -131,5 +131,5 @@ async def test_a_server_with_faults_drops_and_delays_what_it_relays() -> None:
 
 
 def test_nbcall_serve_takes_the_faults_as_flags() -> None:
-    args = _parser().parse_args(["serve", "--drop", "ice", "--drop", "answer", "--candidate-types", "relay"])
+    args = parser().parse_args(["serve", "--drop", "ice", "--drop", "answer", "--candidate-types", "relay"])
     assert (args.drop, args.candidate_types) == (["ice", "answer"], "relay")
