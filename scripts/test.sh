@@ -22,10 +22,12 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 scripts/setup.sh test
 
-# Static checks: configured in pyproject.toml (ruff, mypy) and tsconfig.json (tsc over js/).
+# Static checks: configured in pyproject.toml (ruff, mypy, import-linter's contracts on which side may import
+# which) and tsconfig.json (tsc over js/).
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 .venv/bin/mypy
+.venv/bin/lint-imports
 npm run --silent typecheck
 npm test --silent
 
