@@ -87,10 +87,12 @@ def checkout(ref: str) -> Path:
             ["git", "archive", ref, "nbcall"], cwd=ROOT, capture_output=True, check=True
         ).stdout
         subprocess.run(["tar", "-x", "-C", str(where)], input=archive, check=True)
-        # The widget's built JS is not in git, but importing nbcall needs it to exist.
-        static = where / "nbcall" / "static"
+        # The widget's built JS is not in git, but importing nbcall needs it to exist: beside phone.py, wherever
+        # that module lives at ``ref`` (nbcall/ before the reshape, nbcall/widget/ after).
+        phone = next((where / "nbcall").rglob("phone.py"))
+        static = phone.parent / "static"
         static.mkdir(exist_ok=True)
-        for asset in (ROOT / "nbcall" / "static").iterdir():
+        for asset in (ROOT / "nbcall" / "widget" / "static").iterdir():
             (static / asset.name).write_bytes(asset.read_bytes())
     return where
 
