@@ -25,7 +25,7 @@ from typing import Any, Literal
 import anywidget
 import traitlets
 
-from ..call import config, kernel, transfer
+from ..call import config, kernel, owners, transfer
 from ..call.client import SignalingClient, server_urls
 from ..call.machine import FREE, IN_CALL, STATES, CallMachine, Changed, ToEngine, ToServer
 from ..call.progress import ProgressReporter
@@ -183,7 +183,9 @@ class Phone(FromBrowser, anywidget.AnyWidget):
             url, registered = "", {"type": "registered", "id": user_id, "peers": []}
         else:
             urls = server_urls(server) if server is not None else [kernel.default_server().url]
-            client = SignalingClient(urls, user_id, register_fields=machine.register_fields)
+            # A live phone of this process with this ID (the cell ran before) gives it up first.
+            secret = owners.take_over(user_id, urls)
+            client = SignalingClient(urls, user_id, register_fields=machine.register_fields, secret=secret)
             # Register before the widget exists, so a refused ID (taken, invalid) leaves no dead widget behind.
             registered = kernel.run(client.register(timeout), timeout=len(urls) * timeout + 1)
             url = client.url
@@ -238,6 +240,7 @@ class Phone(FromBrowser, anywidget.AnyWidget):
         self.on_msg(self._from_browser)
         self.observe(self._on_stepping, "stepping")
         if client is not None:
+            owners.held(self, client.urls)
             kernel.call_soon(client.start, self._on_signal, self._on_signaling_state)
 
     @traitlets.default("_key")
@@ -339,12 +342,11 @@ class Phone(FromBrowser, anywidget.AnyWidget):
             return list(self._log)
 
     def close(self) -> None:
-        """Hang up, leave the signaling server, and close the widget."""
+        """Hang up, leave the signaling server (its ID is free when this returns), and close the widget."""
         if not getattr(self, "_closing", True):
             self._closing = True
             self.hangup()
-            if self._client is not None:
-                self._client.close()
+            self._close_signaling()
             kernel.call_soon(self._arm_timer, None)
         super().close()
 
