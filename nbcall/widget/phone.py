@@ -100,7 +100,10 @@ class Phone(FromBrowser, anywidget.AnyWidget):
     peers = traitlets.List(traitlets.Unicode(), read_only=True).tag(sync=True)
     error = traitlets.Unicode("", read_only=True).tag(sync=True)
     online = traitlets.Bool(False, read_only=True).tag(sync=True)
-    server_url = traitlets.Unicode("", read_only=True).tag(sync=True)
+    #: The signaling server's URL, token included: Python only (share it only with those who may call).
+    server_url = traitlets.Unicode("", read_only=True)
+    #: The same without its query (which may hold the token): what the browser shows.
+    server_address = traitlets.Unicode("", read_only=True).tag(sync=True)
     #: What this phone would like to send: False, True, or MediaTrackConstraints.
     audio = traitlets.Union([traitlets.Bool(), traitlets.Dict()], default_value=False, read_only=True).tag(
         sync=True
@@ -242,6 +245,10 @@ class Phone(FromBrowser, anywidget.AnyWidget):
         if client is not None:
             owners.held(self, client.urls)
             kernel.call_soon(client.start, self._on_signal, self._on_signaling_state)
+
+    @traitlets.observe("server_url")
+    def _show_address(self, change: dict[str, Any]) -> None:
+        self.set_trait("server_address", owners.urls_key([change["new"]])[0])
 
     @traitlets.default("_key")
     def _new_key(self) -> str:
@@ -421,4 +428,4 @@ class Phone(FromBrowser, anywidget.AnyWidget):
 
     def __repr__(self) -> str:
         peer = f" with {self.peer!r}" if self.state in IN_CALL else ""
-        return f"<Phone {self.user_id!r} {self.state}{peer} at {self.server_url}>"
+        return f"<Phone {self.user_id!r} {self.state}{peer} at {self.server_address}>"

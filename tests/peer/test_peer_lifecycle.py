@@ -10,8 +10,9 @@ import pytest
 from support import RawPeer, wait_until_sync
 
 from nbcall import Peer
+from nbcall.call import kernel
 from nbcall.exceptions import DuplicateID
-from nbcall.server.server import SignalingServer
+from nbcall.server.server import SignalingServer, serve
 
 
 def test_a_new_peer_with_a_live_peers_id_takes_it_over(server: SignalingServer) -> None:
@@ -58,3 +59,18 @@ def test_a_peer_garbage_collected_without_close_warns_once_and_frees_its_id(
         return True
 
     wait_until_sync(free, "the collected Peer's ID to be free")
+
+
+def test_a_peers_repr_does_not_show_the_servers_token() -> None:
+    secured = kernel.run(serve(token="tok-2718281828"), timeout=5)
+    peer = Peer("A", server=secured.url)
+    try:
+        assert "tok-2718281828" not in repr(peer)
+    finally:
+        peer.close()
+
+        async def stop() -> None:
+            secured.close()
+            await secured.wait_closed()
+
+        kernel.run(stop(), timeout=5)

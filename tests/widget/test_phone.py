@@ -170,6 +170,27 @@ def test_phones_still_open_at_exit_close_cleanly(tmp_path) -> None:
     assert codes == [1000]
 
 
+def test_the_servers_token_is_in_no_synced_trait_nor_in_repr(caplog) -> None:
+    caplog.set_level(logging.DEBUG, logger="nbcall")
+    secured = kernel.run(serve(token="tok-3141592653"), timeout=TIMEOUT)
+    phone = Phone("A", server=secured.url, timeout=TIMEOUT)
+    try:
+        assert phone.server_url == secured.url  # Python keeps the URL to share
+        assert phone.server_address == secured.url.split("?")[0]
+        assert "tok-3141592653" not in json.dumps(phone.get_state(), default=str)  # what the browser gets
+        assert "tok-3141592653" not in repr(phone)
+        assert "tok-3141592653" not in json.dumps(phone.log, default=str)
+        assert not [r for r in caplog.records if "tok-3141592653" in r.getMessage()]
+    finally:
+        phone.close()
+
+        async def stop() -> None:
+            secured.close()
+            await secured.wait_closed()
+
+        kernel.run(stop(), timeout=TIMEOUT)
+
+
 def test_unreachable_server_raises_naming_the_url() -> None:
     with socket.socket() as sock:  # a port that was free a moment ago: nothing listens there
         sock.bind(("127.0.0.1", 0))
