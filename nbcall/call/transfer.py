@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import io
+import logging
 import os
 import re
 import tempfile
@@ -47,6 +48,8 @@ __all__ = [
     "verdict_code",
 ]
 
+logger = logging.getLogger("nbcall.call.transfer")
+
 #: Bytes per data message of a file: large enough to keep aiortc's SCTP busy, small enough to bound memory.
 CHUNK = 1024 * 1024
 KEY = "nbcall_file"
@@ -58,6 +61,7 @@ CODES = {
     "unwritable": "refused: the receiver cannot write a file of that name where it keeps files",
     "checksum": "the file arrived with another sha256 than was sent (it was not kept)",
     "incomplete": "fewer or more bytes arrived than the file's size (it was not kept)",
+    "malformed": "refused: the file's control messages were malformed (a size that is no count of bytes, say)",
     "refused": "the receiver refused the file for a reason this version does not know",
     "no-verdict": "the receiver sent no verdict in time",
 }
@@ -326,21 +330,33 @@ class FileReceiver:
                 callback(data)
             return None, None, None
         if what == "start":
-            self._start(sender, ident, clean_name(data.get("name")), int(data.get("size") or 0))
+            name, size = clean_name(data.get("name")), data.get("size") or 0
+            if isinstance(size, float) and size.is_integer():
+                size = int(size)
+            if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+                # The peer's bug, or malice: refuse this file (its verdict says why at its end), keep the call.
+                problem = f"{name}: its size {str(size)[:40]!r} is not a count of bytes"
+                logger.warning("refused a file from %s: %s", sender, problem)
+                self._start(sender, ident, name, 0, problem=problem)
+            else:
+                self._start(sender, ident, name, size)
             return None, None, None
         incoming = self._incoming.pop(sender, None)
         if what != "end" or incoming is None or incoming.ident != ident:
             return None, None, None
         return self._finish(incoming, str(data.get("sha256")))
 
-    def _start(self, sender: str, ident: str, name: str, size: int) -> None:
+    def _start(self, sender: str, ident: str, name: str, size: int, problem: str = "") -> None:
         old = self._incoming.pop(sender, None)
         if old is not None:
             self._discard(old)
         path = temp = None
         error, code = "", "ok"
-        if self.directory is None:
-            file: Any = tempfile.SpooledTemporaryFile(max_size=64 * 2**20)  # noqa: SIM115
+        if problem:
+            error, code = problem, "malformed"
+            file: Any = io.BytesIO()  # nothing is written after a refusal
+        elif self.directory is None:
+            file = tempfile.SpooledTemporaryFile(max_size=64 * 2**20)  # noqa: SIM115
         else:
             path = self.directory / name
             if path.exists() and not self.overwrite:

@@ -118,6 +118,22 @@ def test_a_name_the_receiver_cannot_write_is_refused_not_raised(tmp_path: Path) 
     assert receiver.received == [Received("plain/inner.txt", None, False, "unwritable")]
 
 
+@pytest.mark.parametrize("size", ["lots", -1, 1.5, [3], True])
+def test_a_start_with_a_size_that_is_no_count_of_bytes_is_refused_not_raised(
+    tmp_path: Path, size: Any
+) -> None:
+    receiver = FileReceiver(tmp_path)
+    start = {KEY: "start", "id": "f1", "name": "a.txt", "size": size}
+    assert receiver.receive("A", "json", start) == (None, None, None)
+    assert receiver.receive("A", "bytes", b"data") is not None  # taken as the refused file's, not a message
+    end = {KEY: "end", "id": "f1", "sha256": hashlib.sha256(b"data").hexdigest()}
+    reply, message, _ = receiver.receive("A", "json", end)
+    assert (reply["ok"], reply["code"], message) == (False, "malformed", None)
+    assert "is not a count of bytes" in reply["error"]
+    assert not (tmp_path / "a.txt").exists()
+    assert _send(receiver, "b.txt", b"next")[0]["code"] == "ok"  # the next file is received as usual
+
+
 @pytest.mark.parametrize(
     ("verdict", "code"),
     [

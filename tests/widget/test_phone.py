@@ -447,6 +447,34 @@ def test_a_message_that_does_not_decode_is_reported_not_stored(make_phone, raw_p
     assert "received a json message that does not decode" in phone.error
 
 
+def test_a_malformed_file_message_from_the_peer_gets_a_verdict_and_the_call_goes_on(
+    make_phone, raw_peer, caplog
+) -> None:
+    phone = connected(make_phone("P"), raw_peer("A"))
+    sent: list[Any] = []
+    phone.send = lambda data, to=None: sent.append((data, to))  # what goes back to the peer
+    receive(phone, {"nbcall_file": "start", "id": "f1", "name": "x.txt", "size": "lots"})
+    receive(phone, {"nbcall_file": "end", "id": "f1", "sha256": "00"})
+    assert [(v["code"], to) for v, to in sent] == [("malformed", "A")]
+    assert sum("is not a count of bytes" in r.getMessage() for r in caplog.records) == 1
+    receive(phone, "still here")
+    assert phone.state == "connected" and phone.messages[-1].data == "still here"
+
+
+def test_a_browser_message_that_fails_is_logged_in_one_line_and_the_rest_of_the_batch_runs(
+    make_phone, raw_peer, caplog
+) -> None:
+    phone = connected(make_phone("P"), raw_peer("A"))
+    bad = {"type": "stats", "peer": "A", "stats": {}}
+    phone._on_browser_stats = lambda content, buffers: 1 / 0  # a bug reached by what the page sent
+    rtc = {"type": "rtc", "peer": "A", "name": "iceConnectionState", "value": "checking"}
+    from_browser(phone, {"type": "batch", "messages": [bad, rtc]})
+    assert phone.rtc["iceConnectionState"] == "checking"
+    failed = [r for r in caplog.records if "failed: ZeroDivisionError" in r.getMessage()]
+    assert len(failed) == 1 and failed[0].exc_info is None
+    assert phone.state == "connected"
+
+
 def test_on_message_callbacks_run_once_per_message_despite_a_failing_one(
     make_phone, raw_peer, caplog: pytest.LogCaptureFixture
 ) -> None:
