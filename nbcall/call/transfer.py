@@ -242,6 +242,18 @@ def verdict_code(verdict: dict[str, Any]) -> str:
     return "refused"
 
 
+def _link_no_clobber(source: Path, target: Path) -> None:
+    """Give ``source`` the name ``target`` unless ``target`` exists (FileExistsError), as one step: a hard link
+    where the file system has them, else O_EXCL creation of the name, then a rename onto it."""
+    try:
+        os.link(source, target, follow_symlinks=False)
+    except FileExistsError:
+        raise
+    except OSError:  # no hard links here (some network and FAT file systems)
+        os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)))
+        os.replace(source, target)
+
+
 def _settle(future: asyncio.Future[dict[str, Any]], verdict: dict[str, Any]) -> None:
     if not future.done():
         future.set_result(verdict)
@@ -357,9 +369,16 @@ class FileReceiver:
             file: Any = io.BytesIO()  # nothing is written after a refusal
         elif self.directory is None:
             file = tempfile.SpooledTemporaryFile(max_size=64 * 2**20)  # noqa: SIM115
+        elif self._through_symlink(name):
+            # A symlink in the receive directory may point anywhere: never write through one.
+            error, code = (
+                f"cannot write {name} in {self.directory}: it goes through a symbolic link",
+                "unwritable",
+            )
+            file = io.BytesIO()  # nothing is written after a refusal
         else:
             path = self.directory / name
-            if path.exists() and not self.overwrite:
+            if path.exists() and not self.overwrite:  # checked again, atomically, when the file is kept
                 error, code = (
                     f"{name} exists in {self.directory} (receive with --force to overwrite)",
                     "exists",
@@ -376,6 +395,19 @@ class FileReceiver:
                 file = os.fdopen(handle, "wb")
         incoming = _Incoming(ident, name, size, sender, file, path, temp, error=error, code=code)
         self._incoming[sender] = incoming
+
+    def _through_symlink(self, name: str) -> bool:
+        """Whether writing ``name`` in the directory would follow a symbolic link (a folder of its path, or the
+        directory's own entries: never the directory itself, which the user chose)."""
+        assert self.directory is not None
+        where = self.directory
+        for part in name.split("/")[:-1]:
+            where = where / part
+            if where.is_symlink():
+                return True
+            if not where.exists():
+                return False
+        return False
 
     def _finish(
         self, incoming: _Incoming, sha256: str
@@ -409,7 +441,19 @@ class FileReceiver:
         else:
             incoming.file.close()
             assert incoming.temp is not None
-            os.replace(incoming.temp, incoming.path)
+            if self.overwrite:
+                os.replace(incoming.temp, incoming.path)
+            else:
+                try:
+                    # Check and rename as one step: a file made meanwhile (another sender's, say) is kept.
+                    _link_no_clobber(incoming.temp, incoming.path)
+                except FileExistsError:
+                    self._discard(incoming)
+                    error = f"{incoming.name} exists in {self.directory} (receive with --force to overwrite)"
+                    reply.update(ok=False, error=error, code="exists")
+                    self.received.append(Received(incoming.name, None, False, "exists"))
+                    return reply, None, progress
+                incoming.temp.unlink(missing_ok=True)
         self.received.append(Received(incoming.name, incoming.path, True, "ok"))
         message = FileMessage(
             data if data is not None else incoming.path,
