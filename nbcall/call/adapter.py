@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from ..exceptions import CallError
-from . import kernel
+from . import kernel, owners
+from .client import SignalingClient
 from .machine import STATES, CallMachine
 from .progress import ProgressReporter
 from .transfer import FileReceiver, list_files, send_files
@@ -46,6 +47,7 @@ class CallAdapter:
     _armed: float | None
     _progress: ProgressReporter
     _files: FileReceiver
+    _client: SignalingClient | None
     user_id: str
     server_url: str
     # From traitlets.HasTraits, which every adapter also is.
@@ -55,6 +57,8 @@ class CallAdapter:
     state: str
     error: str
     connections: dict[str, str]
+    #: Hang up and leave the server (each adapter's own; not defined here, which would hide Widget.close).
+    close: Callable[[], None]
 
     def _carry_out(self) -> None:
         raise NotImplementedError
@@ -161,6 +165,33 @@ class CallAdapter:
         with self._lock:
             self._machine.leave()
             self._carry_out()
+
+    # ------------------------------------------------------------------------------------- lifecycle
+
+    def close_replaced(self, reason: str) -> str | None:
+        """Close because a new phone of this process takes the ID: the call or room ends with ``reason``, which
+        ``error`` shows. Returns the secret this phone registered with, for the new one (see
+        :mod:`~nbcall.call.owners`)."""
+        with self._lock:
+            self._machine.close(reason)
+            self._carry_out()
+        self.close()
+        return self._client.secret if self._client is not None else None
+
+    def _close_signaling(self, timeout: float = 5) -> None:
+        """Leave the signaling server; from any thread but the background loop's, return once the connection
+        is closed, so that the ID is free for anyone at once."""
+        owners.released(self)
+        client = self._client
+        if client is None:
+            return
+        if kernel.on_loop():
+            client.close()  # the loop runs this very code: it closes once we return
+            return
+        try:
+            kernel.run(client.aclose(), timeout=timeout)
+        except TimeoutError:
+            logger.warning("%s: the signaling connection did not close within %s s", self.user_id, timeout)
 
     # ------------------------------------------------------------------------------------------ waits
 
