@@ -54,6 +54,7 @@ class CallAdapter:
     set_trait: Callable[[str, Any], None]
     observe: Callable[..., None]
     unobserve: Callable[..., None]
+    has_trait: Callable[[str], bool]
     state: str
     error: str
     connections: dict[str, str]
@@ -212,6 +213,36 @@ class CallAdapter:
         """
         verdict = self._members_connected(peer_ids)
         return await self._wait_async(verdict, _MEMBER_FIELDS, timeout, self._members_timed_out)
+
+    async def wait_until(self, condition: Callable[[], T], *traits: str, timeout: float = 10) -> T:
+        """Wait until ``condition()`` returns something true, checked now and whenever one of ``traits``
+        changes, and return that: ``held = await phone.wait_until(lambda: phone.held, "held")``.
+
+        For what :meth:`wait_for` and :meth:`wait_for_members` do not cover, without polling. Raises
+        :class:`TimeoutError` with the traits' values when it is still false after ``timeout`` seconds, and
+        what ``condition`` raised if it raises.
+        """
+        unknown = [name for name in traits if not self.has_trait(name)]
+        if not traits or unknown:
+            raise ValueError(
+                f"name the traits whose changes may make the condition true (such as 'state' or 'held'), "
+                f"not {unknown or 'none'}"
+            )
+
+        def verdict(first: bool) -> T | Exception | None:
+            try:
+                value = condition()
+            except Exception as exc:  # noqa: BLE001 (the waiter gets it, not the thread that changed a trait)
+                return exc
+            return value if value else None
+
+        def timed_out(timeout: float) -> Exception:
+            values = ", ".join(f"{name} = {getattr(self, name)!r}" for name in traits)
+            return TimeoutError(
+                f"{self.user_id}: the condition still did not hold after {timeout} s ({values})"
+            )
+
+        return await self._wait_async(verdict, list(traits), timeout, timed_out)
 
     def _wait_states(self, states: tuple[str, ...], timeout: float) -> str:
         """:meth:`wait_for`, blocking the calling thread (never the background loop's)."""
