@@ -301,7 +301,8 @@ async def test_a_room_forms_relays_and_loses_a_member_across_nodes(
     invitation = await recv_until(b, "room-invitation")
     assert invitation == {"type": "room-invitation", "room": room, "members": ["A"], "from": "A"}
     await b.send(json.dumps({"type": "room-accept", "room": room}))
-    assert await recv_until(b, "room-state") == {"type": "room-state", "room": room, "members": ["A", "B"]}
+    state = await recv_until(b, "room-state")
+    assert state.pop("credential") and state == {"type": "room-state", "room": room, "members": ["A", "B"]}
     assert await recv_until(a, "room-joined") == {"type": "room-joined", "room": room, "id": "B"}
     # B, a member held on node 1, invites C (its own node's phone) into its room without naming it.
     await b.send(json.dumps({"type": "room-invite", "to": "C"}))
@@ -384,3 +385,87 @@ def test_a_phone_that_fails_over_says_which_node_it_is_registered_at(nodes: list
         assert phone.online and phone.server_url == n2.url, (phone.online, phone.server_url)
     finally:
         phone.close()
+
+
+@pytest.fixture
+def patient_nodes(redis_server: RedisServer, tmp_path: Path) -> Iterator[list[Node]]:
+    """Two nodes whose room members keep their place 10 s: long enough for a test to try to take over."""
+    started = [Node(redis_server.url, name, tmp_path, extra=("--room-grace", "10")) for name in ("p1", "p2")]
+    yield started
+    for node in started:
+        node.stop()
+
+
+async def room_across(a: ClientConnection, b: ClientConnection, member: str) -> tuple[str, str]:
+    """``a`` (on the first node) invites ``member`` (on ``b``), who joins: the room's ID and its credential."""
+    await a.send(json.dumps({"type": "room-invite", "to": member}))
+    room: str = (await recv_until(a, "room-state"))["room"]
+    await recv_until(b, "room-invitation")
+    await b.send(json.dumps({"type": "room-accept", "room": room}))
+    credential: str = (await recv_until(b, "room-state")).get("credential", "")
+    await recv_until(a, "room-joined")
+    return room, credential
+
+
+async def wait_held(node: Node, peer_id: str, closing: list[ClientConnection]) -> dict[str, Any]:
+    """Ask ``node`` for ``peer_id`` without its secret until it says the ID is held: each attempt is refused."""
+    deadline = time.monotonic() + 5
+    while True:
+        ws, reply = await phone(node, peer_id, rooms=True)
+        closing.append(ws)
+        assert reply["type"] == "error" and reply["code"] == "duplicate-id", reply
+        if "held for the phone whose connection was lost" in reply["message"]:
+            return reply
+        assert time.monotonic() < deadline, reply
+        await asyncio.sleep(0.05)
+
+
+async def test_an_absent_member_s_id_stays_held_on_every_node_and_comes_back_with_its_secret(
+    patient_nodes: list[Node], closing: list[ClientConnection]
+) -> None:
+    """Issue 16: B's connection drops; an attacker asks for B on both nodes to receive the room's messages."""
+    n1, n2 = patient_nodes
+    a, _ = await phone(n1, "A", rooms=True, secret="a")
+    b, _ = await phone(n2, "B", rooms=True, secret="b")
+    closing.extend([a, b])
+    await asyncio.sleep(0.2)  # n1 hears that B is on n2
+    room, credential = await room_across(a, b, "B")
+    b.transport.abort()  # no close frame: a network fault
+    await wait_held(n2, "B", closing)
+    for attempt in ({}, {"secret": "guess"}, {"room": room, "credential": "forged.x"}):
+        ws, reply = await phone(n1, "B", rooms=True, **attempt)
+        closing.append(ws)
+        assert reply["code"] == "duplicate-id", reply
+    await a.send(json.dumps({"type": "ice", "to": "B", "room": room, "candidate": "{}"}))
+    assert (await recv_until(a, "unavailable"))["peer"] == "B"
+    # The real B, with its secret, is back at once, on the room's node, and keeps its place.
+    b2, reply = await phone(n1, "B", rooms=True, secret="b", room=room, credential=credential)
+    closing.append(b2)
+    assert reply == {"type": "registered", "id": "B"}
+    state = await recv_until(b2, "room-state")
+    assert (state["members"], state["rejoined"]) == (["A", "B"], True)
+    await a.send(json.dumps({"type": "call", "to": "B", "room": room, "sdp": "{}"}))
+    assert (await recv_until(b2, "call"))["from"] == "A"
+
+
+async def test_an_id_held_on_one_node_is_never_registered_on_the_other(
+    patient_nodes: list[Node], closing: list[ClientConnection]
+) -> None:
+    """Issue 16: Q (node 2) drops; an attacker asks the room's node (node 1) for Q, then Q comes back on node 2."""
+    n1, n2 = patient_nodes
+    a, _ = await phone(n1, "A", rooms=True, secret="a")
+    q, _ = await phone(n2, "Q", rooms=True, secret="q")
+    closing.extend([a, q])
+    await asyncio.sleep(0.2)
+    room, credential = await room_across(a, q, "Q")
+    q.transport.abort()
+    await wait_held(n2, "Q", closing)
+    attacker, reply = await phone(n1, "Q", rooms=True)
+    closing.append(attacker)
+    assert reply["code"] == "duplicate-id", reply
+    q2, reply = await phone(n2, "Q", rooms=True, secret="q", room=room, credential=credential)
+    closing.append(q2)
+    assert reply == {"type": "registered", "id": "Q"}
+    assert (await recv_until(q2, "room-state"))["members"] == ["A", "Q"]
+    await a.send(json.dumps({"type": "call", "to": "Q", "room": room, "sdp": "{}"}))
+    assert (await recv_until(q2, "call"))["from"] == "A"
