@@ -168,6 +168,9 @@ class RoomCalls:
         if member == self.user_id:  # the server removed us (the others lost their connections to us)
             self._end("failed", f"removed from room {self.room}: {message.get('reason') or 'by the server'}")
             return
+        credential = message.get("credential")
+        if isinstance(credential, str):
+            self._room_credential = credential  # the room's next epoch: the one who left has an older one
         self._change(members=[m for m in self.members if m != member])
         if self.links.pop(member, None) is not None:
             self._engine("close", member)

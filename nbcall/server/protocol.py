@@ -440,7 +440,8 @@ class SignalingProtocol(Generic[ConnT]):
         if registry.node is not None and holder is None and not claimed and not proven:
             # Cluster: an ID new to this node must be claimed in the shared registry first. A room named
             # without a credential proving membership is not claimed there: it is refused here.
-            proved_room = room if room is not None and self.rooms.proves(room, peer_id, credential) else None
+            proves = room is not None and self.rooms.proves(room, peer_id, credential) is not None
+            proved_room = room if proves else None
             return self.routing.claim(conn, peer_id, msg, secret, proved_room)
         room_notices: Notices = []
         rooms = self.rooms

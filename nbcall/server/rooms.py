@@ -61,8 +61,8 @@ def new_room_id() -> str:
     return ROOM_ID_PREFIX + secrets.token_urlsafe(12)
 
 
-def room_credential(key: bytes, room_id: str, member: str, epoch: str) -> str:
-    """What proves ``member`` belongs to ``room_id`` (of that ``epoch``): ``EPOCH.`` and an HMAC-SHA256 under ``key``."""
+def room_credential(key: bytes, room_id: str, member: str, epoch: int) -> str:
+    """What proves ``member`` belongs to ``room_id`` at ``epoch``: ``EPOCH.`` and an HMAC-SHA256 under ``key``."""
     mac = hmac.new(key, f"{room_id}\0{member}\0{epoch}".encode(), hashlib.sha256).digest()
     return f"{epoch}.{base64.urlsafe_b64encode(mac[:18]).decode()}"
 
@@ -81,17 +81,20 @@ class Invitation:
 class Room:
     """One room: its members in the order they joined and its pending invitations."""
 
-    __slots__ = ("claim", "epoch", "id", "invitations", "joined", "lost", "members", "recreated",
+    __slots__ = ("claim", "epoch", "id", "invitations", "joined", "lost", "members", "proven", "recreated",
                  "rejoin_deadline")  # fmt: skip
 
-    def __init__(self, room_id: str, members: list[str], *, joined: bool, epoch: str) -> None:
+    def __init__(self, room_id: str, members: list[str], *, joined: bool, epoch: int = 0) -> None:
         self.id = room_id
         self.members = members
         self.invitations: dict[str, Invitation] = {}  # invitee -> its invitation
         #: Someone ever joined (or the room was re-created): it no longer ends when invitations run out.
         self.joined = joined
-        #: Part of every member's credential: a room made anew never takes an older room's credentials.
+        #: Part of every member's credential, one more each time a member is removed: a removed member's
+        #: credential re-creates nothing (the others get new ones in room-left).
         self.epoch = epoch
+        #: Re-created rooms: the epoch each member proved (a newer one removes the members who proved older).
+        self.proven: dict[str, int] = {}
         #: Member -> the members that reported their link to it failed or closed (``room-link``).
         self.lost: dict[str, set[str]] = {}
         #: Re-created after a restart: its other members, with their credentials, may rejoin until the deadline.
@@ -190,15 +193,15 @@ class RoomRegistry:
         """``member``'s credential for ``room_id`` (a room of this registry), as its ``room-state`` carries it."""
         return room_credential(self.key, room_id, member, self._rooms[room_id].epoch)
 
-    def proves(self, room_id: str, member: str, credential: object) -> str | None:
+    def proves(self, room_id: str, member: str, credential: object) -> int | None:
         """The epoch of ``room_id`` that ``credential`` proves ``member`` belonged to, or ``None``."""
         if not isinstance(credential, str) or len(credential) > 100:
             return None
         epoch, dot, _ = credential.partition(".")
-        if not dot or not epoch:
+        if not dot or not epoch.isdigit() or len(epoch) > 9:
             return None
-        expected = room_credential(self.key, room_id, member, epoch).encode()
-        return epoch if hmac.compare_digest(expected, credential.encode("utf-8", "replace")) else None
+        expected = room_credential(self.key, room_id, member, int(epoch)).encode()
+        return int(epoch) if hmac.compare_digest(expected, credential.encode("utf-8", "replace")) else None
 
     # -- messages -------------------------------------------------------------
 
@@ -232,7 +235,7 @@ class RoomRegistry:
                 )
         out: Notices = []
         if room is None:
-            room = Room(self._new_id(), [sender], joined=False, epoch=secrets.token_hex(4))
+            room = Room(self._new_id(), [sender], joined=False)
             self._rooms[room.id] = room
             self._changed(room.id, True)
             self._room_of[sender] = room.id
@@ -350,7 +353,8 @@ class RoomRegistry:
         room = self._rooms.get(room_id)
         epoch = self.proves(room_id, sender, credential)
         if room is not None and sender in room.members:  # never left: nothing changes for the others
-            if not proven and epoch != room.epoch:
+            # Any epoch: it may have been away when a member left, and still is a member.
+            if not proven and epoch is None:
                 raise NotAMember(
                     f"nothing shows that you are the member {sender!r} of room {shorten(room_id)}: register with "
                     "the secret you registered with, or with the room's credential (from your room-state)",
@@ -360,8 +364,8 @@ class RoomRegistry:
             return [(sender, self._state(room, sender, rejoined=True))]
         if room is None:
             return self._recreate(sender, room_id, credential, epoch, address)
-        if not room.recreated or epoch != room.epoch:
-            # Name no member: the caller may never have been one.
+        if not room.recreated or epoch is None or epoch < room.epoch:
+            # Name no member: the caller may never have been one (or was removed before the restart).
             raise NotAMember(
                 f"room {shorten(room_id)} went on without you; ask one of its members to invite you again",
                 in_reply_to="register",
@@ -372,18 +376,20 @@ class RoomRegistry:
                 f"is max_room_size={self.max_room_size}",
                 in_reply_to="register",
             )
+        out: Notices = self._drop_stale(room, epoch) if epoch > room.epoch else []
         if sender in room.invitations:
             self._drop_invitation(room, sender)
         room.members.append(sender)
+        room.proven[sender] = epoch
         self._room_of[sender] = room_id
         self._release_claim(room)  # a second member proved the room
-        out: Notices = [(sender, self._state(room, sender, rejoined=True))]
+        out.append((sender, self._state(room, sender, rejoined=True)))
         joined = _message("room-joined", room=room_id, id=sender)
         out.extend((member, joined) for member in room.members if member != sender)
         return out
 
     def _recreate(
-        self, sender: str, room_id: str, credential: object, epoch: str | None, address: str
+        self, sender: str, room_id: str, credential: object, epoch: int | None, address: str
     ) -> Notices:
         """A room this registry does not know, claimed by ``sender``: made again if its credential proves it."""
         if room_id in self._ended:
@@ -408,6 +414,7 @@ class RoomRegistry:
                 in_reply_to="register",
             )
         room = Room(room_id, [sender], joined=True, epoch=epoch)
+        room.proven[sender] = epoch
         room.recreated = True
         room.claim = address
         self._claims.setdefault(address, set()).add(room_id)
@@ -529,6 +536,23 @@ class RoomRegistry:
         out.extend(self._end_if_nobody_joined(room))
         return out
 
+    def _drop_stale(self, room: Room, epoch: int) -> Notices:
+        """A member proved ``epoch`` of a re-created room: whoever came back with an older one was removed before
+        the restart, and is out again (``room-left`` to it and to the others)."""
+        room.epoch = epoch
+        stale = [member for member in room.members if room.proven.get(member, epoch) < epoch]
+        reason = "it was removed from the room before the server restart"
+        out: Notices = []
+        for member in stale:
+            room.members.remove(member)
+            room.proven.pop(member, None)
+            del self._room_of[member]
+            self._away.pop(member, None)
+        for member in stale:
+            left = _message("room-left", room=room.id, id=member, reason=reason)
+            out.extend((other, left) for other in [member, *room.members])
+        return out
+
     def _drop_unproven(self, room: Room) -> Notices:
         """A re-created room no second member rejoined in time ends (``room-ended`` to whoever is in it)."""
         window = _REJOIN_WINDOW if self.room_grace is None else self.room_grace
@@ -547,15 +571,27 @@ class RoomRegistry:
         reason = "nobody joined: every invitation was declined or expired"
         return [(creator, _message("room-ended", room=room.id, reason=reason))]
 
-    def _remove(self, room: Room, peer_id: str, reason: str) -> Notices:
+    def _remove(self, room: Room, peer_id: str, reason: str, *, renew: bool = True) -> Notices:
+        """Remove ``peer_id``; ``renew``: the others' ``room-left`` carries their new credentials, so that the
+        removed member's re-creates nothing after a restart."""
         room.members.remove(peer_id)
         del self._room_of[peer_id]
         self._away.pop(peer_id, None)
+        room.proven.pop(peer_id, None)
         room.lost.pop(peer_id, None)
         for reporters in room.lost.values():
             reporters.discard(peer_id)
-        left = _message("room-left", room=room.id, id=peer_id, reason=reason)
-        out: Notices = [(member, left) for member in room.members]
+        out: Notices
+        if renew and room.members:
+            room.epoch += 1
+            out = [
+                (member, _message("room-left", room=room.id, id=peer_id, reason=reason,
+                                  credential=room_credential(self.key, room.id, member, room.epoch)))
+                for member in room.members
+            ]  # fmt: skip
+        else:
+            left = _message("room-left", room=room.id, id=peer_id, reason=reason)
+            out = [(member, left) for member in room.members]
         if not room.members:
             out.extend(self._cancel_invitations(room, "the room ended: its last member left"))
             self._delete(room)

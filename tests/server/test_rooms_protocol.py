@@ -354,7 +354,13 @@ def test_a_member_gone_longer_than_the_grace_is_removed_with_room_left(proto: Si
         "id": "C",
         "reason": "its signaling connection was gone longer than 30 s",
     }
-    assert decoded(proto.tick(40.0)) == [("a", left), ("b", left)]
+    # The others get new credentials (the room's next epoch): C's own re-creates nothing after a restart.
+    credential = proto.rooms.credential
+    assert decoded(proto.tick(40.0)) == [
+        ("a", {**left, "credential": credential(room, "A")}),
+        ("b", {**left, "credential": credential(room, "B")}),
+    ]
+    assert credential(room, "A").startswith("1.")
     assert proto.rooms.members(room) == ["A", "B"] and "C" not in proto.registry.secrets
 
 
@@ -436,7 +442,16 @@ def test_leaving_tells_the_remaining_members_and_the_last_one_out_ends_the_room(
     room = make_room(proto, "A", "B")
     proto.receive("a", frame(type="room-invite", to="C"))
     assert decoded(proto.receive("a", frame(type="room-leave", room=room, reason="bye"))) == [
-        ("b", {"type": "room-left", "room": room, "id": "A", "reason": "bye"}),
+        (
+            "b",
+            {
+                "type": "room-left",
+                "room": room,
+                "id": "A",
+                "reason": "bye",
+                "credential": proto.rooms.credential(room, "B"),
+            },
+        ),
     ]
     assert decoded(proto.receive("b", frame(type="room-leave", room=room))) == [
         (
@@ -473,7 +488,12 @@ def test_a_member_every_other_member_lost_is_removed_and_told(proto: SignalingPr
         "reason": "every other member lost its connection to it",
     }
     out = decoded(proto.receive("b", frame(type="room-link", room=room, peer="C", state="closed")))
-    assert out == [("c", left), ("a", left), ("b", left)]
+    credential = proto.rooms.credential
+    assert out == [
+        ("c", left),
+        ("a", {**left, "credential": credential(room, "A")}),
+        ("b", {**left, "credential": credential(room, "B")}),
+    ]
     assert proto.rooms.members(room) == ["A", "B"]
 
 
@@ -545,7 +565,7 @@ KEY = b"k" * 32
 
 def credentials(room: str, *members: str) -> dict[str, str]:
     """What the server before the restart, with the same key, gave each member in its room-state."""
-    return {member: room_credential(KEY, room, member, "e1") for member in members}
+    return {member: room_credential(KEY, room, member, 1) for member in members}
 
 
 def test_after_a_restart_members_re_create_the_room_under_its_id() -> None:
@@ -584,7 +604,7 @@ def test_after_a_restart_members_re_create_the_room_under_its_id() -> None:
         ("b", {"type": "room-joined", "room": room, "id": "A"}),
     ]
     # A phone without a member's credential is refused (the registration itself stands), and learns no member.
-    for proof in ({}, {"credential": proofs["A"]}, {"credential": "e1.forged"}):
+    for proof in ({}, {"credential": proofs["A"]}, {"credential": "1.forged"}):
         out = decoded(register(p, "x", "X", rooms=True, room=room, members=["A", "B", "X"], **proof))
         assert out[0][1]["type"] == "registered"
         assert out[1][1]["code"] == "not-a-member"
@@ -604,7 +624,7 @@ def test_after_a_restart_a_room_is_re_created_only_with_a_member_s_credential() 
     room = new_room_id()
     p: SignalingProtocol[str] = SignalingProtocol(room_key=KEY)
     # V, invited but never a member, knows the room's ID and claims it naming the real members.
-    for proof in ({}, {"credential": credentials(room, "A")["A"]}, {"credential": "e1.AAAA"}):
+    for proof in ({}, {"credential": credentials(room, "A")["A"]}, {"credential": "1.AAAA"}):
         out = decoded(register(p, "v", "V", rooms=True, room=room, members=["A", "B"], **proof))
         assert (
             out[1][1]["code"] == "not-a-member"
@@ -767,3 +787,32 @@ def test_with_no_rooms_tick_and_disconnect_do_nothing_for_rooms() -> None:
     phones(p, "A", "B")
     assert p.tick(0.0) == [] and not p.rooms.active
     assert p.disconnect("a", clean=True) == [] and "A" not in p.registry.secrets
+
+
+def test_a_member_removed_before_a_restart_cannot_re_create_the_room_nor_stay_in_it() -> None:
+    before: SignalingProtocol[str] = SignalingProtocol(room_key=KEY)
+    phones(before, "A", "B", "X")
+    room = make_room(before, "A", "B", "X")
+    removed = before.rooms.credential(room, "X")
+    out = decoded(before.receive("x", frame(type="room-leave", room=room)))
+    renewed = {conn.upper(): msg["credential"] for conn, msg in out}
+    assert renewed == {member: before.rooms.credential(room, member) for member in "AB"}
+    # After the restart X comes back first with its old credential: the room is made, but only until a member
+    # with the newer epoch proves X was removed.
+    after: SignalingProtocol[str] = SignalingProtocol(room_key=KEY)
+    assert (
+        decoded(register(after, "x", "X", rooms=True, room=room, credential=removed))[1][1]["rejoined"]
+        is True
+    )
+    out = decoded(register(after, "a", "A", rooms=True, room=room, credential=renewed["A"]))
+    assert [(conn, msg["type"], msg.get("id")) for conn, msg in out[1:]] == [
+        ("x", "room-left", "X"),
+        ("a", "room-state", None),
+    ]
+    assert out[1][1]["reason"] == "it was removed from the room before the server restart"
+    register(after, "b", "B", rooms=True, room=room, credential=renewed["B"])
+    assert after.rooms.members(room) == ["A", "B"]
+    # X again, with its old credential: refused, the room went on without it.
+    after.disconnect("x", clean=True)
+    out = decoded(register(after, "x", "X", rooms=True, room=room, credential=removed))
+    assert out[1][1]["code"] == "not-a-member" and after.rooms.members(room) == ["A", "B"]

@@ -19,6 +19,7 @@ from websockets.asyncio.client import ClientConnection, connect
 
 import nbcall.server.server
 from nbcall.server import fastpath
+from nbcall.server.rooms import new_room_id, room_credential
 from nbcall.server.server import SignalingServer
 
 Serve = Callable[..., Any]
@@ -324,3 +325,38 @@ async def test_unavailable_lists_online_ids_only_to_presence_and_long_room_ids_a
         await send(a, type="call", to="Secret-name", sdp=OFFER, room="r" * 20_000)
         refused = await recv(a)
         assert refused["code"] == "not-a-member" and len(refused["message"]) < 300, len(refused["message"])
+
+
+async def test_unproven_room_claims_are_bounded_per_address_and_dropped_when_nobody_rejoins(
+    serve: Serve,
+) -> None:
+    async with await serve(room_key=KEY, max_room_claims=2, room_grace=0.5) as server:
+        rooms = [new_room_id() for _ in range(3)]
+        clients = [await connect(server.url) for _ in rooms]
+        try:
+            for n, (ws, room) in enumerate(zip(clients, rooms)):
+                # Signed as the server before the restart signed them: claims by members, each from 127.0.0.1.
+                await register(
+                    ws, f"M{n}", room=room, credential=room_credential(KEY.encode(), room, f"M{n}", 0)
+                )
+                reply = await recv(ws)
+            assert (reply["code"], reply["in_reply_to"]) == ("too-many-claims", "register"), reply
+            assert "max_room_claims=2" in reply["message"]
+            assert server.protocol.rooms.rooms == rooms[:2]
+            for ws in clients[:2]:
+                ended = await recv(ws)
+                assert ended["type"] == "room-ended", ended
+                assert ended["reason"] == "nobody else came back within 0.5 s of the server restart"
+            assert server.protocol.rooms.rooms == []
+        finally:
+            for ws in clients:
+                await ws.close()
+
+
+async def test_with_room_grace_0_a_member_whose_connection_is_lost_is_removed_at_once(serve: Serve) -> None:
+    async with await serve(room_grace=0) as server, phones(server, "A", "B") as (a, b):
+        room = await form_room(a, (b, "B"))
+        b.transport.abort()
+        left = await recv(a)  # at the next ticks (about a second), not never
+        assert (left["type"], left["id"]) == ("room-left", "B"), left
+        assert server.protocol.rooms.members(room) == ["A"]
