@@ -122,7 +122,11 @@ class Server:
                 cwd = checkout(name.split("@", 1)[1])
             hide_uvloop = "import sys; sys.modules['uvloop'] = None; " if "asyncio" in name else ""
             public = (
-                "import functools, nbcall.server.server as s; s.serve = functools.partial(s.serve, fast_path=False); "
+                # serve() lives in nbcall.server.server since the reshape, in nbcall.server before it (nbcall@REF).
+                "import functools, importlib, importlib.util; "
+                "s = importlib.import_module('nbcall.server.server' if importlib.util.find_spec('nbcall.server')"
+                ".submodule_search_locations else 'nbcall.server'); "
+                "s.serve = functools.partial(s.serve, fast_path=False); "
                 if name.startswith("nbcall-public")
                 else ""
             )

@@ -11,7 +11,7 @@
  *   peers: string[],
  *   error: string,
  *   online: boolean,
- *   server_url: string,
+ *   server_address: string,
  *   audio: boolean | MediaTrackConstraints,
  *   video: boolean | MediaTrackConstraints,
  *   mic_on: boolean,

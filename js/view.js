@@ -22,7 +22,7 @@ import { mountSequence } from "./sequence.js";
 
 /** The traits a view shows. @type {(keyof import("./model.js").Traits)[]} */
 const SHOWN_TRAITS = [
-  "state", "peer", "peers", "error", "online", "server_url", "user_id", "mic_on", "camera_on", "local_media",
+  "state", "peer", "peers", "error", "online", "server_address", "user_id", "mic_on", "camera_on", "local_media",
   "room", "members", "connections", "invitation",
 ];
 const IN_CALL = ["calling", "connecting", "connected"];
@@ -146,8 +146,8 @@ export function renderPhone(model, el, phone) {
     root.classList.toggle("nbcall-online", Boolean(online));
     badge.textContent = state;
     badge.className = `nbcall-badge nbcall-${state}`;
-    // The URL's query may hold the server's token: show where, not the credential.
-    const where = model.get("server_url").split("?")[0];
+    // Python sends the server's address without its query, which holds the token.
+    const where = model.get("server_address");
     server.textContent = !where
       ? "no signaling server: connect by copying text"
       : online

@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from ..exceptions import CallError
-from . import kernel
+from . import kernel, owners
+from .client import SignalingClient
 from .machine import STATES, CallMachine
 from .progress import ProgressReporter
 from .transfer import FileReceiver, list_files, send_files
@@ -46,15 +47,19 @@ class CallAdapter:
     _armed: float | None
     _progress: ProgressReporter
     _files: FileReceiver
+    _client: SignalingClient | None
     user_id: str
     server_url: str
     # From traitlets.HasTraits, which every adapter also is.
     set_trait: Callable[[str, Any], None]
     observe: Callable[..., None]
     unobserve: Callable[..., None]
+    has_trait: Callable[[str], bool]
     state: str
     error: str
     connections: dict[str, str]
+    #: Hang up and leave the server (each adapter's own; not defined here, which would hide Widget.close).
+    close: Callable[[], None]
 
     def _carry_out(self) -> None:
         raise NotImplementedError
@@ -162,6 +167,33 @@ class CallAdapter:
             self._machine.leave()
             self._carry_out()
 
+    # ------------------------------------------------------------------------------------- lifecycle
+
+    def close_replaced(self, reason: str) -> str | None:
+        """Close because a new phone of this process takes the ID: the call or room ends with ``reason``, which
+        ``error`` shows. Returns the secret this phone registered with, for the new one (see
+        :mod:`~nbcall.call.owners`)."""
+        with self._lock:
+            self._machine.close(reason)
+            self._carry_out()
+        self.close()
+        return self._client.secret if self._client is not None else None
+
+    def _close_signaling(self, timeout: float = 5) -> None:
+        """Leave the signaling server; from any thread but the background loop's, return once the connection
+        is closed, so that the ID is free for anyone at once."""
+        owners.released(self)
+        client = self._client
+        if client is None:
+            return
+        if kernel.on_loop():
+            client.close()  # the loop runs this very code: it closes once we return
+            return
+        try:
+            kernel.run(client.aclose(), timeout=timeout)
+        except TimeoutError:
+            logger.warning("%s: the signaling connection did not close within %s s", self.user_id, timeout)
+
     # ------------------------------------------------------------------------------------------ waits
 
     async def wait_for(self, *states: str, timeout: float = 10) -> str:
@@ -181,6 +213,36 @@ class CallAdapter:
         """
         verdict = self._members_connected(peer_ids)
         return await self._wait_async(verdict, _MEMBER_FIELDS, timeout, self._members_timed_out)
+
+    async def wait_until(self, condition: Callable[[], T], *traits: str, timeout: float = 10) -> T:
+        """Wait until ``condition()`` returns something true, checked now and whenever one of ``traits``
+        changes, and return that: ``held = await phone.wait_until(lambda: phone.held, "held")``.
+
+        For what :meth:`wait_for` and :meth:`wait_for_members` do not cover, without polling. Raises
+        :class:`TimeoutError` with the traits' values when it is still false after ``timeout`` seconds, and
+        what ``condition`` raised if it raises.
+        """
+        unknown = [name for name in traits if not self.has_trait(name)]
+        if not traits or unknown:
+            raise ValueError(
+                f"name the traits whose changes may make the condition true (such as 'state' or 'held'), "
+                f"not {unknown or 'none'}"
+            )
+
+        def verdict(first: bool) -> T | Exception | None:
+            try:
+                value = condition()
+            except Exception as exc:  # noqa: BLE001 (the waiter gets it, not the thread that changed a trait)
+                return exc
+            return value if value else None
+
+        def timed_out(timeout: float) -> Exception:
+            values = ", ".join(f"{name} = {getattr(self, name)!r}" for name in traits)
+            return TimeoutError(
+                f"{self.user_id}: the condition still did not hold after {timeout} s ({values})"
+            )
+
+        return await self._wait_async(verdict, list(traits), timeout, timed_out)
 
     def _wait_states(self, states: tuple[str, ...], timeout: float) -> str:
         """:meth:`wait_for`, blocking the calling thread (never the background loop's)."""

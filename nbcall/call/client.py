@@ -44,7 +44,8 @@ def server_urls(server: str | Sequence[str]) -> list[str]:
 
 
 class SignalingClient:
-    """Registers ``user_id`` at ``url``, then hands every message it receives to ``on_message``.
+    """Registers ``user_id`` at ``url`` (with ``secret``, random unless given), then hands every message it
+    receives to ``on_message``.
 
     ``url`` may be a list of URLs, the nodes of one deployment: the client registers at the first that
     answers, and after losing its connection tries the next one at each attempt to reconnect.
@@ -61,6 +62,7 @@ class SignalingClient:
         *,
         reconnect_delays: tuple[float, ...] | None = (0.25, 0.5, 1, 2, 4, 8),
         register_fields: Callable[[], dict[str, Any]] = dict,
+        secret: str | None = None,
     ) -> None:
         self.urls = [url] if isinstance(url, str) else list(url)
         if not self.urls:
@@ -70,7 +72,7 @@ class SignalingClient:
         self.reconnect_delays = reconnect_delays
         #: What to add to each ``register`` (asked anew at every reconnect: a room to rejoin, say).
         self.register_fields = register_fields
-        self._secret = secrets.token_urlsafe(24)
+        self._secret = secret or secrets.token_urlsafe(24)
         self._ws: ClientConnection | None = None
         self._outbox: collections.deque[str] = collections.deque()
         self._wakeup = asyncio.Event()
@@ -152,9 +154,21 @@ class SignalingClient:
         kernel.call_soon(self._enqueue, text)
         return text
 
+    @property
+    def secret(self) -> str:
+        """What this client registers with: a new client given it takes the ID over (see ``nbcall.call.owners``)."""
+        return self._secret
+
     def close(self) -> None:
         """Close the connection for good (the server frees the ID and tells the others), from any thread."""
         kernel.call_soon(self._close)
+
+    async def aclose(self) -> None:
+        """:meth:`close`, returning once the connection is closed (the ID is free then)."""
+        self._close()
+        ws = self._ws
+        if ws is not None:
+            await ws.wait_closed()
 
     @property
     def _safe_url(self) -> str:
@@ -189,7 +203,8 @@ class SignalingClient:
         assert ws is not None
         reader = asyncio.create_task(self._read(ws, on_message))
         try:
-            while not self._closed and not reader.done():
+            # Closing sends what is queued first: a phone's last hangup must reach the server before it leaves.
+            while not reader.done() and (self._outbox or not self._closed):
                 if self._outbox:
                     try:
                         await ws.send(self._outbox[0])

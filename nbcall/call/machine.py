@@ -131,6 +131,15 @@ class CallMachine(RoomCalls):
         self._signal("hangup", self.peer, **({"reason": reason} if reason else {}))
         self._end("ended", "")
 
+    def close(self, reason: str) -> None:
+        """This phone is closing for ``reason``: end its call or room (a ringing one declined) telling the peers
+        why, and say it in ``error``."""
+        if self.state == "ringing":
+            self.decline(reason)
+        else:
+            self.hangup(reason)
+        self._change(error=reason)
+
     def leave(self, reason: str | None = None) -> None:
         """Leave the room: the others see this phone go and go on among themselves."""
         if not (self.room or self._room_asked):

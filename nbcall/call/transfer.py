@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import io
+import logging
 import os
 import re
 import tempfile
@@ -47,6 +48,8 @@ __all__ = [
     "verdict_code",
 ]
 
+logger = logging.getLogger("nbcall.call.transfer")
+
 #: Bytes per data message of a file: large enough to keep aiortc's SCTP busy, small enough to bound memory.
 CHUNK = 1024 * 1024
 KEY = "nbcall_file"
@@ -58,6 +61,7 @@ CODES = {
     "unwritable": "refused: the receiver cannot write a file of that name where it keeps files",
     "checksum": "the file arrived with another sha256 than was sent (it was not kept)",
     "incomplete": "fewer or more bytes arrived than the file's size (it was not kept)",
+    "malformed": "refused: the file's control messages were malformed (a size that is no count of bytes, say)",
     "refused": "the receiver refused the file for a reason this version does not know",
     "no-verdict": "the receiver sent no verdict in time",
 }
@@ -238,6 +242,18 @@ def verdict_code(verdict: dict[str, Any]) -> str:
     return "refused"
 
 
+def _link_no_clobber(source: Path, target: Path) -> None:
+    """Give ``source`` the name ``target`` unless ``target`` exists (FileExistsError), as one step: a hard link
+    where the file system has them, else O_EXCL creation of the name, then a rename onto it."""
+    try:
+        os.link(source, target, follow_symlinks=False)
+    except FileExistsError:
+        raise
+    except OSError:  # no hard links here (some network and FAT file systems)
+        os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)))
+        os.replace(source, target)
+
+
 def _settle(future: asyncio.Future[dict[str, Any]], verdict: dict[str, Any]) -> None:
     if not future.done():
         future.set_result(verdict)
@@ -326,24 +342,43 @@ class FileReceiver:
                 callback(data)
             return None, None, None
         if what == "start":
-            self._start(sender, ident, clean_name(data.get("name")), int(data.get("size") or 0))
+            name, size = clean_name(data.get("name")), data.get("size") or 0
+            if isinstance(size, float) and size.is_integer():
+                size = int(size)
+            if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+                # The peer's bug, or malice: refuse this file (its verdict says why at its end), keep the call.
+                problem = f"{name}: its size {str(size)[:40]!r} is not a count of bytes"
+                logger.warning("refused a file from %s: %s", sender, problem)
+                self._start(sender, ident, name, 0, problem=problem)
+            else:
+                self._start(sender, ident, name, size)
             return None, None, None
         incoming = self._incoming.pop(sender, None)
         if what != "end" or incoming is None or incoming.ident != ident:
             return None, None, None
         return self._finish(incoming, str(data.get("sha256")))
 
-    def _start(self, sender: str, ident: str, name: str, size: int) -> None:
+    def _start(self, sender: str, ident: str, name: str, size: int, problem: str = "") -> None:
         old = self._incoming.pop(sender, None)
         if old is not None:
             self._discard(old)
         path = temp = None
         error, code = "", "ok"
-        if self.directory is None:
-            file: Any = tempfile.SpooledTemporaryFile(max_size=64 * 2**20)  # noqa: SIM115
+        if problem:
+            error, code = problem, "malformed"
+            file: Any = io.BytesIO()  # nothing is written after a refusal
+        elif self.directory is None:
+            file = tempfile.SpooledTemporaryFile(max_size=64 * 2**20)  # noqa: SIM115
+        elif self._through_symlink(name):
+            # A symlink in the receive directory may point anywhere: never write through one.
+            error, code = (
+                f"cannot write {name} in {self.directory}: it goes through a symbolic link",
+                "unwritable",
+            )
+            file = io.BytesIO()  # nothing is written after a refusal
         else:
             path = self.directory / name
-            if path.exists() and not self.overwrite:
+            if path.exists() and not self.overwrite:  # checked again, atomically, when the file is kept
                 error, code = (
                     f"{name} exists in {self.directory} (receive with --force to overwrite)",
                     "exists",
@@ -360,6 +395,19 @@ class FileReceiver:
                 file = os.fdopen(handle, "wb")
         incoming = _Incoming(ident, name, size, sender, file, path, temp, error=error, code=code)
         self._incoming[sender] = incoming
+
+    def _through_symlink(self, name: str) -> bool:
+        """Whether writing ``name`` in the directory would follow a symbolic link (a folder of its path, or the
+        directory's own entries: never the directory itself, which the user chose)."""
+        assert self.directory is not None
+        where = self.directory
+        for part in name.split("/")[:-1]:
+            where = where / part
+            if where.is_symlink():
+                return True
+            if not where.exists():
+                return False
+        return False
 
     def _finish(
         self, incoming: _Incoming, sha256: str
@@ -393,7 +441,19 @@ class FileReceiver:
         else:
             incoming.file.close()
             assert incoming.temp is not None
-            os.replace(incoming.temp, incoming.path)
+            if self.overwrite:
+                os.replace(incoming.temp, incoming.path)
+            else:
+                try:
+                    # Check and rename as one step: a file made meanwhile (another sender's, say) is kept.
+                    _link_no_clobber(incoming.temp, incoming.path)
+                except FileExistsError:
+                    self._discard(incoming)
+                    error = f"{incoming.name} exists in {self.directory} (receive with --force to overwrite)"
+                    reply.update(ok=False, error=error, code="exists")
+                    self.received.append(Received(incoming.name, None, False, "exists"))
+                    return reply, None, progress
+                incoming.temp.unlink(missing_ok=True)
         self.received.append(Received(incoming.name, incoming.path, True, "ok"))
         message = FileMessage(
             data if data is not None else incoming.path,

@@ -103,6 +103,7 @@ class Link:
             "audio_in": 0,
             "messages_in": 0,
             "messages_out": 0,
+            "messages_malformed": 0,
         }
         self.bytes_in = 0
         self.bytes_out = 0
@@ -249,7 +250,9 @@ class Link:
         try:
             message = self.decoder.push(data)
         except FramingError as exc:
-            self.host.engine_failure(self.peer, f"a malformed frame from {self.peer}: {exc}")
+            # The peer's bug or malice: drop the broken message and keep the call (the decoder starts afresh).
+            self.counts["messages_malformed"] += 1
+            logger.warning("dropped a malformed message from %s: %s", self.peer, exc)
             return
         if message is None:
             self.host.engine_receiving(self.peer, self.decoder.pending, self.decoder.expected)
@@ -258,7 +261,12 @@ class Link:
 
     def _deliver(self, kind: Kind, payload: bytes) -> None:
         self.counts["messages_in"] += 1
-        self.host.engine_message(self.peer, kind, payload)
+        try:
+            self.host.engine_message(self.peer, kind, payload)
+        except Exception as exc:  # never raise in aiortc's callback: it would close the channel
+            logger.warning("a %s message from %s could not be handled: %s: %s", kind, self.peer,
+                           type(exc).__name__, exc)  # fmt: skip
+            logger.debug("handling a message from %s failed", self.peer, exc_info=True)
 
     async def send(self, kind: Kind, payload: bytes, progress: Callable[[int], None] | None = None) -> None:
         """Send one message, after the ones before it; framed for an nbcall peer, with backpressure."""

@@ -19,6 +19,7 @@ import json
 import logging
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -26,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import traitlets
 
-from ..call import config, kernel
+from ..call import config, kernel, owners
 from ..call.adapter import CallAdapter
 from ..call.client import SignalingClient
 from ..call.machine import FREE, IN_CALL, STATES, CallMachine, Changed, ToEngine, ToServer
@@ -62,6 +63,24 @@ def require_peer_dependencies() -> None:
         )
 
 
+def _abandoned(
+    user_id: str,
+    client: SignalingClient,
+    media_pool: concurrent.futures.Executor,
+    callback_pool: concurrent.futures.Executor,
+) -> None:
+    """A Peer was garbage-collected without :meth:`Peer.close`: say so once, and free its ID."""
+    logger.warning(
+        "Peer %r was garbage-collected without close(): its ID is freed now; "
+        "close a Peer (peer.close(), or `with Peer(...) as peer:`) when done with it",
+        user_id,
+    )
+    if not kernel.shutting_down():
+        client.close()
+    media_pool.shutdown(wait=False)
+    callback_pool.shutdown(wait=False)
+
+
 class Peer(CallAdapter, traitlets.HasTraits):
     """A phone registered as ``user_id`` whose WebRTC runs in Python; see the module's docstring.
 
@@ -71,6 +90,8 @@ class Peer(CallAdapter, traitlets.HasTraits):
     Received video and audio go to :meth:`on_frame` and :meth:`on_audio` callbacks. Received files are written
     to ``receive_dir`` when one is given (an existing file is kept unless ``overwrite``), else kept in memory.
     """
+
+    _client: SignalingClient  # a Peer always has a server
 
     user_id = traitlets.Unicode(read_only=True)
     server_url = traitlets.Unicode("", read_only=True)
@@ -131,7 +152,8 @@ class Peer(CallAdapter, traitlets.HasTraits):
         url = config.server_url(server) if server is not None else kernel.default_server().url
         machine = CallMachine(user_id, auto_answer, servers, ring_timeout=ring_timeout)
         # Registers with ``rooms: true`` (and, after a reconnect, the room it is in): a Peer can be invited.
-        client = SignalingClient(url, user_id, register_fields=machine.register_fields)
+        secret = owners.take_over(user_id, [url])  # a live Peer of this process with this ID gives it up
+        client = SignalingClient(url, user_id, register_fields=machine.register_fields, secret=secret)
         registered = kernel.run(client.register(timeout), timeout=timeout + 1)
         super().__init__()
         self._lock = threading.RLock()
@@ -167,7 +189,15 @@ class Peer(CallAdapter, traitlets.HasTraits):
         with self._lock:
             self._machine.registered(registered)
             self._carry_out()
-        kernel.call_soon(client.start, self._on_signal, self._on_signaling_state)
+        owners.held(self, [url])
+        # The loop keeps only weak references to a Peer, so that one nobody holds is collected (and warns).
+        self._finalizer = weakref.finalize(
+            self, _abandoned, self._machine.user_id, client, self._engine.pool, self._callback_pool
+        )
+        self._finalizer.atexit = False  # at exit, owners.close_all closes the Peers still open
+        kernel.call_soon(
+            client.start, owners.weak_method(self._on_signal), owners.weak_method(self._on_signaling_state)
+        )
 
     # ----------------------------------------------------------------------------------------- public API
 
@@ -292,7 +322,8 @@ class Peer(CallAdapter, traitlets.HasTraits):
             self.hangup()
         finally:
             self._closing = True
-            self._client.close()
+            self._finalizer.detach()
+            self._close_signaling(self.timeout)
             kernel.call_soon(self._arm_timer, None)
             if self._on_loop():
                 asyncio.ensure_future(self._engine.close())

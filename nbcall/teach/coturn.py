@@ -144,13 +144,18 @@ def start_turn_server(
     credential = credential if credential is not None else secrets.token_hex(8)
     directory = tempfile.TemporaryDirectory(prefix="nbcall-turn-")
     work = Path(directory.name)
+    # The user and its credential go in a configuration file only this user may read, not on the command line,
+    # which `ps` shows to everyone on the machine.
+    config = work / "turnserver.conf"
+    config.touch(mode=0o600)
+    config.write_text(f"user={username}:{credential}\n", "utf-8")
     command = [
         path,
-        "-n",  # no configuration file: everything is on this line
+        "-c",
+        str(config),
         f"--listening-ip={host}",
         f"--relay-ip={host}",
         f"--listening-port={port}",
-        f"--user={username}:{credential}",
         f"--realm={realm}",
         "--lt-cred-mech",
         "--fingerprint",

@@ -34,7 +34,15 @@ class FromBrowser(Teaching, MediaControls):
                 logger.warning("%s: ignored a message from the browser: %s", self.user_id, problem)
                 self._log_entry("event", "protocol-error", {"type": kind, "problem": problem})
                 return
-            getattr(self, f"_on_browser_{content['type']}")(content, buffers)
+            try:
+                getattr(self, f"_on_browser_{content['type']}")(content, buffers)
+            except Exception as exc:  # what the page or a peer sent must not break the comm
+                problem = f"{type(exc).__name__}: {exc}"
+                logger.warning(
+                    "%s: a %s message from the browser failed: %s", self.user_id, content["type"], problem
+                )
+                logger.debug("handling a browser message failed", exc_info=True)
+                self._log_entry("event", "protocol-error", {"type": content["type"], "problem": problem})
             self._carry_out()
 
     def _on_browser_batch(self, content: dict[str, Any], buffers: list[bytes]) -> None:

@@ -25,7 +25,7 @@ from typing import Any, Literal
 import anywidget
 import traitlets
 
-from ..call import config, kernel, transfer
+from ..call import config, kernel, owners, transfer
 from ..call.client import SignalingClient, server_urls
 from ..call.machine import FREE, IN_CALL, STATES, CallMachine, Changed, ToEngine, ToServer
 from ..call.progress import ProgressReporter
@@ -100,7 +100,10 @@ class Phone(FromBrowser, anywidget.AnyWidget):
     peers = traitlets.List(traitlets.Unicode(), read_only=True).tag(sync=True)
     error = traitlets.Unicode("", read_only=True).tag(sync=True)
     online = traitlets.Bool(False, read_only=True).tag(sync=True)
-    server_url = traitlets.Unicode("", read_only=True).tag(sync=True)
+    #: The signaling server's URL, token included: Python only (share it only with those who may call).
+    server_url = traitlets.Unicode("", read_only=True)
+    #: The same without its query (which may hold the token): what the browser shows.
+    server_address = traitlets.Unicode("", read_only=True).tag(sync=True)
     #: What this phone would like to send: False, True, or MediaTrackConstraints.
     audio = traitlets.Union([traitlets.Bool(), traitlets.Dict()], default_value=False, read_only=True).tag(
         sync=True
@@ -183,7 +186,9 @@ class Phone(FromBrowser, anywidget.AnyWidget):
             url, registered = "", {"type": "registered", "id": user_id, "peers": []}
         else:
             urls = server_urls(server) if server is not None else [kernel.default_server().url]
-            client = SignalingClient(urls, user_id, register_fields=machine.register_fields)
+            # A live phone of this process with this ID (the cell ran before) gives it up first.
+            secret = owners.take_over(user_id, urls)
+            client = SignalingClient(urls, user_id, register_fields=machine.register_fields, secret=secret)
             # Register before the widget exists, so a refused ID (taken, invalid) leaves no dead widget behind.
             registered = kernel.run(client.register(timeout), timeout=len(urls) * timeout + 1)
             url = client.url
@@ -240,7 +245,12 @@ class Phone(FromBrowser, anywidget.AnyWidget):
         self.on_msg(self._from_browser)
         self.observe(self._on_stepping, "stepping")
         if client is not None:
+            owners.held(self, client.urls)
             kernel.call_soon(client.start, self._on_signal, self._on_signaling_state)
+
+    @traitlets.observe("server_url")
+    def _show_address(self, change: dict[str, Any]) -> None:
+        self.set_trait("server_address", owners.urls_key([change["new"]])[0])
 
     @traitlets.default("_key")
     def _new_key(self) -> str:
@@ -362,12 +372,11 @@ class Phone(FromBrowser, anywidget.AnyWidget):
             return list(self._log)
 
     def close(self) -> None:
-        """Hang up, leave the signaling server, and close the widget."""
+        """Hang up, leave the signaling server (its ID is free when this returns), and close the widget."""
         if not getattr(self, "_closing", True):
             self._closing = True
             self.hangup()
-            if self._client is not None:
-                self._client.close()
+            self._close_signaling()
             kernel.call_soon(self._arm_timer, None)
         super().close()
 
@@ -442,4 +451,4 @@ class Phone(FromBrowser, anywidget.AnyWidget):
 
     def __repr__(self) -> str:
         peer = f" with {self.peer!r}" if self.state in IN_CALL else ""
-        return f"<Phone {self.user_id!r} {self.state}{peer} at {self.server_url}>"
+        return f"<Phone {self.user_id!r} {self.state}{peer} at {self.server_address}>"

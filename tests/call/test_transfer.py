@@ -118,6 +118,61 @@ def test_a_name_the_receiver_cannot_write_is_refused_not_raised(tmp_path: Path) 
     assert receiver.received == [Received("plain/inner.txt", None, False, "unwritable")]
 
 
+@pytest.mark.parametrize("size", ["lots", -1, 1.5, [3], True])
+def test_a_start_with_a_size_that_is_no_count_of_bytes_is_refused_not_raised(
+    tmp_path: Path, size: Any
+) -> None:
+    receiver = FileReceiver(tmp_path)
+    start = {KEY: "start", "id": "f1", "name": "a.txt", "size": size}
+    assert receiver.receive("A", "json", start) == (None, None, None)
+    assert receiver.receive("A", "bytes", b"data") is not None  # taken as the refused file's, not a message
+    end = {KEY: "end", "id": "f1", "sha256": hashlib.sha256(b"data").hexdigest()}
+    reply, message, _ = receiver.receive("A", "json", end)
+    assert (reply["ok"], reply["code"], message) == (False, "malformed", None)
+    assert "is not a count of bytes" in reply["error"]
+    assert not (tmp_path / "a.txt").exists()
+    assert _send(receiver, "b.txt", b"next")[0]["code"] == "ok"  # the next file is received as usual
+
+
+def test_a_symlink_in_the_receive_directory_is_never_followed_out_of_it(tmp_path: Path) -> None:
+    inbox, outside = tmp_path / "inbox", tmp_path / "outside"
+    inbox.mkdir()
+    outside.mkdir()
+    (inbox / "link").symlink_to(outside)
+    reply, message, _ = _send(FileReceiver(inbox), "link/x", b"data")
+    assert (reply["ok"], reply["code"], message) == (False, "unwritable", None)
+    assert "symbolic link" in reply["error"]
+    assert list(outside.iterdir()) == []
+
+
+def test_of_two_senders_of_one_name_the_first_to_finish_keeps_it_the_other_is_told_it_exists(
+    tmp_path: Path,
+) -> None:
+    receiver = FileReceiver(tmp_path)
+    for sender, content in (("A", b"from A"), ("B", b"from B")):  # both start before either ends
+        receiver.receive(
+            sender, "json", {KEY: "start", "id": sender, "name": "same.txt", "size": len(content)}
+        )
+        receiver.receive(sender, "bytes", content)
+    replies = {}
+    for sender, content in (("B", b"from B"), ("A", b"from A")):
+        end = {KEY: "end", "id": sender, "sha256": hashlib.sha256(content).hexdigest()}
+        replies[sender] = receiver.receive(sender, "json", end)[0]
+    assert (replies["B"]["code"], replies["A"]["code"]) == ("ok", "exists")
+    assert (tmp_path / "same.txt").read_bytes() == b"from B"
+    assert [p.name for p in tmp_path.iterdir()] == ["same.txt"]  # no temporary file left behind
+
+
+def test_a_file_made_while_receiving_is_not_overwritten(tmp_path: Path) -> None:
+    receiver = FileReceiver(tmp_path)
+    receiver.receive("A", "json", {KEY: "start", "id": "1", "name": "a.txt", "size": 4})
+    receiver.receive("A", "bytes", b"data")
+    (tmp_path / "a.txt").write_text("mine")
+    end = {KEY: "end", "id": "1", "sha256": hashlib.sha256(b"data").hexdigest()}
+    assert receiver.receive("A", "json", end)[0]["code"] == "exists"
+    assert (tmp_path / "a.txt").read_text() == "mine"
+
+
 @pytest.mark.parametrize(
     ("verdict", "code"),
     [

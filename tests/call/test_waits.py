@@ -87,3 +87,27 @@ async def _blocking_wait_after_an_end(peer: Peer, callee: RawPeer) -> None:
     assert got == ["calling"]
     with pytest.raises(TimeoutError, match=r"P did not reach ended within 0.1 s \(state 'calling'\)"):
         await asyncio.to_thread(peer.wait, "ended", timeout=0.1)
+
+
+async def test_wait_until_returns_the_condition_once_a_named_trait_makes_it_true(
+    phone: Any, callee: RawPeer
+) -> None:
+    waiting = asyncio.create_task(phone.wait_until(lambda: phone.error, "error", timeout=TIMEOUT))
+    await asyncio.sleep(0.1)
+    assert not waiting.done()
+    phone.call("A")
+    callee.send(type="decline", to=phone.user_id, reason="busy")
+    assert "A declined the call: busy" in await waiting
+
+
+async def test_wait_until_says_what_the_traits_were_and_passes_on_what_the_condition_raised(
+    phone: Any,
+) -> None:
+    with pytest.raises(TimeoutError, match=r"condition still did not hold after 0.2 s \(state = 'idle'\)"):
+        await phone.wait_until(lambda: phone.state == "connected", "state", timeout=0.2)
+    with pytest.raises(ZeroDivisionError):
+        await phone.wait_until(lambda: 1 / 0, "state")
+    with pytest.raises(ValueError, match="name the traits"):
+        await phone.wait_until(lambda: True)
+    with pytest.raises(ValueError, match=r"not \['no_such_trait'\]"):
+        await phone.wait_until(lambda: True, "no_such_trait")

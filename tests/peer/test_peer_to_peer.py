@@ -84,6 +84,22 @@ def test_two_peers_call_answer_and_exchange_typed_data_both_ways(make_peer) -> N
     assert ("out", "call") in types and ("in", "answer") in types and ("event", "datachannel-open") in types
 
 
+def test_malformed_frames_and_file_messages_from_a_peer_leave_the_call_up(make_peer) -> None:
+    a, b = make_peer("A"), make_peer("B")
+    connect(a, b)
+    a.send({"nbcall_file": "start", "id": "f1", "name": "x.txt", "size": "lots"}).result(TIMEOUT)
+
+    async def junk() -> None:  # a frame no nbcall end makes, sent on the loop that owns the channel
+        a._engine.links["B"].channel.send(bytes([9]) + b"no such kind")
+
+    kernel.run(junk(), timeout=TIMEOUT)
+    a.send("still here").result(TIMEOUT)
+    wait_until_sync(lambda: b.messages, "the message after the malformed ones", TIMEOUT)
+    assert [m.data for m in b.messages] == ["still here"]
+    assert a.state == b.state == "connected"
+    assert b.stats["messages_malformed"] == 1
+
+
 def test_eight_mebibytes_arrive_whole_both_ways_with_progress(make_peer) -> None:
     a, b = make_peer("A", auto_answer=True), make_peer("B")
     b.call("A")

@@ -140,3 +140,11 @@ def test_a_turnserver_that_answers_late_is_still_found_ready(tmp_path) -> None:
     fake.chmod(0o755)
     with start_turn_server(executable=fake, timeout=5) as server:
         assert server.running
+
+
+def test_the_credential_is_not_on_coturns_command_line(turn: TurnServer) -> None:
+    """``ps`` shows every process's command line to every user of the machine."""
+    with open(f"/proc/{turn.pid}/cmdline", "rb") as cmdline:
+        assert b"s3cret" not in cmdline.read()
+    status, _ = allocate(turn, "learner", "s3cret")  # the user is there all the same
+    assert status == 0x0103

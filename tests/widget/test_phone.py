@@ -8,17 +8,23 @@ way ipywidgets does (``Widget._handle_custom_msg(content, buffers)``, buffers as
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import socket
+import subprocess
+import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+import websockets.sync.server
 from ipywidgets.widgets import widget as ipywidget
 from support import OFFER, TIMEOUT, RawPeer
 from support import wait_until_sync as wait_until
+from websockets.exceptions import ConnectionClosed
 
 from nbcall import CallError, Message, Phone
 from nbcall.call import kernel
@@ -118,6 +124,71 @@ def test_duplicate_id_raises_clearly_and_leaves_no_widget(server, raw_peer) -> N
     assert "'A' is already registered" in str(info.value)
     assert info.value.code == "duplicate-id"
     assert set(ipywidget._instances) == widgets_before
+
+
+def test_running_the_cell_again_takes_the_id_over_ending_the_old_phones_call(make_phone, raw_peer) -> None:
+    caller = raw_peer("B")
+    old = connected(make_phone("A"), caller)
+    new = make_phone("A")  # `a = Phone("A")` run again
+    assert new.online and new.user_id == "A"
+    assert (old.state, old.error) == ("ended", "replaced by a new phone")  # what its widget shows
+    assert caller.recv_type("hangup")["reason"] == "replaced by a new phone"
+    caller.call("A")  # the ID is the new phone's
+    wait_until(lambda: new.state == "ringing", f"the new A to ring (state {new.state!r})")
+    assert old.state == "ended"
+
+
+def test_a_closed_phone_frees_its_id_at_once(make_phone, server) -> None:
+    phone = make_phone("A")
+    phone.close()
+    other = RawPeer(server.url, "A")  # another process takes the ID the moment close() returns
+    other.close()
+
+
+def test_phones_still_open_at_exit_close_cleanly(tmp_path) -> None:
+    """At interpreter exit every phone closes its connection with a close frame (code 1000), not a drop."""
+    codes: list[int | None] = []
+
+    def handler(ws: Any) -> None:
+        ws.recv()
+        ws.send(json.dumps({"type": "registered", "id": "X", "peers": []}))
+        with contextlib.suppress(ConnectionClosed):
+            while True:
+                ws.recv()
+        codes.append(ws.close_code)
+
+    with websockets.sync.server.serve(handler, "127.0.0.1", 0) as fake:
+        threading.Thread(target=fake.serve_forever, daemon=True).start()
+        url = f"ws://127.0.0.1:{fake.socket.getsockname()[1]}/ws"
+        script = f"import nbcall; p = nbcall.Phone('X', server={url!r}); print(p.online)"
+        done = subprocess.run(
+            [sys.executable, "-c", script], check=False, capture_output=True, text=True, timeout=60
+        )
+        assert done.stdout.strip() == "True", done.stderr
+        wait_until(lambda: codes, "the fake server to see the connection end")
+        fake.shutdown()
+    assert codes == [1000]
+
+
+def test_the_servers_token_is_in_no_synced_trait_nor_in_repr(caplog) -> None:
+    caplog.set_level(logging.DEBUG, logger="nbcall")
+    secured = kernel.run(serve(token="tok-3141592653"), timeout=TIMEOUT)
+    phone = Phone("A", server=secured.url, timeout=TIMEOUT)
+    try:
+        assert phone.server_url == secured.url  # Python keeps the URL to share
+        assert phone.server_address == secured.url.split("?")[0]
+        assert "tok-3141592653" not in json.dumps(phone.get_state(), default=str)  # what the browser gets
+        assert "tok-3141592653" not in repr(phone)
+        assert "tok-3141592653" not in json.dumps(phone.log, default=str)
+        assert not [r for r in caplog.records if "tok-3141592653" in r.getMessage()]
+    finally:
+        phone.close()
+
+        async def stop() -> None:
+            secured.close()
+            await secured.wait_closed()
+
+        kernel.run(stop(), timeout=TIMEOUT)
 
 
 def test_unreachable_server_raises_naming_the_url() -> None:
@@ -374,6 +445,34 @@ def test_a_message_that_does_not_decode_is_reported_not_stored(make_phone, raw_p
     from_browser(phone, {"type": "message", "peer": "A", "kind": "json", "last": True}, b"{broken")
     assert phone.messages == []
     assert "received a json message that does not decode" in phone.error
+
+
+def test_a_malformed_file_message_from_the_peer_gets_a_verdict_and_the_call_goes_on(
+    make_phone, raw_peer, caplog
+) -> None:
+    phone = connected(make_phone("P"), raw_peer("A"))
+    sent: list[Any] = []
+    phone.send = lambda data, to=None: sent.append((data, to))  # what goes back to the peer
+    receive(phone, {"nbcall_file": "start", "id": "f1", "name": "x.txt", "size": "lots"})
+    receive(phone, {"nbcall_file": "end", "id": "f1", "sha256": "00"})
+    assert [(v["code"], to) for v, to in sent] == [("malformed", "A")]
+    assert sum("is not a count of bytes" in r.getMessage() for r in caplog.records) == 1
+    receive(phone, "still here")
+    assert phone.state == "connected" and phone.messages[-1].data == "still here"
+
+
+def test_a_browser_message_that_fails_is_logged_in_one_line_and_the_rest_of_the_batch_runs(
+    make_phone, raw_peer, caplog
+) -> None:
+    phone = connected(make_phone("P"), raw_peer("A"))
+    bad = {"type": "stats", "peer": "A", "stats": {}}
+    phone._on_browser_stats = lambda content, buffers: 1 / 0  # a bug reached by what the page sent
+    rtc = {"type": "rtc", "peer": "A", "name": "iceConnectionState", "value": "checking"}
+    from_browser(phone, {"type": "batch", "messages": [bad, rtc]})
+    assert phone.rtc["iceConnectionState"] == "checking"
+    failed = [r for r in caplog.records if "failed: ZeroDivisionError" in r.getMessage()]
+    assert len(failed) == 1 and failed[0].exc_info is None
+    assert phone.state == "connected"
 
 
 def test_on_message_callbacks_run_once_per_message_despite_a_failing_one(
