@@ -130,7 +130,9 @@ class SignalingProtocol(Generic[ConnT]):
     itself). The limits are keyword-only, named, defaulting and ``None``-disabled as the fields of
     :class:`nbcall.server.limits.Limits`: ``max_message_size`` (longer frames get a ``too-big``
     error), ``max_rate``, ``max_burst`` and ``max_refused`` (named in ``rate-limited`` replies; the
-    server counts the messages), and the rooms' ``max_room_size``, ``invitation_ttl`` and ``room_grace``.
+    server counts the messages), ``id_grace`` (an ID lost without a close frame is held for its secret),
+    and the rooms' ``max_room_size``, ``invitation_ttl``, ``room_grace`` and ``max_room_claims``.
+    ``room_key`` signs the members' room credentials (random when ``None``: rooms end with the server).
 
     ``logger`` receives INFO lines for registrations, calls and departures.
     """
