@@ -477,3 +477,22 @@ async def test_an_id_held_on_one_node_is_never_registered_on_the_other(
     closing.append(attacker)
     assert reply["code"] == "duplicate-id", reply
     await back_in_room(a, n2, "Q", room, credential, closing)
+
+
+async def test_without_a_room_key_the_nodes_share_redis_s_so_a_room_outlives_its_node(
+    patient_nodes: list[Node], closing: list[ClientConnection]
+) -> None:
+    n1, n2 = patient_nodes
+    a, _ = await phone(n1, "A", rooms=True, secret="a")
+    b, _ = await phone(n2, "B", rooms=True, secret="b")
+    closing.extend([a, b])
+    await asyncio.sleep(0.2)
+    room, credential = await room_across(a, b, "B")
+    assert credential  # signed by n1 with the key both nodes read from Redis (neither was given one)
+    n1.kill()  # the room's node dies; B reconnects (on its own node) and re-creates the room there
+    await b.close()
+    b2, reply = await phone(n2, "B", rooms=True, secret="b", room=room, credential=credential)
+    closing.append(b2)
+    assert reply == {"type": "registered", "id": "B"}
+    state = await recv_until(b2, "room-state", timeout=10)
+    assert (state["room"], state["members"], state["rejoined"]) == (room, ["B"], True)
