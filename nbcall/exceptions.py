@@ -30,7 +30,8 @@ Class tree::
             ├── NotAMember          not-a-member        the room is not the sender's (or not the peer's)
             ├── RoomFull            room-full           members and invitations would pass max_room_size
             ├── NotInvited          not-invited         no invitation to that room
-            └── InvitationExpired   invitation-expired  the invitation outlived invitation_ttl
+            ├── InvitationExpired   invitation-expired  the invitation outlived invitation_ttl
+            └── TooManyRoomClaims   too-many-claims     one address re-created max_room_claims rooms nobody joined yet
     └── CallError                   a phone cannot do that now (not ringing, not connected, busy...)
 
 Errors end a connection only where the server cannot go on serving it, with
@@ -83,6 +84,7 @@ __all__ = [
     "RoomFull",
     "ServerUnreachable",
     "SignalingError",
+    "TooManyRoomClaims",
     "Unavailable",
     "UnknownType",
     "WrongFrom",
@@ -275,6 +277,12 @@ class InvitationExpired(RoomError):
     """``room-accept`` after the invitation outlived the server's ``invitation_ttl``."""
 
     code = "invitation-expired"
+
+
+class TooManyRoomClaims(RoomError):
+    """A client address re-creates more rooms after a restart than ``max_room_claims``, none rejoined yet."""
+
+    code = "too-many-claims"
 
 
 class CallError(NbcallError):

@@ -149,10 +149,10 @@ def test_serve_help_lists_the_options(capsys: pytest.CaptureFixture[str]) -> Non
         (["--max-room-size", "3", "--invitation-ttl", "5", "--room-grace", "2.5"],
          {"max_room_size": 3, "invitation_ttl": 5, "room_grace": 2.5}),
         (["--max-room-size", "0", "--invitation-ttl", "0", "--room-grace", "0"],
-         {"max_room_size": None, "invitation_ttl": None, "room_grace": None}),
+         {"max_room_size": None, "invitation_ttl": None, "room_grace": 0}),
     ],
 )  # fmt: skip
-async def test_room_flags_reach_serve_and_zero_disables_them(
+async def test_room_flags_reach_serve_and_zero_disables_them_but_room_grace_0_means_no_grace(
     monkeypatch: pytest.MonkeyPatch, flags: list[str], expected: dict[str, object]
 ) -> None:
     seen: dict[str, object] = {}

@@ -57,6 +57,8 @@ class CallMachine(RoomCalls):
     _deadline: float | None = None
     #: Whether we asked the server for a room (invited, or accepted) and wait for, or got, its ``room-state``.
     _room_asked: bool = False
+    #: The server's proof that this phone is a member of ``room`` (room-state's ``credential``); never a trait.
+    _room_credential: str = ""
     #: While our new room is being made: the invitations sent and refused (all refused: no room).
     _sent_invites: int = 0
     _refused_invites: int = 0
@@ -439,5 +441,6 @@ class CallMachine(RoomCalls):
         self.links = {}
         self._deadline = None
         self._room_asked = False
+        self._room_credential = ""
         self._refused_invites = self._sent_invites = 0
         self._change(state=state, error=error, room="", members=[], connections={}, invitation={})

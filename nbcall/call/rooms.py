@@ -29,6 +29,7 @@ class RoomCalls:
     invitation: dict[str, Any]
     _deadline: float | None
     _room_asked: bool
+    _room_credential: str
     _sent_invites: int
     _refused_invites: int
     _change: Callable[..., None]
@@ -80,9 +81,11 @@ class RoomCalls:
             self._signal("room-invite", peer)
 
     def register_fields(self) -> dict[str, Any]:
-        """What this phone adds to ``register``: that it understands rooms, and the room it is in."""
+        """What this phone adds to ``register``: that it understands rooms, and the room it is in with the
+        credential that proves it is a member (so that it can re-create the room after a server restart)."""
         if self.room:
-            return {"rooms": True, "room": self.room, "members": list(self.members)}
+            fields = {"rooms": True, "room": self.room, "members": list(self.members)}
+            return {**fields, "credential": self._room_credential} if self._room_credential else fields
         return {"rooms": True}
 
     def _on_room_state(self, message: dict[str, Any], now: float) -> None:
@@ -91,6 +94,9 @@ class RoomCalls:
             return
         rejoined = bool(message.get("rejoined"))
         joining = not self.room and self.invitation.get("room") == room
+        credential = message.get("credential")
+        if isinstance(credential, str):
+            self._room_credential = credential  # kept out of the traits: only the server sees it
         if rejoined:
             members = [*self.members, *(m for m in members if m not in self.members)]
         self._sent_invites = self._refused_invites = 0
@@ -162,6 +168,9 @@ class RoomCalls:
         if member == self.user_id:  # the server removed us (the others lost their connections to us)
             self._end("failed", f"removed from room {self.room}: {message.get('reason') or 'by the server'}")
             return
+        credential = message.get("credential")
+        if isinstance(credential, str):
+            self._room_credential = credential  # the room's next epoch: the one who left has an older one
         self._change(members=[m for m in self.members if m != member])
         if self.links.pop(member, None) is not None:
             self._engine("close", member)

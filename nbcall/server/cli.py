@@ -40,7 +40,7 @@ def add_command(commands: argparse._SubParsersAction) -> None:  # type: ignore[t
         help="run a signaling server",
         description="Run a signaling server that relays call/answer/ice messages between phones. "
         "For a server others can reach, give it a --token and, off localhost, --certfile/--keyfile.",
-        epilog="Limits set to 0 are disabled.",
+        epilog="Limits set to 0 are disabled (--room-grace 0: no grace).",
     )
     serve_cmd.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s)")
     serve_cmd.add_argument(
@@ -62,6 +62,14 @@ def add_command(commands: argparse._SubParsersAction) -> None:  # type: ignore[t
         help="a browser origin allowed to connect, e.g. https://hub.example.org; '*' in it matches "
         "anything, '*' alone any origin; repeatable (default: localhost, 127.0.0.1 and [::1], any port; "
         "clients sending no Origin, such as Python ones, are always allowed)",
+    )
+    access.add_argument(
+        "--room-key",
+        default=os.environ.get("NBCALL_ROOM_KEY") or None,
+        metavar="KEY",
+        help="sign room members' credentials with this key (16 characters or more), so that members re-create "
+        "their room after a restart (default: $NBCALL_ROOM_KEY; with --redis, a key kept in Redis; without "
+        "either, rooms end with a restart)",
     )
     access.add_argument("--certfile", help="serve TLS (wss://) with this PEM certificate chain")
     access.add_argument("--keyfile", help="the certificate's private key (default: in --certfile)")
@@ -149,12 +157,17 @@ def add_command(commands: argparse._SubParsersAction) -> None:  # type: ignore[t
     )
 
 
+#: Limits for which 0 is a value, not "disabled".
+_ZERO_IS_A_VALUE = ("max_burst", "room_grace")
+
+
 def limit_options(args: argparse.Namespace) -> dict[str, Any]:
     """``serve()``'s limit keywords from the parsed flags: one per field of :class:`Limits`, 0 disabling it."""
     options: dict[str, Any] = {}
     for field in dataclasses.fields(Limits):
         value = getattr(args, field.name)
-        options[field.name] = value if field.name == "max_burst" else value or None  # max_burst cannot be off
+        # max_burst cannot be off; room_grace 0 is no grace (members gone are removed at once), not forever.
+        options[field.name] = value if field.name in _ZERO_IS_A_VALUE else value or None
     if args.max_frame_size is None:
         # Not given: room for twice the largest message, at least the default; no message limit, no frame
         # limit (as before the flag existed).
@@ -210,6 +223,7 @@ async def start(args: argparse.Namespace) -> SignalingServer:
         args.port,
         path=args.path,
         token=args.token,
+        room_key=args.room_key,
         ssl_context=ssl_context,
         redis=args.redis,
         node_id=args.node_id,

@@ -17,6 +17,8 @@ In Redis, under the prefix ``nbcall:`` (every change is one Lua script, so atomi
 * ``room`` (hash room ID -> the node holding it) and ``rooms:N`` (set of the rooms node N holds): where
   a room's messages go (docs/rooms.md, "Across the nodes"). A claim that names a room (a phone that
   failed over, registering with ``room``) learns its node, and takes the room over if that node is gone.
+* ``room-key``: the key that signs room members' credentials when the nodes were given none
+  (``--room-key``), made by the first node, so that a room outlives a restart of its node.
 * Channels ``to:N`` (messages for node N's phones, batched: one publish per node per round; a record
   with no recipient is a room message for node N, which holds the room) and ``presence``
   (``joined``/``left``/``moved``/``taken`` news, published by the scripts themselves).
@@ -244,6 +246,8 @@ class RedisRegistry:
         self.ttl = ttl
         self.prefix = prefix
         self._presence = f"{prefix}:presence"
+        self._room_key = f"{prefix}:room-key"
+        self._keep_room_key = False  # the room key came from Redis: put it back after Redis lost it
         # No retries anywhere: a PUBLISH retried after its reply was lost would deliver twice.
         common: dict[str, Any] = {
             "decode_responses": True,
@@ -271,6 +275,17 @@ class RedisRegistry:
         except (RedisError, OSError) as exc:
             await self._close_clients()
             raise OSError(f"cannot reach the registry at {safe_url(self.url)}: {exc}") from None
+        rooms = self.protocol.rooms
+        if rooms.key_is_random:  # no --room-key: the deployment's own, kept in Redis
+            try:
+                await self._cmd.set(self._room_key, rooms.key.hex(), nx=True)
+                rooms.use_key(bytes.fromhex(str(await self._cmd.get(self._room_key))))
+                self._keep_room_key = True
+            except (RedisError, OSError, ValueError) as exc:
+                await self._close_clients()
+                raise OSError(
+                    f"cannot read the room key in the registry at {safe_url(self.url)}: {exc}"
+                ) from None
         self.down = None
         subscribed = asyncio.get_running_loop().create_future()
         self._tasks["worker"] = asyncio.create_task(self._work())
@@ -403,9 +418,12 @@ class RedisRegistry:
             pipe = self._cmd.pipeline(transaction=False)
             for peer_id, secret in held:
                 pipe.eval(_CLAIM, 0, self.prefix, peer_id, self.node, _digest(secret), "assert", "")
-            for room in self.protocol.rooms.rooms:
+            rooms = self.protocol.rooms.rooms
+            for room in rooms:
                 pipe.eval(_HOLD_ROOM, 0, self.prefix, room, self.node, "1")
             pipe.smembers(f"{self.prefix}:node:{self.node}")
+            if self._keep_room_key:  # a Redis that restarted empty gets the nodes' key back, not a new one
+                pipe.set(self._room_key, self.protocol.rooms.key.hex(), nx=True)
             results = await pipe.execute(raise_on_error=False)
         except (RedisError, OSError) as exc:
             self._went_down(exc)
@@ -415,7 +433,8 @@ class RedisRegistry:
             if isinstance(result, list) and result[0] == "taken":
                 lost += 1
                 self.server.send(None, self.protocol.lost_claim(peer_id, str(result[1])))
-        mine = results[-1] if isinstance(results[-1], set) else set()
+        mine = results[len(held) + len(rooms)]
+        mine = mine if isinstance(mine, set) else set()
         for extra in mine - {peer_id for peer_id, _ in held}:
             self.release(extra)  # released while the registry was away
         logger.info(

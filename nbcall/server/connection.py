@@ -22,7 +22,7 @@ from .limits import TokenBucket
 if TYPE_CHECKING:
     from .server import SignalingServer
 
-__all__ = ["Connection", "remote"]
+__all__ = ["Connection", "remote", "remote_host"]
 
 
 class Connection(ServerConnection):
@@ -110,6 +110,14 @@ class Connection(ServerConnection):
                 for data in batch:
                     self.pending_size -= len(data)
                     await self.send(data, text=True)
+
+
+def remote_host(connection: ServerConnection) -> str:
+    """The client's address (host), which limits per client count by; empty when unknown."""
+    try:
+        return str(connection.remote_address[0])
+    except (TypeError, ValueError, OSError, IndexError):
+        return ""
 
 
 def remote(connection: ServerConnection) -> str:

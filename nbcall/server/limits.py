@@ -95,6 +95,14 @@ class Limits:
     close_timeout: float | None = _limit(
         10.0, "SECONDS", _KEEPING_UP, "time a closing handshake may take before the TCP connection is dropped"
     )
+    id_grace: float | None = _limit(
+        30.0,
+        "SECONDS",
+        _KEEPING_UP,
+        "an ID registered with a secret whose connection is lost without a close frame is held this long for "
+        "the phone with that secret: others asking for it get duplicate-id, messages to it unavailable (a close "
+        "frame frees it at once; disabled: every ID is freed at once)",
+    )
     max_room_size: int | None = _limit(
         6,
         "N",
@@ -114,15 +122,27 @@ class Limits:
         "SECONDS",
         _ROOMS,
         "a member whose connection is gone stays a member this long, so that a phone that reconnects keeps "
-        "its place; then the others get room-left (disabled: members stay until they leave or are reported lost)",
+        "its place; then the others get room-left; a room re-created after a restart waits this long for its "
+        "other members (0: no grace; None, from Python only: members stay until they leave or are reported lost)",
+    )
+    max_room_claims: int | None = _limit(
+        100,
+        "N",
+        _ROOMS,
+        "rooms one client address may re-create after a restart that no second member rejoined yet; further "
+        "claims get too-many-claims",
     )
 
     def __post_init__(self) -> None:
         for name in ("max_connections", "open_timeout", "max_message_size", "max_rate", "max_refused",
-                     "max_pending_bytes", "invitation_ttl", "room_grace"):  # fmt: skip
+                     "max_pending_bytes", "invitation_ttl", "max_room_claims"):  # fmt: skip
             value = getattr(self, name)
             if value is not None and not value > 0:
                 raise ValueError(f"{name} must be positive or None (no limit), got {value!r}")
+        for name in ("id_grace", "room_grace"):
+            value = getattr(self, name)
+            if value is not None and not value >= 0:
+                raise ValueError(f"{name} must be at least 0 (no grace) or None, got {value!r}")
         if self.max_burst < 1:
             raise ValueError(f"max_burst must be at least 1, got {self.max_burst!r}")
         if self.max_room_size is not None and self.max_room_size < 2:

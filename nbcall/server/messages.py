@@ -64,6 +64,8 @@ MAX_ID_LENGTH = 64
 MAX_SECRET_LENGTH = 256
 #: Most IDs a ``register`` with ``room`` may name in ``members``.
 MAX_REPORTED_MEMBERS = 64
+#: Longest room credential a register may carry (the server's are 33 characters).
+MAX_CREDENTIAL_LENGTH = 100
 
 #: Relayed message types -> their own fields: name -> (required, what it holds).
 #: Every relayed message also needs ``to``; ``from`` is optional and checked.
@@ -316,12 +318,15 @@ def reason_field(msg: dict[str, Any], msg_type: str) -> str | None:
     )
 
 
-def room_claim(msg: dict[str, Any]) -> tuple[str | None, list[str]]:
-    """A register message's ``room`` and ``members``: the room a reconnecting member reports."""
+def room_claim(msg: dict[str, Any]) -> tuple[str | None, str | None]:
+    """A register message's ``room`` and ``credential``: the room a reconnecting member reports, and its proof.
+
+    ``members`` (the members as the phone knows them) may come too; it is checked, and proves nothing.
+    """
     if msg.get("room") is None:
-        return None, []
+        return None, None
     room = room_field(msg, "register")
-    members = msg.get("members")
+    members = msg.get("members", [])
     if not isinstance(members, list) or len(members) > MAX_REPORTED_MEMBERS:
         what = (
             f"an array of {len(members)} IDs"
@@ -333,11 +338,22 @@ def room_claim(msg: dict[str, Any]) -> tuple[str | None, list[str]]:
             f"IDs (the members of the room as this phone knows them), got {what}",
             in_reply_to="register",
         )
+    credential = msg.get("credential")
+    if credential is not None and not (
+        isinstance(credential, str) and len(credential) <= MAX_CREDENTIAL_LENGTH
+    ):
+        raise BadMessage(
+            "field 'credential' of a 'register' with 'room' must be the string the server gave this phone in its "
+            f"room-state (at most {MAX_CREDENTIAL_LENGTH} characters), got {json_type(credential)} {shorten(credential)}",
+            in_reply_to="register",
+        )
     try:
-        return room, [validate_id(member, field="members") for member in members]
+        for member in members:
+            validate_id(member, field="members")
     except SignalingError as exc:
         exc.in_reply_to = "register"
         raise
+    return room, credential
 
 
 def not_a_member(room: str, mine: str | None, msg_type: str) -> NotAMember:

@@ -22,7 +22,9 @@ An ID belongs to the connection that registered it. A phone that reconnects
 the same ``"secret"`` as before: the new connection takes the ID over without
 any ``left``/``joined`` for the others, and the old one is told to close
 (a :class:`Close` item in the output, 1008). Secrets are compared in constant
-time and never echoed or logged.
+time and never echoed or logged. An ID registered with a secret whose connection
+is lost without a close frame is held for ``id_grace`` seconds for the phone with
+that secret (a close frame frees it at once).
 
 The transport's events that produce messages are decided here too: a message the
 server refused for rate (:meth:`SignalingProtocol.refuse_for_rate`: an error reply,
@@ -45,6 +47,7 @@ Here: registration and relay. Parts sharing the :class:`~nbcall.server.registry.
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any, Generic, cast
 
 from ..exceptions import (
@@ -127,7 +130,9 @@ class SignalingProtocol(Generic[ConnT]):
     itself). The limits are keyword-only, named, defaulting and ``None``-disabled as the fields of
     :class:`nbcall.server.limits.Limits`: ``max_message_size`` (longer frames get a ``too-big``
     error), ``max_rate``, ``max_burst`` and ``max_refused`` (named in ``rate-limited`` replies; the
-    server counts the messages), and the rooms' ``max_room_size``, ``invitation_ttl`` and ``room_grace``.
+    server counts the messages), ``id_grace`` (an ID lost without a close frame is held for its secret),
+    and the rooms' ``max_room_size``, ``invitation_ttl``, ``room_grace`` and ``max_room_claims``.
+    ``room_key`` signs the members' room credentials (random when ``None``: rooms end with the server).
 
     ``logger`` receives INFO lines for registrations, calls and departures.
     """
@@ -142,11 +147,17 @@ class SignalingProtocol(Generic[ConnT]):
         max_room_size: int | None = DEFAULT_LIMITS.max_room_size,
         invitation_ttl: float | None = DEFAULT_LIMITS.invitation_ttl,
         room_grace: float | None = DEFAULT_LIMITS.room_grace,
+        max_room_claims: int | None = DEFAULT_LIMITS.max_room_claims,
+        id_grace: float | None = DEFAULT_LIMITS.id_grace,
+        room_key: bytes | None = None,
         logger: logging.Logger | logging.LoggerAdapter[logging.Logger] | None = None,
     ) -> None:
         if max_message_size is not None and max_message_size < 1:
             raise ValueError(f"max_message_size must be positive or None, got {max_message_size!r}")
         self.max_message_size = max_message_size
+        #: Seconds an ID whose connection was lost is held for its secret's holder (``None`` or 0: not held).
+        self.id_grace = id_grace or None
+        self._now = 0.0  # the time of the last tick
         self.logger = logger if logger is not None else logging.getLogger("nbcall.server.protocol")
         #: Who is online: the state every part below shares.
         self.registry: Registry[ConnT] = Registry()
@@ -154,7 +165,11 @@ class SignalingProtocol(Generic[ConnT]):
         self._ids, self._conns = self.registry.ids, self.registry.conns
         #: The rooms and their rules, by peer ID.
         self.rooms = RoomRegistry(
-            max_room_size=max_room_size, invitation_ttl=invitation_ttl, room_grace=room_grace
+            max_room_size=max_room_size,
+            invitation_ttl=invitation_ttl,
+            room_grace=room_grace,
+            max_room_claims=max_room_claims,
+            key=room_key,
         )
         #: What a message refused for rate, or a reader too slow, produces.
         self.rate: RatePolicy[ConnT] = RatePolicy(
@@ -217,43 +232,58 @@ class SignalingProtocol(Generic[ConnT]):
         """Whether ``conn`` registered with ``"rooms": true``."""
         return conn in self.registry.room_clients
 
-    def connect(self, conn: ConnT) -> None:
-        """Start tracking a new connection (idempotent)."""
+    def connect(self, conn: ConnT, address: str = "") -> None:
+        """Start tracking a new connection (idempotent); ``address``: its client's host, if known."""
         self.registry.ids.setdefault(conn, None)
+        if address:
+            self.registry.addresses[conn] = address
 
-    def disconnect(self, conn: ConnT) -> Outgoing[ConnT]:
-        """Forget ``conn``, free its ID and tell the others it left. Always safe, idempotent.
+    def disconnect(self, conn: ConnT, clean: bool = False) -> Outgoing[ConnT]:
+        """Forget ``conn`` and tell the others it left. Always safe, idempotent.
 
-        A room member's membership outlives its connection for ``room_grace`` seconds (counted
-        from the next :meth:`tick`): its ID stays reserved for whoever presents its secret.
-        Invitations to it are declined ("it went offline before answering").
+        ``clean``: the client sent a close frame, which frees its ID at once. Otherwise an ID registered
+        with a secret is held for ``id_grace`` seconds (counted from the next :meth:`tick`) for whoever
+        presents that secret. A room member's membership outlives its connection for ``room_grace``
+        seconds. Invitations to it are declined ("it went offline before answering").
         """
         self.rate.forget(conn)
         routing, registry = self.routing, self.registry
         if routing.claims:
             routing.end_claim(conn)
+        if registry.addresses:
+            registry.addresses.pop(conn, None)
         peer_id = registry.ids.pop(conn, None)
         if peer_id is None:
             return []
         del registry.conns[peer_id]
         registry.watchers.pop(conn, None)
+        if registry.room_clients:
+            registry.room_clients.pop(conn, None)
         self.logger.info("%r left", peer_id)
         text = encode_message("left", id=peer_id)
         out: Outgoing[ConnT] = [(other, text) for other in registry.watchers]
         rooms = self.rooms
         if rooms.active:
-            registry.room_clients.pop(conn, None)
             out.extend(self.dispatch.deliver(rooms.went_away(peer_id)))
-            if rooms.is_away(peer_id):
-                return out  # its secret stays: reclaiming the ID keeps the membership
-        elif registry.room_clients:
-            registry.room_clients.pop(conn, None)
+        if not clean and self.id_grace is not None and peer_id in registry.secrets:
+            registry.held[peer_id] = None  # the hold starts at the next tick
+            member = registry.member_elsewhere.get(peer_id) if registry.member_elsewhere else None
+            if member is not None:
+                # The ID stays in the shared registry, so the room's node hears of the departure from here.
+                went = encode_message("went-away", **{"from": peer_id})
+                out.append((cast(ConnT, None), Forward(member[1], "", peer_id, went)))
+            return out
+        return out + self._free(peer_id, conn)
+
+    def _free(self, peer_id: str, conn: ConnT | None) -> Outgoing[ConnT]:
+        """``peer_id`` is nobody's any more: its secret is forgotten, and (cluster) released in the registry."""
+        registry = self.registry
         registry.secrets.pop(peer_id, None)
-        if registry.node is not None:
-            # Rooms held by other nodes hear it from the registry: the release is news of its departure.
-            registry.forget_elsewhere(peer_id)
-            out.append((conn, Release(peer_id)))
-        return out
+        if registry.node is None:
+            return []
+        # Rooms held by other nodes hear it from the registry: the release is news of its departure.
+        registry.forget_elsewhere(peer_id)
+        return [(cast(ConnT, conn), Release(peer_id))]
 
     def tick(self, now: float) -> Outgoing[ConnT]:
         """Expire what is due at ``now`` (seconds, any monotonic clock); call it about once a second.
@@ -262,17 +292,20 @@ class SignalingProtocol(Generic[ConnT]):
         ``room-ended`` for a new room nobody joined, and ``room-left`` for members whose connection
         has been gone longer than ``room_grace``. Costs one attribute test while there is no room.
         """
+        self._now = now
+        out: Outgoing[ConnT] = []
+        held = self.registry.held
+        if held:
+            for peer_id, deadline in list(held.items()):
+                if deadline is None:
+                    held[peer_id] = now + (self.id_grace or 0)
+                elif deadline <= now:
+                    del held[peer_id]
+                    self.logger.info("%r is free again: its phone did not come back within id_grace", peer_id)
+                    out.extend(self._free(peer_id, None))
         rooms = self.rooms
-        if not rooms.active:
-            return []
-        notices, removed = rooms.tick(now)
-        out = self.dispatch.deliver(notices)
-        registry = self.registry
-        for peer_id in removed:
-            if peer_id not in registry.conns:
-                registry.secrets.pop(peer_id, None)
-                if registry.node is not None:  # its ID was kept in the registry during its grace
-                    out.append((cast(ConnT, None), Release(peer_id)))
+        if rooms.active:
+            out.extend(self.dispatch.deliver(rooms.tick(now)[0]))
         return out
 
     # -- messages -----------------------------------------------------------
@@ -357,8 +390,14 @@ class SignalingProtocol(Generic[ConnT]):
         return self._relay(conn, frame, msg, msg_type, fields)
 
     def _register(
-        self, conn: ConnT, msg: dict[str, Any], claimed: bool = False, room_node: str = ""
+        self,
+        conn: ConnT,
+        msg: dict[str, Any],
+        claimed: bool = False,
+        room_node: str = "",
+        proven: bool = False,
     ) -> Outgoing[ConnT]:
+        """``conn`` registers; ``claimed``: the shared registry gave it the ID (``proven``: its secret matched)."""
         if "from" not in msg:
             raise BadMessage("missing field 'from' (your peer ID, a string)", in_reply_to="register")
         try:
@@ -368,7 +407,7 @@ class SignalingProtocol(Generic[ConnT]):
             raise
         secret = secret_field(msg)
         presence = presence_field(msg)
-        room, members = room_claim(msg)
+        room, credential = room_claim(msg)
         wants_rooms = room is not None or flag_field(
             msg, "rooms", "register", "send true if this phone understands rooms"
         )
@@ -388,28 +427,40 @@ class SignalingProtocol(Generic[ConnT]):
                 "close the other phone first, or reclaim it with the secret it registered with",
                 in_reply_to="register",
             )
-        if registry.node is not None and holder is None and not claimed:
-            # Cluster: an ID new to this node must be claimed in the shared registry first.
-            claim = self.routing.claim(conn, peer_id, msg, secret, room)
-            if claim is not None:
-                return claim
-        room_notices: Notices = []
-        if holder is None and self.rooms.active and self.rooms.is_away(peer_id):
-            # A room member whose connection was lost: its ID is kept for it during its grace.
-            if peer_id not in registry.secrets:
-                room_notices = self.rooms.remove(
-                    peer_id, "it registered again without a secret, so nothing shows it is the same phone"
-                )
-            elif not registry.proves(peer_id, secret):
-                grace = self.rooms.room_grace
+        proven = proven or replaced
+        held = registry.held
+        if holder is None and held and peer_id in held:
+            # Its connection was lost: the ID is kept for the phone with its secret (id_grace).
+            if not registry.proves(peer_id, secret):
                 raise DuplicateID(
-                    f"ID {peer_id!r} is kept for a room member whose connection was lost"
-                    + ("" if grace is None else f" (for up to {grace:g} s)")
-                    + "; reclaim it with the secret it registered with, or pick another ID",
+                    f"ID {peer_id!r} is held for the phone whose connection was lost, for {self._held_for(peer_id)} "
+                    "more; reclaim it with the secret it registered with, or pick another ID",
                     in_reply_to="register",
                 )
-            else:
-                self.rooms.came_back(peer_id)
+            del held[peer_id]
+            proven = True
+        if registry.node is not None and holder is None and not claimed and not proven:
+            # Cluster: an ID new to this node must be claimed in the shared registry first. A room named
+            # without a credential proving membership is not claimed there: it is refused here.
+            proves = room is not None and self.rooms.proves(room, peer_id, credential) is not None
+            proved_room = room if proves else None
+            return self.routing.claim(conn, peer_id, msg, secret, proved_room)
+        room_notices: Notices = []
+        rooms = self.rooms
+        if holder is None and rooms.active and rooms.is_away(peer_id):
+            # A room member whose connection was lost comes back with its secret or its room credential.
+            if proven:
+                rooms.came_back(peer_id)
+            elif (
+                room is None
+                or room != rooms.room_of(peer_id)
+                or rooms.proves(room, peer_id, credential) is None
+            ):
+                room_notices = rooms.remove(
+                    peer_id,
+                    "its ID was registered again by a phone that did not prove it is the same (with its secret "
+                    "or its room credential)",
+                )
         if presence:
             remote = registry.remote
             online = {*registry.conns, *remote} if remote else registry.conns
@@ -447,8 +498,14 @@ class SignalingProtocol(Generic[ConnT]):
         if room_notices:
             out.extend(self.dispatch.deliver(room_notices))
         if room is not None:
-            out.extend(self.dispatch.rejoin(conn, peer_id, room, members, room_node))
+            out.extend(self.dispatch.rejoin(conn, peer_id, room, credential, proven, room_node))
         return out
+
+    def _held_for(self, peer_id: str) -> str:
+        """How long ``peer_id`` stays held, for people: ``12 s``."""
+        deadline = self.registry.held.get(peer_id)
+        left = self.id_grace or 0 if deadline is None else max(0.0, deadline - self._now)
+        return f"{math.ceil(left)} s"
 
     def _relay(
         self,
@@ -514,7 +571,7 @@ class SignalingProtocol(Generic[ConnT]):
             registry = self.registry
             node = registry.remote.get(to)
             if node is None:
-                return [(conn, registry.unavailable(sender, to, msg_type))]
+                return [(conn, registry.unavailable(sender, to, msg_type, conn in registry.watchers))]
             # Cluster: `to` is online on another node; the server publishes it there.
             if msg_type != "ice":
                 self.logger.info("%r -> %r (on node %s): %s", sender, to, node, msg_type)
@@ -554,7 +611,7 @@ class SignalingProtocol(Generic[ConnT]):
         if outcome == "moved":
             self.logger.info("%r moved here from node %s", peer_id, owner)
         try:
-            return self._register(conn, msg, claimed=True, room_node=room_node)
+            return self._register(conn, msg, claimed=True, room_node=room_node, proven=outcome == "moved")
         except SignalingError as exc:  # rooms' rules refused what the registry allowed
             return [(conn, error_reply(exc, "register")), (conn, Release(peer_id))]
 
@@ -593,5 +650,5 @@ class SignalingProtocol(Generic[ConnT]):
         return self.routing.registry_snapshot(owners)
 
     def held(self) -> list[tuple[str, bytes | None]]:
-        """The IDs this node holds (its phones', and room members' within their grace), with their secrets."""
+        """The IDs this node holds (its phones', and those held for phones whose connection was lost), with secrets."""
         return self.routing.held()

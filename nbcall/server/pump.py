@@ -20,7 +20,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from ..wire.faults import Faults, FaultyOutbox
-from .connection import Connection, remote
+from .connection import Connection, remote, remote_host
 from .limits import Limits, TokenBucket
 from .protocol import TOO_SLOW, Claim, Close, Forward, Outgoing, Release, RoomNode, SignalingProtocol
 
@@ -62,7 +62,7 @@ class MessagePump:
             connection.messages = TokenBucket(self.limits.max_rate, self.limits.max_burst, self.loop.time())
         connection.opened()
         self.open_connections.add(connection)
-        self.protocol.connect(connection)
+        self.protocol.connect(connection, remote_host(connection))
 
     def connection_ended(self, connection: Connection) -> None:
         """``connection`` is gone: drop what was queued for it and tell the protocol (its departure)."""
@@ -70,7 +70,10 @@ class MessagePump:
         connection.discard_pending()
         self.open_connections.discard(connection)
         self._faulty.pop(connection, None)
-        self.send(None, self.protocol.disconnect(connection))
+        # A close frame from the client frees its ID at once; a connection lost without one keeps it for a while.
+        self.send(
+            None, self.protocol.disconnect(connection, clean=connection.protocol.close_rcvd is not None)
+        )
 
     def receive(self, connection: Connection, message: str | bytes, raw: bytes | None, now: float) -> None:
         """Handle one whole message from ``connection``, received at loop time ``now``.

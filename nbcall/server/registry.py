@@ -20,16 +20,21 @@ _MAX_LISTED_PEERS = 10
 class Registry(Generic[ConnT]):
     """The connections of one server node and the IDs online, here and (cluster) on the other nodes."""
 
-    __slots__ = ("conns", "ids", "invited_elsewhere", "member_elsewhere", "node", "remote", "room_clients",
-                 "secrets", "watchers")  # fmt: skip
+    __slots__ = ("addresses", "conns", "held", "ids", "invited_elsewhere", "member_elsewhere", "node", "remote",
+                 "room_clients", "secrets", "watchers")  # fmt: skip
 
     def __init__(self) -> None:
         #: Every connected connection -> its ID once registered.
         self.ids: dict[ConnT, str | None] = {}
         #: Registered ID -> its connection.
         self.conns: dict[str, ConnT] = {}
-        #: Registered ID -> the secret it registered with, if any (kept during a room member's grace).
+        #: Registered ID -> the secret it registered with, if any (kept while the ID is held).
         self.secrets: dict[str, bytes] = {}
+        #: IDs whose connection was lost without a close frame, held for their secret's holder -> when the
+        #: hold ends (``None`` until the next tick stamps it); see ``id_grace``.
+        self.held: dict[str, float | None] = {}
+        #: Connection -> its client's address (host), where the server gave it.
+        self.addresses: dict[ConnT, str] = {}
         #: Registered connections that asked for presence news (a dict keeps their order).
         self.watchers: dict[ConnT, None] = {}
         #: Registered connections that said they understand rooms: the only ones room messages reach.
@@ -62,20 +67,27 @@ class Registry(Generic[ConnT]):
         text = encode_message(what, id=peer_id)
         return [(watcher, text) for watcher in self.watchers]
 
-    def unavailable(self, sender: str, to: str, msg_type: str) -> str:
-        """The ``unavailable`` reply to ``sender``'s ``msg_type`` for ``to``, naming some of the IDs online."""
+    def unavailable(self, sender: str, to: str, msg_type: str, listing: bool = False) -> str:
+        """The ``unavailable`` reply to ``sender``'s ``msg_type`` for ``to``.
+
+        ``listing``: name some of the IDs online (only to a phone that asked for presence).
+        """
+        if not listing:
+            return encode_message(
+                "unavailable", peer=to, in_reply_to=msg_type, message=f"{to!r} is not online on this server"
+            )
         online = sorted(peer for peer in self.conns if peer != sender)
         if not online:
-            listing = "no other peer is online"
+            who = "no other peer is online"
         else:
-            listing = "online: " + ", ".join(online[:_MAX_LISTED_PEERS])
+            who = "online: " + ", ".join(online[:_MAX_LISTED_PEERS])
             if len(online) > _MAX_LISTED_PEERS:
-                listing += f" and {len(online) - _MAX_LISTED_PEERS} more"
+                who += f" and {len(online) - _MAX_LISTED_PEERS} more"
         return encode_message(
             "unavailable",
             peer=to,
             in_reply_to=msg_type,
-            message=f"{to!r} is not online on this server; {listing}",
+            message=f"{to!r} is not online on this server; {who}",
         )
 
     def uninvite(self, peer_id: str, room: str) -> None:

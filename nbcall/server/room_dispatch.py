@@ -57,6 +57,7 @@ class RoomDispatch(Generic[ConnT]):
         self.registry = registry
         self.rooms = rooms
         self.logger = logger
+        self._warned = False  # that rooms cannot be re-established without a room key
 
     def message(self, conn: ConnT, msg: dict[str, Any], msg_type: str) -> Outgoing[ConnT]:
         """A room message ``msg`` of type ``msg_type`` from ``conn``: what to send to whom."""
@@ -109,24 +110,54 @@ class RoomDispatch(Generic[ConnT]):
         return None
 
     def rejoin(
-        self, conn: ConnT, peer_id: str, room: str, members: list[str], room_node: str
+        self, conn: ConnT, peer_id: str, room: str, credential: str | None, proven: bool, room_node: str
     ) -> Outgoing[ConnT]:
-        """``peer_id`` (on ``conn``) registered with ``room``: it says it is a member, with ``members``.
+        """``peer_id`` (on ``conn``) registered with ``room``: it says it is a member, with its ``credential``.
 
-        ``room_node``: the node the shared registry named for the room, if any. The registration
-        stands either way; a refused claim to the room is an error after ``registered``.
+        ``proven``: it proved its ID with its secret. ``room_node``: the node the shared registry named
+        for the room, if any. The registration stands either way; a refused claim to the room is an
+        error after ``registered``.
         """
+        address = self.registry.addresses.get(conn, "")
         node = self.held_by(peer_id, room, room_node)
         if node is not None:
             # Its room is held by another node: that node decides (and answers through this one).
-            rejoin = encode_message("register", room=room, members=members, **{"from": peer_id})
-            return [(conn, Forward(node, "", peer_id, rejoin))]
+            fields: dict[str, Any] = {"room": room, "from": peer_id, "address": address}
+            if credential is not None:
+                fields["credential"] = credential
+            if proven:
+                fields["proven"] = True  # nodes trust each other: this one checked the secret
+            return [(conn, Forward(node, "", peer_id, encode_message("register", **fields)))]
+        return self.rejoin_here(peer_id, room, credential, proven, address, conn)
+
+    def rejoin_here(
+        self,
+        peer_id: str,
+        room: str,
+        credential: object,
+        proven: bool,
+        address: str,
+        conn: ConnT | None = None,
+    ) -> Outgoing[ConnT]:
+        """Apply the rules of a rejoin to a room this node holds (or re-creates); an error goes to ``conn``."""
+        rooms = self.rooms
         try:
-            out = self.deliver(self.rooms.rejoin(peer_id, room, members))
+            out = self.deliver(rooms.rejoin(peer_id, room, credential, proven=proven, address=address))
         except SignalingError as exc:
             self.logger.debug("refused %r's claim to a room: %s", peer_id, exc)
+            if conn is None:
+                raise
             return [(conn, error_reply(exc, "register"))]
-        self.logger.info("%r is back in room %r (%d members)", peer_id, room, len(self.rooms.members(room)))
+        if rooms.room_of(peer_id) != room:  # its credential was signed by the key of the server before
+            if not self._warned:
+                self._warned = True
+                self.logger.warning(
+                    "a phone tried to re-establish its room after a restart, but this server has no room key "
+                    "(--room-key or NBCALL_ROOM_KEY): rooms cannot be re-established, their members are told "
+                    "the room ended"
+                )
+            return out
+        self.logger.info("%r is back in room %r (%d members)", peer_id, room, len(rooms.members(room)))
         return out
 
     def held_by(self, peer_id: str, room: str, room_node: str = "") -> str | None:

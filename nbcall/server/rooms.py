@@ -10,13 +10,20 @@ IDs into connections, dropping notices for phones that are offline or never aske
 Time enters only through :meth:`RoomRegistry.tick`: an invitation's ``invitation_ttl`` and a
 departed member's ``room_grace`` start at the first tick after the invitation was made or the
 connection was lost, so with a tick about once a second they end up to a second late, never early.
+
+Each member gets a room credential in its ``room-state`` (:func:`room_credential`: an HMAC of the room,
+the member and the room's epoch under the server's key). After a restart only a phone presenting one
+re-creates or rejoins a room, so a room's ID alone (every invitee learns it) lets nobody in.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import json
 import secrets
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 
 from ..exceptions import (
     AlreadyAMember,
@@ -26,22 +33,38 @@ from ..exceptions import (
     NotAMember,
     NotInvited,
     RoomFull,
+    TooManyRoomClaims,
 )
 from .limits import DEFAULT_LIMITS
+from .messages import shorten
 
-__all__ = ["ROOM_ID_PREFIX", "Notices", "Room", "RoomRegistry", "new_room_id"]
+__all__ = ["ROOM_ID_PREFIX", "Notices", "Room", "RoomRegistry", "new_room_id", "room_credential"]
 
 ROOM_ID_PREFIX = "r-"
 
 #: What a :class:`RoomRegistry` method returns: ``(peer ID, JSON text)`` pairs to send, in order.
 Notices = list[tuple[str, str]]
 
-_NEVER = float("inf")
+#: How many ended rooms' IDs are remembered (never re-created): about 100 bytes each.
+MAX_ENDED = 100_000
+#: Seconds a room re-created after a restart waits for its other members when ``room_grace`` is None.
+_REJOIN_WINDOW = DEFAULT_LIMITS.room_grace or 30.0
+#: Why a room could not be re-created by a server whose key changed (it had none of its own).
+ENDED_WITH_RESTART = (
+    "the room ended with the server restart: this server has no room key (--room-key or NBCALL_ROOM_KEY), so "
+    "it cannot check that you were a member; invite the others into a new room"
+)
 
 
 def new_room_id() -> str:
     """A room ID nobody can guess: ``r-`` and 96 random bits in URL-safe base64 (18 characters)."""
     return ROOM_ID_PREFIX + secrets.token_urlsafe(12)
+
+
+def room_credential(key: bytes, room_id: str, member: str, epoch: int) -> str:
+    """What proves ``member`` belongs to ``room_id`` at ``epoch``: ``EPOCH.`` and an HMAC-SHA256 under ``key``."""
+    mac = hmac.new(key, f"{room_id}\0{member}\0{epoch}".encode(), hashlib.sha256).digest()
+    return f"{epoch}.{base64.urlsafe_b64encode(mac[:18]).decode()}"
 
 
 class Invitation:
@@ -58,25 +81,34 @@ class Invitation:
 class Room:
     """One room: its members in the order they joined and its pending invitations."""
 
-    __slots__ = ("expected", "expected_deadline", "id", "invitations", "joined", "lost", "members")
+    __slots__ = ("claim", "epoch", "id", "invitations", "joined", "lost", "members", "proven", "recreated",
+                 "rejoin_deadline")  # fmt: skip
 
-    def __init__(self, room_id: str, members: list[str], *, joined: bool) -> None:
+    def __init__(self, room_id: str, members: list[str], *, joined: bool, epoch: int = 0) -> None:
         self.id = room_id
         self.members = members
         self.invitations: dict[str, Invitation] = {}  # invitee -> its invitation
         #: Someone ever joined (or the room was re-created): it no longer ends when invitations run out.
         self.joined = joined
+        #: Part of every member's credential, one more each time a member is removed: a removed member's
+        #: credential re-creates nothing (the others get new ones in room-left).
+        self.epoch = epoch
+        #: Re-created rooms: the epoch each member proved (a newer one removes the members who proved older).
+        self.proven: dict[str, int] = {}
         #: Member -> the members that reported their link to it failed or closed (``room-link``).
         self.lost: dict[str, set[str]] = {}
-        #: After a server restart: IDs the reporting members named, who may still re-register into it.
-        self.expected: set[str] = set()
-        self.expected_deadline: float | None = None
+        #: Re-created after a restart: its other members, with their credentials, may rejoin until the deadline.
+        self.recreated = False
+        self.rejoin_deadline: float | None = None
+        #: The client address that re-created it, until a second member rejoins (an unproven claim).
+        self.claim: str | None = None
 
 
 class RoomRegistry:
     """The rooms of one server and their rules, by peer ID; limits as in :class:`nbcall.server.limits.Limits`.
 
-    ``new_id`` makes room IDs (tests may pass their own).
+    ``key`` signs the members' room credentials; without one a random key is made, and rooms cannot be
+    re-created after a restart (``key_is_random``). ``new_id`` makes room IDs (tests may pass their own).
     """
 
     def __init__(
@@ -85,17 +117,26 @@ class RoomRegistry:
         max_room_size: int | None = DEFAULT_LIMITS.max_room_size,
         invitation_ttl: float | None = DEFAULT_LIMITS.invitation_ttl,
         room_grace: float | None = DEFAULT_LIMITS.room_grace,
+        max_room_claims: int | None = DEFAULT_LIMITS.max_room_claims,
+        key: bytes | None = None,
         new_id: Callable[[], str] = new_room_id,
     ) -> None:
         if max_room_size is not None and max_room_size < 2:
             raise ValueError(f"max_room_size must be at least 2 or None, got {max_room_size!r}")
-        for name, value in (("invitation_ttl", invitation_ttl), ("room_grace", room_grace)):
-            if value is not None and not value > 0:
-                raise ValueError(f"{name} must be positive or None (no limit), got {value!r}")
+        if invitation_ttl is not None and not invitation_ttl > 0:
+            raise ValueError(f"invitation_ttl must be positive or None (no limit), got {invitation_ttl!r}")
+        if room_grace is not None and not room_grace >= 0:
+            raise ValueError(f"room_grace must be at least 0 (no grace) or None, got {room_grace!r}")
         self.max_room_size = max_room_size
         self.invitation_ttl = invitation_ttl
         self.room_grace = room_grace
+        self.max_room_claims = max_room_claims
+        self.key = key if key is not None else secrets.token_bytes(32)
+        #: Whether :attr:`key` was made here: then no room outlives a restart.
+        self.key_is_random = key is None
         self._new_id = new_id
+        self._ended: dict[str, None] = {}  # IDs of rooms that ended, oldest first (never re-created)
+        self._claims: dict[str, set[str]] = {}  # client address -> rooms it re-created, no second member yet
         self._rooms: dict[str, Room] = {}
         self._room_of: dict[str, str] = {}  # member ID -> its room's ID
         self._invited_to: dict[str, dict[str, None]] = {}  # invitee ID -> IDs of rooms inviting it
@@ -143,6 +184,25 @@ class RoomRegistry:
         """Whether ``peer_id`` is a member whose connection is gone (within its grace)."""
         return peer_id in self._away
 
+    def use_key(self, key: bytes) -> None:
+        """Sign credentials with ``key`` from now on: a deployment's shared key, which outlives a restart."""
+        self.key = key
+        self.key_is_random = False
+
+    def credential(self, room_id: str, member: str) -> str:
+        """``member``'s credential for ``room_id`` (a room of this registry), as its ``room-state`` carries it."""
+        return room_credential(self.key, room_id, member, self._rooms[room_id].epoch)
+
+    def proves(self, room_id: str, member: str, credential: object) -> int | None:
+        """The epoch of ``room_id`` that ``credential`` proves ``member`` belonged to, or ``None``."""
+        if not isinstance(credential, str) or len(credential) > 100:
+            return None
+        epoch, dot, _ = credential.partition(".")
+        if not dot or not epoch.isdigit() or len(epoch) > 9:
+            return None
+        expected = room_credential(self.key, room_id, member, int(epoch)).encode()
+        return int(epoch) if hmac.compare_digest(expected, credential.encode("utf-8", "replace")) else None
+
     # -- messages -------------------------------------------------------------
 
     def invite(self, sender: str, to: str, *, link: bool = False) -> Notices:
@@ -179,7 +239,7 @@ class RoomRegistry:
             self._rooms[room.id] = room
             self._changed(room.id, True)
             self._room_of[sender] = room.id
-            out.append((sender, _message("room-state", room=room.id, members=room.members)))
+            out.append((sender, self._state(room, sender)))
         room.invitations[to] = Invitation(sender, link)
         self._invited_to.setdefault(to, {})[room.id] = None
         self._expired.pop((to, room.id), None)
@@ -218,7 +278,7 @@ class RoomRegistry:
         room.members.append(sender)
         room.joined = True
         self._room_of[sender] = room_id
-        out: Notices = [(sender, _message("room-state", room=room_id, members=room.members))]
+        out: Notices = [(sender, self._state(room, sender))]
         joined = _message("room-joined", room=room_id, id=sender)
         out.extend((member, joined) for member in room.members if member != sender)
         return out
@@ -263,7 +323,7 @@ class RoomRegistry:
         room_of = self._room_of
         if room_of.get(sender) != room_id:
             raise NotAMember(
-                f"you are not a member of room {room_id!r}; send {msg_type!r} only to members of your "
+                f"you are not a member of room {shorten(room_id)}; send {msg_type!r} only to members of your "
                 "room, or without 'room' for a 1:1 call",
                 in_reply_to=msg_type,
             )
@@ -273,34 +333,41 @@ class RoomRegistry:
                 in_reply_to=msg_type,
             )
 
-    def rejoin(self, sender: str, room_id: str, members: Iterable[str]) -> Notices:
-        """``sender`` registered saying it is a member of ``room_id`` with ``members`` (see docs/rooms.md).
+    def rejoin(
+        self, sender: str, room_id: str, credential: object, *, proven: bool = False, address: str = ""
+    ) -> Notices:
+        """``sender`` registered saying it is a member of ``room_id``, with its room ``credential`` (docs/rooms.md).
 
-        A member (back within its grace) gets ``room-state`` with ``rejoined``; a room the server
-        does not know (it restarted) is re-created with ``sender``, and the others it names may
-        re-register into it until ``room_grace`` has passed, each announced with ``room-joined``.
+        ``proven``: ``sender`` proved its ID with the secret it registered with. A member (back within
+        its grace) gets ``room-state`` with ``rejoined``. A room the server does not know (it restarted)
+        is re-created by a phone whose credential proves it was a member, and the others rejoin it with
+        theirs until ``room_grace`` has passed, each announced with ``room-joined``. ``address``: the
+        client's, which holds at most ``max_room_claims`` re-created rooms nobody else rejoined yet.
         """
         mine = self._room_of.get(sender)
         if mine is not None and mine != room_id:
             raise InAnotherRoom(
-                f"you are a member of room {mine!r}, not {room_id!r}; send room-leave for it first",
+                f"you are a member of room {mine!r}, not {shorten(room_id)}; send room-leave for it first",
                 in_reply_to="register",
             )
-        self._away.pop(sender, None)
         room = self._rooms.get(room_id)
+        epoch = self.proves(room_id, sender, credential)
+        if room is not None and sender in room.members:  # never left: nothing changes for the others
+            # Any epoch: it may have been away when a member left, and still is a member.
+            if not proven and epoch is None:
+                raise NotAMember(
+                    f"nothing shows that you are the member {sender!r} of room {shorten(room_id)}: register with "
+                    "the secret you registered with, or with the room's credential (from your room-state)",
+                    in_reply_to="register",
+                )
+            self._away.pop(sender, None)
+            return [(sender, self._state(room, sender, rejoined=True))]
         if room is None:
-            room = Room(room_id, [sender], joined=True)
-            room.expected = {member for member in members if member != sender}
-            self._rooms[room_id] = room
-            self._changed(room_id, True)
-            self._room_of[sender] = room_id
-            return [(sender, _message("room-state", room=room_id, members=room.members, rejoined=True))]
-        if sender in room.members:  # never left: nothing changes for the others
-            return [(sender, _message("room-state", room=room_id, members=room.members, rejoined=True))]
-        if sender not in room.expected:
+            return self._recreate(sender, room_id, credential, epoch, address)
+        if not room.recreated or epoch is None or epoch < room.epoch:
+            # Name no member: the caller may never have been one (or was removed before the restart).
             raise NotAMember(
-                f"room {room_id!r} went on without you (its members: {', '.join(room.members)}); "
-                "ask one of them to invite you again",
+                f"room {shorten(room_id)} went on without you; ask one of its members to invite you again",
                 in_reply_to="register",
             )
         if self.max_room_size is not None and len(room.members) >= self.max_room_size:
@@ -309,16 +376,52 @@ class RoomRegistry:
                 f"is max_room_size={self.max_room_size}",
                 in_reply_to="register",
             )
-        room.expected.discard(sender)
-        room.expected.update(member for member in members if member not in room.members and member != sender)
+        out: Notices = self._drop_stale(room, epoch) if epoch > room.epoch else []
         if sender in room.invitations:
             self._drop_invitation(room, sender)
         room.members.append(sender)
+        room.proven[sender] = epoch
         self._room_of[sender] = room_id
-        out: Notices = [(sender, _message("room-state", room=room_id, members=room.members, rejoined=True))]
+        self._release_claim(room)  # a second member proved the room
+        out.append((sender, self._state(room, sender, rejoined=True)))
         joined = _message("room-joined", room=room_id, id=sender)
         out.extend((member, joined) for member in room.members if member != sender)
         return out
+
+    def _recreate(
+        self, sender: str, room_id: str, credential: object, epoch: int | None, address: str
+    ) -> Notices:
+        """A room this registry does not know, claimed by ``sender``: made again if its credential proves it."""
+        if room_id in self._ended:
+            raise NotAMember(
+                f"room {shorten(room_id)} has ended and is never re-created; invite the others into a new room",
+                in_reply_to="register",
+            )
+        if epoch is None:
+            if self.key_is_random and credential is not None:
+                # Signed under the key of the server before this one: the rooms died with it.
+                return [(sender, _message("room-ended", room=room_id, reason=ENDED_WITH_RESTART))]
+            raise NotAMember(
+                f"nothing shows that you were a member of room {shorten(room_id)}: a room is re-created only by "
+                "members presenting the credential their room-state gave them",
+                in_reply_to="register",
+            )
+        claims = self._claims.get(address)
+        if claims is not None and self.max_room_claims is not None and len(claims) >= self.max_room_claims:
+            raise TooManyRoomClaims(
+                f"your address re-created {len(claims)} rooms that no other member rejoined yet, the limit is "
+                f"max_room_claims={self.max_room_claims}; wait for their members, or for them to be dropped",
+                in_reply_to="register",
+            )
+        room = Room(room_id, [sender], joined=True, epoch=epoch)
+        room.proven[sender] = epoch
+        room.recreated = True
+        room.claim = address
+        self._claims.setdefault(address, set()).add(room_id)
+        self._rooms[room_id] = room
+        self._changed(room_id, True)
+        self._room_of[sender] = room_id
+        return [(sender, self._state(room, sender, rejoined=True))]
 
     # -- connections --------------------------------------------------------
 
@@ -339,7 +442,7 @@ class RoomRegistry:
             for key in [key for key in self._expired if key[0] == peer_id]:
                 del self._expired[key]
         if peer_id in self._room_of:
-            self._away[peer_id] = None  # the grace starts at the next tick
+            self._away.setdefault(peer_id, None)  # the grace starts at the next tick (if not started yet)
         return out
 
     def came_back(self, peer_id: str) -> None:
@@ -370,11 +473,13 @@ class RoomRegistry:
                         invitation.deadline = now + ttl
                     elif invitation.deadline <= now:
                         out.extend(self._expire(room, invitee, invitation, now))
-            if room.expected and grace is not None:
-                if room.expected_deadline is None:
-                    room.expected_deadline = now + grace
-                elif room.expected_deadline <= now:
-                    room.expected.clear()
+            if room.recreated:
+                if room.rejoin_deadline is None:
+                    room.rejoin_deadline = now + (_REJOIN_WINDOW if grace is None else grace)
+                elif room.rejoin_deadline <= now:
+                    room.recreated = False
+                    if room.claim is not None:  # nobody came back to prove it: dropped
+                        out.extend(self._drop_unproven(room))
         if self._expired:
             for key, forget_at in list(self._expired.items()):
                 if forget_at is None:
@@ -431,6 +536,32 @@ class RoomRegistry:
         out.extend(self._end_if_nobody_joined(room))
         return out
 
+    def _drop_stale(self, room: Room, epoch: int) -> Notices:
+        """A member proved ``epoch`` of a re-created room: whoever came back with an older one was removed before
+        the restart, and is out again (``room-left`` to it and to the others)."""
+        room.epoch = epoch
+        stale = [member for member in room.members if room.proven.get(member, epoch) < epoch]
+        reason = "it was removed from the room before the server restart"
+        out: Notices = []
+        for member in stale:
+            room.members.remove(member)
+            room.proven.pop(member, None)
+            del self._room_of[member]
+            self._away.pop(member, None)
+        for member in stale:
+            left = _message("room-left", room=room.id, id=member, reason=reason)
+            out.extend((other, left) for other in [member, *room.members])
+        return out
+
+    def _drop_unproven(self, room: Room) -> Notices:
+        """A re-created room no second member rejoined in time ends (``room-ended`` to whoever is in it)."""
+        window = _REJOIN_WINDOW if self.room_grace is None else self.room_grace
+        reason = f"nobody else came back within {window:g} s of the server restart"
+        members = list(room.members)
+        out = self._cancel_invitations(room, f"the room ended: {reason}")
+        self._delete(room)
+        return out + [(member, _message("room-ended", room=room.id, reason=reason)) for member in members]
+
     def _end_if_nobody_joined(self, room: Room) -> Notices:
         """A new room whose every invitation was declined or expired ends (``room-ended`` to its creator)."""
         if room.joined or room.invitations or len(room.members) != 1:
@@ -440,15 +571,27 @@ class RoomRegistry:
         reason = "nobody joined: every invitation was declined or expired"
         return [(creator, _message("room-ended", room=room.id, reason=reason))]
 
-    def _remove(self, room: Room, peer_id: str, reason: str) -> Notices:
+    def _remove(self, room: Room, peer_id: str, reason: str, *, renew: bool = True) -> Notices:
+        """Remove ``peer_id``; ``renew``: the others' ``room-left`` carries their new credentials, so that the
+        removed member's re-creates nothing after a restart."""
         room.members.remove(peer_id)
         del self._room_of[peer_id]
         self._away.pop(peer_id, None)
+        room.proven.pop(peer_id, None)
         room.lost.pop(peer_id, None)
         for reporters in room.lost.values():
             reporters.discard(peer_id)
-        left = _message("room-left", room=room.id, id=peer_id, reason=reason)
-        out: Notices = [(member, left) for member in room.members]
+        out: Notices
+        if renew and room.members:
+            room.epoch += 1
+            out = [
+                (member, _message("room-left", room=room.id, id=peer_id, reason=reason,
+                                  credential=room_credential(self.key, room.id, member, room.epoch)))
+                for member in room.members
+            ]  # fmt: skip
+        else:
+            left = _message("room-left", room=room.id, id=peer_id, reason=reason)
+            out = [(member, left) for member in room.members]
         if not room.members:
             out.extend(self._cancel_invitations(room, "the room ended: its last member left"))
             self._delete(room)
@@ -490,9 +633,27 @@ class RoomRegistry:
             self._room_of.pop(member, None)
             self._away.pop(member, None)
         room.members.clear()
+        self._release_claim(room)
         # Expired invitations stay remembered (accept says invitation-expired) until tick forgets them.
         if self._rooms.pop(room.id, None) is not None:
             self._changed(room.id, False)
+            self._ended[room.id] = None
+            if len(self._ended) > MAX_ENDED:
+                del self._ended[next(iter(self._ended))]
+
+    def _release_claim(self, room: Room) -> None:
+        if room.claim is not None:
+            claims = self._claims.get(room.claim)
+            if claims is not None:
+                claims.discard(room.id)
+                if not claims:
+                    del self._claims[room.claim]
+            room.claim = None
+
+    def _state(self, room: Room, member: str, **fields: object) -> str:
+        """``room-state`` for ``member``: the room as it is now, with ``member``'s credential."""
+        credential = room_credential(self.key, room.id, member, room.epoch)
+        return _message("room-state", room=room.id, members=room.members, credential=credential, **fields)
 
     def _changed(self, room_id: str, made: bool) -> None:
         if self.changes is not None:

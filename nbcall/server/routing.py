@@ -62,18 +62,17 @@ class ClusterRouting(Generic[ConnT]):
 
     def claim(
         self, conn: ConnT, peer_id: str, msg: dict[str, Any], secret: bytes | None, room: str | None
-    ) -> Outgoing[ConnT] | None:
+    ) -> Outgoing[ConnT]:
         """``conn`` registers ``peer_id``, new to this node: the :class:`Claim` to make first.
 
-        ``None`` when this node still holds the ID (a room member's, during its grace).
+        An ID this node holds for a phone whose connection was lost is never claimed: the protocol
+        checks its secret here, where it is known.
         """
         if peer_id in self.claiming:
             raise DuplicateID(
                 f"ID {peer_id!r} is being registered by another connection right now; pick another ID",
                 in_reply_to="register",
             )
-        if self.rooms.active and self.rooms.is_away(peer_id):
-            return None
         self.claims[conn] = (peer_id, msg)
         self.claiming[peer_id] = conn
         return [(conn, Claim(peer_id, secret, room))]
@@ -120,6 +119,7 @@ class ClusterRouting(Generic[ConnT]):
             return []
         if not to:
             return self._from_node(sender, sender_node, text)
+        # The sender is on another node, which alone knows whether it asked for presence: no listing.
         notice = self.registry.unavailable(sender, to, type_of(text) or "message")
         return [(cast(ConnT, None), Forward(sender_node, sender, "", notice))]
 
@@ -158,8 +158,10 @@ class ClusterRouting(Generic[ConnT]):
         msg_type = msg.get("type")
         try:
             if msg_type == "register":
-                notices = self.rooms.rejoin(sender, msg["room"], msg["members"])
-                self.logger.info("%r (on node %s) is back in room %r", sender, node, msg["room"])
+                proven, address = bool(msg.get("proven")), str(msg.get("address", ""))
+                return dispatch.rejoin_here(sender, msg["room"], msg.get("credential"), proven, address)
+            elif msg_type == "went-away":  # its node holds its ID meanwhile (id_grace)
+                return dispatch.went_away(sender)
             elif msg_type in ROOM_TYPES:
                 notices = dispatch.rules(sender, msg, msg_type)
             elif msg_type in RELAYED_TYPES:
@@ -170,7 +172,7 @@ class ClusterRouting(Generic[ConnT]):
                     return [(target, text)]
                 if (to_node := registry.remote.get(to)) is not None:
                     return [(cast(ConnT, None), Forward(to_node, to, sender, text))]
-                notice = registry.unavailable(sender, to, msg_type)
+                notice = registry.unavailable(sender, to, msg_type)  # no listing, as above
                 return [(cast(ConnT, None), Forward(node, sender, "", notice))]
             else:
                 self.logger.warning("ignoring a %r message from node %s", msg_type, node)
@@ -193,10 +195,14 @@ class ClusterRouting(Generic[ConnT]):
             # A member back after a failover whose room's node is gone too: the room is made again here.
             msg = orjson.loads(forward.text)
             self.registry.forget_elsewhere(forward.sender)
-            try:
-                return self.dispatch.deliver(self.rooms.rejoin(forward.sender, msg["room"], msg["members"]))
-            except SignalingError as exc:
-                return [(conn, error_reply(exc, "register"))]
+            return self.dispatch.rejoin_here(
+                forward.sender,
+                msg["room"],
+                msg.get("credential"),
+                bool(msg.get("proven")),
+                msg["address"],
+                conn,
+            )
         if forward.to:
             peer, where = forward.to, f"{forward.to!r} is on another server node"
         else:  # a room message for the node holding the room
@@ -253,6 +259,7 @@ class ClusterRouting(Generic[ConnT]):
         registry.remote[peer_id] = owner
         conn = registry.conns.pop(peer_id, None)
         registry.secrets.pop(peer_id, None)
+        registry.held.pop(peer_id, None)
         if conn is None:
             return []
         registry.detach(conn)
@@ -279,13 +286,6 @@ class ClusterRouting(Generic[ConnT]):
         return out
 
     def held(self) -> list[tuple[str, bytes | None]]:
-        """The IDs this node holds (its phones', and room members' within their grace), with their secrets."""
-        secrets, conns, rooms = self.registry.secrets, self.registry.conns, self.rooms
-        held = [(peer_id, secrets.get(peer_id)) for peer_id in conns]
-        if rooms.active:
-            held.extend(
-                (peer_id, secrets.get(peer_id))
-                for peer_id in secrets
-                if peer_id not in conns and rooms.is_away(peer_id)
-            )
-        return held
+        """The IDs this node holds (its phones', and those held for phones whose connection was lost), with secrets."""
+        secrets, registry = self.registry.secrets, self.registry
+        return [(peer_id, secrets.get(peer_id)) for peer_id in (*registry.conns, *registry.held)]

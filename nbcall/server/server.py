@@ -273,6 +273,8 @@ async def serve(
     token: str | None = None,
     origins: Sequence[OriginPattern] | None = DEFAULT_ORIGINS,
     ssl_context: ssl.SSLContext | None = None,
+    # Rooms that outlive a restart.
+    room_key: str | bytes | None = None,
     # Several nodes as one deployment.
     redis: str | None = None,
     node_id: str | None = None,
@@ -304,6 +306,11 @@ async def serve(
 
     Rooms' timers are checked about once a second (more often for limits under 4 s), so they
     end up to that much late.
+
+    * ``room_key`` (none): the key that signs each room member's credential, with which the members
+      re-create their room after a restart (docs/rooms.md); give the same one to the restarted server.
+      Without it a random key is made (in a cluster, the one kept in Redis), and a server that restarts
+      tells the members that their room ended with the restart.
 
     For teaching, ``faults`` (a :class:`nbcall.wire.faults.Faults` or a dict of its fields, none by default) drops,
     delays or reorders the messages the server relays, or keeps only ICE candidates of some types: see what
@@ -343,6 +350,10 @@ async def serve(
             "nbcall.server.limits.Limits (help(nbcall.server.serve) lists them)"
         )
     options = Limits(**limits)  # type: ignore[arg-type]
+    if isinstance(room_key, str):
+        room_key = room_key.encode()
+    if room_key is not None and len(room_key) < 16:
+        raise ValueError("room_key must be at least 16 bytes long (a long random string)")
     if fast_path and (why := fastpath.unavailable_reason()) is not None:
         logger.info("using websockets' public API, not nbcall's fast path: %s", why)
         fast_path = False
@@ -354,8 +365,16 @@ async def serve(
         max_room_size=options.max_room_size,
         invitation_ttl=options.invitation_ttl,
         room_grace=options.room_grace,
+        max_room_claims=options.max_room_claims,
+        id_grace=options.id_grace,
+        room_key=room_key,
         logger=logger,
     )
+    if room_key is None and redis is None:
+        logger.info(
+            "no room key (room_key=, --room-key or NBCALL_ROOM_KEY): rooms cannot be re-established after this "
+            "server restarts"
+        )
     signaling = SignalingServer(
         protocol,
         AdmissionRules(
@@ -392,7 +411,7 @@ async def serve(
 
 def _tick_interval(limits: Limits) -> float:
     """Seconds between ticks: one, or a quarter of a room timer shorter than four seconds."""
-    timers = [t for t in (limits.invitation_ttl, limits.room_grace) if t is not None]
+    timers = [t for t in (limits.invitation_ttl, limits.room_grace, limits.id_grace) if t]
     return min([1.0, *(t / 4 for t in timers)])
 
 

@@ -550,10 +550,17 @@ def test_the_creator_has_its_room_and_keeps_calling_until_someone_joins() -> Non
     m = machine()
     m.invite(("A",), 0.0)
     m.actions_to_take()
-    m.receive({"type": "room-state", "room": ROOM, "members": ["P"]}, 0.0)
-    assert changes(m.actions_to_take()) == {"room": ROOM, "members": ["P"]}
+    m.receive({"type": "room-state", "room": ROOM, "members": ["P"], "credential": "e1.proof"}, 0.0)
+    assert changes(m.actions_to_take()) == {"room": ROOM, "members": ["P"]}  # the credential is no trait
     assert m.state == "calling"
-    assert m.register_fields() == {"rooms": True, "room": ROOM, "members": ["P"]}
+    # A reconnect re-registers into the room with the credential, which re-creates it after a server restart.
+    assert m.register_fields() == {"rooms": True, "room": ROOM, "members": ["P"], "credential": "e1.proof"}
+    # A member leaving: the others get their credentials of the room's next epoch.
+    m.receive({"type": "room-joined", "room": ROOM, "id": "A"}, 1.0)
+    m.receive({"type": "room-left", "room": ROOM, "id": "A", "reason": "left", "credential": "e2.proof"}, 2.0)
+    assert m.register_fields()["credential"] == "e2.proof"
+    m.leave()
+    assert m.register_fields() == {"rooms": True}
 
 
 def test_a_member_joining_connects_the_creator_and_waits_for_the_joiners_offer() -> None:

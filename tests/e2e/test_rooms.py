@@ -43,7 +43,8 @@ def test_four_phones_in_two_kernels_make_a_room_message_leave_invite_a_fifth_and
         page,
         "rooms1.ipynb",
         [
-            "import nbcall, asyncio\nserver = nbcall.serve(max_room_size=4)",
+            # A room key kept across the restart below: with it the members re-create their room.
+            "import nbcall, asyncio, secrets\nKEY = secrets.token_hex(16)\nserver = nbcall.serve(max_room_size=4, room_key=KEY)",
             "a = nbcall.Phone('A'); a",
             "b = nbcall.Phone('B'); b",
         ],
@@ -125,9 +126,12 @@ def test_four_phones_in_two_kernels_make_a_room_message_leave_invite_a_fifth_and
     two.run("e.send('hello from E')")
     one.wait_until("a.messages[-1].sender == 'E' and b.messages[-1].data == 'hello from E'")
 
-    # The server restarts: the links stay up, and the members' reports re-create the room on the new server.
+    # The server restarts with its room key: the links stay up, and the members re-create the room on the new
+    # server with the credentials the old one gave them.
     port, token = one.value("server.port"), one.value("server.url.split('token=')[1]")
-    one.run(f"server.close()\nserver = nbcall.serve(port={port}, token={token!r}, max_room_size=4)")
+    one.run(
+        f"server.close()\nserver = nbcall.serve(port={port}, token={token!r}, max_room_size=4, room_key=KEY)"
+    )
     one.wait_until("a.online and b.online", timeout=20)
     two.wait_until("c.online and e.online and d.online", timeout=20)
     assert one.value("[a.room, sorted(a.members), a.connections]") == [

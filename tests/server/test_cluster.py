@@ -35,13 +35,20 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
     server.stop()
 
 
-@pytest.fixture
-def nodes(redis_server: RedisServer, tmp_path: Path) -> Iterator[list[Node]]:
-    # A room member's grace shortened too, to 1 s.
-    started = [Node(redis_server.url, name, tmp_path, extra=("--room-grace", "1")) for name in ("n1", "n2")]
+def two_nodes(
+    redis_server: RedisServer, tmp_path: Path, names: tuple[str, str], room_grace: str
+) -> Iterator[list[Node]]:
+    """Two nodes sharing ``redis_server``, stopped at the end."""
+    started = [Node(redis_server.url, name, tmp_path, extra=("--room-grace", room_grace)) for name in names]
     yield started
     for node in started:
         node.stop()
+
+
+@pytest.fixture
+def nodes(redis_server: RedisServer, tmp_path: Path) -> Iterator[list[Node]]:
+    # A room member's grace shortened too, to 1 s.
+    yield from two_nodes(redis_server, tmp_path, ("n1", "n2"), "1")
 
 
 async def recv(ws: ClientConnection, timeout: float = TIMEOUT) -> dict[str, Any]:
@@ -301,7 +308,8 @@ async def test_a_room_forms_relays_and_loses_a_member_across_nodes(
     invitation = await recv_until(b, "room-invitation")
     assert invitation == {"type": "room-invitation", "room": room, "members": ["A"], "from": "A"}
     await b.send(json.dumps({"type": "room-accept", "room": room}))
-    assert await recv_until(b, "room-state") == {"type": "room-state", "room": room, "members": ["A", "B"]}
+    state = await recv_until(b, "room-state")
+    assert state.pop("credential") and state == {"type": "room-state", "room": room, "members": ["A", "B"]}
     assert await recv_until(a, "room-joined") == {"type": "room-joined", "room": room, "id": "B"}
     # B, a member held on node 1, invites C (its own node's phone) into its room without naming it.
     await b.send(json.dumps({"type": "room-invite", "to": "C"}))
@@ -384,3 +392,107 @@ def test_a_phone_that_fails_over_says_which_node_it_is_registered_at(nodes: list
         assert phone.online and phone.server_url == n2.url, (phone.online, phone.server_url)
     finally:
         phone.close()
+
+
+@pytest.fixture
+def patient_nodes(redis_server: RedisServer, tmp_path: Path) -> Iterator[list[Node]]:
+    """Two nodes whose room members keep their place 10 s: long enough for a test to try to take over."""
+    yield from two_nodes(redis_server, tmp_path, ("p1", "p2"), "10")
+
+
+async def room_across(a: ClientConnection, b: ClientConnection, member: str) -> tuple[str, str]:
+    """``a`` (on the first node) invites ``member`` (on ``b``), who joins: the room's ID and its credential."""
+    await a.send(json.dumps({"type": "room-invite", "to": member}))
+    room: str = (await recv_until(a, "room-state"))["room"]
+    await recv_until(b, "room-invitation")
+    await b.send(json.dumps({"type": "room-accept", "room": room}))
+    credential: str = (await recv_until(b, "room-state")).get("credential", "")
+    await recv_until(a, "room-joined")
+    return room, credential
+
+
+async def wait_held(node: Node, peer_id: str, closing: list[ClientConnection]) -> dict[str, Any]:
+    """Ask ``node`` for ``peer_id`` without its secret until it says the ID is held: each attempt is refused."""
+    deadline = time.monotonic() + 5
+    while True:
+        ws, reply = await phone(node, peer_id, rooms=True)
+        closing.append(ws)
+        assert reply["type"] == "error" and reply["code"] == "duplicate-id", reply
+        if "held for the phone whose connection was lost" in reply["message"]:
+            return reply
+        assert time.monotonic() < deadline, reply
+        await asyncio.sleep(0.05)
+
+
+async def member_lost(
+    n1: Node, n2: Node, member: str, closing: list[ClientConnection]
+) -> tuple[ClientConnection, str, str]:
+    """A (on ``n1``) and ``member`` (on ``n2``) make a room held by ``n1``; ``member``'s connection is then lost
+    without a close frame. Returns A's connection, the room and ``member``'s credential."""
+    a, _ = await phone(n1, "A", rooms=True, secret="a")
+    m, _ = await phone(n2, member, rooms=True, secret=member.lower())
+    closing.extend([a, m])
+    await asyncio.sleep(0.2)  # n1 hears that the member is on n2
+    room, credential = await room_across(a, m, member)
+    m.transport.abort()  # a network fault
+    await wait_held(n2, member, closing)
+    return a, room, credential
+
+
+async def back_in_room(a: ClientConnection, node: Node, member: str, room: str, credential: str,
+                       closing: list[ClientConnection]) -> None:  # fmt: skip
+    """``member`` registers on ``node`` with its secret and credential: registered at once, in its room again."""
+    ws, reply = await phone(node, member, rooms=True, secret=member.lower(), room=room, credential=credential)
+    closing.append(ws)
+    assert reply == {"type": "registered", "id": member}
+    state = await recv_until(ws, "room-state")
+    assert (state["members"], state["rejoined"]) == (["A", member], True)
+    await a.send(json.dumps({"type": "call", "to": member, "room": room, "sdp": "{}"}))
+    assert (await recv_until(ws, "call"))["from"] == "A"
+
+
+async def test_an_absent_member_s_id_stays_held_on_every_node_and_comes_back_with_its_secret(
+    patient_nodes: list[Node], closing: list[ClientConnection]
+) -> None:
+    """Issue 16: B's connection drops; an attacker asks for B on both nodes to receive the room's messages."""
+    n1, n2 = patient_nodes
+    a, room, credential = await member_lost(n1, n2, "B", closing)
+    for attempt in ({}, {"secret": "guess"}, {"room": room, "credential": "forged.x"}):
+        ws, reply = await phone(n1, "B", rooms=True, **attempt)
+        closing.append(ws)
+        assert reply["code"] == "duplicate-id", reply
+    await a.send(json.dumps({"type": "ice", "to": "B", "room": room, "candidate": "{}"}))
+    assert (await recv_until(a, "unavailable"))["peer"] == "B"
+    # The real B, with its secret, is back at once, on the room's node, and keeps its place.
+    await back_in_room(a, n1, "B", room, credential, closing)
+
+
+async def test_an_id_held_on_one_node_is_never_registered_on_the_other(
+    patient_nodes: list[Node], closing: list[ClientConnection]
+) -> None:
+    """Issue 16: Q (node 2) drops; an attacker asks the room's node (node 1) for Q, then Q comes back on node 2."""
+    n1, n2 = patient_nodes
+    a, room, credential = await member_lost(n1, n2, "Q", closing)
+    attacker, reply = await phone(n1, "Q", rooms=True)
+    closing.append(attacker)
+    assert reply["code"] == "duplicate-id", reply
+    await back_in_room(a, n2, "Q", room, credential, closing)
+
+
+async def test_without_a_room_key_the_nodes_share_redis_s_so_a_room_outlives_its_node(
+    patient_nodes: list[Node], closing: list[ClientConnection]
+) -> None:
+    n1, n2 = patient_nodes
+    a, _ = await phone(n1, "A", rooms=True, secret="a")
+    b, _ = await phone(n2, "B", rooms=True, secret="b")
+    closing.extend([a, b])
+    await asyncio.sleep(0.2)
+    room, credential = await room_across(a, b, "B")
+    assert credential  # signed by n1 with the key both nodes read from Redis (neither was given one)
+    n1.kill()  # the room's node dies; B reconnects (on its own node) and re-creates the room there
+    await b.close()
+    b2, reply = await phone(n2, "B", rooms=True, secret="b", room=room, credential=credential)
+    closing.append(b2)
+    assert reply == {"type": "registered", "id": "B"}
+    state = await recv_until(b2, "room-state", timeout=10)
+    assert (state["room"], state["members"], state["rejoined"]) == (room, ["B"], True)

@@ -53,10 +53,11 @@ def test_every_limit_has_a_flag_whose_default_is_the_limit_s() -> None:
     assert limit_options(args) == dataclasses.asdict(DEFAULT_LIMITS)
 
 
-def test_zero_disables_every_limit_but_max_burst() -> None:
+def test_zero_disables_every_limit_but_max_burst_and_room_grace_where_it_means_no_grace() -> None:
     flags = [f"--{field.name.replace('_', '-')}=0" for field in FIELDS]
     options = limit_options(parser().parse_args(["serve", *flags]))
-    assert options == {field.name: 0 if field.name == "max_burst" else None for field in FIELDS}
+    kept = ("max_burst", "room_grace")
+    assert options == {field.name: 0 if field.name in kept else None for field in FIELDS}
 
 
 async def test_each_flag_reaches_the_server_s_limits() -> None:
@@ -122,7 +123,9 @@ def test_docs_list_every_limit_as_limits_defines_it() -> None:
         ({"max_burst": 0}, "max_burst must be at least 1"),
         ({"max_room_size": 1}, "max_room_size must be at least 2"),
         ({"invitation_ttl": 0}, "invitation_ttl must be positive or None"),
-        ({"room_grace": -1}, "room_grace must be positive or None"),
+        ({"room_grace": -1}, r"room_grace must be at least 0 \(no grace\) or None"),
+        ({"id_grace": -1}, r"id_grace must be at least 0 \(no grace\) or None"),
+        ({"max_room_claims": 0}, "max_room_claims must be positive or None"),
         ({"max_message_size": 4096, "max_frame_size": 1024}, r"max_frame_size \(1024\) must be at least"),
     ],
 )

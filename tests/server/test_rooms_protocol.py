@@ -9,7 +9,7 @@ import pytest
 from support import OFFER
 
 from nbcall.server.protocol import SignalingProtocol
-from nbcall.server.rooms import new_room_id
+from nbcall.server.rooms import ENDED_WITH_RESTART, new_room_id, room_credential
 
 Out = list[tuple[str, Any]]
 
@@ -77,7 +77,8 @@ def test_an_invite_outside_a_room_makes_a_room_and_invites_the_peer(proto: Signa
     out = decoded(proto.receive("a", frame(type="room-invite", to="B")))
     assert [conn for conn, _ in out] == ["a", "b"]
     room = out[0][1]["room"]
-    assert out[0][1] == {"type": "room-state", "room": room, "members": ["A"]}
+    credential = proto.rooms.credential(room, "A")
+    assert out[0][1] == {"type": "room-state", "room": room, "members": ["A"], "credential": credential}
     assert out[1][1] == {"type": "room-invitation", "room": room, "members": ["A"], "from": "A"}
     assert room.startswith("r-") and len(room) == 18
     assert proto.rooms.room_of("A") == room and proto.rooms.invitees(room) == ["B"]
@@ -86,12 +87,24 @@ def test_an_invite_outside_a_room_makes_a_room_and_invites_the_peer(proto: Signa
 def test_accepting_adds_the_joiner_last_and_tells_every_other_member(proto: SignalingProtocol[str]) -> None:
     room = decoded(proto.receive("a", frame(type="room-invite", to="B")))[0][1]["room"]
     proto.receive("a", frame(type="room-invite", to="C", room=room))
+    credential = proto.rooms.credential
     assert decoded(proto.receive("b", frame(type="room-accept", room=room))) == [
-        ("b", {"type": "room-state", "room": room, "members": ["A", "B"]}),
+        (
+            "b",
+            {"type": "room-state", "room": room, "members": ["A", "B"], "credential": credential(room, "B")},
+        ),
         ("a", {"type": "room-joined", "room": room, "id": "B"}),
     ]
     assert decoded(proto.receive("c", frame(type="room-accept", room=room))) == [
-        ("c", {"type": "room-state", "room": room, "members": ["A", "B", "C"]}),
+        (
+            "c",
+            {
+                "type": "room-state",
+                "room": room,
+                "members": ["A", "B", "C"],
+                "credential": credential(room, "C"),
+            },
+        ),
         ("a", {"type": "room-joined", "room": room, "id": "C"}),
         ("b", {"type": "room-joined", "room": room, "id": "C"}),
     ]
@@ -341,7 +354,13 @@ def test_a_member_gone_longer_than_the_grace_is_removed_with_room_left(proto: Si
         "id": "C",
         "reason": "its signaling connection was gone longer than 30 s",
     }
-    assert decoded(proto.tick(40.0)) == [("a", left), ("b", left)]
+    # The others get new credentials (the room's next epoch): C's own re-creates nothing after a restart.
+    credential = proto.rooms.credential
+    assert decoded(proto.tick(40.0)) == [
+        ("a", {**left, "credential": credential(room, "A")}),
+        ("b", {**left, "credential": credential(room, "B")}),
+    ]
+    assert credential(room, "A").startswith("1.")
     assert proto.rooms.members(room) == ["A", "B"] and "C" not in proto.registry.secrets
 
 
@@ -352,9 +371,10 @@ def test_reclaiming_the_id_with_its_secret_within_the_grace_keeps_the_membership
     proto.disconnect("c")
     proto.tick(0.0)
     out = register(proto, "c2", "C", rooms=True, secret="secret-of-C", room=room, members=["A", "B", "C"])
+    state = {"room": room, "members": ["A", "B", "C"], "credential": proto.rooms.credential(room, "C")}
     assert decoded(out) == [
         ("c2", {"type": "registered", "id": "C"}),
-        ("c2", {"type": "room-state", "room": room, "members": ["A", "B", "C"], "rejoined": True}),
+        ("c2", {"type": "room-state", **state, "rejoined": True}),
     ]  # the others hear nothing: for them C never left
     assert proto.tick(100.0) == [] and proto.rooms.members(room) == ["A", "B", "C"]
     call = frame(type="call", to="A", sdp=OFFER, room=room, **{"from": "C"})
@@ -366,7 +386,7 @@ def test_during_the_grace_the_id_is_kept_for_whoever_has_its_secret(proto: Signa
     proto.disconnect("b")
     for attempt in ({}, {"secret": "guess"}):
         message = error(register(proto, "x", "B", rooms=True, **attempt), "x", "duplicate-id")
-        assert "kept for a room member whose connection was lost (for up to 30 s)" in message
+        assert "held for the phone whose connection was lost, for 30 s more" in message
         assert "secret-of-B" not in message
     assert proto.rooms.members(room) == ["A", "B"]
 
@@ -379,8 +399,30 @@ def test_a_member_without_a_secret_is_replaced_by_whoever_registers_its_id(
     proto.disconnect("f")
     out = decoded(register(proto, "f2", "F", rooms=True))
     assert out[0] == ("f2", {"type": "registered", "id": "F"})
-    assert out[1][0] == "a" and out[1][1]["type"] == "room-left" and "without a secret" in out[1][1]["reason"]
+    assert out[1][0] == "a" and out[1][1]["type"] == "room-left"
+    assert "did not prove it is the same (with its secret or its room credential)" in out[1][1]["reason"]
     assert proto.rooms.members(room) == ["A"]
+
+
+def test_a_member_without_a_secret_comes_back_with_its_room_credential(proto: SignalingProtocol[str]) -> None:
+    phones(proto, "F", secret=False)
+    room = make_room(proto, "A", "F")
+    proto.disconnect("f")
+    out = decoded(
+        register(proto, "f2", "F", rooms=True, room=room, credential=proto.rooms.credential(room, "F"))
+    )
+    assert out[1] == (
+        "f2",
+        {
+            "type": "room-state",
+            "room": room,
+            "members": ["A", "F"],
+            "credential": proto.rooms.credential(room, "F"),
+            "rejoined": True,
+        },
+    )
+    assert len(out) == 2 and proto.tick(0.0) == [] and proto.tick(100.0) == []
+    assert proto.rooms.members(room) == ["A", "F"]
 
 
 def test_without_room_grace_a_member_stays_until_it_comes_back() -> None:
@@ -400,7 +442,16 @@ def test_leaving_tells_the_remaining_members_and_the_last_one_out_ends_the_room(
     room = make_room(proto, "A", "B")
     proto.receive("a", frame(type="room-invite", to="C"))
     assert decoded(proto.receive("a", frame(type="room-leave", room=room, reason="bye"))) == [
-        ("b", {"type": "room-left", "room": room, "id": "A", "reason": "bye"}),
+        (
+            "b",
+            {
+                "type": "room-left",
+                "room": room,
+                "id": "A",
+                "reason": "bye",
+                "credential": proto.rooms.credential(room, "B"),
+            },
+        ),
     ]
     assert decoded(proto.receive("b", frame(type="room-leave", room=room))) == [
         (
@@ -437,7 +488,12 @@ def test_a_member_every_other_member_lost_is_removed_and_told(proto: SignalingPr
         "reason": "every other member lost its connection to it",
     }
     out = decoded(proto.receive("b", frame(type="room-link", room=room, peer="C", state="closed")))
-    assert out == [("c", left), ("a", left), ("b", left)]
+    credential = proto.rooms.credential
+    assert out == [
+        ("c", left),
+        ("a", {**left, "credential": credential(room, "A")}),
+        ("b", {**left, "credential": credential(room, "B")}),
+    ]
     assert proto.rooms.members(room) == ["A", "B"]
 
 
@@ -504,31 +560,150 @@ def test_a_relay_to_a_member_within_its_grace_reports_it_unavailable(proto: Sign
 # -- server restart ------------------------------------------------------------------
 
 
+KEY = b"k" * 32
+
+
+def credentials(room: str, *members: str) -> dict[str, str]:
+    """What the server before the restart, with the same key, gave each member in its room-state."""
+    return {member: room_credential(KEY, room, member, 1) for member in members}
+
+
 def test_after_a_restart_members_re_create_the_room_under_its_id() -> None:
     room = new_room_id()
-    p: SignalingProtocol[str] = SignalingProtocol()
-    claim = {"rooms": True, "room": room, "members": ["A", "B", "C"]}
-    assert decoded(register(p, "b", "B", **claim)) == [
+    proofs = credentials(room, "A", "B", "C")
+    p: SignalingProtocol[str] = SignalingProtocol(room_key=KEY)
+
+    def claim(member: str) -> dict[str, Any]:
+        return {"rooms": True, "room": room, "members": ["A", "B", "C"], "credential": proofs[member]}
+
+    assert decoded(register(p, "b", "B", **claim("B"))) == [
         ("b", {"type": "registered", "id": "B"}),
-        ("b", {"type": "room-state", "room": room, "members": ["B"], "rejoined": True}),
+        (
+            "b",
+            {
+                "type": "room-state",
+                "room": room,
+                "members": ["B"],
+                "credential": proofs["B"],
+                "rejoined": True,
+            },
+        ),
     ]
-    assert decoded(register(p, "a", "A", **claim)) == [
+    assert decoded(register(p, "a", "A", **claim("A"))) == [
         ("a", {"type": "registered", "id": "A"}),
-        ("a", {"type": "room-state", "room": room, "members": ["B", "A"], "rejoined": True}),
+        (
+            "a",
+            {
+                "type": "room-state",
+                "room": room,
+                "members": ["B", "A"],
+                "credential": proofs["A"],
+                "rejoined": True,
+            },
+        ),
         ("b", {"type": "room-joined", "room": room, "id": "A"}),
     ]
-    # A phone nobody named is refused (the registration itself stands).
-    out = decoded(register(p, "x", "X", rooms=True, room=room, members=["A", "B", "X"]))
-    assert out[0][1]["type"] == "registered"
-    assert (
-        out[1][1]["code"] == "not-a-member"
-        and "went on without you (its members: B, A)" in out[1][1]["message"]
-    )
-    # C, named but back only after the grace, is refused too.
+    # A phone without a member's credential is refused (the registration itself stands), and learns no member.
+    for proof in ({}, {"credential": proofs["A"]}, {"credential": "1.forged"}):
+        out = decoded(register(p, "x", "X", rooms=True, room=room, members=["A", "B", "X"], **proof))
+        assert out[0][1]["type"] == "registered"
+        assert out[1][1]["code"] == "not-a-member"
+        assert (
+            out[1][1]["message"]
+            == f"room {room!r} went on without you; ask one of its members to invite you again"
+        )
+        p.disconnect("x", clean=True)
+    # C, a member, but back only after the grace, is refused too.
     p.tick(0.0)
     p.tick(30.0)
-    out = decoded(register(p, "c", "C", **claim))
+    out = decoded(register(p, "c", "C", **claim("C")))
     assert out[1][1]["code"] == "not-a-member" and p.rooms.members(room) == ["B", "A"]
+
+
+def test_after_a_restart_a_room_is_re_created_only_with_a_member_s_credential() -> None:
+    room = new_room_id()
+    p: SignalingProtocol[str] = SignalingProtocol(room_key=KEY)
+    # V, invited but never a member, knows the room's ID and claims it naming the real members.
+    for proof in ({}, {"credential": credentials(room, "A")["A"]}, {"credential": "1.AAAA"}):
+        out = decoded(register(p, "v", "V", rooms=True, room=room, members=["A", "B"], **proof))
+        assert (
+            out[1][1]["code"] == "not-a-member"
+            and "nothing shows that you were a member" in out[1][1]["message"]
+        )
+        assert p.rooms.rooms == []
+        p.disconnect("v", clean=True)
+    # The real members re-create it, without V.
+    register(p, "a", "A", rooms=True, room=room, credential=credentials(room, "A")["A"])
+    register(p, "b", "B", rooms=True, room=room, credential=credentials(room, "B")["B"])
+    assert p.rooms.members(room) == ["A", "B"]
+    register(p, "v", "V", rooms=True)
+    assert error(p.receive("v", frame(type="call", to="A", sdp=OFFER, room=room)), "v", "not-a-member")
+
+
+def test_an_ended_room_is_never_re_created(proto: SignalingProtocol[str]) -> None:
+    room = make_room(proto, "A", "B")
+    credential = proto.rooms.credential(room, "A")
+    proto.receive("a", frame(type="room-leave", room=room))
+    proto.receive("b", frame(type="room-leave", room=room))
+    assert proto.rooms.rooms == []
+    out = decoded(
+        proto.receive(
+            "a", frame(type="register", rooms=True, room=room, credential=credential, **{"from": "A"})
+        )
+    )
+    assert out[1][1]["code"] == "not-a-member" and "has ended and is never re-created" in out[1][1]["message"]
+    assert proto.rooms.rooms == []
+
+
+def test_without_a_room_key_a_restarted_server_says_the_room_ended_with_it() -> None:
+    room = new_room_id()
+    p: SignalingProtocol[str] = SignalingProtocol()  # a random key: not the one before the restart
+    out = decoded(register(p, "a", "A", rooms=True, room=room, credential=credentials(room, "A")["A"]))
+    assert out[1] == ("a", {"type": "room-ended", "room": room, "reason": ENDED_WITH_RESTART})
+    assert "the room ended with the server restart" in ENDED_WITH_RESTART
+    assert p.rooms.rooms == [] and p.peers == ["A"]
+
+
+def test_a_re_created_room_nobody_else_rejoins_is_dropped_and_claims_per_address_are_bounded() -> None:
+    p: SignalingProtocol[str] = SignalingProtocol(room_key=KEY, max_room_claims=2, room_grace=5)
+    rooms = [new_room_id() for _ in range(3)]
+    for n, room in enumerate(rooms):
+        p.connect(f"m{n}", "203.0.113.7")
+        out = decoded(p.receive(f"m{n}", frame(type="register", rooms=True, room=room,
+                                                 credential=credentials(room, f"M{n}")[f"M{n}"], **{"from": f"M{n}"})))  # fmt: skip
+    assert out[1][1]["code"] == "too-many-claims" and "max_room_claims=2" in out[1][1]["message"]
+    assert p.rooms.rooms == rooms[:2]
+    # Another address is not held back by this one's claims.
+    p.connect("o", "198.51.100.1")
+    p.receive("o", frame(type="register", rooms=True, room=rooms[2], credential=credentials(rooms[2], "O")["O"],
+                         **{"from": "O"}))  # fmt: skip
+    assert p.rooms.rooms == rooms
+    # A second member proves rooms[0]: it stays. Nobody came back to the others: dropped after room_grace.
+    p.connect("z", "198.51.100.2")
+    p.receive("z", frame(type="register", rooms=True, room=rooms[0], credential=credentials(rooms[0], "Z")["Z"],
+                         **{"from": "Z"}))  # fmt: skip
+    assert p.rooms.members(rooms[0]) == ["M0", "Z"]
+    p.tick(0.0)
+    out = decoded(p.tick(5.0))
+    ended = [(conn, msg["room"]) for conn, msg in out if msg["type"] == "room-ended"]
+    assert ended == [("m1", rooms[1]), ("o", rooms[2])]
+    assert "nobody else came back within 5 s of the server restart" in out[0][1]["reason"]
+    assert p.rooms.rooms == [rooms[0]]
+    # Its claims released, the address may re-create rooms again (not the ended ones).
+    room = new_room_id()
+    p.connect("m9", "203.0.113.7")
+    p.receive("m9", frame(type="register", rooms=True, room=room, credential=credentials(room, "M9")["M9"],
+                          **{"from": "M9"}))  # fmt: skip
+    assert p.rooms.has(room)
+
+
+def test_with_room_grace_0_an_absent_member_is_removed_at_the_next_ticks() -> None:
+    p: SignalingProtocol[str] = SignalingProtocol(room_grace=0)
+    phones(p, "A", "B")
+    room = make_room(p, "A", "B")
+    p.disconnect("b")
+    p.tick(0.0)
+    assert sole(p.tick(0.5), "a")["type"] == "room-left" and p.rooms.members(room) == ["A"]
 
 
 def test_a_room_claim_from_a_member_of_another_room_is_refused(proto: SignalingProtocol[str]) -> None:
@@ -547,7 +722,8 @@ def test_a_room_claim_from_a_member_of_another_room_is_refused(proto: SignalingP
 @pytest.mark.parametrize(
     ("fields", "fragment"),
     [
-        ({"room": "r-x"}, "'members' of a 'register' with 'room' must be an array"),
+        ({"room": "r-x", "members": "A"}, "'members' of a 'register' with 'room' must be an array"),
+        ({"room": "r-x", "credential": 5}, "'credential' of a 'register' with 'room' must be the string"),
         ({"room": "r-x", "members": ["A"] * 65}, "an array of 65 IDs"),
         ({"room": "r-x", "members": [" A"]}, "whitespace"),
         ({"room": 5, "members": []}, "'room' must be a room ID"),
@@ -610,4 +786,33 @@ def test_with_no_rooms_tick_and_disconnect_do_nothing_for_rooms() -> None:
     p: SignalingProtocol[str] = SignalingProtocol()
     phones(p, "A", "B")
     assert p.tick(0.0) == [] and not p.rooms.active
-    assert p.disconnect("a") == [] and "A" not in p.registry.secrets
+    assert p.disconnect("a", clean=True) == [] and "A" not in p.registry.secrets
+
+
+def test_a_member_removed_before_a_restart_cannot_re_create_the_room_nor_stay_in_it() -> None:
+    before: SignalingProtocol[str] = SignalingProtocol(room_key=KEY)
+    phones(before, "A", "B", "X")
+    room = make_room(before, "A", "B", "X")
+    removed = before.rooms.credential(room, "X")
+    out = decoded(before.receive("x", frame(type="room-leave", room=room)))
+    renewed = {conn.upper(): msg["credential"] for conn, msg in out}
+    assert renewed == {member: before.rooms.credential(room, member) for member in "AB"}
+    # After the restart X comes back first with its old credential: the room is made, but only until a member
+    # with the newer epoch proves X was removed.
+    after: SignalingProtocol[str] = SignalingProtocol(room_key=KEY)
+    assert (
+        decoded(register(after, "x", "X", rooms=True, room=room, credential=removed))[1][1]["rejoined"]
+        is True
+    )
+    out = decoded(register(after, "a", "A", rooms=True, room=room, credential=renewed["A"]))
+    assert [(conn, msg["type"], msg.get("id")) for conn, msg in out[1:]] == [
+        ("x", "room-left", "X"),
+        ("a", "room-state", None),
+    ]
+    assert out[1][1]["reason"] == "it was removed from the room before the server restart"
+    register(after, "b", "B", rooms=True, room=room, credential=renewed["B"])
+    assert after.rooms.members(room) == ["A", "B"]
+    # X again, with its old credential: refused, the room went on without it.
+    after.disconnect("x", clean=True)
+    out = decoded(register(after, "x", "X", rooms=True, room=room, credential=removed))
+    assert out[1][1]["code"] == "not-a-member" and after.rooms.members(room) == ["A", "B"]

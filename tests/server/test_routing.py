@@ -6,9 +6,12 @@ import json
 
 from nbcall.server.protocol import Claim, Close, Forward, Release, RoomNode, SignalingProtocol
 
+#: The deployment's room key (from Redis, or --room-key): every node signs and checks credentials with it.
+KEY = b"the deployment's room key"
+
 
 def node(name: str = "n1") -> SignalingProtocol[str]:
-    protocol: SignalingProtocol[str] = SignalingProtocol()
+    protocol: SignalingProtocol[str] = SignalingProtocol(room_key=KEY)
     protocol.join_cluster(name)
     return protocol
 
@@ -141,8 +144,9 @@ def test_a_room_held_by_one_node_takes_members_on_another_and_relays_through_its
     assert invitation == {"type": "room-invitation", "room": room, "members": ["A"], "from": "A"}
     assert ("n1", RoomNode(room, True)) in bus.instructions  # the registry learns where the room is
     out = bus.receive("n2", "b", type="room-accept", room=room)
+    credential = bus.nodes["n1"].rooms.credential(room, "B")
     assert out == [
-        ("b", {"type": "room-state", "room": room, "members": ["A", "B"]}),
+        ("b", {"type": "room-state", "room": room, "members": ["A", "B"], "credential": credential}),
         ("a", {"type": "room-joined", "room": room, "id": "B"}),
     ]
     # B's invitation into its room goes to n1, which holds it, even without 'room'.
@@ -213,6 +217,7 @@ def test_a_member_back_on_another_node_rejoins_its_room_where_it_is_held_or_rema
     bus.receive("n1", "b", type="room-accept", room=room)
     n2 = bus.nodes["n2"]
     n2.connect("b2")
+    credential = {member: bus.nodes["n1"].rooms.credential(room, member) for member in ("A", "B")}
     fields = {
         "type": "register",
         "from": "B",
@@ -220,28 +225,41 @@ def test_a_member_back_on_another_node_rejoins_its_room_where_it_is_held_or_rema
         "rooms": True,
         "room": room,
         "members": ["A", "B"],
+        "credential": credential["B"],
     }
     assert n2.receive("b2", json.dumps(fields)) == [("b2", Claim("B", b"b", room))]
     out = n2.claimed("b2", "moved", "n1", "n1")
     bus.nodes["n1"].remote_moved("B", "n1", "n2")  # the registry's news: n1 closes B's old connection
     assert out is not None and isinstance(out[-1][1], Forward) and out[-1][1].node == "n1"
     assert bus.send("n2", out[-1:]) == [
-        ("b2", {"type": "room-state", "room": room, "members": ["A", "B"], "rejoined": True})
+        (
+            "b2",
+            {
+                "type": "room-state",
+                "room": room,
+                "members": ["A", "B"],
+                "credential": credential["B"],
+                "rejoined": True,
+            },
+        )
+    ]
+    # A claim naming the room without a credential never names it to the registry: nothing to hold there.
+    n2.connect("x")
+    assert n2.receive("x", json.dumps({**fields, "from": "X", "credential": None})) == [
+        ("x", Claim("X", b"b", None))
     ]
     # The room's node gone as well: the registry could not deliver the rejoin, so n2 makes the room again.
     n3 = node("n3")
     n3.connect("a3")
-    fields.update({"from": "A", "secret": "a"})
+    fields.update({"from": "A", "secret": "a", "credential": credential["A"]})
     n3.receive("a3", json.dumps(fields))
     out = n3.claimed("a3", "ok", "", "n1")
     assert out is not None
     forward = out[-1][1]
     assert isinstance(forward, Forward)
     out = n3.undeliverable(forward, "its node (n1) is not connected to the registry")
-    assert out[0] == (
-        "a3",
-        json.dumps(
-            {"type": "room-state", "room": room, "members": ["A"], "rejoined": True}, separators=(",", ":")
-        ),
-    )
+    assert json.loads(out[0][1]) == {
+        "type": "room-state", "room": room, "members": ["A"], "credential": credential["A"], "rejoined": True
+    }  # fmt: skip
+    assert out[0][0] == "a3"
     assert out[-1] == (None, RoomNode(room, True))
