@@ -3,7 +3,7 @@
 Imported only by ``serve(redis=...)`` (``nbcall serve --redis URL``). What the protocol decides
 (:class:`~nbcall.server.protocol.Claim` a new ID, :class:`~nbcall.server.protocol.Forward` a message to a phone on
 another node, :class:`~nbcall.server.protocol.Release` an ID) this module carries out; what arrives from
-Redis it hands back to the protocol (``deliver``, ``remote_joined``...). It never decides who may
+Redis it hands back to the protocol's routing (``deliver``, ``remote_joined``...). It never decides who may
 talk to whom.
 
 In Redis, under the prefix ``nbcall:`` (every change is one Lua script, so atomic):
@@ -51,7 +51,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
-from .protocol import Forward
+from .messages import Forward
 
 if TYPE_CHECKING:
     from .server import SignalingServer
@@ -409,11 +409,11 @@ class RedisRegistry:
     def _bounce(self, forwards: list[Forward], reason: str) -> None:
         protocol, send = self.protocol, self.server.send
         for forward in forwards:
-            send(None, protocol.undeliverable(forward, reason))
+            send(None, protocol.routing.undeliverable(forward, reason))
 
     async def _reassert(self) -> None:
         """Claim every ID this node holds again (Redis restarted, or this node was taken for gone)."""
-        held = self.protocol.held()
+        held = self.protocol.routing.held()
         try:
             pipe = self._cmd.pipeline(transaction=False)
             for peer_id, secret in held:
@@ -432,7 +432,7 @@ class RedisRegistry:
         for (peer_id, _), result in zip(held, results):
             if isinstance(result, list) and result[0] == "taken":
                 lost += 1
-                self.server.send(None, self.protocol.lost_claim(peer_id, str(result[1])))
+                self.server.send(None, self.protocol.routing.lost_claim(peer_id, str(result[1])))
         mine = results[len(held) + len(rooms)]
         mine = mine if isinstance(mine, set) else set()
         for extra in mine - {peer_id for peer_id, _ in held}:
@@ -497,7 +497,7 @@ class RedisRegistry:
                 await pubsub.subscribe(f"{self.prefix}:to:{self.node}", self._presence)
                 # Read after subscribing: news published meanwhile arrives after the snapshot, not lost.
                 owners: dict[str, str] = await self._cmd.hgetall(f"{self.prefix}:owner")  # type: ignore[assignment]
-                self.server.send(None, self.protocol.registry_snapshot(owners))
+                self.server.send(None, self.protocol.routing.registry_snapshot(owners))
                 if subscribed is not None and not subscribed.done():
                     subscribed.set_result(None)
                 delay = 0.1
@@ -522,7 +522,7 @@ class RedisRegistry:
 
     def _handle_batch(self, data: str) -> None:
         sender_node, _, body = data.partition(_RS)
-        deliver, send = self.protocol.deliver, self.server.send
+        deliver, send = self.protocol.routing.deliver, self.server.send
         for record in body.split(_RS):
             to, sender, text = record.split(_US, 2)
             send(None, deliver(to, sender, sender_node, text))
@@ -531,10 +531,10 @@ class RedisRegistry:
         kind, *fields = data.split(_US)
         protocol = self.protocol
         handlers: dict[str, Callable[..., Any]] = {
-            "j": protocol.remote_joined,
-            "l": protocol.remote_left,
-            "m": protocol.remote_moved,
-            "t": protocol.remote_taken,
+            "j": protocol.routing.remote_joined,
+            "l": protocol.routing.remote_left,
+            "m": protocol.routing.remote_moved,
+            "t": protocol.routing.remote_taken,
         }
         handler = handlers.get(kind)
         if handler is None:

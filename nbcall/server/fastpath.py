@@ -31,7 +31,7 @@ except ImportError:  # pragma: no cover - a build of websockets without it
     from websockets.utils import apply_mask
 
 from .connection import Connection, remote
-from .protocol import Close
+from .messages import Close
 
 if TYPE_CHECKING:
     from .server import SignalingServer

@@ -62,25 +62,17 @@ from ..exceptions import (
 )
 from .limits import DEFAULT_LIMITS
 from .messages import (
-    CLAIM_OUTCOMES,
     KNOWN_LIST,
-    KNOWN_TYPES,
     MAX_ID_LENGTH,
-    MAX_REPORTED_MEMBERS,
-    MAX_SECRET_LENGTH,
     REGISTER_HINT,
     RELAYED_TYPES,
     REPLACED,
-    REPLACED_ELSEWHERE,
     ROOM_TYPES,
     TOO_SLOW,
-    Claim,
-    Close,
     ConnT,
     Forward,
     Outgoing,
     Release,
-    RoomNode,
     check_from,
     encode_message,
     error_reply,
@@ -97,30 +89,11 @@ from .messages import (
 from .rate import RatePolicy, slow_reader_notice
 from .registry import Registry
 from .room_dispatch import RoomDispatch
-from .rooms import Notices, RoomRegistry
+from .room_model import Notices
+from .rooms import RoomRegistry
 from .routing import ClusterRouting
 
-# The vocabulary lives in .messages; these names stay importable from here, where they always were.
-__all__ = [
-    "CLAIM_OUTCOMES",
-    "KNOWN_TYPES",
-    "MAX_ID_LENGTH",
-    "MAX_REPORTED_MEMBERS",
-    "MAX_SECRET_LENGTH",
-    "RELAYED_TYPES",
-    "REPLACED",
-    "ROOM_TYPES",
-    "TOO_SLOW",
-    "Claim",
-    "Close",
-    "Forward",
-    "Outgoing",
-    "Release",
-    "RoomNode",
-    "SignalingProtocol",
-    "encode_message",
-    "validate_id",
-]
+__all__ = ["SignalingProtocol"]
 
 
 class SignalingProtocol(Generic[ConnT]):
@@ -614,41 +587,3 @@ class SignalingProtocol(Generic[ConnT]):
             return self._register(conn, msg, claimed=True, room_node=room_node, proven=outcome == "moved")
         except SignalingError as exc:  # rooms' rules refused what the registry allowed
             return [(conn, error_reply(exc, "register")), (conn, Release(peer_id))]
-
-    def deliver(self, to: str, sender: str, sender_node: str, text: str) -> Outgoing[ConnT]:
-        """A message for ``to`` published by node ``sender_node`` (see :meth:`ClusterRouting.deliver`)."""
-        return self.routing.deliver(to, sender, sender_node, text)
-
-    def undeliverable(self, forward: Forward, reason: str) -> Outgoing[ConnT]:
-        """``forward`` could not be published: tell its sender (see :meth:`ClusterRouting.undeliverable`)."""
-        return self.routing.undeliverable(forward, reason)
-
-    def remote_joined(self, peer_id: str, node: str) -> Outgoing[ConnT]:
-        """``peer_id`` registered on node ``node``: news for this node's watchers."""
-        return self.routing.remote_joined(peer_id, node)
-
-    def remote_left(self, peer_id: str, node: str) -> Outgoing[ConnT]:
-        """``peer_id`` left node ``node`` (or that node is gone): news for this node's watchers."""
-        return self.routing.remote_left(peer_id, node)
-
-    def remote_moved(
-        self, peer_id: str, old: str, new: str, close: Close = REPLACED_ELSEWHERE
-    ) -> Outgoing[ConnT]:
-        """``peer_id`` moved from node ``old`` to node ``new`` (its phone failed over, same secret)."""
-        return self.routing.remote_moved(peer_id, old, new, close)
-
-    def remote_taken(self, peer_id: str, old: str, new: str) -> Outgoing[ConnT]:
-        """Node ``new`` took ``peer_id`` from node ``old``, which the registry took for gone (as a move)."""
-        return self.routing.remote_taken(peer_id, old, new)
-
-    def lost_claim(self, peer_id: str, owner: str, close: Close | None = None) -> Outgoing[ConnT]:
-        """The registry gives ``peer_id`` to node ``owner``: drop this node's connection for it, without news."""
-        return self.routing.lost_claim(peer_id, owner, close)
-
-    def registry_snapshot(self, owners: dict[str, str]) -> Outgoing[ConnT]:
-        """Every ID in the registry -> its node, read after (re)subscribing: news of what changed unseen."""
-        return self.routing.registry_snapshot(owners)
-
-    def held(self) -> list[tuple[str, bytes | None]]:
-        """The IDs this node holds (its phones', and those held for phones whose connection was lost), with secrets."""
-        return self.routing.held()

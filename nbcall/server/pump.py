@@ -22,7 +22,8 @@ from typing import TYPE_CHECKING
 from ..wire.faults import Faults, FaultyOutbox
 from .connection import Connection, remote, remote_host
 from .limits import Limits, TokenBucket
-from .protocol import TOO_SLOW, Claim, Close, Forward, Outgoing, Release, RoomNode, SignalingProtocol
+from .messages import TOO_SLOW, Claim, Close, Forward, Outgoing, Release, RoomNode
+from .protocol import SignalingProtocol
 
 if TYPE_CHECKING:
     from .cluster import RedisRegistry

@@ -40,7 +40,8 @@ from .messages import (
     shorten,
 )
 from .registry import Registry
-from .rooms import Notices, RoomRegistry
+from .room_model import Notices
+from .rooms import RoomRegistry
 
 __all__ = ["RoomDispatch"]
 

@@ -18,10 +18,6 @@ re-creates or rejoins a room, so a room's ID alone (every invitee learns it) let
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
-import json
 import secrets
 from collections.abc import Callable
 
@@ -37,71 +33,20 @@ from ..exceptions import (
 )
 from .limits import DEFAULT_LIMITS
 from .messages import shorten
-
-__all__ = ["ROOM_ID_PREFIX", "Notices", "Room", "RoomRegistry", "new_room_id", "room_credential"]
-
-ROOM_ID_PREFIX = "r-"
-
-#: What a :class:`RoomRegistry` method returns: ``(peer ID, JSON text)`` pairs to send, in order.
-Notices = list[tuple[str, str]]
-
-#: How many ended rooms' IDs are remembered (never re-created): about 100 bytes each.
-MAX_ENDED = 100_000
-#: Seconds a room re-created after a restart waits for its other members when ``room_grace`` is None.
-_REJOIN_WINDOW = DEFAULT_LIMITS.room_grace or 30.0
-#: Why a room could not be re-created by a server whose key changed (it had none of its own).
-ENDED_WITH_RESTART = (
-    "the room ended with the server restart: this server has no room key (--room-key or NBCALL_ROOM_KEY), so "
-    "it cannot check that you were a member; invite the others into a new room"
+from .room_model import (
+    ENDED_WITH_RESTART,
+    MAX_ENDED,
+    REJOIN_WINDOW,
+    Invitation,
+    Notices,
+    Room,
+    new_room_id,
+    notice,
+    proven_epoch,
+    room_credential,
 )
 
-
-def new_room_id() -> str:
-    """A room ID nobody can guess: ``r-`` and 96 random bits in URL-safe base64 (18 characters)."""
-    return ROOM_ID_PREFIX + secrets.token_urlsafe(12)
-
-
-def room_credential(key: bytes, room_id: str, member: str, epoch: int) -> str:
-    """What proves ``member`` belongs to ``room_id`` at ``epoch``: ``EPOCH.`` and an HMAC-SHA256 under ``key``."""
-    mac = hmac.new(key, f"{room_id}\0{member}\0{epoch}".encode(), hashlib.sha256).digest()
-    return f"{epoch}.{base64.urlsafe_b64encode(mac[:18]).decode()}"
-
-
-class Invitation:
-    """A pending invitation: who sent it, whether it links an existing 1:1 call, when it expires."""
-
-    __slots__ = ("deadline", "inviter", "link")
-
-    def __init__(self, inviter: str, link: bool) -> None:
-        self.inviter = inviter
-        self.link = link
-        self.deadline: float | None = None  # stamped at the next tick
-
-
-class Room:
-    """One room: its members in the order they joined and its pending invitations."""
-
-    __slots__ = ("claim", "epoch", "id", "invitations", "joined", "lost", "members", "proven", "recreated",
-                 "rejoin_deadline")  # fmt: skip
-
-    def __init__(self, room_id: str, members: list[str], *, joined: bool, epoch: int = 0) -> None:
-        self.id = room_id
-        self.members = members
-        self.invitations: dict[str, Invitation] = {}  # invitee -> its invitation
-        #: Someone ever joined (or the room was re-created): it no longer ends when invitations run out.
-        self.joined = joined
-        #: Part of every member's credential, one more each time a member is removed: a removed member's
-        #: credential re-creates nothing (the others get new ones in room-left).
-        self.epoch = epoch
-        #: Re-created rooms: the epoch each member proved (a newer one removes the members who proved older).
-        self.proven: dict[str, int] = {}
-        #: Member -> the members that reported their link to it failed or closed (``room-link``).
-        self.lost: dict[str, set[str]] = {}
-        #: Re-created after a restart: its other members, with their credentials, may rejoin until the deadline.
-        self.recreated = False
-        self.rejoin_deadline: float | None = None
-        #: The client address that re-created it, until a second member rejoins (an unproven claim).
-        self.claim: str | None = None
+__all__ = ["RoomRegistry"]
 
 
 class RoomRegistry:
@@ -195,13 +140,7 @@ class RoomRegistry:
 
     def proves(self, room_id: str, member: str, credential: object) -> int | None:
         """The epoch of ``room_id`` that ``credential`` proves ``member`` belonged to, or ``None``."""
-        if not isinstance(credential, str) or len(credential) > 100:
-            return None
-        epoch, dot, _ = credential.partition(".")
-        if not dot or not epoch.isdigit() or len(epoch) > 9:
-            return None
-        expected = room_credential(self.key, room_id, member, int(epoch)).encode()
-        return int(epoch) if hmac.compare_digest(expected, credential.encode("utf-8", "replace")) else None
+        return proven_epoch(self.key, room_id, member, credential)
 
     # -- messages -------------------------------------------------------------
 
@@ -247,7 +186,7 @@ class RoomRegistry:
         out.append(
             (
                 to,
-                _message("room-invitation", room=room.id, members=room.members, **fields, **{"from": sender}),
+                notice("room-invitation", room=room.id, members=room.members, **fields, **{"from": sender}),
             )
         )
         return out
@@ -279,7 +218,7 @@ class RoomRegistry:
         room.joined = True
         self._room_of[sender] = room_id
         out: Notices = [(sender, self._state(room, sender))]
-        joined = _message("room-joined", room=room_id, id=sender)
+        joined = notice("room-joined", room=room_id, id=sender)
         out.extend((member, joined) for member in room.members if member != sender)
         return out
 
@@ -299,7 +238,7 @@ class RoomRegistry:
         out: Notices = [
             (
                 invitation.inviter,
-                _message("room-declined", room=room_id, id=sender, reason=reason or "declined"),
+                notice("room-declined", room=room_id, id=sender, reason=reason or "declined"),
             )
         ]
         out.extend(self._end_if_nobody_joined(room))
@@ -384,7 +323,7 @@ class RoomRegistry:
         self._room_of[sender] = room_id
         self._release_claim(room)  # a second member proved the room
         out.append((sender, self._state(room, sender, rejoined=True)))
-        joined = _message("room-joined", room=room_id, id=sender)
+        joined = notice("room-joined", room=room_id, id=sender)
         out.extend((member, joined) for member in room.members if member != sender)
         return out
 
@@ -400,7 +339,7 @@ class RoomRegistry:
         if epoch is None:
             if self.key_is_random and credential is not None:
                 # Signed under the key of the server before this one: the rooms died with it.
-                return [(sender, _message("room-ended", room=room_id, reason=ENDED_WITH_RESTART))]
+                return [(sender, notice("room-ended", room=room_id, reason=ENDED_WITH_RESTART))]
             raise NotAMember(
                 f"nothing shows that you were a member of room {shorten(room_id)}: a room is re-created only by "
                 "members presenting the credential their room-state gave them",
@@ -433,7 +372,7 @@ class RoomRegistry:
             for room_id in invited_to:
                 room = self._rooms[room_id]
                 invitation = room.invitations.pop(peer_id)
-                declined = _message(
+                declined = notice(
                     "room-declined", room=room_id, id=peer_id, reason="it went offline before answering"
                 )
                 out.append((invitation.inviter, declined))
@@ -475,7 +414,7 @@ class RoomRegistry:
                         out.extend(self._expire(room, invitee, invitation, now))
             if room.recreated:
                 if room.rejoin_deadline is None:
-                    room.rejoin_deadline = now + (_REJOIN_WINDOW if grace is None else grace)
+                    room.rejoin_deadline = now + (REJOIN_WINDOW if grace is None else grace)
                 elif room.rejoin_deadline <= now:
                     room.recreated = False
                     if room.claim is not None:  # nobody came back to prove it: dropped
@@ -527,10 +466,10 @@ class RoomRegistry:
         self._expired[(invitee, room.id)] = None  # remembered for one more ttl (see accept)
         reason = "the invitation expired"
         out: Notices = [
-            (invitation.inviter, _message("room-declined", room=room.id, id=invitee, reason=reason)),
+            (invitation.inviter, notice("room-declined", room=room.id, id=invitee, reason=reason)),
             (
                 invitee,
-                _message("room-cancelled", room=room.id, reason=reason, **{"from": invitation.inviter}),
+                notice("room-cancelled", room=room.id, reason=reason, **{"from": invitation.inviter}),
             ),
         ]
         out.extend(self._end_if_nobody_joined(room))
@@ -549,18 +488,18 @@ class RoomRegistry:
             del self._room_of[member]
             self._away.pop(member, None)
         for member in stale:
-            left = _message("room-left", room=room.id, id=member, reason=reason)
+            left = notice("room-left", room=room.id, id=member, reason=reason)
             out.extend((other, left) for other in [member, *room.members])
         return out
 
     def _drop_unproven(self, room: Room) -> Notices:
         """A re-created room no second member rejoined in time ends (``room-ended`` to whoever is in it)."""
-        window = _REJOIN_WINDOW if self.room_grace is None else self.room_grace
+        window = REJOIN_WINDOW if self.room_grace is None else self.room_grace
         reason = f"nobody else came back within {window:g} s of the server restart"
         members = list(room.members)
         out = self._cancel_invitations(room, f"the room ended: {reason}")
         self._delete(room)
-        return out + [(member, _message("room-ended", room=room.id, reason=reason)) for member in members]
+        return out + [(member, notice("room-ended", room=room.id, reason=reason)) for member in members]
 
     def _end_if_nobody_joined(self, room: Room) -> Notices:
         """A new room whose every invitation was declined or expired ends (``room-ended`` to its creator)."""
@@ -569,7 +508,7 @@ class RoomRegistry:
         creator = room.members[0]
         self._delete(room)
         reason = "nobody joined: every invitation was declined or expired"
-        return [(creator, _message("room-ended", room=room.id, reason=reason))]
+        return [(creator, notice("room-ended", room=room.id, reason=reason))]
 
     def _remove(self, room: Room, peer_id: str, reason: str, *, renew: bool = True) -> Notices:
         """Remove ``peer_id``; ``renew``: the others' ``room-left`` carries their new credentials, so that the
@@ -585,12 +524,12 @@ class RoomRegistry:
         if renew and room.members:
             room.epoch += 1
             out = [
-                (member, _message("room-left", room=room.id, id=peer_id, reason=reason,
+                (member, notice("room-left", room=room.id, id=peer_id, reason=reason,
                                   credential=room_credential(self.key, room.id, member, room.epoch)))
                 for member in room.members
             ]  # fmt: skip
         else:
-            left = _message("room-left", room=room.id, id=peer_id, reason=reason)
+            left = notice("room-left", room=room.id, id=peer_id, reason=reason)
             out = [(member, left) for member in room.members]
         if not room.members:
             out.extend(self._cancel_invitations(room, "the room ended: its last member left"))
@@ -609,7 +548,7 @@ class RoomRegistry:
             if others and reporters.issuperset(others):
                 reason = "every other member lost its connection to it"
                 # The removed phone hears it too: its signaling may be alive while its links are not.
-                out.append((peer_id, _message("room-left", room=room.id, id=peer_id, reason=reason)))
+                out.append((peer_id, notice("room-left", room=room.id, id=peer_id, reason=reason)))
                 out.extend(self._remove(room, peer_id, reason))
                 break  # _remove swept what is left
         return out
@@ -621,7 +560,7 @@ class RoomRegistry:
             out.append(
                 (
                     invitee,
-                    _message("room-cancelled", room=room.id, reason=reason, **{"from": invitation.inviter}),
+                    notice("room-cancelled", room=room.id, reason=reason, **{"from": invitation.inviter}),
                 )
             )
         return out
@@ -653,13 +592,8 @@ class RoomRegistry:
     def _state(self, room: Room, member: str, **fields: object) -> str:
         """``room-state`` for ``member``: the room as it is now, with ``member``'s credential."""
         credential = room_credential(self.key, room.id, member, room.epoch)
-        return _message("room-state", room=room.id, members=room.members, credential=credential, **fields)
+        return notice("room-state", room=room.id, members=room.members, credential=credential, **fields)
 
     def _changed(self, room_id: str, made: bool) -> None:
         if self.changes is not None:
             self.changes.append((room_id, made))
-
-
-def _message(msg_type: str, /, **fields: object) -> str:
-    # protocol.encode_message's twin: the protocol imports this module, not the other way round.
-    return json.dumps({"type": msg_type, **fields}, separators=(",", ":"), allow_nan=False)

@@ -10,7 +10,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from support import OFFER, error_of, frame, only, register
 
-from nbcall.server.protocol import KNOWN_TYPES, Close, SignalingProtocol, encode_message, validate_id
+from nbcall.server.messages import KNOWN_TYPES, Close, encode_message, validate_id
+from nbcall.server.protocol import SignalingProtocol
 
 CANDIDATE = json.dumps(
     {

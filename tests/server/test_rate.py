@@ -8,7 +8,8 @@ import pytest
 from support import OFFER, error_of, frame, register
 
 from nbcall.server.limits import TokenBucket
-from nbcall.server.protocol import Close, SignalingProtocol, encode_message
+from nbcall.server.messages import Close, encode_message
+from nbcall.server.protocol import SignalingProtocol
 
 CANDIDATE = json.dumps(
     {"candidate": "candidate:1 1 UDP 2122252543 192.168.1.2 54321 typ host", "sdpMid": "0"}

@@ -9,7 +9,7 @@ import pytest
 from support import OFFER
 
 from nbcall.server.protocol import SignalingProtocol
-from nbcall.server.rooms import ENDED_WITH_RESTART, new_room_id, room_credential
+from nbcall.server.room_model import ENDED_WITH_RESTART, new_room_id, room_credential
 
 Out = list[tuple[str, Any]]
 

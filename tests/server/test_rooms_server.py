@@ -19,7 +19,7 @@ from websockets.asyncio.client import ClientConnection, connect
 
 import nbcall.server.server
 from nbcall.server import fastpath
-from nbcall.server.rooms import new_room_id, room_credential
+from nbcall.server.room_model import new_room_id, room_credential
 from nbcall.server.server import SignalingServer
 
 Serve = Callable[..., Any]

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 
-from nbcall.server.protocol import Claim, Close, Forward, Release, RoomNode, SignalingProtocol
+from nbcall.server.messages import Claim, Close, Forward, Release, RoomNode
+from nbcall.server.protocol import SignalingProtocol
 
 #: The deployment's room key (from Redis, or --room-key): every node signs and checks credentials with it.
 KEY = b"the deployment's room key"
@@ -54,7 +55,7 @@ def test_a_second_local_register_of_an_id_being_claimed_is_refused() -> None:
 def test_a_message_for_a_phone_on_another_node_becomes_a_forward_and_unknown_ids_stay_unavailable() -> None:
     p = node()
     register(p, "a", "A")
-    p.remote_joined("B", "n2")
+    p.routing.remote_joined("B", "n2")
     frame = '{"type":"ice","from":"A","to":"B","candidate":"{}"}'
     assert p.receive("a", frame) == [("a", Forward("n2", "B", "A", frame))]
     ((_, reply),) = p.receive("a", '{"type":"ice","to":"nobody","candidate":"{}"}')
@@ -63,26 +64,26 @@ def test_a_message_for_a_phone_on_another_node_becomes_a_forward_and_unknown_ids
 
 def test_a_forward_for_a_phone_gone_from_its_node_comes_back_as_unavailable() -> None:
     p = node("n2")
-    ((conn, bounce),) = p.deliver("B", "A", "n1", '{"type":"call","from":"A","to":"B","sdp":"{}"}')
+    ((conn, bounce),) = p.routing.deliver("B", "A", "n1", '{"type":"call","from":"A","to":"B","sdp":"{}"}')
     assert (
         conn is None
         and isinstance(bounce, Forward)
         and (bounce.node, bounce.to, bounce.sender) == ("n1", "A", "")
     )
     assert json.loads(bounce.text)["peer"] == "B" and json.loads(bounce.text)["in_reply_to"] == "call"
-    assert p.deliver("A", "", "n1", bounce.text) == []  # a notice is never bounced
+    assert p.routing.deliver("A", "", "n1", bounce.text) == []  # a notice is never bounced
 
 
 def test_news_from_other_nodes_reaches_watchers_and_a_move_closes_the_old_connection_silently() -> None:
     p = node()
     register(p, "w", "W", presence=True)
-    assert p.remote_joined("B", "n2") == [("w", '{"type":"joined","id":"B"}')]
-    assert p.remote_joined("B", "n2") == []  # already known
-    assert p.remote_moved("B", "n2", "n3") == []  # still online: no news
-    assert p.remote_left("B", "n2") == []  # stale news from its old node
-    assert p.remote_left("B", "n3") == [("w", '{"type":"left","id":"B"}')]
+    assert p.routing.remote_joined("B", "n2") == [("w", '{"type":"joined","id":"B"}')]
+    assert p.routing.remote_joined("B", "n2") == []  # already known
+    assert p.routing.remote_moved("B", "n2", "n3") == []  # still online: no news
+    assert p.routing.remote_left("B", "n2") == []  # stale news from its old node
+    assert p.routing.remote_left("B", "n3") == [("w", '{"type":"left","id":"B"}')]
     register(p, "a", "A", secret="s")
-    out = p.remote_moved("A", "n1", "n2")
+    out = p.routing.remote_moved("A", "n1", "n2")
     assert out == [
         ("a", Close(1008, "replaced by a newer connection of the same phone on another server node"))
     ]
@@ -95,8 +96,8 @@ def test_a_departure_releases_the_id_and_a_snapshot_reports_what_changed_unseen(
     register(p, "w", "W", presence=True)
     register(p, "a", "A")
     assert p.disconnect("a")[-1] == ("a", Release("A"))
-    p.remote_joined("B", "n2")
-    out = p.registry_snapshot({"W": "n1", "C": "n3"})
+    p.routing.remote_joined("B", "n2")
+    out = p.routing.registry_snapshot({"W": "n1", "C": "n3"})
     assert out == [("w", '{"type":"left","id":"B"}'), ("w", '{"type":"joined","id":"C"}')]
 
 
@@ -118,7 +119,7 @@ class Bus:
                 frames.append((conn, json.loads(item)))
             elif isinstance(item, Forward):
                 target = self.nodes[item.node]
-                frames.extend(self.send(item.node, target.deliver(item.to, item.sender, name, item.text)))
+                frames.extend(self.send(item.node, target.routing.deliver(item.to, item.sender, name, item.text)))
             else:
                 self.instructions.append((name, item))
         return frames
@@ -128,7 +129,7 @@ class Bus:
         assert json.loads(out[0][1])["type"] == "registered"
         for other, protocol in self.nodes.items():
             if other != name:
-                protocol.remote_joined(peer_id, name)
+                protocol.routing.remote_joined(peer_id, name)
 
     def receive(self, name: str, conn: str, **msg: object) -> list[tuple[str, dict]]:
         return self.send(name, self.nodes[name].receive(conn, json.dumps(msg)))
@@ -181,7 +182,7 @@ def test_the_node_of_an_invitee_declines_for_it_when_it_is_busy_or_does_not_unde
     bus.phone("n2", "b", "B")
     bus.phone("n2", "c", "C")
     register(bus.nodes["n2"], "s", "S")  # a seed page
-    bus.nodes["n1"].remote_joined("S", "n2")
+    bus.nodes["n1"].routing.remote_joined("S", "n2")
     bus.receive("n2", "b", type="room-invite", to="C")  # B's room, held by n2
     out = bus.receive("n1", "a", type="room-invite", to="B")
     assert [(conn, msg["type"], msg.get("reason")) for conn, msg in out[1:]] == [
@@ -200,7 +201,7 @@ def test_a_member_of_a_room_on_another_node_that_goes_offline_leaves_after_its_g
     bus.receive("n2", "b", type="room-accept", room=room)
     n1 = bus.nodes["n1"]
     assert bus.nodes["n2"].disconnect("b")[-1] == ("b", Release("B"))  # the registry publishes its departure
-    n1.remote_left("B", "n2")
+    n1.routing.remote_left("B", "n2")
     n1.tick(0.0)
     assert n1.rooms.members(room) == ["A", "B"]  # within its grace
     out = bus.send("n1", n1.tick(100.0))
@@ -229,7 +230,7 @@ def test_a_member_back_on_another_node_rejoins_its_room_where_it_is_held_or_rema
     }
     assert n2.receive("b2", json.dumps(fields)) == [("b2", Claim("B", b"b", room))]
     out = n2.claimed("b2", "moved", "n1", "n1")
-    bus.nodes["n1"].remote_moved("B", "n1", "n2")  # the registry's news: n1 closes B's old connection
+    bus.nodes["n1"].routing.remote_moved("B", "n1", "n2")  # the registry's news: n1 closes B's old connection
     assert out is not None and isinstance(out[-1][1], Forward) and out[-1][1].node == "n1"
     assert bus.send("n2", out[-1:]) == [
         (
@@ -257,7 +258,7 @@ def test_a_member_back_on_another_node_rejoins_its_room_where_it_is_held_or_rema
     assert out is not None
     forward = out[-1][1]
     assert isinstance(forward, Forward)
-    out = n3.undeliverable(forward, "its node (n1) is not connected to the registry")
+    out = n3.routing.undeliverable(forward, "its node (n1) is not connected to the registry")
     assert json.loads(out[0][1]) == {
         "type": "room-state", "room": room, "members": ["A"], "credential": credential["A"], "rejoined": True
     }  # fmt: skip
