@@ -119,7 +119,9 @@ class Bus:
                 frames.append((conn, json.loads(item)))
             elif isinstance(item, Forward):
                 target = self.nodes[item.node]
-                frames.extend(self.send(item.node, target.routing.deliver(item.to, item.sender, name, item.text)))
+                frames.extend(
+                    self.send(item.node, target.routing.deliver(item.to, item.sender, name, item.text))
+                )
             else:
                 self.instructions.append((name, item))
         return frames
