@@ -106,7 +106,7 @@ class Forward:
 
     The connection in its pair is the sender's (``None`` for a notice no phone sent); the server
     publishes it to that node's channel (:mod:`nbcall.server.cluster`) or, when it cannot, gives it back
-    to :meth:`~nbcall.server.protocol.SignalingProtocol.undeliverable`.
+    to :meth:`~nbcall.server.routing.ClusterRouting.undeliverable`.
     """
 
     node: str

@@ -1,7 +1,7 @@
 """A room as the server keeps it: its members, its invitations, its ID and its members' credentials.
 
 :class:`~nbcall.server.rooms.RoomRegistry` holds these and enforces the rules; this module has the data and the
-two pure functions it needs (IDs nobody can guess, credentials only the server's key makes).
+pure functions it needs: IDs nobody can guess, and credentials only the server's key makes or checks.
 """
 
 from __future__ import annotations
@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import json
 import secrets
 
 from .limits import DEFAULT_LIMITS
@@ -23,7 +22,6 @@ __all__ = [
     "Notices",
     "Room",
     "new_room_id",
-    "notice",
     "proven_epoch",
     "room_credential",
 ]
@@ -101,8 +99,3 @@ class Room:
         self.rejoin_deadline: float | None = None
         #: The client address that re-created it, until a second member rejoins (an unproven claim).
         self.claim: str | None = None
-
-
-def notice(msg_type: str, /, **fields: object) -> str:
-    """A room message as JSON text: :func:`~nbcall.server.messages.encode_message`'s twin for the rooms."""
-    return json.dumps({"type": msg_type, **fields}, separators=(",", ":"), allow_nan=False)

@@ -32,6 +32,7 @@ from ..exceptions import (
     TooManyRoomClaims,
 )
 from .limits import DEFAULT_LIMITS
+from .messages import encode_message as notice  # a room's notices are signaling messages
 from .messages import shorten
 from .room_model import (
     ENDED_WITH_RESTART,
@@ -41,7 +42,6 @@ from .room_model import (
     Notices,
     Room,
     new_room_id,
-    notice,
     proven_epoch,
     room_credential,
 )
