@@ -6,6 +6,9 @@ Messages queued while offline are sent once it is back.
 
 Given several URLs (the nodes of one deployment, ``serve(redis=...)``), it registers at the first that answers
 and, when its connection drops, tries the next one at each attempt: the phone's ID moves to that node with it.
+
+A URL's ``?token=`` travels as an ``Authorization: Bearer`` header, never in the request line, which proxies
+and servers log.
 """
 
 from __future__ import annotations
@@ -15,16 +18,18 @@ import collections
 import json
 import logging
 import secrets
+import urllib.parse
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
 from ..exceptions import BadMessage, DuplicateID, ServerUnreachable, SignalingError
+from ..server.server import RedactingLogger
 from . import config, kernel
 
-__all__ = ["SignalingClient", "server_urls"]
+__all__ = ["SignalingClient", "server_urls", "token_header"]
 
 logger = logging.getLogger("nbcall.call.client")
 
@@ -41,6 +46,21 @@ def server_urls(server: str | Sequence[str]) -> list[str]:
     if not urls:
         raise ValueError("server is an empty list: give at least one URL such as 'ws://127.0.0.1:8765/ws'")
     return urls
+
+
+def token_header(url: str) -> tuple[str, dict[str, str]]:
+    """``url`` without its ``token`` query parameter, and the ``Authorization`` header that carries it instead."""
+    parts = urllib.parse.urlsplit(url)
+    query = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
+    tokens = [value for key, value in query if key == "token"]
+    if not tokens:
+        return url, {}
+    rest = urllib.parse.urlencode([(key, value) for key, value in query if key != "token"])
+    return urllib.parse.urlunsplit(parts._replace(query=rest)), {"Authorization": f"Bearer {tokens[-1]}"}
+
+
+#: websockets' client logger, minus the token in the handshake's headers.
+_WS_LOGGER = RedactingLogger(logging.getLogger("websockets.client"))
 
 
 class SignalingClient:
@@ -104,18 +124,35 @@ class SignalingClient:
         raise error
 
     async def _register(self, timeout: float) -> dict[str, Any]:
+        """Open a connection and register on it; every way this can fail is a :class:`SignalingError`."""
+        url, headers = token_header(self.url)
         try:
-            ws = await asyncio.wait_for(connect(self.url, max_size=2**20, compression=None), timeout)
+            opening = connect(
+                url, additional_headers=headers, max_size=2**20, compression=None, logger=_WS_LOGGER
+            )
+            ws = await asyncio.wait_for(opening, timeout)
         except InvalidStatus as exc:
             body = exc.response.body.decode("utf-8", "replace").strip() if exc.response.body else ""
             raise ServerUnreachable(
                 f"the server at {self._safe_url} refused the connection (HTTP {exc.response.status_code}): {body}"
             ) from None
-        except (OSError, asyncio.TimeoutError, ValueError) as exc:
+        except (OSError, asyncio.TimeoutError, ValueError, InvalidHandshake) as exc:
+            # InvalidHandshake: something answered that is not a websocket server (a web page, another
+            # protocol): as unreachable as nothing at all.
             raise ServerUnreachable(
                 f"could not connect to the signaling server at {self._safe_url} ({exc or type(exc).__name__}); "
                 "check the URL, or start one with nbcall.serve() or `python -m nbcall serve`"
             ) from None
+        try:
+            reply = await self._registration(ws, timeout)
+        except BaseException:
+            await ws.close()
+            raise
+        self._ws = ws
+        return reply
+
+    async def _registration(self, ws: ClientConnection, timeout: float) -> dict[str, Any]:
+        """Send ``register`` on ``ws`` and return the server's ``registered``."""
         register = {
             "type": "register",
             "from": self.user_id,
@@ -123,25 +160,32 @@ class SignalingClient:
             "presence": True,
             **self.register_fields(),
         }
-        await ws.send(json.dumps(register))
         try:
-            reply = json.loads(await asyncio.wait_for(ws.recv(), timeout))
-        except (ConnectionClosed, asyncio.TimeoutError) as exc:
-            await ws.close()
+            await ws.send(json.dumps(register))
+            text = await asyncio.wait_for(ws.recv(), timeout)
+        except ConnectionClosed as exc:
+            raise ServerUnreachable(f"the server at {self._safe_url} closed during register: {exc}") from None
+        except asyncio.TimeoutError:
             raise ServerUnreachable(
-                f"the server at {self._safe_url} did not answer register: {exc}"
+                f"the server at {self._safe_url} did not answer register within {timeout} s"
             ) from None
+        try:
+            reply = json.loads(text)
+        except ValueError:
+            reply = None
+        if not isinstance(reply, dict):
+            raise BadMessage(
+                f"the server at {self._safe_url} answered register with {str(text)[:100]!r}, not a JSON "
+                "object: is that URL an nbcall signaling server?"
+            )
         if reply.get("type") == "error":
-            await ws.close()
             raise SignalingError.from_wire(
                 str(reply.get("code")),
                 str(reply.get("message", "registration refused")),
                 in_reply_to="register",
             )
         if reply.get("type") != "registered":
-            await ws.close()
             raise BadMessage(f"expected 'registered' from {self._safe_url}, got {reply!r:.200}")
-        self._ws = ws
         return reply
 
     def start(self, on_message: OnMessage, on_state: OnState) -> None:
@@ -168,6 +212,8 @@ class SignalingClient:
         self._close()
         ws = self._ws
         if ws is not None:
+            if self._task is None:  # registered but never started: no relay is there to close it
+                await ws.close()
             await ws.wait_closed()
 
     @property
@@ -184,18 +230,37 @@ class SignalingClient:
         self._wakeup.set()
 
     async def _run(self, on_message: OnMessage, on_state: OnState) -> None:
+        """Relay, and reconnect whenever the connection drops, until closed or the ID is lost.
+
+        Nothing ends it silently: every failure reaches ``on_state`` (the phone's ``error``) and the log.
+        """
         while True:  # _relay closes the connection itself when closed, even before it starts
-            reason = await self._relay(on_message)
+            reason = await self._relay_safely(on_message)
             # Shutting down (closed here, or the interpreter exiting) is not a lost connection.
             if self._closed or kernel.shutting_down() or self.reconnect_delays is None:
-                on_state(False, reason)
+                self._tell(on_state, False, reason)
                 return
-            on_state(False, f"{reason}; reconnecting")
-            registered = await self._reconnect()
-            if registered is None:
-                on_state(False, f"{reason}; gave up reconnecting")
+            self._tell(on_state, False, f"{reason}; reconnecting")
+            registered = await self._reconnect(on_state, reason)
+            if isinstance(registered, str):
+                self._tell(on_state, False, f"{reason}; {registered}")
                 return
-            on_state(True, registered)
+            self._tell(on_state, True, registered)
+
+    def _tell(self, on_state: OnState, online: bool, detail: Any) -> None:
+        try:
+            on_state(online, detail)
+        except Exception:  # the phone's bug: log it, and keep its connection going
+            logger.exception("%r: handling a change of the signaling connection failed", self.user_id)
+
+    async def _relay_safely(self, on_message: OnMessage) -> str:
+        try:
+            return await self._relay(on_message)
+        except Exception as exc:  # a bug here must not leave the phone offline for good: reconnect
+            logger.exception("the signaling relay of %r failed", self.user_id)
+            if self._ws is not None:
+                await self._ws.close()
+            return f"the signaling relay failed ({type(exc).__name__}: {exc})"
 
     async def _relay(self, on_message: OnMessage) -> str:
         """Pump both ways until the connection ends; returns why it ended."""
@@ -233,21 +298,33 @@ class SignalingClient:
                 except json.JSONDecodeError:
                     logger.warning("ignoring a frame that is not JSON from %s: %.100r", self._safe_url, text)
                     continue
-                if isinstance(message, dict):
+                if not isinstance(message, dict):
+                    logger.warning(
+                        "ignoring a message that is not an object from %s: %.100r", self._safe_url, text
+                    )
+                    continue
+                try:
                     on_message(message, len(text.encode()))
+                except Exception:  # the phone's bug: log it, and keep reading
+                    logger.exception("%r: handling a %.40r message failed", self.user_id, message.get("type"))
         except ConnectionClosed:
             pass
-        except Exception:
+        except Exception as exc:
             logger.exception("the signaling reader of %r failed", self.user_id)
-            return "the signaling reader failed"
+            return f"the signaling reader failed ({type(exc).__name__}: {exc})"
         code, why = ws.close_code, ws.close_reason
         detail = f" (code {code}: {why})" if why else ""
         return f"the signaling connection closed{detail}"
 
-    async def _reconnect(self) -> dict[str, Any] | None:
-        """Register again with the same ID and secret; None when it cannot be done."""
+    async def _reconnect(self, on_state: OnState, reason: str) -> dict[str, Any] | str:
+        """Register again with the same ID and secret: the ``registered`` reply, or why it gave up.
+
+        Every failure but a lost ID is retried: a server restarting, answering garbage or refusing the token
+        may be fixed meanwhile. The phone's ``error`` shows the latest one, with what to do.
+        """
         assert self.reconnect_delays
         attempt = 0
+        shown = ""
         while not self._closed:
             delay = self.reconnect_delays[min(attempt, len(self.reconnect_delays) - 1)]
             attempt += 1
@@ -256,22 +333,32 @@ class SignalingClient:
             except asyncio.TimeoutError:
                 pass
             if self._closed:
-                return None
+                break
             if len(self.urls) > 1:  # the next node: the one this phone was on may be gone for good
                 self._current = (self._current + 1) % len(self.urls)
             try:
                 registered = await self._register(10)
             except DuplicateID:
                 logger.warning("%r was taken by another phone while offline", self.user_id)
-                return None
-            except (ServerUnreachable, SignalingError) as exc:
-                logger.info(
-                    "reconnecting %r to %s: attempt %d failed: %s", self.user_id, self._safe_url, attempt, exc
+                return (
+                    f"gave up reconnecting: another phone registered {self.user_id!r} meanwhile; close it, "
+                    "or make this phone again with another ID"
                 )
-                continue
-            logger.info("%r is back online at %s after %d attempts", self.user_id, self._safe_url, attempt)
-            return registered
-        return None
+            except SignalingError as exc:
+                problem = str(exc)
+                logger.info("reconnecting %r: attempt %d failed: %s", self.user_id, attempt, problem)
+            except Exception as exc:  # a bug: say so, and keep trying (the next attempt may well work)
+                logger.exception("reconnecting %r: attempt %d failed unexpectedly", self.user_id, attempt)
+                problem = f"{type(exc).__name__}: {exc}"
+            else:
+                logger.info(
+                    "%r is back online at %s after %d attempts", self.user_id, self._safe_url, attempt
+                )
+                return registered
+            if problem != shown:  # say why it is still offline, once per new reason
+                shown = problem
+                self._tell(on_state, False, f"{reason}; reconnecting, the last attempt failed: {problem}")
+        return "closed while reconnecting"
 
     async def _wakeup_on_close(self) -> None:
         while not self._closed:

@@ -8,6 +8,10 @@ No sockets: the server turns a refusal into its HTTP response and log line.
 Rules, in order: the path (404), the token (401), the browser origin (403; 400 for several
 ``Origin`` headers), the number of connections (503). The token comes before the connection
 limit so that a full server tells strangers nothing more than a wrong token would.
+
+A client presents the token in an ``Authorization: Bearer TOKEN`` header (Python clients do: a header
+stays out of proxies' and servers' request logs) or as ``?token=TOKEN`` in the URL (browsers cannot set
+headers on a WebSocket), exactly once.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ __all__ = [
     "Refusal",
     "check_handshake",
     "origin_patterns",
+    "presented_tokens",
 ]
 
 #: Browser origins allowed by default: pages served from this machine, any port, http or https.
@@ -50,7 +55,7 @@ class AdmissionRules:
     """A server's handshake rules: its path, token, allowed origins and connection limit."""
 
     path: str = "/ws"
-    #: Clients must send ``?token=`` this; ``None``: anyone may connect.
+    #: Clients must present this (``Authorization: Bearer`` header or ``?token=``); ``None``: anyone may connect.
     token: str | None = None
     #: Browser origins allowed; ``None``: any. Clients sending no ``Origin`` are always allowed.
     origins: tuple[re.Pattern[str], ...] | None = DEFAULT_ORIGINS
@@ -93,16 +98,17 @@ def check_handshake(
             f"wrong path {url.path!r}",
         )
     if rules.token is not None:
-        given = parse_qs(url.query).get("token", [])
+        given, malformed = presented_tokens(url.query, headers)
         # Compare even when absent, so that timing tells nothing about the token.
         presented = given[0].encode("utf-8", "surrogatepass") if len(given) == 1 else b""
         if not hmac.compare_digest(presented, rules.token.encode("utf-8")) or len(given) != 1:
-            what = "no token" if not given else "a wrong token" if len(given) == 1 else "several tokens"
+            what = _token_problem(given, malformed)
             return Refusal(
                 HTTPStatus.UNAUTHORIZED,
                 f"{_PREFIX}this server requires a token and the request had {what}; "
-                f"connect to {where}?token=TOKEN with the token the server was "
-                "started with (the URL its owner shares, or the server's .url in Python)\n",
+                f"send the header 'Authorization: Bearer TOKEN' or connect to {where}?token=TOKEN, with "
+                "the token the server was started with (the URL its owner shares, or the server's .url in "
+                "Python)\n",
                 what,
             )
     if rules.origins is not None:
@@ -127,6 +133,28 @@ def check_handshake(
             logging.WARNING,
         )
     return None
+
+
+def presented_tokens(query: str, headers: _Headers) -> tuple[list[str], bool]:
+    """The tokens a request presents (each ``?token=`` and each ``Authorization: Bearer`` header), and whether
+    an ``Authorization`` header was something else (which counts as no token)."""
+    given = parse_qs(query).get("token", [])
+    malformed = False
+    for value in headers.get_all("Authorization"):
+        scheme, _, token = value.strip().partition(" ")
+        if scheme.lower() == "bearer" and token.strip():
+            given.append(token.strip())
+        else:
+            malformed = True
+    return given, malformed and not given
+
+
+def _token_problem(given: list[str], malformed: bool) -> str:
+    if malformed:
+        return "an Authorization header that is not 'Bearer TOKEN'"
+    if not given:
+        return "no token"
+    return "a wrong token" if len(given) == 1 else "several tokens"
 
 
 def origin_patterns(origins: Sequence[OriginPattern]) -> tuple[re.Pattern[str], ...] | None:

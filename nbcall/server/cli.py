@@ -52,7 +52,8 @@ def add_command(commands: argparse._SubParsersAction) -> None:  # type: ignore[t
     access.add_argument(
         "--token",
         default=os.environ.get("NBCALL_TOKEN") or None,
-        help="clients must connect to URL?token=TOKEN (default: $NBCALL_TOKEN; without either, "
+        help="clients must present TOKEN, in an 'Authorization: Bearer TOKEN' header or as URL?token=TOKEN "
+        "(default: $NBCALL_TOKEN; without either, "
         "anyone who can reach the server may register)",
     )
     access.add_argument(
@@ -254,7 +255,10 @@ async def serve_until_stopped(args: argparse.Namespace) -> int:
     if server.registry is not None:
         logger.info("node %s of the deployment sharing %r", server.registry.node, server.registry)
     if server.requires_token:
-        logger.info("clients must add ?token=... (the token given with --token or NBCALL_TOKEN) to that URL")
+        logger.info(
+            "clients must present the token given with --token or NBCALL_TOKEN: phones take it as ?token=... "
+            "added to that URL (Python clients send it in an Authorization header)"
+        )
     else:
         logger.warning(
             "no --token and no NBCALL_TOKEN: ANYONE WHO CAN REACH %s MAY REGISTER and take any free ID; "

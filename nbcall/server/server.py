@@ -47,21 +47,23 @@ if TYPE_CHECKING:
     from typing_extensions import Self
 
 
-__all__ = ["DEFAULT_ORIGINS", "RATE_ABUSE_WINDOW", "SignalingServer", "serve"]
+__all__ = ["DEFAULT_ORIGINS", "RATE_ABUSE_WINDOW", "RedactingLogger", "SignalingServer", "serve"]
 
 logger = logging.getLogger("nbcall.server.server")
 
-_SECRETS = re.compile(r'(token=)[^&\s]*|("(?:secret|sdp)"\s*:\s*")(?:[^"\\]|\\.)*')
+_SECRETS = re.compile(
+    r'(token=)[^&\s]*|("(?:secret|sdp)"\s*:\s*")(?:[^"\\]|\\.)*|((?i:authorization):\s*)[^\r\n]*'
+)
 
 
-class _RedactingLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
-    """websockets' logger, minus tokens in request lines and secrets or SDP in logged frames."""
+class RedactingLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """websockets' logger, minus tokens in request lines and headers, and secrets or SDP in logged frames."""
 
     def log(self, level: int, msg: object, *args: object, **kwargs: object) -> None:
         if not self.isEnabledFor(level):
             return
         text = str(msg) % args if args else str(msg)
-        self.logger.log(level, _SECRETS.sub(r"\1\2***", text), **kwargs)  # type: ignore[arg-type]
+        self.logger.log(level, _SECRETS.sub(r"\1\2\3***", text), **kwargs)  # type: ignore[arg-type]
 
 
 class SignalingServer(MessagePump):
@@ -92,7 +94,7 @@ class SignalingServer(MessagePump):
         self._keepalive_task: asyncio.Task[None] | None = None
         self._tick_task: asyncio.Task[None] | None = None  # gives the protocol the time (rooms' timers)
         #: websockets' logger minus secrets, shared by every connection (see FastConnection.__init__).
-        self.ws_logger = _RedactingLogger(logging.getLogger("websockets.server"))
+        self.ws_logger = RedactingLogger(logging.getLogger("websockets.server"))
 
     @property
     def server(self) -> Server:
@@ -296,7 +298,8 @@ async def serve(
 
     Who may connect:
 
-    * ``token`` (none): clients must add ``?token=TOKEN`` to the URL (browsers cannot set
+    * ``token`` (none): clients must present it, in an ``Authorization: Bearer TOKEN`` header
+      (nbcall's Python clients do) or as ``?token=TOKEN`` in the URL (browsers cannot set
       headers); others get HTTP 401 before they can register. ``.url`` includes it.
     * ``origins`` (:data:`DEFAULT_ORIGINS`: localhost, 127.0.0.1 and [::1], any port): the
       browser origins allowed, as strings where ``*`` matches anything (``"*"`` alone: any

@@ -61,11 +61,17 @@ def test_a_peer_garbage_collected_without_close_warns_once_and_frees_its_id(
     wait_until_sync(free, "the collected Peer's ID to be free")
 
 
-def test_a_peers_repr_does_not_show_the_servers_token() -> None:
+def test_a_peer_sends_the_token_in_a_header_and_its_repr_does_not_show_it(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
     secured = kernel.run(serve(token="tok-2718281828"), timeout=5)
     peer = Peer("A", server=secured.url)
     try:
         assert "tok-2718281828" not in repr(peer)
+        server_side = [r.getMessage() for r in caplog.records if r.name == "websockets.server"]
+        assert "< GET /ws HTTP/1.1" in server_side and "< Authorization: ***" in server_side
+        assert not [r for r in caplog.records if "tok-2718281828" in r.getMessage()]
     finally:
         peer.close()
 

@@ -121,3 +121,35 @@ def test_the_token_is_checked_before_the_connection_limit_and_the_path_before_bo
     # A full server tells a stranger no more than a wrong token would.
     assert refused("/ws?token=guess", HTTPStatus.UNAUTHORIZED, connections=2)
     assert refused("/nope?token=guess", HTTPStatus.NOT_FOUND, connections=2)
+
+
+def bearer(*values: str, origin: str | None = None) -> Headers:
+    headers = Headers([("Authorization", value) for value in values])
+    if origin is not None:
+        headers["Origin"] = origin
+    return headers
+
+
+def test_the_right_token_in_an_authorization_header_is_admitted() -> None:
+    assert check_handshake(RULES, "/ws", bearer("Bearer s3cret/+&="), 0) is None
+    assert check_handshake(RULES, "/ws", bearer("bearer   s3cret/+&="), 0) is None  # the scheme is caseless
+
+
+@pytest.mark.parametrize(
+    ("target", "values", "what"),
+    [
+        ("/ws", ["Bearer s3cret"], "a wrong token"),
+        ("/ws", ["Basic czNjcmV0"], "an Authorization header that is not 'Bearer TOKEN'"),
+        ("/ws", ["Bearer "], "an Authorization header that is not 'Bearer TOKEN'"),
+        ("/ws", ["Bearer s3cret/+&=", "Bearer s3cret/+&="], "several tokens"),
+        ("/ws?token=s3cret%2F%2B%26%3D", ["Bearer s3cret/+&="], "several tokens"),
+    ],
+)
+def test_a_wrong_malformed_or_repeated_header_token_gets_401_naming_both_ways(
+    target: str, values: list[str], what: str
+) -> None:
+    refusal = check_handshake(RULES, target, bearer(*values), 0)
+    assert refusal is not None and refusal.status == HTTPStatus.UNAUTHORIZED
+    assert f"requires a token and the request had {what}" in refusal.body
+    assert "'Authorization: Bearer TOKEN'" in refusal.body and f"{URL}?token=TOKEN" in refusal.body
+    assert refusal.log == what and "s3cret" not in refusal.log + refusal.body

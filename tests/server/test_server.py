@@ -874,3 +874,27 @@ async def test_a_cancelled_connection_handler_closes_its_connection_cleanly(serv
         assert not errors, errors
     finally:
         loop.set_exception_handler(None)
+
+
+async def test_a_token_in_an_authorization_header_admits_and_is_never_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    async with await serve(token="tok-314") as server:
+        header = {"Authorization": "Bearer tok-314"}
+        async with connect(server.url_without_token, additional_headers=header) as ws:
+            await send(ws, type="register", **{"from": "A"})
+            assert (await recv(ws))["type"] == "registered"
+        async with connect(server.url) as ws:  # the seed's browser clients still put it in the query
+            await send(ws, type="register", **{"from": "B"})
+            assert (await recv(ws))["type"] == "registered"
+        with pytest.raises(InvalidStatus) as refused:
+            async with connect(server.url_without_token, additional_headers={"Authorization": "Bearer g-27"}):
+                pass
+        status, body = refusal(refused)
+        assert status == 401 and "a wrong token" in body and "Authorization: Bearer TOKEN" in body
+    logged = "\n".join(
+        r.getMessage() for r in caplog.records if r.name.startswith(("nbcall", "websockets.server"))
+    )
+    assert "Authorization: ***" in logged  # websockets' own DEBUG lines of the headers, redacted
+    assert "tok-314" not in logged and "g-27" not in logged
