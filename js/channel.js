@@ -1,7 +1,7 @@
 // One peer's data channel: sending a message (framed with backpressure for an nbcall peer, plain for any other),
 // and turning what arrives into whole messages and then into the parts Python receives.
 
-import { FrameDecoder, encodeFrames } from "./framing.js";
+import { FrameDecoder, MessageTooLarge, encodeFrames } from "./framing.js";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -73,15 +73,21 @@ export function drained(channel) {
  * message. With a framed peer, binary frames are reassembled (a broken frame throws, and the next message
  * decodes), and `onPartial(done, total, frames)` hears of a message still arriving (`total` null when its
  * length was not announced; `frames.take()` hands over what arrived so far, and `onMessage` then gets the rest);
- * text frames are always plain str messages.
+ * text frames are always plain str messages. A message over `maxSize()` bytes is dropped: MessageTooLarge is
+ * thrown once, and the message after it decodes.
  * @param {() => boolean} framed read when each frame arrives: the peer says so only in its answer
  * @param {(kind: Kind, payload: Uint8Array<ArrayBuffer>) => void} onMessage
  * @param {(done: number, total: number | null, frames: FrameDecoder) => void} [onPartial]
+ * @param {() => number} [maxSize] read when each frame arrives (the setting may change)
  * @returns {(data: string | ArrayBuffer) => void}
  */
-export function receiver(framed, onMessage, onPartial) {
+export function receiver(framed, onMessage, onPartial, maxSize = () => Infinity) {
   const frames = new FrameDecoder();
   return (data) => {
+    frames.maxSize = maxSize();
+    const size = typeof data === "string" ? data.length : data.byteLength;
+    // An unframed message arrives whole: too late to spare the page, but not Python.
+    if (size > frames.maxSize && (typeof data === "string" || !framed())) throw new MessageTooLarge(size, frames.maxSize);
     if (typeof data === "string") return onMessage("str", encoder.encode(data));
     const bytes = new Uint8Array(data);
     if (!framed()) return onMessage("bytes", bytes);

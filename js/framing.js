@@ -10,6 +10,9 @@
 // extension is never sent one.
 // With any other peer (for example the seed's browser client) messages travel as they are: a str as a text
 // frame, bytes as a binary frame, JSON as its text.
+// A receiver takes at most `maxSize` bytes of one message (the phone's max_receive_size): a larger one, announced
+// or counted as its frames arrive, is refused once (MessageTooLarge) and its remaining frames are dropped, so
+// that the message after it decodes. (nbcall/wire/framing.py does the same.)
 
 export const PROTOCOL = "nbcall/1";
 /** The extensions of nbcall/1 this end understands (announced in `framing_ext`). */
@@ -54,9 +57,26 @@ function lengthFrame(length) {
   return frame;
 }
 
-/** Reassembles frames into whole messages; one per data channel. */
+/** A message larger than the receiver takes: it is dropped, and the next one decodes. */
+export class MessageTooLarge extends Error {
+  /** @param {number} size @param {number} limit */
+  constructor(size, limit) {
+    super(
+      `dropped a message: ${size} bytes is more than max_receive_size (${limit}); raise max_receive_size on the ` +
+        "receiver, or send it as a file to a receiver with a receive_dir",
+    );
+    this.name = "MessageTooLarge";
+  }
+}
+
+/** Reassembles frames into whole messages of at most `maxSize` bytes; one per data channel. */
 export class FrameDecoder {
-  constructor() {
+  /** @param {number} [maxSize] */
+  constructor(maxSize = Infinity) {
+    /** The largest message taken; the owner may change it between frames. */
+    this.maxSize = maxSize;
+    /** The frames left of a message refused as too large are dropped, up to its last one. */
+    this.dropping = false;
     /** @type {Uint8Array[]} */
     this.chunks = [];
     this.kind = 0;
@@ -95,25 +115,41 @@ export class FrameDecoder {
   push(frame) {
     if (frame.length === 0) throw new Error("empty frame: an nbcall frame has at least its kind byte");
     if (frame[0] === LENGTH) {
-      if (this.open) {
+      if (this.open || this.dropping) {
         this.reset(); // drop the broken message, so that the next one decodes
         throw new Error("length frame inside a message");
       }
       if (frame.length !== 9) throw new Error(`length frame of ${frame.length} bytes: it has 9`);
-      this.expected = Number(new DataView(frame.buffer, frame.byteOffset, 9).getBigUint64(1));
+      const announced = Number(new DataView(frame.buffer, frame.byteOffset, 9).getBigUint64(1));
+      if (announced > this.maxSize) {
+        this.dropping = true; // the message it announces
+        throw new MessageTooLarge(announced, this.maxSize);
+      }
+      this.expected = announced;
       return null;
     }
     const code = frame[0] & ~MORE;
+    const more = Boolean(frame[0] & MORE);
     if (code < 1 || code > KINDS.length) throw new Error(`unknown message kind byte ${frame[0]}`);
+    if (this.dropping) {
+      this.dropping = more;
+      return null;
+    }
     if (this.open && code !== this.kind) {
       this.reset();
       throw new Error(`frame of kind ${code} inside a message of kind ${this.kind}`);
+    }
+    if (this.pending + frame.length - 1 > this.maxSize) {
+      const size = this.pending + frame.length - 1;
+      this.reset();
+      this.dropping = more;
+      throw new MessageTooLarge(size, this.maxSize);
     }
     this.kind = code;
     this.chunks.push(frame.subarray(1));
     this.pending += frame.length - 1;
     this.held += frame.length - 1;
-    this.open = Boolean(frame[0] & MORE);
+    this.open = more;
     if (this.open) return null;
     const payload = concat(this.chunks);
     this.reset();
@@ -126,6 +162,7 @@ export class FrameDecoder {
     this.held = 0;
     this.expected = null;
     this.open = false;
+    this.dropping = false;
   }
 }
 

@@ -1,7 +1,7 @@
 // Unit tests of the data-channel framing (node --test): what goes in as one message comes out as one.
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { FrameDecoder, encodeFrames } from "./framing.js";
+import { FrameDecoder, MessageTooLarge, encodeFrames } from "./framing.js";
 
 /** @param {number} n */
 function pattern(n) {
@@ -83,4 +83,17 @@ test("extension length: a misplaced or malformed length frame is refused and the
   assert.throws(() => decoder.push(new Uint8Array([4, 0, 0, 0, 0, 0, 0, 0, 9])), /length frame inside a message/);
   assert.throws(() => decoder.push(new Uint8Array([4, 0, 1])), /length frame of 3 bytes/);
   assert.equal(decoder.push(new Uint8Array([2, 7]))?.payload[0], 7);
+});
+
+test("a message over maxSize is refused once, counted or announced, and the next message decodes", () => {
+  const decoder = new FrameDecoder(10);
+  const frames = [...encodeFrames("bytes", pattern(25), 5)];
+  assert.throws(() => frames.forEach((f) => decoder.push(f)), MessageTooLarge);
+  const rest = frames.slice(3); // the frame that went over was the third: the others are dropped quietly
+  assert.ok(rest.every((f) => decoder.push(f) === null));
+  assert.deepEqual(decoder.push(new Uint8Array([1, 104, 105]))?.payload, new Uint8Array([104, 105]));
+  const announced = [...encodeFrames("str", pattern(25), 5, true)];
+  assert.throws(() => decoder.push(announced[0]), /more than max_receive_size \(10\)/);
+  assert.ok(announced.slice(1).every((f) => decoder.push(f) === null));
+  assert.equal(decoder.push(new Uint8Array([3, 49]))?.kind, "json");
 });

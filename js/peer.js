@@ -350,6 +350,7 @@ export class PeerLink {
         streamed.bytes += part.length;
         this.host.streamed(this.peer, frames.kindName, part, first);
       },
+      () => this.host.settings().max_receive_size,
     );
     channel.onopen = () => {
       if (this.closed) return;
@@ -371,8 +372,10 @@ export class PeerLink {
       try {
         receive(e.data);
       } catch (err) {
-        streamed = null; // the broken message's parts never get their last one: Python drops them
-        this.host.fail(this.peer, err);
+        // A malformed or too large message: dropped here and in Python (with its parts), and the call goes on.
+        streamed = null;
+        const problem = err instanceof Error ? err.message : String(err);
+        this.host.tell("dropped", { peer: this.peer, problem }); // Python logs it, and the widget's log shows it
       }
     };
   }

@@ -52,6 +52,7 @@ export { spec };
  *   stats: {peer: string, stats: import("./stats.js").StatsSummary},
  *   media: {local: MediaFlags, remote: MediaFlags, errors: MediaError[]},
  *   failure: {peer?: string, message: string},
+ *   dropped: {peer: string, problem: string},
  *   ui: {action: string, peer?: string},
  *   diagnosis: {id: string, report: import("./diagnose.js").Report},
  * }} ToPythonFields

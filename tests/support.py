@@ -26,6 +26,7 @@ __all__ = [
     "TIMEOUT",
     "Node",
     "RawPeer",
+    "RawRtcPeer",
     "RedisServer",
     "error_of",
     "frame",
@@ -242,6 +243,90 @@ class RawPeer:
 
     def close(self) -> None:
         self._exit.close()
+
+
+class RawRtcPeer:
+    """Another phone as a bare aiortc peer: it registers, calls with an offer that says it speaks nbcall's
+    framing (with lengths), and then sends whatever frames it is told, well-formed or not. Its coroutines run
+    on one loop (the kernel's, say); what the other end sends back is decoded into :attr:`received`."""
+
+    def __init__(self, user_id: str) -> None:
+        from nbcall.wire.framing import FrameDecoder
+
+        self.id = user_id
+        self.ws: Any = None
+        self.pc: Any = None
+        self.channel: Any = None
+        self.decoder = FrameDecoder()
+        self.received: list[tuple[str, bytes]] = []
+        self.signals: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self._reader: asyncio.Task[None] | None = None
+
+    async def register(self, url: str) -> None:
+        from websockets.asyncio.client import connect as connect_async
+
+        self.ws = await connect_async(url, open_timeout=TIMEOUT)
+        await self.ws.send(json.dumps({"type": "register", "from": self.id}))
+        registered = json.loads(await asyncio.wait_for(self.ws.recv(), TIMEOUT))
+        assert registered["type"] == "registered", registered
+        self._reader = asyncio.ensure_future(self._read())
+
+    async def _read(self) -> None:
+        async for text in self.ws:
+            await self.signals.put(json.loads(text))
+
+    async def call(self, to: str, timeout: float = 20) -> None:
+        """Call ``to`` and return once the data channel is open (the other end must answer)."""
+        from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+
+        from nbcall.peer.aiortc_patches import allow_loopback
+
+        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        self.channel = self.pc.createDataChannel("nbcall")
+        opened = asyncio.Event()
+        self.channel.on("open", opened.set)
+        self.channel.on("message", self._on_message)
+        allow_loopback(self.pc)
+        await self.pc.setLocalDescription(await self.pc.createOffer())
+        offer = {"type": "offer", "sdp": self.pc.localDescription.sdp}
+        await self.ws.send(json.dumps({"type": "call", "from": self.id, "to": to, "sdp": json.dumps(offer),
+                                       "framing": "nbcall/1", "framing_ext": ["length"], "polite": False}))  # fmt: skip
+        deadline = time.monotonic() + timeout
+        while True:
+            signal = await asyncio.wait_for(self.signals.get(), max(0.01, deadline - time.monotonic()))
+            if signal.get("type") == "answer":
+                break
+            assert signal.get("type") not in ("hangup", "decline", "error", "unavailable"), signal
+        answer = json.loads(signal["sdp"])
+        await self.pc.setRemoteDescription(RTCSessionDescription(sdp=answer["sdp"], type=answer["type"]))
+        await asyncio.wait_for(opened.wait(), max(0.01, deadline - time.monotonic()))
+
+    def _on_message(self, data: str | bytes) -> None:
+        if isinstance(data, str):
+            self.received.append(("str", data.encode()))
+            return
+        with contextlib.suppress(ValueError):  # what the other end sends is not under test here
+            message = self.decoder.push(data)
+            if message is not None:
+                self.received.append(message)
+
+    async def send(self, *frames: bytes | str) -> None:
+        """Send each frame as one data-channel message, as it is."""
+        for data in frames:
+            self.channel.send(data)
+
+    async def hang_up(self, to: str) -> None:
+        await self.ws.send(json.dumps({"type": "hangup", "from": self.id, "to": to}))
+        if self.pc is not None:
+            await self.pc.close()
+
+    async def close(self) -> None:
+        if self.pc is not None:
+            await self.pc.close()
+        if self.ws is not None:
+            await self.ws.close()
+        if self._reader is not None:
+            self._reader.cancel()
 
 
 # -- the sans-I/O signaling protocol: frames in, (connection, text) pairs out ---------------

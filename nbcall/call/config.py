@@ -10,7 +10,11 @@ import urllib.parse
 from collections.abc import Iterable
 from typing import Any
 
-__all__ = ["ice_servers", "ice_transport_policy", "server_url"]
+import traitlets
+
+from ..wire.payload import MAX_RECEIVE_SIZE
+
+__all__ = ["ReceiveSize", "ice_servers", "ice_transport_policy", "max_receive_size", "server_url"]
 
 _ICE_SCHEMES = ("stun:", "stuns:", "turn:", "turns:")
 # http(s) is what people copy from a browser's address bar: the same host and port, as a websocket.
@@ -84,3 +88,24 @@ def ice_transport_policy(policy: object) -> str:
             f"ice_transport_policy must be 'all' (direct or relayed) or 'relay' (only through TURN), not {policy!r}"
         )
     return str(policy)
+
+
+def max_receive_size(size: object) -> int:
+    """The largest message (in bytes) a phone keeps in memory: a whole number > 0."""
+    if isinstance(size, bool) or not isinstance(size, int) or size <= 0:
+        raise ValueError(
+            f"max_receive_size must be a number of bytes > 0, such as {MAX_RECEIVE_SIZE} (512 MiB), not {size!r}"
+        )
+    return size
+
+
+class ReceiveSize(traitlets.Int):  # type: ignore[type-arg]
+    """The ``max_receive_size`` trait of a phone: checked by :func:`max_receive_size` when set."""
+
+    default_value = MAX_RECEIVE_SIZE
+
+    def validate(self, obj: Any, value: Any) -> int:
+        try:
+            return max_receive_size(value)
+        except ValueError as exc:
+            raise traitlets.TraitError(str(exc)) from None

@@ -29,7 +29,7 @@ from aiortc.rtcconfiguration import RTCBundlePolicy
 from aiortc.sdp import candidate_from_sdp
 
 from ..wire.framing import EXTENSIONS, LENGTH, PROTOCOL, FrameDecoder, FramingError, encode_frames
-from ..wire.payload import Kind
+from ..wire.payload import Kind, oversize
 from .aiortc_patches import allow_loopback, tune_sctp, unacknowledged
 from .tracks import ArrayAudioTrack, ArrayVideoTrack, MediaOptions, call_all, call_frame
 
@@ -41,12 +41,16 @@ logger = logging.getLogger("nbcall.peer.rtc")
 class EngineHost(Protocol):
     """What the engine reports to (the adapter that owns the call machine); called on the engine's loop."""
 
+    #: The largest message kept in memory: a larger one is dropped (``engine_dropped``).
+    max_receive_size: int
+
     def engine_signal(self, peer: str, signal: dict[str, Any]) -> None: ...
     def engine_connection(self, peer: str, state: str) -> None: ...
     def engine_channel(self, peer: str, open_: bool, framed: bool) -> None: ...
     def engine_message(self, peer: str, kind: Kind, payload: bytes) -> None: ...
     def engine_receiving(self, peer: str, size: int, total: int | None) -> None: ...
     def engine_failure(self, peer: str, text: str) -> None: ...
+    def engine_dropped(self, peer: str, problem: str) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -241,23 +245,37 @@ class Link:
         if self.closed:
             return
         self.bytes_in += len(data)
-        if isinstance(data, str):
-            self._deliver("str", data.encode("utf-8"))
+        limit = self.host.max_receive_size
+        if not self.framed or isinstance(data, str):
+            problem = oversize(len(data), limit)
+            if problem is not None:
+                self._drop(problem)
+            elif isinstance(data, str):
+                self._deliver("str", data.encode("utf-8"))
+            else:
+                self._deliver("bytes", data)
             return
-        if not self.framed:
-            self._deliver("bytes", data)
-            return
+        self.decoder.max_size = limit
         try:
             message = self.decoder.push(data)
         except FramingError as exc:
             # The peer's bug or malice: drop the broken message and keep the call (the decoder starts afresh).
-            self.counts["messages_malformed"] += 1
-            logger.warning("dropped a malformed message from %s: %s", self.peer, exc)
+            self._drop(str(exc))
             return
         if message is None:
-            self.host.engine_receiving(self.peer, self.decoder.pending, self.decoder.expected)
+            if self.decoder.pending:
+                self.host.engine_receiving(self.peer, self.decoder.pending, self.decoder.expected)
         else:
             self._deliver(*message)
+
+    def _drop(self, problem: str) -> None:
+        """A message from the peer was malformed or too large: one log line, and the host tells the user."""
+        self.counts["messages_malformed"] += 1
+        logger.warning("dropped a message from %s: %s", self.peer, problem)
+        try:
+            self.host.engine_dropped(self.peer, problem)
+        except Exception:  # never raise in aiortc's callback: it would close the channel
+            logger.debug("reporting a dropped message from %s failed", self.peer, exc_info=True)
 
     def _deliver(self, kind: Kind, payload: bytes) -> None:
         self.counts["messages_in"] += 1

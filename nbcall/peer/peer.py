@@ -34,7 +34,7 @@ from ..call.machine import FREE, IN_CALL, STATES, CallMachine, Changed, ToEngine
 from ..call.progress import PROGRESS_MIN, ProgressReporter
 from ..call.progress import describe as describe_progress
 from ..call.transfer import FileReceiver
-from ..wire.payload import Kind, Message, decode, encode
+from ..wire.payload import MAX_RECEIVE_SIZE, Kind, Message, decode, encode
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -89,6 +89,8 @@ class Peer(CallAdapter, traitlets.HasTraits):
     ``fps`` frames per second; audio: int16 samples at ``sample_rate`` Hz, ``channels`` channels), or None.
     Received video and audio go to :meth:`on_frame` and :meth:`on_audio` callbacks. Received files are written
     to ``receive_dir`` when one is given (an existing file is kept unless ``overwrite``), else kept in memory.
+    A message kept in memory has at most ``max_receive_size`` bytes: a larger one is dropped, and
+    :attr:`error` says so.
     """
 
     _client: SignalingClient  # a Peer always has a server
@@ -112,6 +114,9 @@ class Peer(CallAdapter, traitlets.HasTraits):
     #: The transfer under way (a large message or a file): ``{"direction": "out"|"in", "peer", "name", "done",
     #: "total", "rate", "eta"}`` (see :mod:`nbcall.call.progress`); ``{}`` when none is.
     progress = traitlets.Dict(read_only=True)
+    #: The largest message kept in memory, in bytes (default 512 MiB): a larger one is dropped, with an
+    #: :attr:`error` and a log line, and the call goes on.
+    max_receive_size = config.ReceiveSize()
 
     def __init__(
         self,
@@ -129,6 +134,7 @@ class Peer(CallAdapter, traitlets.HasTraits):
         overwrite: bool = False,
         max_messages: int = 100,
         max_log: int = 500,
+        max_receive_size: int = MAX_RECEIVE_SIZE,
         timeout: float = 10,
         ring_timeout: float = 30,
     ) -> None:
@@ -149,6 +155,7 @@ class Peer(CallAdapter, traitlets.HasTraits):
                     f"{name} must be an iterator of arrays or a callable returning one, not {source!r}"
                 )
         servers = config.ice_servers(ice_servers)
+        receive_limit = config.max_receive_size(max_receive_size)
         url = config.server_url(server) if server is not None else kernel.default_server().url
         machine = CallMachine(user_id, auto_answer, servers, ring_timeout=ring_timeout)
         # Registers with ``rooms: true`` (and, after a reconnect, the room it is in): a Peer can be invited.
@@ -162,6 +169,7 @@ class Peer(CallAdapter, traitlets.HasTraits):
         machine.user_id = str(registered.get("id", user_id))
         self.max_messages = max_messages
         self.max_log = max_log
+        self.max_receive_size = receive_limit
         self.timeout = timeout
         self._log: list[dict[str, Any]] = []
         self._callbacks: list[Callable[[Message], Any]] = []
@@ -412,6 +420,12 @@ class Peer(CallAdapter, traitlets.HasTraits):
             logger.warning("%s: %s", self.user_id, text)
             self._machine.engine_failed(f"aiortc: {text}")
             self._carry_out()
+
+    def engine_dropped(self, peer: str, problem: str) -> None:
+        """The link dropped a message from ``peer`` (malformed, or over :attr:`max_receive_size`), and logged
+        it: say so in :attr:`error`; the call goes on."""
+        self._log_entry("event", "dropped", {"peer": peer, "problem": problem})
+        self._apply({"error": f"from {peer}: {problem}"})
 
     def engine_receiving(self, peer: str, size: int, total: int | None) -> None:
         if (total or size) >= PROGRESS_MIN and not self._files.busy(peer):

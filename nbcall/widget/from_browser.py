@@ -4,13 +4,16 @@
 from __future__ import annotations
 
 import logging
+import numbers
+import reprlib
 from collections.abc import Callable
 from typing import Any
 
 from ..call.progress import FIELDS as PROGRESS_FIELDS
 from ..exceptions import CallError
 from ..teach.diagnose import candidate_error
-from ..wire.payload import decode
+from ..wire.framing import KINDS
+from ..wire.payload import decode, oversize
 from . import widget_protocol
 from .devices import MediaControls
 from .phone_part import settle
@@ -26,29 +29,38 @@ class FromBrowser(Teaching, MediaControls):
     statistics, media, failures and the widget's buttons (as the same calls as the Python API)."""
 
     def _from_browser(self, _widget: Any, content: Any, buffers: list[bytes]) -> None:
-        problem = widget_protocol.problem(content, widget_protocol.TO_PYTHON)
         with self._lock:
-            if problem is not None:
-                # A browser half of another nbcall version, or a bug: say so where people look.
-                kind = content.get("type") if isinstance(content, dict) else None
-                logger.warning("%s: ignored a message from the browser: %s", self.user_id, problem)
-                self._log_entry("event", "protocol-error", {"type": kind, "problem": problem})
-                return
-            try:
-                getattr(self, f"_on_browser_{content['type']}")(content, buffers)
-            except Exception as exc:  # what the page or a peer sent must not break the comm
-                problem = f"{type(exc).__name__}: {exc}"
-                logger.warning(
-                    "%s: a %s message from the browser failed: %s", self.user_id, content["type"], problem
-                )
-                logger.debug("handling a browser message failed", exc_info=True)
-                self._log_entry("event", "protocol-error", {"type": content["type"], "problem": problem})
+            self._handle_from_browser(content, buffers, nested=False)
             self._carry_out()
+
+    def _handle_from_browser(self, content: Any, buffers: list[bytes], *, nested: bool) -> None:
+        """Check one message from the page and act on it; what is wrong with it is logged in one line, never
+        raised (it would break the comm, and the rest of a batch)."""
+        problem = widget_protocol.problem(content, widget_protocol.TO_PYTHON)
+        if problem is None and nested and content["type"] == "batch":
+            problem = "a batch inside a batch"
+        kind = content.get("type") if isinstance(content, dict) else None
+        if problem is not None:
+            # A browser half of another nbcall version, or a bug: say so where people look.
+            logger.warning("%s: ignored a message from the browser: %s", self.user_id, problem)
+            shown = kind if kind is None else _shown(kind)
+            self._log_entry("event", "protocol-error", {"type": shown, "problem": problem})
+            return
+        try:
+            getattr(self, f"_on_browser_{kind}")(content, buffers)
+        except Exception as exc:  # what the page or a peer sent must not break the comm
+            problem = f"{type(exc).__name__}: {_shown(str(exc), 200)}"
+            logger.warning("%s: a %s message from the browser failed: %s", self.user_id, kind, problem)
+            logger.debug("handling a browser message failed", exc_info=True)
+            self._log_entry("event", "protocol-error", {"type": kind, "problem": problem})
 
     def _on_browser_batch(self, content: dict[str, Any], buffers: list[bytes]) -> None:
         """Several messages the browser sent within one task, in order (one kernel round for all)."""
-        for message in content["messages"]:
-            self._from_browser(self, message, [])
+        messages = content["messages"]
+        if not isinstance(messages, list):
+            raise TypeError(f"a batch's messages are a list, not {type(messages).__name__}")
+        for message in messages:
+            self._handle_from_browser(message, [], nested=True)
 
     def _on_browser_hello(self, content: dict[str, Any], buffers: list[bytes]) -> None:
         if self._frontend:
@@ -77,24 +89,40 @@ class FromBrowser(Teaching, MediaControls):
             self._apply({"error": problem})
 
     def _on_browser_channel(self, content: dict[str, Any], buffers: list[bytes]) -> None:
+        if content["state"] not in ("open", "closed"):
+            raise ValueError(f"a channel state {_shown(content['state'])}: 'open' or 'closed'")
         self._log_entry("event", f"datachannel-{content['state']}", content, echo=False)
         self._machine.engine_channel(content["peer"], content["state"] == "open")
 
     def _on_browser_message(self, content: dict[str, Any], buffers: list[bytes]) -> None:
-        sender = content["peer"]
+        sender, kind = _text(content, "peer"), content["kind"]
+        if kind not in KINDS:
+            raise ValueError(f"a message of kind {_shown(kind)}: one of {KINDS}")
         if content.get("first"):  # a new message: parts of one cut off (its call ended) are dropped
             self._parts.pop(sender, None)
+            self._refusing.discard(sender)
+        if sender in self._refusing:  # the rest of a message refused as too large
+            if content["last"]:
+                self._refusing.discard(sender)
+            return
         parts = self._parts.setdefault(sender, [])
         parts.extend(bytes(b) for b in buffers)
+        problem = oversize(sum(map(len, parts)), self.max_receive_size)
+        if problem is not None:
+            del self._parts[sender]
+            if not content["last"]:
+                self._refusing.add(sender)
+            self._refuse_message(sender, problem)
+            return
         if not content["last"]:
             return
         payload = b"".join(self._parts.pop(sender))
         try:
-            data = decode(content["kind"], payload)
+            data = decode(kind, payload)
         except (UnicodeDecodeError, ValueError) as exc:
-            self._apply({"error": f"received a {content['kind']} message that does not decode: {exc}"})
+            self._apply({"error": f"received a {kind} message that does not decode: {exc}"})
             return
-        message = self._file_part(sender, content["kind"], data, len(payload))
+        message = self._file_part(sender, kind, data, len(payload))
         if message is None:
             return  # a part of a file still coming, or a verdict on one sent
         kept = [*self.messages, message]
@@ -105,13 +133,36 @@ class FromBrowser(Teaching, MediaControls):
             except Exception:
                 logger.exception("%s: on_message callback %r failed", self.user_id, callback)
 
+    def _on_browser_dropped(self, content: dict[str, Any], buffers: list[bytes]) -> None:
+        """The browser dropped a message from a peer (malformed frames, or too large): so do its parts here."""
+        sender = _text(content, "peer")
+        self._parts.pop(sender, None)
+        self._refuse_message(sender, _shown(_text(content, "problem"), 300))
+
+    def _refuse_message(self, sender: str, problem: str) -> None:
+        """A message from ``sender`` was dropped: one log line, and :attr:`error` says so; the call goes on."""
+        logger.warning("%s: dropped a message from %s: %s", self.user_id, sender, problem)
+        self._log_entry("event", "dropped", {"peer": sender, "problem": problem})
+        self._apply({"error": f"from {sender}: {problem}"})
+
     def _on_browser_progress(self, content: dict[str, Any], buffers: list[bytes]) -> None:
-        self._report_progress({key: content[key] for key in PROGRESS_FIELDS}, force=True)
+        report = {key: content[key] for key in PROGRESS_FIELDS}
+        amounts = [report[key] for key in ("total", "rate", "eta")]
+        if (
+            report["direction"] not in ("in", "out")
+            or not isinstance(report["peer"], str)
+            or not isinstance(report["done"], numbers.Real)
+            or not all(a is None or isinstance(a, numbers.Real) for a in amounts)
+        ):
+            raise ValueError(f"a progress report of the wrong shape: {_shown(report, 200)}")
+        self._report_progress(report, force=True)
 
     def _on_browser_send_failed(self, content: dict[str, Any], buffers: list[bytes]) -> None:
         self._apply({"error": f"send #{content['id']} failed: {content['message']}"})
 
     def _on_browser_stats(self, content: dict[str, Any], buffers: list[bytes]) -> None:
+        if not isinstance(content["stats"], dict):
+            raise TypeError(f"statistics must be an object, not {_shown(content['stats'])}")
         if self._machine.room:
             # In a room, one summary per member, each shaped as a 1:1 call's.
             self.stats = {**self.stats, content["peer"]: content["stats"]}
@@ -153,3 +204,17 @@ class FromBrowser(Teaching, MediaControls):
             action()
         except (CallError, TypeError, ValueError) as exc:
             self._apply({"error": str(exc)})
+
+
+def _text(content: dict[str, Any], key: str) -> str:
+    """The field ``key`` of a browser message, which must be a str."""
+    value = content[key]
+    if not isinstance(value, str):
+        raise TypeError(f"{key!r} must be a str, not {_shown(value)}")
+    return value
+
+
+def _shown(value: Any, limit: int = 80) -> str:
+    """``value`` for a log line: what the page sent may be long (or crafted to be)."""
+    text = value if isinstance(value, str) else reprlib.repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -32,7 +32,7 @@ from ..call.progress import ProgressReporter
 from ..exceptions import CallError
 from ..teach.sdp import Descriptions
 from ..wire.faults import Faults, FaultyOutbox
-from ..wire.payload import Message, encode
+from ..wire.payload import MAX_RECEIVE_SIZE, Message, encode
 from .from_browser import FromBrowser
 from .phone_part import settle
 
@@ -81,6 +81,9 @@ class Phone(FromBrowser, anywidget.AnyWidget):
     a call starts or is answered, and stops them when it ends. A medium the browser cannot get (permission
     denied, no device) is left out and reported in :attr:`error`; the call goes on, and the phone still
     receives what the peer sends.
+
+    A message kept in memory has at most ``max_receive_size`` bytes (512 MiB by default): a larger one is
+    dropped, and :attr:`error` says so; the call goes on.
 
     A file sent with :meth:`send_file` (or from a :class:`~nbcall.Peer` or ``nbcall send``) arrives as one
     :class:`~nbcall.call.transfer.FileMessage` (``name``, ``sha256``), checked; its bytes are in ``data``, or with
@@ -137,6 +140,8 @@ class Phone(FromBrowser, anywidget.AnyWidget):
     #: ``{"direction": "out"|"in", "peer", "name", "done", "total", "rate", "eta"}`` (see
     #: :mod:`nbcall.call.progress`); ``{}`` when none is. :meth:`on_progress` hears of each report.
     progress = traitlets.Dict(read_only=True)
+    #: The largest message kept in memory, in bytes: a larger one is dropped (the browser stops taking it).
+    max_receive_size = config.ReceiveSize()
 
     def __init__(
         self,
@@ -150,6 +155,7 @@ class Phone(FromBrowser, anywidget.AnyWidget):
         ice_transport_policy: str = "all",
         max_messages: int = 100,
         max_log: int = 500,
+        max_receive_size: int = MAX_RECEIVE_SIZE,
         timeout: float = 10,
         ring_timeout: float = 30,
         connect_timeout: float = 20,
@@ -171,6 +177,7 @@ class Phone(FromBrowser, anywidget.AnyWidget):
                 raise ValueError(f"{name} must be a number of seconds > 0, not {seconds!r}")
         servers = config.ice_servers(ice_servers)
         policy = config.ice_transport_policy(ice_transport_policy)
+        receive_limit = config.max_receive_size(max_receive_size)
         self._faults = Faults.of(faults)
         machine = CallMachine(
             user_id,
@@ -221,13 +228,17 @@ class Phone(FromBrowser, anywidget.AnyWidget):
         self._frontend = False
         self._to_browser: list[tuple[dict[str, Any], list[bytes]]] = []
         self._parts: dict[str, list[bytes]] = {}
+        self._refusing: set[str] = set()  # senders whose message under way was too large
         self._files = transfer.FileReceiver(receive_dir)
         self._send_ids = itertools.count(1)
         self._closing = False
         self._timer: asyncio.TimerHandle | None = None
         self._armed: float | None = None
         with self.hold_trait_notifications():
-            self.set_trait("_settings", {"max_log": max_log, **_BROWSER_DEFAULTS})
+            self.set_trait(
+                "_settings", {"max_log": max_log, "max_receive_size": receive_limit, **_BROWSER_DEFAULTS}
+            )
+            self.max_receive_size = receive_limit
             self.set_trait("user_id", self._machine.user_id)
             self.set_trait("server_url", url)
             self.set_trait("video", video)
@@ -251,6 +262,10 @@ class Phone(FromBrowser, anywidget.AnyWidget):
     @traitlets.observe("server_url")
     def _show_address(self, change: dict[str, Any]) -> None:
         self.set_trait("server_address", owners.urls_key([change["new"]])[0])
+
+    @traitlets.observe("max_receive_size")
+    def _tell_receive_size(self, change: dict[str, Any]) -> None:
+        self.set_trait("_settings", {**self._settings, "max_receive_size": change["new"]})
 
     @traitlets.default("_key")
     def _new_key(self) -> str:

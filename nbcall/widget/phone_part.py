@@ -32,6 +32,8 @@ class PhonePart(CallAdapter):
     _stats_waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[Any]]]
     _callbacks: list[Callable[[Message], Any]]
     _parts: dict[str, list[bytes]]
+    _refusing: set[str]
+    max_receive_size: int
     _to_browser: list[tuple[dict[str, Any], list[bytes]]]
     _log: list[dict[str, Any]]
     max_log: int

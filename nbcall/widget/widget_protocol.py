@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import pathlib
+import reprlib
 from typing import Any
 
 __all__ = ["SETTINGS", "TO_BROWSER", "TO_PYTHON", "problem"]
@@ -38,7 +39,7 @@ def problem(message: Any, table: dict[str, tuple[frozenset[str], frozenset[str]]
         return f"a message must be an object, not {type(message).__name__}"
     kind = message.get("type")
     if kind not in table:
-        return f"unknown message type {kind!r}"
+        return f"unknown message type {reprlib.repr(kind)}"  # it may be long
     missing = table[kind][0] - message.keys()
     if missing:
         return f"{kind!r} message without {', '.join(sorted(missing))}"

@@ -7,13 +7,17 @@ chunks in order, so no length or sequence number is needed. Extension ``length``
 lists it in its signal's ``framing_ext``): a message that takes more than one frame is preceded by a LENGTH
 frame, byte 0 = 4 and bytes 1..8 its payload's length (unsigned, big-endian), so that the receiver can tell how
 much is left. With any other peer messages travel unframed.
+
+A receiver keeps at most ``max_size`` bytes of one message (:data:`~nbcall.wire.payload.MAX_RECEIVE_SIZE` by
+default): a larger one, announced or counted as its frames arrive, is refused once and its remaining frames are
+dropped, so that the message after it decodes.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 
-from .payload import Kind
+from .payload import MAX_RECEIVE_SIZE, Kind, oversize
 
 __all__ = [
     "EXTENSIONS",
@@ -23,6 +27,7 @@ __all__ = [
     "PROTOCOL",
     "FrameDecoder",
     "FramingError",
+    "MessageTooLarge",
     "encode_frames",
 ]
 
@@ -39,6 +44,10 @@ LENGTH = 4
 
 class FramingError(ValueError):
     """A frame that cannot belong to a well-formed message (the broken message is dropped)."""
+
+
+class MessageTooLarge(FramingError):
+    """A message larger than the receiver keeps (its ``max_size``): it is dropped, the next one decodes."""
 
 
 def encode_frames(
@@ -71,42 +80,64 @@ def encode_frames(
 
 
 class FrameDecoder:
-    """Reassembles frames into whole messages; use one per data channel."""
+    """Reassembles frames into whole messages of at most ``max_size`` bytes; use one per data channel."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_size: int = MAX_RECEIVE_SIZE) -> None:
+        #: The largest message kept; the owner may change it between frames.
+        self.max_size = max_size
         self._chunks: list[bytes] = []
         self._code = 0
+        # The frames left of a message refused as too large are dropped, up to its last one.
+        self._dropping = False
         #: Bytes of the message being reassembled so far (for progress reports).
         self.pending = 0
         #: That message's announced length (extension ``length``), or None when not announced.
         self.expected: int | None = None
 
     def push(self, frame: bytes) -> tuple[Kind, bytes] | None:
-        """Feed one binary frame; returns ``(kind, payload)`` once a message is whole, else None."""
+        """Feed one binary frame; returns ``(kind, payload)`` once a message is whole, else None.
+
+        Raises :class:`FramingError` (:class:`MessageTooLarge`) for a frame that breaks the message under way,
+        which is dropped: the next message decodes.
+        """
         if not frame:
             raise FramingError("empty frame: an nbcall frame has at least its kind byte")
         if frame[0] == LENGTH:
-            if self._chunks:
+            if self._chunks or self._dropping:
                 self._reset()  # drop the broken message, so that the next one decodes
                 raise FramingError("length frame inside a message")
             if len(frame) != 9:
                 raise FramingError(f"length frame of {len(frame)} bytes: it has 9")
-            self.expected = int.from_bytes(frame[1:9], "big")
+            announced = int.from_bytes(frame[1:9], "big")
+            problem = oversize(announced, self.max_size, "an announced message")
+            if problem is not None:
+                self._dropping = True  # the message it announces
+                raise MessageTooLarge(problem)
+            self.expected = announced
             return None
         code = frame[0] & ~MORE
+        more = bool(frame[0] & MORE)
         if not 1 <= code <= len(KINDS):
             raise FramingError(f"unknown message kind byte {frame[0]}")
+        if self._dropping:
+            self._dropping = more
+            return None
         if self._chunks and code != self._code:
             self._reset()  # drop the broken message, so that the next one decodes
             raise FramingError(f"frame of kind {code} inside a message of kind {self._code}")
+        problem = oversize(self.pending + len(frame) - 1, self.max_size)
+        if problem is not None:
+            self._reset()
+            self._dropping = more
+            raise MessageTooLarge(problem)
         self._code = code
         self._chunks.append(frame[1:])
         self.pending += len(frame) - 1
-        if frame[0] & MORE:
+        if more:
             return None
         payload = self._chunks[0] if len(self._chunks) == 1 else b"".join(self._chunks)
         self._reset()
         return KINDS[code - 1], payload
 
     def _reset(self) -> None:
-        self._chunks, self.pending, self.expected = [], 0, None
+        self._chunks, self.pending, self.expected, self._dropping = [], 0, None, False

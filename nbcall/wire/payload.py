@@ -6,9 +6,24 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-__all__ = ["Kind", "Message", "decode", "encode"]
+__all__ = ["MAX_RECEIVE_SIZE", "Kind", "Message", "decode", "encode", "oversize"]
 
 Kind = Literal["str", "bytes", "json"]
+
+#: The largest message a phone keeps in memory unless told otherwise (its ``max_receive_size``). Files written
+#: to a ``receive_dir`` are not bounded by it.
+MAX_RECEIVE_SIZE = 512 * 2**20
+
+
+def oversize(size: int, limit: int, what: str = "a message") -> str | None:
+    """Why ``what`` of ``size`` bytes is refused when a phone keeps at most ``limit`` bytes of it in memory, or
+    None when it fits: every receiver (frame decoder, streamed parts, files kept in memory) says it this way."""
+    if size <= limit:
+        return None
+    return (
+        f"dropped {what}: {size} bytes is more than max_receive_size ({limit}); raise max_receive_size "
+        "on the receiver, or send it as a file to a receiver with a receive_dir"
+    )
 
 
 @dataclass(frozen=True)

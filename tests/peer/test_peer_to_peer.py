@@ -312,6 +312,7 @@ class _Host:
     """An engine's host that records what the engine reports."""
 
     def __init__(self) -> None:
+        self.max_receive_size = 2**20
         self.signals: list[dict[str, Any]] = []
         self.open: list[str] = []
         self.failures: list[str] = []
@@ -334,6 +335,9 @@ class _Host:
 
     def engine_failure(self, peer: str, text: str) -> None:
         self.failures.append(text)
+
+    def engine_dropped(self, peer: str, problem: str) -> None:
+        self.failures.append(problem)
 
 
 async def test_the_engine_is_never_polite_in_glare_and_renegotiates_a_live_link() -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from nbcall.wire.framing import MORE, FrameDecoder, FramingError, encode_frames
+from nbcall.wire.framing import MORE, FrameDecoder, FramingError, MessageTooLarge, encode_frames
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -89,3 +89,19 @@ def test_a_missing_aiortc_gives_the_install_command() -> None:
     )
     assert 'pip install "nbcall[peer]"' in run.stdout, run.stderr
     assert "aiortc" in run.stdout
+
+
+def test_a_message_over_max_size_is_refused_once_and_the_next_one_decodes() -> None:
+    decoder = FrameDecoder(max_size=10)
+    frames = list(encode_frames("bytes", bytes(25), 5))  # 4 payload bytes a frame: the third goes over
+    assert [decoder.push(f) for f in frames[:2]] == [None, None]
+    with pytest.raises(MessageTooLarge, match=r"12 bytes is more than max_receive_size \(10\)"):
+        decoder.push(frames[2])
+    assert [decoder.push(f) for f in frames[3:]] == [None] * len(frames[3:])  # dropped without a word
+    assert decoder.push(b"\x01hi") == ("str", b"hi")
+    announced = list(encode_frames("str", bytes(2**20), 2**16, announce_length=True))
+    with pytest.raises(MessageTooLarge, match="1048576 bytes is more than max_receive_size"):
+        decoder.push(announced[0])  # refused before any of it arrives
+    assert all(decoder.push(f) is None for f in announced[1:])
+    assert decoder.push(b"\x03[]") == ("json", b"[]")
+    assert decoder.push(b"\x02" + bytes(10)) == ("bytes", bytes(10))  # at the limit: kept

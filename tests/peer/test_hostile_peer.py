@@ -1,0 +1,125 @@
+"""A Peer facing a peer that sends too much or sends garbage: it drops what is malformed or too large with one
+log line and an error, keeps the call up, keeps its memory bounded and writes no file outside its receive
+directory. Real aiortc over 127.0.0.1 (marked ``webrtc``, run in the loopback-only namespace)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import resource
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hostile import BURSTS, TERMINATOR, json_frames
+from hypothesis import HealthCheck, given, settings
+from support import RawRtcPeer, wait_until_sync
+
+from nbcall import Peer
+from nbcall.call import kernel
+from nbcall.server.server import SignalingServer
+
+pytestmark = pytest.mark.webrtc
+TIMEOUT = 10.0
+
+
+@pytest.fixture
+def make_peer(server: SignalingServer) -> Iterator[Callable[..., Peer]]:
+    made: list[Peer] = []
+
+    def make(user_id: str, **options: Any) -> Peer:
+        peer = Peer(user_id, **{"server": server.url, **options})
+        made.append(peer)
+        return peer
+
+    yield make
+    for peer in made:
+        peer.close()
+
+
+def test_a_message_over_max_receive_size_is_dropped_with_an_error_and_the_call_goes_on(
+    make_peer, caplog: pytest.LogCaptureFixture
+) -> None:
+    a, b = make_peer("A"), make_peer("B", auto_answer=True, max_receive_size=1000)
+    a.call("B")
+    a.wait("connected", timeout=TIMEOUT)
+    b.wait("connected", timeout=TIMEOUT)
+    with caplog.at_level(logging.WARNING, logger="nbcall"):
+        a.send(bytes(5000)).result(TIMEOUT)  # announced (B takes lengths): refused before it arrives
+        a.send("still here").result(TIMEOUT)
+        wait_until_sync(lambda: b.messages, "the message after the large one", TIMEOUT)
+    assert [m.data for m in b.messages] == ["still here"]
+    assert "from A: dropped a message: 5000 bytes is more than max_receive_size (1000)" in b.error
+    dropped = [r for r in caplog.records if "dropped a message" in r.getMessage()]
+    assert len(dropped) == 1 and dropped[0].exc_info is None
+    assert a.state == b.state == "connected"
+    b.max_receive_size = 10_000
+    a.send(bytes(5000)).result(TIMEOUT)
+    wait_until_sync(lambda: len(b.messages) == 2, "the large message under the raised bound", TIMEOUT)
+    with pytest.raises(Exception, match="max_receive_size must be a number of bytes > 0"):
+        b.max_receive_size = -1
+
+
+def _tree(root: Path) -> set[Path]:
+    return {p for p in root.rglob("*")}
+
+
+def _rss_mib() -> float:
+    with open(f"/proc/{os.getpid()}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def test_a_hostile_peer_sending_garbage_leaves_the_peer_up_bounded_and_its_files_inside(
+    make_peer, server: SignalingServer, tmp_path: Path
+) -> None:
+    inbox, outside = tmp_path / "inbox", tmp_path / "outside"
+    inbox.mkdir()
+    outside.mkdir()
+    (inbox / "link").symlink_to(outside, target_is_directory=True)
+    (inbox / "file").write_text("a file where a folder may be asked for")
+    before = _tree(tmp_path)
+    limit = 16 * 1024
+    b = make_peer("B", auto_answer=True, receive_dir=inbox, max_receive_size=limit)
+    probes: list[Any] = []
+    b.on_message(lambda m: probes.append(m.data) if isinstance(m.data, dict) and "probe" in m.data else None)
+    raw = RawRtcPeer("X")
+    kernel.run(raw.register(server.url), timeout=TIMEOUT)
+    kernel.run(raw.call("B"), timeout=30)
+    b.wait("connected", timeout=TIMEOUT)
+    rss = [_rss_mib()]
+    count = iter(range(10**6))
+
+    @settings(
+        max_examples=int(os.environ.get("NBCALL_FUZZ_EXAMPLES", "60")),
+        deadline=None,
+        database=None,
+        suppress_health_check=list(HealthCheck),
+    )
+    @given(burst=BURSTS)
+    def garbage_then_a_probe(burst: list[bytes | str]) -> None:
+        n = next(count)
+        kernel.run(raw.send(*burst, TERMINATOR, *json_frames({"probe": n})), timeout=TIMEOUT)
+        wait_until_sync(lambda: {"probe": n} in probes, f"probe {n} after {burst!r:.300}", TIMEOUT)
+        assert b.state == "connected", b.error
+        assert all(link.decoder.pending <= limit for link in b._engine.links.values())
+
+    garbage_then_a_probe()
+    rss.append(_rss_mib())
+    assert rss[-1] - rss[0] < 150, f"RSS grew from {rss[0]:.0f} to {rss[-1]:.0f} MiB"
+    assert not list(outside.iterdir()), "a file was written through the symlink, outside the receive dir"
+    new = _tree(tmp_path) - before
+    assert all(inbox.resolve() in p.resolve().parents for p in new), sorted(map(str, new))
+
+    # It answers later calls: the hostile peer hangs up, and another calls and is heard.
+    kernel.run(raw.hang_up("B"), timeout=TIMEOUT)
+    b.wait("ended", timeout=TIMEOUT)
+    kernel.run(raw.close(), timeout=TIMEOUT)
+    c = make_peer("C")
+    c.call("B")
+    c.wait("connected", timeout=TIMEOUT)
+    c.send({"probe": "after"}).result(TIMEOUT)
+    wait_until_sync(lambda: {"probe": "after"} in probes, "a later caller's message", TIMEOUT)
