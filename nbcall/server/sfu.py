@@ -132,6 +132,11 @@ class SfuBridge:
             netloc += f":{parts.port}"
         return f"Janus at {urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, '', ''))}"
 
+    def janus_room(self, room_id: str) -> int | None:
+        """The number of the VideoRoom of SFU room ``room_id`` (for diagnosis: its pin and tokens stay here)."""
+        room = self._rooms.get(room_id)
+        return None if room is None else room.janus_id
+
     def start(self) -> None:
         """Connect in the background; a Janus not answering yet is logged, and tried again for each new room."""
         self._spawn(self._first_connect())

@@ -25,9 +25,11 @@ def janus() -> Iterator[JanusServer]:
         yield server
 
 
-@pytest.fixture
-async def sfu_server(janus: JanusServer) -> AsyncIterator[SignalingServer]:
-    async with await serve(sfu=janus.url, sfu_secret=janus.api_secret) as server:
+@pytest.fixture(params=["ws", "http"])
+async def sfu_server(request: pytest.FixtureRequest, janus: JanusServer) -> AsyncIterator[SignalingServer]:
+    """A server driving Janus through its WebSocket transport, then through its HTTP one."""
+    url = janus.url if request.param == "ws" else janus.http_url
+    async with await serve(sfu=url, sfu_secret=janus.api_secret) as server:
         yield server
 
 
