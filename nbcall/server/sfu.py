@@ -137,6 +137,14 @@ class SfuBridge:
         room = self._rooms.get(room_id)
         return None if room is None else room.janus_id
 
+    def secrets(self) -> list[str]:
+        """What must never reach a phone, a log or a trait: the API secret, every room's pin and secret, every
+        member's token (for tests that check it)."""
+        out = [self._secret] if self._secret else []
+        for room in self._rooms.values():
+            out += [room.pin, room.secret, *(member.token for member in room.members.values())]
+        return out
+
     def start(self) -> None:
         """Connect in the background; a Janus not answering yet is logged, and tried again for each new room."""
         self._spawn(self._first_connect())

@@ -7,6 +7,7 @@ carrying 127.0.0.2 that Janus needs for ICE (docs/rooms.md, "Rooms on an SFU").
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
@@ -88,6 +89,47 @@ async def test_members_exchange_data_through_janus(sfu_server: SignalingServer) 
         await a.send(type="room-message", room=room, to="C", data="for C")
         assert (await c.next("room-message"))["data"] == "for C"
         assert not [msg for msg in b.pending() if msg["type"] == "room-message"]
+    finally:
+        for member in members:
+            await member.close()
+
+
+async def test_a_member_leaving_or_losing_its_link_leaves_the_others_exchanging(
+    sfu_server: SignalingServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    room, members = await sfu_room(sfu_server, "A", "B", "C", "D")
+    a, b, c, d = members
+    try:
+        for member in members:
+            await wait_until(lambda member=member: len(member.feeds) == 3, f"{member.id} subscribed to 3", 15)
+        # B leaves: its feed leaves the others' subscriptions.
+        await b.send(type="room-leave", room=room)
+        assert (await a.next("room-left"))["id"] == "B"
+        for member in (a, c, d):
+            await wait_until(
+                lambda member=member: "B" not in member.feeds.values(), f"B out of {member.id}'s feeds"
+            )
+        # C's browser goes away (its links close, its signaling stays): C stays a member, its feed goes.
+        await c.publisher.close()
+        for member in (a, d):
+            await wait_until(
+                lambda member=member: "C" not in member.feeds.values(), f"C out of {member.id}'s feeds"
+            )
+        assert sfu_server.protocol.rooms.members(room) == ["A", "C", "D"]
+        # A and D still exchange through Janus.
+        await wait_until(lambda: d.subscriber.connectionState == "connected", "D's subscriber link", 15)
+        a.channel.send("still here")
+        await wait_until(
+            lambda: ("A", "still here") in d.received,
+            f"D got A's message ({d.received}, {d.feeds}, {a.channel.readyState})",
+            10,
+        )
+        # Nothing secret reached the log: not the API secret, nor any room's pin or token.
+        bridge = sfu_server.sfu
+        assert bridge is not None
+        for secret in bridge.secrets():
+            assert secret not in caplog.text
     finally:
         for member in members:
             await member.close()
