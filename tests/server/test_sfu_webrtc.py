@@ -14,6 +14,7 @@ import pytest
 from sfu_support import SfuMember, janus_or_skip
 from support import wait_until
 
+from nbcall.server.limits import DEFAULT_LIMITS
 from nbcall.server.server import SignalingServer, serve
 from nbcall.teach.janus import JanusServer
 
@@ -133,3 +134,33 @@ async def test_a_member_leaving_or_losing_its_link_leaves_the_others_exchanging(
     finally:
         for member in members:
             await member.close()
+
+
+async def test_a_room_of_max_sfu_room_size_members_connects_and_broadcasts(janus: JanusServer) -> None:
+    size = DEFAULT_LIMITS.max_sfu_room_size
+    assert size is not None
+    async with await serve(sfu=janus.url, sfu_secret=janus.api_secret) as server:
+        ids = [f"M{n:02d}" for n in range(size)]
+        _, members = await sfu_room(server, *ids)
+        try:
+            for member in members:
+                await wait_until(
+                    lambda member=member: (
+                        len(member.feeds) == size - 1 and member.subscriber.connectionState == "connected"
+                    ),
+                    f"{member.id} subscribed to the {size - 1} others",
+                    30,
+                )
+            # Every subscriber answer (the largest message a member sends) is far within max_message_size.
+            limit = DEFAULT_LIMITS.max_message_size
+            assert limit is not None
+            assert max(len(member.subscriber.localDescription.sdp) for member in members) < limit // 8
+            await asyncio.sleep(0.5)  # the relayed channels open on the subscribers
+            members[0].channel.send("to everyone")
+            for member in members[1:]:
+                await wait_until(
+                    lambda member=member: ("M00", "to everyone") in member.received, f"{member.id} got it", 10
+                )
+        finally:
+            for member in members:
+                await member.close()
