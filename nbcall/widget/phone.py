@@ -221,7 +221,7 @@ class Phone(FromBrowser, anywidget.AnyWidget):
         self._frontend = False
         self._to_browser: list[tuple[dict[str, Any], list[bytes]]] = []
         self._parts: dict[str, list[bytes]] = {}
-        self._files = transfer.FileReceiver(receive_dir)
+        self._files = transfer.FileReceiver(receive_dir, reply_later=self._send_reply)
         self._send_ids = itertools.count(1)
         self._closing = False
         self._timer: asyncio.TimerHandle | None = None
@@ -279,6 +279,7 @@ class Phone(FromBrowser, anywidget.AnyWidget):
         name: str | None = None,
         to: str | None = None,
         timeout: float | None = 120,
+        resume: bool = True,
     ) -> concurrent.futures.Future[dict[str, Any]]:
         """Send the file at ``path`` under its name (or ``name``); a directory goes file by file.
 
@@ -286,9 +287,10 @@ class Phone(FromBrowser, anywidget.AnyWidget):
         member connected now, each of which checks its sha256; the files go one after the other, each once the
         last one's verdicts came (or ``timeout`` seconds after its last byte). Returns a future of the verdicts,
         ``{"ok", "files": [{"name", "peer", "sha256", "code", ...}], "error", "code"}`` (the first refusal ends
-        the sending): ``await asyncio.wrap_future(phone.send_file(path))`` in a cell.
+        the sending): ``await asyncio.wrap_future(phone.send_file(path))`` in a cell. A receiver that kept part
+        of the file from a cut transfer gets the rest, one that has it gets nothing (``resume=False``: all again).
         """
-        return self._send_files(path, name, to, timeout)
+        return self._send_files(path, name, to, timeout, resume)
 
     async def send_file_part(
         self, data: Any, targets: Sequence[str], progress: dict[str, Any] | None
@@ -305,13 +307,15 @@ class Phone(FromBrowser, anywidget.AnyWidget):
             return Message(data, sender, kind, size, time.time())
         reply, finished, _ = handled
         if reply is not None:
-            try:
-                self.send(reply, to=sender)
-            except CallError as exc:
-                logger.warning(
-                    "%s: could not send the verdict on a file to %s: %s", self.user_id, sender, exc
-                )
+            self._send_reply(sender, reply)
         return finished
+
+    def _send_reply(self, sender: str, reply: dict[str, Any]) -> None:
+        """Answer ``sender`` on a file it sends (a verdict, an offer); any thread."""
+        try:
+            self.send(reply, to=sender)
+        except CallError as exc:
+            logger.warning("%s: could not answer %s on a file: %s", self.user_id, sender, exc)
 
     def on_message(self, callback: Callable[[Message], Any]) -> Callable[[Message], Any]:
         """Call ``callback(message)`` for every data-channel message received (usable as a decorator)."""

@@ -223,8 +223,13 @@ def test_send_file_writes_it_under_its_name_and_the_receiver_checks_it(make_peer
     assert (out / "data.bin").read_bytes() == source.read_bytes()
     message = a.messages[-1]
     assert (message.name, message.path, message.size) == ("data.bin", out / "data.bin", source.stat().st_size)
+    again = b.send_file(source).result(30)  # the receiver has it: nothing travels
+    assert (again["ok"], again["files"][0]["code"]) == (True, "same")
+    source.write_bytes(b"another file of that name")
     verdict = b.send_file(source).result(30)  # the receiver keeps its file
     assert verdict["ok"] is False and "exists" in verdict["error"]
+    assert (out / "data.bin").stat().st_size == 3 * 2**20 + 5
+    assert sorted(p.name for p in out.iterdir()) == ["data.bin"]  # no partial file left behind
 
 
 def test_video_made_in_python_arrives_as_arrays_and_slow_callbacks_drop_frames(make_peer) -> None:
