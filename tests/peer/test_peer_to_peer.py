@@ -232,6 +232,47 @@ def test_send_file_writes_it_under_its_name_and_the_receiver_checks_it(make_peer
     assert sorted(p.name for p in out.iterdir()) == ["data.bin"]  # no partial file left behind
 
 
+def test_a_file_cut_by_the_end_of_the_call_resumes_in_the_next_call(make_peer, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    a = make_peer("A", auto_answer=True, receive_dir=out)
+    b = make_peer("B")
+    threads: set[str] = set()  # every thread that touches A's file receiver
+
+    def spied(method: Callable[..., Any]) -> Callable[..., Any]:
+        def spy(*args: Any) -> Any:
+            threads.add(threading.current_thread().name)
+            return method(*args)
+
+        return spy
+
+    receiver = a.file_receiver
+    receiver.receive = spied(receiver.receive)  # type: ignore[method-assign]
+    receiver.abort = spied(receiver.abort)  # type: ignore[method-assign]
+    source = tmp_path / "big.bin"
+    source.write_bytes(os.urandom(24 * 2**20))
+    partial = out / ".big.bin.nbcall-partial"
+    b.call("A")
+    b.wait("connected", timeout=TIMEOUT)
+    cut = b.send_file(source)
+    wait_until_sync(lambda: partial.exists() and partial.stat().st_size >= 4 * 2**20, "4 MiB to arrive", 60)
+    a.hangup()  # from this thread, while A's loop writes the file
+    b.wait("ended", timeout=TIMEOUT)
+    assert cut.exception(60) is not None or cut.result()["ok"] is False  # the call ended under it
+    wait_until_sync(lambda: a.interrupted_files == ["big.bin"], "A to drop the file", TIMEOUT)
+    kept = partial.stat().st_size
+    assert 0 < kept < source.stat().st_size and not (out / "big.bin").exists()
+    assert threads == {"nbcall-signaling"}  # A's receiver was only ever touched on its loop
+
+    b.call("A")
+    b.wait("connected", timeout=TIMEOUT)
+    result = b.send_file(source).result(60)
+    (verdict,) = result["files"]
+    assert (result["ok"], verdict["offset"]) == (True, kept)
+    assert verdict["note"].startswith("resumed at ")
+    assert (out / "big.bin").read_bytes() == source.read_bytes()
+    assert sorted(p.name for p in out.iterdir()) == ["big.bin"]  # no partial file left
+
+
 def test_video_made_in_python_arrives_as_arrays_and_slow_callbacks_drop_frames(make_peer) -> None:
     count = iter(range(10**6))
 
