@@ -133,8 +133,20 @@ class FileReceiver:
 
     def receive(self, sender: str, kind: str, data: Any) -> Handled | None:
         """Take one message; None if it is no file message, else ``(reply, finished, progress)``."""
-        if kind == "json" and isinstance(data, dict) and KEY in data:
-            return self._control(sender, data)
+        try:
+            if kind == "json" and isinstance(data, dict) and KEY in data:
+                return self._control(sender, data)
+            return self._bytes(sender, kind, data)
+        except OSError as exc:  # the disk is full, a folder went away: that file fails, the call goes on
+            incoming = self._incoming.pop(sender, None)
+            if incoming is None:
+                logger.warning("a file message from %s failed: %s", sender, exc)
+                return None, None, None
+            problem = f"cannot write {incoming.name} in {self.directory}: {exc.strerror or exc}"
+            reply, _, _ = self._answer_now(incoming, problem, "unwritable")
+            return reply, None, self._progress(incoming)
+
+    def _bytes(self, sender: str, kind: str, data: Any) -> Handled | None:
         incoming = self._incoming.get(sender)
         if incoming is None or kind != "bytes":
             return None

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -156,6 +157,18 @@ def test_a_file_kept_in_memory_is_refused_above_max_receive_size() -> None:
     assert (reply["ok"], reply["code"], message) == (False, "too-large", None)
     assert "9 bytes, more than max_receive_size (8)" in reply["error"]
     assert _send(receiver, "small.bin", b"12345678")[1].data == b"12345678"
+
+
+def test_a_file_whose_folder_went_away_meanwhile_is_refused_not_raised(tmp_path: Path) -> None:
+    receiver = FileReceiver(tmp_path)
+    receiver.receive("A", "json", {KEY: "start", "id": "1", "name": "sub/a.bin", "size": 4})
+    receiver.receive("A", "bytes", b"data")
+    shutil.rmtree(tmp_path / "sub")
+    end = {KEY: "end", "id": "1", "sha256": hashlib.sha256(b"data").hexdigest()}
+    reply, message, _ = receiver.receive("A", "json", end)
+    assert (reply["ok"], reply["code"], message) == (False, "unwritable", None)
+    assert "cannot write sub/a.bin" in reply["error"]
+    assert _send(receiver, "sub/a.bin", b"next")[0]["code"] == "ok"
 
 
 def test_a_symlink_in_the_receive_directory_is_never_followed_out_of_it(tmp_path: Path) -> None:
