@@ -276,3 +276,20 @@ async def test_a_receiver_that_never_answers_the_start_fails_the_file_in_time(
         "the receiver did not answer the start of big.bin",
     )
     assert link.sent_bytes == 0 and link.steps[-1][KEY] == "cancel"
+
+
+@pytest.mark.parametrize(
+    "signal",
+    [
+        {"type": "answer", "from": "R", "framing": "nbcall/1", "framing_ext": ["length"]},  # an older nbcall
+        {"type": "answer", "from": "R", "sdp": "..."},  # the seed's clients: no framing at all
+    ],
+)
+async def test_a_receiver_that_does_not_say_it_resumes_gets_the_plain_flow(
+    tmp_path: Path, big: SendItem, signal: dict[str, Any]
+) -> None:
+    link = Loopback({"R": FileReceiver(tmp_path / "inbox")})
+    link.file_receiver.learn(signal)  # what its call's answer said
+    result = await send_files(link, [big])
+    assert result["ok"] is True and [step[KEY] for step in link.steps] == ["start", "end"]
+    assert "resume" not in link.steps[0] and link.sent_bytes == big.size
