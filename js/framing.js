@@ -15,8 +15,9 @@
 // that the message after it decodes. (nbcall/wire/framing.py does the same.)
 
 export const PROTOCOL = "nbcall/1";
-/** The extensions of nbcall/1 this end understands (announced in `framing_ext`). */
-export const EXTENSIONS = /** @type {const} */ (["length"]);
+/** The extensions of nbcall/1 this end understands (announced in `framing_ext`); "resume" is the file protocol's,
+ * which the phone's kernel speaks (nbcall/call/transfer.py). */
+export const EXTENSIONS = /** @type {const} */ (["length", "resume"]);
 export const KINDS = /** @type {const} */ (["str", "bytes", "json"]);
 const MORE = 0x80;
 const LENGTH = 4;

@@ -72,6 +72,20 @@ test("a file is followed across its start, chunks and end; its chat shows one ro
   assert.equal(transfers.message("out", "B", "bytes", 3, new Uint8Array(0)), "message");
 });
 
+test("a resumed file starts where its from says, and its rate counts only the bytes that travel", () => {
+  const { clock, shown, transfers } = setup();
+  transfers.message("in", "B", "json", ...sized(json({ nbcall_file: "start", id: "f2", name: "b.bin", size: 4 * MiB, resume: true })));
+  assert.equal(transfers.message("out", "B", "json", ...sized(json({ nbcall_file: "offset", id: "f2", offset: 3 * MiB, sha256: "ab" }))), "hidden");
+  clock.t = 500;
+  assert.equal(transfers.message("in", "B", "json", ...sized(json({ nbcall_file: "from", id: "f2", offset: 3 * MiB }))), "hidden");
+  assert.equal(shown.at(-1)?.done, 3 * MiB);
+  clock.t = 1500;
+  transfers.message("in", "B", "bytes", MiB / 2, new Uint8Array(0));
+  assert.deepEqual([shown.at(-1)?.done, shown.at(-1)?.rate], [3.5 * MiB, MiB / 2]);
+  assert.equal(transfers.message("in", "B", "json", ...sized(json({ nbcall_file: "cancel", id: "f2", error: "x" }))), "hidden");
+  assert.equal(shown.at(-1), null);
+});
+
 test("only nbcall file messages are file steps", () => {
   assert.equal(fileControl(json({ hello: 1 })), null);
   assert.equal(fileControl(new TextEncoder().encode("not json")), null);

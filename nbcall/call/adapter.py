@@ -115,13 +115,13 @@ class CallAdapter:
         raise NotImplementedError
 
     def _send_files(
-        self, path: str | Path, name: str | None, to: str | None, timeout: float | None
+        self, path: str | Path, name: str | None, to: str | None, timeout: float | None, resume: bool = True
     ) -> concurrent.futures.Future[dict[str, Any]]:
         """Send the file or directory at ``path`` on the background loop (see :func:`~.transfer.send_files`)."""
         files = list_files([Path(path)], names=[name] if name else None)
         with self._lock:
             self._machine.check_send(to)
-        return kernel.submit(send_files(self, files, to=to, timeout=timeout))
+        return kernel.submit(send_files(self, files, to=to, timeout=timeout, resume=resume))
 
     def call(self, peer: str) -> None:
         """Call ``peer``: its phone rings, and the call connects once it answers."""
@@ -392,6 +392,7 @@ class CallAdapter:
         """A message from the signaling server (runs on the background loop's thread)."""
         with self._lock:
             self._log_entry("in", str(message.get("type")), message, size)
+            self._files.learn(message)  # whether the peer resumes files, from its call or answer
             if message.get("type") == "error":
                 logger.warning("%s: signaling server: %s", self.user_id, message.get("message"))
             self._machine.receive(message, time.monotonic())

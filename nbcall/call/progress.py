@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["FIELDS", "PROGRESS_MIN", "ProgressReporter", "describe"]
+__all__ = ["FIELDS", "PROGRESS_MIN", "ProgressReporter", "describe", "size_text"]
 
 logger = logging.getLogger("nbcall.call.progress")
 
@@ -76,10 +76,11 @@ class ProgressReporter:
         return progress.get("direction"), progress.get("peer"), progress.get("name")
 
 
-def _size(n: float) -> str:
+def size_text(n: float, gib_digits: int = 2) -> str:
+    """A number of bytes for people: "12.0 MiB", "2.10 GiB" (``gib_digits`` decimals for GiB)."""
     for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
         if n >= scale:
-            return f"{n / scale:.{2 if unit == 'GiB' else 1}f} {unit}"
+            return f"{n / scale:.{gib_digits if unit == 'GiB' else 1}f} {unit}"
     return f"{int(n)} B"
 
 
@@ -91,7 +92,9 @@ def describe(report: Report) -> str:
     else:
         way = f"↑ {what}" + (f" to {report['peer']}" if report.get("peer") else "")
     total = report.get("total")
-    amount = _size(report["done"]) if total is None else f"{_size(report['done'])} of {_size(total)}"
+    amount = (
+        size_text(report["done"]) if total is None else f"{size_text(report['done'])} of {size_text(total)}"
+    )
     eta = report.get("eta")
     left = "" if eta is None else f" · {'<1' if eta < 1 else round(eta)} s left"
-    return f"{way}: {amount} · {_size(report.get('rate', 0))}/s{left}"
+    return f"{way}: {amount} · {size_text(report.get('rate', 0))}/s{left}"

@@ -9,32 +9,58 @@ A file travels as ordinary nbcall messages, so any phone can carry it:
 and the receiver answers ``{"nbcall_file": "verdict", "id": ID, "ok": bool, "sha256": HEX, "error": TEXT,
 "code": CODE}``: ``error`` says what went wrong in words, ``code`` (one of :data:`CODES`) for programs; a verdict
 from a receiver older than ``code`` gets its code from :func:`verdict_code`.
+
+**Resume** (only with a receiver that lists ``resume`` in its call's or answer's ``framing_ext``, so that older
+ones and the seed's clients keep the flow above): the ``start`` carries ``"resume": true`` (false: start over),
+and before any byte the receiver answers either a verdict (refused now: ``exists``, ``busy``, ...) or
+``{"nbcall_file": "offset", "id": ID, "offset": K, "sha256": HEX, "whole": bool}``: it holds the first K bytes
+of the file, whose sha256 is HEX (in a partial file, or the whole file under that name when ``whole``). The
+sender hashes its own first K bytes and says where its bytes start, ``{"nbcall_file": "from", "id": ID,
+"offset": K or 0}``: K when the digests match (for ``whole``, the file is there already: no byte is sent and the
+verdict's code is ``same``), else 0, and it says why it started over. An offer that is no offset in the file
+gets ``{"nbcall_file": "cancel", "id": ID, "error": TEXT}`` and nothing of the file. The ``end`` and its verdict
+follow as above; the sha256 checked is always the whole file's.
+
+A receiver writes a file into ``.NAME.nbcall-partial`` beside it, locked while written (a second sender of the
+name gets ``busy``), and renames it once whole; a cut transfer leaves it for the next one.
 Received names are cleaned (:func:`clean_name`): no absolute paths, no ``..``; a file that exists is not
-overwritten unless the receiver allows it. :class:`FileReceiver` is sans-I/O apart from writing the files;
-:func:`send_files` sends through any :class:`FileLink` (a Phone, a Peer).
+overwritten unless the receiver allows it. :class:`FileReceiver` receives; :func:`send_files` sends through
+any :class:`FileLink` (a Phone, a Peer).
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
-import io
 import logging
 import os
-import re
-import tempfile
-import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
-from typing import Any, NamedTuple, Protocol
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
 
-from ..wire.payload import Message
+from .files import (
+    CHUNK,
+    CODES,
+    KEY,
+    PARTIAL,
+    SUCCESS,
+    FileMessage,
+    Received,
+    clean_name,
+    end_message,
+    hash_prefix,
+    start_message,
+    verdict_code,
+)
+from .progress import size_text
+from .receiver import FileReceiver
 
 __all__ = [
     "CHUNK",
     "CODES",
+    "KEY",
     "FileLink",
     "FileMessage",
     "FileReceiver",
@@ -50,31 +76,8 @@ __all__ = [
 
 logger = logging.getLogger("nbcall.call.transfer")
 
-#: Bytes per data message of a file: large enough to keep aiortc's SCTP busy, small enough to bound memory.
-CHUNK = 1024 * 1024
-KEY = "nbcall_file"
-
-#: What a verdict's ``code`` says: the receiver's, and the sender's own when no verdict came.
-CODES = {
-    "ok": "the file arrived whole and its sha256 matched",
-    "exists": "refused: a file of that name exists at the receiver, which may not overwrite it",
-    "unwritable": "refused: the receiver cannot write a file of that name where it keeps files",
-    "checksum": "the file arrived with another sha256 than was sent (it was not kept)",
-    "incomplete": "fewer or more bytes arrived than the file's size (it was not kept)",
-    "malformed": "refused: the file's control messages were malformed (a size that is no count of bytes, say)",
-    "refused": "the receiver refused the file for a reason this version does not know",
-    "no-verdict": "the receiver sent no verdict in time",
-}
-
-
-@dataclass(frozen=True)
-class FileMessage(Message):
-    """A file received in a call: ``name`` is its cleaned relative name, ``path`` where it was written (None
-    when kept in memory, then ``data`` holds its bytes), ``sha256`` its checked digest."""
-
-    name: str = ""
-    path: Path | None = None
-    sha256: str = ""
+#: Bytes a second a receiver is granted to hash what it offers, on top of the answer's ``timeout``.
+HASH_RATE = 50 * 2**20
 
 
 @dataclass(frozen=True)
@@ -86,16 +89,9 @@ class SendItem:
     size: int
 
 
-def clean_name(name: object) -> str:
-    """A received file name made safe: relative, with no ``..``, no empty or hidden-drive parts."""
-    text = str(name).replace("\\", "/")
-    parts = [p for p in PurePosixPath(text).parts if p not in ("", ".", "..", "/") and ":" not in p]
-    cleaned = "/".join(p.strip() for p in parts if p.strip())
-    return cleaned or "unnamed"
-
-
 def list_files(paths: Sequence[Path], names: Sequence[str] | None = None) -> list[SendItem]:
-    """The files to send for ``paths`` (a directory: its files, named with the directory's relative paths).
+    """The files to send for ``paths`` (a directory: its files, named with the directory's relative paths;
+    partial files of an nbcall receiver in it are left out).
 
     Raises FileNotFoundError or PermissionError with one clear line for a missing or unreadable path.
     """
@@ -104,7 +100,7 @@ def list_files(paths: Sequence[Path], names: Sequence[str] | None = None) -> lis
         if not path.exists():
             raise FileNotFoundError(f"no such file or directory: {path}")
         if path.is_dir():
-            for file in sorted(p for p in path.rglob("*") if p.is_file()):
+            for file in sorted(p for p in path.rglob("*") if p.is_file() and not p.name.endswith(PARTIAL)):
                 rel = file.relative_to(path.parent).as_posix()
                 items.append(SendItem(file, rel, _readable_size(file)))
         else:
@@ -124,22 +120,12 @@ def _readable_size(path: Path) -> int:
     return path.stat().st_size
 
 
-def start_message(item: SendItem, ident: str) -> dict[str, Any]:
-    """The message that opens the transfer of ``item``."""
-    return {KEY: "start", "id": ident, "name": item.name, "size": item.size}
-
-
-def end_message(ident: str, sha256: str) -> dict[str, Any]:
-    """The message that closes a transfer, with the digest the receiver checks."""
-    return {KEY: "end", "id": ident, "sha256": sha256}
-
-
 class FileLink(Protocol):
     """What :func:`send_files` needs of a phone (``Phone`` and ``Peer`` implement it)."""
 
     @property
     def file_receiver(self) -> FileReceiver:
-        """The phone's receiver, which hands it the verdicts on the files it sends."""
+        """The phone's receiver, which hands it the replies on the files it sends."""
         ...
 
     def file_targets(self, to: str | None) -> list[str]:
@@ -160,57 +146,27 @@ async def send_files(
     *,
     to: str | None = None,
     timeout: float | None = 30.0,
+    resume: bool = True,
     on_chunk: Callable[[SendItem, int], Any] | None = None,
+    on_start: Callable[[SendItem, int, str], Any] | None = None,
 ) -> dict[str, Any]:
     """Send ``files`` through ``link`` to ``to`` (or every peer connected now), one after the other, each
     receiver's verdict on a file awaited (at most ``timeout`` s from its last byte) before the next goes.
 
-    Returns ``{"ok": bool, "files": [verdict, ...], "error": str, "code": str}``, one verdict per file and
-    receiver (each with its ``peer`` and ``code``); the first refusal stops the sending, and gives ``error`` and
-    ``code``. ``on_chunk(item, done)`` follows each file.
+    A receiver that kept part of a file gets only the rest (``resume`` False: all of it again), and one that has
+    the file already gets none of it. Returns ``{"ok": bool, "files": [verdict, ...], "error": str, "code":
+    str}``, one verdict per file and receiver (each with its ``peer``, ``code``, ``offset`` where its bytes
+    started and ``note``, why it started where it did); the first refusal stops the sending, and gives ``error``
+    and ``code``. ``on_start(item, offset, note)`` tells where a file starts, ``on_chunk(item, done)`` follows it.
     """
-    loop = asyncio.get_running_loop()
     targets = link.file_targets(to)
     if not targets:
         raise ConnectionError(f"no open data channel to {to or 'any peer'}")
-    shown = targets[0] if len(targets) == 1 else ""
     verdicts: list[dict[str, Any]] = []
     for item in files:
-        ident = uuid.uuid4().hex[:12]
-        waiters = {target: loop.create_future() for target in targets}
-        for target, waiter in waiters.items():
-            link.file_receiver.expect_verdict(
-                ident, lambda v, w=waiter: loop.call_soon_threadsafe(_settle, w, v), sender=target
-            )
-        try:
-            await link.send_file_part(start_message(item, ident), targets, None)
-            digest = hashlib.sha256()
-            done = 0
-            with open(item.path, "rb") as file:  # noqa: ASYNC230 (reads go to a thread, below)
-                while chunk := await loop.run_in_executor(None, file.read, CHUNK):
-                    digest.update(chunk)
-                    done += len(chunk)
-                    report = {
-                        "direction": "out",
-                        "peer": shown,
-                        "name": item.name,
-                        "done": done,
-                        "total": item.size,
-                    }
-                    await link.send_file_part(chunk, targets, report)
-                    if on_chunk is not None:
-                        on_chunk(item, done)
-            await link.send_file_part(end_message(ident, digest.hexdigest()), targets, None)
-            await asyncio.wait(waiters.values(), timeout=timeout)
-        finally:
-            link.file_receiver.forget_verdicts(ident)
-        for target, waiter in waiters.items():
-            verdict = waiter.result() if waiter.done() else _NO_VERDICT
-            verdicts.append(
-                {**verdict, "code": verdict_code(verdict), "id": ident, "name": item.name,
-                 "sent_sha256": digest.hexdigest(), "peer": target}
-            )  # fmt: skip
-        failed = next((v for v in verdicts if v["code"] != "ok"), None)
+        sending = _Sending(link, item, targets, timeout, resume)
+        verdicts += await sending.run(on_chunk, on_start)
+        failed = next((v for v in verdicts if v["code"] not in SUCCESS), None)
         if failed is not None:
             return {
                 "ok": False,
@@ -221,263 +177,186 @@ async def send_files(
     return {"ok": True, "files": verdicts, "error": "", "code": "ok"}
 
 
+def _deliver(
+    loop: asyncio.AbstractEventLoop, queue: asyncio.Queue[dict[str, Any]]
+) -> Callable[[dict[str, Any]], None]:
+    """Put replies into ``queue`` on ``loop``, from whatever thread the receiver takes them on."""
+
+    def put(reply: dict[str, Any]) -> None:
+        loop.call_soon_threadsafe(queue.put_nowait, reply)
+
+    return put
+
+
 _NO_VERDICT = {"ok": False, "error": "the receiver sent no verdict", "code": "no-verdict"}
 
 
-def verdict_code(verdict: dict[str, Any]) -> str:
-    """The ``code`` of a verdict (one of :data:`CODES`); for a receiver older than codes, told from its text."""
-    code = verdict.get("code")
-    if isinstance(code, str) and code in CODES:
-        return code
-    if verdict.get("ok") is True:
-        return "ok"
-    # The only place that reads a verdict's words: older receivers wrote exactly these three.
-    error = str(verdict.get("error") or "")
-    if error.endswith("(receive with --force to overwrite)"):
-        return "exists"
-    if error.startswith("checksum mismatch for "):
-        return "checksum"
-    if re.search(r": \d+ bytes received of \d+$", error):
-        return "incomplete"
-    return "refused"
+class _Sending:
+    """One file on its way to its targets: the handshake with each, the bytes, the verdicts."""
 
+    def __init__(
+        self, link: FileLink, item: SendItem, targets: list[str], timeout: float | None, resume: bool
+    ) -> None:
+        self.link, self.item, self.targets, self.timeout, self.resume = link, item, targets, timeout, resume
+        self.ident = uuid.uuid4().hex[:12]
+        self.replies: dict[str, asyncio.Queue[dict[str, Any]]] = {t: asyncio.Queue() for t in targets}
+        #: Each target's verdict, once it came (or the sender decided one).
+        self.verdicts: dict[str, dict[str, Any]] = {}
+        #: Where the bytes each target gets start, and why there (when not at 0 as usual).
+        self.starts: dict[str, int] = {}
+        self.notes: dict[str, str] = {}
+        #: The sha256 state after the first N bytes of the file, by N.
+        self.hashes: dict[int, asyncio.Future[Any]] = {}
+        self.sha256 = ""
 
-def _link_no_clobber(source: Path, target: Path) -> None:
-    """Give ``source`` the name ``target`` unless ``target`` exists (FileExistsError), as one step: a hard link
-    where the file system has them, else O_EXCL creation of the name, then a rename onto it."""
-    try:
-        os.link(source, target, follow_symlinks=False)
-    except FileExistsError:
-        raise
-    except OSError:  # no hard links here (some network and FAT file systems)
-        os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)))
-        os.replace(source, target)
+    async def run(
+        self,
+        on_chunk: Callable[[SendItem, int], Any] | None,
+        on_start: Callable[[SendItem, int, str], Any] | None,
+    ) -> list[dict[str, Any]]:
+        loop = asyncio.get_running_loop()
+        receiver = self.link.file_receiver
+        for target, queue in self.replies.items():
+            receiver.expect_replies(self.ident, _deliver(loop, queue), target)
+        try:
+            answering = [t for t in self.targets if receiver.resumes(t)]
+            older = [t for t in self.targets if t not in answering]
+            item = self.item
+            if older:
+                await self.link.send_file_part(start_message(item.name, item.size, self.ident), older, None)
+                self.starts.update(dict.fromkeys(older, 0))
+            if answering:
+                start = start_message(item.name, item.size, self.ident, resume=self.resume)
+                await self.link.send_file_part(start, answering, None)
+                await asyncio.gather(*(self._handshake(t) for t in answering))
+            if on_start is not None and self.starts:
+                on_start(item, min(self.starts.values()), "; ".join(self.notes.values()))
+            going = {t: s for t, s in self.starts.items() if t not in self.verdicts}
+            if going:
+                await self._stream(going, on_chunk)
+                await self.link.send_file_part(end_message(self.ident, self.sha256), list(going), None)
+                waits = [asyncio.ensure_future(self._verdict(t)) for t in going]
+                _, late = await asyncio.wait(waits, timeout=self.timeout)
+                for wait in late:
+                    wait.cancel()
+        finally:
+            receiver.forget_replies(self.ident)
+        return [self._entry(t) for t in self.targets]
 
-
-def _settle(future: asyncio.Future[dict[str, Any]], verdict: dict[str, Any]) -> None:
-    if not future.done():
-        future.set_result(verdict)
-
-
-class Received(NamedTuple):
-    """A file this phone received: its cleaned name, where it was written (None: not kept, or in memory),
-    whether it was kept, and its verdict's code."""
-
-    name: str
-    path: Path | None
-    ok: bool
-    code: str
-
-
-@dataclass
-class _Incoming:
-    ident: str
-    name: str
-    size: int
-    sender: str
-    file: Any
-    path: Path | None
-    temp: Path | None
-    digest: Any = field(default_factory=hashlib.sha256)
-    done: int = 0
-    error: str = ""
-    code: str = "ok"
-
-
-class FileReceiver:
-    """Recognizes file messages among a peer's received messages and writes the files.
-
-    ``directory`` None keeps received files in memory (``FileMessage.data``).
-    """
-
-    def __init__(self, directory: str | Path | None, *, overwrite: bool = False) -> None:
-        self.directory = Path(directory) if directory is not None else None
-        self.overwrite = overwrite
-        self._incoming: dict[str, _Incoming] = {}
-        self._verdicts: dict[tuple[str, str | None], Any] = {}
-        #: Files received so far, with their verdicts' codes.
-        self.received: list[Received] = []
-
-    def busy(self, sender: str) -> bool:
-        return sender in self._incoming
-
-    def expect_verdict(self, ident: str, callback: Any, sender: str | None = None) -> None:
-        """Call ``callback(verdict)`` when the verdict on file ``ident`` comes (from ``sender``, or anyone)."""
-        self._verdicts[(ident, sender)] = callback
-
-    def forget_verdicts(self, ident: str) -> None:
-        """Stop waiting for verdicts on file ``ident`` (they did not come in time)."""
-        for key in [key for key in self._verdicts if key[0] == ident]:
-            del self._verdicts[key]
-
-    def receive(
-        self, sender: str, kind: str, data: Any
-    ) -> tuple[dict[str, Any] | None, FileMessage | None, dict[str, Any] | None] | None:
-        """Take one message; None if it is no file message, else ``(reply, finished, progress)``."""
-        if kind == "json" and isinstance(data, dict) and KEY in data:
-            return self._control(sender, data)
-        incoming = self._incoming.get(sender)
-        if incoming is None or kind != "bytes":
-            return None
-        if not incoming.error:
-            incoming.file.write(data)
-            incoming.digest.update(data)
-        incoming.done += len(data)
-        progress = {
-            "direction": "in",
-            "peer": sender,
-            "name": incoming.name,
-            "done": incoming.done,
-            "total": incoming.size,
-        }
-        return None, None, progress
-
-    def _control(
-        self, sender: str, data: dict[str, Any]
-    ) -> tuple[dict[str, Any] | None, FileMessage | None, dict[str, Any] | None]:
-        what, ident = data.get(KEY), str(data.get("id"))
-        if what == "verdict":
-            callback = self._verdicts.pop((ident, sender), None) or self._verdicts.pop((ident, None), None)
-            if callback is not None:
-                callback(data)
-            return None, None, None
-        if what == "start":
-            name, size = clean_name(data.get("name")), data.get("size") or 0
-            if isinstance(size, float) and size.is_integer():
-                size = int(size)
-            if isinstance(size, bool) or not isinstance(size, int) or size < 0:
-                # The peer's bug, or malice: refuse this file (its verdict says why at its end), keep the call.
-                problem = f"{name}: its size {str(size)[:40]!r} is not a count of bytes"
-                logger.warning("refused a file from %s: %s", sender, problem)
-                self._start(sender, ident, name, 0, problem=problem)
-            else:
-                self._start(sender, ident, name, size)
-            return None, None, None
-        incoming = self._incoming.pop(sender, None)
-        if what != "end" or incoming is None or incoming.ident != ident:
-            return None, None, None
-        return self._finish(incoming, str(data.get("sha256")))
-
-    def _start(self, sender: str, ident: str, name: str, size: int, problem: str = "") -> None:
-        old = self._incoming.pop(sender, None)
-        if old is not None:
-            self._discard(old)
-        path = temp = None
-        error, code = "", "ok"
-        if problem:
-            error, code = problem, "malformed"
-            file: Any = io.BytesIO()  # nothing is written after a refusal
-        elif self.directory is None:
-            file = tempfile.SpooledTemporaryFile(max_size=64 * 2**20)  # noqa: SIM115
-        elif self._through_symlink(name):
-            # A symlink in the receive directory may point anywhere: never write through one.
-            error, code = (
-                f"cannot write {name} in {self.directory}: it goes through a symbolic link",
-                "unwritable",
+    async def _handshake(self, target: str) -> None:
+        """Take ``target``'s answer to the start (an offer, or a refusal) and say where its bytes start."""
+        item = self.item
+        wait = None if self.timeout is None else self.timeout + item.size / HASH_RATE
+        reply = await self._next(target, wait)
+        if reply is None:
+            self.verdicts[target] = {
+                **_NO_VERDICT,
+                "error": f"the receiver did not answer the start of {item.name}",
+            }
+            await self._cancel(target, "no answer to the start in time")
+            return
+        if reply.get(KEY) == "verdict":
+            self.verdicts[target] = reply
+            return
+        offset, sha256, whole = reply.get("offset"), reply.get("sha256"), reply.get("whole") is True
+        # A whole file there may be longer than this one; a partial file never is.
+        largest = offset if whole and isinstance(offset, int) else item.size
+        if isinstance(offset, bool) or not isinstance(offset, int) or not 0 <= offset <= largest:
+            problem = (
+                f"the receiver offered to resume {item.name} at {repr(offset)[:40]}, which is no offset in its "
+                f"{item.size} bytes: nothing of it was sent"
             )
-            file = io.BytesIO()  # nothing is written after a refusal
-        else:
-            path = self.directory / name
-            if path.exists() and not self.overwrite:  # checked again, atomically, when the file is kept
-                error, code = (
-                    f"{name} exists in {self.directory} (receive with --force to overwrite)",
-                    "exists",
-                )
-            try:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=".nbcall-", suffix=".part")
-            except OSError as exc:  # a name the sender chose: refuse it, never raise in a message handler
-                reason = exc.strerror or exc
-                error, code = f"cannot write {name} in {self.directory}: {reason}", "unwritable"
-                file = io.BytesIO()  # nothing is written after a refusal
+            return await self._lied(target, problem)
+        if not isinstance(sha256, str):
+            problem = (
+                f"the receiver offered {item.name} with sha256 {repr(sha256)[:40]}: nothing of it was sent"
+            )
+            return await self._lied(target, problem)
+        same = offset == 0 or (offset <= item.size and (await self._hash(offset)).hexdigest() == sha256)
+        start = offset if same else 0
+        if whole:
+            if not (same and offset == item.size):  # another file of that name: the receiver refuses it
+                await self._say_from(target, 0)
+                refusal = await self._next(target, self.timeout)
+                self.verdicts[target] = refusal if refusal is not None else _NO_VERDICT
+                return
+        elif not same:
+            self.notes[target] = (
+                f"started over: the receiver's partial copy of {item.name} differs from this file "
+                "(the file changed since, or the copy was damaged)"
+            )
+            logger.info("%s: %s", target, self.notes[target])
+        elif offset:
+            self.notes[target] = f"resumed at {size_text(offset, 1)} of {size_text(item.size, 1)}"
+        self.starts[target] = start
+        await self._say_from(target, start)
+
+    async def _lied(self, target: str, problem: str) -> None:
+        logger.warning("%s: %s", target, problem)
+        self.verdicts[target] = {"ok": False, "error": problem, "code": "malformed"}
+        await self._cancel(target, problem)
+
+    async def _say_from(self, target: str, offset: int) -> None:
+        await self.link.send_file_part({KEY: "from", "id": self.ident, "offset": offset}, [target], None)
+
+    async def _cancel(self, target: str, error: str) -> None:
+        await self.link.send_file_part({KEY: "cancel", "id": self.ident, "error": error}, [target], None)
+
+    async def _next(self, target: str, timeout: float | None) -> dict[str, Any] | None:
+        try:
+            return await asyncio.wait_for(self.replies[target].get(), timeout)
+        except asyncio.TimeoutError:
+            return None
+
+    async def _verdict(self, target: str) -> None:
+        while (reply := await self.replies[target].get()).get(KEY) != "verdict":
+            pass
+        self.verdicts[target] = reply
+
+    def _hash(self, size: int) -> asyncio.Future[Any]:
+        """The sha256 state after the file's first ``size`` bytes (read on a thread, once per size)."""
+        if size not in self.hashes:
+            if size == 0:
+                self.hashes[0] = asyncio.get_running_loop().create_future()
+                self.hashes[0].set_result(hashlib.sha256())
             else:
-                temp = Path(temp_name)
-                file = os.fdopen(handle, "wb")
-        incoming = _Incoming(ident, name, size, sender, file, path, temp, error=error, code=code)
-        self._incoming[sender] = incoming
+                loop = asyncio.get_running_loop()
+                self.hashes[size] = loop.run_in_executor(None, hash_prefix, self.item.path, size)
+        return self.hashes[size]
 
-    def _through_symlink(self, name: str) -> bool:
-        """Whether writing ``name`` in the directory would follow a symbolic link (a folder of its path, or the
-        directory's own entries: never the directory itself, which the user chose)."""
-        assert self.directory is not None
-        where = self.directory
-        for part in name.split("/")[:-1]:
-            where = where / part
-            if where.is_symlink():
-                return True
-            if not where.exists():
-                return False
-        return False
+    async def _stream(self, going: dict[str, int], on_chunk: Callable[[SendItem, int], Any] | None) -> None:
+        """Send each target the file's bytes from where its start is, hashing the whole file on the way."""
+        loop = asyncio.get_running_loop()
+        item, shown = self.item, self.targets[0] if len(self.targets) == 1 else ""
+        position = min(going.values())
+        digest = (await self._hash(position)).copy()
+        with open(item.path, "rb") as file:  # noqa: ASYNC230 (reads go to a thread, below)
+            file.seek(position)
+            while chunk := await loop.run_in_executor(None, file.read, CHUNK):
+                digest.update(chunk)
+                end = position + len(chunk)
+                report = {
+                    "direction": "out",
+                    "peer": shown,
+                    "name": item.name,
+                    "done": end,
+                    "total": item.size,
+                }
+                whole = [t for t, start in going.items() if start <= position]
+                if whole:
+                    await self.link.send_file_part(chunk, whole, report)
+                for target, start in going.items():  # those that start within this chunk get its tail
+                    if position < start < end:
+                        await self.link.send_file_part(chunk[start - position :], [target], report)
+                position = end
+                if on_chunk is not None:
+                    on_chunk(item, position)
+        self.sha256 = digest.hexdigest()
 
-    def _finish(
-        self, incoming: _Incoming, sha256: str
-    ) -> tuple[dict[str, Any], FileMessage | None, dict[str, Any]]:
-        got = incoming.digest.hexdigest()
-        error, code = incoming.error, incoming.code
-        if not error and got != sha256:
-            error = f"checksum mismatch for {incoming.name}: sent {sha256[:16]}..., received {got[:16]}..."
-            code = "checksum"
-        if not error and incoming.done != incoming.size:
-            error, code = f"{incoming.name}: {incoming.done} bytes received of {incoming.size}", "incomplete"
-        progress = {"direction": "in", "peer": incoming.sender, "name": incoming.name, "done": incoming.done,
-                    "total": incoming.size}  # fmt: skip
-        reply = {
-            KEY: "verdict",
-            "id": incoming.ident,
-            "ok": not error,
-            "sha256": got,
-            "error": error,
-            "code": code,
-        }
-        if error:
-            self._discard(incoming)
-            self.received.append(Received(incoming.name, None, False, code))
-            return reply, None, progress
-        data: Any = None
-        if incoming.path is None:
-            incoming.file.seek(0)
-            data = incoming.file.read()
-            incoming.file.close()
-        else:
-            incoming.file.close()
-            assert incoming.temp is not None
-            if self.overwrite:
-                os.replace(incoming.temp, incoming.path)
-            else:
-                try:
-                    # Check and rename as one step: a file made meanwhile (another sender's, say) is kept.
-                    _link_no_clobber(incoming.temp, incoming.path)
-                except FileExistsError:
-                    self._discard(incoming)
-                    error = f"{incoming.name} exists in {self.directory} (receive with --force to overwrite)"
-                    reply.update(ok=False, error=error, code="exists")
-                    self.received.append(Received(incoming.name, None, False, "exists"))
-                    return reply, None, progress
-                incoming.temp.unlink(missing_ok=True)
-        self.received.append(Received(incoming.name, incoming.path, True, "ok"))
-        message = FileMessage(
-            data if data is not None else incoming.path,
-            incoming.sender,
-            "bytes",
-            incoming.done,
-            time.time(),
-            name=incoming.name,
-            path=incoming.path,
-            sha256=got,
-        )
-        return reply, message, progress
-
-    def _discard(self, incoming: _Incoming) -> None:
-        incoming.file.close()
-        if incoming.temp is not None:
-            incoming.temp.unlink(missing_ok=True)
-
-    def abort(self, sender: str | None = None) -> list[str]:
-        """Drop unfinished files (the call ended); returns their names."""
-        names = []
-        for key in [sender] if sender else list(self._incoming):
-            incoming = self._incoming.pop(key, None) if key else None
-            if incoming is not None:
-                self._discard(incoming)
-                names.append(incoming.name)
-        return names
+    def _entry(self, target: str) -> dict[str, Any]:
+        verdict = self.verdicts.get(target, _NO_VERDICT)
+        entry = {**verdict, "code": verdict_code(verdict), "id": self.ident, "name": self.item.name,
+                 "sent_sha256": self.sha256, "peer": target, "offset": self.starts.get(target, 0)}  # fmt: skip
+        if target in self.notes:
+            entry["note"] = self.notes[target]
+        return entry

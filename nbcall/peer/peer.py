@@ -118,6 +118,10 @@ class Peer(CallAdapter, traitlets.HasTraits):
     #: :attr:`error` and a log line, and the call goes on.
     max_receive_size = config.ReceiveSize()
 
+    @traitlets.observe("max_receive_size")
+    def _bound_files(self, change: dict[str, Any]) -> None:
+        self._files.max_receive_size = change["new"]
+
     def __init__(
         self,
         user_id: str,
@@ -169,7 +173,6 @@ class Peer(CallAdapter, traitlets.HasTraits):
         machine.user_id = str(registered.get("id", user_id))
         self.max_messages = max_messages
         self.max_log = max_log
-        self.max_receive_size = receive_limit
         self.timeout = timeout
         self._log: list[dict[str, Any]] = []
         self._callbacks: list[Callable[[Message], Any]] = []
@@ -178,7 +181,10 @@ class Peer(CallAdapter, traitlets.HasTraits):
             video=video, audio=audio, fps=fps, sample_rate=sample_rate, channels=channels
         )
         self._engine: Engine = rtc.Engine(self, self._media)
-        self._files = FileReceiver(receive_dir, overwrite=overwrite)
+        self._files = FileReceiver(
+            receive_dir, overwrite=overwrite, max_receive_size=receive_limit, reply_later=self._reply_later
+        )
+        self.max_receive_size = receive_limit
         self._transfers = itertools.count(1)
         # User callbacks run here, one at a time and in order, never on the signaling loop.
         self._callback_pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="nbcall-peer")
@@ -186,7 +192,8 @@ class Peer(CallAdapter, traitlets.HasTraits):
         self._timer: asyncio.TimerHandle | None = None
         self._armed: float | None = None
         self._display: Any = None
-        #: Names of files whose reception a call's end interrupted (their partial data is deleted).
+        #: Names of files whose reception a call's end interrupted (what came is kept for the next send of the
+        #: file to resume when its sender asked for that, else deleted).
         self.interrupted_files: list[str] = []
         #: The peer connections' states, as aiortc reported them.
         self.rtc: dict[str, str] = {}
@@ -238,15 +245,17 @@ class Peer(CallAdapter, traitlets.HasTraits):
         return self._submit_send(kind, payload, to, name=None)
 
     def send_file(
-        self, path: str | Path, *, name: str | None = None, to: str | None = None
+        self, path: str | Path, *, name: str | None = None, to: str | None = None, resume: bool = True
     ) -> concurrent.futures.Future[dict[str, Any]]:
         """Send the file at ``path`` (its name travels with it, as ``name`` or the file's own name).
 
         Returns a future whose result is the receivers' verdict: ``{"ok": True, "files": [...], "code": "ok"}``
-        or ``{"ok": False, "error": ..., "code": ...}`` (codes: :data:`nbcall.call.transfer.CODES`). A directory is sent file by file with its relative paths. In a room
-        the file goes to every member connected now, or to the member ``to``.
+        or ``{"ok": False, "error": ..., "code": ...}`` (codes: :data:`nbcall.call.transfer.CODES`). A directory
+        is sent file by file with its relative paths. In a room the file goes to every member connected now, or
+        to the member ``to``. A receiver that kept part of the file from a cut transfer gets the rest, one that
+        has it gets nothing (``resume=False``: the whole file again).
         """
-        return self._send_files(path, name, to, timeout=max(30.0, self.timeout))
+        return self._send_files(path, name, to, timeout=max(30.0, self.timeout), resume=resume)
 
     async def send_file_part(
         self, data: Any, targets: Sequence[str], progress: dict[str, Any] | None
@@ -381,15 +390,27 @@ class Peer(CallAdapter, traitlets.HasTraits):
     def _apply(self, fields: dict[str, Any]) -> None:
         if fields.get("state") in FREE:
             # Files still coming when a call ends will not be finished: drop them, and say which.
-            self.interrupted_files += self._files.abort()
+            self._abort_files([None])
         elif "members" in fields:
-            for gone in set(self.members) - set(fields["members"]):  # so will those of a member who left
-                self.interrupted_files += self._files.abort(gone)
+            # So will those of a member who left.
+            self._abort_files(list(set(self.members) - set(fields["members"])))
         with self._lock, self.hold_trait_notifications():
             for name, value in fields.items():
                 self.set_trait(name, value)
         if self._display is not None:
             self._refresh_card()
+
+    def _abort_files(self, senders: list[str | None]) -> None:
+        """Drop the files still coming from ``senders`` (None: everyone) on the loop, which writes them."""
+        if not self._on_loop():
+            kernel.call_soon(self._abort_files, senders)
+            return
+        for sender in senders:
+            self.interrupted_files += self._files.abort(sender)
+
+    def _reply_later(self, peer: str, reply: dict[str, Any]) -> None:
+        """Send ``peer`` a reply on a file that was ready after its message was handled (from any thread)."""
+        kernel.submit(self._engine.send("json", encode(reply)[1], peer))
 
     # ----------------------------------------------------------------------- messages from the server
 

@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from ..call import config, transfer
+from ..call.files import SUCCESS
+from ..call.progress import size_text
 from ..exceptions import CallError, NbcallError
 
 __all__ = ["CODE_EXITS", "EXIT_CODES", "add_commands", "exit_code", "receive", "send"]
@@ -39,11 +41,20 @@ EXIT_CODES = {
     DECLINED: "the peer declined, was busy or did not answer",
     INTERRUPTED: "the call ended before every file arrived",
     CHECKSUM: "a file arrived with another sha256 than was sent (it was not kept)",
-    REFUSED: "the receiver refused a file: one of that name exists (receive with --force), or it cannot write it",
+    REFUSED: "the receiver refused a file: one of that name exists (receive with --force), another sender sends "
+    "one of that name now, or it cannot write it",
     CTRL_C: "stopped with Ctrl-C",
 }
 #: The exit status for a verdict's code (:data:`nbcall.call.transfer.CODES`); any other code: INTERRUPTED.
-CODE_EXITS = {"ok": OK, "checksum": CHECKSUM, "exists": REFUSED, "unwritable": REFUSED}
+CODE_EXITS = {
+    "ok": OK,
+    "same": OK,
+    "checksum": CHECKSUM,
+    "exists": REFUSED,
+    "busy": REFUSED,
+    "unwritable": REFUSED,
+    "too-large": REFUSED,
+}
 
 
 def add_commands(commands: Any) -> None:
@@ -67,6 +78,12 @@ def add_commands(commands: Any) -> None:
     )
     send_cmd.add_argument("peer", metavar="PEER", help="the ID to call")
     send_cmd.add_argument("paths", nargs="+", metavar="PATH", type=Path, help="files or directories")
+    send_cmd.add_argument(
+        "--no-resume",
+        dest="resume",
+        action="store_false",
+        help="send each file whole, even to a receiver that kept part of it from a cut transfer",
+    )
     receive_cmd = commands.add_parser(
         "receive",
         parents=[common],
@@ -79,12 +96,18 @@ def add_commands(commands: Any) -> None:
         "--out", type=Path, default=Path("."), metavar="DIR", help="where files go (default: .)"
     )
     receive_cmd.add_argument("--force", action="store_true", help="overwrite files that exist")
+    receive_cmd.add_argument(
+        "--no-resume",
+        dest="resume",
+        action="store_false",
+        help="offer no part of a file kept from a cut transfer, and keep none: each file starts over",
+    )
     receive_cmd.add_argument("--wait", type=float, default=None, metavar="SECONDS", help="give up if no call comes within this (default: wait forever)")  # fmt: skip
 
 
 def exit_code(verdict_codes: list[str]) -> int:
     """The exit status for the verdicts on a transfer's files: that of the first failure, OK when none."""
-    failed = [code for code in verdict_codes if code != "ok"]
+    failed = [code for code in verdict_codes if code not in SUCCESS]
     return CODE_EXITS.get(failed[0], INTERRUPTED) if failed else OK
 
 
@@ -124,7 +147,13 @@ def send(args: argparse.Namespace) -> int:
     peer = _open_peer("send", args)
     if isinstance(peer, int):
         return peer
-    bar = _bar(args, sum(f.size for f in files), "sending")
+    total = sum(f.size for f in files)
+    before = {
+        id(item): sum(f.size for f in files[:n]) for n, item in enumerate(files)
+    }  # bytes of earlier files
+    bars: list[
+        Any
+    ] = []  # the bar starts with the first file, where it starts: a resumed file is partly there
     try:
         try:
             peer.call(args.peer)
@@ -135,16 +164,23 @@ def send(args: argparse.Namespace) -> int:
         except TimeoutError:
             peer.hangup()
             return _fail("send", DECLINED, f"{args.peer} did not answer within {args.timeout:g} s")
-        base = {"total": 0}
+
+        def started(item: Any, offset: int, note: str) -> None:
+            if note:
+                logger.info("%s: %s", item.name, note)
+            elif offset and offset == item.size:
+                logger.info("%s: %s has it already (same sha256)", item.name, args.peer)
+            if not bars:
+                bars.append(_bar(args, total, item.name, before[id(item)] + offset))
+            advanced(item, offset)
 
         def advanced(item: Any, done: int) -> None:
-            if bar is not None:
-                bar.set_description(item.name, refresh=False)
-                bar.update(base["total"] + done - bar.n)
-            if done >= item.size:
-                base["total"] += item.size
+            if bars and bars[0] is not None:
+                bars[0].set_description(item.name, refresh=False)
+                bars[0].update(before[id(item)] + done - bars[0].n)
 
-        future = kernel.submit(transfer.send_files(peer, files, on_chunk=advanced))
+        sending = transfer.send_files(peer, files, resume=args.resume, on_chunk=advanced, on_start=started)
+        future = kernel.submit(sending)
         while not future.done():
             if peer.state != "connected":
                 future.cancel()
@@ -158,15 +194,17 @@ def send(args: argparse.Namespace) -> int:
             return _fail("send", INTERRUPTED, f"the call ended during the transfer: {peer.error or exc}")
         if not result["ok"]:
             return _fail("send", exit_code([result["code"]]), result["error"])
-        if bar is not None:
-            bar.close()
+        for bar in bars:
+            if bar is not None:
+                bar.close()
         logger.info("sent %d file(s) to %s, sha256 checked", len(files), args.peer)
         return OK
     except KeyboardInterrupt:
         return _fail("send", CTRL_C, "stopped")
     finally:
-        if bar is not None:
-            bar.close()
+        for bar in bars:
+            if bar is not None:
+                bar.close()
         peer.close()
 
 
@@ -180,14 +218,20 @@ def receive(args: argparse.Namespace) -> int:
     peer = _open_peer("receive", args, auto_answer=True, receive_dir=out, overwrite=args.force)
     if isinstance(peer, int):
         return peer
+    peer.file_receiver.resume = args.resume
     bars: dict[str, Any] = {}
 
     def progress(p: dict[str, Any]) -> None:
-        if args.quiet or p.get("direction") != "in" or not p.get("name"):
+        if p.get("direction") != "in" or not p.get("name"):
             return
         bar = bars.get(p["name"])
         if bar is None:
-            bar = bars[p["name"]] = _bar(args, p.get("total"), p["name"])
+            # A resumed file's first report says where its bytes start: the bar starts there too.
+            if 0 < p["done"] < (p.get("total") or 0):
+                logger.info(
+                    "%s: resumed at %s of %s", p["name"], size_text(p["done"], 1), size_text(p["total"], 1)
+                )
+            bar = bars[p["name"]] = _bar(args, p.get("total"), p["name"], p["done"])
         if bar is not None:
             bar.update(p["done"] - bar.n)
 
@@ -206,7 +250,9 @@ def receive(args: argparse.Namespace) -> int:
             bar.close()
         received = peer.file_receiver.received
         for file in received:
-            if file.ok:
+            if file.code == "same":
+                logger.info("had %s already (same sha256)", file.path)
+            elif file.ok:
                 logger.info("received %s (sha256 checked)", file.path)
         if peer.interrupted_files:
             return _fail("receive", INTERRUPTED, f"the call ended during {', '.join(peer.interrupted_files)}")
@@ -228,9 +274,17 @@ def receive(args: argparse.Namespace) -> int:
         peer.close()
 
 
-def _bar(args: argparse.Namespace, total: int | None, description: str) -> Any:
+def _bar(args: argparse.Namespace, total: int | None, description: str, initial: int = 0) -> Any:
     if args.quiet:
         return None
     from tqdm import tqdm
 
-    return tqdm(total=total, desc=description, unit="B", unit_scale=True, unit_divisor=1024, file=sys.stderr)
+    return tqdm(
+        total=total,
+        initial=initial,
+        desc=description,
+        unit="B",
+        unit_scale=True,
+        unit_divisor=1024,
+        file=sys.stderr,
+    )

@@ -229,7 +229,9 @@ class Phone(FromBrowser, anywidget.AnyWidget):
         self._to_browser: list[tuple[dict[str, Any], list[bytes]]] = []
         self._parts: dict[str, list[bytes]] = {}
         self._refusing: set[str] = set()  # senders whose message under way was too large
-        self._files = transfer.FileReceiver(receive_dir)
+        self._files = transfer.FileReceiver(
+            receive_dir, max_receive_size=receive_limit, reply_later=self._send_reply
+        )
         self._send_ids = itertools.count(1)
         self._closing = False
         self._timer: asyncio.TimerHandle | None = None
@@ -265,6 +267,7 @@ class Phone(FromBrowser, anywidget.AnyWidget):
 
     @traitlets.observe("max_receive_size")
     def _tell_receive_size(self, change: dict[str, Any]) -> None:
+        self._files.max_receive_size = change["new"]
         self.set_trait("_settings", {**self._settings, "max_receive_size": change["new"]})
 
     @traitlets.default("_key")
@@ -294,6 +297,7 @@ class Phone(FromBrowser, anywidget.AnyWidget):
         name: str | None = None,
         to: str | None = None,
         timeout: float | None = 120,
+        resume: bool = True,
     ) -> concurrent.futures.Future[dict[str, Any]]:
         """Send the file at ``path`` under its name (or ``name``); a directory goes file by file.
 
@@ -301,9 +305,10 @@ class Phone(FromBrowser, anywidget.AnyWidget):
         member connected now, each of which checks its sha256; the files go one after the other, each once the
         last one's verdicts came (or ``timeout`` seconds after its last byte). Returns a future of the verdicts,
         ``{"ok", "files": [{"name", "peer", "sha256", "code", ...}], "error", "code"}`` (the first refusal ends
-        the sending): ``await asyncio.wrap_future(phone.send_file(path))`` in a cell.
+        the sending): ``await asyncio.wrap_future(phone.send_file(path))`` in a cell. A receiver that kept part
+        of the file from a cut transfer gets the rest, one that has it gets nothing (``resume=False``: all again).
         """
-        return self._send_files(path, name, to, timeout)
+        return self._send_files(path, name, to, timeout, resume)
 
     async def send_file_part(
         self, data: Any, targets: Sequence[str], progress: dict[str, Any] | None
@@ -320,13 +325,15 @@ class Phone(FromBrowser, anywidget.AnyWidget):
             return Message(data, sender, kind, size, time.time())
         reply, finished, _ = handled
         if reply is not None:
-            try:
-                self.send(reply, to=sender)
-            except CallError as exc:
-                logger.warning(
-                    "%s: could not send the verdict on a file to %s: %s", self.user_id, sender, exc
-                )
+            self._send_reply(sender, reply)
         return finished
+
+    def _send_reply(self, sender: str, reply: dict[str, Any]) -> None:
+        """Answer ``sender`` on a file it sends (a verdict, an offer); any thread."""
+        try:
+            self.send(reply, to=sender)
+        except CallError as exc:
+            logger.warning("%s: could not answer %s on a file: %s", self.user_id, sender, exc)
 
     def on_message(self, callback: Callable[[Message], Any]) -> Callable[[Message], Any]:
         """Call ``callback(message)`` for every data-channel message received (usable as a decorator)."""

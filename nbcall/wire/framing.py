@@ -33,8 +33,9 @@ __all__ = [
 
 #: What an nbcall end announces in its call or answer when it frames messages.
 PROTOCOL = "nbcall/1"
-#: The extensions of nbcall/1 this end understands (announced in ``framing_ext``).
-EXTENSIONS = ("length",)
+#: The extensions of nbcall/1 this end understands (announced in ``framing_ext``); ``resume`` is the file
+#: protocol's (``nbcall.call.transfer``): this end answers a file's start with what it holds of the file.
+EXTENSIONS = ("length", "resume")
 KINDS: tuple[Kind, ...] = ("str", "bytes", "json")
 #: Set in a frame's kind byte when more frames of the same message follow.
 MORE = 0x80

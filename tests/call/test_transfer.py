@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -132,6 +133,42 @@ def test_a_start_with_a_size_that_is_no_count_of_bytes_is_refused_not_raised(
     assert "is not a count of bytes" in reply["error"]
     assert not (tmp_path / "a.txt").exists()
     assert _send(receiver, "b.txt", b"next")[0]["code"] == "ok"  # the next file is received as usual
+
+
+@pytest.mark.parametrize("folder", [True, False], ids=["receive_dir", "in memory"])
+def test_a_file_that_sends_more_than_it_announced_is_discarded_with_an_error_verdict(
+    tmp_path: Path, folder: bool
+) -> None:
+    receiver = FileReceiver(tmp_path if folder else None)
+    receiver.receive("A", "json", {KEY: "start", "id": "1", "name": "a.bin", "size": 4})
+    for _ in range(3):  # a peer that goes on and on: nothing more is written or kept in memory
+        assert receiver.receive("A", "bytes", b"0123") is not None
+    end = {KEY: "end", "id": "1", "sha256": hashlib.sha256(b"0123" * 3).hexdigest()}
+    reply, message, _ = receiver.receive("A", "json", end)
+    assert (reply["ok"], reply["code"], message) == (False, "incomplete", None)
+    assert "sent more than the 4 bytes it announced" in reply["error"]
+    assert list(tmp_path.iterdir()) == []
+    assert _send(receiver, "next.txt", b"next")[0]["code"] == "ok"  # the next file is received as usual
+
+
+def test_a_file_kept_in_memory_is_refused_above_max_receive_size() -> None:
+    receiver = FileReceiver(None, max_receive_size=8)
+    reply, message, _ = _send(receiver, "big.bin", b"123456789")
+    assert (reply["ok"], reply["code"], message) == (False, "too-large", None)
+    assert "9 bytes, more than max_receive_size (8)" in reply["error"]
+    assert _send(receiver, "small.bin", b"12345678")[1].data == b"12345678"
+
+
+def test_a_file_whose_folder_went_away_meanwhile_is_refused_not_raised(tmp_path: Path) -> None:
+    receiver = FileReceiver(tmp_path)
+    receiver.receive("A", "json", {KEY: "start", "id": "1", "name": "sub/a.bin", "size": 4})
+    receiver.receive("A", "bytes", b"data")
+    shutil.rmtree(tmp_path / "sub")
+    end = {KEY: "end", "id": "1", "sha256": hashlib.sha256(b"data").hexdigest()}
+    reply, message, _ = receiver.receive("A", "json", end)
+    assert (reply["ok"], reply["code"], message) == (False, "unwritable", None)
+    assert "cannot write sub/a.bin" in reply["error"]
+    assert _send(receiver, "sub/a.bin", b"next")[0]["code"] == "ok"
 
 
 def test_a_symlink_in_the_receive_directory_is_never_followed_out_of_it(tmp_path: Path) -> None:

@@ -245,6 +245,47 @@ def test_files_go_both_ways_between_a_peer_and_a_browser_phone_checked_by_sha256
     p.wait("ended", timeout=TIMEOUT)
 
 
+def test_files_cut_before_resume_both_ways_between_a_peer_and_a_browser_phone(
+    lab: Lab, page: Page, peers: list[Peer], tmp_path: Path
+) -> None:
+    cell = "import os\nb = nbcall.Phone('B', receive_dir='phone-inbox'); b"
+    nb, url = open_phone(lab, page, "peer-resume.ipynb", cell)
+    phone_inbox = Path(str(nb.value("os.path.abspath('phone-inbox')")))
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    p = Peer("P", server=url, auto_answer=True, receive_dir=inbox)
+    peers.append(p)
+    nb.wait_until("'P' in b.peers")
+    nb.run("b.call('P')\nawait b.wait_for('connected', timeout=20)")
+    p.wait("connected", timeout=TIMEOUT)
+
+    # Peer -> Phone: the phone's kernel kept the first MiB of report.bin from a cut transfer, and offers it.
+    content = random.Random(5).randbytes(3 * 2**20 + 1)
+    source = tmp_path / "report.bin"
+    source.write_bytes(content)
+    phone_inbox.mkdir(exist_ok=True)
+    (phone_inbox / ".report.bin.nbcall-partial").write_bytes(content[: 2**20])
+    verdict = p.send_file(source).result(60)
+    assert (verdict["ok"], verdict["files"][0]["offset"]) == (True, 2**20), verdict
+    assert (phone_inbox / "report.bin").read_bytes() == content
+    assert sorted(f.name for f in phone_inbox.iterdir()) == ["report.bin"]
+
+    # Phone -> Peer: the peer kept the first 100,000 bytes of notes.txt; the phone sends the rest.
+    expected = random.Random(4).randbytes(300_000)
+    (inbox / ".notes.txt.nbcall-partial").write_bytes(expected[:100_000])
+    nb.run(
+        "open('notes.txt', 'wb').write(random.Random(4).randbytes(300_000))\n"
+        "v = await asyncio.wait_for(asyncio.wrap_future(b.send_file('notes.txt')), 30)"
+    )
+    assert nb.value("(v['ok'], v['files'][0]['offset'], v['files'][0]['note'])") == [
+        True, 100_000, "resumed at 97.7 KiB of 293.0 KiB"
+    ]  # fmt: skip
+    assert (inbox / "notes.txt").read_bytes() == expected
+    assert sorted(f.name for f in inbox.iterdir()) == ["notes.txt"]
+    nb.run("b.hangup()")
+    p.wait("ended", timeout=TIMEOUT)
+
+
 def test_a_python_peer_and_two_browser_phones_make_a_room_both_ways(
     lab: Lab, page: Page, peers: list[Peer]
 ) -> None:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +18,7 @@ import pytest
 from support import free_port, wait_until_sync
 
 from nbcall import Peer
-from nbcall.peer.transfer_cli import BAD_INPUT, DECLINED, NO_SERVER, OK, PEER_UNKNOWN, REFUSED
+from nbcall.peer.transfer_cli import BAD_INPUT, CTRL_C, DECLINED, NO_SERVER, OK, PEER_UNKNOWN, REFUSED
 from nbcall.server.server import SignalingServer
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -109,6 +111,88 @@ def test_an_exists_refusal_exits_8_whatever_the_receivers_folder_is_called(
         refused = run("send", "-q", "--server", server.url, "--as", "S", "P", tree / "a.txt")
     assert refused.returncode == REFUSED, refused.stderr
     assert "a.txt exists in" in refused.stderr and (out / "a.txt").read_text() == "mine"
+
+
+def online(server: SignalingServer, user_id: str) -> None:
+    with Peer("watcher", server=server.url) as watcher:
+        wait_until_sync(lambda: user_id in watcher.peers, f"{user_id} online", 30)
+
+
+@pytest.mark.webrtc
+def test_a_receiver_killed_mid_transfer_is_resumed_by_the_next_send(
+    server: SignalingServer, tmp_path: Path
+) -> None:
+    big, out = tmp_path / "big.bin", tmp_path / "out"
+    big.write_bytes(os.urandom(40 * 2**20))
+    partial = out / ".big.bin.nbcall-partial"
+    receiver = subprocess.Popen(
+        nbcall_cmd("receive", "--server", server.url, "--as", "R", "--out", out), env=env()
+    )
+    sender = None
+    try:
+        online(server, "R")
+        sender = subprocess.Popen(
+            nbcall_cmd("send", "-q", "--server", server.url, "--as", "S", "R", big), env=env()
+        )
+        wait_until_sync(
+            lambda: partial.exists() and partial.stat().st_size >= 4 * 2**20, "4 MiB to arrive", 60
+        )
+        receiver.kill()  # SIGKILL: no cleanup, its lock on the partial file dies with it
+        receiver.wait()
+        sender.send_signal(signal.SIGINT)  # the user gives up on the stalled send
+        assert sender.wait(30) == CTRL_C
+    finally:
+        for process in (receiver, sender):
+            if process is not None:
+                process.kill()
+                process.wait()
+    kept = partial.stat().st_size
+    assert 0 < kept < big.stat().st_size and not (out / "big.bin").exists()
+
+    # The ID R is held a while for the killed process: the new receiver registers as R2, into the same folder.
+    receiver = subprocess.Popen(
+        nbcall_cmd("receive", "--server", server.url, "--as", "R2", "--out", out),
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env(),
+    )
+    try:
+        online(server, "R2")
+        again = run("send", "--server", server.url, "--as", "S2", "R2", big)
+        assert again.returncode == OK, again.stderr
+        assert receiver.wait(30) == OK
+    finally:
+        receiver.kill()
+    assert re.search(r"big\.bin: resumed at \d+\.\d MiB of 40\.0 MiB", again.stderr), again.stderr
+    assert not re.search(r"\b0%\|", again.stderr)  # the progress bar starts where the file resumed
+    assert (out / "big.bin").read_bytes() == big.read_bytes()
+    assert sorted(p.name for p in out.iterdir()) == ["big.bin"]  # no partial file left
+    received = receiver.stderr.read() if receiver.stderr else ""
+    assert "big.bin: resumed at" in received
+
+
+@pytest.mark.webrtc
+def test_no_resume_sends_the_whole_file_and_a_directory_sent_again_is_skipped(
+    server: SignalingServer, tree: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "inbox"
+    out.mkdir()
+    kept = out / ".big.bin.nbcall-partial"  # as a cut transfer left it: a true first MiB of the file
+    kept.write_bytes((tree / "sub" / "big.bin").read_bytes()[: 2**20])
+    with Peer("P", server=server.url, auto_answer=True, receive_dir=out):
+        whole = run(
+            "send", "-q", "--no-resume", "--server", server.url, "--as", "S", "P", tree / "sub" / "big.bin"
+        )
+        assert whole.returncode == OK, whole.stderr
+        assert "resumed" not in whole.stderr and "started over" not in whole.stderr
+        sent = run("send", "-q", "--server", server.url, "--as", "S", "P", tree)
+        assert sent.returncode == OK, sent.stderr
+        again = run("send", "-q", "--server", server.url, "--as", "S", "P", tree)  # exited 8 on a.txt once
+        assert again.returncode == OK, again.stderr
+    assert "tree/a.txt: P has it already (same sha256)" in again.stderr
+    assert digests(out / "tree") == digests(tree)
+    assert (out / "big.bin").read_bytes() == (tree / "sub" / "big.bin").read_bytes()
+    assert not kept.exists()  # started over: the partial file went
 
 
 @pytest.mark.webrtc

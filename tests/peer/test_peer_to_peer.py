@@ -223,8 +223,68 @@ def test_send_file_writes_it_under_its_name_and_the_receiver_checks_it(make_peer
     assert (out / "data.bin").read_bytes() == source.read_bytes()
     message = a.messages[-1]
     assert (message.name, message.path, message.size) == ("data.bin", out / "data.bin", source.stat().st_size)
+    again = b.send_file(source).result(30)  # the receiver has it: nothing travels
+    assert (again["ok"], again["files"][0]["code"]) == (True, "same")
+    source.write_bytes(b"another file of that name")
     verdict = b.send_file(source).result(30)  # the receiver keeps its file
     assert verdict["ok"] is False and "exists" in verdict["error"]
+    assert (out / "data.bin").stat().st_size == 3 * 2**20 + 5
+    assert sorted(p.name for p in out.iterdir()) == ["data.bin"]  # no partial file left behind
+
+
+def test_a_peers_max_receive_size_bounds_the_files_it_keeps_in_memory(make_peer, tmp_path: Path) -> None:
+    a = make_peer("A", auto_answer=True, max_receive_size=2**20)  # no receive_dir: files stay in memory
+    b = make_peer("B")
+    b.call("A")
+    b.wait("connected", timeout=TIMEOUT)
+    source = tmp_path / "big.bin"
+    source.write_bytes(os.urandom(2**20 + 1))
+    verdict = b.send_file(source).result(30)
+    assert verdict["ok"] is False and "max_receive_size" in verdict["error"]
+    a.max_receive_size = 2 * 2**20  # raised on the live peer: the next send fits
+    assert b.send_file(source).result(30)["ok"] is True
+    assert a.messages[-1].data == source.read_bytes()
+
+
+def test_a_file_cut_by_the_end_of_the_call_resumes_in_the_next_call(make_peer, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    a = make_peer("A", auto_answer=True, receive_dir=out)
+    b = make_peer("B")
+    threads: set[str] = set()  # every thread that touches A's file receiver
+
+    def spied(method: Callable[..., Any]) -> Callable[..., Any]:
+        def spy(*args: Any) -> Any:
+            threads.add(threading.current_thread().name)
+            return method(*args)
+
+        return spy
+
+    receiver = a.file_receiver
+    receiver.receive = spied(receiver.receive)  # type: ignore[method-assign]
+    receiver.abort = spied(receiver.abort)  # type: ignore[method-assign]
+    source = tmp_path / "big.bin"
+    source.write_bytes(os.urandom(24 * 2**20))
+    partial = out / ".big.bin.nbcall-partial"
+    b.call("A")
+    b.wait("connected", timeout=TIMEOUT)
+    cut = b.send_file(source)
+    wait_until_sync(lambda: partial.exists() and partial.stat().st_size >= 4 * 2**20, "4 MiB to arrive", 60)
+    a.hangup()  # from this thread, while A's loop writes the file
+    b.wait("ended", timeout=TIMEOUT)
+    assert cut.exception(60) is not None or cut.result()["ok"] is False  # the call ended under it
+    wait_until_sync(lambda: a.interrupted_files == ["big.bin"], "A to drop the file", TIMEOUT)
+    kept = partial.stat().st_size
+    assert 0 < kept < source.stat().st_size and not (out / "big.bin").exists()
+    assert threads == {"nbcall-signaling"}  # A's receiver was only ever touched on its loop
+
+    b.call("A")
+    b.wait("connected", timeout=TIMEOUT)
+    result = b.send_file(source).result(60)
+    (verdict,) = result["files"]
+    assert (result["ok"], verdict["offset"]) == (True, kept)
+    assert verdict["note"].startswith("resumed at ")
+    assert (out / "big.bin").read_bytes() == source.read_bytes()
+    assert sorted(p.name for p in out.iterdir()) == ["big.bin"]  # no partial file left
 
 
 def test_video_made_in_python_arrives_as_arrays_and_slow_callbacks_drop_frames(make_peer) -> None:
