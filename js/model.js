@@ -23,6 +23,7 @@
  *   members: string[],
  *   connections: Record<string, string>,
  *   invitation: {room?: string, from?: string, members?: string[]},
+ *   closed: boolean,
  *   stepping: boolean,
  *   held: HeldMessage[],
  * }} Traits

@@ -126,6 +126,9 @@ class Phone(FromBrowser, anywidget.AnyWidget):
     connections = traitlets.Dict(read_only=True).tag(sync=True)
     #: The invitation ringing now, ``{"room", "from", "members"}``, or ``{}``.
     invitation = traitlets.Dict(read_only=True).tag(sync=True)
+    #: Whether this phone is closed for good while its widget stays on screen: a new phone of this process took
+    #: its ID (its ``error`` says so), and every view shows it as replaced.
+    closed = traitlets.Bool(False, read_only=True).tag(sync=True)
     #: Step-through negotiation: while on, outgoing signaling messages wait in :attr:`held` for :meth:`step`.
     stepping = traitlets.Bool(False).tag(sync=True)
     #: The signaling messages waiting for :meth:`step`, oldest first, each with what it will do
@@ -373,12 +376,23 @@ class Phone(FromBrowser, anywidget.AnyWidget):
 
     def close(self) -> None:
         """Hang up, leave the signaling server (its ID is free when this returns), and close the widget."""
+        self._shut_down()
+        super().close()
+
+    def _shut_down(self) -> None:
         if not getattr(self, "_closing", True):
             self._closing = True
             self.hangup()
             self._close_signaling()
             kernel.call_soon(self._arm_timer, None)
-        super().close()
+
+    def _retire(self) -> None:
+        # Replaced by a new phone: everything closes but the widget, whose views go on showing why (a closed
+        # widget's views vanish from the notebook, which would leave the user guessing). As with any ipywidget
+        # that a re-run cell replaces, the kernel keeps the small object until it exits or close() is called.
+        self._shut_down()
+        with self._lock:
+            self.set_trait("closed", True)
 
     # ------------------------------------------------------------------------ the machine's actions
 

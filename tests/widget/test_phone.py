@@ -132,6 +132,8 @@ def test_running_the_cell_again_takes_the_id_over_ending_the_old_phones_call(mak
     new = make_phone("A")  # `a = Phone("A")` run again
     assert new.online and new.user_id == "A"
     assert (old.state, old.error) == ("ended", "replaced by a new phone")  # what its widget shows
+    # Its widget stays open, marked closed, so that its views say so rather than vanish.
+    assert old.closed and old.comm is not None and not new.closed
     assert caller.recv_type("hangup")["reason"] == "replaced by a new phone"
     caller.call("A")  # the ID is the new phone's
     wait_until(lambda: new.state == "ringing", f"the new A to ring (state {new.state!r})")
