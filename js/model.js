@@ -5,6 +5,7 @@
  * @typedef {{
  *   _key: string,
  *   _settings: Partial<Record<string, number>> | undefined,
+ *   _engine_page: string | undefined,
  *   user_id: string,
  *   state: string,
  *   peer: string,

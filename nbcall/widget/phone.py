@@ -94,6 +94,8 @@ class Phone(FromBrowser, anywidget.AnyWidget):
     _key = traitlets.Unicode().tag(sync=True)
     #: What the browser half needs to know of this side (docs/widget-protocol.md, settings).
     _settings = traitlets.Dict(read_only=True).tag(sync=True)
+    #: The page ID (js/page.js) of the browser tab that runs this phone's calls; other tabs only show it.
+    _engine_page = traitlets.Unicode("", read_only=True).tag(sync=True)
     user_id = traitlets.Unicode(read_only=True).tag(sync=True)
     state = traitlets.Enum(STATES, default_value="idle", read_only=True).tag(sync=True)
     peer = traitlets.Unicode("", read_only=True).tag(sync=True)
@@ -222,6 +224,9 @@ class Phone(FromBrowser, anywidget.AnyWidget):
         self._callbacks: list[Callable[[Message], Any]] = []
         self._progress = ProgressReporter(user_id, lambda report: self.set_trait("progress", report))
         self._frontend = False
+        #: The page running the calls (None: none yet), and every page that showed the phone, last shown last.
+        self._engine: str | None = None
+        self._pages: list[str] = []
         self._to_browser: list[tuple[dict[str, Any], list[bytes]]] = []
         self._parts: dict[str, list[bytes]] = {}
         self._files = transfer.FileReceiver(receive_dir)

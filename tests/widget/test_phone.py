@@ -553,6 +553,40 @@ def test_a_batch_from_the_browser_is_handled_message_by_message_in_order(make_ph
     assert events == ["gathering", "complete"]
 
 
+def test_a_second_tab_shows_the_phone_without_touching_its_call_and_a_reload_ends_it(
+    make_phone, raw_peer
+) -> None:
+    phone = make_phone("P")
+    from_browser(phone, {"type": "hello", "page": "tab-1"})
+    caller = raw_peer("B")
+    connected(phone, caller)
+    from_browser(phone, {"type": "hello", "page": "tab-2"})  # the notebook opened in a second tab
+    assert (phone.state, phone._engine_page) == ("connected", "tab-1")
+    from_browser(phone, {"type": "bye", "page": "tab-2"})  # and closed again
+    assert phone.state == "connected"
+    from_browser(phone, {"type": "hello", "page": "tab-1"})  # the first tab reloaded: its connection is gone
+    assert (phone.state, phone.error) == ("failed", "the browser page was reloaded during the call")
+    assert caller.recv_type("hangup")["from"] == "P"
+
+
+def test_when_the_tab_running_the_call_goes_the_call_ends_and_the_tab_shown_last_runs_the_next(
+    make_phone, raw_peer
+) -> None:
+    phone = make_phone("P")
+    from_browser(phone, {"type": "hello", "page": "tab-1"})
+    caller = raw_peer("B")
+    connected(phone, caller)
+    from_browser(phone, {"type": "hello", "page": "tab-2"})
+    from_browser(phone, {"type": "bye", "page": "tab-1"})
+    assert (phone.state, phone.error) == (
+        "failed",
+        "the browser page running the call was closed or reloaded",
+    )
+    assert phone._engine_page == "tab-2"
+    from_browser(phone, {"type": "hello", "page": "tab-3"})  # opened while no call is on: it runs the next
+    assert phone._engine_page == "tab-3"
+
+
 async def test_waiting_on_a_phone_no_browser_shows_says_to_display_it(make_phone) -> None:
     phone = make_phone("P")
     with pytest.raises(TimeoutError, match="no browser shows P yet: display it"):
