@@ -17,6 +17,14 @@ export const STATE_TEXT = /** @type {Readonly<Record<string, string>>} */ ({
   failed: "Call failed",
 });
 
+/**
+ * The status line of a phone closed for good while its widget stays on screen (a new phone took its ID).
+ * @param {string} user @param {string} why its error, such as "replaced by a new phone"
+ */
+export function closedText(user, why) {
+  return `This phone is closed${why ? ` (${why})` : ""}: use the new ${user} phone`;
+}
+
 /** @param {string} state @param {string} peer */
 export function statusText(state, peer) {
   return (STATE_TEXT[state] ?? state).replace("{peer}", peer);

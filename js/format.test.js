@@ -2,7 +2,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import {
-  candidateText, describe, eventValue, logSize, logTime, previewBytes, progressText, roomStatusText, rtpRows, sparkPoints,
+  candidateText, closedText, describe, eventValue, logSize, logTime, previewBytes, progressText, roomStatusText, rtpRows, sparkPoints,
   statusText,
 } from "./format.js";
 
@@ -122,4 +122,9 @@ test("a transfer under way reads as what, how much, how fast and how long still"
     "↑ a message to B: 1.5 KiB · 512 B/s",
   );
   assert.equal(progressText({ ...base, eta: 0.2 }).endsWith("<1 s left"), true);
+});
+
+test("a phone replaced by a new one says it is closed, why, and which phone to use", () => {
+  assert.equal(closedText("A", "replaced by a new phone"), "This phone is closed (replaced by a new phone): use the new A phone");
+  assert.equal(closedText("A", ""), "This phone is closed: use the new A phone");
 });

@@ -5,6 +5,7 @@
  * @typedef {{
  *   _key: string,
  *   _settings: Partial<Record<string, number>> | undefined,
+ *   _engine_page: string | undefined,
  *   user_id: string,
  *   state: string,
  *   peer: string,
@@ -23,6 +24,7 @@
  *   members: string[],
  *   connections: Record<string, string>,
  *   invitation: {room?: string, from?: string, members?: string[]},
+ *   closed: boolean,
  *   stepping: boolean,
  *   held: HeldMessage[],
  * }} Traits

@@ -13,6 +13,7 @@ import { bytesText, previewBytes } from "./format.js";
 import { Link } from "./link.js";
 import { SharedMedia, mediaReport, openMedia, setEnabled } from "./media.js";
 import { onChanges } from "./model.js";
+import { pageId } from "./page.js";
 import { PeerLink } from "./peer.js";
 import { Transfers } from "./progress.js";
 import { runDiagnosis } from "./diagnose.js";
@@ -33,6 +34,13 @@ const decoder = new TextDecoder();
  * @typedef {{t: number, dir: "in" | "out", kind: Kind | "file", text: string, size: number, peer: string, room: boolean}} ChatEntry
  * @typedef {import("./peer.js").PeerEvent | "log" | "log-entry" | "chat-entry" | "progress"} PhoneEvent
  */
+
+/**
+ * The messages that drive the WebRTC: only the page that runs the phone's calls acts on them. Another tab showing
+ * the same phone (Python sends every message to every page) leaves them, so that no second client joins a call.
+ * @type {ReadonlySet<string>}
+ */
+const ENGINE_ONLY = new Set(["start_call", "remote", "accept", "close", "send", "diagnose"]);
 
 /**
  * What the phone does with each message from Python. Its keys are the protocol's `to_browser` types (a node
@@ -117,7 +125,10 @@ export class BrowserPhone extends EventTarget {
         Object.entries(FROM_PYTHON).map(([type, handle]) => [
           type,
           /** @param {never} message @param {DataView[]} buffers */
-          (message, buffers) => handle(this, message, buffers),
+          (message, buffers) => {
+            if (ENGINE_ONLY.has(type) && !this.engine) return;
+            handle(this, message, buffers);
+          },
         ]),
       )
     );
@@ -154,7 +165,24 @@ export class BrowserPhone extends EventTarget {
       setEnabled(this.media.stream, this.host.enabled()); // every link sends these same tracks
       this.emit("media");
     });
-    this.link.tell("hello", {});
+    /** This tab's page ID: Python tells a reload of the page running the calls from another tab by it. */
+    this.pageId = pageId();
+    // Leaving the page (reload, closed tab): Python learns that its calls, if this page ran them, are gone.
+    this.onPageHide = () => {
+      this.link.tell("bye", { page: this.pageId });
+      this.link.flush();
+    };
+    globalThis.addEventListener?.("pagehide", this.onPageHide);
+    this.link.tell("hello", { page: this.pageId });
+  }
+
+  /**
+   * Whether this page runs the phone's calls (Python names it in `_engine_page`); another tab only shows the
+   * phone's state. A Python half that names no page (none chose one yet, or an older version) means this one.
+   */
+  get engine() {
+    const engine = this.model.get("_engine_page");
+    return !engine || engine === this.pageId;
   }
 
   /** Our camera and microphone (shared by every link), and what the peer sends in the connection shown. */
@@ -194,6 +222,7 @@ export class BrowserPhone extends EventTarget {
   }
 
   dispose() {
+    globalThis.removeEventListener?.("pagehide", this.onPageHide);
     this.unfollow();
     for (const peer of [...this.peers.keys()]) this.close(peer);
     this.link.dispose();

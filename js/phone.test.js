@@ -332,6 +332,24 @@ test("close for a peer with no connection does nothing, and is no error", async 
   assert.deepEqual(phone.log.filter((e) => e.type === "protocol-error"), []);
 });
 
+test("the phone says hello with its page's ID; a page that does not run the calls leaves the WebRTC to the one that does", async () => {
+  const { model, phone } = newPhone({ audio: false, video: false, _engine_page: "another tab" });
+  await settle();
+  assert.deepEqual(model.sent, [{ type: "hello", page: phone.pageId }]);
+  assert.equal(phone.engine, false);
+  model.python({ type: "start_call", peer: "B", ice_servers: [] });
+  model.python({ type: "send", id: 1, kind: "str" }, [new DataView(new ArrayBuffer(1))]);
+  model.python({ type: "log", entry: { t: 1, dir: "out", type: "call", size: 0, detail: {} } });
+  await settle();
+  assert.equal(FakePC.all.length, 0); // no second client joins the call
+  assert.deepEqual(model.sent.filter((m) => m.type !== "hello"), []); // and nothing is reported as failed
+  assert.equal(phone.log.length, 1); // the state and log are shown all the same
+  model.set("_engine_page", phone.pageId); // the page that ran the calls went away: this one runs them now
+  model.python({ type: "start_call", peer: "B", ice_servers: [] });
+  await settle();
+  assert.equal(FakePC.all.length, 1);
+});
+
 test("an unknown message is logged as a protocol-error with its type, and nothing happens", (t) => {
   t.mock.method(console, "warn", () => {});
   const { model, phone } = newPhone();

@@ -41,7 +41,8 @@ export { spec };
 /**
  * What the browser sends, by type (without the `type` field, which tell() adds).
  * @typedef {{
- *   hello: {},
+ *   hello: {page?: string},
+ *   bye: {page: string},
  *   batch: {messages: Record<string, unknown>[]},
  *   signal: {peer: string, signal: Signal},
  *   rtc: {peer: string, name: string, value: unknown},

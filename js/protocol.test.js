@@ -47,7 +47,7 @@ test("optional fields are told apart from required ones", () => {
     required: ["peer", "signal"],
     optional: ["ice_servers", "ice_transport_policy"],
   });
-  assert.deepEqual(MESSAGES.to_python.get("hello"), { required: [], optional: [] });
+  assert.deepEqual(MESSAGES.to_python.get("hello"), { required: [], optional: ["page"] });
 });
 
 test("a well-formed message passes, with or without its optional fields, extra fields allowed", () => {

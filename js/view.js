@@ -5,7 +5,7 @@
 
 import { h } from "./dom.js";
 import {
-  candidateText, describe, logSize, logTime, progressText, roomStatusText, rtpRows, sparkPoints, statusText,
+  candidateText, closedText, describe, logSize, logTime, progressText, roomStatusText, rtpRows, sparkPoints, statusText,
 } from "./format.js";
 import { onChanges } from "./model.js";
 import { renderSteps } from "./steps.js";
@@ -23,7 +23,7 @@ import { mountSequence } from "./sequence.js";
 /** The traits a view shows. @type {(keyof import("./model.js").Traits)[]} */
 const SHOWN_TRAITS = [
   "state", "peer", "peers", "error", "online", "server_address", "user_id", "mic_on", "camera_on", "local_media",
-  "room", "members", "connections", "invitation",
+  "room", "members", "connections", "invitation", "closed", "_engine_page",
 ];
 const IN_CALL = ["calling", "connecting", "connected"];
 
@@ -69,6 +69,10 @@ export function renderPhone(model, el, phone) {
   const sparks = h("div", { class: "nbcall-sparks" });
   const status = h("div", { class: "nbcall-status" });
   const error = h("div", { class: "nbcall-error" });
+  const viewerNote = h("div", {
+    class: "nbcall-viewer-note",
+    textContent: "This phone's calls run in another browser tab: this tab only shows its state.",
+  });
   const chat = h("div", { class: "nbcall-chat" });
   // The large message or file on its way: what, how much, how fast, how long still.
   const progressBar = h("progress", { class: "nbcall-progress-bar", max: "1" });
@@ -86,6 +90,7 @@ export function renderPhone(model, el, phone) {
       peerSelect, callBtn, inviteSelect, inviteBtn, answerBtn, declineBtn, hangupBtn, leaveBtn, micBtn, cameraBtn,
     ]),
     status,
+    viewerNote,
     members,
     error,
     media,
@@ -144,8 +149,13 @@ export function renderPhone(model, el, phone) {
     root.classList.toggle("nbcall-in-room", inRoom);
     title.textContent = model.get("user_id");
     root.classList.toggle("nbcall-online", Boolean(online));
-    badge.textContent = state;
-    badge.className = `nbcall-badge nbcall-${state}`;
+    // A phone replaced by a new one (the cell ran again) stays on screen, closed, saying so.
+    const closed = Boolean(model.get("closed"));
+    root.toggleAttribute("data-closed", closed);
+    // Another tab runs the calls: this one has no connection, video or chat of its own to show.
+    root.toggleAttribute("data-viewer", !phone.engine);
+    badge.textContent = closed ? "closed" : state;
+    badge.className = `nbcall-badge nbcall-${closed ? "closed" : state}`;
     // Python sends the server's address without its query, which holds the token.
     const where = model.get("server_address");
     server.textContent = !where
@@ -154,8 +164,9 @@ export function renderPhone(model, el, phone) {
         ? `online at ${where}`
         : `offline (${where})`;
     const roomMembers = model.get("members") ?? [];
-    status.textContent =
-      roomStatusText({ state, user, room, members: roomMembers, invitation }) ?? statusText(state, peer);
+    status.textContent = closed
+      ? closedText(user, model.get("error"))
+      : roomStatusText({ state, user, room, members: roomMembers, invitation }) ?? statusText(state, peer);
     error.textContent = model.get("error");
     const previous = peerSelect.value;
     peerSelect.replaceChildren(

@@ -176,8 +176,12 @@ class CallAdapter:
         with self._lock:
             self._machine.close(reason)
             self._carry_out()
-        self.close()
+        self._retire()
         return self._client.secret if self._client is not None else None
+
+    def _retire(self) -> None:
+        """Close for a takeover (see :meth:`close_replaced`); a widget overrides it to stay on screen."""
+        self.close()
 
     def _close_signaling(self, timeout: float = 5) -> None:
         """Leave the signaling server; from any thread but the background loop's, return once the connection

@@ -9,6 +9,7 @@ import reprlib
 from collections.abc import Callable
 from typing import Any
 
+from ..call.machine import FREE
 from ..call.progress import FIELDS as PROGRESS_FIELDS
 from ..exceptions import CallError
 from ..teach.diagnose import candidate_error
@@ -63,14 +64,48 @@ class FromBrowser(Teaching, MediaControls):
             self._handle_from_browser(message, [], nested=True)
 
     def _on_browser_hello(self, content: dict[str, Any], buffers: list[bytes]) -> None:
-        if self._frontend:
-            # The page was reloaded: the browser's peer connections are gone with it.
+        # Every page showing the phone says hello, with the ID its tab keeps across reloads (js/page.js). One
+        # page runs the calls (the WebRTC); the others only show the phone's state.
+        page = str(content.get("page") or "")
+        if page in self._pages:
+            self._pages.remove(page)
+        self._pages.append(page)
+        if self._frontend and page == self._engine:
+            # The page running the calls was reloaded: its peer connections are gone with it.
             self._machine.engine_lost("the browser page was reloaded during the call")
+            self._run_calls_in(page)
+        elif self._engine is None or not self._busy():
+            # The first page, or one opened while the phone is free: the calls run in the page opened last.
+            self._run_calls_in(page)
+        else:
+            # Another tab while a call or room is on: it shows the phone, the call stays in the page running it.
+            logger.info("%s: another browser tab shows the phone; its calls stay in the first", self.user_id)
         self._frontend = True
         self._send_custom({"type": "history", "log": self._log[-self.max_log :]})
         pending, self._to_browser = self._to_browser, []
         for msg, bufs in pending:
             self._send_custom(msg, bufs)
+
+    def _on_browser_bye(self, content: dict[str, Any], buffers: list[bytes]) -> None:
+        page = str(content["page"])
+        if page in self._pages:
+            self._pages.remove(page)
+        if page != self._engine:
+            return  # a tab that only showed the phone
+        # The page running the calls went away (reloaded or closed): its calls are gone. The page shown last
+        # runs the next ones (a reloaded page takes over again when it says hello).
+        self._machine.engine_lost("the browser page running the call was closed or reloaded")
+        self._run_calls_in(self._pages[-1] if self._pages else None)
+
+    def _run_calls_in(self, page: str | None) -> None:
+        """Make ``page`` the one that runs the calls (None: none does); every page learns it from a trait."""
+        self._engine = page
+        self.set_trait("_engine_page", page or "")
+
+    def _busy(self) -> bool:
+        """Whether a call or room is on (ringing included): a new page must not take its WebRTC over."""
+        machine = self._machine
+        return machine.state not in FREE or bool(machine.room) or machine.room_asked
 
     def _on_browser_signal(self, content: dict[str, Any], buffers: list[bytes]) -> None:
         self._machine.engine_signal(content["peer"], content["signal"])

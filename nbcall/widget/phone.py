@@ -97,6 +97,8 @@ class Phone(FromBrowser, anywidget.AnyWidget):
     _key = traitlets.Unicode().tag(sync=True)
     #: What the browser half needs to know of this side (docs/widget-protocol.md, settings).
     _settings = traitlets.Dict(read_only=True).tag(sync=True)
+    #: The page ID (js/page.js) of the browser tab that runs this phone's calls; other tabs only show it.
+    _engine_page = traitlets.Unicode("", read_only=True).tag(sync=True)
     user_id = traitlets.Unicode(read_only=True).tag(sync=True)
     state = traitlets.Enum(STATES, default_value="idle", read_only=True).tag(sync=True)
     peer = traitlets.Unicode("", read_only=True).tag(sync=True)
@@ -129,6 +131,9 @@ class Phone(FromBrowser, anywidget.AnyWidget):
     connections = traitlets.Dict(read_only=True).tag(sync=True)
     #: The invitation ringing now, ``{"room", "from", "members"}``, or ``{}``.
     invitation = traitlets.Dict(read_only=True).tag(sync=True)
+    #: Whether this phone is closed for good while its widget stays on screen: a new phone of this process took
+    #: its ID (its ``error`` says so), and every view shows it as replaced.
+    closed = traitlets.Bool(False, read_only=True).tag(sync=True)
     #: Step-through negotiation: while on, outgoing signaling messages wait in :attr:`held` for :meth:`step`.
     stepping = traitlets.Bool(False).tag(sync=True)
     #: The signaling messages waiting for :meth:`step`, oldest first, each with what it will do
@@ -226,6 +231,9 @@ class Phone(FromBrowser, anywidget.AnyWidget):
         self._callbacks: list[Callable[[Message], Any]] = []
         self._progress = ProgressReporter(user_id, lambda report: self.set_trait("progress", report))
         self._frontend = False
+        #: The page running the calls (None: none yet), and every page that showed the phone, last shown last.
+        self._engine: str | None = None
+        self._pages: list[str] = []
         self._to_browser: list[tuple[dict[str, Any], list[bytes]]] = []
         self._parts: dict[str, list[bytes]] = {}
         self._refusing: set[str] = set()  # senders whose message under way was too large
@@ -395,12 +403,23 @@ class Phone(FromBrowser, anywidget.AnyWidget):
 
     def close(self) -> None:
         """Hang up, leave the signaling server (its ID is free when this returns), and close the widget."""
+        self._shut_down()
+        super().close()
+
+    def _shut_down(self) -> None:
         if not getattr(self, "_closing", True):
             self._closing = True
             self.hangup()
             self._close_signaling()
             kernel.call_soon(self._arm_timer, None)
-        super().close()
+
+    def _retire(self) -> None:
+        # Replaced by a new phone: everything closes but the widget, whose views go on showing why (a closed
+        # widget's views vanish from the notebook, which would leave the user guessing). As with any ipywidget
+        # that a re-run cell replaces, the kernel keeps the small object until it exits or close() is called.
+        self._shut_down()
+        with self._lock:
+            self.set_trait("closed", True)
 
     # ------------------------------------------------------------------------ the machine's actions
 

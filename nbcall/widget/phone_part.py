@@ -24,6 +24,8 @@ class PhonePart(CallAdapter):
 
     _client: SignalingClient | None
     _frontend: bool
+    _engine: str | None
+    _pages: list[str]
     _outbox: Callable[[dict[str, Any]], None]
     _manual_out: list[dict[str, Any]]
     _gathered: dict[str, asyncio.Future[None]]

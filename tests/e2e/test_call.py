@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from harness import Lab
+from harness import Lab, screenshot
 from playwright.sync_api import Page, expect
 
 SETUP = """\
@@ -112,6 +112,14 @@ def test_decline_and_call_to_unknown_peer(lab: Lab, page: Page) -> None:
     # Phone("A") again in this kernel, as a re-run cell does, takes the ID over: the old phone ends saying why.
     nb.run('a_again = nbcall.Phone("A")')
     assert nb.value("(a.error, a_again.online)") == ["replaced by a new phone", True]
+    # The old phone's widget stays where it was, saying it was replaced, with no buttons left to press.
+    old = nb.page.locator(".nbcall-phone[data-user='A'][data-closed]")
+    expect(old.locator(".nbcall-status")).to_have_text(
+        "This phone is closed (replaced by a new phone): use the new A phone"
+    )
+    expect(old.locator(".nbcall-badge")).to_have_text("closed")
+    expect(old.locator(".nbcall-call")).to_be_hidden()
+    screenshot(old, "phone-replaced")
 
 
 def test_configured_turn_server_reaches_the_peer_connection_without_leaking_its_credential(

@@ -132,6 +132,8 @@ def test_running_the_cell_again_takes_the_id_over_ending_the_old_phones_call(mak
     new = make_phone("A")  # `a = Phone("A")` run again
     assert new.online and new.user_id == "A"
     assert (old.state, old.error) == ("ended", "replaced by a new phone")  # what its widget shows
+    # Its widget stays open, marked closed, so that its views say so rather than vanish.
+    assert old.closed and old.comm is not None and not new.closed
     assert caller.recv_type("hangup")["reason"] == "replaced by a new phone"
     caller.call("A")  # the ID is the new phone's
     wait_until(lambda: new.state == "ringing", f"the new A to ring (state {new.state!r})")
@@ -549,6 +551,40 @@ def test_a_batch_from_the_browser_is_handled_message_by_message_in_order(make_ph
     assert phone.stats == {"rtt_ms": 1.5}
     events = [e["detail"] for e in phone.log if e["type"] == "iceGatheringState"]
     assert events == ["gathering", "complete"]
+
+
+def test_a_second_tab_shows_the_phone_without_touching_its_call_and_a_reload_ends_it(
+    make_phone, raw_peer
+) -> None:
+    phone = make_phone("P")
+    from_browser(phone, {"type": "hello", "page": "tab-1"})
+    caller = raw_peer("B")
+    connected(phone, caller)
+    from_browser(phone, {"type": "hello", "page": "tab-2"})  # the notebook opened in a second tab
+    assert (phone.state, phone._engine_page) == ("connected", "tab-1")
+    from_browser(phone, {"type": "bye", "page": "tab-2"})  # and closed again
+    assert phone.state == "connected"
+    from_browser(phone, {"type": "hello", "page": "tab-1"})  # the first tab reloaded: its connection is gone
+    assert (phone.state, phone.error) == ("failed", "the browser page was reloaded during the call")
+    assert caller.recv_type("hangup")["from"] == "P"
+
+
+def test_when_the_tab_running_the_call_goes_the_call_ends_and_the_tab_shown_last_runs_the_next(
+    make_phone, raw_peer
+) -> None:
+    phone = make_phone("P")
+    from_browser(phone, {"type": "hello", "page": "tab-1"})
+    caller = raw_peer("B")
+    connected(phone, caller)
+    from_browser(phone, {"type": "hello", "page": "tab-2"})
+    from_browser(phone, {"type": "bye", "page": "tab-1"})
+    assert (phone.state, phone.error) == (
+        "failed",
+        "the browser page running the call was closed or reloaded",
+    )
+    assert phone._engine_page == "tab-2"
+    from_browser(phone, {"type": "hello", "page": "tab-3"})  # opened while no call is on: it runs the next
+    assert phone._engine_page == "tab-3"
 
 
 async def test_waiting_on_a_phone_no_browser_shows_says_to_display_it(make_phone) -> None:
