@@ -84,17 +84,24 @@ class FromBrowser(Teaching, MediaControls):
         sender = content["peer"]
         if content.get("first"):  # a new message: parts of one cut off (its call ended) are dropped
             self._parts.pop(sender, None)
-        parts = self._parts.setdefault(sender, [])
-        parts.extend(bytes(b) for b in buffers)
-        if not content["last"]:
-            return
-        payload = b"".join(self._parts.pop(sender))
+        payload: bytes | memoryview
+        if content["last"] and sender not in self._parts and len(buffers) == 1:
+            # A message in one part (a file's chunk is one): the comm's buffer itself, no copy. A file's bytes
+            # go from it to the file; only a message the user receives in memory becomes bytes.
+            payload = buffers[0]
+        else:
+            # The comm's buffers are kept as they are (views of the received frames) until the last part.
+            self._parts.setdefault(sender, []).extend(buffers)
+            if not content["last"]:
+                return
+            payload = b"".join(self._parts.pop(sender))
+        kind = content["kind"]
         try:
-            data = decode(content["kind"], payload)
+            data = decode(kind, payload if kind == "bytes" else bytes(payload))
         except (UnicodeDecodeError, ValueError) as exc:
-            self._apply({"error": f"received a {content['kind']} message that does not decode: {exc}"})
+            self._apply({"error": f"received a {kind} message that does not decode: {exc}"})
             return
-        message = self._file_part(sender, content["kind"], data, len(payload))
+        message = self._file_part(sender, kind, data, len(payload))
         if message is None:
             return  # a part of a file still coming, or a verdict on one sent
         kept = [*self.messages, message]
@@ -108,7 +115,14 @@ class FromBrowser(Teaching, MediaControls):
     def _on_browser_progress(self, content: dict[str, Any], buffers: list[bytes]) -> None:
         self._report_progress({key: content[key] for key in PROGRESS_FIELDS}, force=True)
 
+    def _on_browser_sent(self, content: dict[str, Any], buffers: list[bytes]) -> None:
+        """The browser's data channels took part of a send: more may go (see :mod:`.outgoing`)."""
+        self._outgoing.taken(content["id"], content["done"])
+        self._pump()
+
     def _on_browser_send_failed(self, content: dict[str, Any], buffers: list[bytes]) -> None:
+        self._outgoing.failed(content["id"])
+        self._pump()
         self._apply({"error": f"send #{content['id']} failed: {content['message']}"})
 
     def _on_browser_stats(self, content: dict[str, Any], buffers: list[bytes]) -> None:
