@@ -1,7 +1,7 @@
 // One peer's data channel: sending a message (framed with backpressure for an nbcall peer, plain for any other),
 // and turning what arrives into whole messages and then into the parts Python receives.
 
-import { FrameDecoder, MessageTooLarge, encodeFrames } from "./framing.js";
+import { FrameDecoder, FrameWriter, MessageTooLarge, concat } from "./framing.js";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -24,26 +24,51 @@ const decoder = new TextDecoder();
  * @param {Kind} kind @param {Uint8Array<ArrayBuffer>} payload @param {SendLimits} limits
  * @param {(done: number) => void} [onProgress]
  */
-export async function sendMessage(channel, { framed, announceLength = false }, kind, payload, limits, onProgress) {
+export function sendMessage(channel, framing, kind, payload, limits, onProgress) {
+  return sendParts(channel, framing, kind, payload.length, [payload], limits, onProgress);
+}
+
+/**
+ * Send one message of `size` bytes whose payload comes in `parts` (as Python hands them over): framing starts
+ * with the first part, and the next part is asked for once the frames of this one are queued on the channel
+ * (so the caller may let go of a part when it asks for the next). A plain (unframed) message is sent whole.
+ * @param {SendChannel | null} channel @param {Framing} framing @param {Kind} kind @param {number} size
+ * @param {Iterable<Uint8Array> | AsyncIterable<Uint8Array>} parts @param {SendLimits} limits
+ * @param {(done: number) => void} [onProgress]
+ */
+export async function sendParts(channel, { framed, announceLength = false }, kind, size, parts, limits, onProgress) {
   if (!channel || channel.readyState !== "open") {
     throw new Error(`the data channel is not open (${channel ? channel.readyState : "no call"})`);
   }
   if (!framed) {
+    /** @type {Uint8Array[]} */
+    const all = [];
+    for await (const part of parts) all.push(part);
+    const payload = concat(all);
     if (kind === "bytes") channel.send(payload);
     else channel.send(decoder.decode(payload));
     return;
   }
   const frameSize = Math.min(limits.frameSize, limits.maxMessageSize || limits.frameSize);
   channel.bufferedAmountLowThreshold = limits.highWater / 2;
+  const writer = new FrameWriter(kind, size, frameSize, announceLength);
   let handed = 0;
-  for (const frame of encodeFrames(kind, payload, frameSize, announceLength)) {
-    if (channel.bufferedAmount > limits.highWater) await drained(channel);
-    channel.send(/** @type {Uint8Array<ArrayBuffer>} */ (frame));
-    if (!onProgress) continue;
-    handed += frame.length;
-    onProgress(Math.min(payload.length, Math.max(0, handed - channel.bufferedAmount)));
-  }
-  onProgress?.(payload.length);
+  /** @param {Uint8Array} part */
+  const write = async (part) => {
+    for (const frame of writer.write(part)) {
+      if (channel.bufferedAmount > limits.highWater) await drained(channel);
+      if (channel.readyState !== "open") throw new Error("the data channel closed while sending");
+      channel.send(/** @type {Uint8Array<ArrayBuffer>} */ (frame));
+      if (!onProgress) continue;
+      handed += frame.length;
+      onProgress(Math.min(size, Math.max(0, handed - channel.bufferedAmount)));
+    }
+  };
+  // A payload at hand starts on the channel in this task; parts still coming are awaited one by one.
+  if (Symbol.iterator in parts) for (const part of parts) await write(part);
+  else for await (const part of parts) await write(part);
+  writer.finish();
+  onProgress?.(size);
 }
 
 /**

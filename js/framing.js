@@ -34,20 +34,74 @@ const LENGTH = 4;
  * @returns {Generator<Uint8Array>}
  */
 export function* encodeFrames(kind, payload, maxFrame, announceLength = false) {
-  const code = KINDS.indexOf(kind) + 1;
-  if (code === 0) throw new Error(`unknown message kind ${JSON.stringify(kind)}`);
-  if (maxFrame < 2) throw new Error(`frame size ${maxFrame} is too small`);
-  const step = maxFrame - 1;
-  if (announceLength && payload.length > step) yield lengthFrame(payload.length);
-  let offset = 0;
-  do {
-    const chunk = payload.subarray(offset, offset + step);
-    offset += chunk.length;
-    const frame = new Uint8Array(chunk.length + 1);
-    frame[0] = offset < payload.length ? code | MORE : code;
-    frame.set(chunk, 1);
-    yield frame;
-  } while (offset < payload.length);
+  const writer = new FrameWriter(kind, payload.length, maxFrame, announceLength);
+  yield* writer.write(payload);
+  writer.finish();
+}
+
+/**
+ * Frames one message of a known `size` from its payload given in parts, as they come: a frame may hold the end
+ * of one part and the start of the next. The frames are those encodeFrames() makes of the whole payload.
+ */
+export class FrameWriter {
+  /** @param {Kind} kind @param {number} size @param {number} maxFrame @param {boolean} [announceLength] */
+  constructor(kind, size, maxFrame, announceLength = false) {
+    this.code = KINDS.indexOf(kind) + 1;
+    if (this.code === 0) throw new Error(`unknown message kind ${JSON.stringify(kind)}`);
+    if (maxFrame < 2) throw new Error(`frame size ${maxFrame} is too small`);
+    this.size = size;
+    this.step = maxFrame - 1;
+    this.announce = announceLength && size > this.step;
+    /** Payload bytes written so far. */
+    this.done = 0;
+    /** The frame being filled, and how much of its payload it has. @type {Uint8Array | null} */
+    this.frame = null;
+    this.fill = 0;
+  }
+
+  /**
+   * The frames the next `part` of the payload completes (the first call also gives the LENGTH frame).
+   * @param {Uint8Array} part
+   * @returns {Generator<Uint8Array>}
+   */
+  *write(part) {
+    if (this.announce) {
+      this.announce = false;
+      yield lengthFrame(this.size);
+    }
+    if (this.done + part.length > this.size) {
+      throw new Error(`a part of ${part.length} bytes goes past the message's ${this.size} bytes`);
+    }
+    if (this.size === 0 && !this.frame) {
+      this.frame = new Uint8Array([this.code]); // an empty message is one frame
+      yield this.frame;
+      return;
+    }
+    let at = 0;
+    while (at < part.length) {
+      if (!this.frame) {
+        const length = Math.min(this.step, this.size - this.done);
+        this.frame = new Uint8Array(length + 1);
+        this.frame[0] = this.done + length < this.size ? this.code | MORE : this.code;
+        this.fill = 0;
+      }
+      const n = Math.min(part.length - at, this.frame.length - 1 - this.fill);
+      this.frame.set(part.subarray(at, at + n), 1 + this.fill);
+      this.fill += n;
+      this.done += n;
+      at += n;
+      if (this.fill === this.frame.length - 1) {
+        const frame = this.frame;
+        this.frame = null;
+        yield frame;
+      }
+    }
+  }
+
+  /** Check that the whole message was written. */
+  finish() {
+    if (this.done < this.size) throw new Error(`the message ended after ${this.done} of its ${this.size} bytes`);
+  }
 }
 
 /** @param {number} length @returns {Uint8Array} */
@@ -171,7 +225,7 @@ export class FrameDecoder {
  * @param {Uint8Array[]} parts @param {boolean} [copy] always a new buffer, even for one part
  * @returns {Uint8Array<ArrayBuffer>}
  */
-function concat(parts, copy = false) {
+export function concat(parts, copy = false) {
   if (parts.length === 1 && !copy) return /** @type {Uint8Array<ArrayBuffer>} */ (parts[0]);
   const total = parts.reduce((n, p) => n + p.length, 0);
   const out = new Uint8Array(total);

@@ -1,7 +1,7 @@
 // Unit tests of the data-channel framing (node --test): what goes in as one message comes out as one.
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { FrameDecoder, MessageTooLarge, encodeFrames } from "./framing.js";
+import { FrameDecoder, FrameWriter, MessageTooLarge, encodeFrames } from "./framing.js";
 
 /** @param {number} n */
 function pattern(n) {
@@ -96,4 +96,21 @@ test("a message over maxSize is refused once, counted or announced, and the next
   assert.throws(() => decoder.push(announced[0]), /more than max_receive_size \(10\)/);
   assert.ok(announced.slice(1).every((f) => decoder.push(f) === null));
   assert.equal(decoder.push(new Uint8Array([3, 49]))?.kind, "json");
+});
+
+test("a message framed from parts as they come gives the frames of the whole payload", () => {
+  const payload = new Uint8Array(10_000).map((_, i) => i % 253);
+  const whole = [...encodeFrames("bytes", payload, 1000, true)];
+  // Parts that end inside frames, on a frame's border, and an empty one.
+  const cuts = [0, 1, 998, 999, 999, 4321, 9999, 10_000];
+  const writer = new FrameWriter("bytes", payload.length, 1000, true);
+  const parted = cuts.slice(1).flatMap((end, i) => [...writer.write(payload.subarray(cuts[i], end))]);
+  writer.finish();
+  assert.deepEqual(parted, whole);
+  // An empty message is one frame; a message cut short or overfilled says so.
+  assert.deepEqual([...new FrameWriter("str", 0, 1000).write(new Uint8Array(0))], [new Uint8Array([1])]);
+  const short = new FrameWriter("bytes", 10, 1000);
+  [...short.write(new Uint8Array(4))];
+  assert.throws(() => short.finish(), /ended after 4 of its 10 bytes/);
+  assert.throws(() => [...new FrameWriter("bytes", 3, 1000).write(new Uint8Array(4))], /goes past the message's 3 bytes/);
 });

@@ -58,6 +58,7 @@ function recorder() {
     accept: record("accept"),
     close: record("close"),
     send: record("send"),
+    send_part: record("send_part"),
     log: record("log"),
     history: record("history"),
     sdp: record("sdp"),

@@ -5,7 +5,7 @@
 // renegotiates by the perfect-negotiation pattern: in glare the polite side rolls back, the impolite one ignores.
 
 import { EXTENSIONS, PROTOCOL } from "./framing.js";
-import { receiver, sendMessage } from "./channel.js";
+import { receiver, sendParts } from "./channel.js";
 import { PROGRESS_MIN } from "./progress.js";
 import { MEDIA_KINDS } from "./media.js";
 import { summarizeStats } from "./stats.js";
@@ -381,18 +381,22 @@ export class PeerLink {
   }
 
   /**
-   * Send one message on the data channel, after the sends before it.
-   * @param {Kind} kind @param {Uint8Array<ArrayBuffer>} payload
+   * Send one message of `size` bytes on the data channel, after the sends before it; its payload comes in
+   * `parts` (one part, or a PartReader of a message Python sends in parts).
+   * @param {Kind} kind @param {number} size @param {Iterable<Uint8Array> | AsyncIterable<Uint8Array>} parts
    * @returns {Promise<void>}
    */
-  send(kind, payload) {
+  send(kind, size, parts) {
     const { frame_size, high_water } = this.host.settings();
     const limits = { frameSize: frame_size, highWater: high_water, maxMessageSize: this.pc.sctp?.maxMessageSize };
     const framing = { framed: this.framed, announceLength: this.announceLength };
-    const total = payload.length;
-    const onProgress = total >= PROGRESS_MIN ? (/** @type {number} */ done) => this.host.partial(this.peer, "out", done, total) : undefined;
-    const sent = this.sends.then(() => sendMessage(this.channel, framing, kind, payload, limits, onProgress));
-    this.sends = sent.catch(() => {}); // one failed send does not stop the next
+    const onProgress = size >= PROGRESS_MIN ? (/** @type {number} */ done) => this.host.partial(this.peer, "out", done, size) : undefined;
+    const sent = this.sends.then(() => sendParts(this.channel, framing, kind, size, parts, limits, onProgress));
+    // A send that fails (or never starts) lets go of its parts, so that other links sending them go on.
+    const stop = /** @type {{return?: () => unknown}} */ (parts).return;
+    this.sends = sent.catch(() => {
+      stop?.call(parts);
+    }); // one failed send does not stop the next
     return sent;
   }
 

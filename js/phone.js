@@ -13,6 +13,7 @@ import { bytesText, previewBytes } from "./format.js";
 import { Link } from "./link.js";
 import { SharedMedia, mediaReport, openMedia, setEnabled } from "./media.js";
 import { onChanges } from "./model.js";
+import { Outgoing } from "./outgoing.js";
 import { pageId } from "./page.js";
 import { PeerLink } from "./peer.js";
 import { Transfers } from "./progress.js";
@@ -75,8 +76,23 @@ export const FROM_PYTHON = {
   close(phone, { peer }) {
     phone.close(peer);
   },
-  send(phone, { id, kind, to }, buffers) {
-    phone.send(id, kind, bytesOf(buffers[0]), to);
+  send(phone, { id, kind, to, size }, buffers) {
+    const first = bytesOf(buffers[0]);
+    if (size === undefined) {
+      phone.send(id, kind, first, to); // the whole payload, from a Python half that does not send in parts
+      return;
+    }
+    // The first part of `size` bytes; send_part brings the rest, and `sent` tells Python what the links took.
+    const message = new Outgoing(size, (done) => phone.link.tell("sent", { id, done }));
+    message.push(first);
+    if (!message.complete) phone.outgoing.set(id, message);
+    phone.send(id, kind, message, to);
+  },
+  send_part(phone, { id }, buffers) {
+    const message = phone.outgoing.get(id);
+    if (!message) return; // a send that failed, or ended with its call
+    message.push(bytesOf(buffers[0]));
+    if (message.complete) phone.outgoing.delete(id);
   },
   log(phone, { entry }) {
     phone.addLog(entry);
@@ -113,6 +129,8 @@ export class BrowserPhone extends EventTarget {
     );
     /** @type {Promise<void>} sends from Python and from the widget, in order */
     this.sends = Promise.resolve();
+    /** Messages Python is still sending in parts, by send id. @type {Map<number | string, Outgoing>} */
+    this.outgoing = new Map();
     /** The camera and microphone, one stream for every link. */
     this.media = new SharedMedia(async () => {
       const { stream, errors } = await openMedia(this.host.wanted(), globalThis.navigator?.mediaDevices);
@@ -273,7 +291,8 @@ export class BrowserPhone extends EventTarget {
   /**
    * Send one message on the data channel to `to`, or to every peer. A failure is reported as `send_failed`
    * for a send Python asked for (`id`), as a failure for one typed in the widget (`id` null).
-   * @param {number | string | null} id @param {Kind} kind @param {Uint8Array<ArrayBuffer>} payload
+   * @param {number | string | null} id @param {Kind} kind
+   * @param {Uint8Array<ArrayBuffer> | Outgoing} payload the whole payload, or a message Python sends in parts
    * @param {string} [to]
    */
   send(id, kind, payload, to) {
@@ -281,18 +300,26 @@ export class BrowserPhone extends EventTarget {
       // To everyone: every link whose channel is open now (a member still connecting misses it, as it would
       // have missed it a moment earlier). To one: that link, open or not, so that a closed one says why.
       const links = to == null ? [...this.peers.values()].filter((l) => l.channel?.readyState === "open") : [this.peers.get(to)];
+      const parted = payload instanceof Outgoing ? payload : null;
+      const size = parted ? parted.size : /** @type {Uint8Array} */ (payload).length;
+      const readers = parted?.split(links.filter(Boolean).length) ?? [];
       const results = await Promise.allSettled(
-        links.map((link) => (link ? link.send(kind, payload) : Promise.reject(new Error(`no connection to ${to}`)))),
+        links.map((link) => {
+          if (!link) return Promise.reject(new Error(`no connection to ${to}`));
+          return link.send(kind, size, parted ? /** @type {AsyncIterable<Uint8Array>} */ (readers.shift()) : [/** @type {Uint8Array} */ (payload)]);
+        }),
       );
       if (!links.length) {
         results.push({ status: "rejected", reason: new Error("the data channel is not open (no call)") });
       }
+      const head = parted ? parted.head : /** @type {Uint8Array} */ (payload);
       let shown = /** @type {ReturnType<Transfers["message"]> | null} */ (null);
       results.forEach((r, i) => {
         const peer = links[i]?.peer;
-        if (r.status === "fulfilled" && peer) shown = this.transfers.message("out", peer, kind, payload.length, payload);
+        if (r.status === "fulfilled" && peer) shown = this.transfers.message("out", peer, kind, size, head);
       });
-      if (shown) this.addChat("out", kind, payload, payload.length, to ?? "", shown);
+      if (shown) this.addChat("out", kind, head, size, to ?? "", shown);
+      if (id !== null && results.some((r) => r.status === "rejected")) this.outgoing.delete(id);
       for (const r of results) {
         if (r.status === "fulfilled") continue;
         const message = r.reason instanceof Error ? r.reason.message : String(r.reason);

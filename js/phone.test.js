@@ -3,7 +3,7 @@
 // `peer`, and closing that leaves nothing running.
 import assert from "node:assert/strict";
 import { afterEach, beforeEach, test } from "node:test";
-import { encodeFrames } from "./framing.js";
+import { FrameDecoder, encodeFrames } from "./framing.js";
 import { BrowserPhone } from "./phone.js";
 
 class FakeTrack {
@@ -593,4 +593,55 @@ test("a large message goes to Python in parts while it arrives, first part marke
   assert.deepEqual(model.buffers.flat(), [131_070, 131_070, 37_860]);
   assert.equal(phone.chat.at(-1)?.text, "300000 bytes: 00 01 02 03 04 05 06 07 08 09 0a 0b 0c 0d 0e 0f …");
   assert.equal(phone.chat.at(-1)?.size, 300_000);
+});
+
+/** The payloads of the messages framed on a fake channel. @param {unknown[]} sent */
+function decoded(sent) {
+  const frames = new FrameDecoder();
+  return sent.flatMap((data) => {
+    const message = frames.push(new Uint8Array(/** @type {Uint8Array} */ (data)));
+    return message ? [message.payload] : [];
+  });
+}
+
+test("a message Python sends in parts starts on the channel with its first part; `sent` says what the channel took", async () => {
+  const { model, channel } = await framedCall();
+  const payload = new Uint8Array(300_000).map((_, i) => i % 251);
+  const part = (/** @type {number} */ n) => new DataView(payload.buffer, n * 100_000, 100_000);
+  model.python({ type: "send", id: 7, kind: "bytes", size: payload.length }, [part(0)]);
+  await settle();
+  // The first part is on the channel before the rest came, and Python may send more.
+  const framedBytes = () => /** @type {Uint8Array[]} */ (channel.sent).reduce((n, f) => n + f.length - 1, 0);
+  assert.ok(framedBytes() >= 65_535, `${framedBytes()} bytes framed`);
+  assert.deepEqual(model.sent.filter((m) => m.type === "sent"), [{ type: "sent", id: 7, done: 100_000 }]);
+  model.python({ type: "send_part", id: 7 }, [part(1)]);
+  model.python({ type: "send_part", id: 7 }, [part(2)]);
+  await settle();
+  assert.deepEqual(decoded(channel.sent), [payload]);
+  assert.deepEqual(model.sent.filter((m) => m.type === "sent").map((m) => m.done), [100_000, 200_000, 300_000]);
+  assert.deepEqual(model.sent.filter((m) => m.type === "send_failed"), []);
+});
+
+test("a message in parts to a room goes on when one member's channel closes, which fails for that member", async () => {
+  const { model, phone } = newPhone({ user_id: "A", audio: false, video: false });
+  for (const peer of ["B", "C"]) model.python({ type: "start_call", peer, ice_servers: [] });
+  await settle();
+  const answer = { sdp: JSON.stringify({ type: "answer", sdp: "" }), framing: "nbcall/1", framing_ext: ["length"] };
+  for (const peer of ["B", "C"]) model.python({ type: "remote", peer, signal: { type: "answer", from: peer, ...answer } });
+  await settle();
+  const [b, c] = FakePC.all.map(openChannel);
+  const payload = new Uint8Array(30_000).map((_, i) => i % 7);
+  const part = (/** @type {number} */ n) => new DataView(payload.buffer, n * 10_000, 10_000);
+  model.python({ type: "send", id: 1, kind: "bytes", size: payload.length }, [part(0)]);
+  await settle();
+  c.readyState = "closed"; // C hangs up before the next part
+  model.python({ type: "send_part", id: 1 }, [part(1)]);
+  model.python({ type: "send_part", id: 1 }, [part(2)]);
+  await settle();
+  assert.deepEqual(decoded(b.sent), [payload]);
+  assert.deepEqual(model.sent.filter((m) => m.type === "send_failed").map((m) => [m.id, m.message]), [
+    [1, "the data channel closed while sending"],
+  ]);
+  assert.equal(model.sent.filter((m) => m.type === "sent").at(-1)?.done, 30_000);
+  assert.equal(phone.outgoing.size, 0);
 });

@@ -140,20 +140,28 @@ class FromBrowser(Teaching, MediaControls):
             if content["last"]:
                 self._refusing.discard(sender)
             return
-        parts = self._parts.setdefault(sender, [])
-        parts.extend(bytes(b) for b in buffers)
-        problem = oversize(sum(map(len, parts)), self.max_receive_size)
+        payload: bytes | memoryview
+        if content["last"] and sender not in self._parts and len(buffers) == 1:
+            # A message in one part (a file's chunk is one): the comm's buffer itself, no copy. A file's bytes
+            # go from it to the file; only a message the user receives in memory becomes bytes.
+            payload = buffers[0]
+            problem = oversize(len(payload), self.max_receive_size)
+        else:
+            # The comm's buffers are kept as they are (views of the received frames) until the last part.
+            parts = self._parts.setdefault(sender, [])
+            parts.extend(buffers)
+            problem = oversize(sum(map(len, parts)), self.max_receive_size)
+            if problem is None and not content["last"]:
+                return
+            payload = b"".join(self._parts.pop(sender)) if problem is None else b""
         if problem is not None:
-            del self._parts[sender]
+            self._parts.pop(sender, None)
             if not content["last"]:
                 self._refusing.add(sender)
             self._refuse_message(sender, problem)
             return
-        if not content["last"]:
-            return
-        payload = b"".join(self._parts.pop(sender))
         try:
-            data = decode(kind, payload)
+            data = decode(kind, payload if kind == "bytes" else bytes(payload))
         except (UnicodeDecodeError, ValueError) as exc:
             self._apply({"error": f"received a {kind} message that does not decode: {exc}"})
             return
@@ -192,7 +200,14 @@ class FromBrowser(Teaching, MediaControls):
             raise ValueError(f"a progress report of the wrong shape: {_shown(report, 200)}")
         self._report_progress(report, force=True)
 
+    def _on_browser_sent(self, content: dict[str, Any], buffers: list[bytes]) -> None:
+        """The browser's data channels took part of a send: more may go (see :mod:`.outgoing`)."""
+        self._outgoing.taken(content["id"], content["done"])
+        self._pump()
+
     def _on_browser_send_failed(self, content: dict[str, Any], buffers: list[bytes]) -> None:
+        self._outgoing.failed(content["id"])
+        self._pump()
         self._apply({"error": f"send #{content['id']} failed: {content['message']}"})
 
     def _on_browser_stats(self, content: dict[str, Any], buffers: list[bytes]) -> None:

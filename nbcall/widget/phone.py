@@ -34,6 +34,7 @@ from ..teach.sdp import Descriptions
 from ..wire.faults import Faults, FaultyOutbox
 from ..wire.payload import MAX_RECEIVE_SIZE, Message, encode
 from .from_browser import FromBrowser
+from .outgoing import Outgoing
 from .phone_part import settle
 
 __all__ = ["STATES", "Phone"]
@@ -234,8 +235,11 @@ class Phone(FromBrowser, anywidget.AnyWidget):
         #: The page running the calls (None: none yet), and every page that showed the phone, last shown last.
         self._engine: str | None = None
         self._pages: list[str] = []
-        self._to_browser: list[tuple[dict[str, Any], list[bytes]]] = []
-        self._parts: dict[str, list[bytes]] = {}
+        self._to_browser: list[tuple[dict[str, Any], list[bytes | memoryview]]] = []
+        self._outgoing = Outgoing()
+        #: Senders of file parts waiting for the browser to take what was sent: (the awaiting loop, its future).
+        self._room_waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[Any]]] = []
+        self._parts: dict[str, list[bytes | memoryview]] = {}
         self._refusing: set[str] = set()  # senders whose message under way was too large
         self._files = transfer.FileReceiver(
             receive_dir, max_receive_size=receive_limit, reply_later=self._send_reply
@@ -289,12 +293,37 @@ class Phone(FromBrowser, anywidget.AnyWidget):
 
         In a call it goes to the peer; in a room to every other member, or to the member ``to``. The receiver
         gets the same type. Large payloads are split into frames and reassembled.
+
+        It returns at once: the payload goes to the browser in parts as its data channel takes them (the phone
+        keeps a reference to ``data`` until then, no copy of bytes). The browser says what it took while the
+        kernel is idle or the cell awaits: a cell that blocks (computes, sleeps) pauses the transfer after a few
+        MiB until it ends or awaits (see the README, "Sending data").
         """
         kind, payload = encode(data)
         with self._lock:
             self._machine.check_send(to)
             command = {"type": "send", "id": next(self._send_ids), "kind": kind}
-            self._browser({**command, "to": to} if to is not None else command, [payload])
+            self._outgoing.add({**command, "to": to} if to is not None else command, payload)
+            self._pump()
+
+    def _pump(self) -> None:
+        """Hand the browser what the send window allows; wake file senders once there is room (lock held)."""
+        for header, part in self._outgoing.ready():
+            self._browser(header, [part])
+        if self._outgoing.has_room and self._room_waiters:
+            waiters, self._room_waiters = self._room_waiters, []
+            for loop, future in waiters:
+                loop.call_soon_threadsafe(settle, future)
+
+    async def _room(self) -> None:
+        """Return once the browser took enough of what was sent for more to go (a file's next part)."""
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            if self._outgoing.has_room:
+                return
+            future: asyncio.Future[Any] = loop.create_future()
+            self._room_waiters.append((loop, future))
+        await future
 
     # ------------------------------------------------------------------------------------------- files
 
@@ -323,6 +352,8 @@ class Phone(FromBrowser, anywidget.AnyWidget):
     ) -> None:
         """Send one message of a file to ``targets`` (see :class:`~nbcall.call.transfer.FileLink`); the
         browser sends it, measures its progress and reports that, so ``progress`` is not needed here."""
+        # Read no further ahead than the browser takes: a file's parts would otherwise pile up in the kernel.
+        await self._room()
         # More than one target is everyone connected when the file started: the browser sends to all of them.
         self.send(data, to=targets[0] if len(targets) == 1 else None)
 
@@ -330,7 +361,10 @@ class Phone(FromBrowser, anywidget.AnyWidget):
         """A received message as the user sees it: itself, a whole file, or None (a file's part, a verdict)."""
         handled = self._files.receive(sender, kind, data)
         if handled is None:
-            return Message(data, sender, kind, size, time.time())
+            # A received message's bytes may still be the comm's buffer: the user gets bytes of their own.
+            return Message(
+                bytes(data) if isinstance(data, memoryview) else data, sender, kind, size, time.time()
+            )
         reply, finished, _ = handled
         if reply is not None:
             self._send_reply(sender, reply)
@@ -454,6 +488,8 @@ class Phone(FromBrowser, anywidget.AnyWidget):
             fields = {**fields, "media_error": ""}
         elif state in FREE:
             self._files.abort()  # files still coming will not be finished
+            self._outgoing.clear()  # the browser fails what it still had of them
+            self._pump()  # wakes file senders: their next send says the call ended
             # The browser stops every track on "close"; say so now rather than when its report gets through.
             fields = {**fields, "local_media": dict(_NO_MEDIA), "remote_media": dict(_NO_MEDIA)}
         with self.hold_trait_notifications():
@@ -466,14 +502,14 @@ class Phone(FromBrowser, anywidget.AnyWidget):
 
     # ------------------------------------------------------------------------------------- internals
 
-    def _browser(self, content: dict[str, Any], buffers: list[bytes] | None = None) -> None:
+    def _browser(self, content: dict[str, Any], buffers: list[bytes | memoryview] | None = None) -> None:
         """Send to the browser half; held back until it said hello, since earlier messages would be lost."""
         if self._frontend:
             self._send_custom(content, buffers or [])
         else:
             self._to_browser.append((content, buffers or []))
 
-    def _send_custom(self, content: dict[str, Any], buffers: list[bytes] | None = None) -> None:
+    def _send_custom(self, content: dict[str, Any], buffers: list[bytes | memoryview] | None = None) -> None:
         """Send a custom message to the browser half (``Widget.send``, which ``Phone.send`` overrides)."""
         super().send(content, buffers)
 

@@ -15,6 +15,7 @@ from ..call.adapter import CallAdapter
 from ..call.client import SignalingClient
 from ..teach.sdp import Descriptions
 from ..wire.payload import Message
+from .outgoing import Outgoing
 
 __all__ = ["PhonePart", "settle"]
 
@@ -33,10 +34,11 @@ class PhonePart(CallAdapter):
     _diagnoses: dict[str, tuple[asyncio.AbstractEventLoop, asyncio.Future[Any]]]
     _stats_waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[Any]]]
     _callbacks: list[Callable[[Message], Any]]
-    _parts: dict[str, list[bytes]]
+    _parts: dict[str, list[bytes | memoryview]]
     _refusing: set[str]
     max_receive_size: int
-    _to_browser: list[tuple[dict[str, Any], list[bytes]]]
+    _to_browser: list[tuple[dict[str, Any], list[bytes | memoryview]]]
+    _outgoing: Outgoing
     _log: list[dict[str, Any]]
     max_log: int
     max_messages: int
@@ -51,10 +53,13 @@ class PhonePart(CallAdapter):
     def _apply(self, fields: dict[str, Any]) -> None:
         raise NotImplementedError
 
-    def _browser(self, content: dict[str, Any], buffers: list[bytes] | None = None) -> None:
+    def _browser(self, content: dict[str, Any], buffers: list[bytes | memoryview] | None = None) -> None:
         raise NotImplementedError
 
-    def _send_custom(self, content: dict[str, Any], buffers: list[bytes] | None = None) -> None:
+    def _send_custom(self, content: dict[str, Any], buffers: list[bytes | memoryview] | None = None) -> None:
+        raise NotImplementedError
+
+    def _pump(self) -> None:
         raise NotImplementedError
 
     def _file_part(self, sender: str, kind: Any, data: Any, size: int) -> Message | None:

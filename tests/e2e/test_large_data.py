@@ -61,3 +61,70 @@ def test_fifty_mebibytes_arrive_whole_and_in_order(lab: Lab, page: Page) -> None
         assert reports[-1][1] == 50 * 2**20 and len(reports) > 2
     assert nb.value("(a.progress, b.progress)") == [{}, {}]
     expect(nb.phone("B").locator(".nbcall-msg.nbcall-in").nth(1)).to_contain_text("52428800 bytes")
+
+
+# Counts the bytes every data channel of the page received (to see what got through while a cell blocked).
+COUNT_RECEIVED_JS = """(() => {
+  window.__received = 0;
+  const Native = window.RTCPeerConnection;
+  const watch = (ch) => ch.addEventListener('message', (e) => { window.__received += e.data.byteLength ?? e.data.length; });
+  window.RTCPeerConnection = function (...args) {
+    const pc = new Native(...args);
+    pc.addEventListener('datachannel', (e) => watch(e.channel));
+    const create = pc.createDataChannel.bind(pc);
+    pc.createDataChannel = (...a) => { const ch = create(...a); watch(ch); return ch; };
+    return pc;
+  };
+  window.RTCPeerConnection.prototype = Native.prototype;
+})();"""
+
+RSS_SAMPLER = """\
+import hashlib, threading, time
+def rss():
+    with open('/proc/self/status') as f:
+        return int(next(line for line in f if line.startswith('VmRSS')).split()[1]) * 1024
+path = receive_dir.parent / 'big.bin'
+with open(path, 'wb') as f:
+    for _ in range(64):
+        f.write(os.urandom(2**20))
+peak, stop = [0], threading.Event()
+def sample():
+    while not stop.wait(0.005):
+        peak[0] = max(peak[0], rss())
+base = rss()
+threading.Thread(target=sample, daemon=True).start()
+"""
+
+
+def test_a_large_file_from_a_phone_arrives_whole_with_the_kernel_and_a_blocking_cell_bounded(
+    lab: Lab, page: Page, tmp_path
+) -> None:
+    page.add_init_script(COUNT_RECEIVED_JS)
+    receive_dir = tmp_path / "in"
+    cells = [
+        (
+            "import nbcall, asyncio, os, pathlib\n"
+            f"receive_dir = pathlib.Path({str(receive_dir)!r})\n"
+            "a = nbcall.Phone('A'); b = nbcall.Phone('B', auto_answer=True, receive_dir=receive_dir)\n"
+            "display(a, b)"
+        )
+    ]
+    nb = lab.run_notebook(page, "large_file.ipynb", cells, phones=("B",))
+    nb.run(
+        "a.call('B')\nawait a.wait_for('connected', timeout=20)\nawait b.wait_for('connected', timeout=20)"
+    )
+    nb.run(RSS_SAMPLER)
+    # The cell blocks after starting the send: the browser's answers cannot reach the kernel meanwhile, so
+    # only the first parts go; the rest waits for the cell to end.
+    nb.run("sending = a.send_file(path)\ntime.sleep(4)")
+    during_block = page.evaluate("() => window.__received")
+    assert during_block <= 24 * 2**20, f"{during_block} bytes went while the cell blocked"
+    verdict = nb.value("(await asyncio.wrap_future(sending))['code']")
+    grew = nb.value("stop.set() or (peak[0] - base) / 2**20")
+    assert verdict == "ok"
+    # The kernel sent and received 64 MiB holding a few MiB of it at a time (generous bound: 40 MiB).
+    assert isinstance(grew, float) and grew < 40, f"the kernel's memory grew by {grew:.1f} MiB"
+    assert nb.value(
+        "hashlib.sha256((receive_dir / 'big.bin').read_bytes()).digest() == hashlib.sha256(path.read_bytes()).digest()"
+    )
+    assert nb.value("(a.error, b.error)") == ["", ""]

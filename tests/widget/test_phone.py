@@ -23,6 +23,7 @@ import pytest
 import websockets.sync.server
 from ipywidgets.widgets import widget as ipywidget
 from support import OFFER, TIMEOUT, RawPeer
+from support import wait_until as async_wait_until
 from support import wait_until_sync as wait_until
 from websockets.exceptions import ConnectionClosed
 
@@ -836,3 +837,69 @@ async def test_next_stats_returns_the_next_summary_the_browser_reports(make_phon
     assert await waiting == {"rtt_ms": 1.5}
     with pytest.raises(TimeoutError, match="P reported no statistics within 0.1 s"):
         await phone.next_stats(timeout=0.1)
+
+
+# ------------------------------------------------------------------------------- sends, paced by the browser
+
+
+def browser_took(phone: Phone) -> list[tuple[dict[str, Any], bytes]]:
+    """Open the phone's browser half (hello) and record what it is sent: (message, its one buffer)."""
+    got: list[tuple[dict[str, Any], bytes]] = []
+    phone._send_custom = lambda content, buffers=None: got.append(  # type: ignore[method-assign]
+        (content, b"".join(bytes(b) for b in buffers or []))
+    )
+    from_browser(phone, {"type": "hello"})
+    got.clear()
+    return got
+
+
+def test_a_large_send_goes_to_the_browser_in_parts_paced_by_what_the_browser_took(
+    make_phone, raw_peer
+) -> None:
+    phone = connected(make_phone("P"), raw_peer("A"))
+    got = browser_took(phone)
+    payload = bytes(range(256)) * (20 * 2**20 // 256)  # 20 MiB
+    phone.send(payload)
+    sends = [m for m, _ in got if m["type"] in ("send", "send_part")]
+    # The first 8 MiB went at once, the first part announcing the whole size; then nothing while no answer came.
+    assert sends[0] == {"type": "send", "id": 1, "kind": "bytes", "size": len(payload)}
+    assert sum(len(b) for _, b in got) == 8 * 2**20
+    assert all(m == {"type": "send_part", "id": 1} for m in sends[1:])
+    from_browser(phone, {"type": "sent", "id": 1, "done": 3 * 2**20})
+    assert sum(len(b) for _, b in got) == 11 * 2**20
+    for done in range(4, 21):
+        from_browser(phone, {"type": "sent", "id": 1, "done": done * 2**20})
+    assert b"".join(b for _, b in got) == payload
+    # A message after it starts at once.
+    phone.send("after")
+    assert got[-1] == ({"type": "send", "id": 2, "kind": "str", "size": 5}, b"after")
+
+
+def test_a_send_the_browser_failed_stops_and_the_next_one_goes(make_phone, raw_peer) -> None:
+    phone = connected(make_phone("P"), raw_peer("A"))
+    got = browser_took(phone)
+    phone.send(bytes(20 * 2**20))
+    phone.send(b"next")
+    assert sum(len(b) for _, b in got) == 8 * 2**20
+    from_browser(phone, {"type": "send_failed", "id": 1, "message": "the data channel closed while sending"})
+    assert got[-1] == ({"type": "send", "id": 2, "kind": "bytes", "size": 4}, b"next")
+    assert "send #1 failed" in phone.error
+
+
+async def test_a_file_is_read_no_further_ahead_than_the_browser_took(make_phone, raw_peer, tmp_path) -> None:
+    phone = connected(make_phone("P"), raw_peer("A"))
+    got = browser_took(phone)
+    path = tmp_path / "big.bin"
+    path.write_bytes(bytes(32 * 2**20))
+    sending = phone.send_file(path, timeout=1)
+    chunks = lambda: sum(len(b) for m, b in got if m["type"] == "send" and m["kind"] == "bytes")
+    # The start message and 8 MiB of chunks went; the transfer waits for the browser, reading no further.
+    await async_wait_until(lambda: chunks() == 8 * 2**20, "8 MiB of the file handed to the browser")
+    await asyncio.sleep(0.3)  # a moment in which nothing more may go
+    assert chunks() == 8 * 2**20 and not sending.done()
+    for message, _ in list(got):  # the browser takes everything it had
+        from_browser(phone, {"type": "sent", "id": message["id"], "done": message["size"]})
+    await async_wait_until(lambda: chunks() == 16 * 2**20, "the next 8 MiB handed to the browser")
+    phone.hangup()  # the call ends: the transfer stops saying so, nothing more is read
+    with pytest.raises(CallError):
+        await asyncio.wait_for(asyncio.wrap_future(sending), 5)
