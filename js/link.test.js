@@ -62,6 +62,9 @@ function recorder() {
     history: record("history"),
     sdp: record("sdp"),
     diagnose: record("diagnose"),
+    sfu_publish: record("sfu_publish"),
+    sfu_remote: record("sfu_remote"),
+    sfu_close: record("sfu_close"),
   };
   return { calls, handlers };
 }

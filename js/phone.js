@@ -17,6 +17,7 @@ import { PeerLink } from "./peer.js";
 import { Transfers } from "./progress.js";
 import { runDiagnosis } from "./diagnose.js";
 import { rememberSdp } from "./sdp-panel.js";
+import { SfuLink } from "./sfu.js";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -66,6 +67,20 @@ export const FROM_PYTHON = {
   },
   close(phone, { peer }) {
     phone.close(peer);
+    phone.sfu?.forget(peer);
+  },
+  sfu_publish(phone, { ice_servers, ice_transport_policy }) {
+    phone.closeSfu();
+    const sfu = (phone.sfu = new SfuLink({ iceServers: ice_servers, iceTransportPolicy: ice_transport_policy ?? "all" }, phone.host));
+    sfu.step(() => sfu.publish());
+    phone.emit("rtc");
+  },
+  sfu_remote(phone, { role, signal, feeds, streams }) {
+    const sfu = phone.sfu;
+    sfu?.step(() => sfu.take(/** @type {import("./sfu.js").Role} */ (role), signal, feeds, streams));
+  },
+  sfu_close(phone) {
+    phone.closeSfu();
   },
   send(phone, { id, kind, to }, buffers) {
     phone.send(id, kind, bytesOf(buffers[0]), to);
@@ -94,6 +109,8 @@ export class BrowserPhone extends EventTarget {
     this.peers = new Map();
     /** The connection the views show: the latest, kept after it closed until the next. @type {PeerLink | null} */
     this.shown = null;
+    /** In an SFU room: the connections to the SFU (the members are feeds on them). @type {SfuLink | null} */
+    this.sfu = null;
     /** @type {LogEntry[]} */
     this.log = [];
     /** @type {ChatEntry[]} */
@@ -193,8 +210,23 @@ export class BrowserPhone extends EventTarget {
     }
   }
 
+  /** Close the connections to the SFU, if there are some. */
+  closeSfu() {
+    const sfu = this.sfu;
+    if (!sfu) return;
+    this.sfu = null;
+    const hadMedia = Boolean(sfu.localStream || sfu.remoteStreams.size);
+    sfu.close();
+    this.emit("rtc");
+    if (hadMedia) {
+      this.reportMedia();
+      this.emit("media");
+    }
+  }
+
   dispose() {
     this.unfollow();
+    this.closeSfu();
     for (const peer of [...this.peers.keys()]) this.close(peer);
     this.link.dispose();
   }
@@ -205,9 +237,10 @@ export class BrowserPhone extends EventTarget {
    */
   reportMedia(errors = []) {
     const links = [...this.peers.values()];
+    const sfu = this.sfu;
     const report = mediaReport(
-      links.map((l) => ({ getTracks: () => l.sentTracks() })),
-      links.map((l) => l.remoteStream),
+      [...links, ...(sfu ? [sfu] : [])].map((l) => ({ getTracks: () => l.sentTracks() })),
+      [...links.map((l) => l.remoteStream), ...(sfu?.remoteStreams.values() ?? [])],
       errors,
     );
     this.link.tell("media", report);
@@ -248,6 +281,21 @@ export class BrowserPhone extends EventTarget {
    * @param {string} [to]
    */
   send(id, kind, payload, to) {
+    const sfu = this.sfu;
+    if (sfu && to == null) {
+      // An SFU room: one send reaches every member (a message to one member goes through the server).
+      const total = payload.length;
+      this.sends = this.sends.then(async () => {
+        try {
+          await sfu.send(kind, payload);
+          this.addChat("out", kind, payload, total, "", this.transfers.message("out", "", kind, total, payload));
+        } catch (err) {
+          if (id !== null) this.link.tell("send_failed", { id, message: err instanceof Error ? err.message : String(err) });
+          else this.fail(undefined, err);
+        }
+      });
+      return;
+    }
     const done = this.sends.then(async () => {
       // To everyone: every link whose channel is open now (a member still connecting misses it, as it would
       // have missed it a moment earlier). To one: that link, open or not, so that a closed one says why.

@@ -244,7 +244,7 @@ test("a call's offer carries our media, recvonly for a wanted medium we could no
     peer: "B",
     signal: {
       type: "call", sdp: JSON.stringify({ type: "offer", sdp: "audio:sendrecv video:recvonly" }), framing: "nbcall/1",
-      framing_ext: ["length"],
+      framing_ext: ["length", "start"],
     },
   });
   const media = model.sent.find((m) => m.type === "media");

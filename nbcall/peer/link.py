@@ -31,9 +31,9 @@ from aiortc.sdp import candidate_from_sdp
 from ..wire.framing import EXTENSIONS, LENGTH, PROTOCOL, FrameDecoder, FramingError, encode_frames
 from ..wire.payload import Kind
 from .aiortc_patches import allow_loopback, tune_sctp, unacknowledged
-from .tracks import ArrayAudioTrack, ArrayVideoTrack, MediaOptions, call_all, call_frame
+from .tracks import ArrayVideoTrack, MediaOptions, call_all, call_frame, local_track
 
-__all__ = ["EngineHost", "Link", "SendLimits", "max_message_size"]
+__all__ = ["EngineHost", "Link", "SendLimits", "description_of", "max_message_size"]
 
 logger = logging.getLogger("nbcall.peer.rtc")
 
@@ -137,7 +137,7 @@ class Link:
 
     async def _take_remote(self, signal: dict[str, Any]) -> None:
         """Take the peer's offer or answer, and with it how to frame for it and its largest message."""
-        description = _description(signal)
+        description = description_of(signal)
         # Frame only for a peer that said it understands (and announce lengths if it takes them).
         self.framed = signal.get("framing") == PROTOCOL
         extensions = signal.get("framing_ext")
@@ -322,15 +322,9 @@ class Link:
         return bool(self.media.on_frame if kind == "video" else self.media.on_audio)
 
     def _local_track(self, kind: str) -> MediaStreamTrack | None:
-        source = self.media.video if kind == "video" else self.media.audio
-        if source is None:
-            return None
-        track: MediaStreamTrack
-        if kind == "video":
-            track = ArrayVideoTrack(source, self.media.fps, self.pool)
-        else:
-            track = ArrayAudioTrack(source, self.media.sample_rate, self.media.channels, self.pool)
-        self.tracks.append(track)
+        track = local_track(kind, self.media, self.pool)
+        if track is not None:
+            self.tracks.append(track)
         return track
 
     def _on_track(self, track: MediaStreamTrack) -> None:
@@ -410,7 +404,8 @@ class Link:
             logger.debug("closing the connection to %s failed", self.peer, exc_info=True)
 
 
-def _description(signal: dict[str, Any]) -> RTCSessionDescription:
+def description_of(signal: dict[str, Any]) -> RTCSessionDescription:
+    """The session description a signal carries (its ``sdp``: the description as JSON, or as an object)."""
     raw = signal.get("sdp")
     description = json.loads(raw) if isinstance(raw, str) else raw
     if not isinstance(description, dict) or "sdp" not in description:

@@ -20,7 +20,15 @@ import numpy as np
 from aiortc import MediaStreamTrack
 from aiortc.mediastreams import MediaStreamError
 
-__all__ = ["ArrayAudioTrack", "ArrayVideoTrack", "FrameCallback", "MediaOptions", "call_all", "call_frame"]
+__all__ = [
+    "ArrayAudioTrack",
+    "ArrayVideoTrack",
+    "FrameCallback",
+    "MediaOptions",
+    "call_all",
+    "call_frame",
+    "local_track",
+]
 
 logger = logging.getLogger("nbcall.peer.rtc")
 
@@ -155,3 +163,13 @@ def call_all(callbacks: list[FrameCallback], array: np.ndarray, timestamp: float
             callback(array, timestamp)
         except Exception:
             logger.exception("media callback %r failed", callback)
+
+
+def local_track(kind: str, media: MediaOptions, pool: concurrent.futures.Executor) -> MediaStreamTrack | None:
+    """The track a peer sends of ``kind`` ("audio" or "video") from its media's source, or None without one."""
+    source = media.video if kind == "video" else media.audio
+    if source is None:
+        return None
+    if kind == "video":
+        return ArrayVideoTrack(source, media.fps, pool)
+    return ArrayAudioTrack(source, media.sample_rate, media.channels, pool)

@@ -76,6 +76,17 @@ class FromBrowser(Teaching, MediaControls):
         elif name == "icecandidateerror" and (problem := candidate_error(value)):
             self._apply({"error": problem})
 
+    def _on_browser_sfu_signal(self, content: dict[str, Any], buffers: list[bytes]) -> None:
+        self._machine.engine_sfu_signal(content["role"], content["signal"])
+
+    def _on_browser_sfu_rtc(self, content: dict[str, Any], buffers: list[bytes]) -> None:
+        role, name, value = content["role"], content["name"], content["value"]
+        self._log_entry("event", name, {"sfu": role, "value": value}, echo=False)
+        if name == "connectionState":
+            self._machine.engine_sfu_connection(role, value)
+        elif name == "icecandidateerror" and (problem := candidate_error(value)):
+            self._apply({"error": problem})
+
     def _on_browser_channel(self, content: dict[str, Any], buffers: list[bytes]) -> None:
         self._log_entry("event", f"datachannel-{content['state']}", content, echo=False)
         self._machine.engine_channel(content["peer"], content["state"] == "open")
@@ -86,15 +97,18 @@ class FromBrowser(Teaching, MediaControls):
             self._parts.pop(sender, None)
         parts = self._parts.setdefault(sender, [])
         parts.extend(bytes(b) for b in buffers)
-        if not content["last"]:
-            return
-        payload = b"".join(self._parts.pop(sender))
+        if content["last"]:
+            self._received(sender, content["kind"], b"".join(self._parts.pop(sender)))
+
+    def _received(self, sender: str, kind: Any, payload: bytes) -> None:
+        """A whole message from ``sender``: from its data channel, or through the server (an SFU room's directed
+        send)."""
         try:
-            data = decode(content["kind"], payload)
+            data = decode(kind, payload)
         except (UnicodeDecodeError, ValueError) as exc:
-            self._apply({"error": f"received a {content['kind']} message that does not decode: {exc}"})
+            self._apply({"error": f"received a {kind} message that does not decode: {exc}"})
             return
-        message = self._file_part(sender, content["kind"], data, len(payload))
+        message = self._file_part(sender, kind, data, len(payload))
         if message is None:
             return  # a part of a file still coming, or a verdict on one sent
         kept = [*self.messages, message]

@@ -212,10 +212,11 @@ class AckWindow:
         #: Receivers that left a SYNC unanswered for ``patience`` seconds.
         self.deaf: set[str] = set()
 
-    def sent(self, size: int, receivers: Iterable[str], now: float) -> bytes | None:
-        """``size`` bytes went to ``receivers``; returns a SYNC frame to send next when one is due."""
+    def sent(self, size: int, receivers: Iterable[str], now: float, force: bool = False) -> bytes | None:
+        """``size`` bytes went to ``receivers``; returns a SYNC frame to send next when one is due (``force``:
+        now, to learn when everything sent so far has arrived)."""
         self._count += size
-        if self._count < self.every:
+        if self._count < self.every and not (force and self._count):
             return None
         self._count = 0
         self.sequence += 1
@@ -237,6 +238,11 @@ class AckWindow:
             waiting.discard(receiver)
         self.deaf.discard(receiver)
         self._settle()
+
+    @property
+    def settled(self) -> bool:
+        """Whether every SYNC sent was answered (or given up on)."""
+        return not self._waiting
 
     def blocked(self, now: float) -> bool:
         """Whether the sender must wait for acknowledgements before sending more."""
