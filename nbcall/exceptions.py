@@ -31,7 +31,8 @@ Class tree::
             ├── RoomFull            room-full           members and invitations would pass max_room_size
             ├── NotInvited          not-invited         no invitation to that room
             ├── InvitationExpired   invitation-expired  the invitation outlived invitation_ttl
-            └── TooManyRoomClaims   too-many-claims     one address re-created max_room_claims rooms nobody joined yet
+            ├── TooManyRoomClaims   too-many-claims     one address re-created max_room_claims rooms nobody joined yet
+            └── SfuUnavailable      sfu-unavailable     an SFU room without a working SFU (Janus) behind the server
     └── CallError                   a phone cannot do that now (not ringing, not connected, busy...)
 
 Errors end a connection only where the server cannot go on serving it, with
@@ -83,6 +84,7 @@ __all__ = [
     "RoomError",
     "RoomFull",
     "ServerUnreachable",
+    "SfuUnavailable",
     "SignalingError",
     "TooManyRoomClaims",
     "Unavailable",
@@ -283,6 +285,13 @@ class TooManyRoomClaims(RoomError):
     """A client address re-creates more rooms after a restart than ``max_room_claims``, none rejoined yet."""
 
     code = "too-many-claims"
+
+
+class SfuUnavailable(RoomError):
+    """An SFU room cannot work: the server runs without ``--sfu``, or its Janus does not answer (the message
+    names the URL)."""
+
+    code = "sfu-unavailable"
 
 
 class CallError(NbcallError):

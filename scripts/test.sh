@@ -7,12 +7,14 @@ cd "$(dirname "$0")/.."
 
 # System packages, each only when missing (apt needs root, as CI has): Debian's Chromium for the browser tests,
 # `ip` for the namespace, Node.js and npm for the browser bundle, venv support for Debian's python3, and for
-# the TURN and cluster tests coturn and redis-server (each test starts its own on a free port: a missing one fails
-# them in CI).
+# the TURN and cluster tests coturn and redis-server, for the SFU tests Debian's janus (each test starts its own
+# on free ports with a configuration of its own; its system service is never started: a missing one fails them
+# in CI).
 missing=()
 command -v "${CHROMIUM:-chromium}" >/dev/null || missing+=(chromium)
 command -v redis-server >/dev/null || missing+=(redis-server)
 command -v turnserver >/dev/null || missing+=(coturn)
+command -v janus >/dev/null || missing+=(janus)
 command -v ip >/dev/null || missing+=(iproute2)
 command -v npm >/dev/null || missing+=(nodejs npm)
 python3 -c 'import ensurepip' 2>/dev/null || missing+=(python3-venv)
@@ -43,5 +45,9 @@ run_pytest() { "$@" || [ $? = 5 ]; }
 # Tests that only use sockets they open on 127.0.0.1 need neither root nor a namespace.
 run_pytest .venv/bin/python -m pytest -m "not e2e and not webrtc" "$@"
 # The browser tests (marked e2e by tests/e2e/conftest.py) and the WebRTC tests without a browser (marked webrtc:
-# aiortc gathers candidates on every interface too) get a network namespace with only loopback up.
-run_pytest unshare -n sh -c 'ip link set lo up && exec "$@"' sh .venv/bin/python -m pytest -m "e2e or webrtc" "$@"
+# aiortc gathers candidates on every interface too) get a network namespace with only loopback up, plus a veth
+# carrying 127.0.0.2 for Janus, which skips loopback interfaces for ICE (the SFU tests name it: jns0). The kernel
+# routes 127.0.0.2 through lo, so nothing leaves 127/8.
+run_pytest unshare -n sh -c 'ip link set lo up && ip link add jns0 type veth peer name jns1 &&
+    ip addr add 127.0.0.2/32 dev jns0 && ip link set jns1 up && ip link set jns0 up && exec "$@"' \
+    sh .venv/bin/python -m pytest -m "e2e or webrtc" "$@"

@@ -87,6 +87,24 @@ def add_command(commands: argparse._SubParsersAction) -> None:  # type: ignore[t
             metavar=field.metadata["unit"],
             help=f"{field.metadata['help']} (default: {shown})".replace("%", "%%"),
         )
+    sfu = serve_cmd.add_argument_group(
+        "rooms on an SFU (docs/rooms.md: Rooms on an SFU)",
+        "Rooms made with sfu: true run on a Janus VideoRoom; members send one stream to it and receive the "
+        "others' from it. The server drives Janus's API; phones never see it.",
+    )
+    sfu.add_argument(
+        "--sfu",
+        default=None,
+        metavar="URL",
+        help="Janus's API: ws://HOST:PORT (its WebSocket transport) or http://HOST:PORT/janus (default: none, "
+        "no SFU rooms)",
+    )
+    sfu.add_argument(
+        "--sfu-secret",
+        default=os.environ.get("NBCALL_SFU_SECRET") or None,
+        metavar="SECRET",
+        help="Janus's api_secret (default: $NBCALL_SFU_SECRET; prefer it to the flag, which ps shows)",
+    )
     cluster = serve_cmd.add_argument_group(
         "several nodes as one deployment (README: Deployment)",
         "Servers given the same Redis share one registry: IDs are unique across them, presence lists "
@@ -224,6 +242,8 @@ async def start(args: argparse.Namespace) -> SignalingServer:
         path=args.path,
         token=args.token,
         room_key=args.room_key,
+        sfu=args.sfu,
+        sfu_secret=args.sfu_secret,
         ssl_context=ssl_context,
         redis=args.redis,
         node_id=args.node_id,

@@ -110,6 +110,13 @@ class Limits:
         "members of one room; invitations and acceptances beyond it get room-full (each browser of a full "
         "mesh sends a stream to every other member)",
     )
+    max_sfu_room_size: int | None = _limit(
+        25,
+        "N",
+        _ROOMS,
+        "members of one SFU room (serve(sfu=...), nbcall serve --sfu): each member sends one stream to the SFU "
+        "and receives the others' from it; invitations and acceptances beyond it get room-full",
+    )
     invitation_ttl: float | None = _limit(
         60.0,
         "SECONDS",
@@ -145,10 +152,12 @@ class Limits:
                 raise ValueError(f"{name} must be at least 0 (no grace) or None, got {value!r}")
         if self.max_burst < 1:
             raise ValueError(f"max_burst must be at least 1, got {self.max_burst!r}")
-        if self.max_room_size is not None and self.max_room_size < 2:
-            raise ValueError(
-                f"max_room_size must be at least 2 (a room needs two members) or None, got {self.max_room_size!r}"
-            )
+        for name in ("max_room_size", "max_sfu_room_size"):
+            value = getattr(self, name)
+            if value is not None and value < 2:
+                raise ValueError(
+                    f"{name} must be at least 2 (a room needs two members) or None, got {value!r}"
+                )
         frame, message = self.max_frame_size, self.max_message_size
         if frame is not None and message is not None and message > frame:
             raise ValueError(

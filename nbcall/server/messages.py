@@ -32,6 +32,8 @@ __all__ = [
     "REPLACED",
     "REPLACED_ELSEWHERE",
     "ROOM_TYPES",
+    "SFU_SIGNALS",
+    "SFU_SYNC",
     "TAKEN_ELSEWHERE",
     "TOO_SLOW",
     "Claim",
@@ -41,6 +43,8 @@ __all__ = [
     "Outgoing",
     "Release",
     "RoomNode",
+    "SfuSignal",
+    "SfuSync",
     "check_from",
     "encode_message",
     "error_reply",
@@ -78,8 +82,13 @@ RELAYED_TYPES: dict[str, dict[str, tuple[bool, str]]] = {
     "busy": {"reason": (False, "why the peer is busy")},
 }
 
+#: A member's signaling with the SFU of its room (docs/rooms.md, "Rooms on an SFU").
+SFU_SIGNALS: tuple[str, ...] = ("sfu-offer", "sfu-answer", "sfu-ice")
+
 #: Room messages a client may send (docs/rooms.md), for phones that registered with ``"rooms": true``.
-ROOM_TYPES: tuple[str, ...] = ("room-invite", "room-accept", "room-decline", "room-leave", "room-link")
+ROOM_TYPES: tuple[str, ...] = (
+    "room-invite", "room-accept", "room-decline", "room-leave", "room-link", "room-message", *SFU_SIGNALS
+)  # fmt: skip
 
 #: Every type a client may send.
 KNOWN_TYPES: tuple[str, ...] = ("register", *RELAYED_TYPES, *ROOM_TYPES)
@@ -139,6 +148,27 @@ class RoomNode:
 
 
 @dataclass(frozen=True)
+class SfuSignal:
+    """An instruction in the output: ``member`` of SFU room ``room`` sent ``kind`` (one of :data:`SFU_SIGNALS`)
+    for its ``role`` link to the SFU; ``value`` is the parsed JSEP description or ICE candidate (``None``: end of
+    candidates). The server's :class:`~nbcall.server.sfu.SfuBridge` carries it out."""
+
+    room: str
+    member: str
+    kind: str
+    role: str
+    value: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
+class SfuSync:
+    """An instruction in the output: rooms changed; the SFU bridge brings Janus in line with the SFU rooms."""
+
+
+SFU_SYNC = SfuSync()
+
+
+@dataclass(frozen=True)
 class Release:
     """An instruction in the output (cluster mode): ``peer_id`` is no longer held here; free it in the registry."""
 
@@ -146,8 +176,9 @@ class Release:
 
 
 #: What :meth:`~nbcall.server.protocol.SignalingProtocol.receive` returns: text frames to send, and rarely a :class:`Close`
-#: (or, in cluster mode, a :class:`Forward`, :class:`Claim`, :class:`Release` or :class:`RoomNode`).
-Outgoing = list[tuple[ConnT, str | Close | Forward | Claim | Release | RoomNode]]
+#: (or, in cluster mode, a :class:`Forward`, :class:`Claim`, :class:`Release` or :class:`RoomNode`; with an SFU,
+#: a :class:`SfuSignal` or :class:`SfuSync`).
+Outgoing = list[tuple[ConnT, str | Close | Forward | Claim | Release | RoomNode | SfuSignal | SfuSync]]
 
 #: How a claim in the shared registry ended (see :meth:`~nbcall.server.protocol.SignalingProtocol.claimed`).
 CLAIM_OUTCOMES = ("ok", "moved", "taken", "down")

@@ -104,7 +104,8 @@ class SignalingProtocol(Generic[ConnT]):
     :class:`nbcall.server.limits.Limits`: ``max_message_size`` (longer frames get a ``too-big``
     error), ``max_rate``, ``max_burst`` and ``max_refused`` (named in ``rate-limited`` replies; the
     server counts the messages), ``id_grace`` (an ID lost without a close frame is held for its secret),
-    and the rooms' ``max_room_size``, ``invitation_ttl``, ``room_grace`` and ``max_room_claims``.
+    and the rooms' ``max_room_size``, ``max_sfu_room_size``, ``invitation_ttl``, ``room_grace`` and
+    ``max_room_claims``. ``sfu``: the server drives an SFU, announced in ``registered`` (``"sfu": true``).
     ``room_key`` signs the members' room credentials (random when ``None``: rooms end with the server).
 
     ``logger`` receives INFO lines for registrations, calls and departures.
@@ -121,6 +122,8 @@ class SignalingProtocol(Generic[ConnT]):
         invitation_ttl: float | None = DEFAULT_LIMITS.invitation_ttl,
         room_grace: float | None = DEFAULT_LIMITS.room_grace,
         max_room_claims: int | None = DEFAULT_LIMITS.max_room_claims,
+        max_sfu_room_size: int | None = DEFAULT_LIMITS.max_sfu_room_size,
+        sfu: bool = False,
         id_grace: float | None = DEFAULT_LIMITS.id_grace,
         room_key: bytes | None = None,
         logger: logging.Logger | logging.LoggerAdapter[logging.Logger] | None = None,
@@ -142,6 +145,7 @@ class SignalingProtocol(Generic[ConnT]):
             invitation_ttl=invitation_ttl,
             room_grace=room_grace,
             max_room_claims=max_room_claims,
+            max_sfu_room_size=max_sfu_room_size,
             key=room_key,
         )
         #: What a message refused for rate, or a reader too slow, produces.
@@ -150,6 +154,7 @@ class SignalingProtocol(Generic[ConnT]):
         )
         #: Room messages: their rules, and their notices addressed.
         self.dispatch = RoomDispatch(self.registry, self.rooms, self.logger)
+        self.dispatch.sfu = sfu
         #: Claims, and what other nodes and the shared registry say (cluster mode only).
         self.routing = ClusterRouting(self.registry, self.dispatch, self.logger)
 
@@ -434,13 +439,14 @@ class SignalingProtocol(Generic[ConnT]):
                     "its ID was registered again by a phone that did not prove it is the same (with its secret "
                     "or its room credential)",
                 )
+        features = {"sfu": True} if self.dispatch.sfu else {}  # announced beyond the seed's fields
         if presence:
             remote = registry.remote
             online = {*registry.conns, *remote} if remote else registry.conns
             others = sorted(other for other in online if other != peer_id)
-            reply = encode_message("registered", id=peer_id, peers=others)
+            reply = encode_message("registered", id=peer_id, peers=others, **features)
         else:
-            reply = encode_message("registered", id=peer_id)
+            reply = encode_message("registered", id=peer_id, **features)
         out: Outgoing[ConnT] = [(conn, reply)]
         if presence:
             registry.watchers[conn] = None

@@ -22,11 +22,12 @@ from typing import TYPE_CHECKING
 from ..wire.faults import Faults, FaultyOutbox
 from .connection import Connection, remote, remote_host
 from .limits import Limits, TokenBucket
-from .messages import TOO_SLOW, Claim, Close, Forward, Outgoing, Release, RoomNode
+from .messages import TOO_SLOW, Claim, Close, Forward, Outgoing, Release, RoomNode, SfuSignal, SfuSync
 from .protocol import SignalingProtocol
 
 if TYPE_CHECKING:
     from .cluster import RedisRegistry
+    from .sfu import SfuBridge
 
 __all__ = ["MessagePump"]
 
@@ -46,6 +47,8 @@ class MessagePump:
         self._faulty: dict[Connection, FaultyOutbox] = {}
         #: The shared registry when this server is a node of a cluster (``serve(redis=...)``), else ``None``.
         self.registry: RedisRegistry | None = None
+        #: The SFU bridge when this server drives an SFU (``serve(sfu=...)``), else ``None``.
+        self.sfu: SfuBridge | None = None
         #: The event loop the server runs on; its time is the time of every limit.
         self.loop = asyncio.get_running_loop()
         #: Connections past the handshake, until they end.
@@ -140,11 +143,20 @@ class MessagePump:
                 self._instruct(connection, item)
 
     def _instruct(
-        self, connection: Connection, item: Close | Forward | Claim | Release | RoomNode | str
+        self,
+        connection: Connection,
+        item: Close | Forward | Claim | Release | RoomNode | SfuSignal | SfuSync | str,
     ) -> None:
-        """Carry out what the protocol returned besides text: a close, or (cluster) work for the registry."""
+        """Carry out what the protocol returned besides text: a close, work for the SFU or (cluster) the registry."""
         if isinstance(item, Close):
             self.close_connection(connection, item)
+            return
+        if isinstance(item, (SfuSignal, SfuSync)):
+            if self.sfu is not None:
+                if isinstance(item, SfuSignal):
+                    self.sfu.signal(item)
+                else:
+                    self.sfu.sync(self.protocol.rooms)
             return
         registry = self.registry
         assert registry is not None, f"{item!r} without a registry"

@@ -19,11 +19,14 @@ from ..exceptions import (
     InviteSelf,
     NoRooms,
     NotRegistered,
+    SfuUnavailable,
     SignalingError,
     Unavailable,
 )
 from .messages import (
     REGISTER_HINT,
+    SFU_SIGNALS,
+    SFU_SYNC,
     ConnT,
     Forward,
     Outgoing,
@@ -40,8 +43,9 @@ from .messages import (
     shorten,
 )
 from .registry import Registry
-from .room_model import Notices
+from .room_model import Notices, is_sfu_room
 from .rooms import RoomRegistry
+from .sfu_messages import directed_text, sfu_signal
 
 __all__ = ["RoomDispatch"]
 
@@ -59,6 +63,8 @@ class RoomDispatch(Generic[ConnT]):
         self.rooms = rooms
         self.logger = logger
         self._warned = False  # that rooms cannot be re-established without a room key
+        #: Whether the server drives an SFU (``serve(sfu=...)``): SFU rooms may be made, their signals go to it.
+        self.sfu = False
 
     def message(self, conn: ConnT, msg: dict[str, Any], msg_type: str) -> Outgoing[ConnT]:
         """A room message ``msg`` of type ``msg_type`` from ``conn``: what to send to whom."""
@@ -81,6 +87,25 @@ class RoomDispatch(Generic[ConnT]):
             if msg_type == "room-leave":  # the leaver hears nothing back: it is out once it said so
                 registry.member_elsewhere.pop(sender, None)
             return [(conn, Forward(node, "", sender, json.dumps(msg, separators=(",", ":"))))]
+        return self.apply(sender, msg, msg_type)
+
+    def apply(self, sender: str, msg: dict[str, Any], msg_type: str) -> Outgoing[ConnT]:
+        """``sender``'s room message for a room this node decides on: the notices, addressed, or an SFU signal."""
+        if msg_type in SFU_SIGNALS:
+            room = room_field(msg, msg_type)
+            self.rooms.check_member(sender, room, msg_type)
+            if not is_sfu_room(room):
+                raise BadMessage(
+                    f"room {room!r} is a mesh room: its members offer to each other with 'call'; SFU messages "
+                    'are for rooms made with room-invite and "sfu": true',
+                    in_reply_to=msg_type,
+                )
+            return [(cast(ConnT, None), sfu_signal(sender, room, msg, msg_type))]
+        if msg_type == "room-message":  # a directed send: to one member only, never to the others
+            room = room_field(msg, msg_type)
+            to = peer_field(msg, "to", msg_type)
+            self.rooms.check_relay(sender, to, room, msg_type)
+            return self.deliver([(to, directed_text(sender, room, to, msg))], sync=False)
         return self.deliver(self.rules(sender, msg, msg_type))
 
     def _node_of(self, sender: str, msg: dict[str, Any], msg_type: str) -> str | None:
@@ -182,6 +207,13 @@ class RoomDispatch(Generic[ConnT]):
             to = peer_field(msg, "to", msg_type)
             room = room_field(msg, msg_type, required=False)
             link = flag_field(msg, "link", msg_type, "send true when you are already connected to 'to'")
+            sfu = flag_field(msg, "sfu", msg_type, "send true to make a new room on the server's SFU")
+            if sfu and not self.sfu and room is None and rooms.room_of(sender) is None:
+                raise SfuUnavailable(
+                    "this server runs without an SFU (start it with --sfu URL, Janus's API URL, or "
+                    'serve(sfu=...)); invite without "sfu" for a mesh room',
+                    in_reply_to=msg_type,
+                )
             if to == sender:
                 raise InviteSelf(
                     f"'to' is your own ID {sender!r}; invite another phone into your room",
@@ -208,7 +240,7 @@ class RoomDispatch(Generic[ConnT]):
                     f"{to!r} is a member of another room; it must leave that room before it can be invited",
                     in_reply_to=msg_type,
                 )
-            notices = rooms.invite(sender, to, link=link)
+            notices = rooms.invite(sender, to, link=link, sfu=sfu)
             self.logger.info("%r invited %r into room %r", sender, to, rooms.room_of(sender))
         elif msg_type == "room-accept":
             room = room_field(msg, msg_type)
@@ -263,11 +295,16 @@ class RoomDispatch(Generic[ConnT]):
             return []
         return self.deliver(rooms.went_away(peer_id))
 
-    def deliver(self, notices: Notices) -> Outgoing[ConnT]:
+    def end_room(self, room: str, reason: str) -> Outgoing[ConnT]:
+        """End ``room`` now, its SFU having failed: ``room-ended`` with ``reason`` to its members."""
+        return self.deliver(self.rooms.end(room, reason))
+
+    def deliver(self, notices: Notices, *, sync: bool = True) -> Outgoing[ConnT]:
         """Address room notices: to online phones here that registered with rooms, and (cluster) to other nodes.
 
         A phone on another node gets its notice through its node, which checks that it registered with
-        rooms. The rooms made and ended here go to the registry (:class:`RoomNode`).
+        rooms. The rooms made and ended here go to the registry (:class:`RoomNode`). ``sync``: the notices
+        may change who is in a room; with SFU rooms, the SFU then looks (:data:`SFU_SYNC`).
         """
         out: Outgoing[ConnT] = []
         registry = self.registry
@@ -279,8 +316,12 @@ class RoomDispatch(Generic[ConnT]):
                     out.append((conn, text))
             elif remote and (node := remote.get(peer_id)) is not None:
                 out.append((cast(ConnT, None), Forward(node, peer_id, "", text)))
-        changes = self.rooms.changes
+        rooms = self.rooms
+        changes = rooms.changes
         if changes:
             out.extend((cast(ConnT, None), RoomNode(room, made)) for room, made in changes)
             changes.clear()
+        if sync and (rooms.sfu_changed or (notices and rooms.sfu_rooms)):
+            rooms.sfu_changed = False
+            out.append((cast(ConnT, None), SFU_SYNC))
         return out

@@ -18,15 +18,20 @@ __all__ = [
     "MAX_ENDED",
     "REJOIN_WINDOW",
     "ROOM_ID_PREFIX",
+    "SFU_ROOM_PREFIX",
     "Invitation",
     "Notices",
     "Room",
+    "is_sfu_room",
     "new_room_id",
     "proven_epoch",
     "room_credential",
+    "sfu_room_id",
 ]
 
 ROOM_ID_PREFIX = "r-"
+#: An SFU room's ID starts with this instead (its mode outlives a server restart with its ID).
+SFU_ROOM_PREFIX = "s-"
 
 #: What a :class:`RoomRegistry` method returns: ``(peer ID, JSON text)`` pairs to send, in order.
 Notices = list[tuple[str, str]]
@@ -45,6 +50,16 @@ ENDED_WITH_RESTART = (
 def new_room_id() -> str:
     """A room ID nobody can guess: ``r-`` and 96 random bits in URL-safe base64 (18 characters)."""
     return ROOM_ID_PREFIX + secrets.token_urlsafe(12)
+
+
+def sfu_room_id(room_id: str) -> str:
+    """The ID of an SFU room made from a new room ID (``r-...`` becomes ``s-...``)."""
+    return SFU_ROOM_PREFIX + room_id.removeprefix(ROOM_ID_PREFIX)
+
+
+def is_sfu_room(room_id: str) -> bool:
+    """Whether ``room_id`` names an SFU room (docs/rooms.md, "Rooms on an SFU")."""
+    return room_id.startswith(SFU_ROOM_PREFIX)
 
 
 def room_credential(key: bytes, room_id: str, member: str, epoch: int) -> str:

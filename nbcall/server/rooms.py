@@ -29,31 +29,33 @@ from ..exceptions import (
     NotAMember,
     NotInvited,
     RoomFull,
-    TooManyRoomClaims,
 )
 from .limits import DEFAULT_LIMITS
 from .messages import encode_message as notice  # a room's notices are signaling messages
 from .messages import shorten
 from .room_model import (
-    ENDED_WITH_RESTART,
     MAX_ENDED,
     REJOIN_WINDOW,
     Invitation,
     Notices,
     Room,
+    is_sfu_room,
     new_room_id,
     proven_epoch,
     room_credential,
+    sfu_room_id,
 )
+from .room_restart import RoomRestart
 
 __all__ = ["RoomRegistry"]
 
 
-class RoomRegistry:
+class RoomRegistry(RoomRestart):
     """The rooms of one server and their rules, by peer ID; limits as in :class:`nbcall.server.limits.Limits`.
 
     ``key`` signs the members' room credentials; without one a random key is made, and rooms cannot be
     re-created after a restart (``key_is_random``). ``new_id`` makes room IDs (tests may pass their own).
+    SFU rooms (``invite(..., sfu=True)``, IDs starting ``s-``) hold up to ``max_sfu_room_size`` members.
     """
 
     def __init__(
@@ -63,6 +65,7 @@ class RoomRegistry:
         invitation_ttl: float | None = DEFAULT_LIMITS.invitation_ttl,
         room_grace: float | None = DEFAULT_LIMITS.room_grace,
         max_room_claims: int | None = DEFAULT_LIMITS.max_room_claims,
+        max_sfu_room_size: int | None = DEFAULT_LIMITS.max_sfu_room_size,
         key: bytes | None = None,
         new_id: Callable[[], str] = new_room_id,
     ) -> None:
@@ -76,6 +79,10 @@ class RoomRegistry:
         self.invitation_ttl = invitation_ttl
         self.room_grace = room_grace
         self.max_room_claims = max_room_claims
+        self.max_sfu_room_size = max_sfu_room_size
+        #: How many SFU rooms there are, and whether one was made or ended since the SFU last looked.
+        self.sfu_rooms = 0
+        self.sfu_changed = False
         self.key = key if key is not None else secrets.token_bytes(32)
         #: Whether :attr:`key` was made here: then no room outlives a restart.
         self.key_is_random = key is None
@@ -144,8 +151,9 @@ class RoomRegistry:
 
     # -- messages -------------------------------------------------------------
 
-    def invite(self, sender: str, to: str, *, link: bool = False) -> Notices:
-        """``sender`` invites ``to`` (online, with rooms, not ``sender``) into its room, or a new one."""
+    def invite(self, sender: str, to: str, *, link: bool = False, sfu: bool = False) -> Notices:
+        """``sender`` invites ``to`` (online, with rooms, not ``sender``) into its room, or a new one (an SFU
+        room when ``sfu``)."""
         room_id = self._room_of.get(sender)
         room = None if room_id is None else self._rooms[room_id]
         theirs = self._room_of.get(to)
@@ -163,18 +171,19 @@ class RoomRegistry:
                 + ("" if self.invitation_ttl is None else f" (invitations last {self.invitation_ttl:g} s)"),
                 in_reply_to="room-invite",
             )
-        if room is not None and self.max_room_size is not None:
+        limit, name = self._size_limit(room) if room is not None else (None, "")
+        if room is not None and limit is not None:
             taken = len(room.members) + len(room.invitations)
-            if taken + 1 > self.max_room_size:
+            if taken + 1 > limit:
                 raise RoomFull(
                     f"room {room.id!r} is full: {len(room.members)} members and {len(room.invitations)} "
-                    f"pending invitations, the limit is max_room_size={self.max_room_size}; wait for an "
+                    f"pending invitations, the limit is {name}={limit}; wait for an "
                     "invitation to be answered or a member to leave",
                     in_reply_to="room-invite",
                 )
         out: Notices = []
         if room is None:
-            room = Room(self._new_id(), [sender], joined=False)
+            room = Room(sfu_room_id(self._new_id()) if sfu else self._new_id(), [sender], joined=False)
             self._rooms[room.id] = room
             self._changed(room.id, True)
             self._room_of[sender] = room.id
@@ -183,6 +192,8 @@ class RoomRegistry:
         self._invited_to.setdefault(to, {})[room.id] = None
         self._expired.pop((to, room.id), None)
         fields = {"link": True} if link else {}
+        if is_sfu_room(room.id):
+            fields["sfu"] = True
         out.append(
             (
                 to,
@@ -207,10 +218,11 @@ class RoomRegistry:
                 f"you are a member of room {mine!r}; send room-leave for it before accepting room {room_id!r}",
                 in_reply_to="room-accept",
             )
-        if self.max_room_size is not None and len(room.members) >= self.max_room_size:
+        limit, name = self._size_limit(room)
+        if limit is not None and len(room.members) >= limit:
             raise RoomFull(
                 f"room {room_id!r} is full: {len(room.members)} members, the limit is "
-                f"max_room_size={self.max_room_size}; ask a member to invite you again later",
+                f"{name}={limit}; ask a member to invite you again later",
                 in_reply_to="room-accept",
             )
         self._drop_invitation(room, sender)
@@ -257,6 +269,10 @@ class RoomRegistry:
         room.lost.setdefault(peer, set()).add(sender)
         return self._sweep_links(room)
 
+    def check_member(self, sender: str, room_id: str, msg_type: str) -> None:
+        """Raise :class:`NotAMember` unless ``sender`` is a member of ``room_id``."""
+        self._member_room(sender, room_id, msg_type)
+
     def check_relay(self, sender: str, to: str, room_id: str, msg_type: str) -> None:
         """Raise :class:`NotAMember` unless ``sender`` and ``to`` are both members of ``room_id``."""
         room_of = self._room_of
@@ -271,96 +287,6 @@ class RoomRegistry:
                 f"{to!r} is not a member of room {room_id!r}; members: {', '.join(self._rooms[room_id].members)}",
                 in_reply_to=msg_type,
             )
-
-    def rejoin(
-        self, sender: str, room_id: str, credential: object, *, proven: bool = False, address: str = ""
-    ) -> Notices:
-        """``sender`` registered saying it is a member of ``room_id``, with its room ``credential`` (docs/rooms.md).
-
-        ``proven``: ``sender`` proved its ID with the secret it registered with. A member (back within
-        its grace) gets ``room-state`` with ``rejoined``. A room the server does not know (it restarted)
-        is re-created by a phone whose credential proves it was a member, and the others rejoin it with
-        theirs until ``room_grace`` has passed, each announced with ``room-joined``. ``address``: the
-        client's, which holds at most ``max_room_claims`` re-created rooms nobody else rejoined yet.
-        """
-        mine = self._room_of.get(sender)
-        if mine is not None and mine != room_id:
-            raise InAnotherRoom(
-                f"you are a member of room {mine!r}, not {shorten(room_id)}; send room-leave for it first",
-                in_reply_to="register",
-            )
-        room = self._rooms.get(room_id)
-        epoch = self.proves(room_id, sender, credential)
-        if room is not None and sender in room.members:  # never left: nothing changes for the others
-            # Any epoch: it may have been away when a member left, and still is a member.
-            if not proven and epoch is None:
-                raise NotAMember(
-                    f"nothing shows that you are the member {sender!r} of room {shorten(room_id)}: register with "
-                    "the secret you registered with, or with the room's credential (from your room-state)",
-                    in_reply_to="register",
-                )
-            self._away.pop(sender, None)
-            return [(sender, self._state(room, sender, rejoined=True))]
-        if room is None:
-            return self._recreate(sender, room_id, credential, epoch, address)
-        if not room.recreated or epoch is None or epoch < room.epoch:
-            # Name no member: the caller may never have been one (or was removed before the restart).
-            raise NotAMember(
-                f"room {shorten(room_id)} went on without you; ask one of its members to invite you again",
-                in_reply_to="register",
-            )
-        if self.max_room_size is not None and len(room.members) >= self.max_room_size:
-            raise RoomFull(
-                f"room {room_id!r} is full again: {len(room.members)} members re-registered into it, the limit "
-                f"is max_room_size={self.max_room_size}",
-                in_reply_to="register",
-            )
-        out: Notices = self._drop_stale(room, epoch) if epoch > room.epoch else []
-        if sender in room.invitations:
-            self._drop_invitation(room, sender)
-        room.members.append(sender)
-        room.proven[sender] = epoch
-        self._room_of[sender] = room_id
-        self._release_claim(room)  # a second member proved the room
-        out.append((sender, self._state(room, sender, rejoined=True)))
-        joined = notice("room-joined", room=room_id, id=sender)
-        out.extend((member, joined) for member in room.members if member != sender)
-        return out
-
-    def _recreate(
-        self, sender: str, room_id: str, credential: object, epoch: int | None, address: str
-    ) -> Notices:
-        """A room this registry does not know, claimed by ``sender``: made again if its credential proves it."""
-        if room_id in self._ended:
-            raise NotAMember(
-                f"room {shorten(room_id)} has ended and is never re-created; invite the others into a new room",
-                in_reply_to="register",
-            )
-        if epoch is None:
-            if self.key_is_random and credential is not None:
-                # Signed under the key of the server before this one: the rooms died with it.
-                return [(sender, notice("room-ended", room=room_id, reason=ENDED_WITH_RESTART))]
-            raise NotAMember(
-                f"nothing shows that you were a member of room {shorten(room_id)}: a room is re-created only by "
-                "members presenting the credential their room-state gave them",
-                in_reply_to="register",
-            )
-        claims = self._claims.get(address)
-        if claims is not None and self.max_room_claims is not None and len(claims) >= self.max_room_claims:
-            raise TooManyRoomClaims(
-                f"your address re-created {len(claims)} rooms that no other member rejoined yet, the limit is "
-                f"max_room_claims={self.max_room_claims}; wait for their members, or for them to be dropped",
-                in_reply_to="register",
-            )
-        room = Room(room_id, [sender], joined=True, epoch=epoch)
-        room.proven[sender] = epoch
-        room.recreated = True
-        room.claim = address
-        self._claims.setdefault(address, set()).add(room_id)
-        self._rooms[room_id] = room
-        self._changed(room_id, True)
-        self._room_of[sender] = room_id
-        return [(sender, self._state(room, sender, rejoined=True))]
 
     # -- connections --------------------------------------------------------
 
@@ -394,6 +320,16 @@ class RoomRegistry:
         if room_id is None:
             return []
         return self._remove(self._rooms[room_id], peer_id, reason)
+
+    def end(self, room_id: str, reason: str) -> Notices:
+        """End ``room_id`` now (its SFU failed): ``room-ended`` to its members, ``room-cancelled`` to invitees."""
+        room = self._rooms.get(room_id)
+        if room is None:
+            return []
+        members = list(room.members)
+        out = self._cancel_invitations(room, f"the room ended: {reason}")
+        self._delete(room)
+        return out + [(member, notice("room-ended", room=room_id, reason=reason)) for member in members]
 
     def tick(self, now: float) -> tuple[Notices, list[str]]:
         """Expire what is due at ``now`` (seconds, any monotonic clock; call about once a second).
@@ -474,32 +410,6 @@ class RoomRegistry:
         ]
         out.extend(self._end_if_nobody_joined(room))
         return out
-
-    def _drop_stale(self, room: Room, epoch: int) -> Notices:
-        """A member proved ``epoch`` of a re-created room: whoever came back with an older one was removed before
-        the restart, and is out again (``room-left`` to it and to the others)."""
-        room.epoch = epoch
-        stale = [member for member in room.members if room.proven.get(member, epoch) < epoch]
-        reason = "it was removed from the room before the server restart"
-        out: Notices = []
-        for member in stale:
-            room.members.remove(member)
-            room.proven.pop(member, None)
-            del self._room_of[member]
-            self._away.pop(member, None)
-        for member in stale:
-            left = notice("room-left", room=room.id, id=member, reason=reason)
-            out.extend((other, left) for other in [member, *room.members])
-        return out
-
-    def _drop_unproven(self, room: Room) -> Notices:
-        """A re-created room no second member rejoined in time ends (``room-ended`` to whoever is in it)."""
-        window = REJOIN_WINDOW if self.room_grace is None else self.room_grace
-        reason = f"nobody else came back within {window:g} s of the server restart"
-        members = list(room.members)
-        out = self._cancel_invitations(room, f"the room ended: {reason}")
-        self._delete(room)
-        return out + [(member, notice("room-ended", room=room.id, reason=reason)) for member in members]
 
     def _end_if_nobody_joined(self, room: Room) -> Notices:
         """A new room whose every invitation was declined or expired ends (``room-ended`` to its creator)."""
@@ -592,8 +502,20 @@ class RoomRegistry:
     def _state(self, room: Room, member: str, **fields: object) -> str:
         """``room-state`` for ``member``: the room as it is now, with ``member``'s credential."""
         credential = room_credential(self.key, room.id, member, room.epoch)
-        return notice("room-state", room=room.id, members=room.members, credential=credential, **fields)
+        mode = "sfu" if is_sfu_room(room.id) else "mesh"
+        return notice(
+            "room-state", room=room.id, members=room.members, credential=credential, mode=mode, **fields
+        )
+
+    def _size_limit(self, room: Room) -> tuple[int | None, str]:
+        """The most members ``room`` may hold, and the name of that limit."""
+        if is_sfu_room(room.id):
+            return self.max_sfu_room_size, "max_sfu_room_size"
+        return self.max_room_size, "max_room_size"
 
     def _changed(self, room_id: str, made: bool) -> None:
+        if is_sfu_room(room_id):
+            self.sfu_rooms += 1 if made else -1
+            self.sfu_changed = True
         if self.changes is not None:
             self.changes.append((room_id, made))

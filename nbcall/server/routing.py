@@ -163,7 +163,7 @@ class ClusterRouting(Generic[ConnT]):
             elif msg_type == "went-away":  # its node holds its ID meanwhile (id_grace)
                 return dispatch.went_away(sender)
             elif msg_type in ROOM_TYPES:
-                notices = dispatch.rules(sender, msg, msg_type)
+                return dispatch.apply(sender, msg, msg_type)
             elif msg_type in RELAYED_TYPES:
                 to = msg["to"]
                 dispatch.check_relay(sender, to, msg.get("room"), msg_type)
@@ -174,13 +174,11 @@ class ClusterRouting(Generic[ConnT]):
                     return [(cast(ConnT, None), Forward(to_node, to, sender, text))]
                 notice = registry.unavailable(sender, to, msg_type)  # no listing, as above
                 return [(cast(ConnT, None), Forward(node, sender, "", notice))]
-            else:
-                self.logger.warning("ignoring a %r message from node %s", msg_type, node)
-                return []
+            self.logger.warning("ignoring a %r message from node %s", msg_type, node)
+            return []
         except SignalingError as exc:
             self.logger.debug("refused a message from %r (on node %s): %s", sender, node, exc)
             return [(cast(ConnT, None), Forward(node, sender, "", error_reply(exc)))]
-        return dispatch.deliver(notices)
 
     def undeliverable(self, forward: Forward, reason: str) -> Outgoing[ConnT]:
         """``forward`` could not be published (``reason`` says why): tell its sender, if it is still here.

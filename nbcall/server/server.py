@@ -25,6 +25,7 @@ import asyncio
 import dataclasses
 import functools
 import logging
+import os
 import re
 import ssl
 from collections.abc import Sequence
@@ -155,6 +156,8 @@ class SignalingServer(MessagePump):
             await asyncio.gather(*tasks, return_exceptions=True)
         if self.closing_tasks:
             await asyncio.gather(*self.closing_tasks, return_exceptions=True)
+        if self.sfu is not None:
+            await self.sfu.aclose()
         if self.registry is not None:
             await self.registry.wait_closed()
 
@@ -177,6 +180,25 @@ class SignalingServer(MessagePump):
     def __repr__(self) -> str:
         where = self.url_without_token if self._server is not None else "not listening"
         return f"<SignalingServer {where} peers={len(self.protocol.peers)}>"
+
+    def use_sfu(self, url: str, secret: str | None) -> None:
+        """Drive the SFU (Janus) at ``url`` for SFU rooms, starting to connect now (:func:`serve` calls it)."""
+        from .sfu import SfuBridge  # only with an SFU
+
+        if not url.startswith(("ws://", "wss://", "http://", "https://")):
+            raise ValueError(
+                f"sfu must be the URL of Janus's API, ws://HOST:PORT (its WebSocket transport) or "
+                f"http://HOST:PORT/janus, got {url!r}"
+            )
+        protocol = self.protocol
+        self.sfu = SfuBridge(
+            url,
+            secret,
+            room_size=self.limits.max_sfu_room_size,
+            send=lambda notices: self.send(None, protocol.dispatch.deliver(notices, sync=False)),
+            end_room=lambda room, reason: self.send(None, protocol.dispatch.end_room(room, reason)),
+        )
+        self.sfu.start()
 
     # -- the HTTP handshake ---------------------------------------------------
 
@@ -275,6 +297,9 @@ async def serve(
     ssl_context: ssl.SSLContext | None = None,
     # Rooms that outlive a restart.
     room_key: str | bytes | None = None,
+    # Rooms on an SFU.
+    sfu: str | None = None,
+    sfu_secret: str | None = None,
     # Several nodes as one deployment.
     redis: str | None = None,
     node_id: str | None = None,
@@ -311,6 +336,14 @@ async def serve(
       re-create their room after a restart (docs/rooms.md); give the same one to the restarted server.
       Without it a random key is made (in a cluster, the one kept in Redis), and a server that restarts
       tells the members that their room ended with the restart.
+
+    Rooms on an SFU (docs/rooms.md, "Rooms on an SFU"):
+
+    * ``sfu`` (none): the URL of a Janus API (``ws://HOST:8188`` for its WebSocket transport, or
+      ``http://HOST:8088/janus``): rooms made with ``"sfu": true`` run on its VideoRoom plugin, up to
+      ``max_sfu_room_size`` members each. Phones never see Janus's API; the server relays their offers and
+      answers. A Janus that does not answer yet is logged, and each SFU room made meanwhile ends with an error.
+    * ``sfu_secret`` (``$NBCALL_SFU_SECRET``): Janus's ``api_secret``, never logged nor sent to a phone.
 
     For teaching, ``faults`` (a :class:`nbcall.wire.faults.Faults` or a dict of its fields, none by default) drops,
     delays or reorders the messages the server relays, or keeps only ICE candidates of some types: see what
@@ -366,6 +399,8 @@ async def serve(
         invitation_ttl=options.invitation_ttl,
         room_grace=options.room_grace,
         max_room_claims=options.max_room_claims,
+        max_sfu_room_size=options.max_sfu_room_size,
+        sfu=sfu is not None,
         id_grace=options.id_grace,
         room_key=room_key,
         logger=logger,
@@ -400,6 +435,8 @@ async def serve(
         protocol.join_cluster(node)
         signaling.registry = RedisRegistry(signaling, redis, node=node, heartbeat=heartbeat, ttl=registry_ttl)
         await signaling.registry.start()
+    if sfu is not None:
+        signaling.use_sfu(sfu, sfu_secret if sfu_secret is not None else os.environ.get("NBCALL_SFU_SECRET"))
     try:
         await signaling.listen(host, port, ssl_context=ssl_context, compression=compression)
     except BaseException:

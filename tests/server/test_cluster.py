@@ -309,7 +309,12 @@ async def test_a_room_forms_relays_and_loses_a_member_across_nodes(
     assert invitation == {"type": "room-invitation", "room": room, "members": ["A"], "from": "A"}
     await b.send(json.dumps({"type": "room-accept", "room": room}))
     state = await recv_until(b, "room-state")
-    assert state.pop("credential") and state == {"type": "room-state", "room": room, "members": ["A", "B"]}
+    assert state.pop("credential") and state == {
+        "type": "room-state",
+        "mode": "mesh",
+        "room": room,
+        "members": ["A", "B"],
+    }
     assert await recv_until(a, "room-joined") == {"type": "room-joined", "room": room, "id": "B"}
     # B, a member held on node 1, invites C (its own node's phone) into its room without naming it.
     await b.send(json.dumps({"type": "room-invite", "to": "C"}))

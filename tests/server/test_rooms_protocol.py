@@ -78,7 +78,13 @@ def test_an_invite_outside_a_room_makes_a_room_and_invites_the_peer(proto: Signa
     assert [conn for conn, _ in out] == ["a", "b"]
     room = out[0][1]["room"]
     credential = proto.rooms.credential(room, "A")
-    assert out[0][1] == {"type": "room-state", "room": room, "members": ["A"], "credential": credential}
+    assert out[0][1] == {
+        "type": "room-state",
+        "mode": "mesh",
+        "room": room,
+        "members": ["A"],
+        "credential": credential,
+    }
     assert out[1][1] == {"type": "room-invitation", "room": room, "members": ["A"], "from": "A"}
     assert room.startswith("r-") and len(room) == 18
     assert proto.rooms.room_of("A") == room and proto.rooms.invitees(room) == ["B"]
@@ -91,7 +97,13 @@ def test_accepting_adds_the_joiner_last_and_tells_every_other_member(proto: Sign
     assert decoded(proto.receive("b", frame(type="room-accept", room=room))) == [
         (
             "b",
-            {"type": "room-state", "room": room, "members": ["A", "B"], "credential": credential(room, "B")},
+            {
+                "type": "room-state",
+                "mode": "mesh",
+                "room": room,
+                "members": ["A", "B"],
+                "credential": credential(room, "B"),
+            },
         ),
         ("a", {"type": "room-joined", "room": room, "id": "B"}),
     ]
@@ -100,6 +112,7 @@ def test_accepting_adds_the_joiner_last_and_tells_every_other_member(proto: Sign
             "c",
             {
                 "type": "room-state",
+                "mode": "mesh",
                 "room": room,
                 "members": ["A", "B", "C"],
                 "credential": credential(room, "C"),
@@ -374,7 +387,7 @@ def test_reclaiming_the_id_with_its_secret_within_the_grace_keeps_the_membership
     state = {"room": room, "members": ["A", "B", "C"], "credential": proto.rooms.credential(room, "C")}
     assert decoded(out) == [
         ("c2", {"type": "registered", "id": "C"}),
-        ("c2", {"type": "room-state", **state, "rejoined": True}),
+        ("c2", {"type": "room-state", "mode": "mesh", **state, "rejoined": True}),
     ]  # the others hear nothing: for them C never left
     assert proto.tick(100.0) == [] and proto.rooms.members(room) == ["A", "B", "C"]
     call = frame(type="call", to="A", sdp=OFFER, room=room, **{"from": "C"})
@@ -415,6 +428,7 @@ def test_a_member_without_a_secret_comes_back_with_its_room_credential(proto: Si
         "f2",
         {
             "type": "room-state",
+            "mode": "mesh",
             "room": room,
             "members": ["A", "F"],
             "credential": proto.rooms.credential(room, "F"),
@@ -582,6 +596,7 @@ def test_after_a_restart_members_re_create_the_room_under_its_id() -> None:
             "b",
             {
                 "type": "room-state",
+                "mode": "mesh",
                 "room": room,
                 "members": ["B"],
                 "credential": proofs["B"],
@@ -595,6 +610,7 @@ def test_after_a_restart_members_re_create_the_room_under_its_id() -> None:
             "a",
             {
                 "type": "room-state",
+                "mode": "mesh",
                 "room": room,
                 "members": ["B", "A"],
                 "credential": proofs["A"],

@@ -97,6 +97,7 @@ async def form_room(
         members = [*members, name]
         assert without_credential(await recv(ws), credentials) == {
             "type": "room-state",
+            "mode": "mesh",
             "room": room,
             "members": members,
         }
@@ -188,7 +189,13 @@ async def test_a_member_reconnecting_within_the_grace_with_its_secret_keeps_its_
         c.transport.abort()  # C goes too, after B, and stays away: the witness that B's grace has passed
         async with connect(server.url) as b2:
             await register(b2, "B", room=room, members=["A", "B", "C"])
-            rejoined = {"type": "room-state", "room": room, "members": ["A", "B", "C"], "rejoined": True}
+            rejoined = {
+                "type": "room-state",
+                "mode": "mesh",
+                "room": room,
+                "members": ["A", "B", "C"],
+                "rejoined": True,
+            }
             assert without_credential(await recv(b2)) == rejoined
             # A's next room news is C's departure, not B's: B kept its place.
             msg = await recv(a)
@@ -216,11 +223,12 @@ async def test_after_a_server_restart_members_re_create_the_room_under_the_same_
         async with connect(server.url) as b, connect(server.url) as a, connect(server.url) as c:
             await register(b, "B", **claim("B"))
             assert without_credential(await recv(b)) == {
-                "type": "room-state", "room": room, "members": ["B"], "rejoined": True
+                "type": "room-state", "mode": "mesh", "room": room, "members": ["B"], "rejoined": True
             }  # fmt: skip
             await register(a, "A", **claim("A"))
             assert without_credential(await recv(a)) == {
                 "type": "room-state",
+                "mode": "mesh",
                 "room": room,
                 "members": ["B", "A"],
                 "rejoined": True,

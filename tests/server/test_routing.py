@@ -149,7 +149,16 @@ def test_a_room_held_by_one_node_takes_members_on_another_and_relays_through_its
     out = bus.receive("n2", "b", type="room-accept", room=room)
     credential = bus.nodes["n1"].rooms.credential(room, "B")
     assert out == [
-        ("b", {"type": "room-state", "room": room, "members": ["A", "B"], "credential": credential}),
+        (
+            "b",
+            {
+                "type": "room-state",
+                "mode": "mesh",
+                "room": room,
+                "members": ["A", "B"],
+                "credential": credential,
+            },
+        ),
         ("a", {"type": "room-joined", "room": room, "id": "B"}),
     ]
     # B's invitation into its room goes to n1, which holds it, even without 'room'.
@@ -239,6 +248,7 @@ def test_a_member_back_on_another_node_rejoins_its_room_where_it_is_held_or_rema
             "b2",
             {
                 "type": "room-state",
+                "mode": "mesh",
                 "room": room,
                 "members": ["A", "B"],
                 "credential": credential["B"],
@@ -262,7 +272,7 @@ def test_a_member_back_on_another_node_rejoins_its_room_where_it_is_held_or_rema
     assert isinstance(forward, Forward)
     out = n3.routing.undeliverable(forward, "its node (n1) is not connected to the registry")
     assert json.loads(out[0][1]) == {
-        "type": "room-state", "room": room, "members": ["A"], "credential": credential["A"], "rejoined": True
+        "type": "room-state", "mode": "mesh", "room": room, "members": ["A"], "credential": credential["A"], "rejoined": True
     }  # fmt: skip
     assert out[0][0] == "a3"
     assert out[-1] == (None, RoomNode(room, True))

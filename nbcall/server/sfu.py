@@ -1,0 +1,535 @@
+"""The SFU bridge: nbcall's SFU rooms on Janus's VideoRoom plugin, driven through Janus's API.
+
+:class:`SfuBridge` is the I/O half of SFU rooms (docs/rooms.md, "Rooms on an SFU"); the rules (who is in which
+room, who may signal) stay in :class:`~nbcall.server.rooms.RoomRegistry` and
+:class:`~nbcall.server.room_dispatch.RoomDispatch`. The server hands it two instructions from the protocol:
+:class:`~nbcall.server.messages.SfuSync` (rooms changed: it brings Janus in line, making a VideoRoom for each new
+SFU room, admitting each new member, removing those who left, destroying ended rooms) and
+:class:`~nbcall.server.messages.SfuSignal` (a member's offer, answer or candidate). It answers through
+``send`` (notices for members) and ``end_room``.
+
+For each room it makes a private VideoRoom with a random pin, a random secret and an ``allowed`` list holding
+one random token per member: only this server knows them, so only the members it admits join on Janus. For
+each member it holds a publisher handle (joined with the pin and the member's token, under a feed ID chosen
+here, its nbcall ID as display name) and, once another member's feed is up, one subscriber handle for all the
+others' feeds (Janus's multistream), updated as feeds come and go. The Janus room comes from the server's own
+records, never from a member's message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import secrets
+import urllib.parse
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from .janus import JanusSession, JanusUnreachable, RequestFailed, SessionLost
+from .messages import SfuSignal, encode_message
+from .room_model import Notices, is_sfu_room
+from .rooms import RoomRegistry
+
+__all__ = ["ANSWER_TIMEOUT", "VIDEOROOM", "SfuBridge"]
+
+logger = logging.getLogger("nbcall.server.sfu")
+
+VIDEOROOM = "janus.plugin.videoroom"
+#: Seconds a member has to answer an offer of its subscriber link.
+ANSWER_TIMEOUT = 30.0
+
+
+class SfuMember:
+    """One member's part of an SFU room: its token, its feed, its handles and its subscription."""
+
+    __slots__ = (
+        "admitted",
+        "answer",
+        "busy",
+        "feed",
+        "ice",
+        "id",
+        "live",
+        "lock",
+        "published",
+        "publisher",
+        "ready",
+        "subscribed",
+        "subscriber",
+        "token",
+    )  # fmt: skip
+
+    def __init__(self, member_id: str, feed: int) -> None:
+        self.id = member_id
+        self.token = secrets.token_urlsafe(18)  # in the room's allowed list: only this server holds it
+        self.feed = feed
+        self.admitted: asyncio.Task[None] | None = None  # its token added to the room's allowed list
+        self.publisher = 0  # handle IDs, 0 until attached
+        self.subscriber = 0
+        self.published = False  # its offer was published (the next one is a renegotiation)
+        self.live = False  # its publisher's peer connection is up: others may subscribe to its feed
+        self.ready = False  # it got its publisher answer: it may be offered a subscriber link
+        self.subscribed: dict[int, str] = {}  # feeds in its subscription -> their members
+        self.busy = False  # a subscription change is under way
+        self.answer: asyncio.Future[dict[str, Any]] | None = None  # its answer to the offer it was sent
+        self.lock = asyncio.Lock()  # its publisher offers, one at a time
+        self.ice: list[dict[str, Any] | None] = []  # publisher candidates sent before its handle was attached
+
+
+class SfuRoom:
+    """An SFU room's VideoRoom: its number, pin and secret (never sent to a member), and its members."""
+
+    __slots__ = ("created", "ended", "id", "initial", "janus_id", "members", "pin", "secret")
+
+    def __init__(self, room_id: str) -> None:
+        self.id = room_id
+        self.janus_id = secrets.randbelow(2**52) + 1
+        self.pin = secrets.token_urlsafe(18)
+        self.secret = secrets.token_urlsafe(18)
+        self.members: dict[str, SfuMember] = {}
+        self.initial: set[str] = set()  # tokens in the create request's allowed list
+        self.created: asyncio.Task[None] | None = None
+        self.ended = False
+
+
+class SfuBridge:
+    """Drives Janus at ``url`` (API secret ``secret``) for the SFU rooms of one server.
+
+    ``room_size``: the rooms' ``max_sfu_room_size`` (the VideoRoom's publisher limit). ``send`` delivers
+    notices to members; ``end_room(room, reason)`` ends a room whose SFU failed.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        secret: str | None,
+        *,
+        room_size: int | None,
+        send: Callable[[Notices], None],
+        end_room: Callable[[str, str], None],
+    ) -> None:
+        self.url = url
+        self._secret = secret
+        self.room_size = room_size
+        self._send = send
+        self._end_room = end_room
+        self._session: JanusSession | None = None
+        self._control = 0  # the handle that creates, edits and destroys rooms
+        self._connecting: asyncio.Task[JanusSession] | None = None
+        self._rooms: dict[str, SfuRoom] = {}
+        self._handles: dict[int, tuple[SfuRoom, SfuMember, str]] = {}  # handle -> its room, member and role
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._closed = False
+
+    @property
+    def where(self) -> str:
+        """Janus and its URL for people (no credentials, no query): ``Janus at ws://127.0.0.1:8188``."""
+        parts = urllib.parse.urlsplit(self.url)
+        host = parts.hostname or ""
+        netloc = f"[{host}]" if ":" in host else host
+        if parts.port:
+            netloc += f":{parts.port}"
+        return f"Janus at {urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, '', ''))}"
+
+    def start(self) -> None:
+        """Connect in the background; a Janus not answering yet is logged, and tried again for each new room."""
+        self._spawn(self._first_connect())
+
+    async def _first_connect(self) -> None:
+        try:
+            await self._get_session()
+        except JanusUnreachable as exc:
+            logger.warning(
+                "the SFU (%s) does not answer: %s; SFU rooms fail until it does (mesh rooms and calls work)",
+                self.where,
+                exc,
+            )
+
+    async def aclose(self) -> None:
+        """Destroy the rooms made in Janus and the session; stop everything. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        session = self._session
+        if session is not None and session.lost is None:
+            for room in list(self._rooms.values()):
+                self._drop_room(room)
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=5)
+        for task in list(self._tasks):
+            task.cancel()
+        if self._connecting is not None:
+            self._connecting.cancel()
+        if session is not None:
+            await session.destroy()
+
+    # -- the protocol's instructions ------------------------------------------------------
+
+    def sync(self, rooms: RoomRegistry) -> None:
+        """Bring Janus in line with the SFU rooms of ``rooms``: new rooms and members in, departed ones out."""
+        wanted = {room_id: rooms.members(room_id) for room_id in rooms.rooms if is_sfu_room(room_id)}
+        for room in [room for room_id, room in self._rooms.items() if room_id not in wanted]:
+            self._drop_room(room)
+        for room_id, members in wanted.items():
+            known = self._rooms.get(room_id)
+            if known is None:
+                room = self._rooms[room_id] = SfuRoom(room_id)
+                for member_id in members:
+                    self._add_member(room, member_id)
+                room.initial = {member.token for member in room.members.values()}
+                room.created = self._spawn(self._create(room))
+                continue
+            gone = [member for member_id, member in known.members.items() if member_id not in members]
+            for member in gone:
+                self._drop_member(known, member)
+            for member_id in members:
+                if member_id not in known.members:
+                    self._add_member(known, member_id)
+
+    def signal(self, signal: SfuSignal) -> None:
+        """A member's ``sfu-offer``, ``sfu-answer`` or ``sfu-ice`` (checked by the protocol)."""
+        room = self._rooms.get(signal.room)
+        member = room.members.get(signal.member) if room is not None else None
+        if room is None or member is None or room.ended:
+            self._error(
+                signal.member, signal.kind, f"the SFU room {signal.room!r} is not set up on {self.where}"
+            )
+            return
+        if signal.kind == "sfu-offer":
+            assert signal.value is not None
+            self._spawn(self._publish(room, member, signal.value))
+        elif signal.kind == "sfu-answer":
+            if member.answer is None or member.answer.done():
+                self._error(member.id, signal.kind, "no subscriber offer of the SFU is waiting for an answer")
+            else:
+                member.answer.set_result(signal.value or {})
+        elif signal.role == "publisher" and not member.publisher:
+            member.ice.append(signal.value)  # sent once its handle is attached
+        else:
+            handle = member.publisher if signal.role == "publisher" else member.subscriber
+            if handle:
+                self._spawn(self._trickle(handle, signal.value))
+
+    # -- rooms and members ----------------------------------------------------------------
+
+    async def _get_session(self) -> JanusSession:
+        session = self._session
+        if session is not None and session.lost is None:
+            return session
+        if self._connecting is None or self._connecting.done():
+            self._connecting = asyncio.create_task(self._open())
+        return await asyncio.shield(self._connecting)
+
+    async def _open(self) -> JanusSession:
+        session = await JanusSession.open(self.url, self._secret, self._event, self._lost)
+        try:
+            self._control = await session.attach(VIDEOROOM)
+        except (RequestFailed, SessionLost, asyncio.TimeoutError) as exc:
+            await session.destroy()
+            raise JanusUnreachable(f"its VideoRoom plugin did not answer: {exc}") from None
+        self._session = session
+        logger.info("connected to the SFU (%s)", self.where)
+        return session
+
+    async def _create(self, room: SfuRoom) -> None:
+        try:
+            session = await self._get_session()
+            await session.message(
+                self._control,
+                {
+                    "request": "create",
+                    "room": room.janus_id,
+                    "description": "nbcall",
+                    "secret": room.secret,
+                    "pin": room.pin,
+                    "is_private": True,
+                    "publishers": self.room_size or 100,
+                    "allowed": sorted(room.initial),
+                },
+            )
+        except (JanusUnreachable, RequestFailed, SessionLost, asyncio.TimeoutError) as exc:
+            if not room.ended:
+                self._fail(room, f"the SFU ({self.where}) is unavailable: {exc}")
+            raise
+        logger.info("SFU room %r is on %s", room.id, self.where)
+
+    def _add_member(self, room: SfuRoom, member_id: str) -> None:
+        feeds = {member.feed for member in room.members.values()}
+        feed = secrets.randbelow(2**52) + 1
+        while feed in feeds:
+            feed = secrets.randbelow(2**52) + 1
+        member = room.members[member_id] = SfuMember(member_id, feed)
+        if room.created is not None:  # a room made before: its token goes into the allowed list now
+            member.admitted = self._spawn(self._admit(room, member))
+
+    async def _admit(self, room: SfuRoom, member: SfuMember) -> None:
+        assert room.created is not None
+        await room.created
+        session = await self._get_session()
+        await session.message(
+            self._control,
+            {"request": "allowed", "room": room.janus_id, "secret": room.secret, "action": "add",
+             "allowed": [member.token]},
+        )  # fmt: skip
+
+    def _drop_member(self, room: SfuRoom, member: SfuMember) -> None:
+        """``member`` left the room: its handles go (its feed leaves the others' subscriptions), its token too."""
+        del room.members[member.id]
+        self._forget(member)
+        self._spawn(self._detach(room, member, revoke=True))
+        for other in room.members.values():
+            self._pump(room, other)
+
+    def _drop_room(self, room: SfuRoom) -> None:
+        """The room ended: its VideoRoom is destroyed (which ends every member's links to it)."""
+        if room.ended:
+            return
+        room.ended = True
+        self._rooms.pop(room.id, None)
+        members = list(room.members.values())
+        for member in members:
+            self._forget(member)
+        self._spawn(self._destroy(room, members))
+
+    def _forget(self, member: SfuMember) -> None:
+        for handle in (member.publisher, member.subscriber):
+            self._handles.pop(handle, None)
+        if member.answer is not None and not member.answer.done():
+            member.answer.cancel()
+        if member.admitted is not None:
+            member.admitted.cancel()
+
+    async def _detach(self, room: SfuRoom, member: SfuMember, *, revoke: bool) -> None:
+        session = self._session
+        if session is None or session.lost is not None:
+            return
+        try:
+            async with member.lock:  # a publish under way finishes first
+                for handle in (member.publisher, member.subscriber):
+                    if handle:
+                        await session.detach(handle)
+            if revoke and not room.ended:
+                await session.message(
+                    self._control,
+                    {"request": "allowed", "room": room.janus_id, "secret": room.secret, "action": "remove",
+                     "allowed": [member.token]},
+                )  # fmt: skip
+        except (RequestFailed, SessionLost, asyncio.TimeoutError) as exc:
+            logger.debug("could not detach %r's handles from %s: %s", member.id, self.where, exc)
+
+    async def _destroy(self, room: SfuRoom, members: list[SfuMember]) -> None:
+        if room.created is None:
+            return
+        await asyncio.wait([room.created])  # a create under way ends first: never leave its room behind
+        session = self._session
+        if session is None or session.lost is not None or room.created.exception() is not None:
+            return
+        try:
+            await session.message(
+                self._control, {"request": "destroy", "room": room.janus_id, "secret": room.secret}
+            )
+            for member in members:
+                for handle in (member.publisher, member.subscriber):
+                    if handle:
+                        await session.detach(handle)
+        except (RequestFailed, SessionLost, asyncio.TimeoutError) as exc:
+            logger.debug("could not destroy SFU room %r on %s: %s", room.id, self.where, exc)
+
+    # -- a member's links -------------------------------------------------------------
+
+    async def _publish(self, room: SfuRoom, member: SfuMember, offer: dict[str, Any]) -> None:
+        """``member``'s publisher offer: join (the first time) and publish it; its answer goes back."""
+        async with member.lock:
+            try:
+                if room.created is None or room.ended:
+                    return
+                await room.created
+                if member.admitted is not None:
+                    await member.admitted
+                session = await self._get_session()
+                if not member.publisher:
+                    member.publisher = await session.attach(VIDEOROOM)
+                    self._handles[member.publisher] = (room, member, "publisher")
+                    await session.message(
+                        member.publisher,
+                        {"request": "join", "ptype": "publisher", "room": room.janus_id, "pin": room.pin,
+                         "token": member.token, "id": member.feed, "display": member.id},
+                    )  # fmt: skip
+                    while member.ice:
+                        await session.trickle(member.publisher, member.ice.pop(0))
+                request = "configure" if member.published else "publish"
+                _, answer = await session.message(member.publisher, {"request": request}, offer)
+            except (JanusUnreachable, SessionLost):
+                return  # the room ends (see _lost and _create)
+            except (RequestFailed, asyncio.TimeoutError) as exc:
+                if not room.ended:
+                    self._error(member.id, "sfu-offer", f"the SFU ({self.where}) refused the offer: {exc}")
+                return
+            if answer is None or room.ended or room.members.get(member.id) is not member:
+                return
+            member.published = True
+            sdp = json.dumps({"type": answer.get("type", "answer"), "sdp": answer.get("sdp", "")})
+            self._say(room, member, "sfu-answer", role="publisher", sdp=sdp, feed=str(member.feed))
+            member.ready = True
+        self._pump(room, member)
+
+    def _want(self, room: SfuRoom, member: SfuMember) -> dict[int, str]:
+        """The feeds ``member`` should receive: every other member's that is up."""
+        return {other.feed: other.id for other in room.members.values() if other is not member and other.live}
+
+    def _pump(self, room: SfuRoom, member: SfuMember) -> None:
+        """Start bringing ``member``'s subscription in line with the feeds that are up, unless under way."""
+        if room.ended or member.busy or not member.ready or room.members.get(member.id) is not member:
+            return
+        want = self._want(room, member)
+        if want.keys() == member.subscribed.keys() or (not member.subscriber and not want):
+            return
+        member.busy = True
+        self._spawn(self._subscribe(room, member, want))
+
+    async def _subscribe(self, room: SfuRoom, member: SfuMember, want: dict[int, str]) -> None:
+        """Join or update ``member``'s subscriber handle to ``want``; relay Janus's offer and its answer."""
+        done = False
+        try:
+            session = await self._get_session()
+            if not member.subscriber:
+                member.subscriber = await session.attach(VIDEOROOM)
+                self._handles[member.subscriber] = (room, member, "subscriber")
+                body: dict[str, Any] = {"request": "join", "ptype": "subscriber", "room": room.janus_id,
+                                        "pin": room.pin, "streams": [{"feed": feed} for feed in want]}  # fmt: skip
+            else:
+                body = {"request": "update"}
+                if add := [{"feed": feed} for feed in want if feed not in member.subscribed]:
+                    body["subscribe"] = add
+                if drop := [{"feed": feed} for feed in member.subscribed if feed not in want]:
+                    body["unsubscribe"] = drop
+            data, offer = await session.message(member.subscriber, body)
+            member.subscribed = dict(want)
+            feeds = {str(feed): member_id for feed, member_id in want.items()}
+            if offer is None:  # a data-only change: the existing link carries it
+                self._say(room, member, "sfu-feeds", feeds=feeds)
+            else:
+                member.answer = asyncio.get_running_loop().create_future()
+                sdp = json.dumps({"type": offer.get("type", "offer"), "sdp": offer.get("sdp", "")})
+                streams = _streams(data, want)
+                self._say(room, member, "sfu-offer", role="subscriber", sdp=sdp, feeds=feeds, streams=streams)
+                answer = await asyncio.wait_for(member.answer, ANSWER_TIMEOUT)
+                await session.message(member.subscriber, {"request": "start"}, answer)
+            done = True
+        except (JanusUnreachable, SessionLost):
+            return
+        except asyncio.TimeoutError:
+            if member.answer is not None:
+                logger.info(
+                    "%r did not answer its SFU subscriber offer within %g s", member.id, ANSWER_TIMEOUT
+                )
+        except RequestFailed as exc:  # a feed left meanwhile, for example: try again if things changed
+            logger.info("%s refused %r's subscription: %s", self.where, member.id, exc)
+            done = self._want(room, member) != want
+        finally:
+            member.busy = False
+            member.answer = None
+        if done:
+            self._pump(room, member)
+
+    async def _trickle(self, handle: int, candidate: dict[str, Any] | None) -> None:
+        session = self._session
+        if session is None:
+            return
+        try:
+            await session.trickle(handle, candidate)
+        except (RequestFailed, SessionLost, asyncio.TimeoutError) as exc:
+            logger.debug("a candidate was not passed to %s: %s", self.where, exc)
+
+    # -- Janus's events ---------------------------------------------------------------
+
+    def _event(self, handle: int, event: dict[str, Any]) -> None:
+        """An event of one of the members' handles (the session's own events end at :meth:`_lost`)."""
+        entry = self._handles.get(handle)
+        if entry is None:
+            return
+        room, member, role = entry
+        kind = event.get("janus")
+        if role == "publisher" and kind in ("webrtcup", "hangup"):
+            # Its feed is up (the others may subscribe to it) or gone (its link to Janus closed).
+            member.live = kind == "webrtcup"
+            if kind == "hangup":
+                member.published = False
+            for other in room.members.values():
+                if other is not member:
+                    self._pump(room, other)
+        elif role == "subscriber" and kind == "hangup":
+            # Its receiving link closed: a new one is offered at the next change of feeds.
+            self._handles.pop(handle, None)
+            member.subscriber, member.subscribed = 0, {}
+            self._spawn(self._detach_one(handle))
+
+    async def _detach_one(self, handle: int) -> None:
+        session = self._session
+        if session is not None and session.lost is None:
+            try:
+                await session.detach(handle)
+            except (SessionLost, asyncio.TimeoutError):
+                pass
+
+    def _lost(self, reason: str) -> None:
+        """The Janus session is gone (Janus stopped or restarted): every SFU room ends, saying so."""
+        self._session = None
+        if self._closed:
+            return
+        logger.warning("lost the SFU (%s): %s; its rooms end", self.where, reason)
+        for room in list(self._rooms.values()):
+            self._fail(room, f"the SFU ({self.where}) stopped or restarted ({reason})", error=False)
+
+    # -- telling members ----------------------------------------------------------------
+
+    def _fail(self, room: SfuRoom, why: str, *, error: bool = True) -> None:
+        """``room`` cannot go on: an ``error`` (``sfu-unavailable``) to each member, then ``room-ended``."""
+        if room.ended:
+            return
+        if error:
+            text = encode_message(
+                "error", code="sfu-unavailable", message=f"{why}; the room ended", room=room.id,
+                in_reply_to="room-invite",
+            )  # fmt: skip
+            self._send([(member_id, text) for member_id in room.members])
+        self._end_room(room.id, why)
+        self._drop_room(room)  # in case the registry no longer had it
+
+    def _say(self, room: SfuRoom, member: SfuMember, msg_type: str, **fields: Any) -> None:
+        if not room.ended and room.members.get(member.id) is member:
+            self._send([(member.id, encode_message(msg_type, room=room.id, **fields))])
+
+    def _error(self, member_id: str, in_reply_to: str, message: str) -> None:
+        text = encode_message("error", code="sfu-unavailable", message=message, in_reply_to=in_reply_to)
+        self._send([(member_id, text)])
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(_done)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+
+def _done(task: asyncio.Task[Any]) -> None:
+    """Log what a background task raised that nobody awaited (a bug: the expected failures are handled)."""
+    expected = (JanusUnreachable, RequestFailed, SessionLost, asyncio.TimeoutError)
+    if not task.cancelled() and (exc := task.exception()) is not None and not isinstance(exc, expected):
+        logger.error("error in the SFU bridge", exc_info=exc)
+
+
+def _streams(data: dict[str, Any], want: dict[int, str]) -> list[dict[str, Any]]:
+    """The media streams of a subscriber offer: each ``mid``, its kind, and the member whose feed it carries."""
+    out = []
+    for stream in data.get("streams") or []:
+        if not isinstance(stream, dict) or "mid" not in stream:
+            continue
+        entry: dict[str, Any] = {"mid": str(stream["mid"]), "type": stream.get("type")}
+        feed = stream.get("feed_id")
+        if isinstance(feed, int) and feed in want:
+            entry["feed"] = str(feed)
+            entry["member"] = want[feed]
+        out.append(entry)
+    return out

@@ -1,0 +1,168 @@
+"""Helpers for the SFU tests: a Janus on free ports, and members of SFU rooms as bare clients.
+
+:func:`janus_or_skip` starts Debian's Janus with :func:`nbcall.teach.janus.start_janus`, on the test network
+namespace's veth (``jns0``, carrying 127.0.0.2: Janus skips loopback interfaces for ICE) when it exists.
+:class:`SfuMember` is a phone as a bare websockets client; with ``rtc=True`` it also plays a member's WebRTC part
+on aiortc: it publishes a data channel and answers the SFU's subscriber offers, keeping what it receives.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import socket
+import time
+from typing import Any
+
+import pytest
+from support import TIMEOUT
+from websockets.asyncio.client import ClientConnection, connect
+
+from nbcall.teach.janus import JanusServer, start_janus
+
+__all__ = ["VETH", "SfuMember", "has_veth", "janus_or_skip"]
+
+#: The veth scripts/test.sh adds in the test namespace, carrying 127.0.0.2.
+VETH = "jns0"
+
+
+def has_veth() -> bool:
+    return any(name == VETH for _, name in socket.if_nameindex())
+
+
+def janus_or_skip(*, media: bool) -> JanusServer:
+    """A Janus for one test module; ``media``: its ICE must work (the namespace's veth), else skip."""
+    if shutil.which("janus") is None:
+        pytest.skip("needs Debian's janus (scripts/test.sh installs it)")
+    if media and not has_veth():
+        pytest.skip(
+            f"needs the veth {VETH} with 127.0.0.2 (Janus skips loopback for ICE): run the webrtc tests as "
+            "scripts/test.sh does"
+        )
+    return start_janus(interface=VETH if has_veth() else None)
+
+
+class SfuMember:
+    """A member as a bare client; with ``rtc``, its publisher and subscriber links on aiortc."""
+
+    def __init__(self, member_id: str) -> None:
+        self.id = member_id
+        self.ws: ClientConnection | None = None
+        self.registered: dict[str, Any] = {}
+        self._inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self._reader: asyncio.Task[None] | None = None
+        self.room = ""
+        #: feed ID -> member, as the SFU said in its last subscriber offer or sfu-feeds.
+        self.feeds: dict[str, str] = {}
+        #: (member, text) for each data-channel message received through the SFU.
+        self.received: list[tuple[str, str]] = []
+        self.publisher: Any = None  # RTCPeerConnection
+        self.subscriber: Any = None
+        self.channel: Any = None  # the publisher's data channel
+        self.offers = 0  # subscriber offers answered
+
+    async def open(self, url: str, **fields: Any) -> dict[str, Any]:
+        self.ws = await connect(url, open_timeout=TIMEOUT)
+        await self.send(type="register", rooms=True, **fields)
+        self.registered = json.loads(await asyncio.wait_for(self.ws.recv(), TIMEOUT))
+        self._reader = asyncio.create_task(self._read())
+        return self.registered
+
+    async def send(self, **fields: Any) -> None:
+        assert self.ws is not None
+        await self.ws.send(json.dumps({"from": self.id, **fields}))
+
+    async def next(self, msg_type: str, timeout: float = TIMEOUT) -> dict[str, Any]:
+        """The next message of ``msg_type`` (others before it are dropped)."""
+        deadline = time.monotonic() + timeout
+        seen = []
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                msg = await asyncio.wait_for(self._inbox.get(), left)
+            except asyncio.TimeoutError:
+                break
+            if msg["type"] == msg_type:
+                return msg
+            seen.append(msg)
+        pytest.fail(f"{self.id} received no {msg_type!r} within {timeout} s; got {seen}")
+
+    def pending(self) -> list[dict[str, Any]]:
+        """What arrived and was not taken yet."""
+        out = []
+        while not self._inbox.empty():
+            out.append(self._inbox.get_nowait())
+        return out
+
+    async def _read(self) -> None:
+        assert self.ws is not None
+        async for text in self.ws:
+            msg = json.loads(text)
+            if msg["type"] == "sfu-offer" and self.subscriber is not None:
+                self.feeds = msg["feeds"]
+                await self._answer(msg)
+            elif msg["type"] == "sfu-feeds":
+                self.feeds = msg["feeds"]
+            elif msg["type"] not in ("joined", "left"):
+                await self._inbox.put(msg)
+
+    # -- WebRTC on aiortc -----------------------------------------------------------------
+
+    async def publish(self, room: str) -> dict[str, Any]:
+        """Publish a data channel into ``room``; subscribe to the others as the SFU offers them."""
+        from aiortc import RTCPeerConnection, RTCSessionDescription
+
+        self.room = room
+        self.subscriber = RTCPeerConnection()
+        self.subscriber.createDataChannel("local")  # Janus relays nothing to a subscriber without one
+
+        @self.subscriber.on("datachannel")
+        def _channel(channel: Any) -> None:
+            @channel.on("message")
+            def _message(message: str) -> None:
+                self.received.append((self.feeds.get(channel.label, channel.label), message))
+
+        self.publisher = RTCPeerConnection()
+        self.channel = self.publisher.createDataChannel("nbcall")
+        await self.publisher.setLocalDescription(await self.publisher.createOffer())
+        await _gathered(self.publisher)
+        local = self.publisher.localDescription
+        await self.send(
+            type="sfu-offer",
+            room=room,
+            role="publisher",
+            sdp=json.dumps({"type": local.type, "sdp": local.sdp}),
+        )
+        answer = await self.next("sfu-answer", 10)
+        description = json.loads(answer["sdp"])
+        await self.publisher.setRemoteDescription(
+            RTCSessionDescription(description["sdp"], description["type"])
+        )
+        return answer
+
+    async def _answer(self, msg: dict[str, Any]) -> None:
+        from aiortc import RTCSessionDescription
+
+        offer = json.loads(msg["sdp"])
+        await self.subscriber.setRemoteDescription(RTCSessionDescription(offer["sdp"], offer["type"]))
+        await self.subscriber.setLocalDescription(await self.subscriber.createAnswer())
+        await _gathered(self.subscriber)
+        local = self.subscriber.localDescription
+        await self.send(type="sfu-answer", room=msg["room"], role="subscriber",
+                        sdp=json.dumps({"type": local.type, "sdp": local.sdp}))  # fmt: skip
+        self.offers += 1
+
+    async def close(self) -> None:
+        for pc in (self.publisher, self.subscriber):
+            if pc is not None:
+                await pc.close()
+        if self.ws is not None:
+            await self.ws.close()
+        if self._reader is not None:
+            self._reader.cancel()
+
+
+async def _gathered(pc: Any) -> None:
+    deadline = time.monotonic() + TIMEOUT
+    while pc.iceGatheringState != "complete" and time.monotonic() < deadline:
+        await asyncio.sleep(0.02)
