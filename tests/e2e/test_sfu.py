@@ -20,7 +20,9 @@ janus = start_janus(interface='jns0')
 server = nbcall.serve(sfu=janus.url, sfu_secret=janus.api_secret)"""
 
 
-def test_four_browser_phones_and_a_peer_share_an_sfu_room_broadcast_direct_and_leave(lab: Lab, page: Page) -> None:
+def test_four_browser_phones_and_a_peer_share_an_sfu_room_broadcast_direct_and_leave(
+    lab: Lab, page: Page
+) -> None:
     nb = lab.run_notebook(
         page,
         "sfu4.ipynb",
@@ -80,10 +82,13 @@ def test_four_browser_phones_and_a_peer_share_an_sfu_room_broadcast_direct_and_l
         " and p.messages[-1].data == b'A to P'",
         timeout=20,
     )
-    assert nb.value(
-        "[m.data for x in (a, b, p) for m in x.messages if m.data == 'secret for D']"
-        " + [m.data for x in (b, c, d) for m in x.messages if m.data in ({'only': 'A'}, b'A to P')]"
-    ) == []
+    assert (
+        nb.value(
+            "[m.data for x in (a, b, p) for m in x.messages if m.data == 'secret for D']"
+            " + [m.data for x in (b, c, d) for m in x.messages if m.data in ({'only': 'A'}, b'A to P')]"
+        )
+        == []
+    )
     out = nb.run_expecting_error("d.send(b'x' * 100_000, to='A')")
     assert "goes through the signaling server" in out and "at most" in out
     screenshot(nb.phone("A"), "sfu-room-of-5-A")
@@ -102,8 +107,7 @@ def test_an_sfu_room_without_a_reachable_janus_says_so_within_ten_seconds(lab: L
         page,
         "sfu_down.ipynb",
         [
-            "import nbcall, asyncio, time\n"
-            "server = nbcall.serve(sfu='http://127.0.0.1:9/janus', sfu_secret='not-used')",
+            "import nbcall, asyncio, time\nserver = nbcall.serve(sfu='http://127.0.0.1:9/janus', sfu_secret='x')",
             "a = nbcall.Phone('A'); a",
             "b = nbcall.Phone('B', auto_answer=True); b",
         ],
@@ -122,5 +126,7 @@ def test_an_sfu_room_without_a_reachable_janus_says_so_within_ten_seconds(lab: L
     expect(nb.phone("A").locator(".nbcall-error")).to_contain_text("127.0.0.1:9/janus")
     # Mesh rooms are unaffected.
     nb.wait_until("a.room == '' and b.room == '' and b.state != 'connected'", timeout=10)
-    nb.run("a.invite('B')\nawait b.wait_for('connected', timeout=20)\nawait a.wait_for_members('B', timeout=20)")
+    nb.run(
+        "a.invite('B')\nawait b.wait_for('connected', timeout=20)\nawait a.wait_for_members('B', timeout=20)"
+    )
     assert nb.value("a.room_mode") == "mesh"
