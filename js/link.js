@@ -12,7 +12,7 @@ import { SETTINGS, validate } from "./protocol.js";
  * @typedef {{[K in ToBrowserType]: (message: ToBrowser[K], buffers: DataView[]) => void}} Handlers
  * @typedef {{
  *   max_log: number, max_chat: number, stats_interval_ms: number, stats_history: number,
- *   frame_size: number, high_water: number, part_size: number,
+ *   frame_size: number, high_water: number, part_size: number, max_tiles: number,
  * }} Settings
  */
 
@@ -32,6 +32,8 @@ export const DEFAULT_SETTINGS = Object.freeze({
   high_water: 1024 * 1024,
   // Received messages reach Python in parts: Jupyter's websocket refuses messages over 10 MiB by default.
   part_size: 4 * 1024 * 1024,
+  // A room's grid shows at most this many remote tiles (an SFU room of 25 would be a wall of stamps).
+  max_tiles: 9,
 });
 
 /**

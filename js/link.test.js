@@ -189,6 +189,7 @@ test("without _settings (today's Python) the browser uses the constants both hal
       frame_size: 65536,
       high_water: 1048576,
       part_size: 4194304,
+      max_tiles: 9,
     });
     assert.deepEqual(problems, []);
   }

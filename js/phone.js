@@ -18,6 +18,7 @@ import { Transfers } from "./progress.js";
 import { runDiagnosis } from "./diagnose.js";
 import { rememberSdp } from "./sdp-panel.js";
 import { SfuLink } from "./sfu.js";
+import { chooseTiles } from "./grid.js";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -71,7 +72,9 @@ export const FROM_PYTHON = {
   },
   sfu_publish(phone, { ice_servers, ice_transport_policy }) {
     phone.closeSfu();
-    const sfu = (phone.sfu = new SfuLink({ iceServers: ice_servers, iceTransportPolicy: ice_transport_policy ?? "all" }, phone.host));
+    const config = { iceServers: ice_servers, iceTransportPolicy: ice_transport_policy ?? "all" };
+    const shown = (/** @type {Set<string>} */ video) => new Set(phone.tiles((m) => video.has(m)).shown);
+    const sfu = (phone.sfu = new SfuLink(config, phone.host, shown));
     sfu.step(() => sfu.publish());
     phone.emit("rtc");
   },
@@ -208,6 +211,15 @@ export class BrowserPhone extends EventTarget {
       this.reportMedia();
       this.emit("media");
     }
+  }
+
+  /**
+   * Which remote members get a tile in the room's grid (see grid.js), given who sends video.
+   * @param {(member: string) => boolean} sendsVideo
+   */
+  tiles(sendsVideo) {
+    const members = this.model.get("members") ?? [];
+    return chooseTiles(members, String(this.model.get("user_id") ?? ""), sendsVideo, this.link.settings.max_tiles);
   }
 
   /** Close the connections to the SFU, if there are some. */

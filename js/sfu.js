@@ -28,10 +28,15 @@ const STATES = /** @type {const} */ ([
 ]);
 
 export class SfuLink {
-  /** @param {RTCConfiguration} config @param {PeerHost} host */
-  constructor(config, host) {
+  /**
+   * @param {RTCConfiguration} config @param {PeerHost} host
+   * @param {(sendingVideo: Set<string>) => Set<string>} shown which of the members sending video get a tile
+   *   (their video is received; the others' is not)
+   */
+  constructor(config, host, shown) {
     this.config = config;
     this.host = host;
+    this.shown = shown;
     this.closed = false;
     this.publisher = this.connection("publisher");
     /** @type {RTCPeerConnection | null} */
@@ -42,6 +47,8 @@ export class SfuLink {
     this.feeds = {};
     /** Which member each media section of the subscriber connection carries, by mid. @type {Map<string, string>} */
     this.mids = new Map();
+    /** The members whose feed carries video. @type {Set<string>} */
+    this.videoMembers = new Set();
     /** @type {Map<string, FrameDecoder>} */
     this.decoders = new Map();
     /** Members whose feed brought something, that receive us, and that count as connected. */
@@ -111,7 +118,10 @@ export class SfuLink {
    */
   async take(role, signal, feeds, streams) {
     if (feeds && role === "subscriber") this.updateFeeds(feeds);
-    for (const stream of streams ?? []) if (stream.member) this.mids.set(String(stream.mid), stream.member);
+    if (streams) {
+      this.videoMembers = new Set(streams.flatMap((s) => (s.type === "video" && s.member ? [s.member] : [])));
+      for (const stream of streams) if (stream.member) this.mids.set(String(stream.mid), stream.member);
+    }
     if (signal.type === "feeds") return;
     if (signal.type === "ice") {
       const pc = role === "publisher" ? this.publisher : this.subscriber;
@@ -132,6 +142,13 @@ export class SfuLink {
       pc.ontrack = (e) => this.addTrack(e.transceiver.mid, e.track);
     }
     await pc.setRemoteDescription(description);
+    // Video only for the members whose tiles are shown (audio from every member): the rest stays at Janus.
+    const shown = this.shown(this.videoMembers);
+    for (const t of pc.getTransceivers()) {
+      if (t.receiver.track.kind !== "video") continue;
+      const member = t.mid === null ? undefined : this.mids.get(t.mid);
+      t.direction = member !== undefined && shown.has(member) ? "recvonly" : "inactive";
+    }
     await pc.setLocalDescription(await pc.createAnswer());
     await gathered(pc);
     if (!this.closed) this.signal("subscriber", pc);

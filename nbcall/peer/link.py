@@ -11,11 +11,10 @@ import concurrent.futures
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-import av
 from aiortc import (
     MediaStreamTrack,
     RTCConfiguration,
@@ -24,14 +23,13 @@ from aiortc import (
     RTCPeerConnection,
     RTCSessionDescription,
 )
-from aiortc.mediastreams import MediaStreamError
 from aiortc.rtcconfiguration import RTCBundlePolicy
 from aiortc.sdp import candidate_from_sdp
 
 from ..wire.framing import EXTENSIONS, LENGTH, PROTOCOL, FrameDecoder, FramingError, encode_frames
 from ..wire.payload import Kind
 from .aiortc_patches import allow_loopback, tune_sctp, unacknowledged
-from .tracks import ArrayVideoTrack, MediaOptions, call_all, call_frame, local_track
+from .tracks import ArrayVideoTrack, MediaOptions, consume_audio, consume_video, local_track
 
 __all__ = ["EngineHost", "Link", "SendLimits", "description_of", "max_message_size"]
 
@@ -319,7 +317,7 @@ class Link:
     # -------------------------------------------------------------------------------------- media
 
     def _wants(self, kind: str) -> bool:
-        return bool(self.media.on_frame if kind == "video" else self.media.on_audio)
+        return self.media.wants_video() if kind == "video" else bool(self.media.on_audio)
 
     def _local_track(self, kind: str) -> MediaStreamTrack | None:
         track = local_track(kind, self.media, self.pool)
@@ -333,40 +331,11 @@ class Link:
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
-    async def _received(self, track: MediaStreamTrack) -> AsyncIterator[Any]:
-        """The track's frames until it ends or this link closes."""
-        while not self.closed:
-            try:
-                yield await track.recv()
-            except MediaStreamError:
-                return
-
     async def _consume_video(self, track: MediaStreamTrack) -> None:
-        """Hand the newest frame to the callbacks; frames that come while they run are dropped, not queued."""
-        loop = asyncio.get_running_loop()
-        busy: asyncio.Future[None] | None = None
-        async for frame in self._received(track):
-            self.counts["frames_in"] += 1
-            if busy is not None and not busy.done():
-                self.counts["frames_dropped"] += 1
-                continue
-            busy = loop.run_in_executor(self.pool, call_frame, self.media.on_frame, frame)  # type: ignore[arg-type]
+        await consume_video(track, self.media, self.peer, self.pool, self.counts, lambda: self.closed)
 
     async def _consume_audio(self, track: MediaStreamTrack) -> None:
-        loop = asyncio.get_running_loop()
-        resampler = av.AudioResampler(
-            format="s16", layout="mono" if self.media.channels == 1 else "stereo", rate=self.media.sample_rate
-        )
-        async for frame in self._received(track):
-            self.counts["audio_in"] += 1
-            if self.media.on_audio:
-                for out in resampler.resample(frame):  # type: ignore[arg-type]
-                    samples = out.to_ndarray().reshape(-1, self.media.channels)
-                    if self.media.channels == 1:
-                        samples = samples[:, 0]
-                    loop.run_in_executor(
-                        self.pool, call_all, self.media.on_audio, samples, float(out.time or 0)
-                    )
+        await consume_audio(track, self.media, self.pool, self.counts, lambda: self.closed)
 
     # --------------------------------------------------------------------------------------- state
 

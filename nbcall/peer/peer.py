@@ -288,6 +288,16 @@ class Peer(CallAdapter, traitlets.HasTraits):
         self._media.on_frame.append(callback)
         return callback
 
+    def on_room_frame(self, callback: Callable[[str, Any, float], Any]) -> Callable[[str, Any, float], Any]:
+        """In a room (mesh or SFU), call ``callback(member, frame, timestamp)`` with each member's video frames
+        (HxWx3 RGB uint8, seconds); :meth:`on_frame` stays for 1:1 calls.
+
+        As with :meth:`on_frame`, frames that arrive while the callback runs are dropped, and a peer receives
+        video only once it has a frame callback: set it before joining.
+        """
+        self._media.on_room_frame.append(callback)
+        return callback
+
     def on_audio(self, callback: Callable[[Any, float], Any]) -> Callable[[Any, float], Any]:
         """Call ``callback(samples, timestamp)`` with remote audio: int16, ``sample_rate`` Hz, ``channels``."""
         self._media.on_audio.append(callback)
@@ -386,6 +396,8 @@ class Peer(CallAdapter, traitlets.HasTraits):
         self._schedule_tick()
 
     def _apply(self, fields: dict[str, Any]) -> None:
+        if "room" in fields:
+            self._media.room = bool(fields["room"])
         if fields.get("state") in FREE:
             # Files still coming when a call ends will not be finished: drop them, and say which.
             self.interrupted_files += self._files.abort()

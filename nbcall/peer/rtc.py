@@ -104,8 +104,9 @@ class Engine:
             )  # fmt: skip
             self.sfu.step(self.sfu.publish)
         elif kind == "sfu_remote" and self.sfu is not None:
-            sfu, role, signal, feeds = self.sfu, message["role"], message["signal"], message.get("feeds")
-            sfu.step(lambda: sfu.take(role, signal, feeds))
+            sfu, role, signal = self.sfu, message["role"], message["signal"]
+            feeds, streams = message.get("feeds"), message.get("streams")
+            sfu.step(lambda: sfu.take(role, signal, feeds, streams))
         elif kind == "sfu_close":
             self._close_sfu()
 

@@ -24,7 +24,6 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from aiortc import RTCConfiguration, RTCDataChannel, RTCIceServer, RTCPeerConnection, RTCSessionDescription
-from aiortc.rtcconfiguration import RTCBundlePolicy
 
 from ..wire.framing import (
     ACK,
@@ -38,9 +37,9 @@ from ..wire.framing import (
     encode_frames,
 )
 from ..wire.payload import Kind
-from .aiortc_patches import allow_loopback, tune_sctp
+from .aiortc_patches import allow_loopback, start_receivers, tune_sctp
 from .link import description_of
-from .tracks import MediaOptions, local_track
+from .tracks import MediaOptions, consume_audio, consume_video, local_track
 
 __all__ = ["SfuHost", "SfuSession"]
 
@@ -78,10 +77,7 @@ class SfuSession:
         self.media = media
         self.pool = pool
         self.high_water = high_water
-        self.config = RTCConfiguration(
-            iceServers=[RTCIceServer(**server) for server in ice_servers],
-            bundlePolicy=RTCBundlePolicy.MAX_BUNDLE,
-        )
+        self.config = RTCConfiguration(iceServers=[RTCIceServer(**server) for server in ice_servers])
         self.publisher = self._connection("publisher")
         self.subscriber: RTCPeerConnection | None = None
         self.channel: RTCDataChannel | None = None
@@ -90,6 +86,9 @@ class SfuSession:
         #: Feed ID -> member, from the server's latest subscriber offer.
         self.feeds: dict[str, str] = {}
         self.decoders: dict[str, FrameDecoder] = {}
+        #: Which member each media section of the subscriber connection carries, by mid.
+        self.mids: dict[str, str] = {}
+        self.counts: dict[str, int] = {"frames_in": 0, "frames_dropped": 0, "audio_in": 0}
         #: Members whose feed brought something, and members that said they receive us.
         self.heard: set[str] = set()
         self.hears_me: set[str] = set()
@@ -144,7 +143,13 @@ class SfuSession:
         await self._set_local(self.publisher, await self.publisher.createOffer())
         self.host.engine_sfu_signal("publisher", _signal(self.publisher))
 
-    async def take(self, role: str, signal: dict[str, Any], feeds: dict[str, str] | None) -> None:
+    async def take(
+        self,
+        role: str,
+        signal: dict[str, Any],
+        feeds: dict[str, str] | None,
+        streams: list[dict[str, Any]] | None = None,
+    ) -> None:
         """The SFU's answer to our publisher, its (updated) subscriber offer, or a candidate."""
         kind = signal.get("type")
         if feeds is not None and role == "subscriber":
@@ -164,12 +169,27 @@ class SfuSession:
             pc.on("track", self._on_track)
             # Without a data channel of our own on this connection, Janus relays nothing (and says nothing).
             pc.createDataChannel("nbcall")
+        for stream in streams or []:
+            if stream.get("member"):
+                self.mids[str(stream.get("mid"))] = str(stream["member"])
         await pc.setRemoteDescription(description)
         for transceiver in pc.getTransceivers():
-            if transceiver.direction != "inactive":
-                transceiver.direction = "recvonly"
+            # Receive only what goes somewhere: video with a frame callback, audio with an audio callback.
+            wanted = self.media.wants_video() if transceiver.kind == "video" else bool(self.media.on_audio)
+            transceiver.direction = "recvonly" if wanted else "inactive"
         await self._set_local(pc, await pc.createAnswer())
         self.host.engine_sfu_signal("subscriber", _signal(pc))
+        self._spawn(self._check_receivers(pc))
+
+    async def _check_receivers(self, pc: RTCPeerConnection) -> None:
+        """Media added by an updated offer: start a receiver aiortc left unstarted (see aiortc_patches)."""
+        for delay in (1.0, 3.0):
+            await asyncio.sleep(delay)
+            if self.closed:
+                return
+            started = await start_receivers(pc)
+            if started:
+                logger.info("started %d receiver(s) aiortc left idle after a renegotiation", started)
 
     async def _set_local(self, pc: RTCPeerConnection, description: RTCSessionDescription) -> None:
         allow_loopback(pc)
@@ -262,16 +282,16 @@ class SfuSession:
         self.connected = now
 
     def _on_track(self, track: Any) -> None:
-        """Media of other members: step 3 hands video to ``on_room_frame``; until then it is read and dropped."""
-
-        async def drain() -> None:
-            while not self.closed:
-                try:
-                    await track.recv()
-                except Exception:  # noqa: BLE001 (the track ended)
-                    return
-
-        self._spawn(drain())
+        """A member's video goes to the frame callbacks (named by the ``streams`` of the offer); its audio to
+        ``on_audio``."""
+        pc = self.subscriber
+        mid = next((t.mid for t in pc.getTransceivers() if t.receiver.track is track), None) if pc else None
+        member = self.mids.get(str(mid), "")
+        if track.kind == "video":
+            work = consume_video(track, self.media, member, self.pool, self.counts, lambda: self.closed)
+        else:
+            work = consume_audio(track, self.media, self.pool, self.counts, lambda: self.closed)
+        self._spawn(work)
 
     # ------------------------------------------------------------------------------------- sending
 

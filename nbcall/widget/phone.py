@@ -55,6 +55,8 @@ _BROWSER_DEFAULTS = {
     "high_water": 4 * 1024 * 1024,
     # Received messages reach Python in parts: Jupyter's websocket refuses messages over 10 MiB by default.
     "part_size": 4 * 1024 * 1024,
+    # A room's grid shows at most this many remote tiles; an SFU room's phone receives video for those only.
+    "max_tiles": 9,
 }
 
 

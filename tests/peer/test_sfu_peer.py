@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from sfu_support import janus_or_skip
 from support import wait_until_sync
@@ -59,7 +60,12 @@ def make_peer(sfu_server: SignalingServer) -> Iterator[Callable[..., Peer]]:
 
 def sfu_room(make_peer: Callable[..., Peer], *ids: str) -> list[Peer]:
     """Peers ``ids`` in one SFU room made by the first, every member connected to every other."""
-    peers = [make_peer(user_id) for user_id in ids]
+    return sfu_room_of(*(make_peer(user_id) for user_id in ids))
+
+
+def sfu_room_of(*peers: Peer) -> list[Peer]:
+    """``peers`` in one SFU room made by the first, every member connected to every other."""
+    ids = [p.user_id for p in peers]
     peers[0].invite(*ids[1:], sfu=True)
     for peer in peers[1:]:
         peer.wait("connected", timeout=TIMEOUT)  # rang, answered at once, joined
@@ -127,3 +133,36 @@ def test_a_late_joiner_connects_and_receives_what_follows(make_peer) -> None:
     a.wait_members("B", "D", timeout=TIMEOUT)
     a.send("to all three").result(TIMEOUT)
     wait_until_sync(lambda: [m.data for m in d.messages] == ["to all three"], "D received", TIMEOUT)
+
+
+def test_on_room_frame_names_the_member_whose_video_came_through_the_sfu(make_peer) -> None:
+    red = np.zeros((120, 160, 3), np.uint8)
+    red[:, :, 0] = 220
+    got: list[tuple[str, tuple[int, ...], int]] = []
+    presenter = make_peer("A", video=lambda: red)
+    viewer = make_peer("B")
+    viewer.on_room_frame(
+        lambda member, frame, timestamp: got.append((member, frame.shape, int(frame[..., 0].mean())))
+    )
+    data_only = make_peer("C")
+    sfu_room_of(presenter, viewer, data_only)
+    wait_until_sync(lambda: len(got) >= 3, "B received A's frames", TIMEOUT)
+    member, shape, level = got[-1]
+    assert (member, shape) == ("A", (120, 160, 3)) and level > 150
+    assert data_only.stats["A"]["publisher"] == "connected"
+    assert viewer.messages == []  # video is no data message
+
+
+def test_on_room_frame_in_a_mesh_room_names_the_member(make_peer) -> None:
+    green = np.zeros((120, 160, 3), np.uint8)
+    green[:, :, 1] = 200
+    room_frames: list[tuple[str, int]] = []
+    a = make_peer("A", video=lambda: green)
+    b = make_peer("B")
+    b.on_room_frame(lambda member, frame, timestamp: room_frames.append((member, int(frame[..., 1].mean()))))
+    a.invite("B")
+    b.wait("connected", timeout=TIMEOUT)
+    b.wait_members("A", timeout=TIMEOUT)
+    assert b.room_mode == "mesh"
+    wait_until_sync(lambda: len(room_frames) >= 3, "B received A's frames in the mesh room", TIMEOUT)
+    assert {member for member, _ in room_frames} == {"A"} and room_frames[-1][1] > 150
