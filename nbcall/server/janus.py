@@ -327,12 +327,21 @@ async def _http_json(method: str, url: str, body: dict[str, Any] | None) -> Any:
         status = status_line.split(b" ", 2)
         if len(status) < 2 or not status[1].isdigit():
             raise ValueError(f"not an HTTP answer from {host}:{port}")
-        length = None
+        length, chunked = None, False
         while (line := await reader.readline()) not in (b"\r\n", b"\n", b""):
             name, _, value = line.decode("latin-1").partition(":")
-            if name.strip().lower() == "content-length":
-                length = int(value.strip())
-        data = await (reader.readexactly(length) if length is not None else reader.read())
+            name, value = name.strip().lower(), value.strip().lower()
+            if name == "content-length":
+                length = int(value)
+            elif name == "transfer-encoding":
+                chunked = "chunked" in value
+        if chunked:
+            data = b""
+            while (size := int((await reader.readline()).split(b";")[0].strip() or b"0", 16)) > 0:
+                data += await reader.readexactly(size)
+                await reader.readline()  # the chunk's CRLF
+        else:
+            data = await (reader.readexactly(length) if length is not None else reader.read())
         if int(status[1]) >= 400 and not data.startswith(b"{"):
             raise ValueError(f"HTTP {int(status[1])} from {url.split('?')[0]}")
         return json.loads(data)

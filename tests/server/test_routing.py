@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from nbcall.server.messages import Claim, Close, Forward, Release, RoomNode
+from nbcall.server.messages import Claim, Close, Forward, Release, RoomNode, SfuSignal
 from nbcall.server.protocol import SignalingProtocol
 
 #: The deployment's room key (from Redis, or --room-key): every node signs and checks credentials with it.
@@ -276,3 +276,30 @@ def test_a_member_back_on_another_node_rejoins_its_room_where_it_is_held_or_rema
     }  # fmt: skip
     assert out[0][0] == "a3"
     assert out[-1] == (None, RoomNode(room, True))
+
+
+def test_the_node_holding_an_sfu_room_gets_its_members_signals_and_answers_through_their_nodes() -> None:
+    bus = Bus("n1", "n2")
+    for protocol in bus.nodes.values():
+        protocol.dispatch.sfu = True  # every node of a deployment is given the same --sfu
+    bus.phone("n1", "a", "A")
+    bus.phone("n2", "b", "B")
+    (_, state), _ = bus.receive("n1", "a", type="room-invite", to="B", sfu=True)
+    room = state["room"]
+    ((conn, joined),) = bus.receive("n2", "b", type="room-accept", room=room)[:1]
+    assert (conn, joined["mode"]) == ("b", "sfu")
+    # B's offer, sent to its node n2, reaches the SFU bridge of n1, which holds the room.
+    offer = json.dumps({"type": "offer", "sdp": "v=0\r\n"})
+    bus.instructions.clear()
+    assert bus.receive("n2", "b", type="sfu-offer", room=room, role="publisher", sdp=offer) == []
+    assert bus.instructions == [
+        ("n1", SfuSignal(room, "B", "sfu-offer", "publisher", {"type": "offer", "sdp": "v=0\r\n"}))
+    ]
+    # n1's answer for B goes back through n2.
+    answer = json.dumps({"type": "sfu-answer", "room": room, "role": "publisher", "sdp": "{}", "feed": "7"})
+    assert bus.send("n1", bus.nodes["n1"].dispatch.deliver([("B", answer)], sync=False)) == [
+        ("b", json.loads(answer))
+    ]
+    # A directed send from B reaches A (through n1), and only A.
+    ((conn, msg),) = bus.receive("n2", "b", type="room-message", room=room, to="A", data="psst")
+    assert (conn, msg["from"], msg["data"]) == ("a", "B", "psst")

@@ -1,0 +1,160 @@
+"""SFU rooms on a real server and a real Janus, without media: the VideoRoom's locks, and the faults.
+
+These need Debian's janus (scripts/test.sh installs it) but no ICE, so they run with the other server tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+from sfu_support import SfuMember, janus_or_skip
+from support import free_port, wait_until
+
+from nbcall.server.janus import JanusSession, RequestFailed
+from nbcall.server.server import SignalingServer, serve
+from nbcall.teach.janus import JanusServer
+
+
+@pytest.fixture(scope="module")
+def janus() -> Iterator[JanusServer]:
+    with janus_or_skip(media=False) as server:
+        yield server
+
+
+@pytest.fixture(params=["ws", "http"])
+async def sfu_server(request: pytest.FixtureRequest, janus: JanusServer) -> AsyncIterator[SignalingServer]:
+    """A server driving Janus through its WebSocket transport, then through its HTTP one."""
+    url = janus.url if request.param == "ws" else janus.http_url
+    async with await serve(sfu=url, sfu_secret=janus.api_secret) as server:
+        yield server
+
+
+async def members(server: SignalingServer, *ids: str) -> list[SfuMember]:
+    out = [SfuMember(member_id) for member_id in ids]
+    for member in out:
+        await member.open(server.url)
+    return out
+
+
+async def raw_janus(janus: JanusServer) -> tuple[JanusSession, int]:
+    """Janus's API as anyone holding its API secret sees it: a session and a VideoRoom handle."""
+    session = await JanusSession.open(
+        janus.url, janus.api_secret, lambda handle, event: None, lambda why: None
+    )
+    return session, await session.attach("janus.plugin.videoroom")
+
+
+async def test_a_room_on_janus_is_locked_and_goes_when_the_room_ends(
+    sfu_server: SignalingServer, janus: JanusServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    a, b = await members(sfu_server, "A", "B")
+    session, handle = await raw_janus(janus)
+    try:
+        await a.send(type="room-invite", to="B", sfu=True)
+        room = (await a.next("room-state"))["room"]
+        await b.send(type="room-accept", room=room)
+        await b.next("room-state")
+        bridge = sfu_server.sfu
+        assert bridge is not None
+        number = bridge.janus_room(room)
+        assert number is not None
+
+        async def exists() -> bool:
+            try:
+                await session.message(handle, {"request": "listparticipants", "room": number})
+            except RequestFailed as exc:
+                assert exc.code == 426, exc  # no such room
+                return False
+            return True
+
+        await wait_until_async(exists, "the VideoRoom exists")
+        # Private: not listed; nobody joins without the pin, or with a guessed one.
+        listed, _ = await session.message(handle, {"request": "list"})
+        assert number not in [entry["room"] for entry in listed["list"]]
+        joiner = await session.attach("janus.plugin.videoroom")
+        for body, code in (({}, 429), ({"pin": "guess"}, 433)):
+            with pytest.raises(RequestFailed) as refused:
+                await session.message(
+                    joiner, {"request": "join", "ptype": "publisher", "room": number, **body}
+                )
+            assert refused.value.code == code
+        # The room's end destroys it on Janus.
+        await b.send(type="room-leave", room=room)
+        await a.send(type="room-leave", room=room)
+        await wait_until_async(not_(exists), "the VideoRoom is destroyed")
+        assert janus.api_secret not in caplog.text
+    finally:
+        await session.destroy()
+        for member in (a, b):
+            await member.close()
+
+
+async def test_janus_unreachable_the_server_starts_and_an_sfu_room_ends_with_an_error_naming_it(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    url = f"ws://127.0.0.1:{free_port()}"
+    caplog.set_level(logging.WARNING, logger="nbcall.server.sfu")
+    async with await serve(sfu=url, sfu_secret="not-used") as server:
+        await wait_until(lambda: url in caplog.text, "a warning naming Janus's URL")
+        a, b, c, d = await members(server, "A", "B", "C", "D")
+        try:
+            started = time.monotonic()
+            await a.send(type="room-invite", to="B", sfu=True)
+            room = (await a.next("room-state"))["room"]
+            error = await a.next("error", 10)
+            assert error["code"] == "sfu-unavailable" and f"Janus at {url}" in error["message"]
+            ended = await a.next("room-ended", 10)
+            assert ended["room"] == room and url in ended["reason"]
+            assert time.monotonic() - started < 10
+            assert (await b.next("room-cancelled"))["room"] == room
+            # Mesh rooms and calls are unaffected.
+            await c.send(type="room-invite", to="D")
+            mesh = (await c.next("room-state"))["room"]
+            await d.send(type="room-accept", room=mesh)
+            assert (await d.next("room-state"))["members"] == ["C", "D"]
+        finally:
+            for member in (a, b, c, d):
+                await member.close()
+
+
+async def test_janus_killed_mid_room_ends_the_room_on_every_member_saying_so() -> None:
+    with janus_or_skip(media=False) as janus:
+        async with await serve(sfu=janus.url, sfu_secret=janus.api_secret) as server:
+            a, b = await members(server, "A", "B")
+            try:
+                await a.send(type="room-invite", to="B", sfu=True)
+                room = (await a.next("room-state"))["room"]
+                await b.send(type="room-accept", room=room)
+                await b.next("room-state")
+                assert server.sfu is not None
+                await wait_until(lambda: server.sfu.janus_room(room) is not None, "the room on Janus")  # type: ignore[union-attr]
+                await asyncio.sleep(0.5)  # made there
+                janus.kill()
+                for member in (a, b):
+                    ended = await member.next("room-ended", 10)
+                    assert ended["room"] == room and "stopped or restarted" in ended["reason"], ended
+                    assert f"Janus at {janus.url}" in ended["reason"]
+            finally:
+                for member in (a, b):
+                    await member.close()
+
+
+async def wait_until_async(condition: Any, what: str, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not await condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting until {what}")
+        await asyncio.sleep(0.05)
+
+
+def not_(condition: Any) -> Any:
+    async def negated() -> bool:
+        return not await condition()
+
+    return negated
