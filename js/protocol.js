@@ -62,6 +62,7 @@ export { spec };
  *   diagnosis: {id: string, report: import("./diagnose.js").Report},
  *   sfu_signal: {role: string, signal: Signal},
  *   sfu_rtc: {role: string, name: string, value: unknown},
+ *   sfu_view: {video: string[]},
  * }} ToPythonFields
  */
 

@@ -49,6 +49,8 @@ export class SfuLink {
     this.mids = new Map();
     /** The members whose feed carries video. @type {Set<string>} */
     this.videoMembers = new Set();
+    /** The view last asked for (`sfu-view`), as JSON; null while every member's video is taken. @type {string | null} */
+    this.view = null;
     /** @type {Map<string, FrameDecoder>} */
     this.decoders = new Map();
     /** Members whose feed brought something, that receive us, and that count as connected. */
@@ -144,6 +146,7 @@ export class SfuLink {
     await pc.setRemoteDescription(description);
     // Video only for the members whose tiles are shown (audio from every member): the rest stays at Janus.
     const shown = this.shown(this.videoMembers);
+    this.askView(shown);
     for (const t of pc.getTransceivers()) {
       if (t.receiver.track.kind !== "video") continue;
       const member = t.mid === null ? undefined : this.mids.get(t.mid);
@@ -152,6 +155,19 @@ export class SfuLink {
     await pc.setLocalDescription(await pc.createAnswer());
     await gathered(pc);
     if (!this.closed) this.signal("subscriber", pc);
+  }
+
+  /**
+   * Ask the server for the video of the members shown only, once more members send video than the grid shows
+   * (`sfu-view`; its next offer leaves the others' video out).
+   * @param {Set<string>} shown
+   */
+  askView(shown) {
+    const view = [...shown].filter((m) => this.videoMembers.has(m)).sort();
+    const key = JSON.stringify(view);
+    if (key === this.view || (this.view === null && view.length === this.videoMembers.size)) return;
+    this.view = key;
+    this.host.tell("sfu_view", { video: view });
   }
 
   /** @param {Role} role @param {RTCPeerConnection} pc */

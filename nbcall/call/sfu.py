@@ -154,6 +154,11 @@ class SfuCalls:
             )
         self._signal("room-message", to, room=self.room, data=data)
 
+    def sfu_view(self, video: list[str]) -> None:
+        """Take only the video of the members ``video`` (the tiles a grid shows); audio and data from all."""
+        if self.room and self.room_mode == "sfu":
+            self._signal("sfu-view", None, room=self.room, video=[m for m in video if m in self.members])
+
     def engine_sfu_signal(self, role: str, signal: dict[str, Any]) -> None:
         """The engine made an offer, answer or candidate for its ``role`` connection to the SFU: send it on."""
         kind = _SIGNALS.get(str(signal.get("type")))

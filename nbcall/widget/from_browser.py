@@ -79,6 +79,11 @@ class FromBrowser(Teaching, MediaControls):
     def _on_browser_sfu_signal(self, content: dict[str, Any], buffers: list[bytes]) -> None:
         self._machine.engine_sfu_signal(content["role"], content["signal"])
 
+    def _on_browser_sfu_view(self, content: dict[str, Any], buffers: list[bytes]) -> None:
+        video = content["video"]
+        if isinstance(video, list) and all(isinstance(m, str) for m in video):
+            self._machine.sfu_view(video)
+
     def _on_browser_sfu_rtc(self, content: dict[str, Any], buffers: list[bytes]) -> None:
         role, name, value = content["role"], content["name"], content["value"]
         self._log_entry("event", name, {"sfu": role, "value": value}, echo=False)

@@ -8,6 +8,7 @@ Janus skips loopback interfaces for ICE: scripts/test.sh gives the namespace the
 
 from __future__ import annotations
 
+import re
 import time
 
 from harness import Lab, screenshot
@@ -100,6 +101,50 @@ def test_four_browser_phones_and_a_peer_share_an_sfu_room_broadcast_direct_and_l
     nb.run("a.send('after D left')")
     nb.wait_until("all(x.messages[-1].data == 'after D left' for x in (b, c, p))", timeout=20)
     nb.run("p.close(); janus.close()")
+
+
+def test_a_presenter_with_a_camera_reaches_three_viewers_whose_grids_show_its_video(
+    lab: Lab, page: Page
+) -> None:
+    nb = lab.run_notebook(
+        page,
+        "sfu_presenter.ipynb",
+        [
+            START,
+            "t = nbcall.Phone('T', video={'width': 320, 'height': 240}); t",
+            "v1 = nbcall.Phone('V1', auto_answer=True); v1",
+            "v2 = nbcall.Phone('V2', auto_answer=True); v2",
+            "v3 = nbcall.Phone('V3', auto_answer=True); v3",
+        ],
+        phones=("T", "V1", "V2", "V3"),
+    )
+    nb.run("t.invite('V1', 'V2', 'V3', sfu=True)\nawait v1.wait_for('connected', timeout=20)")
+    nb.run(
+        "for x in (v1, v2, v3):\n    await x.wait_for('connected', timeout=20)\n    await x.wait_for_members(timeout=30)"
+    )
+    nb.wait_until("all(x.remote_media.get('video') for x in (v1, v2, v3))", timeout=30)
+    assert nb.value("[t.local_media, v1.local_media, v2.room_mode]") == [
+        {"audio": False, "video": True},
+        {"audio": False, "video": False},  # a data-only member publishes only a data channel
+        "sfu",
+    ]
+    for viewer in ("V1", "V2", "V3"):
+        tile = nb.phone(viewer).locator(".nbcall-tile[data-peer='T']")
+        expect(tile).to_have_class(re.compile("nbcall-has-video"), timeout=20_000)
+        page.wait_for_function(
+            """(user) => { const v = document.querySelector(
+                 `.nbcall-phone[data-user='${user}'] .nbcall-tile[data-peer='T'] video`);
+               return v && v.videoWidth > 0 && v.getVideoPlaybackQuality().totalVideoFrames > 5; }""",
+            arg=viewer,
+            timeout=30_000,
+        )
+        # The viewers send nothing: their tiles at the presenter stay without video.
+        expect(nb.phone("T").locator(f".nbcall-tile[data-peer='{viewer}']")).not_to_have_class(
+            re.compile("nbcall-has-video")
+        )
+    assert nb.value("t.sfu_links") == {"publisher": "connected", "subscriber": "connected"}
+    screenshot(nb.phone("V1"), "sfu-presenter-viewer-V1")
+    nb.run("janus.close()")
 
 
 def test_an_sfu_room_without_a_reachable_janus_says_so_within_ten_seconds(lab: Lab, page: Page) -> None:
