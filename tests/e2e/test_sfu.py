@@ -172,6 +172,6 @@ def test_an_sfu_room_without_a_reachable_janus_says_so_within_ten_seconds(lab: L
     # Mesh rooms are unaffected.
     nb.wait_until("a.room == '' and b.room == '' and b.state != 'connected'", timeout=10)
     nb.run(
-        "a.invite('B')\nawait b.wait_for('connected', timeout=20)\nawait a.wait_for_members('B', timeout=20)"
+        "a.invite('B')\nawait b.wait_for('connected', timeout=20)\nawait b.wait_for_members('A', timeout=20)"
     )
     assert nb.value("a.room_mode") == "mesh"
