@@ -8,6 +8,13 @@
 // more than one frame is preceded by a LENGTH frame, byte 0 = 4 and bytes 1..8 its payload's length
 // (unsigned, big-endian), so that the receiver can tell how much is left. An nbcall/1 end without the
 // extension is never sent one.
+// Extension "start": the first frame of every message has FIRST (0x40) set in byte 0 (the LENGTH frame when there
+// is one), so that a receiver that comes in while a message is under way (a member joining an SFU room) drops
+// frames up to the next message's first one instead of taking a tail for a message.
+// In an SFU room every member speaks "start", and two control frames pace the senders (AckWindow): SYNC (byte 0 =
+// 5, bytes 1..8 a sequence number) after every window's worth of bytes, and ACK (byte 0 = 6, bytes 1..8 the
+// sequence number, bytes 9.. the UTF-8 ID of the member whose SYNC it answers), which each receiver broadcasts.
+// ACK 0 is sent unasked, meaning "I receive you". (Byte for byte as nbcall/wire/framing.py.)
 // With any other peer (for example the seed's browser client) messages travel as they are: a str as a text
 // frame, bytes as a binary frame, JSON as its text.
 // A receiver takes at most `maxSize` bytes of one message (the phone's max_receive_size): a larger one, announced
@@ -17,24 +24,30 @@
 export const PROTOCOL = "nbcall/1";
 /** The extensions of nbcall/1 this end understands (announced in `framing_ext`); "resume" is the file protocol's,
  * which the phone's kernel speaks (nbcall/call/transfer.py). */
-export const EXTENSIONS = /** @type {const} */ (["length", "resume"]);
+export const EXTENSIONS = /** @type {const} */ (["length", "resume", "start"]);
 export const KINDS = /** @type {const} */ (["str", "bytes", "json"]);
 const MORE = 0x80;
+export const FIRST = 0x40;
 const LENGTH = 4;
+export const SYNC = 5;
+export const ACK = 6;
+/** The largest data-channel message Janus relays (a 16-bit length in its plugin API: 65,536 is dropped). */
+export const SFU_FRAME = 65535;
 
 /** @typedef {"str" | "bytes" | "json"} Kind */
 
 /**
  * Split one payload into frames of at most `maxFrame` bytes (header included), after a LENGTH frame when
- * `announceLength` and the payload needs more than one frame.
+ * `announceLength` and the payload needs more than one frame; with `markStart` the first frame carries FIRST.
  * @param {Kind} kind
  * @param {Uint8Array} payload
  * @param {number} maxFrame
  * @param {boolean} [announceLength]
+ * @param {boolean} [markStart]
  * @returns {Generator<Uint8Array>}
  */
-export function* encodeFrames(kind, payload, maxFrame, announceLength = false) {
-  const writer = new FrameWriter(kind, payload.length, maxFrame, announceLength);
+export function* encodeFrames(kind, payload, maxFrame, announceLength = false, markStart = false) {
+  const writer = new FrameWriter(kind, payload.length, maxFrame, announceLength, markStart);
   yield* writer.write(payload);
   writer.finish();
 }
@@ -44,8 +57,11 @@ export function* encodeFrames(kind, payload, maxFrame, announceLength = false) {
  * of one part and the start of the next. The frames are those encodeFrames() makes of the whole payload.
  */
 export class FrameWriter {
-  /** @param {Kind} kind @param {number} size @param {number} maxFrame @param {boolean} [announceLength] */
-  constructor(kind, size, maxFrame, announceLength = false) {
+  /**
+   * @param {Kind} kind @param {number} size @param {number} maxFrame @param {boolean} [announceLength]
+   * @param {boolean} [markStart] set FIRST on the message's first frame (extension "start")
+   */
+  constructor(kind, size, maxFrame, announceLength = false, markStart = false) {
     this.code = KINDS.indexOf(kind) + 1;
     if (this.code === 0) throw new Error(`unknown message kind ${JSON.stringify(kind)}`);
     if (maxFrame < 2) throw new Error(`frame size ${maxFrame} is too small`);
@@ -57,6 +73,8 @@ export class FrameWriter {
     /** The frame being filled, and how much of its payload it has. @type {Uint8Array | null} */
     this.frame = null;
     this.fill = 0;
+    /** FIRST until the first frame is out. */
+    this.first = markStart ? FIRST : 0;
   }
 
   /**
@@ -67,13 +85,17 @@ export class FrameWriter {
   *write(part) {
     if (this.announce) {
       this.announce = false;
-      yield lengthFrame(this.size);
+      const frame = lengthFrame(this.size);
+      frame[0] |= this.first;
+      this.first = 0;
+      yield frame;
     }
     if (this.done + part.length > this.size) {
       throw new Error(`a part of ${part.length} bytes goes past the message's ${this.size} bytes`);
     }
     if (this.size === 0 && !this.frame) {
-      this.frame = new Uint8Array([this.code]); // an empty message is one frame
+      this.frame = new Uint8Array([this.code | this.first]); // an empty message is one frame
+      this.first = 0;
       yield this.frame;
       return;
     }
@@ -82,7 +104,8 @@ export class FrameWriter {
       if (!this.frame) {
         const length = Math.min(this.step, this.size - this.done);
         this.frame = new Uint8Array(length + 1);
-        this.frame[0] = this.done + length < this.size ? this.code | MORE : this.code;
+        this.frame[0] = (this.done + length < this.size ? this.code | MORE : this.code) | this.first;
+        this.first = 0;
         this.fill = 0;
       }
       const n = Math.min(part.length - at, this.frame.length - 1 - this.fill);
@@ -124,14 +147,23 @@ export class MessageTooLarge extends Error {
   }
 }
 
-/** Reassembles frames into whole messages of at most `maxSize` bytes; one per data channel. */
+/**
+ * Reassembles frames into whole messages of at most `maxSize` bytes; one per data channel. It takes first frames
+ * marked FIRST always; with `start` it also drops frames until a message's first frame, and counts them in
+ * `skipped`.
+ */
 export class FrameDecoder {
-  /** @param {number} [maxSize] */
-  constructor(maxSize = Infinity) {
+  /** @param {number} [maxSize] @param {boolean} [start] drop frames until a message's first (extension "start") */
+  constructor(maxSize = Infinity, start = false) {
     /** The largest message taken; the owner may change it between frames. */
     this.maxSize = maxSize;
     /** The frames left of a message refused as too large are dropped, up to its last one. */
     this.dropping = false;
+    this.start = start;
+    /** Whether the decoder is at a message boundary it knows (always, without `start`). */
+    this.synced = !start;
+    /** Frames dropped while waiting for a message's first frame. */
+    this.skipped = 0;
     /** @type {Uint8Array[]} */
     this.chunks = [];
     this.kind = 0;
@@ -169,9 +201,18 @@ export class FrameDecoder {
    */
   push(frame) {
     if (frame.length === 0) throw new Error("empty frame: an nbcall frame has at least its kind byte");
+    if (frame[0] & FIRST) {
+      if (this.open || this.expected !== null || this.dropping) this.reset(); // a message cut off: we came in during it
+      this.synced = true;
+      frame = frame.slice();
+      frame[0] &= ~FIRST;
+    } else if (!this.synced) {
+      this.skipped += 1;
+      return null;
+    }
     if (frame[0] === LENGTH) {
       if (this.open || this.dropping) {
-        this.reset(); // drop the broken message, so that the next one decodes
+        this.drop();
         throw new Error("length frame inside a message");
       }
       if (frame.length !== 9) throw new Error(`length frame of ${frame.length} bytes: it has 9`);
@@ -191,7 +232,7 @@ export class FrameDecoder {
       return null;
     }
     if (this.open && code !== this.kind) {
-      this.reset();
+      this.drop();
       throw new Error(`frame of kind ${code} inside a message of kind ${this.kind}`);
     }
     if (this.pending + frame.length - 1 > this.maxSize) {
@@ -209,6 +250,12 @@ export class FrameDecoder {
     const payload = concat(this.chunks);
     this.reset();
     return { kind: KINDS[code - 1], payload };
+  }
+
+  /** Drop a broken message, so that the next one decodes (with `start`: from its first frame). */
+  drop() {
+    this.reset();
+    this.synced = !this.start;
   }
 
   reset() {
@@ -235,4 +282,101 @@ export function concat(parts, copy = false) {
     offset += p.length;
   }
   return out;
+}
+
+/** A SYNC frame: "tell me when you have everything I sent up to here". @param {number} sequence */
+export function syncFrame(sequence) {
+  const frame = new Uint8Array(9);
+  frame[0] = SYNC;
+  new DataView(frame.buffer).setBigUint64(1, BigInt(sequence));
+  return frame;
+}
+
+/** An ACK frame answering `sender`'s SYNC `sequence` (0: "I receive you"). @param {number} sequence @param {string} sender */
+export function ackFrame(sequence, sender) {
+  const name = new TextEncoder().encode(sender);
+  const frame = new Uint8Array(9 + name.length);
+  frame[0] = ACK;
+  new DataView(frame.buffer).setBigUint64(1, BigInt(sequence));
+  frame.set(name, 9);
+  return frame;
+}
+
+/**
+ * `{type: SYNC, sequence, sender: ""}` or `{type: ACK, sequence, sender}` for a pacing frame, null for any other.
+ * @param {Uint8Array} frame @returns {{type: number, sequence: number, sender: string} | null}
+ */
+export function control(frame) {
+  if (frame.length < 9 || (frame[0] !== SYNC && frame[0] !== ACK)) return null;
+  const sequence = Number(new DataView(frame.buffer, frame.byteOffset, 9).getBigUint64(1));
+  if (frame[0] === SYNC) return frame.length === 9 ? { type: SYNC, sequence, sender: "" } : null;
+  try {
+    return { type: ACK, sequence, sender: new TextDecoder("utf-8", { fatal: true }).decode(frame.subarray(9)) };
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Paces one member's sends in an SFU room by its receivers' acknowledgements (as nbcall/wire/framing.py
+ * AckWindow): Janus applies no back-pressure, so after every `every` bytes the sender sends a SYNC, and it holds
+ * back while `outstanding` SYNCs wait for an ACK from every receiver. A receiver that leaves a SYNC unanswered
+ * for `patience` seconds stops holding the sender back ("deaf") until it answers again.
+ */
+export class AckWindow {
+  constructor(every = 256 * 1024, outstanding = 4, patience = 10) {
+    this.every = every;
+    this.outstanding = outstanding;
+    this.patience = patience;
+    this.sequence = 0;
+    this.count = 0;
+    /** @type {Map<number, {waiting: Set<string>, at: number}>} */
+    this.syncs = new Map();
+    /** @type {Set<string>} */
+    this.deaf = new Set();
+  }
+
+  /**
+   * `size` bytes went to `receivers`; returns a SYNC frame to send next when one is due.
+   * @param {number} size @param {Iterable<string>} receivers @param {number} now seconds
+   */
+  sent(size, receivers, now) {
+    this.count += size;
+    if (this.count < this.every) return null;
+    this.count = 0;
+    this.sequence += 1;
+    this.syncs.set(this.sequence, { waiting: new Set([...receivers].filter((r) => !this.deaf.has(r))), at: now });
+    this.settle();
+    return syncFrame(this.sequence);
+  }
+
+  /** `receiver` has everything up to SYNC `sequence`. @param {string} receiver @param {number} sequence */
+  acked(receiver, sequence) {
+    this.deaf.delete(receiver);
+    for (const [n, sync] of this.syncs) if (n <= sequence) sync.waiting.delete(receiver);
+    this.settle();
+  }
+
+  /** `receiver` left: it holds nothing back any more. @param {string} receiver */
+  forget(receiver) {
+    for (const sync of this.syncs.values()) sync.waiting.delete(receiver);
+    this.deaf.delete(receiver);
+    this.settle();
+  }
+
+  /** Whether the sender must wait for acknowledgements before sending more. @param {number} now seconds */
+  blocked(now) {
+    while (this.syncs.size >= this.outstanding) {
+      const oldest = Math.min(...this.syncs.keys());
+      const sync = /** @type {{waiting: Set<string>, at: number}} */ (this.syncs.get(oldest));
+      if (now - sync.at < this.patience) return true;
+      for (const r of sync.waiting) this.deaf.add(r);
+      this.syncs.delete(oldest);
+    }
+    return false;
+  }
+
+  settle() {
+    for (const [n, sync] of this.syncs) if (!sync.waiting.size) this.syncs.delete(n);
+  }
 }

@@ -1,7 +1,7 @@
 // Unit tests of the data-channel framing (node --test): what goes in as one message comes out as one.
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { FrameDecoder, FrameWriter, MessageTooLarge, encodeFrames } from "./framing.js";
+import { ACK, AckWindow, FIRST, FrameDecoder, FrameWriter, MessageTooLarge, SYNC, ackFrame, control, encodeFrames } from "./framing.js";
 
 /** @param {number} n */
 function pattern(n) {
@@ -113,4 +113,35 @@ test("a message framed from parts as they come gives the frames of the whole pay
   [...short.write(new Uint8Array(4))];
   assert.throws(() => short.finish(), /ended after 4 of its 10 bytes/);
   assert.throws(() => [...new FrameWriter("bytes", 3, 1000).write(new Uint8Array(4))], /goes past the message's 3 bytes/);
+});
+
+test("extension start: a decoder that comes in mid-message drops the tail and takes the next message", () => {
+  const first = [...encodeFrames("bytes", pattern(2500), 1000, true, true)];
+  const second = [...encodeFrames("str", new TextEncoder().encode("hello"), 1000, false, true)];
+  assert.equal(first[0][0], 4 | FIRST);
+  assert.equal(first[1][0] & FIRST, 0);
+  assert.equal(second[0][0], 1 | FIRST);
+  const late = new FrameDecoder(Infinity, true);
+  assert.equal(late.push(first[2]), null);
+  assert.equal(late.push(first[3]), null);
+  assert.equal(late.skipped, 2);
+  assert.equal(new TextDecoder().decode(late.push(second[0])?.payload), "hello");
+  const whole = first.map((f) => late.push(f)).at(-1);
+  assert.deepEqual(whole?.payload, pattern(2500));
+});
+
+test("SFU pacing: a sender waits for its receivers' ACKs, and a receiver silent too long stops holding it", () => {
+  const window = new AckWindow(100, 2, 5);
+  assert.equal(window.sent(60, ["B", "C"], 0), null);
+  assert.deepEqual(control(/** @type {Uint8Array} */ (window.sent(60, ["B", "C"], 0))), { type: SYNC, sequence: 1, sender: "" });
+  window.sent(100, ["B", "C"], 1);
+  assert.equal(window.blocked(1), true);
+  assert.deepEqual(control(ackFrame(2, "Ä")), { type: ACK, sequence: 2, sender: "Ä" });
+  window.acked("B", 2);
+  window.acked("C", 1);
+  assert.equal(window.blocked(1), false);
+  window.sent(100, ["B", "C"], 2);
+  assert.equal(window.blocked(4), true);
+  assert.equal(window.blocked(6.5), false);
+  assert.deepEqual([...window.deaf], ["C"]);
 });

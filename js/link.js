@@ -12,7 +12,7 @@ import { SETTINGS, validate } from "./protocol.js";
  * @typedef {{[K in ToBrowserType]: (message: ToBrowser[K], buffers: DataView[]) => void}} Handlers
  * @typedef {{
  *   max_log: number, max_chat: number, stats_interval_ms: number, stats_history: number,
- *   frame_size: number, high_water: number, part_size: number, max_receive_size: number,
+ *   frame_size: number, high_water: number, part_size: number, max_receive_size: number, max_tiles: number,
  * }} Settings
  */
 
@@ -34,6 +34,8 @@ export const DEFAULT_SETTINGS = Object.freeze({
   part_size: 4 * 1024 * 1024,
   // The largest message a phone takes (nbcall.wire.payload.MAX_RECEIVE_SIZE).
   max_receive_size: 512 * 1024 * 1024,
+  // A room's grid shows at most this many remote tiles (an SFU room of 25 would be a wall of stamps).
+  max_tiles: 9,
 });
 
 /**

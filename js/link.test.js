@@ -63,6 +63,9 @@ function recorder() {
     history: record("history"),
     sdp: record("sdp"),
     diagnose: record("diagnose"),
+    sfu_publish: record("sfu_publish"),
+    sfu_remote: record("sfu_remote"),
+    sfu_close: record("sfu_close"),
   };
   return { calls, handlers };
 }
@@ -188,6 +191,7 @@ test("without _settings (today's Python) the browser uses the constants both hal
       high_water: 1048576,
       part_size: 4194304,
       max_receive_size: 536870912,
+      max_tiles: 9,
     });
     assert.deepEqual(problems, []);
   }

@@ -19,6 +19,8 @@ import { PeerLink } from "./peer.js";
 import { Transfers } from "./progress.js";
 import { runDiagnosis } from "./diagnose.js";
 import { rememberSdp } from "./sdp-panel.js";
+import { SfuLink } from "./sfu.js";
+import { chooseTiles } from "./grid.js";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -75,6 +77,22 @@ export const FROM_PYTHON = {
   },
   close(phone, { peer }) {
     phone.close(peer);
+    phone.sfu?.forget(peer);
+  },
+  sfu_publish(phone, { ice_servers, ice_transport_policy }) {
+    phone.closeSfu();
+    const config = { iceServers: ice_servers, iceTransportPolicy: ice_transport_policy ?? "all" };
+    const shown = (/** @type {Set<string>} */ video) => new Set(phone.tiles((m) => video.has(m)).shown);
+    const sfu = (phone.sfu = new SfuLink(config, phone.host, shown));
+    sfu.step(() => sfu.publish());
+    phone.emit("rtc");
+  },
+  sfu_remote(phone, { role, signal, feeds, streams }) {
+    const sfu = phone.sfu;
+    sfu?.step(() => sfu.take(/** @type {import("./sfu.js").Role} */ (role), signal, feeds, streams));
+  },
+  sfu_close(phone) {
+    phone.closeSfu();
   },
   send(phone, { id, kind, to, size }, buffers) {
     const first = bytesOf(buffers[0]);
@@ -118,6 +136,8 @@ export class BrowserPhone extends EventTarget {
     this.peers = new Map();
     /** The connection the views show: the latest, kept after it closed until the next. @type {PeerLink | null} */
     this.shown = null;
+    /** In an SFU room: the connections to the SFU (the members are feeds on them). @type {SfuLink | null} */
+    this.sfu = null;
     /** @type {LogEntry[]} */
     this.log = [];
     /** @type {ChatEntry[]} */
@@ -239,9 +259,33 @@ export class BrowserPhone extends EventTarget {
     }
   }
 
+  /**
+   * Which remote members get a tile in the room's grid (see grid.js), given who sends video.
+   * @param {(member: string) => boolean} sendsVideo
+   */
+  tiles(sendsVideo) {
+    const members = this.model.get("members") ?? [];
+    return chooseTiles(members, String(this.model.get("user_id") ?? ""), sendsVideo, this.link.settings.max_tiles);
+  }
+
+  /** Close the connections to the SFU, if there are some. */
+  closeSfu() {
+    const sfu = this.sfu;
+    if (!sfu) return;
+    this.sfu = null;
+    const hadMedia = Boolean(sfu.localStream || sfu.remoteStreams.size);
+    sfu.close();
+    this.emit("rtc");
+    if (hadMedia) {
+      this.reportMedia();
+      this.emit("media");
+    }
+  }
+
   dispose() {
     globalThis.removeEventListener?.("pagehide", this.onPageHide);
     this.unfollow();
+    this.closeSfu();
     for (const peer of [...this.peers.keys()]) this.close(peer);
     this.link.dispose();
   }
@@ -252,9 +296,10 @@ export class BrowserPhone extends EventTarget {
    */
   reportMedia(errors = []) {
     const links = [...this.peers.values()];
+    const sfu = this.sfu;
     const report = mediaReport(
-      links.map((l) => ({ getTracks: () => l.sentTracks() })),
-      links.map((l) => l.remoteStream),
+      [...links, ...(sfu ? [sfu] : [])].map((l) => ({ getTracks: () => l.sentTracks() })),
+      [...links.map((l) => l.remoteStream), ...(sfu?.remoteStreams.values() ?? [])],
       errors,
     );
     this.link.tell("media", report);
@@ -296,6 +341,25 @@ export class BrowserPhone extends EventTarget {
    * @param {string} [to]
    */
   send(id, kind, payload, to) {
+    const sfu = this.sfu;
+    if (sfu && to == null) {
+      // An SFU room: one send reaches every member (a message to one member goes through the server).
+      const parted = payload instanceof Outgoing ? payload : null;
+      const total = parted ? parted.size : /** @type {Uint8Array} */ (payload).length;
+      const parts = parted ? parted.split(1)[0] : [/** @type {Uint8Array} */ (payload)];
+      this.sends = this.sends.then(async () => {
+        try {
+          await sfu.send(kind, total, parts);
+          const head = parted ? parted.head : /** @type {Uint8Array} */ (payload);
+          this.addChat("out", kind, head, total, "", this.transfers.message("out", "", kind, total, head));
+        } catch (err) {
+          if (id !== null) this.outgoing.delete(id);
+          if (id !== null) this.link.tell("send_failed", { id, message: err instanceof Error ? err.message : String(err) });
+          else this.fail(undefined, err);
+        }
+      });
+      return;
+    }
     const done = this.sends.then(async () => {
       // To everyone: every link whose channel is open now (a member still connecting misses it, as it would
       // have missed it a moment earlier). To one: that link, open or not, so that a closed one says why.

@@ -244,7 +244,7 @@ test("a call's offer carries our media, recvonly for a wanted medium we could no
     peer: "B",
     signal: {
       type: "call", sdp: JSON.stringify({ type: "offer", sdp: "audio:sendrecv video:recvonly" }), framing: "nbcall/1",
-      framing_ext: ["length", "resume"],
+      framing_ext: ["length", "resume", "start"],
     },
   });
   const media = model.sent.find((m) => m.type === "media");
@@ -577,7 +577,7 @@ test("a file arriving is one chat row, its progress reaches Python, and the verd
 });
 
 test("a large message goes to Python in parts while it arrives, first part marked, and shows whole in the chat", async () => {
-  const settings = { max_log: 500, max_chat: 200, stats_interval_ms: 1000, stats_history: 60, frame_size: 65536, high_water: 1 << 20, part_size: 100_000 };
+  const settings = { max_log: 500, max_chat: 200, stats_interval_ms: 1000, stats_history: 60, frame_size: 65536, high_water: 1 << 20, part_size: 100_000, max_tiles: 9 };
   const { model, phone, channel } = await framedCall({ _settings: settings });
   const payload = new Uint8Array(300_000).map((_, i) => i % 251);
   const frames = [...encodeFrames("bytes", payload, 65536, true)];

@@ -36,6 +36,12 @@ export { spec };
  *   history: {type: "history", log: LogEntry[]},
  *   sdp: import("./sdp-panel.js").SdpMessage,
  *   diagnose: import("./diagnose.js").DiagnoseMessage,
+ *   sfu_publish: {type: "sfu_publish", peer: string, room: string, ice_servers: RTCIceServer[], ice_transport_policy?: RTCIceTransportPolicy},
+ *   sfu_remote: {
+ *     type: "sfu_remote", peer: string, role: string, signal: Signal, feeds?: Record<string, string>,
+ *     streams?: import("./sfu.js").Stream[], ice_servers?: RTCIceServer[], ice_transport_policy?: RTCIceTransportPolicy,
+ *   },
+ *   sfu_close: {type: "sfu_close", peer: string},
  * }} ToBrowser
  */
 
@@ -58,6 +64,9 @@ export { spec };
  *   dropped: {peer: string, problem: string},
  *   ui: {action: string, peer?: string},
  *   diagnosis: {id: string, report: import("./diagnose.js").Report},
+ *   sfu_signal: {role: string, signal: Signal},
+ *   sfu_rtc: {role: string, name: string, value: unknown},
+ *   sfu_view: {video: string[]},
  * }} ToPythonFields
  */
 

@@ -4,6 +4,7 @@
 // a member selector for the statistics.
 
 import { h } from "./dom.js";
+import { hiddenText } from "./grid.js";
 import {
   candidateText, closedText, describe, logSize, logTime, progressText, roomStatusText, rtpRows, sparkPoints, statusText,
 } from "./format.js";
@@ -56,6 +57,7 @@ export function renderPhone(model, el, phone) {
   const leaveBtn = h("button", { class: "nbcall-leave", textContent: "Leave" });
   const members = h("div", { class: "nbcall-members" });
   const grid = h("div", { class: "nbcall-grid" });
+  const gridNote = h("div", { class: "nbcall-grid-note" });
   const statsPeer = h("select", { class: "nbcall-stats-peer", title: "Whose connection to show" });
   const micBtn = h("button", { class: "nbcall-mic", title: "Microphone" });
   const cameraBtn = h("button", { class: "nbcall-camera", title: "Camera" });
@@ -236,6 +238,12 @@ export function renderPhone(model, el, phone) {
     const user = model.get("user_id");
     const connections = model.get("connections") ?? {};
     const order = [user, ...(model.get("members") ?? []).filter((m) => m !== user)];
+    // In an SFU room the members' media come through the SFU link; at most max_tiles remote tiles are shown,
+    // those sending video first, and the others are heard (their tiles hidden, their audio playing).
+    const sfu = phone.sfu;
+    /** @param {string} m */
+    const streamOf = (m) => (sfu ? sfu.remoteStreams.get(m) : phone.peers.get(m)?.remoteStream) ?? null;
+    const { hidden } = phone.tiles((m) => (sfu ? sfu.videoMembers.has(m) : Boolean(streamOf(m)?.getVideoTracks().length)));
     for (const [m, t] of tiles) {
       if (order.includes(m)) continue;
       setSource(t.video, null);
@@ -256,8 +264,10 @@ export function renderPhone(model, el, phone) {
       }
       grid.append(t.tile); // in member order
       const state = self ? "self" : (connections[m] ?? "connecting");
-      const stream = self ? phone.localStream : phone.peers.get(m)?.remoteStream;
-      const hasVideo = Boolean(stream?.getVideoTracks().length);
+      const stream = self ? phone.localStream : streamOf(m);
+      const unseen = hidden.includes(m);
+      t.tile.hidden = unseen;
+      const hasVideo = !unseen && Boolean(stream?.getVideoTracks().length);
       t.tile.dataset.state = state;
       t.tile.classList.toggle("nbcall-has-video", hasVideo);
       t.tile.classList.toggle("nbcall-off", self && !model.get("camera_on"));
@@ -265,7 +275,11 @@ export function renderPhone(model, el, phone) {
       setSource(t.video, hasVideo ? stream : null);
       setSource(t.audio, !self && stream?.getAudioTracks().length ? stream : null);
     }
-    grid.dataset.count = String(order.length - 1);
+    grid.dataset.count = String(order.length - 1 - hidden.length);
+    grid.dataset.hidden = String(hidden.length);
+    gridNote.textContent = hiddenText(hidden.length);
+    gridNote.hidden = !hidden.length;
+    grid.append(gridNote);
   }
 
   function renderMedia() {
@@ -287,7 +301,7 @@ export function renderPhone(model, el, phone) {
     const inRoom = Boolean(model.get("room"));
     const remote = inRoom ? null : phone.remoteStream;
     const remoteHasVideo = Boolean(remote?.getVideoTracks().length);
-    const roomMedia = inRoom && [...phone.peers.values()].some((l) => l.remoteStream);
+    const roomMedia = inRoom && ([...phone.peers.values()].some((l) => l.remoteStream) || Boolean(phone.sfu?.remoteStreams.size));
     // A data-only phone keeps its compact look until someone sends it media.
     media.hidden = !wantsAudio && !wantsVideo && !remote && !roomMedia;
     media.classList.toggle("nbcall-grid-mode", inRoom);

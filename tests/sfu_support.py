@@ -61,6 +61,10 @@ class SfuMember:
         self.subscriber: Any = None
         self.channel: Any = None  # the publisher's data channel
         self.offers = 0  # subscriber offers answered
+        #: The last subscriber offer's streams: mid -> the member whose feed it carries (media only).
+        self.mids: dict[str, str] = {}
+        #: The tracks received on the subscriber link, by mid.
+        self.tracks: dict[str, Any] = {}
 
     async def open(self, url: str, **fields: Any) -> dict[str, Any]:
         self.ws = await connect(url, open_timeout=TIMEOUT)
@@ -100,6 +104,9 @@ class SfuMember:
             msg = json.loads(text)
             if msg["type"] == "sfu-offer" and self.subscriber is not None:
                 self.feeds = msg["feeds"]
+                self.mids = {
+                    stream["mid"]: stream["member"] for stream in msg["streams"] if "member" in stream
+                }
                 await self._answer(msg)
             elif msg["type"] == "sfu-feeds":
                 self.feeds = msg["feeds"]
@@ -108,9 +115,10 @@ class SfuMember:
 
     # -- WebRTC on aiortc -----------------------------------------------------------------
 
-    async def publish(self, room: str) -> dict[str, Any]:
-        """Publish a data channel into ``room``; subscribe to the others as the SFU offers them."""
-        from aiortc import RTCPeerConnection, RTCSessionDescription
+    async def publish(self, room: str, *, video: bool = False) -> dict[str, Any]:
+        """Publish a data channel (and a test video track) into ``room``; subscribe to the others as the SFU
+        offers them."""
+        from aiortc import RTCPeerConnection, RTCSessionDescription, VideoStreamTrack
 
         self.room = room
         self.subscriber = RTCPeerConnection()
@@ -122,8 +130,15 @@ class SfuMember:
             def _message(message: str) -> None:
                 self.received.append((self.feeds.get(channel.label, channel.label), message))
 
+        @self.subscriber.on("track")
+        def _track(track: Any) -> None:
+            mid = next(t.mid for t in self.subscriber.getTransceivers() if t.receiver.track is track)
+            self.tracks[mid] = track
+
         self.publisher = RTCPeerConnection()
         self.channel = self.publisher.createDataChannel("nbcall")
+        if video:
+            self.publisher.addTrack(_small_video(VideoStreamTrack))
         await self.publisher.setLocalDescription(await self.publisher.createOffer())
         await _gathered(self.publisher)
         local = self.publisher.localDescription
@@ -160,6 +175,21 @@ class SfuMember:
             await self.ws.close()
         if self._reader is not None:
             self._reader.cancel()
+
+
+def _small_video(base: Any) -> Any:
+    """A 160x120 test pattern (aiortc's default track is 640x480: costly to encode on a busy machine)."""
+    import numpy
+    from av import VideoFrame
+
+    class Small(base):  # type: ignore[misc, valid-type]
+        async def recv(self) -> VideoFrame:
+            pts, time_base = await self.next_timestamp()
+            frame = VideoFrame.from_ndarray(numpy.full((120, 160, 3), pts % 255, numpy.uint8), format="bgr24")
+            frame.pts, frame.time_base = pts, time_base
+            return frame
+
+    return Small()
 
 
 async def _gathered(pc: Any) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-__all__ = ["FREE", "IN_CALL", "STATES", "Action", "Changed", "Link", "ToEngine", "ToServer"]
+__all__ = ["FREE", "IN_CALL", "STATES", "Action", "Changed", "Delivered", "Link", "ToEngine", "ToServer"]
 
 #: Every state a phone can be in. ``ended`` and ``failed`` are final for a call; a new call may follow.
 STATES = ("idle", "calling", "ringing", "connecting", "connected", "ended", "failed")
@@ -32,12 +32,22 @@ class ToEngine:
 @dataclass(frozen=True)
 class Changed:
     """Fields of the phone that changed: ``state``, ``peer``, ``error``, ``online``, ``peers``, ``room``,
-    ``members``, ``connections`` or ``invitation``."""
+    ``members``, ``connections``, ``invitation``, ``room_mode`` or ``sfu_links``."""
 
     fields: dict[str, Any]
 
 
-Action = ToServer | ToEngine | Changed
+@dataclass(frozen=True)
+class Delivered:
+    """A data message arrived through the signaling server (an SFU room's directed send): receive it as one
+    from the data channel."""
+
+    peer: str
+    kind: Literal["str", "bytes", "json"]
+    payload: bytes
+
+
+Action = ToServer | ToEngine | Changed | Delivered
 
 
 @dataclass

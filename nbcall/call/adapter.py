@@ -120,8 +120,20 @@ class CallAdapter:
         """Send the file or directory at ``path`` on the background loop (see :func:`~.transfer.send_files`)."""
         files = list_files([Path(path)], names=[name] if name else None)
         with self._lock:
+            self._machine.check_send_file(to)
             self._machine.check_send(to)
         return kernel.submit(send_files(self, files, to=to, timeout=timeout, resume=resume))
+
+    def _sent_through_server(self, kind: str, payload: bytes, to: str | None) -> bool:
+        """In an SFU room a message to one member goes through the signaling server: send it so (True) or
+        say it is not for it (False). Raises when it is too large for the server."""
+        with self._lock:
+            if to is None or self._machine.room_mode != "sfu":
+                return False
+            self._machine.check_send(to)
+            self._machine.send_direct(to, kind, payload)
+            self._carry_out()
+        return True
 
     def call(self, peer: str) -> None:
         """Call ``peer``: its phone rings, and the call connects once it answers."""
@@ -130,16 +142,18 @@ class CallAdapter:
             self._machine.call(peer, time.monotonic())
             self._carry_out()
 
-    def invite(self, *peer_ids: str) -> None:
+    def invite(self, *peer_ids: str, sfu: bool = False) -> None:
         """Invite peers into this phone's room: an idle phone makes a room, a 1:1 call becomes one.
 
         Each invited phone rings with ``invitation`` set; once one accepts, the room is up and every member
         connects to every other (docs/rooms.md). Any member may invite. A refusal (the peer declined, is
-        offline, the room is full) comes back in ``error``.
+        offline, the room is full) comes back in ``error``. With ``sfu=True`` a new room is made on the
+        server's SFU (``room_mode`` "sfu"): each member sends once to the SFU, which forwards to the others, so a
+        room may hold a class; its invitations ring with ``invitation["sfu"]``.
         """
         self._check_can_dial("invite")
         with self._lock:
-            self._machine.invite(peer_ids, time.monotonic())
+            self._machine.invite(peer_ids, time.monotonic(), sfu=sfu)
             self._carry_out()
 
     def answer(self) -> None:

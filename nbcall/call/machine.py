@@ -19,17 +19,29 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..exceptions import CallError
-from .actions import FREE, IN_CALL, STATES, Action, Changed, Link, ToEngine, ToServer
+from .actions import FREE, IN_CALL, STATES, Action, Changed, Delivered, Link, ToEngine, ToServer
 from .rooms import RoomCalls
+from .sfu import SfuCalls
 
-__all__ = ["FREE", "IN_CALL", "STATES", "Action", "CallMachine", "Changed", "Link", "ToEngine", "ToServer"]
+__all__ = [
+    "FREE",
+    "IN_CALL",
+    "STATES",
+    "Action",
+    "CallMachine",
+    "Changed",
+    "Delivered",
+    "Link",
+    "ToEngine",
+    "ToServer",
+]
 
 #: The signaling messages an engine produces, and the call states in which each is relayed to the peer.
 _RELAYED_FROM_ENGINE = {"call": ("calling",), "answer": ("connecting",), "ice": IN_CALL}
 
 
 @dataclass
-class CallMachine(RoomCalls):
+class CallMachine(RoomCalls, SfuCalls):
     """The calls of the phone ``user_id``; see the module's docstring for how to drive it."""
 
     user_id: str
@@ -52,8 +64,17 @@ class CallMachine(RoomCalls):
     room: str = ""
     members: list[str] = field(default_factory=list)
     connections: dict[str, str] = field(default_factory=dict)
-    #: The invitation ringing now: ``{"room", "from", "members"}``, or ``{}``.
+    #: The invitation ringing now: ``{"room", "from", "members"}`` (and ``"sfu": True`` for an SFU room), or ``{}``.
     invitation: dict[str, Any] = field(default_factory=dict)
+    #: "mesh" or "sfu" in a room ("" outside one), and in an SFU room the state of our two connections to the SFU
+    #: (``{"publisher": ..., "subscriber": ...}``, connectionState strings).
+    room_mode: str = ""
+    sfu_links: dict[str, str] = field(default_factory=dict)
+    #: What the server said at ``register``: whether it runs with an SFU, and the largest message it takes.
+    sfu_available: bool = False
+    max_message_size: int | None = 64 * 1024
+    #: In an SFU room, the feed ID -> member map of our subscriber connection.
+    _feeds: dict[str, str] = field(default_factory=dict)
     _deadline: float | None = None
     #: Whether we asked the server for a room (invited, or accepted) and wait for, or got, its ``room-state``.
     _room_asked: bool = False
@@ -158,6 +179,11 @@ class CallMachine(RoomCalls):
                 raise CallError(
                     f"{to!r} is not in {self.user_id}'s room {self.room}; members: {self.members}"
                 )
+            if to is not None and self.room_mode == "sfu":
+                if not self.online:  # it goes through the server
+                    raise CallError(f"{self.user_id} is offline, and a message to one member of an SFU room "
+                                    "goes through the signaling server")  # fmt: skip
+                return
             if not any(self.connections.get(m) == "connected" for m in ([to] if to else others)):
                 raise CallError(
                     f"{self.user_id} has no open connection to {to or 'any member'} yet; "
@@ -193,6 +219,10 @@ class CallMachine(RoomCalls):
 
     def registered(self, reply: dict[str, Any]) -> None:
         """The server accepted our registration (at start or after a reconnect)."""
+        self.sfu_available = bool(reply.get("sfu"))
+        limit = reply.get("max_message_size")
+        if isinstance(limit, int) and limit > 0:
+            self.max_message_size = limit
         self._change(online=True, peers=[str(p) for p in reply.get("peers", [])], error="")
 
     def signaling_lost(self, reason: str | None) -> None:
@@ -323,7 +353,7 @@ class CallMachine(RoomCalls):
             return
         link.connection = connection_state
         if self.room:
-            if connection_state in ("failed", "closed"):
+            if connection_state in ("failed", "closed") and self.room_mode != "sfu":
                 self._signal("room-link", None, room=self.room, peer=peer, state=connection_state)
             self._update_connections()
             return
@@ -342,7 +372,8 @@ class CallMachine(RoomCalls):
             return
         link.channel_open = open_
         if self.room:
-            if not open_:
+            # In an SFU room a feed closing says nothing of the member's own links: the server follows Janus.
+            if not open_ and self.room_mode != "sfu":
                 link.connection = "closed"
                 self._signal("room-link", None, room=self.room, peer=peer, state="closed")
             self._update_connections()
@@ -443,4 +474,16 @@ class CallMachine(RoomCalls):
         self._room_asked = False
         self._room_credential = ""
         self._refused_invites = self._sent_invites = 0
-        self._change(state=state, error=error, room="", members=[], connections={}, invitation={})
+        if self.room_mode == "sfu":
+            self._engine("sfu_close", "")
+        self._feeds = {}
+        self._change(
+            state=state,
+            error=error,
+            room="",
+            members=[],
+            connections={},
+            invitation={},
+            room_mode="",
+            sfu_links={},
+        )

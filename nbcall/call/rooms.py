@@ -27,6 +27,7 @@ class RoomCalls:
     members: list[str]
     connections: dict[str, str]
     invitation: dict[str, Any]
+    room_mode: str
     _deadline: float | None
     _room_asked: bool
     _room_credential: str
@@ -41,14 +42,29 @@ class RoomCalls:
     _example_peer: Callable[[], str]
     _rtc_config: Callable[[], dict[str, Any]]
     answer: Callable[..., None]
+    check_sfu_invite: Callable[[], None]
+    _sfu_room_state: Callable[[list[str], bool], None]
 
-    def invite(self, peers: tuple[object, ...], now: float) -> None:
-        """Invite ``peers`` into this phone's room; an idle phone makes a new room, a 1:1 call becomes one."""
+    def invite(self, peers: tuple[object, ...], now: float, sfu: bool = False) -> None:
+        """Invite ``peers`` into this phone's room; an idle phone makes a new room (on the SFU with ``sfu``), a
+        1:1 call becomes one."""
         if not peers:
             raise ValueError(f"invite one or more peers by their IDs, such as {self._example_peer()!r}")
         ids = [self._check_id(p, "invite") for p in peers]
         if not self.online:
             raise CallError(f"{self.user_id} is offline: {self.error or 'not connected to a server'}")
+        if sfu:
+            self.check_sfu_invite()
+            if (self.room or self._room_asked) and self.room_mode != "sfu" and self.room:
+                raise CallError(
+                    f"{self.user_id} is in the mesh room {self.room}: sfu=True makes a new room, so leave this "
+                    "one first (or invite without sfu=True into it)"
+                )
+            if self.state == "connected" and self.peer and not self.room:
+                raise CallError(
+                    f"{self.user_id} is in a 1:1 call with {self.peer}, which cannot become an SFU room: hang up "
+                    "and invite again, or invite without sfu=True to turn the call into a mesh room"
+                )
         for peer in ids:
             if peer in self.members:
                 raise CallError(
@@ -78,7 +94,7 @@ class RoomCalls:
         self.links = {}
         self._change(state="calling", peer="", error="")
         for peer in ids:
-            self._signal("room-invite", peer)
+            self._signal("room-invite", peer, **({"sfu": True} if sfu else {}))
 
     def register_fields(self) -> dict[str, Any]:
         """What this phone adds to ``register``: that it understands rooms, and the room it is in with the
@@ -100,7 +116,18 @@ class RoomCalls:
         if rejoined:
             members = [*self.members, *(m for m in members if m not in self.members)]
         self._sent_invites = self._refused_invites = 0
+        first = not self.room
         self._change(room=room, members=members, invitation={}, peer="")
+        if message.get("mode") == "sfu" or self.room_mode == "sfu":
+            # Nobody offers to anybody: each member publishes to the SFU, which the server connects it to.
+            self._sfu_room_state(members, first)
+            if joining:
+                self._deadline = None
+                self._change(state="connected")
+            self._update_connections()
+            return
+        if first:
+            self._change(room_mode="mesh")
         if joining:
             # The joiner offers to each member already there, except one it is already connected to
             # (the peer of a 1:1 call that became this room).
@@ -125,9 +152,13 @@ class RoomCalls:
             self._signal("room-decline", None, room=room, reason=f"{self.user_id} is {self._doing()}")
             return
         self.links = {}
-        self._change(
-            state="ringing", peer="", error="", invitation={"room": room, "from": inviter, "members": members}
-        )
+        invitation = {
+            "room": room,
+            "from": inviter,
+            "members": members,
+            **({"sfu": True} if message.get("sfu") else {}),
+        }
+        self._change(state="ringing", peer="", error="", invitation=invitation)
         if self.auto_answer:
             self.answer()
 

@@ -7,6 +7,9 @@
   DATA chunk, so a message of n fragments costs O(n^2) (a 256 KiB frame is 226 chunks; the largest single
   cost in bench/throughput.py's profile). :class:`FastInboundStream` skips the scan for a chunk that arrives
   in order and is not a last fragment, since it cannot complete any message: reassembly becomes linear.
+- :func:`start_receivers`: a media section that a renegotiation adds to a connection that is up (an SFU's
+  updated subscriber offer) sometimes keeps its receiver unstarted: its packets are dropped, nothing raises. It
+  runs the connection's connect step again, which starts it.
 - :func:`unacknowledged`: the DATA chunks SCTP has queued or sent but the peer has not acknowledged yet, so
   that a hangup waits until what was sent has arrived.
 
@@ -34,6 +37,7 @@ __all__ = [
     "FastInboundStream",
     "LoopbackConnection",
     "allow_loopback",
+    "start_receivers",
     "tune_sctp",
     "unacknowledged",
     "unavailable_reason",
@@ -173,3 +177,23 @@ def unacknowledged(sctp: _sctp.RTCSctpTransport | None) -> int:
     if sctp is None or not _available():
         return 0
     return len(getattr(sctp, "_outbound_queue", ())) + len(getattr(sctp, "_sent_queue", ()))
+
+
+# ------------------------------------------------------------------------------- receivers of a renegotiation
+
+
+async def start_receivers(pc: RTCPeerConnection) -> int:
+    """Start the receivers of ``pc`` that should receive but were left unstarted; returns how many there were
+    (0, doing nothing, on versions this was not written for)."""
+    if not _available():
+        return 0
+    idle = [
+        t
+        for t in pc.getTransceivers()
+        if t.currentDirection in ("recvonly", "sendrecv")
+        and not getattr(t.receiver, "_RTCRtpReceiver__started", True)
+    ]
+    connect = getattr(pc, "_RTCPeerConnection__connect", None)
+    if idle and connect is not None and pc.connectionState == "connected":
+        await connect()
+    return len(idle)

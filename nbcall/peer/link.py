@@ -11,11 +11,10 @@ import concurrent.futures
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-import av
 from aiortc import (
     MediaStreamTrack,
     RTCConfiguration,
@@ -24,16 +23,15 @@ from aiortc import (
     RTCPeerConnection,
     RTCSessionDescription,
 )
-from aiortc.mediastreams import MediaStreamError
 from aiortc.rtcconfiguration import RTCBundlePolicy
 from aiortc.sdp import candidate_from_sdp
 
 from ..wire.framing import EXTENSIONS, LENGTH, PROTOCOL, FrameDecoder, FramingError, encode_frames
 from ..wire.payload import Kind, oversize
 from .aiortc_patches import allow_loopback, tune_sctp, unacknowledged
-from .tracks import ArrayAudioTrack, ArrayVideoTrack, MediaOptions, call_all, call_frame
+from .tracks import ArrayVideoTrack, MediaOptions, consume_audio, consume_video, local_track
 
-__all__ = ["EngineHost", "Link", "SendLimits", "max_message_size"]
+__all__ = ["EngineHost", "Link", "SendLimits", "description_of", "max_message_size"]
 
 logger = logging.getLogger("nbcall.peer.rtc")
 
@@ -141,7 +139,7 @@ class Link:
 
     async def _take_remote(self, signal: dict[str, Any]) -> None:
         """Take the peer's offer or answer, and with it how to frame for it and its largest message."""
-        description = _description(signal)
+        description = description_of(signal)
         # Frame only for a peer that said it understands (and announce lengths if it takes them).
         self.framed = signal.get("framing") == PROTOCOL
         extensions = signal.get("framing_ext")
@@ -337,18 +335,12 @@ class Link:
     # -------------------------------------------------------------------------------------- media
 
     def _wants(self, kind: str) -> bool:
-        return bool(self.media.on_frame if kind == "video" else self.media.on_audio)
+        return self.media.wants_video() if kind == "video" else bool(self.media.on_audio)
 
     def _local_track(self, kind: str) -> MediaStreamTrack | None:
-        source = self.media.video if kind == "video" else self.media.audio
-        if source is None:
-            return None
-        track: MediaStreamTrack
-        if kind == "video":
-            track = ArrayVideoTrack(source, self.media.fps, self.pool)
-        else:
-            track = ArrayAudioTrack(source, self.media.sample_rate, self.media.channels, self.pool)
-        self.tracks.append(track)
+        track = local_track(kind, self.media, self.pool)
+        if track is not None:
+            self.tracks.append(track)
         return track
 
     def _on_track(self, track: MediaStreamTrack) -> None:
@@ -357,40 +349,11 @@ class Link:
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
-    async def _received(self, track: MediaStreamTrack) -> AsyncIterator[Any]:
-        """The track's frames until it ends or this link closes."""
-        while not self.closed:
-            try:
-                yield await track.recv()
-            except MediaStreamError:
-                return
-
     async def _consume_video(self, track: MediaStreamTrack) -> None:
-        """Hand the newest frame to the callbacks; frames that come while they run are dropped, not queued."""
-        loop = asyncio.get_running_loop()
-        busy: asyncio.Future[None] | None = None
-        async for frame in self._received(track):
-            self.counts["frames_in"] += 1
-            if busy is not None and not busy.done():
-                self.counts["frames_dropped"] += 1
-                continue
-            busy = loop.run_in_executor(self.pool, call_frame, self.media.on_frame, frame)  # type: ignore[arg-type]
+        await consume_video(track, self.media, self.peer, self.pool, self.counts, lambda: self.closed)
 
     async def _consume_audio(self, track: MediaStreamTrack) -> None:
-        loop = asyncio.get_running_loop()
-        resampler = av.AudioResampler(
-            format="s16", layout="mono" if self.media.channels == 1 else "stereo", rate=self.media.sample_rate
-        )
-        async for frame in self._received(track):
-            self.counts["audio_in"] += 1
-            if self.media.on_audio:
-                for out in resampler.resample(frame):  # type: ignore[arg-type]
-                    samples = out.to_ndarray().reshape(-1, self.media.channels)
-                    if self.media.channels == 1:
-                        samples = samples[:, 0]
-                    loop.run_in_executor(
-                        self.pool, call_all, self.media.on_audio, samples, float(out.time or 0)
-                    )
+        await consume_audio(track, self.media, self.pool, self.counts, lambda: self.closed)
 
     # --------------------------------------------------------------------------------------- state
 
@@ -428,7 +391,8 @@ class Link:
             logger.debug("closing the connection to %s failed", self.peer, exc_info=True)
 
 
-def _description(signal: dict[str, Any]) -> RTCSessionDescription:
+def description_of(signal: dict[str, Any]) -> RTCSessionDescription:
+    """The session description a signal carries (its ``sdp``: the description as JSON, or as an object)."""
     raw = signal.get("sdp")
     description = json.loads(raw) if isinstance(raw, str) else raw
     if not isinstance(description, dict) or "sdp" not in description:

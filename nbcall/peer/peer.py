@@ -30,10 +30,11 @@ import traitlets
 from ..call import config, kernel, owners
 from ..call.adapter import CallAdapter
 from ..call.client import SignalingClient
-from ..call.machine import FREE, IN_CALL, STATES, CallMachine, Changed, ToEngine, ToServer
+from ..call.machine import FREE, IN_CALL, STATES, CallMachine, Changed, Delivered, ToEngine, ToServer
 from ..call.progress import PROGRESS_MIN, ProgressReporter
 from ..call.progress import describe as describe_progress
 from ..call.transfer import FileReceiver
+from ..exceptions import CallError
 from ..wire.payload import MAX_RECEIVE_SIZE, Kind, Message, decode, encode
 
 if TYPE_CHECKING:
@@ -111,6 +112,10 @@ class Peer(CallAdapter, traitlets.HasTraits):
     members = traitlets.List(traitlets.Unicode(), read_only=True)
     connections = traitlets.Dict(read_only=True)
     invitation = traitlets.Dict(read_only=True)
+    #: "mesh" or "sfu" in a room ("" outside one); in an SFU room the state of this peer's own two connections
+    #: to the SFU, ``{"publisher": ..., "subscriber": ...}`` (``connections`` stays keyed by member).
+    room_mode = traitlets.Unicode("", read_only=True)
+    sfu_links = traitlets.Dict(read_only=True)
     #: The transfer under way (a large message or a file): ``{"direction": "out"|"in", "peer", "name", "done",
     #: "total", "rate", "eta"}`` (see :mod:`nbcall.call.progress`); ``{}`` when none is.
     progress = traitlets.Dict(read_only=True)
@@ -237,9 +242,14 @@ class Peer(CallAdapter, traitlets.HasTraits):
 
         The peer receives the same type. Returns a future that is done once the whole message was handed to the
         connection (sends queue in order; :meth:`flush` waits until they have arrived). In a room it goes to
-        every member connected now, or to the member ``to``.
+        every member connected now, or to the member ``to`` (in an SFU room through the signaling server, up to its
+        ``max_message_size``).
         """
         kind, payload = encode(data)
+        if self._sent_through_server(kind, payload, to):
+            done: concurrent.futures.Future[None] = concurrent.futures.Future()
+            done.set_result(None)
+            return done
         with self._lock:
             self._machine.check_send(to)
         return self._submit_send(kind, payload, to, name=None)
@@ -263,7 +273,10 @@ class Peer(CallAdapter, traitlets.HasTraits):
         """Send one message of a file to ``targets`` and report ``progress`` (see
         :class:`~nbcall.call.transfer.FileLink`); returns once aiortc took it."""
         kind, payload = encode(data)
-        await asyncio.gather(*(self._engine.send(kind, payload, target) for target in targets))
+        if self.room_mode == "sfu":  # the SFU relays one send to every member
+            await self._engine.send(kind, payload, None)
+        else:
+            await asyncio.gather(*(self._engine.send(kind, payload, target) for target in targets))
         if progress is not None:
             self._report_progress(progress)
 
@@ -290,6 +303,16 @@ class Peer(CallAdapter, traitlets.HasTraits):
         offers (and answers) to receive video: set it before calling or answering.
         """
         self._media.on_frame.append(callback)
+        return callback
+
+    def on_room_frame(self, callback: Callable[[str, Any, float], Any]) -> Callable[[str, Any, float], Any]:
+        """In a room (mesh or SFU), call ``callback(member, frame, timestamp)`` with each member's video frames
+        (HxWx3 RGB uint8, seconds); :meth:`on_frame` stays for 1:1 calls.
+
+        As with :meth:`on_frame`, frames that arrive while the callback runs are dropped, and a peer receives
+        video only once it has a frame callback: set it before joining.
+        """
+        self._media.on_room_frame.append(callback)
         return callback
 
     def on_audio(self, callback: Callable[[Any, float], Any]) -> Callable[[Any, float], Any]:
@@ -385,9 +408,13 @@ class Peer(CallAdapter, traitlets.HasTraits):
                 kernel.call_soon(self._engine.command, action.message)
             elif isinstance(action, Changed):
                 self._apply(action.fields)
+            elif isinstance(action, Delivered):
+                self.engine_message(action.peer, action.kind, action.payload)
         self._schedule_tick()
 
     def _apply(self, fields: dict[str, Any]) -> None:
+        if "room" in fields:
+            self._media.room = bool(fields["room"])
         if fields.get("state") in FREE:
             # Files still coming when a call ends will not be finished: drop them, and say which.
             self._abort_files([None])
@@ -435,6 +462,17 @@ class Peer(CallAdapter, traitlets.HasTraits):
             self._machine.engine_channel(peer, open_)
             self._carry_out()
 
+    def engine_sfu_signal(self, role: str, signal: dict[str, Any]) -> None:
+        with self._lock:
+            self._machine.engine_sfu_signal(role, signal)
+            self._carry_out()
+
+    def engine_sfu_connection(self, role: str, state: str) -> None:
+        with self._lock:
+            self._log_entry("event", "connectionState", {"sfu": role, "state": state})
+            self._machine.engine_sfu_connection(role, state)
+            self._carry_out()
+
     def engine_failure(self, peer: str, text: str) -> None:
         with self._lock:
             self._log_entry("event", "failure", text)
@@ -465,7 +503,7 @@ class Peer(CallAdapter, traitlets.HasTraits):
         if handled is not None:
             reply, finished, progress = handled
             if reply is not None:
-                kernel.submit(self._engine.send("json", encode(reply)[1], peer))
+                self._reply(reply, peer)
             if progress is not None:
                 self._report_progress(progress)
             if finished is None:
@@ -482,6 +520,14 @@ class Peer(CallAdapter, traitlets.HasTraits):
         self.set_trait("messages", kept[max(0, len(kept) - self.max_messages) :])
         for callback in list(self._callbacks):
             self._callback_pool.submit(self._run_callback, callback, message)
+
+    def _reply(self, reply: dict[str, Any], peer: str) -> None:
+        """Answer a file's sender (its verdict): on the data channel, or in an SFU room through the server."""
+        try:
+            if not self._sent_through_server("json", encode(reply)[1], peer):
+                kernel.submit(self._engine.send("json", encode(reply)[1], peer))
+        except CallError as exc:
+            logger.warning("%s: could not send the verdict on a file to %s: %s", self.user_id, peer, exc)
 
     def _run_callback(self, callback: Callable[[Message], Any], message: Message) -> None:
         try:

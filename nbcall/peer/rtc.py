@@ -25,6 +25,7 @@ from typing import Any
 
 from ..wire.payload import Kind
 from .link import EngineHost, Link, SendLimits
+from .sfu import SfuSession
 from .tracks import ArrayAudioTrack, ArrayVideoTrack, MediaOptions
 
 __all__ = [
@@ -50,6 +51,8 @@ class Engine:
         self.media = media or MediaOptions()
         self.limits = limits or SendLimits()
         self.links: dict[str, Link] = {}
+        #: In an SFU room: the connections to the SFU (the room's members are feeds on them, not links).
+        self.sfu: SfuSession | None = None
         self.retiring: set[asyncio.Future[None]] = set()
         #: Seconds between ending a call and closing its connection (see :meth:`_retire`).
         self.close_grace = 0.3
@@ -83,8 +86,36 @@ class Engine:
             closing = self.links.pop(peer, None)
             if closing is not None:
                 self._retire(closing, grace=self.close_grace)
+            if self.sfu is not None:
+                self.sfu.forget(peer)
+        elif kind in ("sfu_publish", "sfu_remote", "sfu_close"):
+            self._sfu_command(kind, message)
         else:
             logger.warning("the engine ignored an unknown command %r", kind)
+
+    def _sfu_command(self, kind: str, message: dict[str, Any]) -> None:
+        if kind == "sfu_publish":
+            if self.sfu is not None:
+                self._close_sfu()
+            host: Any = self.host  # a Peer: also an SfuHost
+            self.sfu = SfuSession(
+                str(host.user_id), host, self.media, message.get("ice_servers") or [], self.pool,
+                self.limits.high_water,
+            )  # fmt: skip
+            self.sfu.step(self.sfu.publish)
+        elif kind == "sfu_remote" and self.sfu is not None:
+            sfu, role, signal = self.sfu, message["role"], message["signal"]
+            feeds, streams = message.get("feeds"), message.get("streams")
+            sfu.step(lambda: sfu.take(role, signal, feeds, streams))
+        elif kind == "sfu_close":
+            self._close_sfu()
+
+    def _close_sfu(self) -> None:
+        sfu, self.sfu = self.sfu, None
+        if sfu is not None:
+            task = asyncio.ensure_future(sfu.close(grace=self.close_grace))
+            self.retiring.add(task)
+            task.add_done_callback(self.retiring.discard)
 
     def _new_link(self, peer: str, ice_servers: list[dict[str, Any]]) -> Link:
         old = self.links.pop(peer, None)
@@ -124,7 +155,11 @@ class Engine:
     async def send(
         self, kind: Kind, payload: bytes, to: str | None = None, progress: Callable[[int], None] | None = None
     ) -> None:
-        """Send a message to ``to``, or to every link whose data channel is open now."""
+        """Send a message to ``to``, or to every link whose data channel is open now (in an SFU room: to every
+        member, through the SFU)."""
+        if self.sfu is not None and to is None:
+            await self.sfu.send(kind, payload, progress)
+            return
         if to is not None:
             targets = [self.links[to]] if to in self.links else []
         else:
@@ -135,7 +170,10 @@ class Engine:
 
     async def flush(self, timeout: float) -> bool:
         """Wait until every link's sends were acknowledged (or ``timeout`` passed)."""
-        results = await asyncio.gather(*(link.flush(timeout) for link in list(self.links.values())))
+        flushes = [link.flush(timeout) for link in list(self.links.values())]
+        if self.sfu is not None:
+            flushes.append(self.sfu.flush(timeout))
+        results = await asyncio.gather(*flushes)
         return all(results)
 
     def open_peers(self) -> list[str]:
@@ -143,9 +181,13 @@ class Engine:
         return [peer for peer, link in self.links.items() if link.open]
 
     def stats(self) -> dict[str, dict[str, Any]]:
-        return {peer: link.stats() for peer, link in self.links.items()}
+        summary = {peer: link.stats() for peer, link in self.links.items()}
+        if self.sfu is not None:
+            summary.update({member: self.sfu.stats() for member in self.sfu.connected})
+        return summary
 
     async def close(self) -> None:
+        self._close_sfu()
         links, self.links = list(self.links.values()), {}
         await asyncio.gather(*(link.close() for link in links), *self.retiring, return_exceptions=True)
         self.pool.shutdown(wait=False, cancel_futures=True)

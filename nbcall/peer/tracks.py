@@ -20,11 +20,23 @@ import numpy as np
 from aiortc import MediaStreamTrack
 from aiortc.mediastreams import MediaStreamError
 
-__all__ = ["ArrayAudioTrack", "ArrayVideoTrack", "FrameCallback", "MediaOptions", "call_all", "call_frame"]
+__all__ = [
+    "ArrayAudioTrack",
+    "ArrayVideoTrack",
+    "FrameCallback",
+    "MediaOptions",
+    "RoomFrameCallback",
+    "call_all",
+    "call_frame",
+    "consume_audio",
+    "consume_video",
+    "local_track",
+]
 
 logger = logging.getLogger("nbcall.peer.rtc")
 
 FrameCallback = Callable[[np.ndarray, float], Any]
+RoomFrameCallback = Callable[[str, np.ndarray, float], Any]
 
 
 @dataclass
@@ -38,6 +50,14 @@ class MediaOptions:
     channels: int = 1
     on_frame: list[FrameCallback] = field(default_factory=list)
     on_audio: list[FrameCallback] = field(default_factory=list)
+    #: ``callback(member, frame, timestamp)`` for each member's video while the peer is in a room.
+    on_room_frame: list[RoomFrameCallback] = field(default_factory=list)
+    #: Whether the peer is in a room now (its adapter says so as the room comes and goes).
+    room: bool = False
+
+    def wants_video(self) -> bool:
+        """Whether received video goes anywhere: a peer without a frame callback receives none."""
+        return bool(self.on_frame or self.on_room_frame)
 
 
 class ArrayVideoTrack(MediaStreamTrack):
@@ -143,10 +163,41 @@ def _rgb(array: Any) -> np.ndarray:
     return frame
 
 
-def call_frame(callbacks: list[FrameCallback], frame: av.VideoFrame) -> None:
-    """Convert on a worker thread (not the loop) and call each frame callback."""
+def call_frame(media: MediaOptions, member: str, frame: av.VideoFrame) -> None:
+    """Convert on a worker thread (not the loop) and call each frame callback: ``on_frame``'s, and in a room
+    ``on_room_frame``'s with the ``member`` whose video it is."""
     array = frame.to_ndarray(format="rgb24")
-    call_all(callbacks, array, float(frame.time or 0))
+    timestamp = float(frame.time or 0)
+    call_all(media.on_frame, array, timestamp)
+    if media.room:
+        for callback in list(media.on_room_frame):
+            try:
+                callback(member, array, timestamp)
+            except Exception:
+                logger.exception("room frame callback %r failed", callback)
+
+
+async def consume_video(
+    track: MediaStreamTrack,
+    media: MediaOptions,
+    member: str,
+    pool: concurrent.futures.Executor,
+    counts: dict[str, int],
+    closed: Callable[[], bool],
+) -> None:
+    """Hand ``member``'s newest frame to the callbacks; frames that come while they run are dropped, not queued."""
+    loop = asyncio.get_running_loop()
+    busy: asyncio.Future[None] | None = None
+    while not closed():
+        try:
+            frame = await track.recv()
+        except MediaStreamError:
+            return
+        counts["frames_in"] = counts.get("frames_in", 0) + 1
+        if busy is not None and not busy.done():
+            counts["frames_dropped"] = counts.get("frames_dropped", 0) + 1
+            continue
+        busy = loop.run_in_executor(pool, call_frame, media, member, frame)  # type: ignore[arg-type]
 
 
 def call_all(callbacks: list[FrameCallback], array: np.ndarray, timestamp: float) -> None:
@@ -155,3 +206,39 @@ def call_all(callbacks: list[FrameCallback], array: np.ndarray, timestamp: float
             callback(array, timestamp)
         except Exception:
             logger.exception("media callback %r failed", callback)
+
+
+async def consume_audio(
+    track: MediaStreamTrack,
+    media: MediaOptions,
+    pool: concurrent.futures.Executor,
+    counts: dict[str, int],
+    closed: Callable[[], bool],
+) -> None:
+    """Resample received audio to the peer's rate and channels and hand it to ``on_audio``."""
+    loop = asyncio.get_running_loop()
+    layout = "mono" if media.channels == 1 else "stereo"
+    resampler = av.AudioResampler(format="s16", layout=layout, rate=media.sample_rate)
+    while not closed():
+        try:
+            frame = await track.recv()
+        except MediaStreamError:
+            return
+        counts["audio_in"] = counts.get("audio_in", 0) + 1
+        if not media.on_audio:
+            continue
+        for out in resampler.resample(frame):  # type: ignore[arg-type]
+            samples = out.to_ndarray().reshape(-1, media.channels)
+            if media.channels == 1:
+                samples = samples[:, 0]
+            loop.run_in_executor(pool, call_all, media.on_audio, samples, float(out.time or 0))
+
+
+def local_track(kind: str, media: MediaOptions, pool: concurrent.futures.Executor) -> MediaStreamTrack | None:
+    """The track a peer sends of ``kind`` ("audio" or "video") from its media's source, or None without one."""
+    source = media.video if kind == "video" else media.audio
+    if source is None:
+        return None
+    if kind == "video":
+        return ArrayVideoTrack(source, media.fps, pool)
+    return ArrayAudioTrack(source, media.sample_rate, media.channels, pool)

@@ -83,7 +83,7 @@ RELAYED_TYPES: dict[str, dict[str, tuple[bool, str]]] = {
 }
 
 #: A member's signaling with the SFU of its room (docs/rooms.md, "Rooms on an SFU").
-SFU_SIGNALS: tuple[str, ...] = ("sfu-offer", "sfu-answer", "sfu-ice")
+SFU_SIGNALS: tuple[str, ...] = ("sfu-offer", "sfu-answer", "sfu-ice", "sfu-view")
 
 #: Room messages a client may send (docs/rooms.md), for phones that registered with ``"rooms": true``.
 ROOM_TYPES: tuple[str, ...] = (

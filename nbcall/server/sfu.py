@@ -40,6 +40,10 @@ VIDEOROOM = "janus.plugin.videoroom"
 ANSWER_TIMEOUT = 30.0
 
 
+#: A feed as a subscriber takes it: its member, and the mids of the publisher's streams it takes.
+Want = tuple[str, frozenset[str]]
+
+
 class SfuMember:
     """One member's part of an SFU room: its token, its feed, its handles and its subscription."""
 
@@ -52,12 +56,15 @@ class SfuMember:
         "id",
         "live",
         "lock",
+        "offered",
         "published",
         "publisher",
         "ready",
+        "streams",
         "subscribed",
         "subscriber",
         "token",
+        "view",
     )  # fmt: skip
 
     def __init__(self, member_id: str, feed: int) -> None:
@@ -70,9 +77,14 @@ class SfuMember:
         self.published = False  # its offer was published (the next one is a renegotiation)
         self.live = False  # its publisher's peer connection is up: others may subscribe to its feed
         self.ready = False  # it got its publisher answer: it may be offered a subscriber link
-        self.subscribed: dict[int, str] = {}  # feeds in its subscription -> their members
+        self.streams: dict[str, str] = {}  # its publisher's active streams: mid -> "data", "audio" or "video"
+        self.view: set[str] | None = None  # the members whose video it takes (None: all)
+        self.subscribed: dict[int, Want] = {}  # feeds in its subscription -> their members and mids
         self.busy = False  # a subscription change is under way
         self.answer: asyncio.Future[dict[str, Any]] | None = None  # its answer to the offer it was sent
+        self.offered: tuple[dict[str, Any], dict[str, Any]] | None = (
+            None  # Janus's offer not sent yet, its data
+        )
         self.lock = asyncio.Lock()  # its publisher offers, one at a time
         self.ice: list[dict[str, Any] | None] = []  # publisher candidates sent before its handle was attached
 
@@ -212,6 +224,10 @@ class SfuBridge:
         if signal.kind == "sfu-offer":
             assert signal.value is not None
             self._spawn(self._publish(room, member, signal.value))
+        elif signal.kind == "sfu-view":
+            video = (signal.value or {}).get("video")
+            member.view = None if video is None else set(video)
+            self._pump(room, member)
         elif signal.kind == "sfu-answer":
             if member.answer is None or member.answer.done():
                 self._error(member.id, signal.kind, "no subscriber offer of the SFU is waiting for an answer")
@@ -372,7 +388,7 @@ class SfuBridge:
                     while member.ice:
                         await session.trickle(member.publisher, member.ice.pop(0))
                 request = "configure" if member.published else "publish"
-                _, answer = await session.message(member.publisher, {"request": request}, offer)
+                data, answer = await session.message(member.publisher, {"request": request}, offer)
             except (JanusUnreachable, SessionLost):
                 return  # the room ends (see _lost and _create)
             except (RequestFailed, asyncio.TimeoutError) as exc:
@@ -382,53 +398,73 @@ class SfuBridge:
             if answer is None or room.ended or room.members.get(member.id) is not member:
                 return
             member.published = True
+            streams = {
+                str(stream["mid"]): str(stream.get("type"))
+                for stream in data.get("streams") or []
+                if isinstance(stream, dict) and "mid" in stream and not stream.get("disabled")
+            }
+            changed, member.streams = streams != member.streams, streams
             sdp = json.dumps({"type": answer.get("type", "answer"), "sdp": answer.get("sdp", "")})
             self._say(room, member, "sfu-answer", role="publisher", sdp=sdp, feed=str(member.feed))
             member.ready = True
         self._pump(room, member)
+        if changed and member.live:  # a renegotiation added or removed tracks: the others take them
+            for other in room.members.values():
+                if other is not member:
+                    self._pump(room, other)
 
-    def _want(self, room: SfuRoom, member: SfuMember) -> dict[int, str]:
-        """The feeds ``member`` should receive: every other member's that is up."""
-        return {other.feed: other.id for other in room.members.values() if other is not member and other.live}
+    def _want(self, room: SfuRoom, member: SfuMember) -> dict[int, Want]:
+        """The feeds ``member`` should receive: every other member's that is up, each stream of it but the video
+        of members outside its view (``sfu-view``)."""
+        view = member.view
+        out: dict[int, Want] = {}
+        for other in room.members.values():
+            if other is member or not other.live:
+                continue
+            video = view is None or other.id in view
+            mids = frozenset(mid for mid, kind in other.streams.items() if video or kind != "video")
+            if mids:
+                out[other.feed] = (other.id, mids)
+        return out
 
     def _pump(self, room: SfuRoom, member: SfuMember) -> None:
         """Start bringing ``member``'s subscription in line with the feeds that are up, unless under way."""
         if room.ended or member.busy or not member.ready or room.members.get(member.id) is not member:
             return
         want = self._want(room, member)
-        if want.keys() == member.subscribed.keys() or (not member.subscriber and not want):
+        if want == member.subscribed or (not member.subscriber and not want):
             return
         member.busy = True
         self._spawn(self._subscribe(room, member, want))
 
-    async def _subscribe(self, room: SfuRoom, member: SfuMember, want: dict[int, str]) -> None:
-        """Join or update ``member``'s subscriber handle to ``want``; relay Janus's offer and its answer."""
+    async def _subscribe(self, room: SfuRoom, member: SfuMember, want: dict[int, Want] | None) -> None:
+        """Join or update ``member``'s subscriber handle to ``want`` (``None``: Janus offered by itself); relay
+        Janus's offers and the member's answers until none is left."""
         done = False
         try:
             session = await self._get_session()
-            if not member.subscriber:
-                member.subscriber = await session.attach(VIDEOROOM)
-                self._handles[member.subscriber] = (room, member, "subscriber")
-                body: dict[str, Any] = {"request": "join", "ptype": "subscriber", "room": room.janus_id,
-                                        "pin": room.pin, "streams": [{"feed": feed} for feed in want]}  # fmt: skip
-            else:
-                body = {"request": "update"}
-                if add := [{"feed": feed} for feed in want if feed not in member.subscribed]:
-                    body["subscribe"] = add
-                if drop := [{"feed": feed} for feed in member.subscribed if feed not in want]:
-                    body["unsubscribe"] = drop
-            data, offer = await session.message(member.subscriber, body)
-            member.subscribed = dict(want)
-            feeds = {str(feed): member_id for feed, member_id in want.items()}
-            if offer is None:  # a data-only change: the existing link carries it
-                self._say(room, member, "sfu-feeds", feeds=feeds)
-            else:
-                member.answer = asyncio.get_running_loop().create_future()
-                sdp = json.dumps({"type": offer.get("type", "offer"), "sdp": offer.get("sdp", "")})
-                streams = _streams(data, want)
-                self._say(room, member, "sfu-offer", role="subscriber", sdp=sdp, feeds=feeds, streams=streams)
-                answer = await asyncio.wait_for(member.answer, ANSWER_TIMEOUT)
-                await session.message(member.subscriber, {"request": "start"}, answer)
+            if want is not None:
+                if not member.subscriber:
+                    member.subscriber = await session.attach(VIDEOROOM)
+                    self._handles[member.subscriber] = (room, member, "subscriber")
+                    body: dict[str, Any] = {"request": "join", "ptype": "subscriber", "room": room.janus_id,
+                                            "pin": room.pin, "streams": _streams_of(want, {})}  # fmt: skip
+                else:
+                    body = {"request": "update"}
+                    if add := _streams_of(want, member.subscribed):
+                        body["subscribe"] = add
+                    if drop := _streams_of(member.subscribed, want):
+                        body["unsubscribe"] = drop
+                data, offer = await session.message(member.subscriber, body)
+                member.subscribed = dict(want)
+                if offer is None and member.offered is None:  # a data-only change: the link carries it
+                    feeds = {str(feed): member_id for feed, (member_id, _) in want.items()}
+                    self._say(room, member, "sfu-feeds", feeds=feeds)
+                elif offer is not None:
+                    member.offered = (data, offer)
+            while member.offered is not None:  # Janus's offer (it may make one by itself: a feed left)
+                (data, offer), member.offered = member.offered, None
+                await self._offer(session, room, member, data, offer)
             done = True
         except (JanusUnreachable, SessionLost):
             return
@@ -445,6 +481,26 @@ class SfuBridge:
             member.answer = None
         if done:
             self._pump(room, member)
+
+    async def _offer(
+        self,
+        session: JanusSession,
+        room: SfuRoom,
+        member: SfuMember,
+        data: dict[str, Any],
+        offer: dict[str, Any],
+    ) -> None:
+        """Send ``member`` Janus's subscriber ``offer``; start its link with the answer."""
+        want = member.subscribed
+        feeds = {str(feed): member_id for feed, (member_id, _) in want.items()}
+        member.answer = asyncio.get_running_loop().create_future()
+        sdp = json.dumps({"type": offer.get("type", "offer"), "sdp": offer.get("sdp", "")})
+        self._say(
+            room, member, "sfu-offer", role="subscriber", sdp=sdp, feeds=feeds, streams=_streams(data, want)
+        )
+        answer = await asyncio.wait_for(member.answer, ANSWER_TIMEOUT)
+        member.answer = None
+        await session.message(member.subscriber, {"request": "start"}, answer)
 
     async def _trickle(self, handle: int, candidate: dict[str, Any] | None) -> None:
         session = self._session
@@ -472,6 +528,12 @@ class SfuBridge:
             for other in room.members.values():
                 if other is not member:
                     self._pump(room, other)
+        elif role == "subscriber" and event.get("jsep") is not None:
+            # An offer Janus made by itself (a feed's streams went away): relayed like the others.
+            member.offered = (event.get("plugindata", {}).get("data", {}), event["jsep"])
+            if not member.busy and not room.ended:
+                member.busy = True
+                self._spawn(self._subscribe(room, member, None))
         elif role == "subscriber" and kind == "hangup":
             # Its receiving link closed: a new one is offered at the next change of feeds.
             self._handles.pop(handle, None)
@@ -533,7 +595,19 @@ def _done(task: asyncio.Task[Any]) -> None:
         logger.error("error in the SFU bridge", exc_info=exc)
 
 
-def _streams(data: dict[str, Any], want: dict[int, str]) -> list[dict[str, Any]]:
+def _streams_of(these: dict[int, Want], but: dict[int, Want]) -> list[dict[str, Any]]:
+    """The streams of ``these`` feeds not in ``but``, as VideoRoom's ``subscribe``/``unsubscribe`` list them: a
+    whole feed when ``but`` has none of it, else each stream by its publisher's mid."""
+    out: list[dict[str, Any]] = []
+    for feed, (_, mids) in these.items():
+        if feed not in but:
+            out.extend({"feed": feed, "mid": mid} for mid in sorted(mids))
+        else:
+            out.extend({"feed": feed, "mid": mid} for mid in sorted(mids - but[feed][1]))
+    return out
+
+
+def _streams(data: dict[str, Any], want: dict[int, Want]) -> list[dict[str, Any]]:
     """The media streams of a subscriber offer: each ``mid``, its kind, and the member whose feed it carries."""
     out = []
     for stream in data.get("streams") or []:
@@ -543,6 +617,6 @@ def _streams(data: dict[str, Any], want: dict[int, str]) -> list[dict[str, Any]]
         feed = stream.get("feed_id")
         if isinstance(feed, int) and feed in want:
             entry["feed"] = str(feed)
-            entry["member"] = want[feed]
+            entry["member"] = want[feed][0]
         out.append(entry)
     return out

@@ -10,10 +10,13 @@ from typing import Any
 
 import orjson
 
-from ..exceptions import BadMessage
-from .messages import SfuSignal, json_type, shorten
+from ..exceptions import BadMessage, SignalingError
+from .messages import SfuSignal, json_type, shorten, validate_id
 
 __all__ = ["ROLES", "directed_text", "sfu_signal"]
+
+#: Most members an ``sfu-view`` may name.
+MAX_VIEW = 64
 
 #: A member's two links to the SFU: the one it sends on, the one it receives the others' feeds on.
 ROLES = ("publisher", "subscriber")
@@ -23,7 +26,10 @@ _ALLOWED_ROLES = {"sfu-offer": ("publisher",), "sfu-answer": ("subscriber",), "s
 
 
 def sfu_signal(sender: str, room: str, msg: dict[str, Any], msg_type: str) -> SfuSignal:
-    """``sender``'s ``sfu-offer``, ``sfu-answer`` or ``sfu-ice`` for ``room``, checked, as an instruction."""
+    """``sender``'s ``sfu-offer``, ``sfu-answer``, ``sfu-ice`` or ``sfu-view`` for ``room``, checked, as an
+    instruction."""
+    if msg_type == "sfu-view":
+        return SfuSignal(room, sender, msg_type, "subscriber", _view(msg))
     role = msg.get("role")
     allowed = _ALLOWED_ROLES[msg_type]
     if role not in allowed:
@@ -43,6 +49,23 @@ def sfu_signal(sender: str, room: str, msg: dict[str, Any], msg_type: str) -> Sf
         return SfuSignal(room, sender, msg_type, role, _candidate(msg))
     expected = "offer" if msg_type == "sfu-offer" else "answer"
     return SfuSignal(room, sender, msg_type, role, _description(msg, msg_type, expected))
+
+
+def _view(msg: dict[str, Any]) -> dict[str, Any]:
+    """The ``video`` field of ``sfu-view``: the members whose video to receive, or null for every member's."""
+    video = msg.get("video")
+    if video is None:
+        return {"video": None}
+    if isinstance(video, list) and len(video) <= MAX_VIEW:
+        try:
+            return {"video": [validate_id(member, field="video") for member in video]}
+        except SignalingError:
+            pass
+    raise BadMessage(
+        f"field 'video' of a 'sfu-view' message must be an array of at most {MAX_VIEW} member IDs (the members "
+        f"whose video to receive), or null for every member's, got {json_type(video)} {shorten(video)}",
+        in_reply_to="sfu-view",
+    )
 
 
 def _description(msg: dict[str, Any], msg_type: str, expected: str) -> dict[str, Any]:

@@ -123,6 +123,22 @@ class FromBrowser(Teaching, MediaControls):
         elif name == "icecandidateerror" and (problem := candidate_error(value)):
             self._apply({"error": problem})
 
+    def _on_browser_sfu_signal(self, content: dict[str, Any], buffers: list[bytes]) -> None:
+        self._machine.engine_sfu_signal(content["role"], content["signal"])
+
+    def _on_browser_sfu_view(self, content: dict[str, Any], buffers: list[bytes]) -> None:
+        video = content["video"]
+        if isinstance(video, list) and all(isinstance(m, str) for m in video):
+            self._machine.sfu_view(video)
+
+    def _on_browser_sfu_rtc(self, content: dict[str, Any], buffers: list[bytes]) -> None:
+        role, name, value = content["role"], content["name"], content["value"]
+        self._log_entry("event", name, {"sfu": role, "value": value}, echo=False)
+        if name == "connectionState":
+            self._machine.engine_sfu_connection(role, value)
+        elif name == "icecandidateerror" and (problem := candidate_error(value)):
+            self._apply({"error": problem})
+
     def _on_browser_channel(self, content: dict[str, Any], buffers: list[bytes]) -> None:
         if content["state"] not in ("open", "closed"):
             raise ValueError(f"a channel state {_shown(content['state'])}: 'open' or 'closed'")
@@ -160,8 +176,13 @@ class FromBrowser(Teaching, MediaControls):
                 self._refusing.add(sender)
             self._refuse_message(sender, problem)
             return
+        self._received(sender, kind, payload)
+
+    def _received(self, sender: str, kind: Any, payload: bytes | memoryview) -> None:
+        """A whole message from ``sender``: from its data channel, or through the server (an SFU room's directed
+        send)."""
         try:
-            data = decode(kind, payload if kind == "bytes" else bytes(payload))
+            data = decode(kind, payload)
         except (UnicodeDecodeError, ValueError) as exc:
             self._apply({"error": f"received a {kind} message that does not decode: {exc}"})
             return

@@ -27,7 +27,7 @@ import traitlets
 
 from ..call import config, kernel, owners, transfer
 from ..call.client import SignalingClient, server_urls
-from ..call.machine import FREE, IN_CALL, STATES, CallMachine, Changed, ToEngine, ToServer
+from ..call.machine import FREE, IN_CALL, STATES, CallMachine, Changed, Delivered, ToEngine, ToServer
 from ..call.progress import ProgressReporter
 from ..exceptions import CallError
 from ..teach.sdp import Descriptions
@@ -56,6 +56,8 @@ _BROWSER_DEFAULTS = {
     "high_water": 4 * 1024 * 1024,
     # Received messages reach Python in parts: Jupyter's websocket refuses messages over 10 MiB by default.
     "part_size": 4 * 1024 * 1024,
+    # A room's grid shows at most this many remote tiles; an SFU room's phone receives video for those only.
+    "max_tiles": 9,
 }
 
 
@@ -130,11 +132,16 @@ class Phone(FromBrowser, anywidget.AnyWidget):
     room = traitlets.Unicode("", read_only=True).tag(sync=True)
     members = traitlets.List(traitlets.Unicode(), read_only=True).tag(sync=True)
     connections = traitlets.Dict(read_only=True).tag(sync=True)
-    #: The invitation ringing now, ``{"room", "from", "members"}``, or ``{}``.
+    #: The invitation ringing now, ``{"room", "from", "members"}`` (with ``"sfu": True`` into an SFU room), or
+    #: ``{}``.
     invitation = traitlets.Dict(read_only=True).tag(sync=True)
     #: Whether this phone is closed for good while its widget stays on screen: a new phone of this process took
     #: its ID (its ``error`` says so), and every view shows it as replaced.
     closed = traitlets.Bool(False, read_only=True).tag(sync=True)
+    #: "mesh" or "sfu" in a room ("" outside one); in an SFU room the state of this phone's own two connections
+    #: to the SFU, ``{"publisher": ..., "subscriber": ...}`` (``connections`` stays keyed by member).
+    room_mode = traitlets.Unicode("", read_only=True).tag(sync=True)
+    sfu_links = traitlets.Dict(read_only=True).tag(sync=True)
     #: Step-through negotiation: while on, outgoing signaling messages wait in :attr:`held` for :meth:`step`.
     stepping = traitlets.Bool(False).tag(sync=True)
     #: The signaling messages waiting for :meth:`step`, oldest first, each with what it will do
@@ -291,8 +298,9 @@ class Phone(FromBrowser, anywidget.AnyWidget):
     def send(self, data: str | bytes | bytearray | memoryview | Any, to: str | None = None) -> None:
         """Send ``data`` on the data channel: str, bytes, or any JSON-serializable value.
 
-        In a call it goes to the peer; in a room to every other member, or to the member ``to``. The receiver
-        gets the same type. Large payloads are split into frames and reassembled.
+        In a call it goes to the peer; in a room to every other member, or to the member ``to`` (in an SFU room
+        through the signaling server, up to its ``max_message_size``). The receiver gets the same type. Large
+        payloads are split into frames and reassembled.
 
         It returns at once: the payload goes to the browser in parts as its data channel takes them (the phone
         keeps a reference to ``data`` until then, no copy of bytes). The browser says what it took while the
@@ -300,6 +308,8 @@ class Phone(FromBrowser, anywidget.AnyWidget):
         MiB until it ends or awaits (see the README, "Sending data").
         """
         kind, payload = encode(data)
+        if self._sent_through_server(kind, payload, to):
+            return
         with self._lock:
             self._machine.check_send(to)
             command = {"type": "send", "id": next(self._send_ids), "kind": kind}
@@ -354,8 +364,10 @@ class Phone(FromBrowser, anywidget.AnyWidget):
         browser sends it, measures its progress and reports that, so ``progress`` is not needed here."""
         # Read no further ahead than the browser takes: a file's parts would otherwise pile up in the kernel.
         await self._room()
-        # More than one target is everyone connected when the file started: the browser sends to all of them.
-        self.send(data, to=targets[0] if len(targets) == 1 else None)
+        # More than one target is everyone connected when the file started: the browser sends to all of them
+        # (in an SFU room always: the SFU relays to every member).
+        one = len(targets) == 1 and self.room_mode != "sfu"
+        self.send(data, to=targets[0] if one else None)
 
     def _file_part(self, sender: str, kind: Any, data: Any, size: int) -> Message | None:
         """A received message as the user sees it: itself, a whole file, or None (a file's part, a verdict)."""
@@ -466,6 +478,8 @@ class Phone(FromBrowser, anywidget.AnyWidget):
                 self._browser(action.message)
             elif isinstance(action, Changed):
                 self._apply(action.fields)
+            elif isinstance(action, Delivered):
+                self._received(action.peer, action.kind, action.payload)
         self._schedule_tick()
 
     def _timeout_hint(self) -> str:

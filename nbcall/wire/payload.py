@@ -52,9 +52,9 @@ def encode(data: Any) -> tuple[Kind, bytes]:
     return "json", text.encode("utf-8")
 
 
-def decode(kind: str, payload: bytes) -> Any:
-    """The inverse of :func:`encode`."""
+def decode(kind: str, payload: bytes | memoryview) -> Any:
+    """The inverse of :func:`encode`; bytes come back as given (a view stays a view)."""
     if kind == "bytes":
         return payload
-    text = payload.decode("utf-8")
+    text = str(payload, "utf-8")
     return json.loads(text) if kind == "json" else text

@@ -551,7 +551,11 @@ def test_the_creator_has_its_room_and_keeps_calling_until_someone_joins() -> Non
     m.invite(("A",), 0.0)
     m.actions_to_take()
     m.receive({"type": "room-state", "room": ROOM, "members": ["P"], "credential": "e1.proof"}, 0.0)
-    assert changes(m.actions_to_take()) == {"room": ROOM, "members": ["P"]}  # the credential is no trait
+    assert changes(m.actions_to_take()) == {
+        "room": ROOM,
+        "members": ["P"],
+        "room_mode": "mesh",
+    }  # the credential is no trait
     assert m.state == "calling"
     # A reconnect re-registers into the room with the credential, which re-creates it after a server restart.
     assert m.register_fields() == {"rooms": True, "room": ROOM, "members": ["P"], "credential": "e1.proof"}
@@ -616,6 +620,7 @@ def test_an_invitation_rings_and_accepting_it_joins_and_offers_to_each_member() 
         "invitation": {},
         "state": "connected",
         "connections": {"A": "connecting", "B": "connecting"},
+        "room_mode": "mesh",
     }
     m.engine_signal("B", {"type": "call", "sdp": OFFER, "framing": "nbcall/1"})
     assert to_server(m.actions_to_take()) == [
@@ -671,6 +676,7 @@ def test_a_new_room_whose_every_invitation_failed_ends_and_its_creator_is_idle()
         "error": "the room ended: A declined",
         "room": "",
         "members": [],
+        "room_mode": "",
     }
 
 

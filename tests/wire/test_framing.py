@@ -11,7 +11,20 @@ from pathlib import Path
 
 import pytest
 
-from nbcall.wire.framing import MORE, FrameDecoder, FramingError, MessageTooLarge, encode_frames
+from nbcall.wire.framing import (
+    ACK,
+    FIRST,
+    LENGTH,
+    MORE,
+    SYNC,
+    AckWindow,
+    FrameDecoder,
+    FramingError,
+    MessageTooLarge,
+    ack_frame,
+    control,
+    encode_frames,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -105,3 +118,48 @@ def test_a_message_over_max_size_is_refused_once_and_the_next_one_decodes() -> N
     assert all(decoder.push(f) is None for f in announced[1:])
     assert decoder.push(b"\x03[]") == ("json", b"[]")
     assert decoder.push(b"\x02" + bytes(10)) == ("bytes", bytes(10))  # at the limit: kept
+
+
+def test_start_extension_lets_a_receiver_that_comes_in_mid_message_drop_its_tail() -> None:
+    first = list(encode_frames("bytes", b"A" * 2500, 1000, announce_length=True, mark_start=True))
+    second = list(encode_frames("str", b"hello", 1000, mark_start=True))
+    assert first[0][0] == LENGTH | FIRST and not first[1][0] & FIRST  # the LENGTH frame starts the message
+    assert second == [bytes([1 | FIRST]) + b"hello"]
+    late = FrameDecoder(start=True)
+    assert [late.push(f) for f in first[2:]] == [None, None]  # the tail of a message it missed
+    assert late.skipped == 2
+    assert late.push(second[0]) == ("str", b"hello")
+    assert [late.push(f) for f in first][-1] == ("bytes", b"A" * 2500)
+    # A first frame while a message is open: the open one was cut off and is dropped, the new one decodes.
+    assert late.push(first[1]) is None
+    assert late.push(second[0]) == ("str", b"hello")
+    # A broken message makes it wait for the next first frame.
+    with pytest.raises(FramingError, match="inside a message"):
+        late.push(first[1]), late.push(b"\x01x")
+    assert late.push(b"\x02tail") is None and late.push(second[0]) == ("str", b"hello")
+
+
+def test_sfu_pacing_holds_a_sender_until_its_receivers_acknowledge_and_forgets_the_deaf() -> None:
+    window = AckWindow(every=100, outstanding=2, patience=5.0)
+    assert window.sent(60, ["B", "C"], now=0) is None
+    sync = window.sent(60, ["B", "C"], now=0)
+    assert sync is not None and control(sync) == (SYNC, 1, "")
+    assert not window.blocked(now=0)
+    assert control(window.sent(100, ["B", "C"], now=1) or b"") == (SYNC, 2, "")
+    assert window.blocked(now=1)  # two SYNCs unanswered: hold back
+    ack = ack_frame(2, "Ä")
+    assert control(ack) == (ACK, 2, "Ä")
+    window.acked("B", 2)  # an ACK answers every SYNC up to its number
+    assert window.blocked(now=1)
+    window.acked("C", 1)
+    assert not window.blocked(now=1)  # one SYNC (2, from C) still out, under the limit
+    window.sent(100, ["B", "C"], now=2)
+    assert window.blocked(now=4)
+    assert not window.blocked(now=6.5)  # C left SYNC 2 unanswered for 5 s: it holds nobody back now
+    assert window.deaf == {"C"}
+    window.sent(100, ["B", "C"], now=7)
+    window.acked("B", 4)
+    assert not window.blocked(now=7)  # SYNC 3 waits for B only (C is deaf), and B answered
+    window.acked("C", 0)  # "I receive you": C counts again
+    assert window.deaf == set()
+    assert control(b"\x01not a control frame") is None and control(b"\x05short") is None

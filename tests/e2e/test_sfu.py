@@ -1,0 +1,177 @@
+"""SFU rooms (issue 18) in real JupyterLab + Chromium with a real Janus: browser phones and a Python peer in one
+room, data both ways with directed sends reaching only their target, a member leaving; the error when Janus
+cannot be reached.
+
+Janus skips loopback interfaces for ICE: scripts/test.sh gives the namespace the veth ``jns0`` carrying
+127.0.0.2, and the kernel starts Janus on it (docs/rooms.md, "Rooms on an SFU").
+"""
+
+from __future__ import annotations
+
+import re
+import time
+
+from harness import Lab, screenshot
+from playwright.sync_api import Page, expect
+
+START = """\
+import nbcall, asyncio, hashlib
+from nbcall.teach.janus import start_janus
+janus = start_janus(interface='jns0')
+server = nbcall.serve(sfu=janus.url, sfu_secret=janus.api_secret)"""
+
+
+def test_four_browser_phones_and_a_peer_share_an_sfu_room_broadcast_direct_and_leave(
+    lab: Lab, page: Page
+) -> None:
+    nb = lab.run_notebook(
+        page,
+        "sfu4.ipynb",
+        [
+            START,
+            "a = nbcall.Phone('A'); a",
+            "b = nbcall.Phone('B', auto_answer=True); b",
+            "c = nbcall.Phone('C', auto_answer=True); c",
+            "d = nbcall.Phone('D', auto_answer=True); d",
+            "p = nbcall.Peer('P', auto_answer=True)",
+        ],
+        phones=("A", "B", "C", "D"),
+    )
+    nb.run("a.invite('B', 'C', 'D', 'P', sfu=True)\nawait b.wait_for('connected', timeout=20)")
+    nb.wait_until("all(x.state == 'connected' for x in (b, c, d, p))", timeout=20)
+    nb.run(
+        "for x in (b, c, d, p, a):\n"
+        "    await x.wait_for_members(*[m for m in 'ABCDP' if m != x.user_id], timeout=30)"
+    )
+    assert nb.value("[a.room_mode, d.room_mode, p.room_mode, a.room == p.room, sorted(c.connections)]") == [
+        "sfu",
+        "sfu",
+        "sfu",
+        True,
+        ["A", "B", "D", "P"],
+    ]
+    assert nb.value("a.sfu_links") == {"publisher": "connected", "subscriber": "connected"}
+    expect(nb.phone("A").locator(".nbcall-member[data-state='connected']")).to_have_count(4)
+
+    # Everyone sends to everyone: each receives one message from each other member, through Janus.
+    nb.run("for x in (a, b, c, d, p):\n    x.send(f'hi from {x.user_id}')")
+    nb.wait_until("all(len(x.messages) >= 4 for x in (a, b, c, d, p))", timeout=20)
+    for x in "abcdp":
+        me = x.upper()
+        assert nb.value(f"sorted([m.sender, m.data] for m in {x}.messages)") == [
+            [q, f"hi from {q}"] for q in "ABCDP" if q != me
+        ]
+
+    # 1 MiB from a browser phone and 1 MiB from the peer: whole and in order at every member.
+    nb.run(
+        "big = bytes(range(256)) * 4096\nbig_p = bytes(reversed(range(256))) * 4096\n"
+        "b.send(big); p.send(big_p)"
+    )
+    nb.wait_until(
+        "all(sum(isinstance(m.data, bytes) for m in x.messages) == (1 if x in (b, p) else 2)"
+        " for x in (a, b, c, d, p))",
+        timeout=60,
+    )
+    assert nb.value(
+        "[[m.sender, m.data == (big if m.sender == 'B' else big_p)] for m in c.messages if isinstance(m.data, bytes)]"
+    ) in ([["B", True], ["P", True]], [["P", True], ["B", True]])
+
+    # Directed sends go through the server and reach only their target.
+    nb.run("c.send('secret for D', to='D'); p.send({'only': 'A'}, to='A'); a.send(b'A to P', to='P')")
+    nb.wait_until(
+        "d.messages[-1].data == 'secret for D' and a.messages[-1].data == {'only': 'A'}"
+        " and p.messages[-1].data == b'A to P'",
+        timeout=20,
+    )
+    assert (
+        nb.value(
+            "[m.data for x in (a, b, p) for m in x.messages if m.data == 'secret for D']"
+            " + [m.data for x in (b, c, d) for m in x.messages if m.data in ({'only': 'A'}, b'A to P')]"
+        )
+        == []
+    )
+    out = nb.run_expecting_error("d.send(b'x' * 100_000, to='A')")
+    assert "goes through the signaling server" in out and "at most" in out
+    screenshot(nb.phone("A"), "sfu-room-of-5-A")
+
+    # D leaves (its browser half closes both links to Janus): the others go on among themselves.
+    nb.run("d.leave()")
+    nb.wait_until("sorted(a.members) == ['A', 'B', 'C', 'P'] == sorted(p.members)", timeout=20)
+    assert nb.value("[d.state, d.room, d.room_mode, d.sfu_links]") == ["ended", "", "", {}]
+    nb.run("a.send('after D left')")
+    nb.wait_until("all(x.messages[-1].data == 'after D left' for x in (b, c, p))", timeout=20)
+    nb.run("p.close(); janus.close()")
+
+
+def test_a_presenter_with_a_camera_reaches_three_viewers_whose_grids_show_its_video(
+    lab: Lab, page: Page
+) -> None:
+    nb = lab.run_notebook(
+        page,
+        "sfu_presenter.ipynb",
+        [
+            START,
+            "t = nbcall.Phone('T', video={'width': 320, 'height': 240}); t",
+            "v1 = nbcall.Phone('V1', auto_answer=True); v1",
+            "v2 = nbcall.Phone('V2', auto_answer=True); v2",
+            "v3 = nbcall.Phone('V3', auto_answer=True); v3",
+        ],
+        phones=("T", "V1", "V2", "V3"),
+    )
+    nb.run("t.invite('V1', 'V2', 'V3', sfu=True)\nawait v1.wait_for('connected', timeout=20)")
+    nb.run(
+        "for x in (v1, v2, v3):\n    await x.wait_for('connected', timeout=20)\n    await x.wait_for_members(timeout=30)"
+    )
+    nb.wait_until("all(x.remote_media.get('video') for x in (v1, v2, v3))", timeout=30)
+    assert nb.value("[t.local_media, v1.local_media, v2.room_mode]") == [
+        {"audio": False, "video": True},
+        {"audio": False, "video": False},  # a data-only member publishes only a data channel
+        "sfu",
+    ]
+    for viewer in ("V1", "V2", "V3"):
+        tile = nb.phone(viewer).locator(".nbcall-tile[data-peer='T']")
+        expect(tile).to_have_class(re.compile("nbcall-has-video"), timeout=20_000)
+        page.wait_for_function(
+            """(user) => { const v = document.querySelector(
+                 `.nbcall-phone[data-user='${user}'] .nbcall-tile[data-peer='T'] video`);
+               return v && v.videoWidth > 0 && v.getVideoPlaybackQuality().totalVideoFrames > 5; }""",
+            arg=viewer,
+            timeout=30_000,
+        )
+        # The viewers send nothing: their tiles at the presenter stay without video.
+        expect(nb.phone("T").locator(f".nbcall-tile[data-peer='{viewer}']")).not_to_have_class(
+            re.compile("nbcall-has-video")
+        )
+    assert nb.value("t.sfu_links") == {"publisher": "connected", "subscriber": "connected"}
+    screenshot(nb.phone("V1"), "sfu-presenter-viewer-V1")
+    nb.run("janus.close()")
+
+
+def test_an_sfu_room_without_a_reachable_janus_says_so_within_ten_seconds(lab: Lab, page: Page) -> None:
+    nb = lab.run_notebook(
+        page,
+        "sfu_down.ipynb",
+        [
+            "import nbcall, asyncio, time\nserver = nbcall.serve(sfu='http://127.0.0.1:9/janus', sfu_secret='x')",
+            "a = nbcall.Phone('A'); a",
+            "b = nbcall.Phone('B', auto_answer=True); b",
+        ],
+        phones=("A", "B"),
+    )
+    started = time.monotonic()
+    out = nb.run_expecting_error(
+        "a.invite('B', sfu=True)\nt0 = time.monotonic()\n"
+        "try:\n    await a.wait_for_members(timeout=30)\nexcept nbcall.CallError as exc:\n"
+        "    print('raised after', round(time.monotonic() - t0, 1), exc)"
+    )
+    assert "raised after" in out and time.monotonic() - started < 20
+    assert float(out.split("raised after")[1].split()[0]) <= 10
+    error = str(nb.value("a.error"))
+    assert "Janus" in error and "http://127.0.0.1:9/janus" in error, error
+    expect(nb.phone("A").locator(".nbcall-error")).to_contain_text("127.0.0.1:9/janus")
+    # Mesh rooms are unaffected.
+    nb.wait_until("a.room == '' and b.room == '' and b.state != 'connected'", timeout=10)
+    nb.run(
+        "a.invite('B')\nawait b.wait_for('connected', timeout=20)\nawait b.wait_for_members('A', timeout=20)"
+    )
+    assert nb.value("a.room_mode") == "mesh"

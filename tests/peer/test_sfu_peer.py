@@ -1,0 +1,168 @@
+"""Python peers in SFU rooms (docs/rooms.md, "Rooms on an SFU"): real Janus, a real server with ``sfu=``, Peers
+on aiortc publishing and subscribing through it, as a user's code would use them.
+
+Marked ``webrtc``: scripts/test.sh runs these inside the loopback-only network namespace, with the veth carrying
+127.0.0.2 that Janus needs for ICE.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from sfu_support import janus_or_skip
+from support import wait_until_sync
+
+from nbcall import CallError, Peer
+from nbcall.call import kernel
+from nbcall.server.server import SignalingServer, serve
+from nbcall.teach.janus import JanusServer
+
+pytestmark = pytest.mark.webrtc
+TIMEOUT = 20.0
+
+
+@pytest.fixture(scope="module")
+def janus() -> Iterator[JanusServer]:
+    with janus_or_skip(media=True) as server:
+        yield server
+
+
+@pytest.fixture
+def sfu_server(janus: JanusServer) -> Iterator[SignalingServer]:
+    signaling = kernel.run(serve(sfu=janus.url, sfu_secret=janus.api_secret), timeout=TIMEOUT)
+    yield signaling
+
+    async def stop() -> None:
+        signaling.close()
+        await signaling.wait_closed()
+
+    kernel.run(stop(), timeout=TIMEOUT)
+
+
+@pytest.fixture
+def make_peer(sfu_server: SignalingServer) -> Iterator[Callable[..., Peer]]:
+    made: list[Peer] = []
+
+    def make(user_id: str, **options: Any) -> Peer:
+        peer = Peer(user_id, **{"server": sfu_server.url, "auto_answer": True, **options})
+        made.append(peer)
+        return peer
+
+    yield make
+    for peer in made:
+        peer.close()
+
+
+def sfu_room(make_peer: Callable[..., Peer], *ids: str) -> list[Peer]:
+    """Peers ``ids`` in one SFU room made by the first, every member connected to every other."""
+    return sfu_room_of(*(make_peer(user_id) for user_id in ids))
+
+
+def sfu_room_of(*peers: Peer) -> list[Peer]:
+    """``peers`` in one SFU room made by the first, every member connected to every other."""
+    ids = [p.user_id for p in peers]
+    peers[0].invite(*ids[1:], sfu=True)
+    for peer in peers[1:]:
+        peer.wait("connected", timeout=TIMEOUT)  # rang, answered at once, joined
+    for peer in [*peers[1:], peers[0]]:  # the creator's members are those who joined
+        peer.wait_members(*(p for p in ids if p != peer.user_id), timeout=TIMEOUT)
+    return peers
+
+
+def test_peers_in_an_sfu_room_send_to_all_and_to_one_and_see_who_is_there(make_peer) -> None:
+    a, b, c = sfu_room(make_peer, "A", "B", "C")
+    assert [p.room_mode for p in (a, b, c)] == ["sfu"] * 3
+    assert a.room == b.room == c.room and a.room.startswith("s-")
+    assert a.sfu_links == {"publisher": "connected", "subscriber": "connected"}
+    assert b.members == ["A", "B", "C"] and b.connections == {"A": "connected", "C": "connected"}
+    big = bytes(range(256)) * 4096 * 4  # 4 MiB: frames of at most 65,535 bytes, paced by the receivers' ACKs
+    a.send("hello room").result(TIMEOUT)
+    a.send(big).result(TIMEOUT * 2)
+    c.send({"from": "C"}).result(TIMEOUT)
+    b.send(b"only for C", to="C").result(TIMEOUT)
+    wait_until_sync(lambda: len(b.messages) >= 3 and len(c.messages) >= 1, "B and C received", TIMEOUT * 2)
+    from_a = [m.data for m in b.messages if m.sender == "A"]
+    assert from_a[0] == "hello room" and len(from_a) == 2  # in order from each sender
+    assert hashlib.sha256(from_a[1]).digest() == hashlib.sha256(big).digest()
+    assert ("C", {"from": "C"}) in [(m.sender, m.data) for m in b.messages]
+    assert ("B", b"only for C") in [(m.sender, m.data) for m in c.messages]
+    wait_until_sync(lambda: len(a.messages) >= 1, "A received C's message", TIMEOUT)
+    assert [(m.sender, m.data) for m in a.messages] == [("C", {"from": "C"})]  # B's directed send is not here
+    with pytest.raises(CallError, match="at most 65536 bytes"):
+        b.send(b"x" * 70_000, to="C")
+    with pytest.raises(CallError, match="a file goes to every member"):
+        b.send_file(__file__, to="C")
+
+
+def test_a_file_to_an_sfu_room_reaches_every_member_checked(make_peer, tmp_path: Path) -> None:
+    a, b, c = sfu_room(make_peer, "A", "B", "C")
+    path = tmp_path / "data.bin"
+    path.write_bytes(bytes(range(256)) * 8192)  # 2 MiB
+    verdict = a.send_file(path).result(TIMEOUT * 3)
+    assert verdict["ok"], verdict
+    assert sorted(v["peer"] for v in verdict["files"]) == ["B", "C"]
+    for peer in (b, c):
+        wait_until_sync(
+            lambda peer=peer: any(getattr(m, "name", "") == "data.bin" for m in peer.messages),
+            "the file",
+            TIMEOUT,
+        )
+
+
+def test_a_member_leaving_leaves_the_others_connected(make_peer) -> None:
+    a, b, c = sfu_room(make_peer, "A", "B", "C")
+    c.leave()
+    wait_until_sync(lambda: a.members == ["A", "B"] and b.members == ["A", "B"], "C gone", TIMEOUT)
+    assert c.room == "" and c.room_mode == "" and c.sfu_links == {}
+    a.send("still here").result(TIMEOUT)
+    wait_until_sync(lambda: [m.data for m in b.messages] == ["still here"], "B received", TIMEOUT)
+    assert a.connections == {"B": "connected"}
+
+
+def test_a_late_joiner_connects_and_receives_what_follows(make_peer) -> None:
+    a, b = sfu_room(make_peer, "A", "B")
+    d = make_peer("D")
+    b.invite("D")
+    d.wait("connected", timeout=TIMEOUT)
+    d.wait_members("A", "B", timeout=TIMEOUT)
+    a.wait_members("B", "D", timeout=TIMEOUT)
+    a.send("to all three").result(TIMEOUT)
+    wait_until_sync(lambda: [m.data for m in d.messages] == ["to all three"], "D received", TIMEOUT)
+
+
+def test_on_room_frame_names_the_member_whose_video_came_through_the_sfu(make_peer) -> None:
+    red = np.zeros((120, 160, 3), np.uint8)
+    red[:, :, 0] = 220
+    got: list[tuple[str, tuple[int, ...], int]] = []
+    presenter = make_peer("A", video=lambda: red)
+    viewer = make_peer("B")
+    viewer.on_room_frame(
+        lambda member, frame, timestamp: got.append((member, frame.shape, int(frame[..., 0].mean())))
+    )
+    data_only = make_peer("C")
+    sfu_room_of(presenter, viewer, data_only)
+    wait_until_sync(lambda: len(got) >= 3, "B received A's frames", TIMEOUT)
+    member, shape, level = got[-1]
+    assert (member, shape) == ("A", (120, 160, 3)) and level > 150
+    assert data_only.stats["A"]["publisher"] == "connected"
+    assert viewer.messages == []  # video is no data message
+
+
+def test_on_room_frame_in_a_mesh_room_names_the_member(make_peer) -> None:
+    green = np.zeros((120, 160, 3), np.uint8)
+    green[:, :, 1] = 200
+    room_frames: list[tuple[str, int]] = []
+    a = make_peer("A", video=lambda: green)
+    b = make_peer("B")
+    b.on_room_frame(lambda member, frame, timestamp: room_frames.append((member, int(frame[..., 1].mean()))))
+    a.invite("B")
+    b.wait("connected", timeout=TIMEOUT)
+    b.wait_members("A", timeout=TIMEOUT)
+    assert b.room_mode == "mesh"
+    wait_until_sync(lambda: len(room_frames) >= 3, "B received A's frames in the mesh room", TIMEOUT)
+    assert {member for member, _ in room_frames} == {"A"} and room_frames[-1][1] > 150
