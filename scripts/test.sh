@@ -45,3 +45,7 @@ run_pytest .venv/bin/python -m pytest -m "not e2e and not webrtc" "$@"
 # The browser tests (marked e2e by tests/e2e/conftest.py) and the WebRTC tests without a browser (marked webrtc:
 # aiortc gathers candidates on every interface too) get a network namespace with only loopback up.
 run_pytest unshare -n sh -c 'ip link set lo up && exec "$@"' sh .venv/bin/python -m pytest -m "e2e or webrtc" "$@"
+
+# The documentation site, warnings as errors: a broken reference, a missing page or a docstring that does not
+# parse fails here. Last, so that the course pages show the lessons as the browser test above saved them.
+scripts/docs.sh
