@@ -88,7 +88,7 @@ def add_command(commands: argparse._SubParsersAction) -> None:  # type: ignore[t
             help=f"{field.metadata['help']} (default: {shown})".replace("%", "%%"),
         )
     cluster = serve_cmd.add_argument_group(
-        "several nodes as one deployment (README: Deployment)",
+        "several nodes as one deployment (docs/guides/deployment.md)",
         "Servers given the same Redis share one registry: IDs are unique across them, presence lists "
         "merge and phones on different nodes call each other. Needs pip install 'nbcall[redis]'.",
     )
