@@ -7,6 +7,7 @@ the lessons as they are (executed copies from the browser test when present, els
 
 from __future__ import annotations
 
+import inspect
 import json
 import sys
 from pathlib import Path
@@ -51,12 +52,28 @@ nb_merge_streams = True
 autodoc_member_order = "bysource"
 autodoc_typehints = "description"
 autodoc_typehints_description_target = "documented_params"
-autodoc_default_options = {"show-inheritance": False}
 napoleon_google_docstring = False
 napoleon_numpy_docstring = True
 napoleon_use_rtype = False
 # The sibling modules' names appear in type hints without being documented pages of their own.
 nitpicky = False
+
+
+def class_signature(app, what, name, obj, options, signature, return_annotation):
+    """A widget's or peer's class shows the arguments of its ``__init__``: traitlets' ``HasTraits.__new__``
+    (``*args, **kwargs``) would stand in for them otherwise."""
+    if what in ("class", "exception") and signature == "(*args, **kwargs)" and "__init__" in vars(obj):
+        parameters = list(inspect.signature(obj.__init__).parameters.values())[1:]
+        # The types are in the Parameters section (autodoc_typehints = "description").
+        bare = [p.replace(annotation=inspect.Parameter.empty) for p in parameters]
+        return str(inspect.Signature(bare)), return_annotation
+    return None
+
+
+def setup(app):
+    app.connect("autodoc-process-signature", class_signature)
+    app.connect("builder-inited", lambda app: copy_lessons())
+
 
 # -- HTML -----------------------------------------------------------------------------------------------------------
 html_theme = "furo"
@@ -96,6 +113,3 @@ def copy_lessons() -> None:
             note["id"] = "nbcall-lesson-source"
         notebook["cells"].insert(1, note)
         (LESSONS / stored.name).write_text(json.dumps(notebook, indent=1))
-
-
-copy_lessons()

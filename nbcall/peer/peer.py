@@ -89,6 +89,43 @@ class Peer(CallAdapter, traitlets.HasTraits):
     ``fps`` frames per second; audio: int16 samples at ``sample_rate`` Hz, ``channels`` channels), or None.
     Received video and audio go to :meth:`on_frame` and :meth:`on_audio` callbacks. Received files are written
     to ``receive_dir`` when one is given (an existing file is kept unless ``overwrite``), else kept in memory.
+
+    Parameters
+    ----------
+    user_id
+        The ID others call, as for :class:`~nbcall.Phone`.
+    server
+        A signaling server URL; None starts (or reuses) a server on the background loop.
+    auto_answer
+        Answer incoming calls and room invitations at once.
+    ice_servers
+        STUN/TURN servers, as for :class:`~nbcall.Phone`; none by default (aiortc's public default is never
+        used).
+    video, audio
+        What to send: an iterator of arrays or a callable returning one, or None.
+    fps
+        Video frames per second sent.
+    sample_rate, channels
+        The audio sent and received: Hz, and 1 or 2 channels.
+    receive_dir
+        Where received files are written; None keeps them in memory.
+    overwrite
+        Replace an existing file of the same name in ``receive_dir``.
+    max_messages, max_log
+        How many received messages and log entries are kept.
+    timeout
+        Seconds to wait for the registration; also how long :meth:`hangup` and :meth:`flush` wait by default.
+    ring_timeout
+        Seconds a call rings unanswered before it ends.
+
+    Raises
+    ------
+    ImportError
+        aiortc or numpy is missing: ``pip install "nbcall[peer]"``.
+    ValueError, TypeError
+        An argument is malformed (the message names it and its value).
+    nbcall.exceptions.DuplicateID, nbcall.exceptions.BadID, nbcall.exceptions.ServerUnreachable
+        As for :class:`~nbcall.Phone`.
     """
 
     _client: SignalingClient  # a Peer always has a server
@@ -223,6 +260,20 @@ class Peer(CallAdapter, traitlets.HasTraits):
         The peer receives the same type. Returns a future that is done once the whole message was handed to the
         connection (sends queue in order; :meth:`flush` waits until they have arrived). In a room it goes to
         every member connected now, or to the member ``to``.
+
+        Parameters
+        ----------
+        data
+            str, bytes-like, or anything JSON can encode.
+        to
+            In a room, the one member to send to; None sends to every member connected now (or to the peer).
+
+        Raises
+        ------
+        nbcall.CallError
+            The peer is not in a connected call, or ``to`` is not a connected member of its room.
+        TypeError
+            ``data`` is neither str, bytes nor JSON-serializable.
         """
         kind, payload = encode(data)
         with self._lock:
@@ -237,6 +288,22 @@ class Peer(CallAdapter, traitlets.HasTraits):
         Returns a future whose result is the receivers' verdict: ``{"ok": True, "files": [...], "code": "ok"}``
         or ``{"ok": False, "error": ..., "code": ...}`` (codes: :data:`nbcall.call.transfer.CODES`). A directory is sent file by file with its relative paths. In a room
         the file goes to every member connected now, or to the member ``to``.
+
+        Parameters
+        ----------
+        path
+            A file, or a directory whose files go with their relative paths.
+        name
+            The name the receiver sees, instead of the file's own.
+        to
+            In a room, the one member to send to; None sends to every member connected now.
+
+        Raises
+        ------
+        nbcall.CallError
+            The peer is not in a connected call (or ``to`` is not a connected member).
+        FileNotFoundError, PermissionError
+            ``path`` is missing or unreadable.
         """
         return self._send_files(path, name, to, timeout=max(30.0, self.timeout))
 
@@ -251,7 +318,13 @@ class Peer(CallAdapter, traitlets.HasTraits):
             self._report_progress(progress)
 
     def flush(self, timeout: float | None = None) -> bool:
-        """Block until everything sent has arrived at the peer (acknowledged); False if ``timeout`` passed."""
+        """Block until everything sent has arrived at the peer (acknowledged); False if ``timeout`` passed.
+
+        Parameters
+        ----------
+        timeout
+            Seconds to wait; None waits the peer's ``timeout``.
+        """
         wait = self.timeout if timeout is None else timeout
         try:
             return kernel.run(self._engine.flush(wait), timeout=wait + 1)
@@ -262,6 +335,11 @@ class Peer(CallAdapter, traitlets.HasTraits):
         """Call ``callback(message)`` for every data-channel message received (usable as a decorator).
 
         Callbacks run one at a time, in order, on a thread of the peer's own.
+
+        Parameters
+        ----------
+        callback
+            Called with each :class:`~nbcall.Message`; returned as it is.
         """
         self._callbacks.append(callback)
         return callback
@@ -271,24 +349,69 @@ class Peer(CallAdapter, traitlets.HasTraits):
 
         Frames that arrive while the callback still runs are dropped, not queued. A peer with a frame callback
         offers (and answers) to receive video: set it before calling or answering.
+
+        Parameters
+        ----------
+        callback
+            Called with a numpy array and the frame's time in seconds; returned as it is.
         """
         self._media.on_frame.append(callback)
         return callback
 
     def on_audio(self, callback: Callable[[Any, float], Any]) -> Callable[[Any, float], Any]:
-        """Call ``callback(samples, timestamp)`` with remote audio: int16, ``sample_rate`` Hz, ``channels``."""
+        """Call ``callback(samples, timestamp)`` with remote audio: int16, ``sample_rate`` Hz, ``channels``.
+
+        Parameters
+        ----------
+        callback
+            Called with a numpy array of samples and their time in seconds; returned as it is.
+        """
         self._media.on_audio.append(callback)
         return callback
 
     def wait(self, *states: str, timeout: float = 10) -> str:
-        """The blocking twin of :meth:`wait_for`, for scripts: ``peer.wait("connected")``."""
+        """The blocking twin of :meth:`wait_for`, for scripts: ``peer.wait("connected")``.
+
+        Parameters
+        ----------
+        *states
+            States of :data:`nbcall.STATES`; the first one reached is returned.
+        timeout
+            Seconds to wait.
+
+        Raises
+        ------
+        nbcall.CallError
+            The call ended or failed first.
+        TimeoutError
+            None of ``states`` was reached within ``timeout`` seconds.
+        RuntimeError
+            Called on the background loop (from a callback): use ``await peer.wait_for(...)`` there.
+        """
         self._refuse_on_loop(
             "Peer.wait() blocks: from a callback or async code use `await peer.wait_for(...)`"
         )
         return self._wait_states(states, timeout)
 
     def wait_members(self, *peer_ids: str, timeout: float = 10) -> list[str]:
-        """The blocking twin of :meth:`wait_for_members`, for scripts: ``peer.wait_members("B", "C")``."""
+        """The blocking twin of :meth:`wait_for_members`, for scripts: ``peer.wait_members("B", "C")``.
+
+        Parameters
+        ----------
+        *peer_ids
+            Members to wait for; none waits for every other member.
+        timeout
+            Seconds to wait.
+
+        Raises
+        ------
+        nbcall.CallError
+            The peer is not in a room, the room ended, or a named member left it.
+        TimeoutError
+            Someone is still not connected after ``timeout`` seconds.
+        RuntimeError
+            Called on the background loop: use ``await peer.wait_for_members(...)`` there.
+        """
         self._refuse_on_loop(
             "Peer.wait_members() blocks: from a callback or async code use `await peer.wait_for_members()`"
         )
