@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import inspect
 import json
-import sys
 from pathlib import Path
+
+# The installed nbcall (``pip install -e '.[docs]'`` installs this tree, its browser bundle built): importing the
+# source tree itself would need the bundle, which only an install builds.
+import nbcall
 
 DOCS = Path(__file__).resolve().parent
 ROOT = DOCS.parent
-sys.path.insert(0, str(ROOT))
-
-import nbcall  # this source tree's (the line above), even where another nbcall is installed
 
 project = "nbcall"
 author = "the nbcall developers"
