@@ -1,9 +1,10 @@
-"""The documentation site says what the code does: its Python examples run, and its lists of names, error codes and
+"""The documentation site and the README say what the code does: their Python examples run, and its lists of names, error codes and
 exit statuses match the code's.
 
-Every ```python block of a page in docs/ runs, in page order, in one namespace per page (a page tells one story:
+Every ```python block of a page in docs/ (and of README.md) runs, in page order, in one namespace per page (a page tells one story:
 a later block uses what an earlier one made), against a real signaling server and real WebRTC. The line before a
-block may say how it is tested, as a MyST comment (not shown on the site):
+block may say how it is tested, as a MyST comment (not shown on the site; in the README an HTML comment,
+``<!-- test: browser (...) -->``):
 
 - ``% test: runs`` (the default): runs here;
 - ``% test: webrtc``: runs here too, with aiortc, so in the loopback-only namespace with the other webrtc tests;
@@ -28,9 +29,13 @@ from nbcall import exceptions
 from nbcall.call.kernel import ServerHandle
 from nbcall.peer.transfer_cli import EXIT_CODES
 
-DOCS = Path(__file__).resolve().parents[1] / "docs"
-PAGES = sorted(p for p in DOCS.rglob("*.md") if "_build" not in p.parts and "lessons" not in p.parts)
-MARK = re.compile(r"^% test: (runs|webrtc|browser|skip)\b\s*(.*)$")
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = ROOT / "docs"
+PAGES = [ROOT / "README.md"] + sorted(
+    p for p in DOCS.rglob("*.md") if "_build" not in p.parts and "lessons" not in p.parts
+)
+# A MyST comment in docs/; an HTML comment in the README, which GitHub shows as Markdown.
+MARK = re.compile(r"^(?:%|<!--) test: (runs|webrtc|browser|skip)\b\s*(.*?)\s*(?:-->)?$")
 FENCE = re.compile(r"^```python\s*$")
 
 
@@ -44,7 +49,7 @@ class Block:
 
     @property
     def where(self) -> str:
-        return f"{self.page.relative_to(DOCS)}:{self.line}"
+        return f"{self.page.relative_to(ROOT)}:{self.line}"
 
 
 def blocks_of(page: Path) -> list[Block]:
@@ -75,7 +80,7 @@ def run_blocks(blocks: list[Block]) -> dict[str, Any]:
             if asyncio.iscoroutine(result):
                 asyncio.run(result)
         except Exception as exc:
-            raise AssertionError(f"the example at docs/{block.where} raised {exc!r}:\n{block.code}") from exc
+            raise AssertionError(f"the example at {block.where} raised {exc!r}:\n{block.code}") from exc
     return namespace
 
 
@@ -88,7 +93,7 @@ def close_everything(namespace: dict[str, Any]) -> None:
 
 def pages_with(how: str) -> list[Any]:
     pages = sorted({b.page for b in BLOCKS if b.how == how})
-    return [pytest.param(page, id=str(page.relative_to(DOCS))) for page in pages]
+    return [pytest.param(page, id=str(page.relative_to(ROOT))) for page in pages]
 
 
 @pytest.mark.parametrize("page", pages_with("runs"))
@@ -113,9 +118,7 @@ def test_the_python_peer_examples_of_a_page_run(
     "block", [pytest.param(b, id=b.where) for b in BLOCKS if b.how in ("browser", "skip")]
 )
 def test_an_example_not_run_here_says_why(block: Block) -> None:
-    assert block.why, (
-        f"docs/{block.where}: say why it is not run here, e.g. `% test: browser (tests/e2e/...)`"
-    )
+    assert block.why, f"{block.where}: say why it is not run here, e.g. `% test: browser (tests/e2e/...)`"
     compile(block.code, block.where, "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)  # it is Python, at least
     pytest.skip(f"{block.how}: {block.why}")
 
