@@ -92,39 +92,22 @@ class Peer(CallAdapter, traitlets.HasTraits):
 
     Parameters
     ----------
-    user_id
-        The ID others call, as for :class:`~nbcall.Phone`.
-    server
-        A signaling server URL; None starts (or reuses) a server on the background loop.
-    auto_answer
-        Answer incoming calls and room invitations at once.
-    ice_servers
-        STUN/TURN servers, as for :class:`~nbcall.Phone`; none by default (aiortc's public default is never
-        used).
+    user_id, server, auto_answer, ice_servers, max_messages, max_log, ring_timeout
+        As for :class:`~nbcall.Phone` (``server``: one URL, or None for a server of this process).
     video, audio
         What to send: an iterator of arrays or a callable returning one, or None.
-    fps
-        Video frames per second sent.
-    sample_rate, channels
-        The audio sent and received: Hz, and 1 or 2 channels.
-    receive_dir
-        Where received files are written; None keeps them in memory.
-    overwrite
-        Replace an existing file of the same name in ``receive_dir``.
-    max_messages, max_log
-        How many received messages and log entries are kept.
+    fps, sample_rate, channels
+        The video's frames per second; the audio's rate in Hz and its channels (1 or 2), sent and received.
+    receive_dir, overwrite
+        Where received files are written (None: in memory), and whether one may replace an existing file.
     timeout
-        Seconds to wait for the registration; also how long :meth:`hangup` and :meth:`flush` wait by default.
-    ring_timeout
-        Seconds a call rings unanswered before it ends.
+        Seconds to wait for the registration, and by default in :meth:`hangup` and :meth:`flush`.
 
     Raises
     ------
     ImportError
         aiortc or numpy is missing: ``pip install "nbcall[peer]"``.
-    ValueError, TypeError
-        An argument is malformed (the message names it and its value).
-    nbcall.exceptions.DuplicateID, nbcall.exceptions.BadID, nbcall.exceptions.ServerUnreachable
+    ValueError, TypeError, nbcall.exceptions.DuplicateID, nbcall.exceptions.ServerUnreachable
         As for :class:`~nbcall.Phone`.
     """
 
@@ -261,19 +244,10 @@ class Peer(CallAdapter, traitlets.HasTraits):
         connection (sends queue in order; :meth:`flush` waits until they have arrived). In a room it goes to
         every member connected now, or to the member ``to``.
 
-        Parameters
-        ----------
-        data
-            str, bytes-like, or anything JSON can encode.
-        to
-            In a room, the one member to send to; None sends to every member connected now (or to the peer).
-
         Raises
         ------
-        nbcall.CallError
-            The peer is not in a connected call, or ``to`` is not a connected member of its room.
-        TypeError
-            ``data`` is neither str, bytes nor JSON-serializable.
+        nbcall.CallError, TypeError
+            As :meth:`Phone.send <nbcall.Phone.send>` does.
         """
         kind, payload = encode(data)
         with self._lock:
@@ -289,21 +263,10 @@ class Peer(CallAdapter, traitlets.HasTraits):
         or ``{"ok": False, "error": ..., "code": ...}`` (codes: :data:`nbcall.call.transfer.CODES`). A directory is sent file by file with its relative paths. In a room
         the file goes to every member connected now, or to the member ``to``.
 
-        Parameters
-        ----------
-        path
-            A file, or a directory whose files go with their relative paths.
-        name
-            The name the receiver sees, instead of the file's own.
-        to
-            In a room, the one member to send to; None sends to every member connected now.
-
         Raises
         ------
-        nbcall.CallError
-            The peer is not in a connected call (or ``to`` is not a connected member).
-        FileNotFoundError, PermissionError
-            ``path`` is missing or unreadable.
+        nbcall.CallError, FileNotFoundError, PermissionError
+            As :meth:`Phone.send_file <nbcall.Phone.send_file>` does.
         """
         return self._send_files(path, name, to, timeout=max(30.0, self.timeout))
 
@@ -318,13 +281,7 @@ class Peer(CallAdapter, traitlets.HasTraits):
             self._report_progress(progress)
 
     def flush(self, timeout: float | None = None) -> bool:
-        """Block until everything sent has arrived at the peer (acknowledged); False if ``timeout`` passed.
-
-        Parameters
-        ----------
-        timeout
-            Seconds to wait; None waits the peer's ``timeout``.
-        """
+        """Block until everything sent has arrived at the peer (acknowledged); False if ``timeout`` passed."""
         wait = self.timeout if timeout is None else timeout
         try:
             return kernel.run(self._engine.flush(wait), timeout=wait + 1)
@@ -335,11 +292,6 @@ class Peer(CallAdapter, traitlets.HasTraits):
         """Call ``callback(message)`` for every data-channel message received (usable as a decorator).
 
         Callbacks run one at a time, in order, on a thread of the peer's own.
-
-        Parameters
-        ----------
-        callback
-            Called with each :class:`~nbcall.Message`; returned as it is.
         """
         self._callbacks.append(callback)
         return callback
@@ -349,44 +301,24 @@ class Peer(CallAdapter, traitlets.HasTraits):
 
         Frames that arrive while the callback still runs are dropped, not queued. A peer with a frame callback
         offers (and answers) to receive video: set it before calling or answering.
-
-        Parameters
-        ----------
-        callback
-            Called with a numpy array and the frame's time in seconds; returned as it is.
         """
         self._media.on_frame.append(callback)
         return callback
 
     def on_audio(self, callback: Callable[[Any, float], Any]) -> Callable[[Any, float], Any]:
-        """Call ``callback(samples, timestamp)`` with remote audio: int16, ``sample_rate`` Hz, ``channels``.
-
-        Parameters
-        ----------
-        callback
-            Called with a numpy array of samples and their time in seconds; returned as it is.
-        """
+        """Call ``callback(samples, timestamp)`` with remote audio: int16, ``sample_rate`` Hz, ``channels``."""
         self._media.on_audio.append(callback)
         return callback
 
     def wait(self, *states: str, timeout: float = 10) -> str:
         """The blocking twin of :meth:`wait_for`, for scripts: ``peer.wait("connected")``.
 
-        Parameters
-        ----------
-        *states
-            States of :data:`nbcall.STATES`; the first one reached is returned.
-        timeout
-            Seconds to wait.
-
         Raises
         ------
-        nbcall.CallError
-            The call ended or failed first.
-        TimeoutError
-            None of ``states`` was reached within ``timeout`` seconds.
+        nbcall.CallError, TimeoutError
+            As :meth:`wait_for` does.
         RuntimeError
-            Called on the background loop (from a callback): use ``await peer.wait_for(...)`` there.
+            Called from a callback, on the background loop: ``await peer.wait_for(...)`` there.
         """
         self._refuse_on_loop(
             "Peer.wait() blocks: from a callback or async code use `await peer.wait_for(...)`"
@@ -396,21 +328,12 @@ class Peer(CallAdapter, traitlets.HasTraits):
     def wait_members(self, *peer_ids: str, timeout: float = 10) -> list[str]:
         """The blocking twin of :meth:`wait_for_members`, for scripts: ``peer.wait_members("B", "C")``.
 
-        Parameters
-        ----------
-        *peer_ids
-            Members to wait for; none waits for every other member.
-        timeout
-            Seconds to wait.
-
         Raises
         ------
-        nbcall.CallError
-            The peer is not in a room, the room ended, or a named member left it.
-        TimeoutError
-            Someone is still not connected after ``timeout`` seconds.
+        nbcall.CallError, TimeoutError
+            As :meth:`wait_for_members` does.
         RuntimeError
-            Called on the background loop: use ``await peer.wait_for_members(...)`` there.
+            Called on the background loop: ``await peer.wait_for_members(...)`` there.
         """
         self._refuse_on_loop(
             "Peer.wait_members() blocks: from a callback or async code use `await peer.wait_for_members()`"
