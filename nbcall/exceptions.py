@@ -132,6 +132,15 @@ class SignalingError(NbcallError):
 
         Unknown codes (from a newer server) give a plain :class:`SignalingError`
         carrying that code.
+
+        Parameters
+        ----------
+        code
+            The error message's ``code``.
+        message
+            Its text.
+        in_reply_to
+            The ``type`` of the message it refused.
         """
         subclass = SignalingError._by_code.get(code)
         if subclass is None:

@@ -4,6 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 extras="${1:-lab}"
+# The checks build the documentation site too (scripts/docs.sh): the test set-up installs its extra.
+if [ "$extras" = test ]; then extras="test,docs"; fi
 if [ ! -x .venv/bin/python ]; then
     python3 -m venv .venv
 fi

@@ -51,3 +51,7 @@ run_pytest .venv/bin/python -m pytest -m "not e2e and not webrtc" "$@"
 run_pytest unshare -n sh -c 'ip link set lo up && ip link add jns0 type veth peer name jns1 &&
     ip addr add 127.0.0.2/32 dev jns0 && ip link set jns1 up && ip link set jns0 up && exec "$@"' \
     sh .venv/bin/python -m pytest -m "e2e or webrtc" "$@"
+
+# The documentation site, warnings as errors: a broken reference, a missing page or a docstring that does not
+# parse fails here. Last, so that the course pages show the lessons as the browser test above saved them.
+scripts/docs.sh

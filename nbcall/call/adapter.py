@@ -84,7 +84,14 @@ class CallAdapter:
     # ----------------------------------------------------------------------------------------- public API
 
     def on_progress(self, callback: Callable[[dict[str, Any]], Any]) -> Callable[[dict[str, Any]], Any]:
-        """Call ``callback(progress)`` as a large send or reception advances (see ``progress``)."""
+        """Call ``callback(progress)`` as a large send or reception advances (see ``progress``).
+
+        Parameters
+        ----------
+        callback
+            Called with each report, ``{"direction", "peer", "name", "done", "total", "rate", "eta"}``, at
+            most ten a second and always the last; returned as it is, so that this works as a decorator.
+        """
         self._progress.callbacks.append(callback)
         return callback
 
@@ -136,7 +143,19 @@ class CallAdapter:
         return True
 
     def call(self, peer: str) -> None:
-        """Call ``peer``: its phone rings, and the call connects once it answers."""
+        """Call ``peer``: its phone rings, and the call connects once it answers.
+
+        Parameters
+        ----------
+        peer
+            The ID of the phone (or peer) to call.
+
+        Raises
+        ------
+        nbcall.CallError
+            This phone is offline, in a call or a room already, has no signaling server, or ``peer`` is
+            itself.
+        """
         self._check_can_dial("call")
         with self._lock:
             self._machine.call(peer, time.monotonic())
@@ -150,6 +169,17 @@ class CallAdapter:
         offline, the room is full) comes back in ``error``. With ``sfu=True`` a new room is made on the
         server's SFU (``room_mode`` "sfu"): each member sends once to the SFU, which forwards to the others, so a
         room may hold a class; its invitations ring with ``invitation["sfu"]``.
+
+        Parameters
+        ----------
+        *peer_ids
+            The IDs of the phones to invite.
+
+        Raises
+        ------
+        nbcall.CallError
+            This phone is offline, busy with a call being set up, or one of ``peer_ids`` is itself or a
+            member already.
         """
         self._check_can_dial("invite")
         with self._lock:
@@ -157,13 +187,30 @@ class CallAdapter:
             self._carry_out()
 
     def answer(self) -> None:
-        """Answer the incoming call, or accept the invitation into a room (the phone must be ringing)."""
+        """Answer the incoming call, or accept the invitation into a room (the phone must be ringing).
+
+        Raises
+        ------
+        nbcall.CallError
+            No call or invitation is ringing.
+        """
         with self._lock:
             self._machine.answer(time.monotonic())
             self._carry_out()
 
     def decline(self, reason: str = "declined") -> None:
-        """Refuse the incoming call or invitation; the caller (the inviter) learns ``reason``."""
+        """Refuse the incoming call or invitation; the caller (the inviter) learns ``reason``.
+
+        Parameters
+        ----------
+        reason
+            Why, as the caller's ``error`` will say it.
+
+        Raises
+        ------
+        nbcall.CallError
+            No call or invitation is ringing.
+        """
         with self._lock:
             self._machine.decline(reason)
             self._carry_out()
@@ -219,6 +266,20 @@ class CallAdapter:
 
         An ``ended`` or ``failed`` left over from an earlier call does not end a wait for ``ringing`` or
         ``calling``, which start a new call.
+
+        Parameters
+        ----------
+        *states
+            States of :data:`nbcall.STATES`; the first one reached is returned.
+        timeout
+            Seconds to wait.
+
+        Raises
+        ------
+        nbcall.CallError
+            The call ended or failed first (the message says why).
+        TimeoutError
+            None of ``states`` was reached within ``timeout`` seconds; the message names the current state.
         """
         verdict = self._states_reached(states)
         return await self._wait_async(verdict, ["state"], timeout, partial(self._states_timed_out, states))
@@ -228,6 +289,20 @@ class CallAdapter:
 
         Returns the members waited for; raises :class:`CallError` when this phone is not in a room (or the room
         ends meanwhile) or a named member leaves it, :class:`TimeoutError` naming who is not connected yet.
+
+        Parameters
+        ----------
+        *peer_ids
+            Members to wait for; none waits for every other member.
+        timeout
+            Seconds to wait.
+
+        Raises
+        ------
+        nbcall.CallError
+            This phone is not in a room, the room ended, or a named member left it.
+        TimeoutError
+            Someone is still not connected after ``timeout`` seconds; the message names who.
         """
         verdict = self._members_connected(peer_ids)
         return await self._wait_async(verdict, _MEMBER_FIELDS, timeout, self._members_timed_out)
@@ -239,6 +314,22 @@ class CallAdapter:
         For what :meth:`wait_for` and :meth:`wait_for_members` do not cover, without polling. Raises
         :class:`TimeoutError` with the traits' values when it is still false after ``timeout`` seconds, and
         what ``condition`` raised if it raises.
+
+        Parameters
+        ----------
+        condition
+            A function of no arguments; its first true value is returned.
+        *traits
+            Names of the traits whose changes may make ``condition`` true, such as ``"state"`` or ``"held"``.
+        timeout
+            Seconds to wait.
+
+        Raises
+        ------
+        ValueError
+            No trait was named, or one is not a trait of this phone.
+        TimeoutError
+            ``condition()`` was still false after ``timeout`` seconds; the message gives the traits' values.
         """
         unknown = [name for name in traits if not self.has_trait(name)]
         if not traits or unknown:

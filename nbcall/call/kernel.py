@@ -128,6 +128,11 @@ class ServerHandle:
         """Stop the server and wait until it is closed (its phones go offline and keep trying). Idempotent.
 
         From the background loop's own thread it cannot wait: it then only starts the close.
+
+        Parameters
+        ----------
+        timeout
+            Seconds to wait for the server to close.
         """
         with _lock:
             if self in _servers:
@@ -170,6 +175,25 @@ def serve(
     hand that URL to the phones of other kernels or machines that may call (``token=None`` lets anyone who
     can reach the port register). ``options`` are the limits of :func:`nbcall.server.serve`; bind
     ``host="0.0.0.0"`` to accept other machines. The handle may be used from any thread.
+
+    Parameters
+    ----------
+    host
+        The address to bind: ``"127.0.0.1"`` for this machine only, ``"0.0.0.0"`` for every interface.
+    port
+        The TCP port; 0 picks a free one (read it from the handle's ``port`` or ``url``).
+    token
+        The token clients must present: a random one by default, None for none.
+    **options
+        The keyword arguments of :func:`nbcall.server.serve`: its limits, ``origins``, ``room_key``,
+        ``redis``...
+
+    Raises
+    ------
+    ValueError, TypeError
+        An option is malformed (the message names it and its value).
+    OSError
+        The address cannot be bound (the port is taken, or the host is not this machine's).
     """
     if token is AUTO:
         token = secrets.token_urlsafe(16)

@@ -92,6 +92,26 @@ class Peer(CallAdapter, traitlets.HasTraits):
     to ``receive_dir`` when one is given (an existing file is kept unless ``overwrite``), else kept in memory.
     A message kept in memory has at most ``max_receive_size`` bytes: a larger one is dropped, and
     :attr:`error` says so.
+
+    Parameters
+    ----------
+    user_id, server, auto_answer, ice_servers, max_messages, max_log, ring_timeout
+        As for :class:`~nbcall.Phone` (``server``: one URL, or None for a server of this process).
+    video, audio
+        What to send: an iterator of arrays or a callable returning one, or None.
+    fps, sample_rate, channels
+        The video's frames per second; the audio's rate in Hz and its channels (1 or 2), sent and received.
+    receive_dir, overwrite
+        Where received files are written (None: in memory), and whether one may replace an existing file.
+    timeout
+        Seconds to wait for the registration, and by default in :meth:`hangup` and :meth:`flush`.
+
+    Raises
+    ------
+    ImportError
+        aiortc or numpy is missing: ``pip install "nbcall[peer]"``.
+    ValueError, TypeError, nbcall.exceptions.DuplicateID, nbcall.exceptions.ServerUnreachable
+        As for :class:`~nbcall.Phone`.
     """
 
     _client: SignalingClient  # a Peer always has a server
@@ -244,6 +264,11 @@ class Peer(CallAdapter, traitlets.HasTraits):
         connection (sends queue in order; :meth:`flush` waits until they have arrived). In a room it goes to
         every member connected now, or to the member ``to`` (in an SFU room through the signaling server, up to its
         ``max_message_size``).
+
+        Raises
+        ------
+        nbcall.CallError, TypeError
+            As :meth:`Phone.send <nbcall.Phone.send>` does.
         """
         kind, payload = encode(data)
         if self._sent_through_server(kind, payload, to):
@@ -264,6 +289,11 @@ class Peer(CallAdapter, traitlets.HasTraits):
         is sent file by file with its relative paths. In a room the file goes to every member connected now, or
         to the member ``to``. A receiver that kept part of the file from a cut transfer gets the rest, one that
         has it gets nothing (``resume=False``: the whole file again).
+
+        Raises
+        ------
+        nbcall.CallError, FileNotFoundError, PermissionError
+            As :meth:`Phone.send_file <nbcall.Phone.send_file>` does.
         """
         return self._send_files(path, name, to, timeout=max(30.0, self.timeout), resume=resume)
 
@@ -321,14 +351,30 @@ class Peer(CallAdapter, traitlets.HasTraits):
         return callback
 
     def wait(self, *states: str, timeout: float = 10) -> str:
-        """The blocking twin of :meth:`wait_for`, for scripts: ``peer.wait("connected")``."""
+        """The blocking twin of :meth:`wait_for`, for scripts: ``peer.wait("connected")``.
+
+        Raises
+        ------
+        nbcall.CallError, TimeoutError
+            As :meth:`wait_for` does.
+        RuntimeError
+            Called from a callback, on the background loop: ``await peer.wait_for(...)`` there.
+        """
         self._refuse_on_loop(
             "Peer.wait() blocks: from a callback or async code use `await peer.wait_for(...)`"
         )
         return self._wait_states(states, timeout)
 
     def wait_members(self, *peer_ids: str, timeout: float = 10) -> list[str]:
-        """The blocking twin of :meth:`wait_for_members`, for scripts: ``peer.wait_members("B", "C")``."""
+        """The blocking twin of :meth:`wait_for_members`, for scripts: ``peer.wait_members("B", "C")``.
+
+        Raises
+        ------
+        nbcall.CallError, TimeoutError
+            As :meth:`wait_for_members` does.
+        RuntimeError
+            Called on the background loop: ``await peer.wait_for_members(...)`` there.
+        """
         self._refuse_on_loop(
             "Peer.wait_members() blocks: from a callback or async code use `await peer.wait_for_members()`"
         )

@@ -107,7 +107,7 @@ def add_command(commands: argparse._SubParsersAction) -> None:  # type: ignore[t
         help="Janus's api_secret (default: $NBCALL_SFU_SECRET; prefer it to the flag, which ps shows)",
     )
     cluster = serve_cmd.add_argument_group(
-        "several nodes as one deployment (README: Deployment)",
+        "several nodes as one deployment (docs/guides/deployment.md)",
         "Servers given the same Redis share one registry: IDs are unique across them, presence lists "
         "merge and phones on different nodes call each other. Needs pip install 'nbcall[redis]'.",
     )

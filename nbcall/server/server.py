@@ -352,7 +352,7 @@ async def serve(
     delays or reorders the messages the server relays, or keeps only ICE candidates of some types: see what
     each breaks. Dropped messages are logged.
 
-    Several nodes as one deployment (README, "Deployment"; needs ``pip install nbcall[redis]``):
+    Several nodes as one deployment (docs/guides/deployment.md; needs ``pip install nbcall[redis]``):
 
     * ``redis`` (none): a ``redis://[:PASSWORD@]HOST:PORT/DB`` or ``rediss://`` (TLS) URL. Servers
       given the same Redis share one registry: an ID is unique across them, presence lists merge,

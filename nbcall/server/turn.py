@@ -36,6 +36,29 @@ def turn_credentials(
 
     ``now`` (Unix seconds, default the clock) is for tests. A ``user`` with ``:`` would confuse the
     server's parsing of the expiry and is refused.
+
+    Parameters
+    ----------
+    secret
+        The TURN server's ``static-auth-secret``.
+    user
+        Who the credentials are for (no ``:``); it shows in the TURN server's logs.
+    ttl
+        Seconds the credentials stay valid.
+    urls
+        The TURN server's URL or URLs, copied into the result.
+    now
+        The time to count ``ttl`` from, in Unix seconds; the clock by default.
+
+    Returns
+    -------
+    dict
+        ``{"urls"?, "username", "credential"}``, an RTCIceServer.
+
+    Raises
+    ------
+    ValueError
+        ``secret`` is empty, ``user`` is empty or holds ``:``, or ``ttl`` is not positive.
     """
     if isinstance(secret, str):
         secret = secret.encode()

@@ -29,12 +29,29 @@ class MediaControls(PhonePart):
         self.set_trait("mic_on", True)
 
     def camera(self, on: bool = True) -> None:
-        """Turn the camera's picture on or off: off, the peer receives black frames."""
+        """Turn the camera's picture on or off: off, the peer receives black frames.
+
+        Parameters
+        ----------
+        on
+            True to send the camera's picture, False for black frames.
+        """
         self.set_trait("camera_on", bool(on))
 
     async def diagnose(self, timeout: float = 30) -> Diagnosis:
         """Check this phone's browser: secure context, cameras and microphones, and which candidate types each
-        of :attr:`ice_servers` yields (TURN credentials accepted or refused), with advice for each failure."""
+        of :attr:`ice_servers` yields (TURN credentials accepted or refused), with advice for each failure.
+
+        Parameters
+        ----------
+        timeout
+            Seconds to wait for the browser's report.
+
+        Raises
+        ------
+        TimeoutError
+            No browser shows this phone, or it did not report within ``timeout`` seconds.
+        """
         loop = asyncio.get_running_loop()
         reply: asyncio.Future[Any] = loop.create_future()
         request = self._request_diagnosis((loop, reply))

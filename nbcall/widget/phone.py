@@ -91,6 +91,49 @@ class Phone(FromBrowser, anywidget.AnyWidget):
     A file sent with :meth:`send_file` (or from a :class:`~nbcall.Peer` or ``nbcall send``) arrives as one
     :class:`~nbcall.call.transfer.FileMessage` (``name``, ``sha256``), checked; its bytes are in ``data``, or with
     ``receive_dir`` it is written there under its name (``path``) and an existing file is kept.
+
+    Parameters
+    ----------
+    user_id
+        The ID others call: a printable string of 1-64 characters. A live phone of this kernel with the same
+        ID (the cell ran before) is closed first.
+    server
+        A signaling server URL (``ws://``, ``wss://``; ``http(s)://`` is taken as ``ws(s)://``), the URLs of a
+        deployment's nodes, None for the kernel's own server, or False for none (manual signaling).
+    video, audio
+        What this phone sends in a call: False, True, or a dict of MediaTrackConstraints.
+    auto_answer
+        Answer incoming calls and room invitations at once.
+    ice_servers
+        STUN/TURN servers: URL strings or ``{"urls", "username", "credential"}`` dicts; none by default.
+    ice_transport_policy
+        ``"all"``, or ``"relay"`` to connect only through a TURN server.
+    max_messages, max_log
+        How many received messages and log entries are kept.
+    timeout
+        Seconds to wait for the server to accept the registration.
+    ring_timeout
+        Seconds a call rings unanswered before it ends.
+    connect_timeout
+        Seconds an answered call may take to connect before it fails.
+    step
+        Hold each outgoing signaling message until :meth:`step`.
+    faults
+        What to drop, delay or reorder of what this phone sends (:class:`~nbcall.Faults` or a dict of its
+        fields).
+    receive_dir
+        Where received files are written; None keeps them in memory.
+
+    Raises
+    ------
+    ValueError, TypeError
+        An argument is malformed (the message names it and its value), such as an ``ice_servers`` entry.
+    nbcall.exceptions.DuplicateID
+        A phone of another kernel or process holds ``user_id``.
+    nbcall.exceptions.BadID
+        ``user_id`` breaks the server's naming rules.
+    nbcall.exceptions.ServerUnreachable
+        No signaling server answered within ``timeout`` seconds, or it refused the connection.
     """
 
     _esm = STATIC / "phone.js"
@@ -306,6 +349,20 @@ class Phone(FromBrowser, anywidget.AnyWidget):
         keeps a reference to ``data`` until then, no copy of bytes). The browser says what it took while the
         kernel is idle or the cell awaits: a cell that blocks (computes, sleeps) pauses the transfer after a few
         MiB until it ends or awaits (see the README, "Sending data").
+
+        Parameters
+        ----------
+        data
+            str, bytes-like, or anything JSON can encode.
+        to
+            In a room, the one member to send to; None sends to every other member (or to the peer of a call).
+
+        Raises
+        ------
+        nbcall.CallError
+            The phone is not in a connected call, or ``to`` is not a connected member of its room.
+        TypeError
+            ``data`` is neither str, bytes nor JSON-serializable.
         """
         kind, payload = encode(data)
         if self._sent_through_server(kind, payload, to):
@@ -354,6 +411,25 @@ class Phone(FromBrowser, anywidget.AnyWidget):
         ``{"ok", "files": [{"name", "peer", "sha256", "code", ...}], "error", "code"}`` (the first refusal ends
         the sending): ``await asyncio.wrap_future(phone.send_file(path))`` in a cell. A receiver that kept part
         of the file from a cut transfer gets the rest, one that has it gets nothing (``resume=False``: all again).
+
+        Parameters
+        ----------
+        path
+            A file, or a directory whose files go with their relative paths.
+        name
+            The name the receiver sees, instead of the file's own.
+        to
+            In a room, the one member to send to; None sends to every member connected now.
+        timeout
+            Seconds to wait for the receivers' verdicts after a file's last byte; None waits as long as it
+            takes.
+
+        Raises
+        ------
+        nbcall.CallError
+            The phone is not in a connected call (or ``to`` is not a connected member).
+        FileNotFoundError, PermissionError
+            ``path`` is missing or unreadable.
         """
         return self._send_files(path, name, to, timeout, resume)
 
@@ -390,7 +466,13 @@ class Phone(FromBrowser, anywidget.AnyWidget):
             logger.warning("%s: could not answer %s on a file: %s", self.user_id, sender, exc)
 
     def on_message(self, callback: Callable[[Message], Any]) -> Callable[[Message], Any]:
-        """Call ``callback(message)`` for every data-channel message received (usable as a decorator)."""
+        """Call ``callback(message)`` for every data-channel message received (usable as a decorator).
+
+        Parameters
+        ----------
+        callback
+            Called with each :class:`~nbcall.Message`, on the kernel's main thread; returned as it is.
+        """
         self._callbacks.append(callback)
         return callback
 
@@ -399,6 +481,16 @@ class Phone(FromBrowser, anywidget.AnyWidget):
 
         Raises :class:`TimeoutError` when none arrives within ``timeout`` seconds. Lessons and scripts use it
         instead of polling :attr:`messages`.
+
+        Parameters
+        ----------
+        timeout
+            Seconds to wait.
+
+        Raises
+        ------
+        TimeoutError
+            No message arrived within ``timeout`` seconds.
         """
         loop = asyncio.get_running_loop()
         arrived: asyncio.Future[Message] = loop.create_future()
@@ -420,6 +512,16 @@ class Phone(FromBrowser, anywidget.AnyWidget):
         """The next statistics summary the browser reports (it samples ``getStats()`` once a second while
         connected): :attr:`stats` as it is then. Raises :class:`TimeoutError` when none comes within ``timeout``
         seconds (no call connected, or no browser shows the phone). Lessons use it instead of polling ``stats``.
+
+        Parameters
+        ----------
+        timeout
+            Seconds to wait.
+
+        Raises
+        ------
+        TimeoutError
+            No summary came within ``timeout`` seconds.
         """
         loop = asyncio.get_running_loop()
         waiter = (loop, loop.create_future())

@@ -39,6 +39,18 @@ class Teaching(PhonePart):
 
         Give the text to the other phone's :meth:`accept_offer`, and its answer to :meth:`accept_answer`.
         ``peer`` names the other side in this phone's traits and log.
+
+        Parameters
+        ----------
+        peer
+            The name of the other side, for this phone's traits and log.
+        timeout
+            Seconds to wait for the browser to gather its candidates.
+
+        Raises
+        ------
+        nbcall.CallError
+            The phone has a signaling server (use :meth:`call`), or cannot start a call now.
         """
         self._need_manual("create_offer")
         gathered = self._expect_gathering(peer)
@@ -50,7 +62,22 @@ class Teaching(PhonePart):
 
     async def accept_offer(self, offer: str, timeout: float = 10) -> str:
         """Manual signaling: answer the offer text from the other phone's :meth:`create_offer`; returns the
-        answer as text for its :meth:`accept_answer`."""
+        answer as text for its :meth:`accept_answer`.
+
+        Parameters
+        ----------
+        offer
+            The text :meth:`create_offer` returned on the other phone.
+        timeout
+            Seconds to wait for the browser's answer and candidates.
+
+        Raises
+        ------
+        nbcall.CallError
+            The phone has a signaling server, or could not take the offer.
+        ValueError
+            ``offer`` is not an offer made by :meth:`create_offer`.
+        """
         self._need_manual("accept_offer")
         messages = manual.unpack(offer, "call")
         caller = str(messages[0].get("from") or "peer")
@@ -72,7 +99,22 @@ class Teaching(PhonePart):
 
     async def accept_answer(self, answer: str, timeout: float = 10) -> None:
         """Manual signaling: take the answer text from the other phone's :meth:`accept_offer`, and wait until
-        the call is connected."""
+        the call is connected.
+
+        Parameters
+        ----------
+        answer
+            The text :meth:`accept_offer` returned on the other phone.
+        timeout
+            Seconds to wait for the call to connect.
+
+        Raises
+        ------
+        nbcall.CallError
+            The phone has a signaling server, or has no offer out.
+        ValueError
+            ``answer`` is not an answer made by :meth:`accept_offer`.
+        """
         self._need_manual("accept_answer")
         messages = manual.unpack(answer, "answer")
         with self._lock:
@@ -89,7 +131,13 @@ class Teaching(PhonePart):
 
     def explain(self, peer: str | None = None) -> Negotiation | None:
         """The offer and answer exchanged with ``peer`` (the current or last peer by default), every line
-        explained, and what the answer chose from the offer; None before any. Shows as tables in a notebook."""
+        explained, and what the answer chose from the offer; None before any. Shows as tables in a notebook.
+
+        Parameters
+        ----------
+        peer
+            Whose negotiation to explain; the current or last peer by default.
+        """
         with self._lock:
             return self._descriptions.get(peer if peer is not None else self.peer)
 

@@ -34,7 +34,24 @@ def candidate_type(message: dict[str, Any]) -> str | None:
 class Faults:
     """Faults on outgoing signaling: ``drop`` these message types, ``delay`` each message by seconds,
     ``reorder`` messages of these types (a burst goes last first), keep only ICE candidates of
-    ``candidate_types``."""
+    ``candidate_types``.
+
+    Parameters
+    ----------
+    drop
+        Message types never sent, such as ``("ice",)`` or ``("answer",)``.
+    delay
+        Seconds each message waits before it goes.
+    reorder
+        Message types whose bursts go out last first.
+    candidate_types
+        The ICE candidate types kept (``"host"``, ``"srflx"``, ``"prflx"``, ``"relay"``); None keeps all.
+
+    Raises
+    ------
+    ValueError
+        A negative ``delay``.
+    """
 
     drop: tuple[str, ...] = ()
     delay: float = 0.0
@@ -43,7 +60,20 @@ class Faults:
 
     @classmethod
     def of(cls, value: Faults | dict[str, Any] | None) -> Faults | None:
-        """A :class:`Faults` from itself, a dict of its fields, or None (no faults)."""
+        """A :class:`Faults` from itself, a dict of its fields, or None (no faults).
+
+        Parameters
+        ----------
+        value
+            A :class:`Faults`, a dict of its fields, or None.
+
+        Raises
+        ------
+        TypeError
+            ``value`` is neither.
+        ValueError
+            The dict has a key that is not a field, or an unknown candidate type.
+        """
         if value is None or isinstance(value, Faults):
             return value
         if not isinstance(value, dict):

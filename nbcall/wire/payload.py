@@ -28,7 +28,21 @@ def oversize(size: int, limit: int, what: str = "a message") -> str | None:
 
 @dataclass(frozen=True)
 class Message:
-    """A message received on the data channel: ``data`` has the type the sender sent."""
+    """A message received on the data channel: ``data`` has the type the sender sent.
+
+    Attributes
+    ----------
+    data
+        What was sent: str, bytes, or the decoded JSON value.
+    sender
+        The ID of the phone or peer that sent it.
+    kind
+        ``"str"``, ``"bytes"`` or ``"json"``.
+    size
+        Its size on the wire, in bytes.
+    received_at
+        When it arrived, in seconds since the epoch (:func:`time.time`).
+    """
 
     data: Any
     sender: str

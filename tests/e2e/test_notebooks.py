@@ -6,11 +6,13 @@ import shutil
 from pathlib import Path
 
 import pytest
-from harness import Lab
+from harness import ARTIFACTS, Lab
 from playwright.sync_api import Page, expect
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
 NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
+#: Each lesson as it ran here, outputs included: the documentation site shows these (docs/conf.py).
+EXECUTED = ARTIFACTS / "notebooks"
 
 
 # How many cells the kernel itself ran, asked outside the notebook's queue (so answered once the queued cells
@@ -59,6 +61,7 @@ def test_lesson_runs_without_errors(lab: Lab, page: Page, name: str) -> None:
     cells = page.evaluate(read_cells)
     errors = [o for c in cells for o in c["outputs"] if o["output_type"] == "error"]
     assert errors == []
+    save_executed(page, lab.root / name)
     text = "\n".join(
         str(o.get("text", "")) for c in cells for o in c["outputs"] if o["output_type"] == "stream"
     )
@@ -69,3 +72,11 @@ def test_lesson_runs_without_errors(lab: Lab, page: Page, name: str) -> None:
     if name.startswith("08"):
         # Lesson 8's large transfer: both ends heard its progress to the end, and the phone's is over.
         assert text.count("the last 30 of 30 MiB") == 2 and "phone.progress == {}" in text, text[-600:]
+
+
+def save_executed(page: Page, path: Path) -> None:
+    """Save the lesson from JupyterLab, outputs included, and keep a copy in test-artifacts/notebooks/."""
+    page.evaluate("() => window.jupyterapp.commands.execute('docmanager:save')")
+    page.wait_for_function("() => !window.jupyterapp.shell.currentWidget.context.model.dirty", timeout=30_000)
+    EXECUTED.mkdir(parents=True, exist_ok=True)
+    shutil.copy(path, EXECUTED / path.name)

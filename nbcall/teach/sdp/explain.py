@@ -159,7 +159,23 @@ class SdpExplanation(Sequence[SdpLine]):
 
 def explain_sdp(description: Any) -> SdpExplanation:
     """Explain every line of a session description: an SDP string, ``{"type": ..., "sdp": ...}``, or that
-    as a JSON string (the ``sdp`` field of a ``call`` or ``answer`` message in ``phone.log``)."""
+    as a JSON string (the ``sdp`` field of a ``call`` or ``answer`` message in ``phone.log``).
+
+    Parameters
+    ----------
+    description
+        The SDP text, a ``{"type", "sdp"}`` dict, or the JSON string of one.
+
+    Returns
+    -------
+    SdpExplanation
+        Each line with its meaning, by session and media section; a table in a notebook, text when printed.
+
+    Raises
+    ------
+    TypeError
+        ``description`` is neither a string nor a dict with an ``sdp``.
+    """
     kind_of_description, text = _description(description)
     lines: list[SdpLine] = []
     sections: list[Section] = []
