@@ -733,19 +733,23 @@ async def test_thousands_of_connect_register_disconnect_cycles_leave_no_state_be
             try:
                 await asyncio.wait_for(cycles(9, 100), 60)  # warm caches and free lists first
                 await wait_until(
-                    lambda: server.protocol.connections == 1, "the warm-up's connections are gone"
+                    lambda: server.protocol.connections == 1, "the warm-up's connections are gone", timeout=60
                 )
                 base = traced_bytes()
                 await asyncio.wait_for(asyncio.gather(*(cycles(w) for w in range(4))), 120)
-                await wait_until(lambda: server.protocol.connections == 1, "every cycle's connection is gone")
-                await wait_until(lambda: len(server.admitted) == 1, "every cycle's slot is free")
+                await wait_until(
+                    lambda: server.protocol.connections == 1, "every cycle's connection is gone", timeout=60
+                )
+                await wait_until(lambda: len(server.admitted) == 1, "every cycle's slot is free", timeout=60)
                 # Memory back to base: 2,000 cycles that each kept even 100 bytes would leave 200 kB.
                 grown = traced_bytes() - base
                 assert grown < 100_000, f"{grown} bytes still held after 2,000 cycles"
             finally:
                 tracemalloc.stop()
-            await wait_until(lambda: server.protocol.connections == 1, "every cycle's connection is gone")
-            await wait_until(lambda: len(server.admitted) == 1, "every cycle's slot is free")
+            await wait_until(
+                lambda: server.protocol.connections == 1, "every cycle's connection is gone", timeout=60
+            )
+            await wait_until(lambda: len(server.admitted) == 1, "every cycle's slot is free", timeout=60)
             assert server.protocol.peers == ["Witness"]
             assert server.protocol.registry.conns.keys() == {"Witness"}
             assert len(server.server.connections) == 1 and not server.protocol.registry.secrets
