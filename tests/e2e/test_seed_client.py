@@ -89,18 +89,22 @@ def test_seed_client_calls_a_phone_and_a_phone_calls_the_seed_client(
     # same page, right after its own pc.close(), the app's greeting on the new connection went missing in 2 of
     # 5 full e2e runs (the app logged it as sent; once an nbcall phone, once a Python peer missed it), and in
     # none of 100 runs of that sequence alone; the logs printed here are there to catch it if it comes back.
-    # Caught once since, in 200-call runs (below): the seed app's browser counted the greeting as not sent at all
-    # (getStats messagesSent 0 on its open channel) while the nbcall side's channel was open, so it never left
-    # Chromium. The 200-call tests tell that apart from a loss on nbcall's side.
+    # Caught since, in 200-call runs (below), twice in about 1,000 calls: Chromium queued the greeting sent in
+    # the open handler of the channel the phone opened (bufferedAmount 12, its length; getStats messagesSent 0)
+    # and never sent it; a later message went out and the greeting was dropped. So a greeting the seed app's
+    # browser did not send is not asked of the phone (seed.greetings says which it sent).
     seed.reload()
     seed.wait_for_function(SEED_REGISTERED)
     nb.run("b.call('S')\nawait b.wait_for('connected', timeout=20)")
-    try:
-        nb.wait_until("len(b.messages) >= 3")
-    except AssertionError:  # what the phone saw, next to the seed app's log printed by the fixture
-        print("phone log:", nb.value("[(e['dir'], e['type'], str(e['detail'])[:300]) for e in b.log[-30:]]"))
-        raise
-    assert nb.value("b.messages[-1].data") == "Hello from S"
+    if greeting_sent(seed):
+        try:
+            nb.wait_until("len(b.messages) >= 3")
+        except AssertionError:  # what the phone saw, next to the seed app's log printed by the fixture
+            print(
+                "phone log:", nb.value("[(e['dir'], e['type'], str(e['detail'])[:300]) for e in b.log[-30:]]")
+            )
+            raise
+        assert nb.value("b.messages[-1].data") == "Hello from S"
     nb.run("b.send('hello back')")
     seed.wait_for_function("() => window.seed.received.includes('hello back')")
     nb.run("b.hangup()")
@@ -145,6 +149,12 @@ def test_a_greeting_sent_as_the_channel_opens_reaches_the_phone_in_every_one_of_
     print(f"{GREETED_CALLS} calls to the seed app in {took:.1f} s")
     assert nb.value("sorted(set(_got))") == ["Hello from S"]
     assert_every_greeting_sent_arrived(seed, greetings)
+
+
+def greeting_sent(seed: Page) -> bool:
+    """Whether the seed app's browser sent the greeting of its latest call (see seed.greetings)."""
+    seed.wait_for_function("() => window.seed.greetings.length > 0", timeout=10_000)
+    return seed.evaluate("window.seed.greetings.at(-1)") == "sent"
 
 
 def assert_every_greeting_sent_arrived(seed: Page, received: list[int]) -> None:
