@@ -14,7 +14,14 @@ import numpy as np
 import pytest
 from harness import Lab, Notebook
 from playwright.sync_api import Page, expect
-from test_seed_client import SEED_REGISTERED, open_seed_client  # noqa: F401 (a fixture)
+from test_seed_client import (  # noqa: F401 (open_seed_client: a fixture)
+    GREETED_CALLS,
+    GREETED_WITHIN,
+    SEED_REGISTERED,
+    assert_every_greeting_sent_arrived,
+    greeting_sent,
+    open_seed_client,
+)
 
 from nbcall import CallError, Peer
 
@@ -157,16 +164,47 @@ def test_peer_and_the_seed_client_call_each_other_with_plain_messages(
     seed.wait_for_function(SEED_REGISTERED)
     p.call("S")
     p.wait("connected", timeout=TIMEOUT)
-    try:
-        wait_until(lambda: len(p.messages) >= 2, "the seed's greeting on the second call")
-    except AssertionError:  # what the Python peer saw, next to the seed app's log printed by the fixture
-        print("peer log:", [(e["dir"], e["type"], str(e["detail"])[:300]) for e in p.log[-30:]])
-        print("peer stats:", p.stats, p.rtc)
-        raise
-    assert p.messages[-1].data == "Hello from S"
+    if greeting_sent(seed):  # Chromium now and then never sends it (see test_seed_client.py)
+        try:
+            wait_until(lambda: len(p.messages) >= 2, "the seed's greeting on the second call")
+        except AssertionError:  # what the Python peer saw, next to the seed app's log printed by the fixture
+            print("peer log:", [(e["dir"], e["type"], str(e["detail"])[:300]) for e in p.log[-30:]])
+            print("peer stats:", p.stats, p.rtc)
+            raise
+        assert p.messages[-1].data == "Hello from S"
     p.send("hello back")
     seed.wait_for_function("() => window.seed.received.includes('hello back')")
     p.hangup()
+
+
+def test_a_greeting_sent_as_the_channel_opens_reaches_a_peer_in_every_one_of_200_calls(
+    lab: Lab,
+    page: Page,
+    peers: list[Peer],
+    open_seed_client: Callable[..., Page],  # noqa: F811 (the fixture imported above)
+) -> None:
+    _, url = open_phone(lab, page, "peer-greetings.ipynb")  # only for its kernel's signaling server
+    p = Peer("P", server=url)
+    peers.append(p)
+    seed = open_seed_client(url, "S")
+    wait_until(lambda: "S" in p.peers, "the seed client online")
+    got: list[object] = []
+    p.on_message(lambda m: got.append(m.data))
+    greetings = []
+    started = time.monotonic()
+    for _ in range(GREETED_CALLS):
+        assert time.monotonic() - started < GREETED_WITHIN, f"{len(greetings)} calls in {GREETED_WITHIN} s"
+        before = len(got)
+        p.call("S")
+        p.wait("connected", timeout=TIMEOUT)
+        deadline = time.monotonic() + 5
+        while len(got) == before and time.monotonic() < deadline:
+            time.sleep(0.01)
+        greetings.append(len(got) - before)
+        p.hangup()
+    print(f"{GREETED_CALLS} calls from a Peer to the seed app in {time.monotonic() - started:.1f} s")
+    assert set(got) == {"Hello from S"}
+    assert_every_greeting_sent_arrived(seed, greetings)
 
 
 def test_camera_frames_arrive_in_python_and_python_video_shows_in_the_phone(

@@ -89,20 +89,86 @@ def test_seed_client_calls_a_phone_and_a_phone_calls_the_seed_client(
     # same page, right after its own pc.close(), the app's greeting on the new connection went missing in 2 of
     # 5 full e2e runs (the app logged it as sent; once an nbcall phone, once a Python peer missed it), and in
     # none of 100 runs of that sequence alone; the logs printed here are there to catch it if it comes back.
+    # Caught since, in 200-call runs (below), twice in about 1,000 calls: Chromium queued the greeting sent in
+    # the open handler of the channel the phone opened (bufferedAmount 12, its length; getStats messagesSent 0)
+    # and never sent it; a later message went out and the greeting was dropped. So a greeting the seed app's
+    # browser did not send is not asked of the phone (seed.greetings says which it sent).
     seed.reload()
     seed.wait_for_function(SEED_REGISTERED)
     nb.run("b.call('S')\nawait b.wait_for('connected', timeout=20)")
-    try:
-        nb.wait_until("len(b.messages) >= 3")
-    except AssertionError:  # what the phone saw, next to the seed app's log printed by the fixture
-        print("phone log:", nb.value("[(e['dir'], e['type'], str(e['detail'])[:300]) for e in b.log[-30:]]"))
-        raise
-    assert nb.value("b.messages[-1].data") == "Hello from S"
+    if greeting_sent(seed):
+        try:
+            nb.wait_until("len(b.messages) >= 3")
+        except AssertionError:  # what the phone saw, next to the seed app's log printed by the fixture
+            print(
+                "phone log:", nb.value("[(e['dir'], e['type'], str(e['detail'])[:300]) for e in b.log[-30:]]")
+            )
+            raise
+        assert nb.value("b.messages[-1].data") == "Hello from S"
     nb.run("b.send('hello back')")
     seed.wait_for_function("() => window.seed.received.includes('hello back')")
     nb.run("b.hangup()")
     # Messages the seed client does not know (presence, hangup) are ignored by it, as old clients should.
     seed.wait_for_function("() => window.seed.ignored.includes('hangup')")
+
+
+#: Calls in which the callee greets the moment its channel opens (issue 15, "Nothing lost"), and the time they
+#: may take in all (about 0.5 s a call here).
+GREETED_CALLS = 200
+GREETED_WITHIN = 400.0
+# A cell that makes calls to the seed app and counts the greetings; each call waits up to 5 s for its own.
+GREETED_CELL = """\
+for _i in range({count}):
+    assert _time.monotonic() - _started < {within}, f"{{len(_greetings)}} calls within {within} s"
+    _before = len(_got)
+    b.call('S')
+    await b.wait_for('connected', timeout=20)
+    for _ in range(500):
+        if len(_got) > _before:
+            break
+        await asyncio.sleep(0.01)
+    _greetings.append(len(_got) - _before)
+    b.hangup()
+"""
+
+
+def test_a_greeting_sent_as_the_channel_opens_reaches_the_phone_in_every_one_of_200_calls(
+    lab: Lab, page: Page, open_seed_client: Callable[..., Page]
+) -> None:
+    nb = lab.run_notebook(
+        page, "greetings.ipynb", ["import nbcall, asyncio\nb = nbcall.Phone('B'); b"], phones=("B",)
+    )
+    seed = open_seed_client(nb.value("b.server_url"), "S")
+    nb.wait_until("'S' in b.peers")
+    nb.run("import time as _time\n_got, _greetings = [], []\nb.on_message(lambda m: _got.append(m.data))")
+    nb.run("_started = _time.monotonic()")
+    # In cells of 50 calls: a cell may run at most 180 s (harness.RUN_CELL_JS).
+    for _ in range(GREETED_CALLS // 50):
+        nb.run(GREETED_CELL.format(count=50, within=GREETED_WITHIN))
+    greetings, took = nb.value("(_greetings, _time.monotonic() - _started)")
+    print(f"{GREETED_CALLS} calls to the seed app in {took:.1f} s")
+    assert nb.value("sorted(set(_got))") == ["Hello from S"]
+    assert_every_greeting_sent_arrived(seed, greetings)
+
+
+def greeting_sent(seed: Page) -> bool:
+    """Whether the seed app's browser sent the greeting of its latest call (see seed.greetings)."""
+    seed.wait_for_function("() => window.seed.greetings.length > 0", timeout=10_000)
+    return seed.evaluate("window.seed.greetings.at(-1)") == "sent"
+
+
+def assert_every_greeting_sent_arrived(seed: Page, received: list[int]) -> None:
+    """Each call's greeting reached nbcall once if the seed app's browser sent it. Chromium now and then never
+    sends a message sent as a channel it did not open opens (its own getStats counts none sent): that is no loss
+    on nbcall's side, so it is only counted, and must stay rare."""
+    seed.wait_for_function(f"() => window.seed.greetings.length >= {len(received)}", timeout=10_000)
+    sent = seed.evaluate("window.seed.greetings")[-len(received) :]
+    assert seed.evaluate("document.getElementById('out').textContent").count("said hello") >= len(received)
+    lost = [i for i, (n, s) in enumerate(zip(received, sent, strict=True)) if n != (s == "sent")]
+    assert not lost, f"calls whose greeting the browser sent and nbcall did not get once: {lost}"
+    unsent = sent.count("unsent")
+    print(f"greetings the seed app's browser never sent: {unsent} of {len(sent)}")
+    assert unsent <= len(sent) // 50, f"the browser sent no greeting in {unsent} calls"
 
 
 REMOTE_VIDEO_WIDTH = """user => {

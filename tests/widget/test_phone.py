@@ -554,13 +554,17 @@ def test_a_batch_from_the_browser_is_handled_message_by_message_in_order(make_ph
     assert events == ["gathering", "complete"]
 
 
+def call_run_by_a_tab(phone: Phone, caller: RawPeer) -> None:
+    """The page "tab-1" shows ``phone`` first, so it runs its calls; then ``phone`` is in a call with ``caller``."""
+    from_browser(phone, {"type": "hello", "page": "tab-1"})
+    connected(phone, caller)
+
+
 def test_a_second_tab_shows_the_phone_without_touching_its_call_and_a_reload_ends_it(
     make_phone, raw_peer
 ) -> None:
-    phone = make_phone("P")
-    from_browser(phone, {"type": "hello", "page": "tab-1"})
-    caller = raw_peer("B")
-    connected(phone, caller)
+    phone, caller = make_phone("P"), raw_peer("B")
+    call_run_by_a_tab(phone, caller)
     from_browser(phone, {"type": "hello", "page": "tab-2"})  # the notebook opened in a second tab
     assert (phone.state, phone._engine_page) == ("connected", "tab-1")
     from_browser(phone, {"type": "bye", "page": "tab-2"})  # and closed again
@@ -573,10 +577,8 @@ def test_a_second_tab_shows_the_phone_without_touching_its_call_and_a_reload_end
 def test_when_the_tab_running_the_call_goes_the_call_ends_and_the_tab_shown_last_runs_the_next(
     make_phone, raw_peer
 ) -> None:
-    phone = make_phone("P")
-    from_browser(phone, {"type": "hello", "page": "tab-1"})
-    caller = raw_peer("B")
-    connected(phone, caller)
+    phone, caller = make_phone("P"), raw_peer("B")
+    call_run_by_a_tab(phone, caller)
     from_browser(phone, {"type": "hello", "page": "tab-2"})
     from_browser(phone, {"type": "bye", "page": "tab-1"})
     assert (phone.state, phone.error) == (
