@@ -36,6 +36,8 @@ source_suffix = {".md": "myst-nb", ".ipynb": "myst-nb"}
 root_doc = "index"
 exclude_patterns = ["_build", "Thumbs.db", ".DS_Store", "**.ipynb_checkpoints"]
 
+# Options and code stay as typed: no "--token" turned into an en dash, no curly quotes in help texts.
+smartquotes = False
 myst_enable_extensions = ["colon_fence", "deflist", "fieldlist"]
 # Two lessons go from a title to ### sections on purpose (numbered steps under an unnumbered part).
 suppress_warnings = ["myst.header"]
