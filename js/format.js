@@ -32,15 +32,17 @@ export function statusText(state, peer) {
 
 /**
  * The status line in a room, or while one is being made or offered; null outside rooms (statusText then).
- * @param {{state: string, user: string, room: string, members: string[], invitation: {from?: string, members?: string[]}}} s
+ * A phone calling nobody in particular (`peer` empty) is inviting into a new room; one calling a peer is in a
+ * 1:1 call.
+ * @param {{state: string, user: string, peer?: string, room: string, members: string[], invitation: {from?: string, members?: string[]}}} s
  * @returns {string | null}
  */
-export function roomStatusText({ state, user, room, members, invitation }) {
+export function roomStatusText({ state, user, peer = "", room, members, invitation }) {
   if (state === "ringing" && invitation.from) {
     const others = (invitation.members ?? []).filter((m) => m !== user);
     return `${invitation.from} invites you into a room with ${others.join(", ") || invitation.from}`;
   }
-  if (!room) return state === "calling" ? "Inviting… the room starts when someone accepts" : null;
+  if (!room) return state === "calling" && !peer ? "Inviting… the room starts when someone accepts" : null;
   const others = members.filter((m) => m !== user);
   if (!others.length) return "In a room of your own: waiting for an invitee to accept";
   return `In a room with ${others.join(", ")} (${members.length} members)`;

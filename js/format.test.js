@@ -105,6 +105,7 @@ test("the room status line: an invitation names who invites and who is in, a roo
     "A invites you into a room with A, B",
   );
   assert.equal(roomStatusText({ ...base, state: "calling" }), "Inviting… the room starts when someone accepts");
+  assert.equal(roomStatusText({ ...base, state: "calling", peer: "B" }), null); // a 1:1 call: statusText says it
   assert.equal(roomStatusText({ ...base, state: "ringing" }), null); // a 1:1 call rings
   assert.equal(roomStatusText({ ...base, state: "connected" }), null);
   assert.equal(

@@ -168,7 +168,7 @@ export function renderPhone(model, el, phone) {
     const roomMembers = model.get("members") ?? [];
     status.textContent = closed
       ? closedText(user, model.get("error"))
-      : roomStatusText({ state, user, room, members: roomMembers, invitation }) ?? statusText(state, peer);
+      : roomStatusText({ state, user, peer, room, members: roomMembers, invitation }) ?? statusText(state, peer);
     error.textContent = model.get("error");
     const previous = peerSelect.value;
     peerSelect.replaceChildren(
