@@ -167,6 +167,20 @@ class SfuMember:
                         sdp=json.dumps({"type": local.type, "sdp": local.sdp}))  # fmt: skip
         self.offers += 1
 
+    async def reaches(self, other: SfuMember, text: str, timeout: float = 10) -> int:
+        """Send ``text`` on the data channel until ``other`` receives it through the SFU; how many sends it took.
+
+        Janus relays nothing to a subscriber link that is still settling (just answered, or renegotiated), and
+        says nothing: a message sent then is lost, so a test sends again (a bounded number of times).
+        """
+        for attempt in range(1, int(timeout / 0.25) + 1):
+            self.channel.send(text)
+            for _ in range(5):
+                await asyncio.sleep(0.05)
+                if (self.id, text) in other.received:
+                    return attempt
+        pytest.fail(f"{other.id} never received {text!r} from {self.id} within {timeout} s: {other.received}")
+
     async def close(self) -> None:
         for pc in (self.publisher, self.subscriber):
             if pc is not None:

@@ -72,9 +72,10 @@ async def test_members_exchange_data_through_janus(sfu_server: SignalingServer) 
         for member in members:
             await wait_until(lambda member=member: member.subscriber.connectionState == "connected",
                              f"{member.id}'s subscriber link", 15)  # fmt: skip
-        await asyncio.sleep(0.5)  # the relayed channels open on the subscribers
         for member in members:
-            member.channel.send(f"hello from {member.id}")
+            for other in members:
+                if other is not member:
+                    await member.reaches(other, f"hello from {member.id}")
         for member in members:
             expected = {(other.id, f"hello from {other.id}") for other in members if other is not member}
             await wait_until(lambda member=member, expected=expected: set(member.received) >= expected,
@@ -123,12 +124,7 @@ async def test_a_member_leaving_or_losing_its_link_leaves_the_others_exchanging(
         assert sfu_server.protocol.rooms.members(room) == ["A", "C", "D"]
         # A and D still exchange through Janus.
         await wait_until(lambda: d.subscriber.connectionState == "connected", "D's subscriber link", 15)
-        a.channel.send("still here")
-        await wait_until(
-            lambda: ("A", "still here") in d.received,
-            f"D got A's message ({d.received}, {d.feeds}, {a.channel.readyState})",
-            10,
-        )
+        await a.reaches(d, "still here")
         # Nothing secret reached the log: not the API secret, nor any room's pin or token.
         bridge = sfu_server.sfu
         assert bridge is not None
@@ -158,8 +154,7 @@ async def test_a_room_of_max_sfu_room_size_members_connects_and_broadcasts(janus
             limit = DEFAULT_LIMITS.max_message_size
             assert limit is not None
             assert max(len(member.subscriber.localDescription.sdp) for member in members) < limit // 8
-            await asyncio.sleep(0.5)  # the relayed channels open on the subscribers
-            members[0].channel.send("to everyone")
+            await members[0].reaches(members[-1], "to everyone")
             for member in members[1:]:
                 await wait_until(
                     lambda member=member: ("M00", "to everyone") in member.received, f"{member.id} got it", 10
@@ -192,13 +187,8 @@ async def test_a_presenters_video_reaches_the_others_and_a_view_leaves_it_out(
             lambda: c.offers > offers and "A" not in c.mids.values(), "C's link without A's video", 15
         )
         assert "A" in b.mids.values() and set(c.feeds.values()) == {"A", "B"}
-        # A's data still reaches C over the renegotiated link (what is sent while Janus restarts it may be lost).
-        for attempt in range(20):
-            a.channel.send(f"data still {attempt}")
-            await asyncio.sleep(0.5)
-            if any(sender == "A" and text.startswith("data still") for sender, text in c.received):
-                break
-        assert any(sender == "A" and text.startswith("data still") for sender, text in c.received), c.received
+        # A's data still reaches C over the renegotiated link.
+        await a.reaches(c, "data still")
         await c.send(type="sfu-view", room=room, video="A")
         error = await c.next("error")
         assert error["code"] == "bad-message" and "'video'" in error["message"]
