@@ -13,8 +13,9 @@ room of n is the presenter plus n - 1 data-only members (all auto-answering). Fo
   ``--window`` seconds once the room is up: flat with the room's size on an SFU, growing with it in a mesh;
 - CPU: this process's (every peer's encoders and decoders) and Janus's, over the same window, in % of a core.
 
-Every member takes the presenter's video (an ``on_room_frame`` callback that does nothing), so that a mesh
-presenter encodes and sends once per member, as a browser would.
+In a mesh every member takes the presenter's video (an ``on_room_frame`` callback that does nothing), so that
+the presenter encodes and sends once per member, as it would to browsers; on the SFU one member takes it and
+the others are data-only, so that one process can hold 16 members.
 
 Chromium is not part of it (bench/rooms.py measures pages): the presenter's upload is the same whoever encodes.
 Runs itself inside a network namespace with the veth Janus needs for ICE (needs root), like the tests.
@@ -70,8 +71,11 @@ def measure(
     tag = f"{'s' if sfu else 'm'}{size}"
     presenter = Peer(f"T{tag}", server=server_url, video=lambda: frames[next(tick) % 8], fps=15)
     members = [Peer(f"M{tag}-{i}", server=server_url, auto_answer=True) for i in range(size - 1)]
-    for m in members:
-        m.on_room_frame(lambda member, frame, timestamp: None)  # each member takes the presenter's video
+    # In a mesh every member takes the presenter's video, as a browser phone answering its offer would; on the
+    # SFU one member does (so that Janus forwards it) and the others are data-only: decoding 15 videos in this
+    # one process would measure the process, not the SFU.
+    for m in members if not sfu else members[:1]:
+        m.on_room_frame(lambda member, frame, timestamp: None)
     try:
         t0 = time.perf_counter()
         presenter.invite(*(m.user_id for m in members), sfu=sfu)
@@ -96,8 +100,10 @@ def measure(
             done.clear()
             start = time.perf_counter()
             presenter.send({"seq": i, "pad": "x" * 100})
-            if not done.wait(10):
-                raise TimeoutError(f"broadcast {i} did not reach every member of {tag}")
+            if not done.wait(20):
+                print(f"broadcast {i} did not reach every member of {tag} within 20 s", file=sys.stderr)
+                latencies.append(float("inf"))
+                continue
             latencies.append((time.perf_counter() - start) * 1000)
 
         time.sleep(1.0)  # the encoder settles on its rate

@@ -38,7 +38,7 @@ from ..wire.framing import (
 )
 from ..wire.payload import Kind
 from .aiortc_patches import allow_loopback, start_receivers, tune_sctp
-from .link import description_of
+from .link import EngineHost, description_of
 from .tracks import MediaOptions, consume_audio, consume_video, local_track
 
 __all__ = ["SfuHost", "SfuSession"]
@@ -49,15 +49,12 @@ logger = logging.getLogger("nbcall.peer.sfu")
 HELLO_EVERY = 0.25
 
 
-class SfuHost(Protocol):
-    """What the SFU session reports to (the Peer); called on the engine's loop."""
+class SfuHost(EngineHost, Protocol):
+    """What the SFU session reports to (the Peer): an engine host's reports, with ``peer`` a member (its feed),
+    and its own two connections' signals and states; called on the engine's loop."""
 
     def engine_sfu_signal(self, role: str, signal: dict[str, Any]) -> None: ...
     def engine_sfu_connection(self, role: str, state: str) -> None: ...
-    def engine_channel(self, peer: str, open_: bool, framed: bool) -> None: ...
-    def engine_message(self, peer: str, kind: Kind, payload: bytes) -> None: ...
-    def engine_receiving(self, peer: str, size: int, total: int | None) -> None: ...
-    def engine_failure(self, peer: str, text: str) -> None: ...
 
 
 class SfuSession:
@@ -152,6 +149,8 @@ class SfuSession:
     ) -> None:
         """The SFU's answer to our publisher, its (updated) subscriber offer, or a candidate."""
         kind = signal.get("type")
+        if self.closed or self.publisher.signalingState == "closed":
+            return  # an offer that crossed our leaving: nothing is left to answer it with
         if feeds is not None and role == "subscriber":
             self._update_feeds(feeds)
         if kind in ("ice", "feeds"):
