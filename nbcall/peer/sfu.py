@@ -307,22 +307,11 @@ class SfuSession:
                 raise ConnectionError("the data channel to the SFU is not open")
             sent = 0
             for frame in encode_frames(kind, payload, SFU_FRAME, announce_length=True, mark_start=True):
+                # Held back by the receivers' ACKs (Janus's queues), then by our own SCTP queue.
                 while self.window.blocked(time.monotonic()):
-                    self._acked.clear()
-                    try:
-                        await asyncio.wait_for(self._acked.wait(), 0.5)
-                    except asyncio.TimeoutError:
-                        pass
-                    if self.closed or channel.readyState != "open":
-                        raise ConnectionError("the data channel to the SFU closed while sending")
+                    await self._wait(self._acked, channel)
                 while channel.bufferedAmount > self.high_water:
-                    self._low.clear()
-                    try:
-                        await asyncio.wait_for(self._low.wait(), 0.5)
-                    except asyncio.TimeoutError:
-                        pass
-                    if self.closed or channel.readyState != "open":
-                        raise ConnectionError("the data channel to the SFU closed while sending")
+                    await self._wait(self._low, channel)
                 channel.send(frame)
                 self.bytes_out += len(frame)
                 sync = self.window.sent(len(frame), self.connected, time.monotonic())
@@ -331,6 +320,16 @@ class SfuSession:
                 sent += len(frame) - 1
                 if progress is not None:
                     progress(min(sent, len(payload)))
+
+    async def _wait(self, event: asyncio.Event, channel: RTCDataChannel) -> None:
+        """Wait for ``event`` (at most half a second, then the caller checks again); raise if the channel closed."""
+        event.clear()
+        try:
+            await asyncio.wait_for(event.wait(), 0.5)
+        except asyncio.TimeoutError:
+            pass
+        if self.closed or channel.readyState != "open":
+            raise ConnectionError("the data channel to the SFU closed while sending")
 
     async def flush(self, timeout: float) -> bool:
         """Wait until every member connected has acknowledged all we sent (or ``timeout`` passed)."""
