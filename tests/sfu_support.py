@@ -61,6 +61,7 @@ class SfuMember:
         self.subscriber: Any = None
         self.channel: Any = None  # the publisher's data channel
         self.offers = 0  # subscriber offers answered
+        self.errors: list[str] = []  # what answering an offer raised
         #: The last subscriber offer's streams: mid -> the member whose feed it carries (media only).
         self.mids: dict[str, str] = {}
         #: The tracks received on the subscriber link, by mid.
