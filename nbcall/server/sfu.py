@@ -367,7 +367,9 @@ class SfuBridge:
         for other in room.members.values():
             if other is not member:
                 self._pump(room, other)  # its old feed leaves their subscriptions
-        for handle in handles:  # in the background: Janus may take its time over a handle whose link just closed
+        for (
+            handle
+        ) in handles:  # in the background: Janus may take its time over a handle whose link just closed
             self._spawn(self._detach_one(handle))
 
     def _want(self, room: SfuRoom, member: SfuMember) -> dict[int, Want]:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
@@ -18,20 +17,6 @@ from support import free_port, wait_until
 from nbcall.server.janus import JanusSession, RequestFailed
 from nbcall.server.server import SignalingServer, serve
 from nbcall.teach.janus import JanusServer
-
-
-@pytest.fixture(scope="module")
-def janus() -> Iterator[JanusServer]:
-    with janus_or_skip(media=False) as server:
-        yield server
-
-
-@pytest.fixture(params=["ws", "http"])
-async def sfu_server(request: pytest.FixtureRequest, janus: JanusServer) -> AsyncIterator[SignalingServer]:
-    """A server driving Janus through its WebSocket transport, then through its HTTP one."""
-    url = janus.url if request.param == "ws" else janus.http_url
-    async with await serve(sfu=url, sfu_secret=janus.api_secret) as server:
-        yield server
 
 
 async def members(server: SignalingServer, *ids: str) -> list[SfuMember]:

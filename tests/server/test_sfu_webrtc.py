@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Iterator
 
 import pytest
-from sfu_support import SfuMember, janus_or_skip
+from sfu_support import SfuMember
 from support import wait_until
 
 from nbcall.server.limits import DEFAULT_LIMITS
@@ -19,20 +18,6 @@ from nbcall.server.server import SignalingServer, serve
 from nbcall.teach.janus import JanusServer
 
 pytestmark = pytest.mark.webrtc
-
-
-@pytest.fixture(scope="module")
-def janus() -> Iterator[JanusServer]:
-    with janus_or_skip(media=True) as server:
-        yield server
-
-
-@pytest.fixture(params=["ws", "http"])
-async def sfu_server(request: pytest.FixtureRequest, janus: JanusServer) -> AsyncIterator[SignalingServer]:
-    """A server driving Janus through its WebSocket transport, then through its HTTP one."""
-    url = janus.url if request.param == "ws" else janus.http_url
-    async with await serve(sfu=url, sfu_secret=janus.api_secret) as server:
-        yield server
 
 
 async def sfu_room(
