@@ -107,6 +107,7 @@ def start_janus(
     api_secret: str | None = None,
     interface: str | None = None,
     rtp_ports: tuple[int, int] | None = None,
+    session_timeout: int = 60,
     executable: str | os.PathLike[str] | None = None,
     library: str | os.PathLike[str] | None = None,
     timeout: float = 15,
@@ -115,7 +116,8 @@ def start_janus(
 
     ``api_secret`` is random unless given. ``interface``: the only network interfaces Janus gathers ICE
     candidates on (comma-separated, as ``nat.ice_enforce_list``), every non-loopback one when ``None``.
-    ``rtp_ports``: the UDP range for media (100 ports picked at random when ``None``). Raises
+    ``rtp_ports``: the UDP range for media (100 ports picked at random when ``None``). ``session_timeout``:
+    seconds after which Janus drops a silent API session (its clients send keepalives). Raises
     :class:`JanusError` when Janus is missing or does not answer within ``timeout`` seconds (with the end of
     its log).
     """
@@ -151,7 +153,7 @@ def start_janus(
         f'  loggers_folder = "{work / "loggers"}"\n'
         "  debug_level = 4\n"
         f'  api_secret = "{api_secret}"\n'
-        "  session_timeout = 60\n"
+        f"  session_timeout = {int(session_timeout)}\n"
         '  server_name = "nbcall-janus"\n'
         "}\n"
         "media: {\n"
