@@ -313,6 +313,10 @@ class SfuBridge:
                 if member.admitted is not None:
                     await member.admitted
                 session = await self._get_session()
+                fingerprint = _fingerprint(offer.get("sdp", ""))
+                if member.publisher and fingerprint != member.fingerprint:
+                    self._start_over(room, member)  # a new peer connection (a reload, a restart)
+                member.fingerprint = fingerprint
                 if not member.publisher:
                     member.publisher = await session.attach(VIDEOROOM)
                     self._handles[member.publisher] = (room, member, "publisher")
@@ -348,6 +352,25 @@ class SfuBridge:
             for other in room.members.values():
                 if other is not member:
                     self._pump(room, other)
+
+    def _start_over(self, room: SfuRoom, member: SfuMember) -> None:
+        """``member`` offers from a new peer connection: its old links go, and it joins again under a new feed."""
+        handles = [handle for handle in (member.publisher, member.subscriber) if handle]
+        for handle in handles:
+            self._handles.pop(handle, None)
+        if member.answer is not None and not member.answer.done():
+            member.answer.cancel()
+        member.publisher = member.subscriber = 0
+        member.published = member.live = member.ready = False
+        member.subscribed, member.streams = {}, {}
+        member.feed = secrets.randbelow(2**52) + 1
+        for other in room.members.values():
+            if other is not member:
+                self._pump(room, other)  # its old feed leaves their subscriptions
+        for (
+            handle
+        ) in handles:  # in the background: Janus may take its time over a handle whose link just closed
+            self._spawn(self._detach_one(handle))
 
     def _want(self, room: SfuRoom, member: SfuMember) -> dict[int, Want]:
         """The feeds ``member`` should receive: every other member's that is up, each stream of it but the video
@@ -528,6 +551,11 @@ class SfuBridge:
         task.add_done_callback(_done)
         task.add_done_callback(self._tasks.discard)
         return task
+
+
+def _fingerprint(sdp: str) -> str:
+    """An SDP's first DTLS fingerprint line: each peer connection has its own."""
+    return next((line for line in sdp.splitlines() if line.startswith("a=fingerprint:")), "")
 
 
 def _done(task: asyncio.Task[Any]) -> None:

@@ -22,6 +22,7 @@ class SfuMember:
         "answer",
         "busy",
         "feed",
+        "fingerprint",
         "ice",
         "id",
         "live",
@@ -41,6 +42,7 @@ class SfuMember:
         self.id = member_id
         self.token = secrets.token_urlsafe(18)  # in the room's allowed list: only this server holds it
         self.feed = feed
+        self.fingerprint = ""  # its publisher offer's DTLS fingerprint: another one is a new peer connection
         self.admitted: asyncio.Task[None] | None = None  # its token added to the room's allowed list
         self.publisher = 0  # handle IDs, 0 until attached
         self.subscriber = 0

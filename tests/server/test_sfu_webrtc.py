@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Iterator
 
 import pytest
-from sfu_support import SfuMember, janus_or_skip
+from sfu_support import SfuMember
 from support import wait_until
 
 from nbcall.server.limits import DEFAULT_LIMITS
@@ -19,20 +18,6 @@ from nbcall.server.server import SignalingServer, serve
 from nbcall.teach.janus import JanusServer
 
 pytestmark = pytest.mark.webrtc
-
-
-@pytest.fixture(scope="module")
-def janus() -> Iterator[JanusServer]:
-    with janus_or_skip(media=True) as server:
-        yield server
-
-
-@pytest.fixture(params=["ws", "http"])
-async def sfu_server(request: pytest.FixtureRequest, janus: JanusServer) -> AsyncIterator[SignalingServer]:
-    """A server driving Janus through its WebSocket transport, then through its HTTP one."""
-    url = janus.url if request.param == "ws" else janus.http_url
-    async with await serve(sfu=url, sfu_secret=janus.api_secret) as server:
-        yield server
 
 
 async def sfu_room(
@@ -107,7 +92,9 @@ async def test_a_member_leaving_or_losing_its_link_leaves_the_others_exchanging(
     a, b, c, d = members
     try:
         for member in members:
-            await wait_until(lambda member=member: len(member.feeds) == 3, f"{member.id} subscribed to 3", 15)
+            await wait_until(lambda member=member: len(member.feeds) == 3
+                             and member.subscriber.connectionState == "connected",
+                             f"{member.id} subscribed to 3", 15)  # fmt: skip
         # B leaves: its feed leaves the others' subscriptions.
         await b.send(type="room-leave", room=room)
         assert (await a.next("room-left"))["id"] == "B"
@@ -192,6 +179,30 @@ async def test_a_presenters_video_reaches_the_others_and_a_view_leaves_it_out(
         await c.send(type="sfu-view", room=room, video="A")
         error = await c.next("error")
         assert error["code"] == "bad-message" and "'video'" in error["message"]
+    finally:
+        for member in members:
+            await member.close()
+
+
+async def test_a_member_publishing_again_from_new_connections_is_back_in_the_exchange(
+    sfu_server: SignalingServer,
+) -> None:
+    room, members = await sfu_room(sfu_server, "A", "B")
+    a, b = members
+    try:
+        for member in members:
+            await wait_until(lambda member=member: member.subscriber.connectionState == "connected",
+                             f"{member.id} subscribed", 15)  # fmt: skip
+        old_feed = next(iter(a.feeds))
+        # B's page reloads: its old connections close, and it publishes from new ones.
+        await b.publisher.close()
+        await b.subscriber.close()
+        answer = await b.publish(room)
+        assert answer["feed"] != old_feed
+        await wait_until(lambda: list(a.feeds) == [answer["feed"]], "A subscribed to B's new feed", 15)
+        await wait_until(lambda: "A" in b.feeds.values(), "B subscribed to A again", 15)
+        await a.reaches(b, "welcome back")
+        await b.reaches(a, "thanks")
     finally:
         for member in members:
             await member.close()
