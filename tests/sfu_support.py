@@ -31,7 +31,7 @@ def has_veth() -> bool:
     return any(name == VETH for _, name in socket.if_nameindex())
 
 
-def janus_or_skip(*, media: bool) -> JanusServer:
+def janus_or_skip(*, media: bool, session_timeout: int = 60) -> JanusServer:
     """A Janus for one test module; ``media``: its ICE must work (the namespace's veth), else skip."""
     if shutil.which("janus") is None:
         pytest.skip("needs Debian's janus (scripts/test.sh installs it)")
@@ -40,7 +40,7 @@ def janus_or_skip(*, media: bool) -> JanusServer:
             f"needs the veth {VETH} with 127.0.0.2 (Janus skips loopback for ICE): run the webrtc tests as "
             "scripts/test.sh does"
         )
-    return start_janus(interface=VETH if has_veth() else None)
+    return start_janus(interface=VETH if has_veth() else None, session_timeout=session_timeout)
 
 
 class SfuMember:
@@ -61,6 +61,7 @@ class SfuMember:
         self.subscriber: Any = None
         self.channel: Any = None  # the publisher's data channel
         self.offers = 0  # subscriber offers answered
+        self.errors: list[str] = []  # what answering an offer raised
         #: The last subscriber offer's streams: mid -> the member whose feed it carries (media only).
         self.mids: dict[str, str] = {}
         #: The tracks received on the subscriber link, by mid.
@@ -166,6 +167,20 @@ class SfuMember:
         await self.send(type="sfu-answer", room=msg["room"], role="subscriber",
                         sdp=json.dumps({"type": local.type, "sdp": local.sdp}))  # fmt: skip
         self.offers += 1
+
+    async def reaches(self, other: SfuMember, text: str, timeout: float = 10) -> int:
+        """Send ``text`` on the data channel until ``other`` receives it through the SFU; how many sends it took.
+
+        Janus relays nothing to a subscriber link that is still settling (just answered, or renegotiated), and
+        says nothing: a message sent then is lost, so a test sends again (a bounded number of times).
+        """
+        for attempt in range(1, int(timeout / 0.25) + 1):
+            self.channel.send(text)
+            for _ in range(5):
+                await asyncio.sleep(0.05)
+                if (self.id, text) in other.received:
+                    return attempt
+        pytest.fail(f"{other.id} never received {text!r} from {self.id} within {timeout} s: {other.received}")
 
     async def close(self) -> None:
         for pc in (self.publisher, self.subscriber):

@@ -397,6 +397,12 @@ class Peer(CallAdapter, traitlets.HasTraits):
             return {m: per_peer[m] for m in self.members if m in per_peer}
         return per_peer.get(self.peer, {}) if self.peer else {}
 
+    def upload(self) -> dict[str, int]:
+        """What this peer has sent so far over the connections it holds now: ``{"connections", "media_bytes",
+        "data_bytes"}``. In a mesh room it holds one connection per member and sends its video once per member;
+        in an SFU room one, to the SFU."""
+        return kernel.run(self._engine.upload(), timeout=5)
+
     async def _stats(self) -> dict[str, dict[str, Any]]:
         return self._engine.stats()
 

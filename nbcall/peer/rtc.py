@@ -180,6 +180,19 @@ class Engine:
         """The peers whose data channel is open now."""
         return [peer for peer, link in self.links.items() if link.open]
 
+    async def upload(self) -> dict[str, int]:
+        """What this peer sent so far on every connection it holds: media (RTP ``bytesSent``) and data bytes."""
+        pcs = [(link.pc, link.bytes_out) for link in self.links.values() if not link.closed]
+        if self.sfu is not None:
+            pcs.append((self.sfu.publisher, self.sfu.bytes_out))
+        media = 0
+        for pc, _ in pcs:
+            for sender in pc.getSenders():
+                if sender.track is not None:
+                    stats = await sender.getStats()
+                    media += sum(s.bytesSent for s in stats.values() if s.type == "outbound-rtp")
+        return {"connections": len(pcs), "media_bytes": media, "data_bytes": sum(sent for _, sent in pcs)}
+
     def stats(self) -> dict[str, dict[str, Any]]:
         summary = {peer: link.stats() for peer, link in self.links.items()}
         if self.sfu is not None:

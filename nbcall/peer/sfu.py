@@ -38,7 +38,7 @@ from ..wire.framing import (
 )
 from ..wire.payload import Kind
 from .aiortc_patches import allow_loopback, start_receivers, tune_sctp
-from .link import description_of
+from .link import EngineHost, description_of
 from .tracks import MediaOptions, consume_audio, consume_video, local_track
 
 __all__ = ["SfuHost", "SfuSession"]
@@ -49,15 +49,12 @@ logger = logging.getLogger("nbcall.peer.sfu")
 HELLO_EVERY = 0.25
 
 
-class SfuHost(Protocol):
-    """What the SFU session reports to (the Peer); called on the engine's loop."""
+class SfuHost(EngineHost, Protocol):
+    """What the SFU session reports to (the Peer): an engine host's reports, with ``peer`` a member (its feed),
+    and its own two connections' signals and states; called on the engine's loop."""
 
     def engine_sfu_signal(self, role: str, signal: dict[str, Any]) -> None: ...
     def engine_sfu_connection(self, role: str, state: str) -> None: ...
-    def engine_channel(self, peer: str, open_: bool, framed: bool) -> None: ...
-    def engine_message(self, peer: str, kind: Kind, payload: bytes) -> None: ...
-    def engine_receiving(self, peer: str, size: int, total: int | None) -> None: ...
-    def engine_failure(self, peer: str, text: str) -> None: ...
 
 
 class SfuSession:
@@ -152,6 +149,8 @@ class SfuSession:
     ) -> None:
         """The SFU's answer to our publisher, its (updated) subscriber offer, or a candidate."""
         kind = signal.get("type")
+        if self.closed or self.publisher.signalingState == "closed":
+            return  # an offer that crossed our leaving: nothing is left to answer it with
         if feeds is not None and role == "subscriber":
             self._update_feeds(feeds)
         if kind in ("ice", "feeds"):
@@ -308,22 +307,11 @@ class SfuSession:
                 raise ConnectionError("the data channel to the SFU is not open")
             sent = 0
             for frame in encode_frames(kind, payload, SFU_FRAME, announce_length=True, mark_start=True):
+                # Held back by the receivers' ACKs (Janus's queues), then by our own SCTP queue.
                 while self.window.blocked(time.monotonic()):
-                    self._acked.clear()
-                    try:
-                        await asyncio.wait_for(self._acked.wait(), 0.5)
-                    except asyncio.TimeoutError:
-                        pass
-                    if self.closed or channel.readyState != "open":
-                        raise ConnectionError("the data channel to the SFU closed while sending")
+                    await self._wait(self._acked, channel)
                 while channel.bufferedAmount > self.high_water:
-                    self._low.clear()
-                    try:
-                        await asyncio.wait_for(self._low.wait(), 0.5)
-                    except asyncio.TimeoutError:
-                        pass
-                    if self.closed or channel.readyState != "open":
-                        raise ConnectionError("the data channel to the SFU closed while sending")
+                    await self._wait(self._low, channel)
                 channel.send(frame)
                 self.bytes_out += len(frame)
                 sync = self.window.sent(len(frame), self.connected, time.monotonic())
@@ -332,6 +320,16 @@ class SfuSession:
                 sent += len(frame) - 1
                 if progress is not None:
                     progress(min(sent, len(payload)))
+
+    async def _wait(self, event: asyncio.Event, channel: RTCDataChannel) -> None:
+        """Wait for ``event`` (at most half a second, then the caller checks again); raise if the channel closed."""
+        event.clear()
+        try:
+            await asyncio.wait_for(event.wait(), 0.5)
+        except asyncio.TimeoutError:
+            pass
+        if self.closed or channel.readyState != "open":
+            raise ConnectionError("the data channel to the SFU closed while sending")
 
     async def flush(self, timeout: float) -> bool:
         """Wait until every member connected has acknowledged all we sent (or ``timeout`` passed)."""

@@ -11,7 +11,7 @@ import asyncio
 import concurrent.futures
 import fractions
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -177,6 +177,15 @@ def call_frame(media: MediaOptions, member: str, frame: av.VideoFrame) -> None:
                 logger.exception("room frame callback %r failed", callback)
 
 
+async def _received(track: MediaStreamTrack, closed: Callable[[], bool]) -> AsyncIterator[Any]:
+    """The track's frames until it ends or its connection closes."""
+    while not closed():
+        try:
+            yield await track.recv()
+        except MediaStreamError:
+            return
+
+
 async def consume_video(
     track: MediaStreamTrack,
     media: MediaOptions,
@@ -188,11 +197,7 @@ async def consume_video(
     """Hand ``member``'s newest frame to the callbacks; frames that come while they run are dropped, not queued."""
     loop = asyncio.get_running_loop()
     busy: asyncio.Future[None] | None = None
-    while not closed():
-        try:
-            frame = await track.recv()
-        except MediaStreamError:
-            return
+    async for frame in _received(track, closed):
         counts["frames_in"] = counts.get("frames_in", 0) + 1
         if busy is not None and not busy.done():
             counts["frames_dropped"] = counts.get("frames_dropped", 0) + 1
@@ -219,11 +224,7 @@ async def consume_audio(
     loop = asyncio.get_running_loop()
     layout = "mono" if media.channels == 1 else "stereo"
     resampler = av.AudioResampler(format="s16", layout=layout, rate=media.sample_rate)
-    while not closed():
-        try:
-            frame = await track.recv()
-        except MediaStreamError:
-            return
+    async for frame in _received(track, closed):
         counts["audio_in"] = counts.get("audio_in", 0) + 1
         if not media.on_audio:
             continue

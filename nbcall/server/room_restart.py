@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..exceptions import InAnotherRoom, NotAMember, RoomFull, TooManyRoomClaims
+from ..exceptions import InAnotherRoom, NotAMember, TooManyRoomClaims
 from .messages import encode_message as notice
 from .messages import shorten
 from .room_model import ENDED_WITH_RESTART, REJOIN_WINDOW, Invitation, Notices, Room
@@ -33,7 +33,7 @@ class RoomRestart:
     if TYPE_CHECKING:  # the registry's own, used here
 
         def proves(self, room_id: str, member: str, credential: object) -> int | None: ...
-        def _size_limit(self, room: Room) -> tuple[int | None, str]: ...
+        def _check_size(self, room: Room, taken: int, msg_type: str, counted: str, remedy: str) -> None: ...
         def _drop_invitation(self, room: Room, invitee: str) -> Invitation: ...
         def _release_claim(self, room: Room) -> None: ...
         def end(self, room_id: str, reason: str) -> Notices: ...
@@ -77,13 +77,10 @@ class RoomRestart:
                 f"room {shorten(room_id)} went on without you; ask one of its members to invite you again",
                 in_reply_to="register",
             )
-        limit, name = self._size_limit(room)
-        if limit is not None and len(room.members) >= limit:
-            raise RoomFull(
-                f"room {room_id!r} is full again: {len(room.members)} members re-registered into it, the limit "
-                f"is {name}={limit}",
-                in_reply_to="register",
-            )
+        self._check_size(
+            room, len(room.members) + 1, "register", f"{len(room.members)} members re-registered into it",
+            "its members came back before you",
+        )  # fmt: skip
         out: Notices = self._drop_stale(room, epoch) if epoch > room.epoch else []
         if sender in room.invitations:
             self._drop_invitation(room, sender)

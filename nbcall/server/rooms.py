@@ -171,16 +171,12 @@ class RoomRegistry(RoomRestart):
                 + ("" if self.invitation_ttl is None else f" (invitations last {self.invitation_ttl:g} s)"),
                 in_reply_to="room-invite",
             )
-        limit, name = self._size_limit(room) if room is not None else (None, "")
-        if room is not None and limit is not None:
-            taken = len(room.members) + len(room.invitations)
-            if taken + 1 > limit:
-                raise RoomFull(
-                    f"room {room.id!r} is full: {len(room.members)} members and {len(room.invitations)} "
-                    f"pending invitations, the limit is {name}={limit}; wait for an "
-                    "invitation to be answered or a member to leave",
-                    in_reply_to="room-invite",
-                )
+        if room is not None:
+            self._check_size(
+                room, len(room.members) + len(room.invitations) + 1, "room-invite",
+                f"{len(room.members)} members and {len(room.invitations)} pending invitations",
+                "wait for an invitation to be answered or a member to leave",
+            )  # fmt: skip
         out: Notices = []
         if room is None:
             room = Room(sfu_room_id(self._new_id()) if sfu else self._new_id(), [sender], joined=False)
@@ -218,13 +214,10 @@ class RoomRegistry(RoomRestart):
                 f"you are a member of room {mine!r}; send room-leave for it before accepting room {room_id!r}",
                 in_reply_to="room-accept",
             )
-        limit, name = self._size_limit(room)
-        if limit is not None and len(room.members) >= limit:
-            raise RoomFull(
-                f"room {room_id!r} is full: {len(room.members)} members, the limit is "
-                f"{name}={limit}; ask a member to invite you again later",
-                in_reply_to="room-accept",
-            )
+        self._check_size(
+            room, len(room.members) + 1, "room-accept", f"{len(room.members)} members",
+            "ask a member to invite you again later",
+        )  # fmt: skip
         self._drop_invitation(room, sender)
         room.members.append(sender)
         room.joined = True
@@ -507,11 +500,18 @@ class RoomRegistry(RoomRestart):
             "room-state", room=room.id, members=room.members, credential=credential, mode=mode, **fields
         )
 
-    def _size_limit(self, room: Room) -> tuple[int | None, str]:
-        """The most members ``room`` may hold, and the name of that limit."""
-        if is_sfu_room(room.id):
-            return self.max_sfu_room_size, "max_sfu_room_size"
-        return self.max_room_size, "max_room_size"
+    def _check_size(self, room: Room, taken: int, msg_type: str, counted: str, remedy: str) -> None:
+        """Raise :class:`RoomFull` when ``taken`` places (``counted``, for people) pass ``room``'s size limit."""
+        limit, name = (
+            (self.max_sfu_room_size, "max_sfu_room_size")
+            if is_sfu_room(room.id)
+            else (self.max_room_size, "max_room_size")
+        )
+        if limit is not None and taken > limit:
+            raise RoomFull(
+                f"room {room.id!r} is full: {counted}, the limit is {name}={limit}; {remedy}",
+                in_reply_to=msg_type,
+            )
 
     def _changed(self, room_id: str, made: bool) -> None:
         if is_sfu_room(room_id):

@@ -30,6 +30,7 @@ from .janus import JanusSession, JanusUnreachable, RequestFailed, SessionLost
 from .messages import SfuSignal, encode_message
 from .room_model import Notices, is_sfu_room
 from .rooms import RoomRegistry
+from .sfu_model import SfuMember, SfuRoom, Want, stream_members, streams_of
 
 __all__ = ["ANSWER_TIMEOUT", "VIDEOROOM", "SfuBridge"]
 
@@ -38,71 +39,6 @@ logger = logging.getLogger("nbcall.server.sfu")
 VIDEOROOM = "janus.plugin.videoroom"
 #: Seconds a member has to answer an offer of its subscriber link.
 ANSWER_TIMEOUT = 30.0
-
-
-#: A feed as a subscriber takes it: its member, and the mids of the publisher's streams it takes.
-Want = tuple[str, frozenset[str]]
-
-
-class SfuMember:
-    """One member's part of an SFU room: its token, its feed, its handles and its subscription."""
-
-    __slots__ = (
-        "admitted",
-        "answer",
-        "busy",
-        "feed",
-        "ice",
-        "id",
-        "live",
-        "lock",
-        "offered",
-        "published",
-        "publisher",
-        "ready",
-        "streams",
-        "subscribed",
-        "subscriber",
-        "token",
-        "view",
-    )  # fmt: skip
-
-    def __init__(self, member_id: str, feed: int) -> None:
-        self.id = member_id
-        self.token = secrets.token_urlsafe(18)  # in the room's allowed list: only this server holds it
-        self.feed = feed
-        self.admitted: asyncio.Task[None] | None = None  # its token added to the room's allowed list
-        self.publisher = 0  # handle IDs, 0 until attached
-        self.subscriber = 0
-        self.published = False  # its offer was published (the next one is a renegotiation)
-        self.live = False  # its publisher's peer connection is up: others may subscribe to its feed
-        self.ready = False  # it got its publisher answer: it may be offered a subscriber link
-        self.streams: dict[str, str] = {}  # its publisher's active streams: mid -> "data", "audio" or "video"
-        self.view: set[str] | None = None  # the members whose video it takes (None: all)
-        self.subscribed: dict[int, Want] = {}  # feeds in its subscription -> their members and mids
-        self.busy = False  # a subscription change is under way
-        self.answer: asyncio.Future[dict[str, Any]] | None = None  # its answer to the offer it was sent
-        self.offered: tuple[dict[str, Any], dict[str, Any]] | None = (
-            None  # Janus's offer not sent yet, its data
-        )
-        self.lock = asyncio.Lock()  # its publisher offers, one at a time
-        self.ice: list[dict[str, Any] | None] = []  # publisher candidates sent before its handle was attached
-
-
-class SfuRoom:
-    """An SFU room's VideoRoom: its number, pin and secret (never sent to a member), and its members."""
-
-    __slots__ = ("created", "ended", "id", "initial", "janus_id", "members", "pin", "secret")
-
-    def __init__(self, room_id: str) -> None:
-        self.id = room_id
-        self.janus_id = secrets.randbelow(2**52) + 1
-        self.pin = secrets.token_urlsafe(18)
-        self.secret = secrets.token_urlsafe(18)
-        self.members: dict[str, SfuMember] = {}
-        self.initial: set[str] = set()  # tokens in the create request's allowed list
-        self.created: asyncio.Task[None] | None = None
-        self.ended = False
 
 
 class SfuBridge:
@@ -377,6 +313,10 @@ class SfuBridge:
                 if member.admitted is not None:
                     await member.admitted
                 session = await self._get_session()
+                fingerprint = _fingerprint(offer.get("sdp", ""))
+                if member.publisher and fingerprint != member.fingerprint:
+                    self._start_over(room, member)  # a new peer connection (a reload, a restart)
+                member.fingerprint = fingerprint
                 if not member.publisher:
                     member.publisher = await session.attach(VIDEOROOM)
                     self._handles[member.publisher] = (room, member, "publisher")
@@ -413,6 +353,25 @@ class SfuBridge:
                 if other is not member:
                     self._pump(room, other)
 
+    def _start_over(self, room: SfuRoom, member: SfuMember) -> None:
+        """``member`` offers from a new peer connection: its old links go, and it joins again under a new feed."""
+        handles = [handle for handle in (member.publisher, member.subscriber) if handle]
+        for handle in handles:
+            self._handles.pop(handle, None)
+        if member.answer is not None and not member.answer.done():
+            member.answer.cancel()
+        member.publisher = member.subscriber = 0
+        member.published = member.live = member.ready = False
+        member.subscribed, member.streams = {}, {}
+        member.feed = secrets.randbelow(2**52) + 1
+        for other in room.members.values():
+            if other is not member:
+                self._pump(room, other)  # its old feed leaves their subscriptions
+        for (
+            handle
+        ) in handles:  # in the background: Janus may take its time over a handle whose link just closed
+            self._spawn(self._detach_one(handle))
+
     def _want(self, room: SfuRoom, member: SfuMember) -> dict[int, Want]:
         """The feeds ``member`` should receive: every other member's that is up, each stream of it but the video
         of members outside its view (``sfu-view``)."""
@@ -448,12 +407,12 @@ class SfuBridge:
                     member.subscriber = await session.attach(VIDEOROOM)
                     self._handles[member.subscriber] = (room, member, "subscriber")
                     body: dict[str, Any] = {"request": "join", "ptype": "subscriber", "room": room.janus_id,
-                                            "pin": room.pin, "streams": _streams_of(want, {})}  # fmt: skip
+                                            "pin": room.pin, "streams": streams_of(want, {})}  # fmt: skip
                 else:
                     body = {"request": "update"}
-                    if add := _streams_of(want, member.subscribed):
+                    if add := streams_of(want, member.subscribed):
                         body["subscribe"] = add
-                    if drop := _streams_of(member.subscribed, want):
+                    if drop := streams_of(member.subscribed, want):
                         body["unsubscribe"] = drop
                 data, offer = await session.message(member.subscriber, body)
                 member.subscribed = dict(want)
@@ -496,7 +455,13 @@ class SfuBridge:
         member.answer = asyncio.get_running_loop().create_future()
         sdp = json.dumps({"type": offer.get("type", "offer"), "sdp": offer.get("sdp", "")})
         self._say(
-            room, member, "sfu-offer", role="subscriber", sdp=sdp, feeds=feeds, streams=_streams(data, want)
+            room,
+            member,
+            "sfu-offer",
+            role="subscriber",
+            sdp=sdp,
+            feeds=feeds,
+            streams=stream_members(data, want),
         )
         answer = await asyncio.wait_for(member.answer, ANSWER_TIMEOUT)
         member.answer = None
@@ -588,35 +553,13 @@ class SfuBridge:
         return task
 
 
+def _fingerprint(sdp: str) -> str:
+    """An SDP's first DTLS fingerprint line: each peer connection has its own."""
+    return next((line for line in sdp.splitlines() if line.startswith("a=fingerprint:")), "")
+
+
 def _done(task: asyncio.Task[Any]) -> None:
     """Log what a background task raised that nobody awaited (a bug: the expected failures are handled)."""
     expected = (JanusUnreachable, RequestFailed, SessionLost, asyncio.TimeoutError)
     if not task.cancelled() and (exc := task.exception()) is not None and not isinstance(exc, expected):
         logger.error("error in the SFU bridge", exc_info=exc)
-
-
-def _streams_of(these: dict[int, Want], but: dict[int, Want]) -> list[dict[str, Any]]:
-    """The streams of ``these`` feeds not in ``but``, as VideoRoom's ``subscribe``/``unsubscribe`` list them: a
-    whole feed when ``but`` has none of it, else each stream by its publisher's mid."""
-    out: list[dict[str, Any]] = []
-    for feed, (_, mids) in these.items():
-        if feed not in but:
-            out.extend({"feed": feed, "mid": mid} for mid in sorted(mids))
-        else:
-            out.extend({"feed": feed, "mid": mid} for mid in sorted(mids - but[feed][1]))
-    return out
-
-
-def _streams(data: dict[str, Any], want: dict[int, Want]) -> list[dict[str, Any]]:
-    """The media streams of a subscriber offer: each ``mid``, its kind, and the member whose feed it carries."""
-    out = []
-    for stream in data.get("streams") or []:
-        if not isinstance(stream, dict) or "mid" not in stream:
-            continue
-        entry: dict[str, Any] = {"mid": str(stream["mid"]), "type": stream.get("type")}
-        feed = stream.get("feed_id")
-        if isinstance(feed, int) and feed in want:
-            entry["feed"] = str(feed)
-            entry["member"] = want[feed][0]
-        out.append(entry)
-    return out

@@ -20,13 +20,10 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
-from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..exceptions import NbcallError
-
-if TYPE_CHECKING:
-    from typing_extensions import Self
+from .local_server import LocalServer
 
 __all__ = ["TurnServer", "TurnServerError", "start_turn_server"]
 
@@ -40,7 +37,7 @@ class TurnServerError(NbcallError):
     """coturn is missing, or did not start (the message says why and where its log is)."""
 
 
-class TurnServer:
+class TurnServer(LocalServer):
     """A running coturn: ``url`` and ``ice_server`` (for ``Phone(ice_servers=[...])``); ``close()`` stops it."""
 
     def __init__(
@@ -53,15 +50,13 @@ class TurnServer:
         credential: str,
         realm: str,
     ) -> None:
-        self._process = process
-        self._directory = directory
+        # coturn's log (``-v``: each allocation and permission is logged) is turn.log.
+        super().__init__(process, directory, "turn.log")
         self.host = host
         self.port = port
         self.username = username
         self.credential = credential
         self.realm = realm
-        #: coturn's log (``-v``: each allocation and permission is logged).
-        self.log_path = Path(directory.name) / "turn.log"
 
     @property
     def url(self) -> str:
@@ -72,40 +67,6 @@ class TurnServer:
     def ice_server(self) -> dict[str, Any]:
         """The entry for ``Phone(ice_servers=[...])`` and ``RTCPeerConnection``'s ``iceServers``."""
         return {"urls": self.url, "username": self.username, "credential": self.credential}
-
-    @property
-    def pid(self) -> int:
-        return self._process.pid
-
-    @property
-    def running(self) -> bool:
-        return self._process.poll() is None
-
-    def log(self) -> str:
-        """What coturn logged so far."""
-        try:
-            return self.log_path.read_text("utf-8", "replace")
-        except FileNotFoundError:
-            return ""
-
-    def close(self) -> None:
-        """Stop coturn and remove its directory. Idempotent."""
-        if self._process.poll() is None:
-            self._process.terminate()
-            try:
-                self._process.wait(5)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
-        self._directory.cleanup()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return f"<TurnServer {self.url} user {self.username!r} realm {self.realm!r} {'running' if self.running else 'stopped'}>"

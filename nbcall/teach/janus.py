@@ -23,13 +23,9 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
-from types import TracebackType
-from typing import TYPE_CHECKING
 
 from ..exceptions import NbcallError
-
-if TYPE_CHECKING:
-    from typing_extensions import Self
+from .local_server import LocalServer
 
 __all__ = ["JanusError", "JanusServer", "start_janus"]
 
@@ -46,7 +42,7 @@ class JanusError(NbcallError):
     """Janus is missing, or did not start (the message says why, with the end of its log)."""
 
 
-class JanusServer:
+class JanusServer(LocalServer):
     """A running Janus: ``url`` and ``api_secret`` for ``serve(sfu=..., sfu_secret=...)``; ``close()`` stops it."""
 
     def __init__(
@@ -59,8 +55,7 @@ class JanusServer:
         api_secret: str,
         rtp_ports: tuple[int, int],
     ) -> None:
-        self._process = process
-        self._directory = directory
+        super().__init__(process, directory, "janus.log")
         self.host = host
         self.ws_port = ws_port
         self.http_port = http_port
@@ -70,8 +65,6 @@ class JanusServer:
         self.rtp_ports = rtp_ports
         #: The configuration folder (``janus.jcfg`` and the plugin's and transports' files).
         self.config_dir = Path(directory.name)
-        #: Janus's log.
-        self.log_path = self.config_dir / "janus.log"
 
     @property
     def url(self) -> str:
@@ -82,46 +75,6 @@ class JanusServer:
     def http_url(self) -> str:
         """The HTTP API, ``http://127.0.0.1:PORT/janus``."""
         return f"http://{self.host}:{self.http_port}/janus"
-
-    @property
-    def pid(self) -> int:
-        return self._process.pid
-
-    @property
-    def running(self) -> bool:
-        return self._process.poll() is None
-
-    def log(self) -> str:
-        """What Janus logged so far."""
-        try:
-            return self.log_path.read_text("utf-8", "replace")
-        except FileNotFoundError:
-            return ""
-
-    def kill(self) -> None:
-        """Kill Janus at once (SIGKILL), as a crash would; its folder stays until :meth:`close`."""
-        if self._process.poll() is None:
-            self._process.kill()
-            self._process.wait()
-
-    def close(self) -> None:
-        """Stop Janus and remove its folder. Idempotent."""
-        if self._process.poll() is None:
-            self._process.terminate()
-            try:
-                self._process.wait(5)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
-        self._directory.cleanup()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return f"<JanusServer {self.url} {'running' if self.running else 'stopped'}>"
@@ -154,6 +107,7 @@ def start_janus(
     api_secret: str | None = None,
     interface: str | None = None,
     rtp_ports: tuple[int, int] | None = None,
+    session_timeout: int = 60,
     executable: str | os.PathLike[str] | None = None,
     library: str | os.PathLike[str] | None = None,
     timeout: float = 15,
@@ -162,7 +116,8 @@ def start_janus(
 
     ``api_secret`` is random unless given. ``interface``: the only network interfaces Janus gathers ICE
     candidates on (comma-separated, as ``nat.ice_enforce_list``), every non-loopback one when ``None``.
-    ``rtp_ports``: the UDP range for media (100 ports picked at random when ``None``). Raises
+    ``rtp_ports``: the UDP range for media (100 ports picked at random when ``None``). ``session_timeout``:
+    seconds after which Janus drops a silent API session (its clients send keepalives). Raises
     :class:`JanusError` when Janus is missing or does not answer within ``timeout`` seconds (with the end of
     its log).
     """
@@ -198,7 +153,7 @@ def start_janus(
         f'  loggers_folder = "{work / "loggers"}"\n'
         "  debug_level = 4\n"
         f'  api_secret = "{api_secret}"\n'
-        "  session_timeout = 60\n"
+        f"  session_timeout = {int(session_timeout)}\n"
         '  server_name = "nbcall-janus"\n'
         "}\n"
         "media: {\n"

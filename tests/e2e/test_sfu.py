@@ -115,10 +115,15 @@ def test_a_presenter_with_a_camera_reaches_three_viewers_whose_grids_show_its_vi
             "v1 = nbcall.Phone('V1', auto_answer=True); v1",
             "v2 = nbcall.Phone('V2', auto_answer=True); v2",
             "v3 = nbcall.Phone('V3', auto_answer=True); v3",
+            # A Python peer among the viewers: the browser's camera reaches it through on_room_frame.
+            (
+                "p = nbcall.Peer('P', auto_answer=True)\nframes = []\n"
+                "p.on_room_frame(lambda member, frame, t: frames.append((member, frame.shape)))"
+            ),
         ],
         phones=("T", "V1", "V2", "V3"),
     )
-    nb.run("t.invite('V1', 'V2', 'V3', sfu=True)\nawait v1.wait_for('connected', timeout=20)")
+    nb.run("t.invite('V1', 'V2', 'V3', 'P', sfu=True)\nawait v1.wait_for('connected', timeout=20)")
     nb.run(
         "for x in (v1, v2, v3):\n    await x.wait_for('connected', timeout=20)\n    await x.wait_for_members(timeout=30)"
     )
@@ -143,8 +148,11 @@ def test_a_presenter_with_a_camera_reaches_three_viewers_whose_grids_show_its_vi
             re.compile("nbcall-has-video")
         )
     assert nb.value("t.sfu_links") == {"publisher": "connected", "subscriber": "connected"}
+    nb.wait_until("len(frames) >= 5", timeout=30)
+    member, shape = nb.value("frames[-1]")  # type: ignore[misc]
+    assert member == "T" and shape[2] == 3 and shape[0] > 0
     screenshot(nb.phone("V1"), "sfu-presenter-viewer-V1")
-    nb.run("janus.close()")
+    nb.run("p.close(); janus.close()")
 
 
 def test_an_sfu_room_without_a_reachable_janus_says_so_within_ten_seconds(lab: Lab, page: Page) -> None:

@@ -8,30 +8,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
 from sfu_support import SfuMember, janus_or_skip
 from support import free_port, wait_until
 
+from nbcall.server import janus as janus_api
 from nbcall.server.janus import JanusSession, RequestFailed
 from nbcall.server.server import SignalingServer, serve
 from nbcall.teach.janus import JanusServer
-
-
-@pytest.fixture(scope="module")
-def janus() -> Iterator[JanusServer]:
-    with janus_or_skip(media=False) as server:
-        yield server
-
-
-@pytest.fixture(params=["ws", "http"])
-async def sfu_server(request: pytest.FixtureRequest, janus: JanusServer) -> AsyncIterator[SignalingServer]:
-    """A server driving Janus through its WebSocket transport, then through its HTTP one."""
-    url = janus.url if request.param == "ws" else janus.http_url
-    async with await serve(sfu=url, sfu_secret=janus.api_secret) as server:
-        yield server
 
 
 async def members(server: SignalingServer, *ids: str) -> list[SfuMember]:
@@ -158,3 +144,22 @@ def not_(condition: Any) -> Any:
         return not await condition()
 
     return negated
+
+
+async def test_keepalives_hold_the_session_past_janus_session_timeout(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(janus_api, "KEEPALIVE", 1.0)
+    with janus_or_skip(media=False, session_timeout=3) as janus:
+        async with await serve(sfu=janus.url, sfu_secret=janus.api_secret) as server:
+            a, b = await members(server, "A", "B")
+            try:
+                await a.send(type="room-invite", to="B", sfu=True)
+                room = (await a.next("room-state"))["room"]
+                # Janus drops a session silent for 3 s (its watchdog looks every 2 s): the room outlives that.
+                await asyncio.sleep(8)
+                assert not [msg for msg in a.pending() if msg["type"] in ("room-ended", "error")]
+                assert server.sfu is not None and server.sfu.janus_room(room) is not None
+            finally:
+                for member in (a, b):
+                    await member.close()
