@@ -33,6 +33,10 @@ from websockets.typing import Subprotocol
 __all__ = ["KEEPALIVE", "JanusSession", "JanusUnreachable", "RequestFailed", "SessionLost"]
 
 logger = logging.getLogger("nbcall.server.janus")
+#: websockets' logger for the connection to Janus: never at DEBUG, where it would log frames, which carry the
+#: API secret.
+frames_logger = logging.getLogger("nbcall.server.janus.frames")
+frames_logger.setLevel(logging.INFO)
 
 #: Seconds between keepalives (Janus drops a session silent for its ``session_timeout``, 60 s by default).
 KEEPALIVE = 25.0
@@ -113,6 +117,7 @@ class JanusSession:
                 subprotocols=[Subprotocol("janus-protocol")],
                 max_size=2**22,
                 ping_interval=None,
+                logger=frames_logger,
             )
             self._spawn(self._read_ws())
         reply = await self._request({"janus": "create"}, path="")

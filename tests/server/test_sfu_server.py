@@ -163,3 +163,33 @@ async def test_keepalives_hold_the_session_past_janus_session_timeout(
             finally:
                 for member in (a, b):
                     await member.close()
+
+
+async def test_the_api_secret_and_the_rooms_locks_never_reach_a_debug_log(
+    janus: JanusServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    async with await serve(sfu=janus.url, sfu_secret=janus.api_secret) as server:
+        a, b = await members(server, "A", "B")
+        try:
+            await a.send(type="room-invite", to="B", sfu=True)
+            room = (await a.next("room-state"))["room"]
+            await b.send(type="room-accept", room=room)
+            await b.next("room-state")
+            assert server.sfu is not None
+            await wait_until(lambda: server.sfu.janus_room(room) is not None, "the room on Janus")  # type: ignore[union-attr]
+            secrets = server.sfu.secrets()  # the API secret, the room's pin and secret, the members' tokens
+            assert len(secrets) == 5
+            await wait_until(
+                lambda: f"SFU room {room!r} is on Janus" in caplog.text, "the room made on Janus", 10
+            )
+            await a.send(type="room-leave", room=room)
+            await b.send(type="room-leave", room=room)
+            for secret in secrets:  # nor any 10 characters of one (websockets logs frames shortened)
+                assert not [
+                    secret[i : i + 10] for i in range(len(secret) - 9) if secret[i : i + 10] in caplog.text
+                ]
+            assert "Janus at" in caplog.text  # the log is there, without its secrets
+        finally:
+            for member in (a, b):
+                await member.close()
