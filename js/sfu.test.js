@@ -115,7 +115,7 @@ test("messages through the SFU arrive whole, named by feed; a late subscriber dr
 test("a send is cut into frames of at most 65,535 bytes, the first marked, with a SYNC after each window", async () => {
   const { sfu, channel } = link();
   sfu.window.every = 100_000;
-  const sent = sfu.send("bytes", new Uint8Array(150_000));
+  const sent = sfu.send("bytes", 150_000, [new Uint8Array(100_000), new Uint8Array(50_000)]); // in two parts, as Python sends
   await sent;
   const data = channel.sent.filter((f) => f[0] !== SYNC);
   assert.ok(data.every((f) => f.length <= 65535));
