@@ -402,8 +402,9 @@ async def serve(
         node = node_id or new_node_id()
         protocol.join_cluster(node)
         signaling.registry = RedisRegistry(signaling, redis, node=node, heartbeat=heartbeat, ttl=registry_ttl)
-        await signaling.registry.start()
     try:
+        if signaling.registry is not None:
+            await signaling.registry.start()
         await signaling.listen(host, port, ssl_context=ssl_context, compression=compression)
     except BaseException:
         if signaling.registry is not None:
