@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import functools
 import html
 import itertools
 import json
@@ -154,12 +155,12 @@ class Peer(CallAdapter, traitlets.HasTraits):
         # Registers with ``rooms: true`` (and, after a reconnect, the room it is in): a Peer can be invited.
         secret = owners.take_over(user_id, [url])  # a live Peer of this process with this ID gives it up
         client = SignalingClient(url, user_id, register_fields=machine.register_fields, secret=secret)
-        registered = kernel.run(client.register(timeout), timeout=timeout + 1)
+        registered = self._register(client, timeout)
         super().__init__()
         self._lock = threading.RLock()
         self._client = client
         self._machine = machine
-        machine.user_id = str(registered.get("id", user_id))
+        machine.user_id = str(registered.get("id", user_id)) if registered else user_id
         self.max_messages = max_messages
         self.max_log = max_log
         self.timeout = timeout
@@ -185,19 +186,24 @@ class Peer(CallAdapter, traitlets.HasTraits):
         with self.hold_trait_notifications():
             self.set_trait("user_id", self._machine.user_id)
             self.set_trait("server_url", url)
-        self._log_entry("in", "registered", registered, len(json.dumps(registered)))
-        with self._lock:
-            self._machine.registered(registered)
-            self._carry_out()
+        if registered is not None:
+            self._log_entry("in", "registered", registered, len(json.dumps(registered)))
+            with self._lock:
+                self._machine.registered(registered)
+                self._carry_out()
         owners.held(self, [url])
         # The loop keeps only weak references to a Peer, so that one nobody holds is collected (and warns).
         self._finalizer = weakref.finalize(
             self, _abandoned, self._machine.user_id, client, self._engine.pool, self._callback_pool
         )
         self._finalizer.atexit = False  # at exit, owners.close_all closes the Peers still open
-        kernel.call_soon(
+        start = functools.partial(
             client.start, owners.weak_method(self._on_signal), owners.weak_method(self._on_signaling_state)
         )
+        if registered is None:  # made on the background loop's thread: it registers now, without waiting
+            asyncio.ensure_future(self._register_later(timeout, start))
+        else:
+            kernel.call_soon(start)
 
     # ----------------------------------------------------------------------------------------- public API
 
@@ -254,7 +260,7 @@ class Peer(CallAdapter, traitlets.HasTraits):
         """Block until everything sent has arrived at the peer (acknowledged); False if ``timeout`` passed."""
         wait = self.timeout if timeout is None else timeout
         try:
-            return kernel.run(self._engine.flush(wait), timeout=wait + 1)
+            return kernel.run(self._engine.flush(wait), timeout=wait + 1, what="Peer.flush()")
         except TimeoutError:
             return False
 
@@ -303,10 +309,13 @@ class Peer(CallAdapter, traitlets.HasTraits):
     @property
     def stats(self) -> dict[str, Any]:
         """What the current call has carried: bytes and messages each way, video frames in and out."""
-        try:
-            per_peer = kernel.run(self._stats(), timeout=2)
-        except TimeoutError:
-            return {}
+        if self._on_loop():  # a callback on the loop: the engine is its own, read it now
+            per_peer = self._engine.stats()
+        else:
+            try:
+                per_peer = kernel.run(self._stats(), timeout=2)
+            except TimeoutError:
+                return {}
         if self.room:  # in a room, one summary per member, each shaped as a 1:1 call's (as on a Phone)
             return {m: per_peer[m] for m in self.members if m in per_peer}
         return per_peer.get(self.peer, {}) if self.peer else {}

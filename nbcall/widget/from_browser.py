@@ -10,7 +10,7 @@ from typing import Any
 from ..call.progress import FIELDS as PROGRESS_FIELDS
 from ..exceptions import CallError
 from ..teach.diagnose import candidate_error
-from ..wire.payload import decode
+from ..wire.payload import Message, decode
 from . import widget_protocol
 from .devices import MediaControls
 from .phone_part import settle
@@ -25,30 +25,44 @@ class FromBrowser(Teaching, MediaControls):
     """Handles what the browser half reports: signals, connection states, data-channel messages, progress,
     statistics, media, failures and the widget's buttons (as the same calls as the Python API)."""
 
+    #: ``on_message`` callbacks due for the messages just handled: run once the lock is released, so that a
+    #: callback may wait for the background loop (make a phone, say) while the loop handles this phone.
+    _due: list[tuple[Callable[[Message], Any], Message]]
+
     def _from_browser(self, _widget: Any, content: Any, buffers: list[bytes]) -> None:
-        problem = widget_protocol.problem(content, widget_protocol.TO_PYTHON)
         with self._lock:
-            if problem is not None:
-                # A browser half of another nbcall version, or a bug: say so where people look.
-                kind = content.get("type") if isinstance(content, dict) else None
-                logger.warning("%s: ignored a message from the browser: %s", self.user_id, problem)
-                self._log_entry("event", "protocol-error", {"type": kind, "problem": problem})
-                return
+            self._dispatch(content, buffers)
+            due, self._due = self._due, []
+        for callback, message in due:
             try:
-                getattr(self, f"_on_browser_{content['type']}")(content, buffers)
-            except Exception as exc:  # what the page or a peer sent must not break the comm
-                problem = f"{type(exc).__name__}: {exc}"
-                logger.warning(
-                    "%s: a %s message from the browser failed: %s", self.user_id, content["type"], problem
-                )
-                logger.debug("handling a browser message failed", exc_info=True)
-                self._log_entry("event", "protocol-error", {"type": content["type"], "problem": problem})
-            self._carry_out()
+                callback(message)
+            except Exception:
+                logger.exception("%s: on_message callback %r failed", self.user_id, callback)
+
+    def _dispatch(self, content: Any, buffers: list[bytes]) -> None:
+        """Handle one message from the browser (with the lock held)."""
+        problem = widget_protocol.problem(content, widget_protocol.TO_PYTHON)
+        if problem is not None:
+            # A browser half of another nbcall version, or a bug: say so where people look.
+            kind = content.get("type") if isinstance(content, dict) else None
+            logger.warning("%s: ignored a message from the browser: %s", self.user_id, problem)
+            self._log_entry("event", "protocol-error", {"type": kind, "problem": problem})
+            return
+        try:
+            getattr(self, f"_on_browser_{content['type']}")(content, buffers)
+        except Exception as exc:  # what the page or a peer sent must not break the comm
+            problem = f"{type(exc).__name__}: {exc}"
+            logger.warning(
+                "%s: a %s message from the browser failed: %s", self.user_id, content["type"], problem
+            )
+            logger.debug("handling a browser message failed", exc_info=True)
+            self._log_entry("event", "protocol-error", {"type": content["type"], "problem": problem})
+        self._carry_out()
 
     def _on_browser_batch(self, content: dict[str, Any], buffers: list[bytes]) -> None:
         """Several messages the browser sent within one task, in order (one kernel round for all)."""
         for message in content["messages"]:
-            self._from_browser(self, message, [])
+            self._dispatch(message, [])
 
     def _on_browser_hello(self, content: dict[str, Any], buffers: list[bytes]) -> None:
         if self._frontend:
@@ -99,11 +113,7 @@ class FromBrowser(Teaching, MediaControls):
             return  # a part of a file still coming, or a verdict on one sent
         kept = [*self.messages, message]
         self.set_trait("messages", kept[max(0, len(kept) - self.max_messages) :])
-        for callback in list(self._callbacks):
-            try:
-                callback(message)
-            except Exception:
-                logger.exception("%s: on_message callback %r failed", self.user_id, callback)
+        self._due.extend((callback, message) for callback in self._callbacks)
 
     def _on_browser_progress(self, content: dict[str, Any], buffers: list[bytes]) -> None:
         self._report_progress({key: content[key] for key in PROGRESS_FIELDS}, force=True)
