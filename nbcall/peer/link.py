@@ -33,9 +33,12 @@ from ..wire.payload import Kind
 from .aiortc_patches import allow_loopback, tune_sctp, unacknowledged
 from .tracks import ArrayAudioTrack, ArrayVideoTrack, MediaOptions, call_all, call_frame
 
-__all__ = ["EngineHost", "Link", "SendLimits", "max_message_size"]
+__all__ = ["MAX_PENDING_AUDIO", "EngineHost", "Link", "SendLimits", "max_message_size"]
 
 logger = logging.getLogger("nbcall.peer.rtc")
+
+#: Received audio frames (20 ms each) that may wait for the ``on_audio`` callbacks; more are dropped.
+MAX_PENDING_AUDIO = 50
 
 
 class EngineHost(Protocol):
@@ -101,6 +104,7 @@ class Link:
             "frames_in": 0,
             "frames_dropped": 0,
             "audio_in": 0,
+            "audio_dropped": 0,
             "messages_in": 0,
             "messages_out": 0,
             "messages_malformed": 0,
@@ -359,20 +363,38 @@ class Link:
             busy = loop.run_in_executor(self.pool, call_frame, self.media.on_frame, frame)  # type: ignore[arg-type]
 
     async def _consume_audio(self, track: MediaStreamTrack) -> None:
+        """Hand each audio frame to the callbacks, in order; past :data:`MAX_PENDING_AUDIO` frames waiting for
+        them, new frames are dropped (and counted), so that slow callbacks cost a gap, never unbounded memory."""
         loop = asyncio.get_running_loop()
         resampler = av.AudioResampler(
             format="s16", layout="mono" if self.media.channels == 1 else "stereo", rate=self.media.sample_rate
         )
+        pending: set[asyncio.Future[None]] = set()
         async for frame in self._received(track):
             self.counts["audio_in"] += 1
-            if self.media.on_audio:
-                for out in resampler.resample(frame):  # type: ignore[arg-type]
-                    samples = out.to_ndarray().reshape(-1, self.media.channels)
-                    if self.media.channels == 1:
-                        samples = samples[:, 0]
-                    loop.run_in_executor(
-                        self.pool, call_all, self.media.on_audio, samples, float(out.time or 0)
+            if not self.media.on_audio:
+                continue
+            if len(pending) >= MAX_PENDING_AUDIO:
+                self.counts["audio_dropped"] += 1
+                dropped = self.counts["audio_dropped"]
+                if dropped == 1 or dropped % 500 == 0:
+                    logger.warning(
+                        "audio from %s: %d frames dropped so far, the on_audio callbacks fall behind (%d frames "
+                        "wait); make them quicker",
+                        self.peer,
+                        dropped,
+                        len(pending),
                     )
+                continue
+            for out in resampler.resample(frame):  # type: ignore[arg-type]
+                samples = out.to_ndarray().reshape(-1, self.media.channels)
+                if self.media.channels == 1:
+                    samples = samples[:, 0]
+                job = loop.run_in_executor(
+                    self.pool, call_all, self.media.on_audio, samples, float(out.time or 0)
+                )
+                pending.add(job)
+                job.add_done_callback(pending.discard)
 
     # --------------------------------------------------------------------------------------- state
 

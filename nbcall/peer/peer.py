@@ -47,6 +47,9 @@ __all__ = ["Peer", "require_peer_dependencies"]
 logger = logging.getLogger("nbcall.peer.peer")
 
 INSTALL_HINT = 'pip install "nbcall[peer]"'
+#: Received messages waiting for slow ``on_message`` callbacks; more are not handed to them (they stay in
+#: ``messages``), and the log counts them.
+MAX_PENDING_CALLBACKS = 1000
 
 
 def require_peer_dependencies() -> None:
@@ -175,6 +178,9 @@ class Peer(CallAdapter, traitlets.HasTraits):
         self._transfers = itertools.count(1)
         # User callbacks run here, one at a time and in order, never on the signaling loop.
         self._callback_pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="nbcall-peer")
+        self._pending_callbacks = 0  # jobs in the pool's queue, bounded by MAX_PENDING_CALLBACKS
+        self._dropped_callbacks = 0
+        self._callback_count_lock = threading.Lock()
         self._closing = False
         self._timer: asyncio.TimerHandle | None = None
         self._armed: float | None = None
@@ -455,13 +461,36 @@ class Peer(CallAdapter, traitlets.HasTraits):
         kept = [*self.messages, message]
         self.set_trait("messages", kept[max(0, len(kept) - self.max_messages) :])
         for callback in list(self._callbacks):
-            self._callback_pool.submit(self._run_callback, callback, message)
+            with self._callback_count_lock:
+                full = self._pending_callbacks >= MAX_PENDING_CALLBACKS
+                if full:
+                    self._dropped_callbacks += 1
+                    dropped = self._dropped_callbacks
+                else:
+                    self._pending_callbacks += 1
+            if full:
+                self._callback_fell_behind(dropped)
+            else:
+                self._callback_pool.submit(self._run_callback, callback, message)
+
+    def _callback_fell_behind(self, dropped: int) -> None:
+        if dropped == 1 or dropped % 100 == 0:  # a counted line now and then, not one per message
+            text = (
+                f"on_message callbacks fall behind: {dropped} messages were not handed to them, "
+                f"{MAX_PENDING_CALLBACKS} wait already (they are in messages); make the callback quicker, or "
+                "hand its work to a thread or queue of your own"
+            )
+            logger.warning("%s: %s", self.user_id, text)
+            self._apply({"error": text})
 
     def _run_callback(self, callback: Callable[[Message], Any], message: Message) -> None:
         try:
             callback(message)
         except Exception:
             logger.exception("%s: on_message callback %r failed", self.user_id, callback)
+        finally:
+            with self._callback_count_lock:
+                self._pending_callbacks -= 1
 
     # -------------------------------------------------------------------------------- sending, progress
 

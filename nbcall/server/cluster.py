@@ -57,7 +57,15 @@ from .messages import Forward
 if TYPE_CHECKING:
     from .server import SignalingServer
 
-__all__ = ["DEFAULT_HEARTBEAT", "DEFAULT_REGISTRY_TTL", "PREFIX", "RedisRegistry", "new_node_id", "safe_url"]
+__all__ = [
+    "DEFAULT_HEARTBEAT",
+    "DEFAULT_REGISTRY_TTL",
+    "MAX_WAITING",
+    "PREFIX",
+    "RedisRegistry",
+    "new_node_id",
+    "safe_url",
+]
 
 logger = logging.getLogger("nbcall.server.cluster")
 
@@ -67,6 +75,9 @@ DEFAULT_HEARTBEAT = 5.0
 DEFAULT_REGISTRY_TTL = 15.0
 #: Prefix of every key and channel.
 PREFIX = "nbcall"
+#: Messages to other nodes, and claims, that may wait for the round under way (Redis slow or stuck): more are
+#: answered at once, ``unavailable`` and ``registry-unavailable``, as when Redis is down.
+MAX_WAITING = 10_000
 
 # A published batch: the sending node, then records; a record: to, sender ("" for a server notice), text.
 # Neither separator can occur in an ID (printable) or in a JSON text frame (control characters are escaped).
@@ -147,6 +158,8 @@ class RedisRegistry:
         self._wake = asyncio.Event()
         self.down: str | None = "not started"  # why the registry cannot be used, or None
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        #: Messages and registrations refused because :data:`MAX_WAITING` waited already.
+        self.refused = 0
         self._closed = False
 
     # -- life -----------------------------------------------------------------------
@@ -238,6 +251,10 @@ class RedisRegistry:
         if self.down is not None:
             self._bounce([forward], f"this server cannot reach the registry ({self.down})")
             return
+        if len(self._outbox) >= MAX_WAITING:
+            self._full("message to another node")
+            self._bounce([forward], f"the registry is too slow ({MAX_WAITING} messages wait for it)")
+            return
         self._outbox.append(forward)
         self._wake.set()
 
@@ -247,6 +264,9 @@ class RedisRegistry:
         """Claim ``peer_id`` for this node: a future of ``(outcome, owner, room's node)`` (``SignalingProtocol.claimed``)."""
         future: asyncio.Future[tuple[str, str, str]] = asyncio.get_running_loop().create_future()
         if self.down is not None:
+            future.set_result(("down", "", ""))
+        elif len(self._jobs) >= MAX_WAITING:
+            self._full("registration")
             future.set_result(("down", "", ""))
         else:
             self._jobs.append(("claim", (peer_id, _digest(secret), "claim", room or ""), future))
@@ -327,6 +347,19 @@ class RedisRegistry:
         for (node, batch), count in zip(batches.items(), results[len(jobs) :]):
             if isinstance(count, Exception) or count == 0:
                 self._bounce(batch, f"its node ({node}) is not connected to the registry")
+
+    def _full(self, what: str) -> None:
+        self.refused += 1
+        if self.refused == 1 or self.refused % 1000 == 0:  # a counted line now and then, not one per message
+            logger.warning(
+                "node %s: refused a %s: %d wait for the registry at %s already (%d refused so far); is Redis "
+                "overloaded?",
+                self.node,
+                what,
+                MAX_WAITING,
+                safe_url(self.url),
+                self.refused,
+            )
 
     def _fail(self, jobs: list[_Job], outbox: list[Forward], why: str | None = None) -> None:
         for _, _, future in jobs:

@@ -6,17 +6,17 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import signal
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
 from support import TIMEOUT, RedisServer
 from websockets.asyncio.client import ClientConnection, connect
 
-from nbcall.server.cluster import RedisRegistry
+import nbcall.server.cluster
 from nbcall.server.server import SignalingServer, serve
 
 pytestmark = pytest.mark.skipif(
@@ -35,7 +35,7 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
 @pytest.fixture
 async def nodes(redis_server: RedisServer) -> AsyncIterator[list[SignalingServer]]:
     started = [
-        await serve(redis=redis_server.url, node_id=name, heartbeat=0.25, registry_ttl=1.0)
+        await serve(redis=redis_server.url, node_id=name, heartbeat=1.0, registry_ttl=3.0)
         for name in ("n1", "n2")
     ]
     yield started
@@ -114,16 +114,27 @@ async def test_a_round_of_registry_work_that_fails_refuses_its_registrations_and
     assert registered["type"] == "registered", registered
 
 
-async def test_a_registry_that_cannot_subscribe_stops_serve_and_leaves_nothing_running(
-    redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+async def test_messages_to_other_nodes_wait_in_a_bounded_queue_while_redis_is_stuck(
+    nodes: list[SignalingServer],
+    redis_server: RedisServer,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    before = set(asyncio.all_tasks())
-
-    async def refused(self: Any, *channels: str) -> None:
-        raise RedisError("NOPERM this user has no permissions to access one of the channels")
-
-    monkeypatch.setattr("redis.asyncio.client.PubSub.subscribe", refused)
-    monkeypatch.setattr(RedisRegistry, "subscribe_timeout", 0.5)
-    with pytest.raises(OSError, match="could not subscribe to the registry at redis://127.0.0.1"):
-        await serve(redis=redis_server.url, heartbeat=0.25, registry_ttl=1.0)
-    assert set(asyncio.all_tasks()) - before == set()
+    monkeypatch.setattr(nbcall.server.cluster, "MAX_WAITING", 2)
+    a, _ = await register(nodes[0], "A")
+    b, _ = await register(nodes[1], "B")
+    assert redis_server.process is not None
+    redis_server.process.send_signal(signal.SIGSTOP)  # every round now waits for Redis
+    try:
+        for n in range(6):
+            await b.send(json.dumps({"type": "hangup", "to": "A", "n": n}))
+        reply = json.loads(await asyncio.wait_for(b.recv(), TIMEOUT))
+        assert reply["type"] == "unavailable", reply
+        assert "the registry is too slow (2 messages wait for it)" in reply["message"]
+    finally:
+        redis_server.process.send_signal(signal.SIGCONT)
+        await a.close()
+        await b.close()
+    warned = [r.getMessage() for r in caplog.records if "wait for the registry" in r.getMessage()]
+    assert warned and "n2: refused a message to another node: 2 wait" in warned[0]
+    assert "(1 refused so far)" in warned[0]
