@@ -342,6 +342,21 @@ class Link:
         task = asyncio.ensure_future(consume(track))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
+        task.add_done_callback(self._consumer_ended)
+
+    def _consumer_ended(self, task: asyncio.Future[None]) -> None:
+        """A received track's consumer that failed: the call goes on without that medium, and the log says why."""
+        if task.cancelled() or task.exception() is None:
+            return
+        exc = task.exception()
+        logger.error(
+            "received media from %s stopped reaching the callbacks (%s: %s); the call goes on without it: "
+            "call again to get it back",
+            self.peer,
+            type(exc).__name__,
+            exc,
+            exc_info=exc,
+        )
 
     async def _received(self, track: MediaStreamTrack) -> AsyncIterator[Any]:
         """The track's frames until it ends or this link closes."""

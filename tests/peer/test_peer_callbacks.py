@@ -22,6 +22,7 @@ import nbcall.peer.peer
 from nbcall import Message, Peer
 from nbcall.call import kernel
 from nbcall.peer.link import MAX_PENDING_AUDIO, EngineHost, Link, SendLimits
+from nbcall.peer.rtc import Engine
 from nbcall.peer.tracks import MediaOptions
 from nbcall.server.server import SignalingServer
 from nbcall.wire.payload import encode
@@ -136,3 +137,24 @@ async def test_audio_for_slow_on_audio_callbacks_waits_in_a_bounded_queue_and_th
         go_on.set()
         await link.close()
         pool.shutdown(wait=True)
+
+
+class Reports:
+    """An engine's host that records the failures it is told of."""
+
+    def __init__(self) -> None:
+        self.failures: list[tuple[str, str]] = []
+
+    def engine_failure(self, peer: str, text: str) -> None:
+        self.failures.append((peer, text))
+
+
+async def test_an_engine_command_that_fails_fails_that_peers_call_saying_why() -> None:
+    host = Reports()
+    engine = Engine(cast(EngineHost, host))
+    try:
+        engine.command({"type": "start_call", "peer": "B", "ice_servers": [{"url": "stun:typo"}]})
+        assert len(host.failures) == 1 and host.failures[0][0] == "B"
+        assert host.failures[0][1].startswith("start_call failed: TypeError")
+    finally:
+        await engine.close()
