@@ -17,7 +17,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
-from ..exceptions import CallError
+from ..exceptions import CallError, SignalingError
 from . import kernel, owners
 from .client import SignalingClient
 from .machine import STATES, CallMachine
@@ -244,6 +244,29 @@ class CallAdapter:
         """Close for a takeover (see :meth:`close_replaced`); a widget overrides it to stay on screen."""
         self.close()
 
+    def _register(self, client: SignalingClient, timeout: float) -> dict[str, Any] | None:
+        """Register ``client`` (before the adapter exists, so a refused ID leaves nothing behind) and return the
+        server's reply; on the background loop's thread, where it cannot wait, None: :meth:`_register_later`
+        then registers once the adapter exists, and a refusal shows in ``error``."""
+        if kernel.on_loop():
+            return None
+        return kernel.run(client.register(timeout), timeout=len(client.urls) * timeout + 1)
+
+    async def _register_later(self, timeout: float, start: Callable[[], None]) -> None:
+        """Register a phone made on the background loop's thread (see :meth:`_register`), then ``start`` its client."""
+        client = self._client
+        assert client is not None
+        try:
+            registered = await client.register(timeout)
+        except SignalingError as exc:  # a refused ID, an unreachable server: the phone says so
+            logger.warning("%s could not register: %s", self.user_id, exc)
+            with self._lock:
+                self._machine.signaling_lost(f"could not register: {exc}")
+                self._carry_out()
+            return
+        self._on_signaling_state(True, registered)
+        start()
+
     def _close_signaling(self, timeout: float = 5) -> None:
         """Leave the signaling server; from any thread but the background loop's, return once the connection
         is closed, so that the ID is free for anyone at once."""
@@ -377,6 +400,11 @@ class CallAdapter:
     def _wait_blocking(
         self, verdict: Verdict[T], names: list[str], timeout: float, timed_out: Callable[[float], Exception]
     ) -> T:
+        if kernel.on_loop():
+            raise RuntimeError(
+                f"{self.user_id}: a blocking wait in a callback on nbcall's background loop would stop the loop it "
+                "waits for; await wait_for(...) in async code instead, or wait from a cell or another thread"
+            )
         future, stop = self._watch(verdict, names)
         try:
             return future.result(timeout)

@@ -18,6 +18,7 @@ import collections
 import json
 import logging
 import secrets
+import threading
 import urllib.parse
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -25,7 +26,7 @@ from typing import Any
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
-from ..exceptions import BadMessage, DuplicateID, ServerUnreachable, SignalingError
+from ..exceptions import BadMessage, CallError, DuplicateID, ServerUnreachable, SignalingError
 from ..server.server import RedactingLogger
 from . import config, kernel
 
@@ -72,7 +73,8 @@ class SignalingClient:
 
     Callbacks run on the background loop's thread. ``reconnect_delays`` are the waits between attempts to
     reconnect (the last one repeats); ``None`` disables reconnecting. ``register_fields()`` returns what to add
-    to each ``register`` message.
+    to each ``register`` message. At most ``max_outbox`` messages wait for the server (while offline, say):
+    :meth:`send` refuses more.
     """
 
     def __init__(
@@ -83,6 +85,7 @@ class SignalingClient:
         reconnect_delays: tuple[float, ...] | None = (0.25, 0.5, 1, 2, 4, 8),
         register_fields: Callable[[], dict[str, Any]] = dict,
         secret: str | None = None,
+        max_outbox: int = 1000,
     ) -> None:
         self.urls = [url] if isinstance(url, str) else list(url)
         if not self.urls:
@@ -95,6 +98,10 @@ class SignalingClient:
         self._secret = secret or secrets.token_urlsafe(24)
         self._ws: ClientConnection | None = None
         self._outbox: collections.deque[str] = collections.deque()
+        self.max_outbox = max_outbox
+        # Messages sent and not yet written (the outbox, and those on their way to it from other threads).
+        self._waiting = 0
+        self._waiting_lock = threading.Lock()
         self._wakeup = asyncio.Event()
         self._closed = False
         self._task: asyncio.Task[None] | None = None
@@ -193,8 +200,22 @@ class SignalingClient:
         self._task = asyncio.create_task(self._run(on_message, on_state))
 
     def send(self, message: dict[str, Any]) -> str:
-        """Queue ``message`` for the server, from any thread; returns the JSON text that will be sent."""
+        """Queue ``message`` for the server, from any thread; returns the JSON text that will be sent.
+
+        Raises :class:`~nbcall.exceptions.CallError` when ``max_outbox`` messages wait already: they would be
+        sent late, or never, and what is sent on signaling (a call, an answer) is stale by then.
+        """
         text = json.dumps(message)
+        with self._waiting_lock:
+            if self._waiting >= self.max_outbox:
+                state = (
+                    "it is offline" if self._ws is None or self._ws.close_code is not None else "it is slow"
+                )
+                raise CallError(
+                    f"{self.user_id}: {self._waiting} signaling messages already wait for the server at "
+                    f"{self._safe_url} ({state}), the limit; wait until the phone is online again and try then"
+                )
+            self._waiting += 1
         kernel.call_soon(self._enqueue, text)
         return text
 
@@ -278,6 +299,8 @@ class SignalingClient:
                         # send() raises without yielding, so retrying here would never let the reader run.
                         break
                     self._outbox.popleft()
+                    with self._waiting_lock:
+                        self._waiting -= 1
                     continue
                 self._wakeup.clear()
                 wakeup = asyncio.create_task(self._wakeup.wait())

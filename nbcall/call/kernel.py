@@ -67,8 +67,19 @@ def submit(coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
     return asyncio.run_coroutine_threadsafe(coro, _get_loop())
 
 
-def run(coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
-    """Run ``coro`` on the background loop and wait for its result (never call this from that loop)."""
+def run(coro: Coroutine[Any, Any, T], timeout: float | None = None, *, what: str = "this call") -> T:
+    """Run ``coro`` on the background loop and wait for its result.
+
+    From that loop's own thread (an ``observe`` or ``on_message`` callback run there, say) waiting would stop
+    the very loop it waits for: it raises :class:`RuntimeError` at once instead, saying what to do.
+    """
+    if on_loop():
+        coro.close()
+        raise RuntimeError(
+            f"nbcall: {what} waits for nbcall's background loop, and this code runs on that loop's own thread "
+            "(in a callback of a phone or a peer), where waiting would stop the loop; do it from a cell or "
+            "another thread, or await its async twin in async code"
+        )
     future = submit(coro)
     try:
         return future.result(timeout)
@@ -197,7 +208,8 @@ def serve(
     """
     if token is AUTO:
         token = secrets.token_urlsafe(16)
-    handle = ServerHandle(run(serve_async(host, port, token=token, **options), timeout=30))
+    started = run(serve_async(host, port, token=token, **options), timeout=30, what="starting a server")
+    handle = ServerHandle(started)
     with _lock:
         _servers.append(handle)
     logger.info("signaling server listening on %s", handle.url_without_token)

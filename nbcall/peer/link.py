@@ -103,6 +103,7 @@ class Link:
             "frames_in": 0,
             "frames_dropped": 0,
             "audio_in": 0,
+            "audio_dropped": 0,
             "messages_in": 0,
             "messages_out": 0,
             "messages_malformed": 0,
@@ -348,12 +349,27 @@ class Link:
         task = asyncio.ensure_future(consume(track))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
+        task.add_done_callback(self._consumer_ended)
+
+    def _consumer_ended(self, task: asyncio.Future[None]) -> None:
+        """A received track's consumer that failed: the call goes on without that medium, and the log says why."""
+        if task.cancelled() or task.exception() is None:
+            return
+        exc = task.exception()
+        logger.error(
+            "received media from %s stopped reaching the callbacks (%s: %s); the call goes on without it: "
+            "call again to get it back",
+            self.peer,
+            type(exc).__name__,
+            exc,
+            exc_info=exc,
+        )
 
     async def _consume_video(self, track: MediaStreamTrack) -> None:
         await consume_video(track, self.media, self.peer, self.pool, self.counts, lambda: self.closed)
 
     async def _consume_audio(self, track: MediaStreamTrack) -> None:
-        await consume_audio(track, self.media, self.pool, self.counts, lambda: self.closed)
+        await consume_audio(track, self.media, self.peer, self.pool, self.counts, lambda: self.closed)
 
     # --------------------------------------------------------------------------------------- state
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import functools
 import html
 import itertools
 import json
@@ -47,6 +48,9 @@ __all__ = ["Peer", "require_peer_dependencies"]
 logger = logging.getLogger("nbcall.peer.peer")
 
 INSTALL_HINT = 'pip install "nbcall[peer]"'
+#: Received messages waiting for slow ``on_message`` callbacks; more are not handed to them (they stay in
+#: ``messages``), and the log counts them.
+MAX_PENDING_CALLBACKS = 1000
 
 
 def require_peer_dependencies() -> None:
@@ -190,12 +194,12 @@ class Peer(CallAdapter, traitlets.HasTraits):
         # Registers with ``rooms: true`` (and, after a reconnect, the room it is in): a Peer can be invited.
         secret = owners.take_over(user_id, [url])  # a live Peer of this process with this ID gives it up
         client = SignalingClient(url, user_id, register_fields=machine.register_fields, secret=secret)
-        registered = kernel.run(client.register(timeout), timeout=timeout + 1)
+        registered = self._register(client, timeout)
         super().__init__()
         self._lock = threading.RLock()
         self._client = client
         self._machine = machine
-        machine.user_id = str(registered.get("id", user_id))
+        machine.user_id = str(registered.get("id", user_id)) if registered else user_id
         self.max_messages = max_messages
         self.max_log = max_log
         self.timeout = timeout
@@ -213,6 +217,9 @@ class Peer(CallAdapter, traitlets.HasTraits):
         self._transfers = itertools.count(1)
         # User callbacks run here, one at a time and in order, never on the signaling loop.
         self._callback_pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="nbcall-peer")
+        self._pending_callbacks = 0  # jobs in the pool's queue, bounded by MAX_PENDING_CALLBACKS
+        self._dropped_callbacks = 0
+        self._callback_count_lock = threading.Lock()
         self._closing = False
         self._timer: asyncio.TimerHandle | None = None
         self._armed: float | None = None
@@ -225,19 +232,24 @@ class Peer(CallAdapter, traitlets.HasTraits):
         with self.hold_trait_notifications():
             self.set_trait("user_id", self._machine.user_id)
             self.set_trait("server_url", url)
-        self._log_entry("in", "registered", registered, len(json.dumps(registered)))
-        with self._lock:
-            self._machine.registered(registered)
-            self._carry_out()
+        if registered is not None:
+            self._log_entry("in", "registered", registered, len(json.dumps(registered)))
+            with self._lock:
+                self._machine.registered(registered)
+                self._carry_out()
         owners.held(self, [url])
         # The loop keeps only weak references to a Peer, so that one nobody holds is collected (and warns).
         self._finalizer = weakref.finalize(
             self, _abandoned, self._machine.user_id, client, self._engine.pool, self._callback_pool
         )
         self._finalizer.atexit = False  # at exit, owners.close_all closes the Peers still open
-        kernel.call_soon(
+        start = functools.partial(
             client.start, owners.weak_method(self._on_signal), owners.weak_method(self._on_signaling_state)
         )
+        if registered is None:  # made on the background loop's thread: it registers now, without waiting
+            asyncio.ensure_future(self._register_later(timeout, start))
+        else:
+            kernel.call_soon(start)
 
     # ----------------------------------------------------------------------------------------- public API
 
@@ -314,7 +326,7 @@ class Peer(CallAdapter, traitlets.HasTraits):
         """Block until everything sent has arrived at the peer (acknowledged); False if ``timeout`` passed."""
         wait = self.timeout if timeout is None else timeout
         try:
-            return kernel.run(self._engine.flush(wait), timeout=wait + 1)
+            return kernel.run(self._engine.flush(wait), timeout=wait + 1, what="Peer.flush()")
         except TimeoutError:
             return False
 
@@ -389,10 +401,13 @@ class Peer(CallAdapter, traitlets.HasTraits):
     @property
     def stats(self) -> dict[str, Any]:
         """What the current call has carried: bytes and messages each way, video frames in and out."""
-        try:
-            per_peer = kernel.run(self._stats(), timeout=2)
-        except TimeoutError:
-            return {}
+        if self._on_loop():  # a callback on the loop: the engine is its own, read it now
+            per_peer = self._engine.stats()
+        else:
+            try:
+                per_peer = kernel.run(self._stats(), timeout=2)
+            except TimeoutError:
+                return {}
         if self.room:  # in a room, one summary per member, each shaped as a 1:1 call's (as on a Phone)
             return {m: per_peer[m] for m in self.members if m in per_peer}
         return per_peer.get(self.peer, {}) if self.peer else {}
@@ -571,7 +586,27 @@ class Peer(CallAdapter, traitlets.HasTraits):
         kept = [*self.messages, message]
         self.set_trait("messages", kept[max(0, len(kept) - self.max_messages) :])
         for callback in list(self._callbacks):
-            self._callback_pool.submit(self._run_callback, callback, message)
+            with self._callback_count_lock:
+                full = self._pending_callbacks >= MAX_PENDING_CALLBACKS
+                if full:
+                    self._dropped_callbacks += 1
+                    dropped = self._dropped_callbacks
+                else:
+                    self._pending_callbacks += 1
+            if full:
+                self._callback_fell_behind(dropped)
+            else:
+                self._callback_pool.submit(self._run_callback, callback, message)
+
+    def _callback_fell_behind(self, dropped: int) -> None:
+        if dropped == 1 or dropped % 100 == 0:  # a counted line now and then, not one per message
+            text = (
+                f"on_message callbacks fall behind: {dropped} messages were not handed to them, "
+                f"{MAX_PENDING_CALLBACKS} wait already (they are in messages); make the callback quicker, or "
+                "hand its work to a thread or queue of your own"
+            )
+            logger.warning("%s: %s", self.user_id, text)
+            self._apply({"error": text})
 
     def _reply(self, reply: dict[str, Any], peer: str) -> None:
         """Answer a file's sender (its verdict): on the data channel, or in an SFU room through the server."""
@@ -586,6 +621,9 @@ class Peer(CallAdapter, traitlets.HasTraits):
             callback(message)
         except Exception:
             logger.exception("%s: on_message callback %r failed", self.user_id, callback)
+        finally:
+            with self._callback_count_lock:
+                self._pending_callbacks -= 1
 
     # -------------------------------------------------------------------------------- sending, progress
 

@@ -60,7 +60,17 @@ class Engine:
         self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="nbcall-media")
 
     def command(self, message: dict[str, Any]) -> None:
-        """Carry out one engine command of the call machine (on the loop)."""
+        """Carry out one engine command of the call machine (on the loop); a failure fails that peer's call,
+        saying why, rather than leaving it waiting."""
+        try:
+            self._command(message)
+        except Exception as exc:
+            logger.exception("the engine could not carry out %r", message.get("type"))
+            self.host.engine_failure(
+                str(message.get("peer")), f"{message.get('type')} failed: {type(exc).__name__}: {exc}"
+            )
+
+    def _command(self, message: dict[str, Any]) -> None:
         kind, peer = message["type"], message["peer"]
         if kind == "start_call":
             link = self._new_link(peer, message.get("ice_servers") or [])

@@ -289,7 +289,7 @@ class SfuSession:
         if track.kind == "video":
             work = consume_video(track, self.media, member, self.pool, self.counts, lambda: self.closed)
         else:
-            work = consume_audio(track, self.media, self.pool, self.counts, lambda: self.closed)
+            work = consume_audio(track, self.media, member, self.pool, self.counts, lambda: self.closed)
         self._spawn(work)
 
     # ------------------------------------------------------------------------------------- sending

@@ -21,6 +21,7 @@ from aiortc import MediaStreamTrack
 from aiortc.mediastreams import MediaStreamError
 
 __all__ = [
+    "MAX_PENDING_AUDIO",
     "ArrayAudioTrack",
     "ArrayVideoTrack",
     "FrameCallback",
@@ -34,6 +35,9 @@ __all__ = [
 ]
 
 logger = logging.getLogger("nbcall.peer.rtc")
+
+#: Received audio frames (20 ms each) that may wait for the ``on_audio`` callbacks; more are dropped.
+MAX_PENDING_AUDIO = 50
 
 FrameCallback = Callable[[np.ndarray, float], Any]
 RoomFrameCallback = Callable[[str, np.ndarray, float], Any]
@@ -216,23 +220,40 @@ def call_all(callbacks: list[FrameCallback], array: np.ndarray, timestamp: float
 async def consume_audio(
     track: MediaStreamTrack,
     media: MediaOptions,
+    member: str,
     pool: concurrent.futures.Executor,
     counts: dict[str, int],
     closed: Callable[[], bool],
 ) -> None:
-    """Resample received audio to the peer's rate and channels and hand it to ``on_audio``."""
+    """Resample ``member``'s audio to the peer's rate and channels and hand each frame to ``on_audio``, in
+    order; past :data:`MAX_PENDING_AUDIO` frames waiting for the callbacks, new frames are dropped (and
+    counted), so that slow callbacks cost a gap, never unbounded memory."""
     loop = asyncio.get_running_loop()
     layout = "mono" if media.channels == 1 else "stereo"
     resampler = av.AudioResampler(format="s16", layout=layout, rate=media.sample_rate)
+    pending: set[asyncio.Future[None]] = set()
     async for frame in _received(track, closed):
         counts["audio_in"] = counts.get("audio_in", 0) + 1
         if not media.on_audio:
+            continue
+        if len(pending) >= MAX_PENDING_AUDIO:
+            dropped = counts["audio_dropped"] = counts.get("audio_dropped", 0) + 1
+            if dropped == 1 or dropped % 500 == 0:
+                logger.warning(
+                    "audio from %s: %d frames dropped so far, the on_audio callbacks fall behind (%d frames "
+                    "wait); make them quicker",
+                    member,
+                    dropped,
+                    len(pending),
+                )
             continue
         for out in resampler.resample(frame):  # type: ignore[arg-type]
             samples = out.to_ndarray().reshape(-1, media.channels)
             if media.channels == 1:
                 samples = samples[:, 0]
-            loop.run_in_executor(pool, call_all, media.on_audio, samples, float(out.time or 0))
+            job = loop.run_in_executor(pool, call_all, media.on_audio, samples, float(out.time or 0))
+            pending.add(job)
+            job.add_done_callback(pending.discard)
 
 
 def local_track(kind: str, media: MediaOptions, pool: concurrent.futures.Executor) -> MediaStreamTrack | None:

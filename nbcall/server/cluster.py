@@ -43,7 +43,7 @@ import hashlib
 import logging
 import secrets
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 import redis.asyncio as aioredis
@@ -51,12 +51,21 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
+from .cluster_scripts import CLAIM, HEARTBEAT, HOLD_ROOM, RELEASE, RETIRE
 from .messages import Forward
 
 if TYPE_CHECKING:
     from .server import SignalingServer
 
-__all__ = ["DEFAULT_HEARTBEAT", "DEFAULT_REGISTRY_TTL", "PREFIX", "RedisRegistry", "new_node_id", "safe_url"]
+__all__ = [
+    "DEFAULT_HEARTBEAT",
+    "DEFAULT_REGISTRY_TTL",
+    "MAX_WAITING",
+    "PREFIX",
+    "RedisRegistry",
+    "new_node_id",
+    "safe_url",
+]
 
 logger = logging.getLogger("nbcall.server.cluster")
 
@@ -66,132 +75,14 @@ DEFAULT_HEARTBEAT = 5.0
 DEFAULT_REGISTRY_TTL = 15.0
 #: Prefix of every key and channel.
 PREFIX = "nbcall"
+#: Messages to other nodes, and claims, that may wait for the round under way (Redis slow or stuck): more are
+#: answered at once, ``unavailable`` and ``registry-unavailable``, as when Redis is down.
+MAX_WAITING = 10_000
 
 # A published batch: the sending node, then records; a record: to, sender ("" for a server notice), text.
 # Neither separator can occur in an ID (printable) or in a JSON text frame (control characters are escaped).
 _RS = "\x1e"
 _US = "\x00"
-
-_FORGET = """
-local function forget(p, node)
-  for _, room in ipairs(redis.call('SMEMBERS', p .. ':rooms:' .. node)) do
-    if redis.call('HGET', p .. ':room', room) == node then
-      redis.call('HDEL', p .. ':room', room)
-    end
-  end
-  redis.call('DEL', p .. ':rooms:' .. node)
-  local ids, n = p .. ':node:' .. node, 0
-  for _, id in ipairs(redis.call('SMEMBERS', ids)) do
-    if redis.call('HGET', p .. ':owner', id) == node then
-      redis.call('HDEL', p .. ':owner', id)
-      redis.call('HDEL', p .. ':secret', id)
-      redis.call('PUBLISH', p .. ':presence', 'l\\0' .. id .. '\\0' .. node)
-      n = n + 1
-    end
-  end
-  redis.call('DEL', ids)
-  redis.call('SREM', p .. ':nodes', node)
-  return n
-end
-"""
-
-# A room's node: the live node holding it, else this one (which then re-creates it from its members' reports).
-_ROOM_NODE = """
-local function room_node(p, room, node)
-  local holder = redis.call('HGET', p .. ':room', room)
-  if holder and holder ~= node and redis.call('EXISTS', p .. ':alive:' .. holder) == 1 then
-    return holder
-  end
-  redis.call('HSET', p .. ':room', room, node)
-  redis.call('SADD', p .. ':rooms:' .. node, room)
-  return node
-end
-"""
-
-#: ARGV: prefix, ID, node, secret digest ("" for none), mode ("claim" or "assert": no takeover), room ("": none).
-#: Returns {outcome, the ID's previous node or "", the room's node or ""}.
-_CLAIM = (
-    _ROOM_NODE
-    + """
-local p, id, node, digest, mode, room = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
-local owner = redis.call('HGET', p .. ':owner', id)
-local outcome = 'ok'
-if owner and owner ~= node then
-  if redis.call('EXISTS', p .. ':alive:' .. owner) == 1 then
-    local known = redis.call('HGET', p .. ':secret', id)
-    if mode ~= 'claim' or digest == '' or known ~= digest then
-      return {'taken', owner, ''}
-    end
-    outcome = 'moved'
-  end
-  redis.call('SREM', p .. ':node:' .. owner, id)
-  -- 'm': the phone moved (its node is alive); 't': taken from a node taken for gone.
-  local kind = outcome == 'moved' and 'm' or 't'
-  redis.call('PUBLISH', p .. ':presence', kind .. '\\0' .. id .. '\\0' .. owner .. '\\0' .. node)
-elseif not owner then
-  redis.call('PUBLISH', p .. ':presence', 'j\\0' .. id .. '\\0' .. node)
-end
-redis.call('HSET', p .. ':owner', id, node)
-redis.call('HSET', p .. ':secret', id, digest)
-redis.call('SADD', p .. ':node:' .. node, id)
-return {outcome, owner or '', room ~= '' and room_node(p, room, node) or ''}
-"""
-)
-
-#: ARGV: prefix, room, node, "1" (this node made it: hold it unless a live node does) or "" (it ended here).
-_HOLD_ROOM = (
-    _ROOM_NODE
-    + """
-local p, room, node, made = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
-if made == '1' then
-  return room_node(p, room, node)
-end
-if redis.call('HGET', p .. ':room', room) == node then
-  redis.call('HDEL', p .. ':room', room)
-end
-redis.call('SREM', p .. ':rooms:' .. node, room)
-return ''
-"""
-)
-
-#: ARGV: prefix, ID, node.
-_RELEASE = """
-local p, id, node = ARGV[1], ARGV[2], ARGV[3]
-if redis.call('HGET', p .. ':owner', id) ~= node then return 0 end
-redis.call('HDEL', p .. ':owner', id)
-redis.call('HDEL', p .. ':secret', id)
-redis.call('SREM', p .. ':node:' .. node, id)
-redis.call('PUBLISH', p .. ':presence', 'l\\0' .. id .. '\\0' .. node)
-return 1
-"""
-
-#: ARGV: prefix, node, TTL in ms. Returns {whether this node's alive key still existed, IDs forgotten}.
-_HEARTBEAT = (
-    _FORGET
-    + """
-local p, node, ttl = ARGV[1], ARGV[2], ARGV[3]
-local existed = redis.call('EXISTS', p .. ':alive:' .. node)
-redis.call('SET', p .. ':alive:' .. node, '1', 'PX', ttl)
-redis.call('SADD', p .. ':nodes', node)
-local forgotten = 0
-for _, other in ipairs(redis.call('SMEMBERS', p .. ':nodes')) do
-  if redis.call('EXISTS', p .. ':alive:' .. other) == 0 then
-    forgotten = forgotten + forget(p, other)
-  end
-end
-return {existed, forgotten}
-"""
-)
-
-#: ARGV: prefix, node. A node shutting down frees its IDs at once.
-_RETIRE = (
-    _FORGET
-    + """
-local p, node = ARGV[1], ARGV[2]
-redis.call('DEL', p .. ':alive:' .. node)
-return forget(p, node)
-"""
-)
 
 
 def new_node_id() -> str:
@@ -222,6 +113,9 @@ class RedisRegistry:
     Create it with :meth:`start`; :meth:`close` frees this node's IDs. ``heartbeat`` and ``ttl`` are
     ``serve()``'s ``heartbeat`` and ``registry_ttl``.
     """
+
+    #: Seconds :meth:`start` waits for the subscription to the node's channels.
+    subscribe_timeout = 10.0
 
     def __init__(
         self,
@@ -264,6 +158,8 @@ class RedisRegistry:
         self._wake = asyncio.Event()
         self.down: str | None = "not started"  # why the registry cannot be used, or None
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        #: Messages and registrations refused because :data:`MAX_WAITING` waited already.
+        self.refused = 0
         self._closed = False
 
     # -- life -----------------------------------------------------------------------
@@ -271,7 +167,7 @@ class RedisRegistry:
     async def start(self) -> None:
         """Join the registry: heartbeat, subscribe, read the registry. Raises ``OSError`` if Redis is unreachable."""
         try:
-            await self._cmd.eval(_HEARTBEAT, 0, self.prefix, self.node, int(self.ttl * 1000))
+            await self._cmd.eval(HEARTBEAT, 0, self.prefix, self.node, int(self.ttl * 1000))
         except (RedisError, OSError) as exc:
             await self._close_clients()
             raise OSError(f"cannot reach the registry at {safe_url(self.url)}: {exc}") from None
@@ -288,11 +184,37 @@ class RedisRegistry:
                 ) from None
         self.down = None
         subscribed = asyncio.get_running_loop().create_future()
-        self._tasks["worker"] = asyncio.create_task(self._work())
-        self._tasks["subscriber"] = asyncio.create_task(self._subscribe(subscribed))
-        self._tasks["heartbeat"] = asyncio.create_task(self._beat())
-        await asyncio.wait_for(subscribed, 10)
+        self._spawn("worker", self._work())
+        self._spawn("subscriber", self._subscribe(subscribed))
+        self._spawn("heartbeat", self._beat())
+        try:
+            await asyncio.wait_for(subscribed, self.subscribe_timeout)
+        except asyncio.TimeoutError:
+            await self.wait_closed()
+            raise OSError(
+                f"could not subscribe to the registry at {safe_url(self.url)} within {self.subscribe_timeout} s "
+                "(the log says why)"
+            ) from None
         logger.info("node %s joined the registry at %s", self.node, safe_url(self.url))
+
+    def _spawn(self, name: str, loop: Coroutine[Any, Any, None]) -> None:
+        """Run one of the registry's loops; each catches its own failures, and this says if one still ends."""
+        task = asyncio.create_task(loop, name=f"nbcall registry {name}")
+        self._tasks[name] = task
+        task.add_done_callback(self._ended)
+
+    def _ended(self, task: asyncio.Task[None]) -> None:
+        if task.cancelled() or self._closed:
+            return
+        exc = task.exception()
+        logger.error(
+            "node %s: the registry's task %r stopped (%s): messages to other nodes are no longer delivered; "
+            "this is a bug in nbcall: restart this node, and report it",
+            self.node,
+            task.get_name(),
+            f"{type(exc).__name__}: {exc}" if exc is not None else "it returned",
+            exc_info=exc,
+        )
 
     def close(self) -> None:
         """Stop the tasks (idempotent); :meth:`wait_closed` frees this node's IDs in Redis."""
@@ -304,8 +226,11 @@ class RedisRegistry:
         """Wait for the tasks, free this node's IDs (others see them ``left`` at once), close the clients."""
         self.close()
         await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+        if self.down == "not started":  # it never joined: nothing of it is in Redis
+            await self._close_clients()
+            return
         try:
-            await asyncio.wait_for(self._cmd.eval(_RETIRE, 0, self.prefix, self.node), 5)
+            await asyncio.wait_for(self._cmd.eval(RETIRE, 0, self.prefix, self.node), 5)
         except (RedisError, OSError, asyncio.TimeoutError) as exc:
             logger.info(
                 "could not free node %s's IDs in the registry (they expire with it): %s", self.node, exc
@@ -326,6 +251,10 @@ class RedisRegistry:
         if self.down is not None:
             self._bounce([forward], f"this server cannot reach the registry ({self.down})")
             return
+        if len(self._outbox) >= MAX_WAITING:
+            self._full("message to another node")
+            self._bounce([forward], f"the registry is too slow ({MAX_WAITING} messages wait for it)")
+            return
         self._outbox.append(forward)
         self._wake.set()
 
@@ -335,6 +264,9 @@ class RedisRegistry:
         """Claim ``peer_id`` for this node: a future of ``(outcome, owner, room's node)`` (``SignalingProtocol.claimed``)."""
         future: asyncio.Future[tuple[str, str, str]] = asyncio.get_running_loop().create_future()
         if self.down is not None:
+            future.set_result(("down", "", ""))
+        elif len(self._jobs) >= MAX_WAITING:
+            self._full("registration")
             future.set_result(("down", "", ""))
         else:
             self._jobs.append(("claim", (peer_id, _digest(secret), "claim", room or ""), future))
@@ -360,51 +292,80 @@ class RedisRegistry:
             self._wake.clear()
             jobs, self._jobs = self._jobs, []
             outbox, self._outbox = self._outbox, []
-            if jobs and jobs[0][0] == "reassert":
-                await self._reassert()
-                jobs = jobs[1:]
-            if not jobs and not outbox:
-                continue
-            if self.down is not None:
-                self._fail(jobs, outbox)
-                continue
-            pipe = self._cmd.pipeline(transaction=False)
-            for kind, args, _ in jobs:
-                if kind == "claim":
-                    pipe.eval(_CLAIM, 0, self.prefix, args[0], self.node, args[1], args[2], args[3])
-                elif kind == "room":
-                    pipe.eval(_HOLD_ROOM, 0, self.prefix, args[0], self.node, args[1])
-                else:
-                    pipe.eval(_RELEASE, 0, self.prefix, args[0], self.node)
-            batches: dict[str, list[Forward]] = {}
-            for forward in outbox:
-                batches.setdefault(forward.node, []).append(forward)
-            for node, batch in batches.items():
-                records = _RS.join(f"{f.to}{_US}{f.sender}{_US}{f.text}" for f in batch)
-                pipe.publish(f"{self.prefix}:to:{node}", f"{self.node}{_RS}{records}")
             try:
-                results = await pipe.execute(raise_on_error=False)
-            except (RedisError, OSError) as exc:
-                self._went_down(exc)
-                self._fail(jobs, outbox)
-                continue
-            for (kind, args, future), result in zip(jobs, results):
-                if future is not None and not future.done():
-                    ok = isinstance(result, list) and len(result) == 3
-                    future.set_result(
-                        (str(result[0]), str(result[1]), str(result[2])) if ok else ("down", "", "")
-                    )
-                if isinstance(result, Exception):
-                    logger.warning("registry %s of %r failed: %s", kind, args[0], result)
-            for (node, batch), count in zip(batches.items(), results[len(jobs) :]):
-                if isinstance(count, Exception) or count == 0:
-                    self._bounce(batch, f"its node ({node}) is not connected to the registry")
+                await self._round(jobs, outbox)
+            except Exception as exc:  # a bug, or data in Redis it cannot read: fail this round, not the node
+                logger.exception(
+                    "node %s: a round of registry work failed; its registrations were refused and its messages "
+                    "answered unavailable (if Redis holds keys under %s: that nbcall did not write, remove them)",
+                    self.node,
+                    self.prefix,
+                )
+                self._fail(jobs, outbox, f"{type(exc).__name__}: {exc}")
+                for kind, args, _ in jobs:
+                    if kind == "claim":  # it may have been recorded before the failure: free it
+                        self._jobs.append(("release", (args[0],), None))
 
-    def _fail(self, jobs: list[_Job], outbox: list[Forward]) -> None:
+    async def _round(self, jobs: list[_Job], outbox: list[Forward]) -> None:
+        """Carry out one batch of jobs and messages in one pipeline (one round trip)."""
+        if jobs and jobs[0][0] == "reassert":
+            await self._reassert()
+            jobs[:] = jobs[1:]
+        if not jobs and not outbox:
+            return
+        if self.down is not None:
+            self._fail(jobs, outbox)
+            return
+        pipe = self._cmd.pipeline(transaction=False)
+        for kind, args, _ in jobs:
+            if kind == "claim":
+                pipe.eval(CLAIM, 0, self.prefix, args[0], self.node, args[1], args[2], args[3])
+            elif kind == "room":
+                pipe.eval(HOLD_ROOM, 0, self.prefix, args[0], self.node, args[1])
+            else:
+                pipe.eval(RELEASE, 0, self.prefix, args[0], self.node)
+        batches: dict[str, list[Forward]] = {}
+        for forward in outbox:
+            batches.setdefault(forward.node, []).append(forward)
+        for node, batch in batches.items():
+            records = _RS.join(f"{f.to}{_US}{f.sender}{_US}{f.text}" for f in batch)
+            pipe.publish(f"{self.prefix}:to:{node}", f"{self.node}{_RS}{records}")
+        try:
+            results = await pipe.execute(raise_on_error=False)
+        except (RedisError, OSError) as exc:
+            self._went_down(exc)
+            self._fail(jobs, outbox)
+            return
+        for (kind, args, future), result in zip(jobs, results):
+            if future is not None and not future.done():
+                ok = isinstance(result, list) and len(result) == 3
+                future.set_result(
+                    (str(result[0]), str(result[1]), str(result[2])) if ok else ("down", "", "")
+                )
+            if isinstance(result, Exception):
+                logger.warning("registry %s of %r failed: %s", kind, args[0], result)
+        for (node, batch), count in zip(batches.items(), results[len(jobs) :]):
+            if isinstance(count, Exception) or count == 0:
+                self._bounce(batch, f"its node ({node}) is not connected to the registry")
+
+    def _full(self, what: str) -> None:
+        self.refused += 1
+        if self.refused == 1 or self.refused % 1000 == 0:  # a counted line now and then, not one per message
+            logger.warning(
+                "node %s: refused a %s: %d wait for the registry at %s already (%d refused so far); is Redis "
+                "overloaded?",
+                self.node,
+                what,
+                MAX_WAITING,
+                safe_url(self.url),
+                self.refused,
+            )
+
+    def _fail(self, jobs: list[_Job], outbox: list[Forward], why: str | None = None) -> None:
         for _, _, future in jobs:
             if future is not None and not future.done():
                 future.set_result(("down", "", ""))
-        self._bounce(outbox, f"this server cannot reach the registry ({self.down})")
+        self._bounce(outbox, f"this server cannot reach the registry ({why or self.down})")
 
     def _bounce(self, forwards: list[Forward], reason: str) -> None:
         protocol, send = self.protocol, self.server.send
@@ -417,10 +378,10 @@ class RedisRegistry:
         try:
             pipe = self._cmd.pipeline(transaction=False)
             for peer_id, secret in held:
-                pipe.eval(_CLAIM, 0, self.prefix, peer_id, self.node, _digest(secret), "assert", "")
+                pipe.eval(CLAIM, 0, self.prefix, peer_id, self.node, _digest(secret), "assert", "")
             rooms = self.protocol.rooms.rooms
             for room in rooms:
-                pipe.eval(_HOLD_ROOM, 0, self.prefix, room, self.node, "1")
+                pipe.eval(HOLD_ROOM, 0, self.prefix, room, self.node, "1")
             pipe.smembers(f"{self.prefix}:node:{self.node}")
             if self._keep_room_key:  # a Redis that restarted empty gets the nodes' key back, not a new one
                 pipe.set(self._room_key, self.protocol.rooms.key.hex(), nx=True)
@@ -451,10 +412,15 @@ class RedisRegistry:
             await asyncio.sleep(self.heartbeat if self.down is None else min(self.heartbeat, 0.5))
             try:
                 existed, forgotten = await self._cmd.eval(
-                    _HEARTBEAT, 0, self.prefix, self.node, int(self.ttl * 1000)
+                    HEARTBEAT, 0, self.prefix, self.node, int(self.ttl * 1000)
                 )
             except (RedisError, OSError) as exc:
                 self._went_down(exc)
+                continue
+            except Exception as exc:  # noqa: BLE001 (what Redis answered cannot be read: a missed beat)
+                logger.warning(
+                    "node %s: a heartbeat failed, trying again: %s: %s", self.node, type(exc).__name__, exc
+                )
                 continue
             if forgotten:
                 logger.info("freed %d IDs of nodes gone longer than %g s", forgotten, self.ttl)
@@ -485,7 +451,7 @@ class RedisRegistry:
         old = self._tasks.get("subscriber")
         if old is not None:
             old.cancel()
-        self._tasks["subscriber"] = asyncio.create_task(self._subscribe(None))
+        self._spawn("subscriber", self._subscribe(None))
 
     # -- the subscriber -----------------------------------------------------------------------
 
@@ -501,17 +467,20 @@ class RedisRegistry:
                 if subscribed is not None and not subscribed.done():
                     subscribed.set_result(None)
                 delay = 0.1
-                handle_batch, handle_news = self._handle_batch, self._handle_news
-                presence = self._presence
                 async for message in pubsub.listen():  # blocks: never get_message(timeout=0), a busy loop
-                    if message["type"] != "message":
-                        continue
-                    if message["channel"] == presence:
-                        handle_news(message["data"])
-                    else:
-                        handle_batch(message["data"])
+                    if message["type"] == "message":
+                        self._handle(message["channel"], message["data"])
             except (RedisError, OSError) as exc:
                 self._went_down(exc)
+            except Exception as exc:  # (a bug, or what Redis sent cannot be read: subscribe anew)
+                logger.warning(
+                    "node %s: reading the registry's news failed (%s: %s); subscribing again in %g s",
+                    self.node,
+                    type(exc).__name__,
+                    exc,
+                    delay,
+                    exc_info=logger.isEnabledFor(logging.DEBUG),
+                )
             finally:
                 try:
                     await asyncio.shield(pubsub.aclose())
@@ -519,6 +488,23 @@ class RedisRegistry:
                     pass
             await asyncio.sleep(delay)
             delay = min(2 * delay, 1.0)
+
+    def _handle(self, channel: str, data: str) -> None:
+        """One message from Redis: a batch for this node's phones, or news. A bad one is dropped and logged."""
+        try:
+            if channel == self._presence:
+                self._handle_news(data)
+            else:
+                self._handle_batch(data)
+        except Exception as exc:  # noqa: BLE001 (something else publishes on nbcall's channels, or a bug)
+            logger.warning(
+                "node %s: dropped a message on %s it cannot handle (%s: %s): %.100r",
+                self.node,
+                channel,
+                type(exc).__name__,
+                exc,
+                data,
+            )
 
     def _handle_batch(self, data: str) -> None:
         sender_node, _, body = data.partition(_RS)

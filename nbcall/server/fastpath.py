@@ -286,20 +286,31 @@ async def keepalive(server: SignalingServer, interval: float, timeout: float | N
         for connection in list(server.open_connections):
             if connection.closing or not isinstance(connection, FastConnection) or not connection.is_open():
                 continue
-            sent = connection.ping_sent
-            if sent is None:
-                if now - connection.last_ping >= interval:
-                    connection.ping_sent = connection.last_ping = now
-                    connection.protocol.send_ping(b"")
-                    connection.send_data()
-            elif timeout is not None and now - sent > timeout:
-                logger.info(
-                    "closing %s (%r): no pong to a keepalive ping within %g s",
-                    remote(connection),
-                    server.protocol.id_of(connection),
-                    timeout,
-                )
-                server.close_connection(connection, Close(1011, "keepalive ping timeout"))
+            try:
+                _ping(server, connection, now, interval, timeout)
+            except Exception:  # one connection's failure must not stop the keepalive of all the others
+                logger.exception("closing %s: its keepalive failed", remote(connection))
+                server.close_connection(connection, Close(1011, "internal error"))
+
+
+def _ping(
+    server: SignalingServer, connection: FastConnection, now: float, interval: float, timeout: float | None
+) -> None:
+    """Ping ``connection`` when due; close it when its pong is ``timeout`` late."""
+    sent = connection.ping_sent
+    if sent is None:
+        if now - connection.last_ping >= interval:
+            connection.ping_sent = connection.last_ping = now
+            connection.protocol.send_ping(b"")
+            connection.send_data()
+    elif timeout is not None and now - sent > timeout:
+        logger.info(
+            "closing %s (%r): no pong to a keepalive ping within %g s",
+            remote(connection),
+            server.protocol.id_of(connection),
+            timeout,
+        )
+        server.close_connection(connection, Close(1011, "keepalive ping timeout"))
 
 
 class _NoQueue:

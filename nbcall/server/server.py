@@ -437,10 +437,11 @@ async def serve(
         node = node_id or new_node_id()
         protocol.join_cluster(node)
         signaling.registry = RedisRegistry(signaling, redis, node=node, heartbeat=heartbeat, ttl=registry_ttl)
-        await signaling.registry.start()
     if sfu is not None:
         signaling.use_sfu(sfu, sfu_secret if sfu_secret is not None else os.environ.get("NBCALL_SFU_SECRET"))
     try:
+        if signaling.registry is not None:
+            await signaling.registry.start()
         await signaling.listen(host, port, ssl_context=ssl_context, compression=compression)
     except BaseException:
         if signaling.registry is not None:

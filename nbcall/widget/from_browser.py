@@ -14,7 +14,7 @@ from ..call.progress import FIELDS as PROGRESS_FIELDS
 from ..exceptions import CallError
 from ..teach.diagnose import candidate_error
 from ..wire.framing import KINDS
-from ..wire.payload import decode, oversize
+from ..wire.payload import Message, decode, oversize
 from . import widget_protocol
 from .devices import MediaControls
 from .phone_part import settle
@@ -29,10 +29,20 @@ class FromBrowser(Teaching, MediaControls):
     """Handles what the browser half reports: signals, connection states, data-channel messages, progress,
     statistics, media, failures and the widget's buttons (as the same calls as the Python API)."""
 
+    #: ``on_message`` callbacks due for the messages just handled: run once the lock is released, so that a
+    #: callback may wait for the background loop (make a phone, say) while the loop handles this phone.
+    _due: list[tuple[Callable[[Message], Any], Message]]
+
     def _from_browser(self, _widget: Any, content: Any, buffers: list[bytes]) -> None:
         with self._lock:
             self._handle_from_browser(content, buffers, nested=False)
             self._carry_out()
+            due, self._due = self._due, []
+        for callback, message in due:
+            try:
+                callback(message)
+            except Exception:
+                logger.exception("%s: on_message callback %r failed", self.user_id, callback)
 
     def _handle_from_browser(self, content: Any, buffers: list[bytes], *, nested: bool) -> None:
         """Check one message from the page and act on it; what is wrong with it is logged in one line, never
@@ -191,11 +201,7 @@ class FromBrowser(Teaching, MediaControls):
             return  # a part of a file still coming, or a verdict on one sent
         kept = [*self.messages, message]
         self.set_trait("messages", kept[max(0, len(kept) - self.max_messages) :])
-        for callback in list(self._callbacks):
-            try:
-                callback(message)
-            except Exception:
-                logger.exception("%s: on_message callback %r failed", self.user_id, callback)
+        self._due.extend((callback, message) for callback in self._callbacks)
 
     def _on_browser_dropped(self, content: dict[str, Any], buffers: list[bytes]) -> None:
         """The browser dropped a message from a peer (malformed frames, or too large): so do its parts here."""

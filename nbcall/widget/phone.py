@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import functools
 import itertools
 import json
 import logging
@@ -244,6 +245,7 @@ class Phone(FromBrowser, anywidget.AnyWidget):
             ice_transport_policy=policy,
         )
         client: SignalingClient | None = None
+        registered: dict[str, Any] | None
         if server is False:
             # Manual signaling: the offer and answer travel as text the user copies (create_offer()).
             url, registered = "", {"type": "registered", "id": user_id, "peers": []}
@@ -253,13 +255,13 @@ class Phone(FromBrowser, anywidget.AnyWidget):
             secret = owners.take_over(user_id, urls)
             client = SignalingClient(urls, user_id, register_fields=machine.register_fields, secret=secret)
             # Register before the widget exists, so a refused ID (taken, invalid) leaves no dead widget behind.
-            registered = kernel.run(client.register(timeout), timeout=len(urls) * timeout + 1)
+            registered = self._register(client, timeout)
             url = client.url
         super().__init__()
         self._lock = threading.RLock()
         self._client = client
         self._machine = machine
-        machine.user_id = str(registered.get("id", user_id))
+        machine.user_id = str(registered.get("id", user_id)) if registered else user_id
         self._outbox = (
             self._transmit
             if self._faults is None
@@ -280,6 +282,7 @@ class Phone(FromBrowser, anywidget.AnyWidget):
         #: Waiters of next_stats(): (the awaiting loop, its future).
         self._stats_waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[Any]]] = []
         self._callbacks: list[Callable[[Message], Any]] = []
+        self._due = []
         self._progress = ProgressReporter(user_id, lambda report: self.set_trait("progress", report))
         self._frontend = False
         #: The page running the calls (None: none yet), and every page that showed the phone, last shown last.
@@ -313,15 +316,21 @@ class Phone(FromBrowser, anywidget.AnyWidget):
         if client is not None:
             register = {"type": "register", "from": user_id}
             self._log_entry("out", "register", register, len(json.dumps(register)))
-            self._log_entry("in", "registered", registered, len(json.dumps(registered)))
-        with self._lock:
-            self._machine.registered(registered)
-            self._carry_out()
+            if registered is not None:
+                self._log_entry("in", "registered", registered, len(json.dumps(registered)))
+        if registered is not None:
+            with self._lock:
+                self._machine.registered(registered)
+                self._carry_out()
         self.on_msg(self._from_browser)
         self.observe(self._on_stepping, "stepping")
         if client is not None:
             owners.held(self, client.urls)
-            kernel.call_soon(client.start, self._on_signal, self._on_signaling_state)
+            start = functools.partial(client.start, self._on_signal, self._on_signaling_state)
+            if registered is None:  # made on the background loop's thread: it registers now, without waiting
+                asyncio.ensure_future(self._register_later(timeout, start))
+            else:
+                kernel.call_soon(start)
 
     @traitlets.observe("server_url")
     def _show_address(self, change: dict[str, Any]) -> None:

@@ -11,13 +11,14 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from support import TIMEOUT, wait_until
+from support import TIMEOUT, RawPeer, wait_until, wait_until_sync
 from websockets.asyncio.client import connect
 from websockets.asyncio.server import ServerConnection
 from websockets.asyncio.server import serve as ws_serve
 
 from nbcall.call import kernel
 from nbcall.call.client import SignalingClient
+from nbcall.exceptions import CallError
 from nbcall.server.server import serve
 from nbcall.widget.phone import Phone
 
@@ -159,3 +160,44 @@ async def test_a_phone_whose_handlers_raise_stays_connected_and_logs_each_failur
             await client.aclose()
     failures = [r for r in caplog.records if "a bug in the phone" in str(r.exc_info and r.exc_info[1])]
     assert len(failures) == 2 and "handling a 'joined' message failed" in failures[0].getMessage()
+
+
+def test_the_offline_outbox_is_bounded_send_refuses_more_saying_why_and_what_is_queued_arrives(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    first = kernel.run(serve(), timeout=TIMEOUT)
+    port = first.port
+    reports: list[tuple[bool, Any]] = []
+    client = SignalingClient(first.url, "P", reconnect_delays=(0.2,), max_outbox=3)
+    kernel.run(client.register(), timeout=TIMEOUT)
+    kernel.call_soon(
+        client.start, lambda message, size: None, lambda online, detail: reports.append((online, detail))
+    )
+
+    async def stop(server: Any) -> None:
+        server.close()
+        await server.wait_closed()
+
+    try:
+        kernel.run(stop(first), timeout=TIMEOUT)
+        wait_until_sync(lambda: reports and not reports[-1][0], "P to notice it is offline")
+        for n in range(3):
+            client.send({"type": "hangup", "to": "Q", "n": n})
+        with pytest.raises(CallError) as refused:
+            client.send({"type": "hangup", "to": "Q", "n": 3})
+        assert "3 signaling messages already wait for the server" in str(refused.value)
+        assert "it is offline" in str(refused.value) and "wait until the phone is online again" in str(
+            refused.value
+        )
+        second = kernel.run(serve(port=port), timeout=TIMEOUT)
+        try:
+            q = RawPeer(second.url, "Q")
+            wait_until_sync(lambda: reports[-1][0], "P to be back online", timeout=10)
+            assert [q.recv_type("hangup")["n"] for _ in range(3)] == [0, 1, 2]  # what was queued arrives
+            client.send({"type": "hangup", "to": "Q", "n": 4})  # and there is room again
+            assert q.recv_type("hangup")["n"] == 4
+            q.close()
+        finally:
+            kernel.run(stop(second), timeout=TIMEOUT)
+    finally:
+        kernel.run(client.aclose(), timeout=TIMEOUT)
