@@ -37,6 +37,11 @@ class FromBrowser(Teaching, MediaControls):
         with self._lock:
             self._handle_from_browser(content, buffers, nested=False)
             self._carry_out()
+        self._run_due()
+
+    def _run_due(self) -> None:
+        """Run the ``on_message`` callbacks due, without the lock (see :attr:`_due`)."""
+        with self._lock:
             due, self._due = self._due, []
         for callback, message in due:
             try:

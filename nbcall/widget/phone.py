@@ -589,8 +589,9 @@ class Phone(FromBrowser, anywidget.AnyWidget):
                 self._browser(action.message)
             elif isinstance(action, Changed):
                 self._apply(action.fields)
-            elif isinstance(action, Delivered):
+            elif isinstance(action, Delivered):  # through the server (an SFU room's directed send)
                 self._received(action.peer, action.kind, action.payload)
+                kernel.call_soon(self._run_due)  # once the lock is released
         self._schedule_tick()
 
     def _timeout_hint(self) -> str:
