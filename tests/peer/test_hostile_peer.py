@@ -4,6 +4,7 @@ directory. Real aiortc over 127.0.0.1 (marked ``webrtc``, run in the loopback-on
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import resource
@@ -59,6 +60,31 @@ def test_a_message_over_max_receive_size_is_dropped_with_an_error_and_the_call_g
     wait_until_sync(lambda: len(b.messages) == 2, "the large message under the raised bound", TIMEOUT)
     with pytest.raises(Exception, match="max_receive_size must be a number of bytes > 0"):
         b.max_receive_size = -1
+
+
+def test_malformed_ice_candidates_from_a_peer_are_ignored_in_one_line_each_and_the_call_goes_on(
+    make_peer, server: SignalingServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    b = make_peer("B", auto_answer=True)
+    raw = RawRtcPeer("X")
+    kernel.run(raw.register(server.url), timeout=TIMEOUT)
+    kernel.run(raw.call("B"), timeout=30)
+    b.wait("connected", timeout=TIMEOUT)
+    bad = [
+        "{not json",
+        json.dumps({"candidate": "candidate:1 1 udp"}),
+        json.dumps({"candidate": "no colon"}),
+        5,
+    ]
+    with caplog.at_level(logging.WARNING, logger="nbcall"):
+        for candidate in bad:
+            kernel.run(raw.signal(type="ice", to="B", candidate=candidate), timeout=TIMEOUT)
+        kernel.run(raw.send(*json_frames({"probe": 1})), timeout=TIMEOUT)
+        wait_until_sync(lambda: b.messages, "the message after the bad candidates", TIMEOUT)
+    assert b.messages[-1].data == {"probe": 1} and b.state == "connected", b.error
+    lines = [r for r in caplog.records if "ICE candidate" in r.getMessage()]
+    assert len(lines) == len(bad) - 1 and all(r.exc_info is None for r in lines)  # 5 is no candidate at all
+    kernel.run(raw.close(), timeout=TIMEOUT)
 
 
 def _tree(root: Path) -> set[Path]:
