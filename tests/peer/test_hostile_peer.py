@@ -8,35 +8,18 @@ import json
 import logging
 import os
 import resource
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from hostile import BURSTS, TERMINATOR, json_frames
-from hypothesis import HealthCheck, given, settings
+from hostile import json_frames, probe, run_bursts
 from support import RawRtcPeer, wait_until_sync
 
-from nbcall import Peer
 from nbcall.call import kernel
 from nbcall.server.server import SignalingServer
 
 pytestmark = pytest.mark.webrtc
 TIMEOUT = 10.0
-
-
-@pytest.fixture
-def make_peer(server: SignalingServer) -> Iterator[Callable[..., Peer]]:
-    made: list[Peer] = []
-
-    def make(user_id: str, **options: Any) -> Peer:
-        peer = Peer(user_id, **{"server": server.url, **options})
-        made.append(peer)
-        return peer
-
-    yield make
-    for peer in made:
-        peer.close()
 
 
 def test_a_message_over_max_receive_size_is_dropped_with_an_error_and_the_call_goes_on(
@@ -117,23 +100,14 @@ def test_a_hostile_peer_sending_garbage_leaves_the_peer_up_bounded_and_its_files
     kernel.run(raw.call("B"), timeout=30)
     b.wait("connected", timeout=TIMEOUT)
     rss = [_rss_mib()]
-    count = iter(range(10**6))
 
-    @settings(
-        max_examples=int(os.environ.get("NBCALL_FUZZ_EXAMPLES", "60")),
-        deadline=None,
-        database=None,
-        suppress_health_check=list(HealthCheck),
-    )
-    @given(burst=BURSTS)
-    def garbage_then_a_probe(burst: list[bytes | str]) -> None:
-        n = next(count)
-        kernel.run(raw.send(*burst, TERMINATOR, *json_frames({"probe": n})), timeout=TIMEOUT)
-        wait_until_sync(lambda: {"probe": n} in probes, f"probe {n} after {burst!r:.300}", TIMEOUT)
+    def send_and_check(messages: list[bytes | str], n: int) -> None:
+        kernel.run(raw.send(*messages), timeout=TIMEOUT)
+        wait_until_sync(lambda: probe(n) in probes, f"probe {n} after {messages!r:.300}", TIMEOUT)
         assert b.state == "connected", b.error
         assert all(link.decoder.pending <= limit for link in b._engine.links.values())
 
-    garbage_then_a_probe()
+    run_bursts(send_and_check, examples=60)
     rss.append(_rss_mib())
     assert rss[-1] - rss[0] < 150, f"RSS grew from {rss[0]:.0f} to {rss[-1]:.0f} MiB"
     assert not list(outside.iterdir()), "a file was written through the symlink, outside the receive dir"
