@@ -45,7 +45,7 @@ def test_a_message_over_max_receive_size_is_dropped_with_an_error_and_the_call_g
         b.max_receive_size = -1
 
 
-def test_malformed_ice_candidates_from_a_peer_are_ignored_in_one_line_each_and_the_call_goes_on(
+def test_malformed_candidates_and_messages_from_a_peer_cost_one_log_line_each_and_the_call_goes_on(
     make_peer, server: SignalingServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     b = make_peer("B", auto_answer=True)
@@ -67,6 +67,14 @@ def test_malformed_ice_candidates_from_a_peer_are_ignored_in_one_line_each_and_t
     assert b.messages[-1].data == {"probe": 1} and b.state == "connected", b.error
     lines = [r for r in caplog.records if "ICE candidate" in r.getMessage()]
     assert len(lines) == len(bad) - 1 and all(r.exc_info is None for r in lines)  # 5 is no candidate at all
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="nbcall"):
+        kernel.run(raw.send(b"\x03{broken", b"\x01\xff", *json_frames({"probe": 2})), timeout=TIMEOUT)
+        wait_until_sync(
+            lambda: b.messages[-1].data == {"probe": 2}, "the message after two that do not decode"
+        )
+    assert "from X: received a str message that does not decode" in b.error
+    assert len([r for r in caplog.records if "does not decode" in r.getMessage()]) == 2
     kernel.run(raw.close(), timeout=TIMEOUT)
 
 
