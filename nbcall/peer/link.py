@@ -179,7 +179,10 @@ class Link:
 
     async def take_candidate(self, signal: dict[str, Any]) -> None:
         raw = signal.get("candidate")
-        init = json.loads(raw) if isinstance(raw, str) else raw
+        try:
+            init = json.loads(raw) if isinstance(raw, str) else raw
+        except ValueError:
+            init = {"candidate": raw}  # refused with one log line by _add_pending
         if not isinstance(init, dict) or not init.get("candidate"):
             return  # the end of the peer's candidates: aiortc learns it from the connection itself
         self.pending.append(init)
@@ -189,10 +192,17 @@ class Link:
     async def _add_pending(self) -> None:
         pending, self.pending = self.pending, []
         for init in pending:
-            candidate = candidate_from_sdp(str(init["candidate"]).split(":", 1)[1])
-            candidate.sdpMid = init.get("sdpMid")
-            candidate.sdpMLineIndex = init.get("sdpMLineIndex")
-            await self.pc.addIceCandidate(candidate)
+            try:
+                candidate = candidate_from_sdp(str(init["candidate"]).split(":", 1)[1])
+                candidate.sdpMid = init.get("sdpMid")
+                candidate.sdpMLineIndex = init.get("sdpMLineIndex")
+                await self.pc.addIceCandidate(candidate)
+            except (AssertionError, LookupError, TypeError, ValueError) as exc:
+                # The peer's bug or malice (aiortc's parser asserts): one candidate less, the call goes on.
+                shown = str(init.get("candidate"))[:80]
+                logger.warning(
+                    "ignored a malformed ICE candidate from %s (%s): %r", self.peer, type(exc).__name__, shown
+                )
 
     async def _set_local(self, description: RTCSessionDescription) -> None:
         allow_loopback(self.pc)

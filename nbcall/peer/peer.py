@@ -563,7 +563,9 @@ class Peer(CallAdapter, traitlets.HasTraits):
         try:
             data = decode(kind, payload)
         except (UnicodeDecodeError, ValueError) as exc:
-            self._apply({"error": f"received a {kind} message that does not decode: {exc}"})
+            problem = f"received a {kind} message that does not decode: {exc}"
+            logger.warning("%s: dropped a message from %s: %s", self.user_id, peer, problem)
+            self.engine_dropped(peer, problem)
             return
         message: Message
         handled = self._files.receive(peer, kind, data)

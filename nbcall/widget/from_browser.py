@@ -199,7 +199,7 @@ class FromBrowser(Teaching, MediaControls):
         try:
             data = decode(kind, payload)
         except (UnicodeDecodeError, ValueError) as exc:
-            self._apply({"error": f"received a {kind} message that does not decode: {exc}"})
+            self._refuse_message(sender, f"received a {kind} message that does not decode: {exc}")
             return
         message = self._file_part(sender, kind, data, len(payload))
         if message is None:

@@ -13,7 +13,6 @@ import json
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,20 +32,6 @@ TIMEOUT = 10.0
 async def _stop(server: SignalingServer) -> None:
     server.close()
     await server.wait_closed()
-
-
-@pytest.fixture
-def make_peer(server: SignalingServer) -> Iterator[Callable[..., Peer]]:
-    made: list[Peer] = []
-
-    def make(user_id: str, **options: Any) -> Peer:
-        peer = Peer(user_id, **{"server": server.url, **options})
-        made.append(peer)
-        return peer
-
-    yield make
-    for peer in made:
-        peer.close()
 
 
 def connect(caller: Peer, callee: Peer) -> None:
