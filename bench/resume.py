@@ -1,7 +1,7 @@
 """The time to resume a file transfer cut half way, against sending it whole again, with `nbcall send` and
 `nbcall receive` as a user runs them (real processes, a real signaling server, aiortc).
 
-    .venv/bin/python bench/resume.py [--mib 1024] [--runs 1] [--json FILE]
+    unshare -n sh -c 'ip link set lo up && exec "$@"' sh .venv/bin/python bench/resume.py [--mib 1024] [--json F]
 
 Phases, each with a receiver (`nbcall receive`) started fresh into its own folder and timed from the start of
 `nbcall send` until it exits 0 (so the figures include each process's start, the call, and hashing):
@@ -11,7 +11,7 @@ Phases, each with a receiver (`nbcall receive`) started fresh into its own folde
 - resumed: a new receiver into the cut folder, the file sent again: it offers what was kept (hashed), the sender
   hashes as much of its file, and only the rest travels.
 
-Runs itself inside a loopback-only network namespace (needs root), as bench/throughput.py does.
+It runs in a loopback-only network namespace (the command above, as root), as bench/throughput.py does.
 """
 
 from __future__ import annotations
@@ -112,14 +112,11 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=1, help="runs of the three phases (default 1)")
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     args = parser.parse_args()
-    if not in_loopback_namespace():
-        if os.environ.get("NBCALL_BENCH_NETNS"):
-            raise SystemExit(
-                "bench/resume.py: could not enter a loopback-only network namespace (needs root)"
-            )
-        os.environ["NBCALL_BENCH_NETNS"] = "1"
-        cmd = ["unshare", "-n", "sh", "-c", 'ip link set lo up && exec "$@"', "sh", sys.executable, *sys.argv]
-        raise SystemExit(subprocess.call(cmd))
+    if not in_loopback_namespace():  # other interfaces would add candidates and routes to every call
+        raise SystemExit(
+            "bench/resume.py: run it in a loopback-only network namespace (as root): unshare -n sh -c "
+            """'ip link set lo up && exec "$@"' sh .venv/bin/python bench/resume.py"""
+        )
     import nbcall
 
     server = nbcall.serve()
