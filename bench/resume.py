@@ -65,28 +65,28 @@ def timed_send(url: str, sender: str, to: str, path: Path) -> tuple[float, str]:
     started = time.perf_counter()
     done = subprocess.run(nbcall("send", "-q", "--server", url, "--as", sender, to, path), capture_output=True, text=True, check=False)  # fmt: skip
     if done.returncode != 0:
-        raise SystemExit(f"bench/resume.py: nbcall send exited {done.returncode}: {done.stderr}")
+        raise SystemExit(f"bench/resume.py: nbcall send exited {done.returncode}: {done.stderr[-2000:]}")
     return time.perf_counter() - started, done.stderr
 
 
 def run_once(url: str, source: Path, work: Path, n: int) -> dict[str, Any]:
     size = source.stat().st_size
     whole_out, cut_out = work / f"whole{n}", work / f"cut{n}"
-    got = receiver(url, f"W{n}", whole_out)
-    online(url, f"W{n}")
-    whole, _ = timed_send(url, f"SW{n}", f"W{n}", source)
-    got.wait(60)
-
     got = receiver(url, f"C{n}", cut_out)
     online(url, f"C{n}")
     partial = cut_out / f".{source.name}.nbcall-partial"
     sender = subprocess.Popen(nbcall("send", "-q", "--server", url, "--as", f"SC{n}", f"C{n}", source))
-    wait_for(lambda: partial.exists() and partial.stat().st_size >= size // 2, "half the file arrived", 600)
-    got.kill()
-    got.wait()
-    sender.send_signal(signal.SIGINT)
-    sender.wait(60)
+    try:
+        wait_for(
+            lambda: partial.exists() and partial.stat().st_size >= size // 2, "half the file arrived", 7200
+        )
+    finally:
+        got.kill()
+        got.wait()
+        sender.send_signal(signal.SIGINT)
+        sender.wait(60)
     kept = partial.stat().st_size
+    say(f"cut at {kept / MIB:.0f} MiB of {size / MIB:.0f} MiB")
 
     got = receiver(url, f"R{n}", cut_out)
     online(url, f"R{n}")
@@ -94,7 +94,14 @@ def run_once(url: str, source: Path, work: Path, n: int) -> dict[str, Any]:
     got.wait(60)
     if (cut_out / source.name).stat().st_size != size or partial.exists():
         raise SystemExit("bench/resume.py: the resumed file is not whole")
-    note = next((line for line in said.splitlines() if "resumed at" in line), "")
+    note = next((line.split(": ", 1)[-1] for line in said.splitlines() if "resumed at" in line), "")
+    say(f"resumed in {resumed:.1f} s ({note})")
+
+    got = receiver(url, f"W{n}", whole_out)
+    online(url, f"W{n}")
+    whole, _ = timed_send(url, f"SW{n}", f"W{n}", source)
+    got.wait(60)
+    say(f"sent whole in {whole:.1f} s")
     return {
         "whole_s": whole,
         "resumed_s": resumed,
@@ -102,6 +109,10 @@ def run_once(url: str, source: Path, work: Path, n: int) -> dict[str, Any]:
         "sent_bytes": size - kept,
         "note": note,
     }
+
+
+def say(text: str) -> None:
+    print(f"{time.strftime('%H:%M:%S')} {text}", flush=True)
 
 
 def main() -> None:
