@@ -248,15 +248,15 @@ def test_a_file_cut_by_the_end_of_the_call_resumes_in_the_next_call(make_peer, t
     receiver.receive = spied(receiver.receive)  # type: ignore[method-assign]
     receiver.abort = spied(receiver.abort)  # type: ignore[method-assign]
     source = tmp_path / "big.bin"
-    source.write_bytes(os.urandom(24 * 2**20))
+    source.write_bytes(os.urandom(12 * 2**20))
     partial = out / ".big.bin.nbcall-partial"
     b.call("A")
     b.wait("connected", timeout=TIMEOUT)
     cut = b.send_file(source)
-    wait_until_sync(lambda: partial.exists() and partial.stat().st_size >= 4 * 2**20, "4 MiB to arrive", 60)
+    wait_until_sync(lambda: partial.exists() and partial.stat().st_size >= 2 * 2**20, "2 MiB to arrive", 120)
     a.hangup()  # from this thread, while A's loop writes the file
     b.wait("ended", timeout=TIMEOUT)
-    assert cut.exception(60) is not None or cut.result()["ok"] is False  # the call ended under it
+    assert cut.exception(180) is not None or cut.result()["ok"] is False  # the call ended under it
     wait_until_sync(lambda: a.interrupted_files == ["big.bin"], "A to drop the file", TIMEOUT)
     kept = partial.stat().st_size
     assert 0 < kept < source.stat().st_size and not (out / "big.bin").exists()
@@ -264,7 +264,7 @@ def test_a_file_cut_by_the_end_of_the_call_resumes_in_the_next_call(make_peer, t
 
     b.call("A")
     b.wait("connected", timeout=TIMEOUT)
-    result = b.send_file(source).result(60)
+    result = b.send_file(source).result(300)  # generous: a loaded machine
     (verdict,) = result["files"]
     assert (result["ok"], verdict["offset"]) == (True, kept)
     assert verdict["note"].startswith("resumed at ")
