@@ -74,7 +74,7 @@ class FrameDecoder:
     """Reassembles frames into whole messages; use one per data channel."""
 
     def __init__(self) -> None:
-        self._chunks: list[bytes] = []
+        self._chunks: list[memoryview] = []
         self._code = 0
         #: Bytes of the message being reassembled so far (for progress reports).
         self.pending = 0
@@ -100,11 +100,12 @@ class FrameDecoder:
             self._reset()  # drop the broken message, so that the next one decodes
             raise FramingError(f"frame of kind {code} inside a message of kind {self._code}")
         self._code = code
-        self._chunks.append(frame[1:])
+        # A view of the frame: the message is copied once, when it is joined.
+        self._chunks.append(memoryview(frame)[1:])
         self.pending += len(frame) - 1
         if frame[0] & MORE:
             return None
-        payload = self._chunks[0] if len(self._chunks) == 1 else b"".join(self._chunks)
+        payload = b"".join(self._chunks)
         self._reset()
         return KINDS[code - 1], payload
 
