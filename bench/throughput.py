@@ -1,6 +1,6 @@
 """Data-channel throughput of a Python peer (aiortc) and of browser phones, in one run, with the time per hop.
 
-    .venv/bin/python bench/throughput.py [--mib 20] [--no-browser]
+    .venv/bin/python bench/throughput.py [--mib 20] [--no-browser] [--memory-mib 1024] [--json FILE]
 
 Paths, each moving one message of ``--mib`` MiB (random bytes), timed from the send in Python until the
 receiving side's Python has it whole (checked by size; the receiver answers with its clock's arrival time,
@@ -9,8 +9,17 @@ the same machine's wall clock):
 - Peer -> Peer: two processes (the receiver is a subprocess), as two scripts would be.
 - Peer -> Phone, Phone -> Peer: a Peer here, a Phone in a real JupyterLab + Chromium page.
 - Phone -> Phone: two phones in one notebook page.
-- ceiling: two RTCPeerConnections in one page with bufferedAmount backpressure (no Python): with the phones'
-  64 KiB frames and 1 MiB queue, and with 256 KiB messages (SCTP's usual limit) and 4 or 8 MiB queued (Chrome refuses more than 16 MiB queued).
+- raw aiortc -> aiortc: two plain aiortc peers in two processes (bench/raw_aiortc.py), the same size.
+- ceiling, one page: two RTCPeerConnections in one page with bufferedAmount backpressure (no Python), every
+  message size (16, 64, 256 KiB) and queue depth (1, 4, 8, 15 MiB; Chrome refuses 16) tried: the best.
+- ceiling, comm: the kernel <-> browser hop alone (an anywidget, no WebRTC): kernel -> browser in the phone's
+  1 MiB parts and 8 MiB window, browser -> kernel in 4 MiB parts, and kernel -> browser -> kernel.
+
+A phone path's target is 80% of the lower of its two ceilings (the page's, and the comm hop it crosses).
+Each Peer side's CPU seconds give MiB per CPU second: what it moves with a core of its own, which holds on a
+machine shared with other jobs, where MiB/s does not. Then the peak memory above idle while a file of
+``--memory-mib`` (1 GiB) is sent and received: ``nbcall send``/``nbcall receive`` (their peak above the peak of
+moving one byte), a phone's kernel, the Jupyter server and the page's JS heap (above their values before).
 
 Hops: "webrtc" is the data channel (for a browser end, until its last message event, or from its first
 channel send), "widget" the kernel <-> browser custom messages of a phone. Then the profile of a Peer -> Peer
@@ -203,6 +212,11 @@ r.close()
 """
 
 
+def step(what: str) -> None:
+    """Say what the bench does now (a run takes minutes)."""
+    print(f"[{time.strftime('%H:%M:%S')}] {what}", file=sys.stderr, flush=True)
+
+
 def cpu_seconds() -> float:
     """This process's CPU time: per MiB it holds on a machine shared with other jobs, where MiB/s does not."""
     usage = resource.getrusage(resource.RUSAGE_SELF)
@@ -378,7 +392,7 @@ def browser_paths(
         bench = lambda: page.evaluate("() => ({...window.__bench})")
         reset = "() => Object.keys(window.__bench).forEach((k) => { window.__bench[k] = 0; })"
         with Peer("P", server=server_url, auto_answer=True) as peer:
-            # Peer -> Phone
+            step("Peer -> Phone")
             peer.call("B")
             peer.wait("connected", timeout=30)
             page.evaluate(reset)
@@ -393,7 +407,7 @@ def browser_paths(
                     "widget (browser -> kernel)": ack["t_last"] - page_times["recv_last"] / 1000,
                 },
             }
-            # Phone -> Peer
+            step("Phone -> Peer")
             got = len(peer.messages)
             page.evaluate(reset)
             out = nb.run(f"import time\nt0 = time.time(); b.send(os.urandom({size})); print('@@', t0)")
@@ -409,7 +423,7 @@ def browser_paths(
                 },
             }
             peer.hangup()
-        # Phone -> Phone (C calls B; B answers with its arrival time).
+        step("Phone -> Phone (C calls B; B answers with its arrival time)")
         nb.run("import asyncio\nawait b.wait_for('ended', timeout=10)")
         page.evaluate(reset)
         out = nb.run(
@@ -430,7 +444,15 @@ def browser_paths(
                 "widget (browser -> kernel)": t_last - page_times["recv_last"] / 1000,
             },
         }
-        results.update(comm_ceilings(nb, size))
+        step("the comm hop alone")
+        # In a JupyterLab of its own: in the phones' one its widget's answers did not always come back.
+        with tempfile.TemporaryDirectory() as home2, start_lab(Path(home2)) as lab2:
+            hop_page = browser.new_page()
+            results.update(
+                comm_ceilings(lab2.run_notebook(hop_page, "hop.ipynb", ["import asyncio, os"]), size)
+            )
+            hop_page.close()
+        step("two connections in one page")
         results.update(page_ceiling(page, size))
         if memory_size:
             memory.update(phone_memory(nb, page, server_url, memory_size))
@@ -502,6 +524,7 @@ def phone_memory(nb: Any, page: Any, server_url: str, size: int) -> dict[str, di
     ):
         nb.run("d.call('M'); await d.wait_for('connected', timeout=30)")
         for direction in ("Phone -> Peer", "Peer -> Phone"):
+            step(f"memory, {direction}")
             page.evaluate(HEAP_JS)
             sampled = Peaks(pids)
             if direction == "Phone -> Peer":
@@ -587,11 +610,14 @@ def main() -> None:
     size = args.mib * MIB
     blob = os.urandom(size)
     server = nbcall.serve()
+    step("Peer -> Peer")
     results: dict[str, Any] = {"Peer -> Peer": peer_to_peer(server.url, blob)}
+    step("raw aiortc -> aiortc")
     raw = asyncio.run(raw_aiortc.send(size, raw_aiortc.receiver(size)))
     results["raw aiortc -> aiortc (two processes)"] = {**raw, "hops": {"webrtc": raw["seconds"]}}
     memory: dict[str, Any] = {}
     if args.memory_mib:
+        step("memory, nbcall send -> nbcall receive")
         memory["nbcall send -> nbcall receive"] = cli_memory(server.url, args.memory_mib * MIB)
     if not args.no_browser:
         results.update(browser_paths(server.url, blob, size, args.memory_mib * MIB, memory))
