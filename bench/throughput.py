@@ -444,14 +444,15 @@ def browser_paths(
                 "widget (browser -> kernel)": t_last - page_times["recv_last"] / 1000,
             },
         }
-        step("the comm hop alone")
-        # In a JupyterLab of its own: in the phones' one its widget's answers did not always come back.
-        with tempfile.TemporaryDirectory() as home2, start_lab(Path(home2)) as lab2:
-            hop_page = browser.new_page()
-            results.update(
-                comm_ceilings(lab2.run_notebook(hop_page, "hop.ipynb", ["import asyncio, os"]), size)
-            )
-            hop_page.close()
+        if not os.environ.get("NBCALL_BENCH_NO_COMM"):
+            step("the comm hop alone")
+            # In a JupyterLab of its own. In some runs (2026-12-06, load average 20+) its cells waited for
+            # answers from the hop widget that never came, next to the phones or not: an open question.
+            with tempfile.TemporaryDirectory() as home2, start_lab(Path(home2)) as lab2:
+                hop_page = browser.new_page()
+                hop_nb = lab2.run_notebook(hop_page, "hop.ipynb", ["import asyncio, os"])
+                results.update(comm_ceilings(hop_nb, size))
+                hop_page.close()
         step("two connections in one page")
         results.update(page_ceiling(page, size))
         if memory_size:
@@ -640,7 +641,7 @@ def main() -> None:
             ("Peer -> Phone", "ceiling: comm browser -> kernel"),
             ("Phone -> Phone", "ceiling: comm kernel -> browser -> kernel"),
         ):
-            lower = min(page, rate[comm])
+            lower = min(page, rate.get(comm, page))
             print(
                 f"  {path}: {rate[path]:.2f} MiB/s = {rate[path] / lower:.0%} of the lower ceiling ({lower:.2f})"
             )
