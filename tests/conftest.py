@@ -6,6 +6,7 @@ import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from support import TIMEOUT
@@ -42,3 +43,12 @@ def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
         timeout=60,
     )  # fmt: skip
     return cert, key
+
+
+@pytest.fixture
+def made() -> Iterator[list[Any]]:
+    """Phones, peers and raw clients a test made, closed at its end (the last made first)."""
+    things: list[Any] = []
+    yield things
+    for thing in reversed(things):
+        thing.close()

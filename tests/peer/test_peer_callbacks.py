@@ -8,7 +8,6 @@ import asyncio
 import concurrent.futures
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any, cast
 
 import av
@@ -26,15 +25,6 @@ from nbcall.peer.rtc import Engine
 from nbcall.peer.tracks import MAX_PENDING_AUDIO, MediaOptions
 from nbcall.server.server import SignalingServer
 from nbcall.wire.payload import encode
-
-
-@pytest.fixture
-def made(server: SignalingServer) -> Iterator[list[Any]]:
-    """Peers and raw peers to close at the end."""
-    things: list[Any] = []
-    yield things
-    for thing in reversed(things):
-        thing.close()
 
 
 def test_an_observer_on_the_background_loop_makes_a_peer_reads_stats_and_is_told_what_to_do_for_flush(

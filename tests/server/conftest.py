@@ -1,12 +1,15 @@
-"""Fixtures of the server's tests: a sans-I/O protocol; a Janus and a server driving it (the SFU tests)."""
+"""Fixtures of the server's tests: a sans-I/O protocol, a real redis-server for the cluster's, and a Janus and a
+server driving it for the SFU's."""
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
 from sfu_support import janus_or_skip
-from support import frame
+from support import RedisServer, frame
 
 from nbcall.server.protocol import SignalingProtocol
 from nbcall.server.server import SignalingServer, serve
@@ -38,3 +41,13 @@ async def sfu_server(request: pytest.FixtureRequest, janus: JanusServer) -> Asyn
     url = janus.url if request.param == "ws" else janus.http_url
     async with await serve(sfu=url, sfu_secret=janus.api_secret) as server:
         yield server
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A redis-server of the test's own (skips the test where none is installed)."""
+    if shutil.which("redis-server") is None:
+        pytest.skip("needs redis-server (scripts/test.sh installs it)")
+    server = RedisServer(tmp_path / "redis").start()
+    yield server
+    server.stop()

@@ -28,13 +28,6 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path / "redis").start()
-    yield server
-    server.stop()
-
-
 def two_nodes(
     redis_server: RedisServer, tmp_path: Path, names: tuple[str, str], room_grace: str
 ) -> Iterator[list[Node]]:

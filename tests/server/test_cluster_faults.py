@@ -7,8 +7,7 @@ import asyncio
 import json
 import logging
 import signal
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -18,18 +17,6 @@ from websockets.asyncio.client import ClientConnection, connect
 
 import nbcall.server.cluster
 from nbcall.server.server import SignalingServer, serve
-
-pytestmark = pytest.mark.skipif(
-    __import__("shutil").which("redis-server") is None,
-    reason="needs redis-server (scripts/test.sh installs it)",
-)
-
-
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path / "redis").start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture

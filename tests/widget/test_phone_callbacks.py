@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
-import pytest
 from support import TIMEOUT, RawPeer
 from support import wait_until_sync as wait_until
 
@@ -16,15 +15,6 @@ from nbcall import Message, Phone
 from nbcall.call import kernel
 from nbcall.server.server import SignalingServer
 from nbcall.wire.payload import encode
-
-
-@pytest.fixture
-def made(server: SignalingServer) -> Iterator[list[Any]]:
-    """Phones and raw peers to close at the end."""
-    things: list[Any] = []
-    yield things
-    for thing in reversed(things):
-        thing.close()
 
 
 def test_an_observer_on_the_background_loop_makes_a_phone_without_waiting(
