@@ -80,8 +80,9 @@ class Received(NamedTuple):
 
 
 def clean_name(name: object) -> str:
-    """A received file name made safe: relative, with no ``..``, no empty or hidden-drive parts."""
-    text = str(name).replace("\\", "/")
+    """A received file name made safe: relative, with no ``..``, no empty or hidden-drive parts, and no control
+    characters (a NUL would make every file-system call raise; a newline would forge log lines)."""
+    text = "" if name is None else "".join(c for c in str(name) if c.isprintable()).replace("\\", "/")
     parts = [p for p in PurePosixPath(text).parts if p not in ("", ".", "..", "/") and ":" not in p]
     cleaned = "/".join(p.strip() for p in parts if p.strip())
     return cleaned or "unnamed"

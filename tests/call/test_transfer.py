@@ -35,10 +35,24 @@ from nbcall.peer.transfer_cli import CHECKSUM, INTERRUPTED, OK, REFUSED, exit_co
         ("C:\\Windows\\evil.dll", "Windows/evil.dll"),
         ("..", "unnamed"),
         ("report.pdf", "report.pdf"),
+        ("a\x00b.txt", "ab.txt"),
+        ("line\nbreak\r.txt", "linebreak.txt"),
+        (None, "unnamed"),
     ],
 )
-def test_received_file_names_are_cleaned(sent: str, kept: str) -> None:
+def test_received_file_names_are_cleaned(sent: str | None, kept: str) -> None:
     assert clean_name(sent) == kept
+
+
+@pytest.mark.parametrize("name", ["nul\x00.bin", "é" * 200, "x/" * 60 + "deep.bin"])
+def test_a_name_the_file_system_refuses_gets_a_verdict_and_the_next_file_goes(
+    tmp_path: Path, name: str
+) -> None:
+    receiver = FileReceiver(tmp_path)
+    reply, _, _ = _send(receiver, name, b"data")
+    assert reply is not None and (reply["ok"] is True or reply["code"] == "unwritable"), reply
+    assert _send(receiver, "next.txt", b"next")[0]["code"] == "ok"
+    assert not [p for p in tmp_path.rglob("*") if p.name.endswith((".part", "-partial"))]
 
 
 def _send(receiver: FileReceiver, name: str, content: bytes, digest: str | None = None) -> tuple:
