@@ -1,7 +1,7 @@
 """The time to resume a file transfer cut half way, against sending it whole again, with `nbcall send` and
 `nbcall receive` as a user runs them (real processes, a real signaling server, aiortc).
 
-    .venv/bin/python bench/resume.py [--mib 1024] [--runs 1] [--json FILE]
+    unshare -n sh -c 'ip link set lo up && exec "$@"' sh .venv/bin/python bench/resume.py [--mib 1024] [--json F]
 
 Phases, each with a receiver (`nbcall receive`) started fresh into its own folder and timed from the start of
 `nbcall send` until it exits 0 (so the figures include each process's start, the call, and hashing):
@@ -11,7 +11,7 @@ Phases, each with a receiver (`nbcall receive`) started fresh into its own folde
 - resumed: a new receiver into the cut folder, the file sent again: it offers what was kept (hashed), the sender
   hashes as much of its file, and only the rest travels.
 
-Runs itself inside a loopback-only network namespace (needs root), as bench/throughput.py does.
+It runs in a loopback-only network namespace (the command above, as root), as bench/throughput.py does.
 """
 
 from __future__ import annotations
@@ -65,28 +65,28 @@ def timed_send(url: str, sender: str, to: str, path: Path) -> tuple[float, str]:
     started = time.perf_counter()
     done = subprocess.run(nbcall("send", "-q", "--server", url, "--as", sender, to, path), capture_output=True, text=True, check=False)  # fmt: skip
     if done.returncode != 0:
-        raise SystemExit(f"bench/resume.py: nbcall send exited {done.returncode}: {done.stderr}")
+        raise SystemExit(f"bench/resume.py: nbcall send exited {done.returncode}: {done.stderr[-2000:]}")
     return time.perf_counter() - started, done.stderr
 
 
 def run_once(url: str, source: Path, work: Path, n: int) -> dict[str, Any]:
     size = source.stat().st_size
     whole_out, cut_out = work / f"whole{n}", work / f"cut{n}"
-    got = receiver(url, f"W{n}", whole_out)
-    online(url, f"W{n}")
-    whole, _ = timed_send(url, f"SW{n}", f"W{n}", source)
-    got.wait(60)
-
     got = receiver(url, f"C{n}", cut_out)
     online(url, f"C{n}")
     partial = cut_out / f".{source.name}.nbcall-partial"
     sender = subprocess.Popen(nbcall("send", "-q", "--server", url, "--as", f"SC{n}", f"C{n}", source))
-    wait_for(lambda: partial.exists() and partial.stat().st_size >= size // 2, "half the file arrived", 600)
-    got.kill()
-    got.wait()
-    sender.send_signal(signal.SIGINT)
-    sender.wait(60)
+    try:
+        wait_for(
+            lambda: partial.exists() and partial.stat().st_size >= size // 2, "half the file arrived", 7200
+        )
+    finally:
+        got.kill()
+        got.wait()
+        sender.send_signal(signal.SIGINT)
+        sender.wait(60)
     kept = partial.stat().st_size
+    say(f"cut at {kept / MIB:.0f} MiB of {size / MIB:.0f} MiB")
 
     got = receiver(url, f"R{n}", cut_out)
     online(url, f"R{n}")
@@ -94,7 +94,14 @@ def run_once(url: str, source: Path, work: Path, n: int) -> dict[str, Any]:
     got.wait(60)
     if (cut_out / source.name).stat().st_size != size or partial.exists():
         raise SystemExit("bench/resume.py: the resumed file is not whole")
-    note = next((line for line in said.splitlines() if "resumed at" in line), "")
+    note = next((line.split(": ", 1)[-1] for line in said.splitlines() if "resumed at" in line), "")
+    say(f"resumed in {resumed:.1f} s ({note})")
+
+    got = receiver(url, f"W{n}", whole_out)
+    online(url, f"W{n}")
+    whole, _ = timed_send(url, f"SW{n}", f"W{n}", source)
+    got.wait(60)
+    say(f"sent whole in {whole:.1f} s")
     return {
         "whole_s": whole,
         "resumed_s": resumed,
@@ -102,6 +109,10 @@ def run_once(url: str, source: Path, work: Path, n: int) -> dict[str, Any]:
         "sent_bytes": size - kept,
         "note": note,
     }
+
+
+def say(text: str) -> None:
+    print(f"{time.strftime('%H:%M:%S')} {text}", flush=True)
 
 
 def main() -> None:
@@ -112,14 +123,11 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=1, help="runs of the three phases (default 1)")
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     args = parser.parse_args()
-    if not in_loopback_namespace():
-        if os.environ.get("NBCALL_BENCH_NETNS"):
-            raise SystemExit(
-                "bench/resume.py: could not enter a loopback-only network namespace (needs root)"
-            )
-        os.environ["NBCALL_BENCH_NETNS"] = "1"
-        cmd = ["unshare", "-n", "sh", "-c", 'ip link set lo up && exec "$@"', "sh", sys.executable, *sys.argv]
-        raise SystemExit(subprocess.call(cmd))
+    if not in_loopback_namespace():  # other interfaces would add candidates and routes to every call
+        raise SystemExit(
+            "bench/resume.py: run it in a loopback-only network namespace (as root): unshare -n sh -c "
+            """'ip link set lo up && exec "$@"' sh .venv/bin/python bench/resume.py"""
+        )
     import nbcall
 
     server = nbcall.serve()

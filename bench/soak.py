@@ -73,6 +73,13 @@ print("@@" + json.dumps({{**soak_figures(), "seconds": time.perf_counter() - _t0
 """
 
 
+PAGE_HEAP_JS = """async () => {
+  if (window.gc) window.gc();
+  await new Promise((resolve) => setTimeout(resolve, 500));
+  return performance.memory ? performance.memory.usedJSHeapSize / 2 ** 20 : null;
+}"""
+
+
 def in_loopback_namespace() -> bool:
     return [name for _, name in socket.if_nameindex()] == ["lo"]
 
@@ -131,6 +138,8 @@ def phone_soak(cycles: int, warmup: int) -> list[tuple[str, dict[str, float]]]:
         done = 0
         for label, n in (("warm-up", warmup), ("middle", middle), ("end", cycles - warmup - middle)):
             result = json.loads(nb.run(PHONE_CYCLES.format(n=n)).split("@@", 1)[1])
+            # For information (no verdict): the page's JavaScript heap, after a collection where Chromium allows.
+            result["page_heap_mib"] = page.evaluate(PAGE_HEAP_JS)
             done += n
             rows.append((f"{label} ({done})", result))
             print(f"  phones {label:8} after {done:5} cycles: {result}", flush=True)
@@ -160,6 +169,9 @@ def table(title: str, rows: list[tuple[str, dict[str, float]]]) -> str:
         lines.append(
             f"{label:18}{f['rss_mib']:10.1f}{f['fds']:6.0f}{f['tasks']:7.0f}{f['threads']:9.0f}{f['seconds']:9.0f}"
         )
+    heap = [f["page_heap_mib"] for _, f in rows if f.get("page_heap_mib") is not None]
+    if heap:
+        lines.append("page JS heap MiB, for information: " + ", ".join(f"{h:.1f}" for h in heap))
     problems = verdict(rows)
     lines.append(
         "verdict: " + ("OK, back to the warm-up level" if not problems else "LEAK: " + "; ".join(problems))

@@ -1,6 +1,6 @@
 """Data-channel throughput of a Python peer (aiortc) and of browser phones, in one run, with the time per hop.
 
-    .venv/bin/python bench/throughput.py [--mib 20] [--no-browser]
+    .venv/bin/python bench/throughput.py [--mib 20] [--no-browser] [--memory-mib 1024] [--json FILE]
 
 Paths, each moving one message of ``--mib`` MiB (random bytes), timed from the send in Python until the
 receiving side's Python has it whole (checked by size; the receiver answers with its clock's arrival time,
@@ -9,8 +9,17 @@ the same machine's wall clock):
 - Peer -> Peer: two processes (the receiver is a subprocess), as two scripts would be.
 - Peer -> Phone, Phone -> Peer: a Peer here, a Phone in a real JupyterLab + Chromium page.
 - Phone -> Phone: two phones in one notebook page.
-- ceiling: two RTCPeerConnections in one page with bufferedAmount backpressure (no Python): with the phones'
-  64 KiB frames and 1 MiB queue, and with 256 KiB messages (SCTP's usual limit) and 4 or 8 MiB queued (Chrome refuses more than 16 MiB queued).
+- raw aiortc -> aiortc: two plain aiortc peers in two processes (bench/raw_aiortc.py), the same size.
+- ceiling, one page: two RTCPeerConnections in one page with bufferedAmount backpressure (no Python), every
+  message size (16, 64, 256 KiB) and queue depth (1, 4, 8, 15 MiB; Chrome refuses 16) tried: the best.
+- ceiling, comm: the kernel <-> browser hop alone (an anywidget, no WebRTC): kernel -> browser in the phone's
+  1 MiB parts and 8 MiB window, browser -> kernel in 4 MiB parts, and kernel -> browser -> kernel.
+
+A phone path's target is 80% of the lower of its two ceilings (the page's, and the comm hop it crosses).
+Each Peer side's CPU seconds give MiB per CPU second: what it moves with a core of its own, which holds on a
+machine shared with other jobs, where MiB/s does not. Then the peak memory above idle while a file of
+``--memory-mib`` (1 GiB) is sent and received: ``nbcall send``/``nbcall receive`` (their peak above the peak of
+moving one byte), a phone's kernel, the Jupyter server and the page's JS heap (above their values before).
 
 Hops: "webrtc" is the data channel (for a browser end, until its last message event, or from its first
 channel send), "widget" the kernel <-> browser custom messages of a phone. Then the profile of a Peer -> Peer
@@ -26,10 +35,12 @@ import cProfile
 import inspect
 import json
 import os
+import resource
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import tracemalloc
 from collections.abc import Iterator
@@ -89,6 +100,66 @@ CEILING_JS = """async ([size, chunkSize, highWater]) => {
   return (t1 - t0) / 1000;
 }"""
 
+# The comm hop alone, no WebRTC: an anywidget that takes parts from the kernel (answering each as the phone's
+# browser half does, so that the kernel sends in the phone's window), sends parts up to the kernel (as a phone
+# passes a received message on), or echoes each part back as it comes (kernel -> browser -> kernel).
+HOP_SETUP = """\
+import anywidget, asyncio, time
+from nbcall.widget.outgoing import Outgoing
+class Hop(anywidget.AnyWidget):
+    _esm = '''
+    export default { initialize({ model }) {
+      let got = 0;
+      model.on("msg:custom", (msg, buffers) => {
+        if (msg.type === "part") {
+          got += buffers[0].byteLength;
+          if (msg.echo) {
+            const copy = new Uint8Array(buffers[0].byteLength);
+            copy.set(new Uint8Array(buffers[0].buffer, buffers[0].byteOffset, buffers[0].byteLength));
+            model.send({ type: "up", last: got >= msg.size }, undefined, [copy.buffer]);
+          }
+          model.send({ type: "sent", id: msg.id, done: got });
+          if (got >= msg.size) { if (!msg.echo) model.send({ type: "done", t: Date.now() }); got = 0; }
+        } else if (msg.type === "upload") {
+          model.send({ type: "start", t: Date.now() });
+          for (let sent = 0; sent < msg.size; sent += msg.part) {
+            const part = new Uint8Array(Math.min(msg.part, msg.size - sent));
+            model.send({ type: "up", last: sent + part.length >= msg.size }, undefined, [part.buffer]);
+          }
+        }
+      });
+    } };'''
+    def __init__(self):
+        super().__init__()
+        self.on_msg(self._got)
+        self.done = None
+    def _got(self, _, msg, buffers):
+        if msg["type"] == "sent":
+            self.out.taken(msg["id"], msg["done"])
+            self._pump()
+        elif msg["type"] == "start":
+            self.t_start = msg["t"] / 1000
+        elif msg["type"] == "done" or (msg["type"] == "up" and msg["last"]):
+            self.done.set_result(msg["t"] / 1000 if "t" in msg else time.time())
+    def _pump(self):
+        for header, part in self.out.ready():
+            self.send({**header, "type": "part", "echo": self.echo, "size": self.size}, [part])
+    async def down(self, payload, echo=False):
+        self.done, self.echo, self.size = asyncio.get_running_loop().create_future(), echo, len(payload)
+        self.out = Outgoing()
+        self.out.add({"id": 1}, payload)
+        t0 = time.time()
+        self._pump()
+        return await self.done - t0
+    async def up(self, size, part):
+        self.done = asyncio.get_running_loop().create_future()
+        self.send({"type": "upload", "size": size, "part": part})
+        t1 = await self.done
+        return t1 - self.t_start
+hop = Hop()
+display(hop)
+"""
+
 PHONE_SETUP = """\
 import nbcall, time, os
 b = nbcall.Phone("B", auto_answer=True, server={url!r}); c = nbcall.Phone("C", auto_answer=True, server={url!r})
@@ -109,16 +180,21 @@ from nbcall import Peer
 from nbcall.call import kernel
 from nbcall.call.progress import PROGRESS_MIN
 profile = {profile!r}
+import resource
+def cpu():
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 r = Peer("R", server={url!r}, auto_answer=True)
 first = []
-r.on_progress(lambda p: first.append(time.time()) if p.get("direction") == "in" and not first else None)
+r.on_progress(lambda p: first.append((time.time(), cpu())) if p.get("direction") == "in" and not first else None)
 prof = cProfile.Profile()
 if profile:
     async def on(): prof.enable()
     kernel.run(on())
 done = threading.Event()
 def got(m):
-    report = {{"got": m.size, "t_last": m.received_at, "t_first": first[0] if first else None}}
+    report = {{"got": m.size, "t_last": m.received_at, "t_first": first[0][0] if first else None,
+              "cpu": cpu() - first[0][1] if first else None}}
     if profile:
         async def off(): prof.disable()
         kernel.run(off())
@@ -134,6 +210,49 @@ except Exception:
     pass
 r.close()
 """
+
+
+def step(what: str) -> None:
+    """Say what the bench does now (a run takes minutes)."""
+    print(f"[{time.strftime('%H:%M:%S')}] {what}", file=sys.stderr, flush=True)
+
+
+def cpu_seconds() -> float:
+    """This process's CPU time: per MiB it holds on a machine shared with other jobs, where MiB/s does not."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+class Peaks:
+    """The peak resident memory (VmHWM) of processes, by name and pid, sampled on a thread until stopped."""
+
+    def __init__(self, pids: dict[str, int]) -> None:
+        self.pids = pids
+        self.start = {name: self.read(pid, "VmRSS") for name, pid in pids.items()}
+        self.peak = dict(self.start)
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self.sample, daemon=True)
+        self.thread.start()
+
+    @staticmethod
+    def read(pid: int, field: str) -> int:
+        try:
+            with open(f"/proc/{pid}/status") as status:
+                return int(next(line for line in status if line.startswith(field)).split()[1]) * 1024
+        except (OSError, StopIteration):
+            return 0
+
+    def sample(self) -> None:
+        while not self.stopped.wait(0.02):
+            for name, pid in self.pids.items():
+                # The current RSS, not VmHWM: the peak since the process started would count its start-up.
+                self.peak[name] = max(self.peak[name], self.read(pid, "VmRSS"))
+
+    def stop(self) -> dict[str, float]:
+        """Each process's peak above its RSS when sampling started, in MiB."""
+        self.stopped.set()
+        self.thread.join()
+        return {name: (self.peak[name] - self.start[name]) / MIB for name in self.pids}
 
 
 def by_component(prof: Any) -> dict[str, float]:
@@ -213,6 +332,7 @@ def peer_to_peer(server_url: str, blob: bytes, profile: bool = False) -> dict[st
                 prof.enable()
 
             kernel.run(on())
+        cpu0 = cpu_seconds()
         t0 = time.time()
         handed = s.send(blob)
         handed.result(600)
@@ -221,6 +341,8 @@ def peer_to_peer(server_url: str, blob: bytes, profile: bool = False) -> dict[st
         t_ack = time.time()
         result = {
             "seconds": ack["t_last"] - t0,
+            # The sender's CPU is this process's, from the send until the answer (it does little else).
+            "cpu": {"sender": cpu_seconds() - cpu0, "receiver": ack["cpu"]},
             "hops": {
                 "handed to aiortc (sender)": t_handed - t0,
                 "webrtc (to the receiver's Python)": ack["t_last"] - t0,
@@ -251,7 +373,9 @@ def peak_memory(server_url: str, size: int) -> dict[str, float]:
         return {"payload_mib": size / MIB, "peak_above_payload_mib": peak / MIB}
 
 
-def browser_paths(server_url: str, blob: bytes, size: int) -> dict[str, dict[str, Any]]:
+def browser_paths(
+    server_url: str, blob: bytes, size: int, memory_size: int, memory: dict[str, Any]
+) -> dict[str, dict[str, Any]]:
     from harness import CHROMIUM, CHROMIUM_ARGS, start_lab
     from playwright.sync_api import sync_playwright
 
@@ -268,7 +392,7 @@ def browser_paths(server_url: str, blob: bytes, size: int) -> dict[str, dict[str
         bench = lambda: page.evaluate("() => ({...window.__bench})")
         reset = "() => Object.keys(window.__bench).forEach((k) => { window.__bench[k] = 0; })"
         with Peer("P", server=server_url, auto_answer=True) as peer:
-            # Peer -> Phone
+            step("Peer -> Phone")
             peer.call("B")
             peer.wait("connected", timeout=30)
             page.evaluate(reset)
@@ -283,7 +407,7 @@ def browser_paths(server_url: str, blob: bytes, size: int) -> dict[str, dict[str
                     "widget (browser -> kernel)": ack["t_last"] - page_times["recv_last"] / 1000,
                 },
             }
-            # Phone -> Peer
+            step("Phone -> Peer")
             got = len(peer.messages)
             page.evaluate(reset)
             out = nb.run(f"import time\nt0 = time.time(); b.send(os.urandom({size})); print('@@', t0)")
@@ -299,7 +423,7 @@ def browser_paths(server_url: str, blob: bytes, size: int) -> dict[str, dict[str
                 },
             }
             peer.hangup()
-        # Phone -> Phone (C calls B; B answers with its arrival time).
+        step("Phone -> Phone (C calls B; B answers with its arrival time)")
         nb.run("import asyncio\nawait b.wait_for('ended', timeout=10)")
         page.evaluate(reset)
         out = nb.run(
@@ -320,13 +444,139 @@ def browser_paths(server_url: str, blob: bytes, size: int) -> dict[str, dict[str
                 "widget (browser -> kernel)": t_last - page_times["recv_last"] / 1000,
             },
         }
-        # The ceiling with the phones' frame size and queue (64 KiB, 1 MiB), then with larger ones.
-        for chunk, high_water in ((64 * 1024, MIB), (256 * 1024 - 1, 4 * MIB), (256 * 1024 - 1, 8 * MIB)):
-            ceiling = page.evaluate(CEILING_JS, [size, chunk, high_water])
-            name = f"ceiling: one page, {chunk // 1024} KiB messages, {high_water // MIB} MiB queued"
-            results[name] = {"seconds": ceiling, "hops": {"webrtc": ceiling}}
+        step("the comm hop alone")
+        # In a JupyterLab of its own: in the phones' one its widget's answers did not always come back.
+        with tempfile.TemporaryDirectory() as home2, start_lab(Path(home2)) as lab2:
+            hop_page = browser.new_page()
+            results.update(
+                comm_ceilings(lab2.run_notebook(hop_page, "hop.ipynb", ["import asyncio, os"]), size)
+            )
+            hop_page.close()
+        step("two connections in one page")
+        results.update(page_ceiling(page, size))
+        if memory_size:
+            memory.update(phone_memory(nb, page, server_url, memory_size))
         browser.close()
     return results
+
+
+def cli_memory(server_url: str, size: int) -> dict[str, float]:
+    """Peak RSS of ``nbcall send`` and ``nbcall receive`` moving a file of ``size`` bytes, above the peak of the
+    same commands moving a file of one byte (their idle: imports, the call), in MiB."""
+    peaks: dict[int, dict[str, int]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for n in (1, size):
+            source = Path(tmp) / f"file-{n}.bin"
+            with open(source, "wb") as f:
+                f.truncate(n)  # sparse: zeros, read without a disk's pace
+            out = Path(tmp) / f"out-{n}"
+            out.mkdir()
+            cli = [sys.executable, "-m", "nbcall"]
+            receive = subprocess.Popen(
+                [*cli, "receive", "--server", server_url, "--as", f"R{n}", "--out", out, "-q"]
+            )
+            sampled = Peaks({"nbcall receive": receive.pid})
+            for _ in range(100):  # until the receiver is online (exit status 4: not yet)
+                send = subprocess.Popen(
+                    [*cli, "send", "--server", server_url, "--as", f"S{n}", f"R{n}", source, "-q"]
+                )
+                sampled.pids["nbcall send"] = send.pid
+                sampled.start["nbcall send"] = sampled.peak["nbcall send"] = 0
+                if send.wait(1800) != 4:
+                    break
+                time.sleep(0.2)
+            assert send.returncode == 0 and receive.wait(60) == 0, (send.returncode, receive.returncode)
+            sampled.stop()
+            peaks[n] = sampled.peak
+    return {name: (peaks[size][name] - peaks[1][name]) / MIB for name in peaks[size]}
+
+
+PHONE_MEMORY = """\
+import pathlib, tempfile
+spool = pathlib.Path(tempfile.mkdtemp())
+with open(spool / "out.bin", "wb") as f:
+    f.truncate({size})
+d = nbcall.Phone("D", auto_answer=True, server={url!r}, receive_dir=spool / "in")
+display(d)
+print("@@", os.getpid(), os.getppid(), spool)
+"""
+
+HEAP_JS = """() => {
+  window.__heapPeak = performance.memory.usedJSHeapSize;
+  window.__heapStart = window.__heapPeak;
+  setInterval(() => { window.__heapPeak = Math.max(window.__heapPeak, performance.memory.usedJSHeapSize); }, 20);
+}"""
+
+
+def phone_memory(nb: Any, page: Any, server_url: str, size: int) -> dict[str, dict[str, float]]:
+    """Peak RSS of the kernel and the Jupyter server, and the page's peak JS heap, above their values before,
+    while a phone sends a file of ``size`` bytes to a Peer, then receives one from it (MiB)."""
+    from nbcall import Peer
+
+    kernel_pid, server_pid, spool = (
+        nb.run(PHONE_MEMORY.format(size=size, url=server_url)).split("@@")[1].split()
+    )
+    pids = {"Phone's kernel": int(kernel_pid), "Jupyter server": int(server_pid)}
+    results = {}
+    with (
+        tempfile.TemporaryDirectory() as received,
+        Peer("M", server=server_url, auto_answer=True, receive_dir=received) as m,
+    ):
+        nb.run("d.call('M'); await d.wait_for('connected', timeout=30)")
+        for direction in ("Phone -> Peer", "Peer -> Phone"):
+            step(f"memory, {direction}")
+            page.evaluate(HEAP_JS)
+            sampled = Peaks(pids)
+            if direction == "Phone -> Peer":
+                nb.start("sending = d.send_file(spool / 'out.bin', timeout=1800)")  # the cell ends: acks flow
+                wait_for(
+                    lambda: any(getattr(x, "path", None) for x in m.messages), "the file at the Peer", 1800
+                )
+            else:
+                assert m.send_file(Path(spool) / "out.bin").result(1800)["ok"]
+            heap = page.evaluate("() => [window.__heapStart, window.__heapPeak]")
+            results[direction] = {**sampled.stop(), "page JS heap": (heap[1] - heap[0]) / MIB}
+        nb.run("d.hangup()")
+    return results
+
+
+def comm_ceilings(nb: Any, size: int) -> dict[str, dict[str, Any]]:
+    """The comm hop alone (no WebRTC), in the phones' notebook: kernel -> browser in the phone's parts and window,
+    browser -> kernel in the phone's parts, and kernel -> browser -> kernel (each part echoed as it comes)."""
+    nb.run(HOP_SETUP)
+    results = {}
+    for name, code in (
+        (
+            "ceiling: comm kernel -> browser",
+            f"print('@@', await asyncio.wait_for(hop.down(os.urandom({size})), 170))",
+        ),
+        (
+            "ceiling: comm browser -> kernel",
+            f"print('@@', await asyncio.wait_for(hop.up({size}, {4 * MIB}), 170))",
+        ),
+        (
+            "ceiling: comm kernel -> browser -> kernel",
+            f"print('@@', await asyncio.wait_for(hop.down(os.urandom({size}), True), 170))",
+        ),
+    ):
+        seconds = float(nb.run(code).split("@@")[1].split()[0])
+        results[name] = {"seconds": seconds, "hops": {"widget": seconds}}
+    return results
+
+
+def page_ceiling(page: Any, size: int) -> dict[str, dict[str, Any]]:
+    """Two RTCPeerConnections in one page: every message size and queue depth tried, and the best of them."""
+    tried = {}
+    for chunk in (16 * 1024, 64 * 1024, 256 * 1024 - 1):
+        for high_water in (MIB, 4 * MIB, 8 * MIB, 15 * MIB):
+            tried[(chunk, high_water)] = page.evaluate(CEILING_JS, [size, chunk, high_water])
+    (chunk, high_water), best = min(tried.items(), key=lambda kv: kv[1])
+    name = f"ceiling: one page, best of {len(tried)} ({chunk // 1024} KiB messages, {high_water // MIB} MiB queued)"
+    phones = tried[(256 * 1024 - 1, 4 * MIB)]
+    return {
+        name: {"seconds": best, "hops": {"webrtc": best}},
+        "ceiling: one page, the phones' 256 KiB, 4 MiB": {"seconds": phones, "hops": {"webrtc": phones}},
+    }
 
 
 def main() -> None:
@@ -336,6 +586,12 @@ def main() -> None:
     parser.add_argument("--mib", type=int, default=20, help="payload size in MiB (default 20)")
     parser.add_argument("--no-browser", action="store_true", help="only the Peer -> Peer figures")
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
+    parser.add_argument(
+        "--memory-mib",
+        type=int,
+        default=1024,
+        help="file size for the peak-memory figures (default 1024; 0: none)",
+    )
     args = parser.parse_args()
     if not in_loopback_namespace():
         if os.environ.get("NBCALL_BENCH_NETNS"):
@@ -345,21 +601,49 @@ def main() -> None:
         os.environ["NBCALL_BENCH_NETNS"] = "1"
         cmd = ["unshare", "-n", "sh", "-c", 'ip link set lo up && exec "$@"', "sh", sys.executable, *sys.argv]
         raise SystemExit(subprocess.call(cmd))
+    import asyncio
+
+    import raw_aiortc
+
     import nbcall
 
     size = args.mib * MIB
     blob = os.urandom(size)
     server = nbcall.serve()
+    step("Peer -> Peer")
     results: dict[str, Any] = {"Peer -> Peer": peer_to_peer(server.url, blob)}
+    step("raw aiortc -> aiortc")
+    raw = asyncio.run(raw_aiortc.send(size, raw_aiortc.receiver(size)))
+    results["raw aiortc -> aiortc (two processes)"] = {**raw, "hops": {"webrtc": raw["seconds"]}}
+    memory: dict[str, Any] = {}
+    if args.memory_mib:
+        step("memory, nbcall send -> nbcall receive")
+        memory["nbcall send -> nbcall receive"] = cli_memory(server.url, args.memory_mib * MIB)
     if not args.no_browser:
-        results.update(browser_paths(server.url, blob, size))
+        results.update(browser_paths(server.url, blob, size, args.memory_mib * MIB, memory))
     print(
         f"\n{args.mib} MiB, one message, from the send in Python to the receiver's Python having it whole\n"
     )
-    print(f"{'path':52} {'seconds':>8} {'MiB/s':>7}   time per hop (s)")
+    print(f"{'path':62} {'seconds':>8} {'MiB/s':>7}   time per hop (s)")
     for name, figures in results.items():
         hops = ", ".join(f"{hop} {seconds:.2f}" for hop, seconds in figures["hops"].items())
-        print(f"{name:52} {figures['seconds']:8.2f} {args.mib / figures['seconds']:7.2f}   {hops}")
+        print(f"{name:62} {figures['seconds']:8.2f} {args.mib / figures['seconds']:7.2f}   {hops}")
+    print("\nMiB per CPU second of each side (what a side moves with a core to itself):")
+    for name in ("Peer -> Peer", "raw aiortc -> aiortc (two processes)"):
+        cpu = results[name]["cpu"]
+        print(f"  {name}: sender {args.mib / cpu['sender']:.1f}, receiver {args.mib / cpu['receiver']:.1f}")
+    if not args.no_browser:
+        rate = {name: args.mib / figures["seconds"] for name, figures in results.items()}
+        page = max(v for k, v in rate.items() if k.startswith("ceiling: one page, best"))
+        for path, comm in (
+            ("Phone -> Peer", "ceiling: comm kernel -> browser"),
+            ("Peer -> Phone", "ceiling: comm browser -> kernel"),
+            ("Phone -> Phone", "ceiling: comm kernel -> browser -> kernel"),
+        ):
+            lower = min(page, rate[comm])
+            print(
+                f"  {path}: {rate[path]:.2f} MiB/s = {rate[path] / lower:.0%} of the lower ceiling ({lower:.2f})"
+            )
     profiled = peer_to_peer(server.url, blob[: 8 * MIB], profile=True)
     print(
         "\nProfile of a Peer -> Peer transfer of 8 MiB (own time per component, s; cProfile slows it down):"
@@ -367,14 +651,20 @@ def main() -> None:
     for side, groups in profiled["profile"].items():
         total = sum(groups.values()) or 1
         print(f"  {side}: " + ", ".join(f"{k} {v:.2f} ({v / total:.0%})" for k, v in groups.items()))
-    memory = peak_memory(server.url, size)
+    traced = peak_memory(server.url, size)
     print(
-        f"\nSender's peak memory above the {memory['payload_mib']:.0f} MiB payload: "
-        f"{memory['peak_above_payload_mib']:.1f} MiB (frames in flight, chunk window, aiortc's queues)"
+        f"\nSender's peak memory above the {traced['payload_mib']:.0f} MiB payload: "
+        f"{traced['peak_above_payload_mib']:.1f} MiB (frames in flight, chunk window, aiortc's queues)"
     )
+    if memory:
+        print(f"\nPeak memory above idle while a {args.memory_mib} MiB file is sent or received (MiB):")
+        for what, peaks in memory.items():
+            print(f"  {what}: " + ", ".join(f"{k} {v:.1f}" for k, v in peaks.items()))
     if args.json:
         args.json.write_text(
-            json.dumps({"results": results, "profile": profiled["profile"], "memory": memory})
+            json.dumps(
+                {"results": results, "profile": profiled["profile"], "traced": traced, "memory": memory}
+            )
         )
     server.close()
 

@@ -126,3 +126,19 @@ test("a payload reaches Python in standalone parts of at most part_size bytes", 
   assert.deepEqual(parts(new Uint8Array(0), 4).map((b) => b.byteLength), [0]);
   assert.deepEqual(parts(payload, 100).map((b) => b.byteLength), [10]);
 });
+
+test("a message over maxSize is refused, framed or not, and the next one is received", () => {
+  /** @type {[string, number][]} */
+  const got = [];
+  let framed = false;
+  const receive = receiver(() => framed, (kind, payload) => got.push([kind, payload.length]), undefined, () => 8);
+  assert.throws(() => receive(new ArrayBuffer(9)), /9 bytes is more than max_receive_size \(8\)/);
+  assert.throws(() => receive("nine char"), /more than max_receive_size/);
+  receive(new ArrayBuffer(8));
+  framed = true;
+  const frames = [...encodeFrames("bytes", new Uint8Array(20), 5)];
+  assert.throws(() => frames.forEach((f) => receive(f.slice().buffer)), /more than max_receive_size/);
+  frames.slice(3).forEach((f) => receive(f.slice().buffer)); // the rest of it, dropped quietly
+  receive(new Uint8Array([1, 104, 105]).buffer);
+  assert.deepEqual(got, [["bytes", 8], ["str", 2]]);
+});

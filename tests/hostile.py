@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+from collections.abc import Callable
 from typing import Any
 
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from nbcall.wire.framing import LENGTH, MORE, encode_frames
@@ -88,3 +91,27 @@ BURSTS = st.lists(_frame(), min_size=1, max_size=8).map(lambda pieces: [f for p 
 #: What ends whatever message a burst left unfinished (a str frame completes a str message under way, and
 #: breaks any other), so that the probe after it decodes on its own.
 TERMINATOR = b"\x01"
+
+
+def probe(n: int) -> dict[str, int]:
+    """The well-formed message sent after burst ``n``: the other end must still receive it."""
+    return {"probe": n}
+
+
+def run_bursts(send_and_check: Callable[[list[bytes | str], int], None], examples: int) -> None:
+    """Have hypothesis make ``examples`` bursts (``NBCALL_FUZZ_EXAMPLES`` overrides it), and call
+    ``send_and_check(messages, n)`` with each: the burst, the terminator and probe ``n``, as frames."""
+    count = iter(range(10**9))
+
+    @settings(
+        max_examples=int(os.environ.get("NBCALL_FUZZ_EXAMPLES", str(examples))),
+        deadline=None,
+        database=None,
+        suppress_health_check=list(HealthCheck),  # one connection serves every example, on purpose
+    )
+    @given(burst=BURSTS)
+    def burst_then_probe(burst: list[bytes | str]) -> None:
+        n = next(count)
+        send_and_check([*burst, TERMINATOR, *json_frames(probe(n))], n)
+
+    burst_then_probe()

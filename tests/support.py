@@ -310,6 +310,10 @@ class RawRtcPeer:
             if message is not None:
                 self.received.append(message)
 
+    async def signal(self, **fields: Any) -> None:
+        """Send a signaling message of the caller's making (relayed by the server as it is)."""
+        await self.ws.send(json.dumps({"from": self.id, **fields}))
+
     async def send(self, *frames: bytes | str) -> None:
         """Send each frame as one data-channel message, as it is."""
         for data in frames:

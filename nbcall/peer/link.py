@@ -28,7 +28,7 @@ from aiortc.sdp import candidate_from_sdp
 
 from ..wire.framing import EXTENSIONS, LENGTH, PROTOCOL, FrameDecoder, FramingError, encode_frames
 from ..wire.payload import Kind, oversize
-from .aiortc_patches import allow_loopback, tune_sctp, unacknowledged
+from .aiortc_patches import SACK_EVERY, SACK_EVERY_PEER, allow_loopback, tune_sctp, unacknowledged
 from .tracks import ArrayVideoTrack, MediaOptions, consume_audio, consume_video, local_track
 
 __all__ = ["EngineHost", "Link", "SendLimits", "description_of", "max_message_size"]
@@ -92,6 +92,8 @@ class Link:
         self.pending: list[dict[str, Any]] = []
         #: The largest message the peer takes (None: no limit), from its description.
         self.remote_max_message_size: int | None = None
+        #: DATA packets per SACK we send (see aiortc_patches.TunedSctpTransport), once we know who the peer is.
+        self.sack_every = SACK_EVERY
         #: An offer that met our own (glare) was ignored: the accept that follows it has nothing to answer.
         self.ignored_offer = False
         self.steps = asyncio.Lock()
@@ -147,6 +149,11 @@ class Link:
         self.announce_length = self.framed and isinstance(extensions, list) and "length" in extensions
         await self.pc.setRemoteDescription(description)
         self.remote_max_message_size = max_message_size(description.sdp)
+        # Another Peer (never polite) sends with aiortc, which does as well with fewer SACKs; a browser gets
+        # them as often as its own SCTP stack sends them.
+        self.sack_every = SACK_EVERY_PEER if signal.get("polite") is False else SACK_EVERY
+        if self.pc.sctp is not None:
+            tune_sctp(self.pc.sctp, self.sack_every)
         await self._add_pending()
 
     async def answer(self) -> None:
@@ -179,7 +186,10 @@ class Link:
 
     async def take_candidate(self, signal: dict[str, Any]) -> None:
         raw = signal.get("candidate")
-        init = json.loads(raw) if isinstance(raw, str) else raw
+        try:
+            init = json.loads(raw) if isinstance(raw, str) else raw
+        except ValueError:
+            init = {"candidate": raw}  # refused with one log line by _add_pending
         if not isinstance(init, dict) or not init.get("candidate"):
             return  # the end of the peer's candidates: aiortc learns it from the connection itself
         self.pending.append(init)
@@ -189,16 +199,23 @@ class Link:
     async def _add_pending(self) -> None:
         pending, self.pending = self.pending, []
         for init in pending:
-            candidate = candidate_from_sdp(str(init["candidate"]).split(":", 1)[1])
-            candidate.sdpMid = init.get("sdpMid")
-            candidate.sdpMLineIndex = init.get("sdpMLineIndex")
-            await self.pc.addIceCandidate(candidate)
+            try:
+                candidate = candidate_from_sdp(str(init["candidate"]).split(":", 1)[1])
+                candidate.sdpMid = init.get("sdpMid")
+                candidate.sdpMLineIndex = init.get("sdpMLineIndex")
+                await self.pc.addIceCandidate(candidate)
+            except (AssertionError, LookupError, TypeError, ValueError) as exc:
+                # The peer's bug or malice (aiortc's parser asserts): one candidate less, the call goes on.
+                shown = str(init.get("candidate"))[:80]
+                logger.warning(
+                    "ignored a malformed ICE candidate from %s (%s): %r", self.peer, type(exc).__name__, shown
+                )
 
     async def _set_local(self, description: RTCSessionDescription) -> None:
         allow_loopback(self.pc)
         await self.pc.setLocalDescription(description)
         if self.pc.sctp is not None:
-            tune_sctp(self.pc.sctp)
+            tune_sctp(self.pc.sctp, self.sack_every)
 
     def _signal(self, kind: str) -> None:
         local = self.pc.localDescription

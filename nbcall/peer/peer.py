@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import functools
-import html
 import itertools
 import json
 import logging
@@ -29,14 +28,13 @@ from typing import TYPE_CHECKING, Any
 import traitlets
 
 from ..call import config, kernel, owners
-from ..call.adapter import CallAdapter
 from ..call.client import SignalingClient
 from ..call.machine import FREE, IN_CALL, STATES, CallMachine, Changed, Delivered, ToEngine, ToServer
 from ..call.progress import PROGRESS_MIN, ProgressReporter
-from ..call.progress import describe as describe_progress
 from ..call.transfer import FileReceiver
-from ..exceptions import CallError
-from ..wire.payload import MAX_RECEIVE_SIZE, Kind, Message, decode, encode
+from ..wire.payload import MAX_RECEIVE_SIZE, Kind, Message, encode
+from .card import PeerCard
+from .from_engine import FromEngine
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -48,9 +46,6 @@ __all__ = ["Peer", "require_peer_dependencies"]
 logger = logging.getLogger("nbcall.peer.peer")
 
 INSTALL_HINT = 'pip install "nbcall[peer]"'
-#: Received messages waiting for slow ``on_message`` callbacks; more are not handed to them (they stay in
-#: ``messages``), and the log counts them.
-MAX_PENDING_CALLBACKS = 1000
 
 
 def require_peer_dependencies() -> None:
@@ -86,7 +81,7 @@ def _abandoned(
     callback_pool.shutdown(wait=False)
 
 
-class Peer(CallAdapter, traitlets.HasTraits):
+class Peer(FromEngine, PeerCard, traitlets.HasTraits):
     """A phone registered as ``user_id`` whose WebRTC runs in Python; see the module's docstring.
 
     Arguments are those of :class:`~nbcall.Phone` where they make sense. ``video`` and ``audio`` are what it
@@ -217,7 +212,7 @@ class Peer(CallAdapter, traitlets.HasTraits):
         self._transfers = itertools.count(1)
         # User callbacks run here, one at a time and in order, never on the signaling loop.
         self._callback_pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="nbcall-peer")
-        self._pending_callbacks = 0  # jobs in the pool's queue, bounded by MAX_PENDING_CALLBACKS
+        self._pending_callbacks = 0  # jobs in the pool's queue, bounded (see FromEngine)
         self._dropped_callbacks = 0
         self._callback_count_lock = threading.Lock()
         self._closing = False
@@ -506,125 +501,6 @@ class Peer(CallAdapter, traitlets.HasTraits):
         """Send ``peer`` a reply on a file that was ready after its message was handled (from any thread)."""
         kernel.submit(self._engine.send("json", encode(reply)[1], peer))
 
-    # ----------------------------------------------------------------------- messages from the server
-
-    # ------------------------------------------------------------------- reports from the aiortc engine
-
-    def engine_signal(self, peer: str, signal: dict[str, Any]) -> None:
-        with self._lock:
-            self._machine.engine_signal(peer, signal)
-            self._carry_out()
-
-    def engine_connection(self, peer: str, state: str) -> None:
-        with self._lock:
-            self.rtc["connectionState"] = state
-            self._log_entry("event", "connectionState", state)
-            self._machine.engine_connection(peer, state)
-            self._carry_out()
-
-    def engine_channel(self, peer: str, open_: bool, framed: bool) -> None:
-        with self._lock:
-            detail = {"peer": peer, "state": "open" if open_ else "closed", "framed": framed}
-            self._log_entry("event", f"datachannel-{detail['state']}", detail)
-            self._machine.engine_channel(peer, open_)
-            self._carry_out()
-
-    def engine_sfu_signal(self, role: str, signal: dict[str, Any]) -> None:
-        with self._lock:
-            self._machine.engine_sfu_signal(role, signal)
-            self._carry_out()
-
-    def engine_sfu_connection(self, role: str, state: str) -> None:
-        with self._lock:
-            self._log_entry("event", "connectionState", {"sfu": role, "state": state})
-            self._machine.engine_sfu_connection(role, state)
-            self._carry_out()
-
-    def engine_failure(self, peer: str, text: str) -> None:
-        with self._lock:
-            self._log_entry("event", "failure", text)
-            logger.warning("%s: %s", self.user_id, text)
-            self._machine.engine_failed(f"aiortc: {text}")
-            self._carry_out()
-
-    def engine_dropped(self, peer: str, problem: str) -> None:
-        """The link dropped a message from ``peer`` (malformed, or over :attr:`max_receive_size`), and logged
-        it: say so in :attr:`error`; the call goes on."""
-        self._log_entry("event", "dropped", {"peer": peer, "problem": problem})
-        self._apply({"error": f"from {peer}: {problem}"})
-
-    def engine_receiving(self, peer: str, size: int, total: int | None) -> None:
-        if (total or size) >= PROGRESS_MIN and not self._files.busy(peer):
-            self._report_progress(
-                {"direction": "in", "peer": peer, "name": None, "done": size, "total": total}
-            )
-
-    def engine_message(self, peer: str, kind: Kind, payload: bytes) -> None:
-        try:
-            data = decode(kind, payload)
-        except (UnicodeDecodeError, ValueError) as exc:
-            self._apply({"error": f"received a {kind} message that does not decode: {exc}"})
-            return
-        message: Message
-        handled = self._files.receive(peer, kind, data)
-        if handled is not None:
-            reply, finished, progress = handled
-            if reply is not None:
-                self._reply(reply, peer)
-            if progress is not None:
-                self._report_progress(progress)
-            if finished is None:
-                return
-            message = finished
-        else:
-            if len(payload) >= PROGRESS_MIN:  # its reception was reported: the last report says it is whole
-                whole = len(payload)
-                self._report_progress(
-                    {"direction": "in", "peer": peer, "name": None, "done": whole, "total": whole}
-                )
-            message = Message(data, peer, kind, len(payload), time.time())
-        kept = [*self.messages, message]
-        self.set_trait("messages", kept[max(0, len(kept) - self.max_messages) :])
-        for callback in list(self._callbacks):
-            with self._callback_count_lock:
-                full = self._pending_callbacks >= MAX_PENDING_CALLBACKS
-                if full:
-                    self._dropped_callbacks += 1
-                    dropped = self._dropped_callbacks
-                else:
-                    self._pending_callbacks += 1
-            if full:
-                self._callback_fell_behind(dropped)
-            else:
-                self._callback_pool.submit(self._run_callback, callback, message)
-
-    def _callback_fell_behind(self, dropped: int) -> None:
-        if dropped == 1 or dropped % 100 == 0:  # a counted line now and then, not one per message
-            text = (
-                f"on_message callbacks fall behind: {dropped} messages were not handed to them, "
-                f"{MAX_PENDING_CALLBACKS} wait already (they are in messages); make the callback quicker, or "
-                "hand its work to a thread or queue of your own"
-            )
-            logger.warning("%s: %s", self.user_id, text)
-            self._apply({"error": text})
-
-    def _reply(self, reply: dict[str, Any], peer: str) -> None:
-        """Answer a file's sender (its verdict): on the data channel, or in an SFU room through the server."""
-        try:
-            if not self._sent_through_server("json", encode(reply)[1], peer):
-                kernel.submit(self._engine.send("json", encode(reply)[1], peer))
-        except CallError as exc:
-            logger.warning("%s: could not send the verdict on a file to %s: %s", self.user_id, peer, exc)
-
-    def _run_callback(self, callback: Callable[[Message], Any], message: Message) -> None:
-        try:
-            callback(message)
-        except Exception:
-            logger.exception("%s: on_message callback %r failed", self.user_id, callback)
-        finally:
-            with self._callback_count_lock:
-                self._pending_callbacks -= 1
-
     # -------------------------------------------------------------------------------- sending, progress
 
     def _submit_send(
@@ -665,45 +541,6 @@ class Peer(CallAdapter, traitlets.HasTraits):
             self._log.append(entry)
             if len(self._log) > self.max_log:
                 del self._log[: len(self._log) - self.max_log]
-
-    # ----------------------------------------------------------------------------- notebook display
-
-    def _repr_html_(self) -> str:
-        colour = {"connected": "#2e7d32", "failed": "#c62828", "ringing": "#ef6c00", "calling": "#ef6c00"}
-        state = self.state
-        peer = f" with <b>{html.escape(self.peer)}</b>" if self.peer and state in IN_CALL else ""
-        online = "online" if self.online else "offline"
-        error = f"<div style='color:#c62828'>{html.escape(self.error)}</div>" if self.error else ""
-        others = html.escape(", ".join(self.peers)) or "nobody"
-        progress = ""
-        if self.progress:
-            share = self.progress["done"] / self.progress["total"] if self.progress.get("total") else None
-            bar = f"<progress max='1' value='{share:.3f}'></progress> " if share is not None else ""
-            text = html.escape(describe_progress(self.progress))
-            progress = f"<div class='nbcall-peer-progress'>{bar}{text}</div>"
-        return (
-            f"<div class='nbcall-peer' data-user='{html.escape(self.user_id)}' data-state='{state}' "
-            "style='display:inline-block;border:1px solid #ccc;border-radius:6px;padding:6px 10px;"
-            "font:13px sans-serif'>"
-            f"<b>{html.escape(self.user_id)}</b> (Python peer, {online}): "
-            f"<span style='color:{colour.get(state, '#555')}'>{state}</span>{peer}"
-            f"<div style='color:#777'>others online: {others}</div>{progress}{error}</div>"
-        )
-
-    def _ipython_display_(self) -> None:
-        """Show a status card that follows the peer's state (no camera UI)."""
-        from IPython.display import HTML, display
-
-        self._display = display(HTML(self._repr_html_()), display_id=True)
-        self.observe(lambda change: self._refresh_card(), ["online", "peers", "progress"])
-
-    def _refresh_card(self) -> None:
-        try:
-            from IPython.display import HTML
-
-            self._display.update(HTML(self._repr_html_()))
-        except Exception:  # noqa: BLE001 (no notebook to update any more: stop trying)
-            self._display = None
 
     def __repr__(self) -> str:
         peer = f" with {self.peer!r}" if self.state in IN_CALL else ""

@@ -37,6 +37,11 @@ class FromBrowser(Teaching, MediaControls):
         with self._lock:
             self._handle_from_browser(content, buffers, nested=False)
             self._carry_out()
+        self._run_due()
+
+    def _run_due(self) -> None:
+        """Run the ``on_message`` callbacks due, without the lock (see :attr:`_due`)."""
+        with self._lock:
             due, self._due = self._due, []
         for callback, message in due:
             try:
@@ -194,7 +199,7 @@ class FromBrowser(Teaching, MediaControls):
         try:
             data = decode(kind, payload)
         except (UnicodeDecodeError, ValueError) as exc:
-            self._apply({"error": f"received a {kind} message that does not decode: {exc}"})
+            self._refuse_message(sender, f"received a {kind} message that does not decode: {exc}")
             return
         message = self._file_part(sender, kind, data, len(payload))
         if message is None:

@@ -122,7 +122,7 @@ class FrameDecoder:
     def __init__(self, max_size: int = MAX_RECEIVE_SIZE, start: bool = False) -> None:
         #: The largest message kept; the owner may change it between frames.
         self.max_size = max_size
-        self._chunks: list[bytes] = []
+        self._chunks: list[memoryview] = []
         self._code = 0
         # The frames left of a message refused as too large are dropped, up to its last one.
         self._dropping = False
@@ -181,11 +181,12 @@ class FrameDecoder:
             self._dropping = more
             raise MessageTooLarge(problem)
         self._code = code
-        self._chunks.append(frame[1:])
+        # A view of the frame: the message is copied once, when it is joined.
+        self._chunks.append(memoryview(frame)[1:])
         self.pending += len(frame) - 1
         if more:
             return None
-        payload = self._chunks[0] if len(self._chunks) == 1 else b"".join(self._chunks)
+        payload = b"".join(self._chunks)
         self._reset()
         return KINDS[code - 1], payload
 

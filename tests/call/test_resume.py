@@ -293,3 +293,17 @@ async def test_a_receiver_that_does_not_say_it_resumes_gets_the_plain_flow(
     result = await send_files(link, [big])
     assert result["ok"] is True and [step[KEY] for step in link.steps] == ["start", "end"]
     assert "resume" not in link.steps[0] and link.sent_bytes == big.size
+
+
+def test_a_folder_sent_leaves_out_the_partial_files_a_receiver_keeps_in_it(tmp_path: Path) -> None:
+    (tmp_path / "inbox").mkdir()
+    (tmp_path / "inbox" / "done.txt").write_text("whole")
+    (tmp_path / "inbox" / ".cut.bin.nbcall-partial").write_bytes(b"part of a file")
+    assert [item.name for item in list_files([tmp_path / "inbox"])] == ["inbox/done.txt"]
+    reply, _, _ = FileReceiver(tmp_path / "out").receive(
+        "S", "json", {KEY: "start", "id": "1", "name": ".cut.bin.nbcall-partial", "size": 3, "resume": True}
+    )
+    assert (reply["code"], reply["error"]) == (
+        "unwritable",
+        "cannot write .cut.bin.nbcall-partial: nbcall keeps partial files under such names",
+    )

@@ -6,12 +6,10 @@ answers a later call."""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 from harness import Lab
-from hostile import BURSTS, TERMINATOR, json_frames
-from hypothesis import HealthCheck, given, settings
+from hostile import probe, run_bursts
 from playwright.sync_api import Page
 from support import RawRtcPeer
 from test_peer import peers, wait_until  # noqa: F401 (a fixture)
@@ -48,22 +46,13 @@ def test_a_hostile_peer_sending_garbage_leaves_the_browser_phone_up_bounded_and_
     raw = RawRtcPeer("X")
     kernel.run(raw.register(url), timeout=TIMEOUT)
     kernel.run(raw.call("B"), timeout=40)
-    count = iter(range(10**6))
 
-    @settings(
-        max_examples=int(os.environ.get("NBCALL_FUZZ_EXAMPLES", "30")),
-        deadline=None,
-        database=None,
-        suppress_health_check=list(HealthCheck),
-    )
-    @given(burst=BURSTS)
-    def garbage_then_a_probe(burst: list[bytes | str]) -> None:
-        n = next(count)
-        kernel.run(raw.send(*burst, TERMINATOR, *json_frames({"probe": n})), timeout=TIMEOUT)
-        echoed = ("json", json.dumps({"probe": n}, separators=(",", ":")).encode())
-        wait_until(lambda: echoed in raw.received, f"the phone to echo probe {n} after {burst!r:.300}")
+    def send_and_check(messages: list[bytes | str], n: int) -> None:
+        kernel.run(raw.send(*messages), timeout=TIMEOUT)
+        echoed = ("json", json.dumps(probe(n), separators=(",", ":")).encode())
+        wait_until(lambda: echoed in raw.received, f"the phone to echo probe {n} after {messages!r:.300}")
 
-    garbage_then_a_probe()
+    run_bursts(send_and_check, examples=30)
     assert nb.value("b.state") == "connected"
     assert nb.value("[e['type'] for e in b.log].count('dropped') > 0")  # the browser said what it dropped
     assert float(nb.value("rss_mib()")) - rss_before < 150  # type: ignore[arg-type]

@@ -244,17 +244,23 @@ def test_camera_frames_arrive_in_python_and_python_video_shows_in_the_phone(
     p.wait("ended", timeout=TIMEOUT)
 
 
-def test_files_go_both_ways_between_a_peer_and_a_browser_phone_checked_by_sha256(
-    lab: Lab, page: Page, peers: list[Peer], tmp_path: Path
-) -> None:
-    nb, url = open_phone(lab, page, "peer-files.ipynb")
-    inbox = tmp_path / "inbox"
+def phone_calls_peer(nb: Notebook, url: str, inbox: Path, peers: list[Peer]) -> Peer:
+    """A Peer "P" receiving files into ``inbox``, in a call from the notebook's phone ``b``."""
     inbox.mkdir()
     p = Peer("P", server=url, auto_answer=True, receive_dir=inbox)
     peers.append(p)
     nb.wait_until("'P' in b.peers")
     nb.run("b.call('P')\nawait b.wait_for('connected', timeout=20)")
     p.wait("connected", timeout=TIMEOUT)
+    return p
+
+
+def test_files_go_both_ways_between_a_peer_and_a_browser_phone_checked_by_sha256(
+    lab: Lab, page: Page, peers: list[Peer], tmp_path: Path
+) -> None:
+    nb, url = open_phone(lab, page, "peer-files.ipynb")
+    inbox = tmp_path / "inbox"
+    p = phone_calls_peer(nb, url, inbox, peers)
 
     # Peer -> Phone: one FileMessage in the phone's messages, its bytes in memory, checked.
     source = tmp_path / "report.bin"
@@ -290,12 +296,7 @@ def test_files_cut_before_resume_both_ways_between_a_peer_and_a_browser_phone(
     nb, url = open_phone(lab, page, "peer-resume.ipynb", cell)
     phone_inbox = Path(str(nb.value("os.path.abspath('phone-inbox')")))
     inbox = tmp_path / "inbox"
-    inbox.mkdir()
-    p = Peer("P", server=url, auto_answer=True, receive_dir=inbox)
-    peers.append(p)
-    nb.wait_until("'P' in b.peers")
-    nb.run("b.call('P')\nawait b.wait_for('connected', timeout=20)")
-    p.wait("connected", timeout=TIMEOUT)
+    p = phone_calls_peer(nb, url, inbox, peers)
 
     # Peer -> Phone: the phone's kernel kept the first MiB of report.bin from a cut transfer, and offers it.
     content = random.Random(5).randbytes(3 * 2**20 + 1)

@@ -3,12 +3,14 @@ that on any other version they leave the libraries' own behaviour in place and s
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import random
 import subprocess
 import sys
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection
@@ -226,3 +228,120 @@ async def test_on_other_versions_allow_loopback_changes_nothing(
 ) -> None:
     assert await _offer_candidates(allow=True) == []
     assert any("aiortc 1.17.0 is installed" in r.getMessage() for r in caplog.records)
+
+
+# ------------------------------------------------------------------------------------------ delayed SACKs
+
+
+async def _connected_pair() -> tuple[RTCPeerConnection, RTCPeerConnection, Any, Any]:
+    """Two peer connections on loopback with a data channel open between them: (sender, receiver, the
+    sender's channel, a future of the receiver's channel)."""
+    a, b = (
+        RTCPeerConnection(RTCConfiguration(iceServers=[])),
+        RTCPeerConnection(RTCConfiguration(iceServers=[])),
+    )
+    channel = a.createDataChannel("nbcall")
+    loop = asyncio.get_running_loop()
+    opened, theirs = loop.create_future(), loop.create_future()
+    channel.on("open", lambda: opened.set_result(None))
+    b.on("datachannel", theirs.set_result)
+    offer = await a.createOffer()
+    patches.allow_loopback(a)
+    await a.setLocalDescription(offer)
+    await b.setRemoteDescription(a.localDescription)
+    answer = await b.createAnswer()
+    patches.allow_loopback(b)
+    await b.setLocalDescription(answer)
+    await a.setRemoteDescription(b.localDescription)
+    await asyncio.wait_for(opened, 20)
+    return a, b, channel, await asyncio.wait_for(theirs, 20)
+
+
+async def _sacks_for(sack_every: int | None) -> tuple[int, int, bool]:
+    """Send 2 MiB to a receiver tuned to SACK every ``sack_every`` DATA packets (None: aiortc's own):
+    (DATA packets sent, SACKs the sender got, what arrived)."""
+    a, b, channel, theirs = await _connected_pair()
+    try:
+        if sack_every is not None:
+            assert patches.tune_sctp(b.sctp, sack_every)
+        sacks = 0
+        receive_sack = a.sctp._receive_sack_chunk
+
+        async def counted(chunk: Any) -> None:
+            nonlocal sacks
+            sacks += 1
+            await receive_sack(chunk)
+
+        a.sctp._receive_sack_chunk = counted
+        got: list[bytes] = []
+        whole = asyncio.get_running_loop().create_future()
+        payload = random.Random(7).randbytes(2 * 2**20)
+
+        @theirs.on("message")
+        def on_message(data: bytes) -> None:
+            got.append(data)
+            if sum(map(len, got)) >= len(payload):
+                whole.set_result(None)
+
+        first_tsn = a.sctp._local_tsn
+        for offset in range(0, len(payload), 65536):
+            channel.send(payload[offset : offset + 65536])
+        await asyncio.wait_for(whole, 60)
+        # The last SACK may still be on its way (delayed): wait until nothing is unacknowledged.
+        for _ in range(400):
+            if patches.unacknowledged(a.sctp) == 0:
+                break
+            await asyncio.sleep(0.01)
+        assert patches.unacknowledged(a.sctp) == 0
+        return (a.sctp._local_tsn - first_tsn) % 2**32, sacks, b"".join(got) == payload
+    finally:
+        await a.close()
+        await b.close()
+
+
+@pytest.mark.webrtc
+@pytest.mark.parametrize("sack_every", [2, 4])
+async def test_a_transfer_to_a_receiver_with_delayed_sacks_arrives_whole_and_all_of_it_is_acknowledged(
+    sack_every: int,
+) -> None:
+    # _sacks_for waits until the sender holds nothing unacknowledged: the last packets' delayed SACK came.
+    packets, sacks, arrived = await _sacks_for(sack_every)
+    assert arrived and packets > 1000 and sacks > 0
+
+
+async def test_delayed_sacks_go_every_nth_packet_at_once_after_a_gap_and_after_the_delay_otherwise(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    pc = await _pc_with_channel()
+    sent: list[str] = []
+
+    async def send_sack(self: sctp.RTCSctpTransport) -> None:  # aiortc's, as the network would see it
+        sent.append("gap" if self._sack_misordered else "sack")
+        self._sack_needed = False
+
+    monkeypatch.setattr(sctp.RTCSctpTransport, "_send_sack", send_sack)
+    try:
+        transport = pc.sctp
+        assert patches.tune_sctp(transport, 4)
+        transport._association_state = sctp.RTCSctpTransport.State.ESTABLISHED
+        for _ in range(8):  # eight DATA packets in order: two SACKs
+            transport._sack_needed = True
+            await transport._send_sack()
+        assert sent == ["sack", "sack"]
+        transport._sack_misordered.add(12345)  # a gap: each packet is acknowledged at once
+        for _ in range(2):
+            transport._sack_needed = True
+            await transport._send_sack()
+        assert sent == ["sack", "sack", "gap", "gap"]
+        transport._sack_misordered.clear()
+        transport._sack_needed = True
+        await transport._send_sack()  # one packet alone: its SACK goes after SACK_DELAY
+        assert len(sent) == 4
+        for _ in range(100):
+            if len(sent) == 5:
+                break
+            await asyncio.sleep(patches.SACK_DELAY)
+        assert sent == ["sack", "sack", "gap", "gap", "sack"]
+    finally:
+        transport._association_state = sctp.RTCSctpTransport.State.CLOSED
+        await pc.close()

@@ -4,38 +4,22 @@ directory. Real aiortc over 127.0.0.1 (marked ``webrtc``, run in the loopback-on
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import resource
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from hostile import BURSTS, TERMINATOR, json_frames
-from hypothesis import HealthCheck, given, settings
+from hostile import json_frames, probe, run_bursts
 from support import RawRtcPeer, wait_until_sync
 
-from nbcall import Peer
 from nbcall.call import kernel
 from nbcall.server.server import SignalingServer
 
 pytestmark = pytest.mark.webrtc
 TIMEOUT = 10.0
-
-
-@pytest.fixture
-def make_peer(server: SignalingServer) -> Iterator[Callable[..., Peer]]:
-    made: list[Peer] = []
-
-    def make(user_id: str, **options: Any) -> Peer:
-        peer = Peer(user_id, **{"server": server.url, **options})
-        made.append(peer)
-        return peer
-
-    yield make
-    for peer in made:
-        peer.close()
 
 
 def test_a_message_over_max_receive_size_is_dropped_with_an_error_and_the_call_goes_on(
@@ -59,6 +43,39 @@ def test_a_message_over_max_receive_size_is_dropped_with_an_error_and_the_call_g
     wait_until_sync(lambda: len(b.messages) == 2, "the large message under the raised bound", TIMEOUT)
     with pytest.raises(Exception, match="max_receive_size must be a number of bytes > 0"):
         b.max_receive_size = -1
+
+
+def test_malformed_candidates_and_messages_from_a_peer_cost_one_log_line_each_and_the_call_goes_on(
+    make_peer, server: SignalingServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    b = make_peer("B", auto_answer=True)
+    raw = RawRtcPeer("X")
+    kernel.run(raw.register(server.url), timeout=TIMEOUT)
+    kernel.run(raw.call("B"), timeout=30)
+    b.wait("connected", timeout=TIMEOUT)
+    bad = [
+        "{not json",
+        json.dumps({"candidate": "candidate:1 1 udp"}),
+        json.dumps({"candidate": "no colon"}),
+        5,
+    ]
+    with caplog.at_level(logging.WARNING, logger="nbcall"):
+        for candidate in bad:
+            kernel.run(raw.signal(type="ice", to="B", candidate=candidate), timeout=TIMEOUT)
+        kernel.run(raw.send(*json_frames({"probe": 1})), timeout=TIMEOUT)
+        wait_until_sync(lambda: b.messages, "the message after the bad candidates", TIMEOUT)
+    assert b.messages[-1].data == {"probe": 1} and b.state == "connected", b.error
+    lines = [r for r in caplog.records if "ICE candidate" in r.getMessage()]
+    assert len(lines) == len(bad) - 1 and all(r.exc_info is None for r in lines)  # 5 is no candidate at all
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="nbcall"):
+        kernel.run(raw.send(b"\x03{broken", b"\x01\xff", *json_frames({"probe": 2})), timeout=TIMEOUT)
+        wait_until_sync(
+            lambda: b.messages[-1].data == {"probe": 2}, "the message after two that do not decode"
+        )
+    assert "from X: received a str message that does not decode" in b.error
+    assert len([r for r in caplog.records if "does not decode" in r.getMessage()]) == 2
+    kernel.run(raw.close(), timeout=TIMEOUT)
 
 
 def _tree(root: Path) -> set[Path]:
@@ -91,23 +108,14 @@ def test_a_hostile_peer_sending_garbage_leaves_the_peer_up_bounded_and_its_files
     kernel.run(raw.call("B"), timeout=30)
     b.wait("connected", timeout=TIMEOUT)
     rss = [_rss_mib()]
-    count = iter(range(10**6))
 
-    @settings(
-        max_examples=int(os.environ.get("NBCALL_FUZZ_EXAMPLES", "60")),
-        deadline=None,
-        database=None,
-        suppress_health_check=list(HealthCheck),
-    )
-    @given(burst=BURSTS)
-    def garbage_then_a_probe(burst: list[bytes | str]) -> None:
-        n = next(count)
-        kernel.run(raw.send(*burst, TERMINATOR, *json_frames({"probe": n})), timeout=TIMEOUT)
-        wait_until_sync(lambda: {"probe": n} in probes, f"probe {n} after {burst!r:.300}", TIMEOUT)
+    def send_and_check(messages: list[bytes | str], n: int) -> None:
+        kernel.run(raw.send(*messages), timeout=TIMEOUT)
+        wait_until_sync(lambda: probe(n) in probes, f"probe {n} after {messages!r:.300}", TIMEOUT)
         assert b.state == "connected", b.error
         assert all(link.decoder.pending <= limit for link in b._engine.links.values())
 
-    garbage_then_a_probe()
+    run_bursts(send_and_check, examples=60)
     rss.append(_rss_mib())
     assert rss[-1] - rss[0] < 150, f"RSS grew from {rss[0]:.0f} to {rss[-1]:.0f} MiB"
     assert not list(outside.iterdir()), "a file was written through the symlink, outside the receive dir"

@@ -18,7 +18,7 @@ from aiortc import MediaStreamTrack
 from support import TIMEOUT, RawPeer
 from support import wait_until_sync as wait_until
 
-import nbcall.peer.peer
+import nbcall.peer.from_engine
 from nbcall import Message, Peer
 from nbcall.call import kernel
 from nbcall.peer.link import EngineHost, Link, SendLimits
@@ -77,7 +77,7 @@ def test_messages_for_slow_on_message_callbacks_wait_in_a_bounded_queue_and_the_
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    monkeypatch.setattr(nbcall.peer.peer, "MAX_PENDING_CALLBACKS", 5)
+    monkeypatch.setattr(nbcall.peer.from_engine, "MAX_PENDING_CALLBACKS", 5)
     peer = Peer("A", server=server.url, timeout=TIMEOUT)
     made.append(peer)
     go_on = threading.Event()

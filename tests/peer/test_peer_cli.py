@@ -47,6 +47,33 @@ def digests(folder: Path) -> dict[str, str]:
     }
 
 
+def receiving(server: SignalingServer, user_id: str, out: Path) -> subprocess.Popen[str]:
+    """``nbcall receive`` as ``user_id`` into ``out``, its stderr kept."""
+    command = nbcall_cmd("receive", "--server", server.url, "--as", user_id, "--out", out)
+    return subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env=env())
+
+
+def send_and_receive(
+    server: SignalingServer, path: Path, out: Path, receiver_id: str = "R"
+) -> tuple[subprocess.CompletedProcess[str], str]:
+    """``nbcall send`` of ``path`` to an ``nbcall receive`` into ``out``; both exit 0. Returns the send and
+    what the receiver said."""
+    receiver = receiving(server, receiver_id, out)
+    try:
+        online(server, receiver_id)
+        sent = run("send", "--server", server.url, "--as", f"S{receiver_id}", receiver_id, path, timeout=180)
+        assert sent.returncode == OK, sent.stderr
+        assert receiver.wait(60) == OK
+    finally:
+        receiver.kill()
+    return sent, receiver.stderr.read() if receiver.stderr else ""
+
+
+def online(server: SignalingServer, user_id: str) -> None:
+    with Peer("watcher", server=server.url) as watcher:
+        wait_until_sync(lambda: user_id in watcher.peers, f"{user_id} online", 30)
+
+
 @pytest.fixture
 def tree(tmp_path: Path) -> Path:
     folder = tmp_path / "tree"
@@ -62,23 +89,9 @@ def test_a_directory_goes_from_one_terminal_to_another_with_checksums(
     server: SignalingServer, tree: Path, tmp_path: Path
 ) -> None:
     out = tmp_path / "out"
-    receiver = subprocess.Popen(
-        nbcall_cmd("receive", "--server", server.url, "--as", "R", "--out", out),
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env(),
-    )
-    try:
-        with Peer("watcher", server=server.url) as watcher:
-            wait_until_sync(lambda: "R" in watcher.peers, "the receiver online", 30)
-        sent = run("send", "--server", server.url, "--as", "S", "R", tree)
-        assert sent.returncode == OK, sent.stderr
-        assert receiver.wait(30) == OK
-    finally:
-        receiver.kill()
+    sent, received = send_and_receive(server, tree, out)
     assert digests(out / "tree") == digests(tree)
     assert "sent 3 file(s) to R" in sent.stderr and "100%" in sent.stderr  # the progress bar finished
-    received = receiver.stderr.read() if receiver.stderr else ""
     assert "received" in received and "big.bin" in received
 
 
@@ -113,17 +126,12 @@ def test_an_exists_refusal_exits_8_whatever_the_receivers_folder_is_called(
     assert "a.txt exists in" in refused.stderr and (out / "a.txt").read_text() == "mine"
 
 
-def online(server: SignalingServer, user_id: str) -> None:
-    with Peer("watcher", server=server.url) as watcher:
-        wait_until_sync(lambda: user_id in watcher.peers, f"{user_id} online", 30)
-
-
 @pytest.mark.webrtc
 def test_a_receiver_killed_mid_transfer_is_resumed_by_the_next_send(
     server: SignalingServer, tmp_path: Path
 ) -> None:
     big, out = tmp_path / "big.bin", tmp_path / "out"
-    big.write_bytes(os.urandom(40 * 2**20))
+    big.write_bytes(os.urandom(24 * 2**20))
     partial = out / ".big.bin.nbcall-partial"
     receiver = subprocess.Popen(
         nbcall_cmd("receive", "--server", server.url, "--as", "R", "--out", out), env=env()
@@ -150,24 +158,11 @@ def test_a_receiver_killed_mid_transfer_is_resumed_by_the_next_send(
     assert 0 < kept < big.stat().st_size and not (out / "big.bin").exists()
 
     # The ID R is held a while for the killed process: the new receiver registers as R2, into the same folder.
-    receiver = subprocess.Popen(
-        nbcall_cmd("receive", "--server", server.url, "--as", "R2", "--out", out),
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env(),
-    )
-    try:
-        online(server, "R2")
-        again = run("send", "--server", server.url, "--as", "S2", "R2", big)
-        assert again.returncode == OK, again.stderr
-        assert receiver.wait(30) == OK
-    finally:
-        receiver.kill()
-    assert re.search(r"big\.bin: resumed at \d+\.\d MiB of 40\.0 MiB", again.stderr), again.stderr
+    again, received = send_and_receive(server, big, out, receiver_id="R2")
+    assert re.search(r"big\.bin: resumed at \d+\.\d MiB of 24\.0 MiB", again.stderr), again.stderr
     assert not re.search(r"\b0%\|", again.stderr)  # the progress bar starts where the file resumed
     assert (out / "big.bin").read_bytes() == big.read_bytes()
     assert sorted(p.name for p in out.iterdir()) == ["big.bin"]  # no partial file left
-    received = receiver.stderr.read() if receiver.stderr else ""
     assert "big.bin: resumed at" in received
 
 

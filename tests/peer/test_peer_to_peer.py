@@ -13,7 +13,7 @@ import json
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -33,20 +33,6 @@ TIMEOUT = 10.0
 async def _stop(server: SignalingServer) -> None:
     server.close()
     await server.wait_closed()
-
-
-@pytest.fixture
-def make_peer(server: SignalingServer) -> Iterator[Callable[..., Peer]]:
-    made: list[Peer] = []
-
-    def make(user_id: str, **options: Any) -> Peer:
-        peer = Peer(user_id, **{"server": server.url, **options})
-        made.append(peer)
-        return peer
-
-    yield make
-    for peer in made:
-        peer.close()
 
 
 def connect(caller: Peer, callee: Peer) -> None:
@@ -263,15 +249,15 @@ def test_a_file_cut_by_the_end_of_the_call_resumes_in_the_next_call(make_peer, t
     receiver.receive = spied(receiver.receive)  # type: ignore[method-assign]
     receiver.abort = spied(receiver.abort)  # type: ignore[method-assign]
     source = tmp_path / "big.bin"
-    source.write_bytes(os.urandom(24 * 2**20))
+    source.write_bytes(os.urandom(12 * 2**20))
     partial = out / ".big.bin.nbcall-partial"
     b.call("A")
     b.wait("connected", timeout=TIMEOUT)
     cut = b.send_file(source)
-    wait_until_sync(lambda: partial.exists() and partial.stat().st_size >= 4 * 2**20, "4 MiB to arrive", 60)
+    wait_until_sync(lambda: partial.exists() and partial.stat().st_size >= 2 * 2**20, "2 MiB to arrive", 120)
     a.hangup()  # from this thread, while A's loop writes the file
     b.wait("ended", timeout=TIMEOUT)
-    assert cut.exception(60) is not None or cut.result()["ok"] is False  # the call ended under it
+    assert cut.exception(180) is not None or cut.result()["ok"] is False  # the call ended under it
     wait_until_sync(lambda: a.interrupted_files == ["big.bin"], "A to drop the file", TIMEOUT)
     kept = partial.stat().st_size
     assert 0 < kept < source.stat().st_size and not (out / "big.bin").exists()
@@ -279,7 +265,7 @@ def test_a_file_cut_by_the_end_of_the_call_resumes_in_the_next_call(make_peer, t
 
     b.call("A")
     b.wait("connected", timeout=TIMEOUT)
-    result = b.send_file(source).result(60)
+    result = b.send_file(source).result(300)  # generous: a loaded machine
     (verdict,) = result["files"]
     assert (result["ok"], verdict["offset"]) == (True, kept)
     assert verdict["note"].startswith("resumed at ")

@@ -128,3 +128,11 @@ def test_a_malformed_message_in_a_batch_is_logged_in_one_short_line_and_the_rest
     assert phone.state == "connected" and phone.messages == []
     assert isinstance(phone.stats, dict) and phone.local_media == {"audio": False, "video": False}
     assert [e for e in phone.log if e["type"] == "protocol-error"]
+
+
+def test_a_message_that_does_not_decode_is_dropped_in_one_log_line(in_call, caplog) -> None:
+    phone = in_call()
+    from_browser(phone, {"type": "message", "peer": "A", "kind": "json", "last": True}, b"{broken")
+    from_browser(phone, {"type": "message", "peer": "A", "kind": "str", "last": True}, b"\xff\xfe")
+    assert phone.messages == [] and "received a str message that does not decode" in phone.error
+    assert len(warnings(caplog)) == 2 and phone.state == "connected"
