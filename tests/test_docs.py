@@ -149,6 +149,27 @@ def test_troubleshooting_explains_every_error_code() -> None:
     assert not missing, f"docs/guides/troubleshooting.md should say what these mean: {missing}"
 
 
+def test_troubleshooting_and_the_python_peer_explain_every_verdict_code_of_a_file() -> None:
+    from nbcall.call.files import CODES
+
+    for page in (DOCS / "guides" / "troubleshooting.md", DOCS / "guides" / "python-peer.md"):
+        text = page.read_text()
+        missing = {code for code in CODES if f"| `{code}` |" not in text}
+        assert not missing, f"{page.relative_to(ROOT)} should say what these verdict codes mean: {missing}"
+
+
+def test_the_python_peer_gives_each_verdict_code_its_exit_status() -> None:
+    from nbcall.call.files import CODES
+    from nbcall.peer.transfer_cli import CODE_EXITS, INTERRUPTED
+
+    page = (DOCS / "guides" / "python-peer.md").read_text()
+    for code in CODES:
+        status = CODE_EXITS.get(code, INTERRUPTED)
+        assert re.search(rf"^\| `{re.escape(code)}` \| .* \| {status} \|$", page, re.MULTILINE), (
+            f"docs/guides/python-peer.md: the row of verdict code {code!r} should end with exit status {status}"
+        )
+
+
 def test_troubleshooting_explains_every_camera_and_microphone_failure() -> None:
     from nbcall.widget import media
 
