@@ -72,6 +72,16 @@ def test_lesson_runs_without_errors(lab: Lab, page: Page, name: str) -> None:
     if name.startswith("08"):
         # Lesson 8's large transfer: both ends heard its progress to the end, and the phone's is over.
         assert text.count("the last 30 of 30 MiB") == 2 and "phone.progress == {}" in text, text[-600:]
+    if name.startswith("10"):
+        # Lesson 10's measurement: one broadcast costs a mesh member one copy per other member, an SFU member one.
+        assert "mesh room of 5: P0 uploaded" in text and "sfu room of 5: P0 uploaded" in text, text[-600:]
+        times = {
+            line.split(":")[0]: float(line.split("=")[1].split("x")[0])
+            for line in text.splitlines()
+            if "P0 uploaded" in line
+        }
+        assert round(times["mesh room of 5"]) == 4 and round(times["sfu room of 5"]) == 1, times
+        assert "P0's publisher DTLS peer" in text
 
 
 def save_executed(page: Page, path: Path) -> None:
