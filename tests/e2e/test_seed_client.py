@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import threading
+import time
 import urllib.parse
 from collections.abc import Callable, Iterator
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -148,7 +149,7 @@ def test_a_greeting_sent_as_the_channel_opens_reaches_the_phone_in_every_one_of_
     greetings, took = nb.value("(_greetings, _time.monotonic() - _started)")
     print(f"{GREETED_CALLS} calls to the seed app in {took:.1f} s")
     assert nb.value("sorted(set(_got))") == ["Hello from S"]
-    assert_every_greeting_sent_arrived(seed, greetings)
+    assert_every_greeting_sent_arrived(seed, greetings, lambda: int(nb.value("len(_got)")))
 
 
 def greeting_sent(seed: Page) -> bool:
@@ -157,15 +158,23 @@ def greeting_sent(seed: Page) -> bool:
     return seed.evaluate("window.seed.greetings.at(-1)") == "sent"
 
 
-def assert_every_greeting_sent_arrived(seed: Page, received: list[int]) -> None:
-    """Each call's greeting reached nbcall once if the seed app's browser sent it. Chromium now and then never
-    sends a message sent as a channel it did not open opens (its own getStats counts none sent): that is no loss
-    on nbcall's side, so it is only counted, and must stay rare."""
+def assert_every_greeting_sent_arrived(seed: Page, received: list[int], count: Callable[[], int]) -> None:
+    """Each greeting the seed app's browser sent reached nbcall once (``count()`` says how many did, in all).
+
+    Chromium now and then never sends a message sent as a channel it did not open opens (its own getStats counts
+    none sent): that is no loss on nbcall's side, so it is only counted, and must stay rare. A greeting may come
+    after its call's wait (on a loaded machine), and is then counted with the next call: the total says whether
+    one was lost, ``received`` (per call) only when each came."""
     seed.wait_for_function(f"() => window.seed.greetings.length >= {len(received)}", timeout=10_000)
     sent = seed.evaluate("window.seed.greetings")[-len(received) :]
     assert seed.evaluate("document.getElementById('out').textContent").count("said hello") >= len(received)
-    lost = [i for i, (n, s) in enumerate(zip(received, sent, strict=True)) if n != (s == "sent")]
-    assert not lost, f"calls whose greeting the browser sent and nbcall did not get once: {lost}"
+    expected = sent.count("sent")
+    deadline = time.monotonic() + 10
+    while count() < expected and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert count() == expected, f"the browser sent {expected} greetings and nbcall got {count()}"
+    late = [i for i, (n, s) in enumerate(zip(received, sent, strict=True)) if n != (s == "sent")]
+    print(f"calls whose greeting came after that call's wait (counted with the next): {late}")
     unsent = sent.count("unsent")
     print(f"greetings the seed app's browser never sent: {unsent} of {len(sent)}")
     assert unsent <= len(sent) // 50, f"the browser sent no greeting in {unsent} calls"
