@@ -195,6 +195,19 @@ async def _wait_on_loop(peer: Peer) -> None:
     peer.wait("ended", timeout=0.1)  # blocking the loop that runs the peer would deadlock it
 
 
+def test_upload_counts_what_a_peer_sent_on_the_connections_it_holds(make_peer) -> None:
+    make_peer("A", auto_answer=True)
+    b = make_peer("B")
+    b.call("A")
+    b.wait("connected", timeout=TIMEOUT)
+    before = b.upload()
+    b.send(b"x" * 100_000).result(TIMEOUT)
+    after = b.upload()
+    assert (before["connections"], after["connections"]) == (1, 1)
+    assert after["data_bytes"] - before["data_bytes"] >= 100_000  # the message, plus its frames' headers
+    assert after["media_bytes"] == 0  # a data-only call sends no RTP
+
+
 def test_send_file_writes_it_under_its_name_and_the_receiver_checks_it(make_peer, tmp_path: Path) -> None:
     out = tmp_path / "out"
     out.mkdir()
