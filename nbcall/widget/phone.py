@@ -16,7 +16,6 @@ import itertools
 import json
 import logging
 import pathlib
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
@@ -27,6 +26,7 @@ import traitlets
 
 from ..call import config, kernel, owners, transfer
 from ..call.client import SignalingClient, server_urls
+from ..call.lock import AdapterLock
 from ..call.machine import FREE, IN_CALL, STATES, CallMachine, Changed, Delivered, ToEngine, ToServer
 from ..call.progress import ProgressReporter
 from ..exceptions import CallError
@@ -258,7 +258,8 @@ class Phone(FromBrowser, Sending, anywidget.AnyWidget):
             registered = self._register(client, timeout)
             url = client.url
         super().__init__()
-        self._lock = threading.RLock()
+        self._lock = AdapterLock()
+        self._checks = {}
         self._client = client
         self._machine = machine
         machine.user_id = str(registered.get("id", user_id)) if registered else user_id

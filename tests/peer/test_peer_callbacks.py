@@ -61,6 +61,41 @@ def test_an_observer_on_the_background_loop_makes_a_peer_reads_stats_and_is_told
     assert "A" in c.peers and c.error == ""
 
 
+def test_an_observer_of_a_change_made_in_a_cell_may_wait_for_the_loop_and_call_the_peer_from_a_thread(
+    server: SignalingServer, made: list[Any]
+) -> None:
+    """Observers used to run with the peer's lock held: the loop, updating the peer meanwhile, and a thread
+    calling one of its methods waited for the observer, which waited for them."""
+    a = Peer("A", server=server.url, timeout=TIMEOUT)
+    made.append(a)
+    made.append(RawPeer(server.url, "Q"))
+    wait_until(lambda: "Q" in a.peers, "A to see Q")
+    done: dict[str, Any] = {}
+
+    def on_state(change: dict[str, Any]) -> None:
+        if change["new"] != "calling" or done:
+            return
+        try:
+            made.append(RawPeer(server.url, "Z"))  # A hears of it on the loop, which must take A's lock
+            wait_until(lambda: "Z" in a.peers, "A to hear that Z joined")
+            done["stats"] = a.stats
+            other = threading.Thread(target=a.hangup)
+            other.start()
+            other.join(TIMEOUT)
+            done["hung up"] = not other.is_alive()
+        except Exception as exc:  # noqa: BLE001 (said below, not into the peer that called us)
+            done["failed"] = repr(exc)
+
+    a.observe(on_state, "state")
+    cell = threading.Thread(target=a.call, args=("Q",), daemon=True)
+    cell.start()
+    cell.join(4 * TIMEOUT)
+    assert not cell.is_alive(), "call() still has not returned: deadlocked"
+    assert "failed" not in done, done.get("failed")
+    assert isinstance(done["stats"], dict) and done["hung up"]
+    wait_until(lambda: a.state == "ended", "A to hang up")
+
+
 def test_messages_for_slow_on_message_callbacks_wait_in_a_bounded_queue_and_the_rest_are_counted(
     server: SignalingServer,
     made: list[Any],
