@@ -515,6 +515,11 @@ class CallAdapter:
             f"{self._timeout_hint()}"
         )
 
+    def _to_receiver(self, work: Callable[[], Any]) -> None:
+        """Do ``work`` on the file receiver on the thread that owns it (with the lock held): here, the background
+        loop, where a Peer receives; a Phone receives on another thread (see its own)."""
+        work()
+
     def _timeout_hint(self) -> str:
         """What a timed-out wait adds to its message: the likeliest cause, when there is one."""
         return ""
@@ -552,7 +557,9 @@ class CallAdapter:
         """A message from the signaling server (runs on the background loop's thread)."""
         with self._lock:
             self._log_entry("in", str(message.get("type")), message, size)
-            self._files.learn(message)  # whether the peer resumes files, from its call or answer
+            self._to_receiver(
+                partial(self._files.learn, message)
+            )  # does the peer resume files (call, answer)
             if message.get("type") == "error":
                 logger.warning("%s: signaling server: %s", self.user_id, message.get("message"))
             self._machine.receive(message, time.monotonic())
