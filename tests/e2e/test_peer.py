@@ -289,12 +289,19 @@ def test_files_go_both_ways_between_a_peer_and_a_browser_phone_checked_by_sha256
     p.wait("ended", timeout=TIMEOUT)
 
 
+def open_phone_with_inbox(lab: Lab, page: Page, name: str, options: str = "") -> tuple[Notebook, str, Path]:
+    """The notebook's phone ``b`` writing received files into a folder of the notebook's own (the tests' notebooks
+    share one directory), and that folder."""
+    folder = name.removesuffix(".ipynb") + "-inbox"
+    cell = f"import os\nb = nbcall.Phone('B', receive_dir={folder!r}{options}); b"
+    nb, url = open_phone(lab, page, name, cell)
+    return nb, url, Path(str(nb.value(f"os.path.abspath({folder!r})")))
+
+
 def test_files_cut_before_resume_both_ways_between_a_peer_and_a_browser_phone(
     lab: Lab, page: Page, peers: list[Peer], tmp_path: Path
 ) -> None:
-    cell = "import os\nb = nbcall.Phone('B', receive_dir='phone-inbox'); b"
-    nb, url = open_phone(lab, page, "peer-resume.ipynb", cell)
-    phone_inbox = Path(str(nb.value("os.path.abspath('phone-inbox')")))
+    nb, url, phone_inbox = open_phone_with_inbox(lab, page, "peer-resume.ipynb")
     inbox = tmp_path / "inbox"
     p = phone_calls_peer(nb, url, inbox, peers)
 
@@ -328,9 +335,7 @@ def test_files_cut_before_resume_both_ways_between_a_peer_and_a_browser_phone(
 def test_a_file_cut_by_the_peer_hanging_up_leaves_no_stray_messages_and_resumes_in_the_next_call(
     lab: Lab, page: Page, peers: list[Peer], tmp_path: Path
 ) -> None:
-    cell = "import os\nb = nbcall.Phone('B', receive_dir='phone-inbox', auto_answer=True); b"
-    nb, url = open_phone(lab, page, "peer-cut.ipynb", cell)
-    phone_inbox = Path(str(nb.value("os.path.abspath('phone-inbox')")))
+    nb, url, phone_inbox = open_phone_with_inbox(lab, page, "peer-cut.ipynb", ", auto_answer=True")
     partial = phone_inbox / ".report.bin.nbcall-partial"
     p = Peer("P", server=url)
     peers.append(p)
