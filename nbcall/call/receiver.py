@@ -125,6 +125,10 @@ class FileReceiver:
             listed = extensions if isinstance(extensions, list) and signal.get("framing") else []
             self._extensions[sender] = frozenset(str(e) for e in listed)
 
+    def new_call(self) -> None:
+        """A call or room begins: what any peer sends is new, none of it the rest of a cut file."""
+        self._cut.clear()
+
     def resumes(self, peer: str) -> bool:
         """Whether ``peer`` answers a file's ``start`` with an offset (it said so in its call or answer)."""
         return RESUME in self._extensions.get(peer, ())

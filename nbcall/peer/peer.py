@@ -479,6 +479,8 @@ class Peer(FromEngine, PeerCard, traitlets.HasTraits):
     def _apply(self, fields: dict[str, Any]) -> None:
         if "room" in fields:
             self._media.room = bool(fields["room"])
+        if fields.get("state") in ("calling", "ringing") or fields.get("room"):
+            self._to_receiver(self._files.new_call)
         if fields.get("state") in FREE:
             # Files still coming when a call ends will not be finished: drop them, and say which.
             self._abort_files([None])
@@ -498,6 +500,13 @@ class Peer(FromEngine, PeerCard, traitlets.HasTraits):
             return
         for sender in senders:
             self.interrupted_files += self._files.abort(sender)
+
+    def _to_receiver(self, work: Callable[[], Any]) -> None:
+        """The background loop owns a Peer's file receiver (aiortc hands it the messages there)."""
+        if self._on_loop():
+            work()
+        else:
+            kernel.call_soon(work)
 
     def _reply_later(self, peer: str, reply: dict[str, Any]) -> None:
         """Send ``peer`` a reply on a file that was ready after its message was handled (from any thread)."""

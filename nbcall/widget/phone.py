@@ -494,6 +494,8 @@ class Phone(FromBrowser, Sending, anywidget.AnyWidget):
         state = fields.get("state")
         if state in ("calling", "ringing") or "room" in fields:
             self.stats = {}  # a new call or room: the last one's statistics no longer apply
+        if state in ("calling", "ringing") or fields.get("room"):
+            self._to_receiver(self._files.new_call)
         if state in ("calling", "ringing"):
             fields = {**fields, "media_error": ""}
         elif state in FREE:
