@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import TIMEOUT, RawPeer
+from support import TIMEOUT, channel_open, phone_answering
 from support import wait_until_sync as wait_until
 
 from nbcall import Phone
@@ -62,14 +62,8 @@ def main_thread() -> Iterator[MainThread]:
 def test_a_call_the_peer_ends_mid_file_cuts_it_on_the_main_thread_and_its_late_bytes_are_no_messages(
     server: SignalingServer, made: list[Any], main_thread: MainThread, tmp_path: Path
 ) -> None:
-    phone = Phone("P", server=server.url, timeout=TIMEOUT, receive_dir=tmp_path)
-    made.append(phone)
-    caller = RawPeer(server.url, "Caller")
-    made.append(caller)
-    caller.call("P")
-    wait_until(lambda: phone.state == "ringing", "P to ring")
-    phone.answer()
-    main_thread.relay(phone, {"type": "channel", "peer": "Caller", "state": "open", "label": "nbcall"})
+    phone, caller = phone_answering(server.url, made, receive_dir=tmp_path)
+    main_thread.relay(phone, channel_open("Caller"))
     assert phone.state == "connected"
     main_thread.message(phone, "Caller", start_message("report.bin", 3000, "f1", resume=True))
     main_thread.message(phone, "Caller", {"nbcall_file": "from", "id": "f1", "offset": 0})
@@ -100,7 +94,7 @@ def test_a_call_the_peer_ends_mid_file_cuts_it_on_the_main_thread_and_its_late_b
     caller.call("P")
     wait_until(lambda: phone.state == "ringing", "P to ring again")
     phone.answer()
-    main_thread.relay(phone, {"type": "channel", "peer": "Caller", "state": "open", "label": "nbcall"})
+    main_thread.relay(phone, channel_open("Caller"))
     main_thread.message(phone, "Caller", b"a message")
     assert [m.data for m in phone.messages] == [b"a message"]
 
@@ -108,14 +102,8 @@ def test_a_call_the_peer_ends_mid_file_cuts_it_on_the_main_thread_and_its_late_b
 def test_without_a_browser_message_the_cut_still_happens_on_the_main_thread(
     server: SignalingServer, made: list[Any], main_thread: MainThread, tmp_path: Path
 ) -> None:
-    phone = Phone("P", server=server.url, timeout=TIMEOUT, receive_dir=tmp_path)
-    made.append(phone)
-    caller = RawPeer(server.url, "Caller")
-    made.append(caller)
-    caller.call("P")
-    wait_until(lambda: phone.state == "ringing", "P to ring")
-    phone.answer()
-    main_thread.relay(phone, {"type": "channel", "peer": "Caller", "state": "open", "label": "nbcall"})
+    phone, caller = phone_answering(server.url, made, receive_dir=tmp_path)
+    main_thread.relay(phone, channel_open("Caller"))
     main_thread.message(phone, "Caller", start_message("report.bin", 3000, "f1", resume=True))
     caller.send(type="hangup", to="P")
     wait_until(lambda: phone.state == "ended", "P to hear the hang-up")
