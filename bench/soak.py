@@ -1,12 +1,16 @@
 """Soak: many call/hang-up cycles, each followed by a 1 MiB send, and whether the process comes back to its level.
 
     .venv/bin/python bench/soak.py [--peer-cycles 1000] [--phone-cycles 200] [--warmup 20] [--only peers|phones]
+                                   [--trace 15]
 
 Peers: two :class:`~nbcall.Peer` in this process (aiortc, the kernel's background loop, its signaling server).
 Phones: two browser phones in one page of a real JupyterLab + Chromium; the cycles run in the kernel, and the
 figures are the kernel process's. For each: the process's RSS, open file descriptors, asyncio tasks on nbcall's
 background loop and threads, after ``--warmup`` cycles, in the middle and at the end (each after a short settle
-and a garbage collection). Verdict: fds, tasks and threads back to their warm-up level, RSS within 10% of it.
+and a garbage collection), and the RSS once more after glibc's ``malloc_trim(0)`` gave the allocator's free pages
+back: what the first keeps above the second is fragmentation, not memory in use. Verdict: fds, tasks and threads
+back to their warm-up level, RSS within 10% of it. ``--trace N`` (Peers) also compares tracemalloc snapshots and
+the live objects by type between the warm-up and the end, and prints the N largest growths.
 Runs itself inside a loopback-only network namespace (needs root), like the tests.
 """
 
@@ -27,8 +31,20 @@ sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "tests" / "e2e")]
 
 #: What a settled process is made of; the same code runs here and in the notebook's kernel.
 MEASURE = '''
-import asyncio as _asyncio, gc as _gc, os as _os, time as _time
+import asyncio as _asyncio, ctypes as _ctypes, gc as _gc, os as _os, time as _time
 from nbcall.call import kernel as _kernel
+
+def soak_rss():
+    with open("/proc/self/status") as status:
+        fields = dict(line.split(":", 1) for line in status)
+    return int(fields["VmRSS"].split()[0]) / 1024, int(fields["Threads"])
+
+def soak_trim():
+    """Have glibc give its free pages back (malloc_trim); False where there is no glibc."""
+    try:
+        return bool(_ctypes.CDLL("libc.so.6").malloc_trim(0))
+    except (OSError, AttributeError):
+        return False
 
 def soak_figures(settle=1.0):
     """The process's RSS (MiB), open fds, tasks on nbcall's loop and threads, once calls have wound down."""
@@ -36,14 +52,16 @@ def soak_figures(settle=1.0):
     _gc.collect()
     async def tasks():
         return len(_asyncio.all_tasks())
-    with open("/proc/self/status") as status:
-        fields = dict(line.split(":", 1) for line in status)
-    return {
-        "rss_mib": int(fields["VmRSS"].split()[0]) / 1024,
+    rss, threads = soak_rss()
+    figures = {
+        "rss_mib": rss,
         "fds": len(_os.listdir("/proc/self/fd")),
         "tasks": _kernel.run(tasks(), timeout=10),
-        "threads": int(fields["Threads"]),
+        "threads": threads,
     }
+    if soak_trim():
+        figures["trimmed_mib"] = soak_rss()[0]
+    return figures
 '''
 
 PHONES_SETUP = (
@@ -84,7 +102,47 @@ def in_loopback_namespace() -> bool:
     return [name for _, name in socket.if_nameindex()] == ["lo"]
 
 
-def peer_soak(cycles: int, warmup: int) -> list[tuple[str, dict[str, float]]]:
+class Trace:
+    """tracemalloc snapshots and live objects by type, to tell a leak in Python from the allocator's keeping."""
+
+    def __init__(self, top: int) -> None:
+        self.top = top
+        self.before: tuple[object, dict[str, int]] | None = None
+
+    @staticmethod
+    def _take() -> tuple[object, dict[str, int]]:
+        import collections
+        import gc
+        import tracemalloc
+
+        gc.collect()
+        counts = collections.Counter(type(o).__qualname__ for o in gc.get_objects())
+        return tracemalloc.take_snapshot(), dict(counts)
+
+    def mark(self) -> None:
+        """Start here: what is allocated from now on and still held at the end is the growth (tracemalloc slows
+        the cycles down several times, so the warm-up runs without it)."""
+        import tracemalloc
+
+        tracemalloc.start(1)
+        self.before = self._take()
+
+    def report(self, cycles: int) -> str:
+        assert self.before is not None
+        (old, old_counts), (new, new_counts) = self.before, self._take()
+        diffs = new.compare_to(old, "lineno")  # type: ignore[attr-defined]
+        lines = [
+            f"tracemalloc, the warm-up to the end ({cycles} cycles): {sum(d.size_diff for d in diffs) / 2**20:+.2f} MiB"
+        ]
+        for d in diffs[: self.top]:
+            lines.append(f"  {d.size_diff / 1024:+9.1f} KiB {d.count_diff:+7d} blocks  {d.traceback[0]}")
+        growth = sorted(((new_counts.get(k, 0) - old_counts.get(k, 0), k) for k in new_counts), reverse=True)
+        lines.append("live objects by type, the largest growths:")
+        lines += [f"  {n:+7d} {name}" for n, name in growth[: self.top] if n > 0] or ["  none"]
+        return "\n".join(lines)
+
+
+def peer_soak(cycles: int, warmup: int, trace: int = 0) -> list[tuple[str, dict[str, float]]]:
     import threading
 
     from nbcall import Peer
@@ -98,6 +156,7 @@ def peer_soak(cycles: int, warmup: int) -> list[tuple[str, dict[str, float]]]:
     b.on_message(lambda m: arrived.set() if m.size == 2**20 else None)
     points = sorted({warmup, warmup + (cycles - warmup) // 2, cycles})
     rows: list[tuple[str, dict[str, float]]] = []
+    tracing = Trace(trace) if trace else None
     t0 = time.perf_counter()
     try:
         for n in range(1, cycles + 1):
@@ -106,7 +165,7 @@ def peer_soak(cycles: int, warmup: int) -> list[tuple[str, dict[str, float]]]:
             a.wait("connected", timeout=30)
             b.wait("connected", timeout=30)
             a.send(os.urandom(2**20)).result(30)
-            if not arrived.wait(30):
+            if not arrived.wait(30 if tracing is None else 300):
                 raise TimeoutError(f"cycle {n}: the 1 MiB message did not arrive")
             a.hangup()
             b.wait("ended", timeout=30)
@@ -116,6 +175,10 @@ def peer_soak(cycles: int, warmup: int) -> list[tuple[str, dict[str, float]]]:
                 rows.append((f"{label} ({n})", {**figures(), "seconds": time.perf_counter() - t0}))  # type: ignore[operator]
                 t0 = time.perf_counter()
                 print(f"  peers {label:8} after {n:5} cycles: {rows[-1][1]}", flush=True)
+                if tracing is not None and n == warmup:
+                    tracing.mark()
+        if tracing is not None:
+            print(tracing.report(cycles - warmup), flush=True)
     finally:
         a.close()
         b.close()
@@ -164,10 +227,12 @@ def verdict(rows: list[tuple[str, dict[str, float]]]) -> list[str]:
 
 def table(title: str, rows: list[tuple[str, dict[str, float]]]) -> str:
     # seconds: the wall time of the cycles since the row before (calls on a shared machine vary).
-    lines = [title, f"{'':18}{'RSS MiB':>10}{'fds':>6}{'tasks':>7}{'threads':>9}{'seconds':>9}"]
+    # trimmed: the RSS once malloc_trim(0) gave the allocator's free pages back (nan without glibc).
+    lines = [title, f"{'':18}{'RSS MiB':>10}{'trimmed':>9}{'fds':>6}{'tasks':>7}{'threads':>9}{'seconds':>9}"]
     for label, f in rows:
         lines.append(
-            f"{label:18}{f['rss_mib']:10.1f}{f['fds']:6.0f}{f['tasks']:7.0f}{f['threads']:9.0f}{f['seconds']:9.0f}"
+            f"{label:18}{f['rss_mib']:10.1f}{f.get('trimmed_mib', float('nan')):9.1f}{f['fds']:6.0f}"
+            f"{f['tasks']:7.0f}{f['threads']:9.0f}{f['seconds']:9.0f}"
         )
     heap = [f["page_heap_mib"] for _, f in rows if f.get("page_heap_mib") is not None]
     if heap:
@@ -191,13 +256,16 @@ def main() -> None:
     )
     parser.add_argument("--warmup", type=int, default=20, help="cycles before the first figures (default 20)")
     parser.add_argument("--only", choices=("peers", "phones"), help="run one of the two soaks")
+    parser.add_argument(
+        "--trace", type=int, default=0, metavar="N", help="Peers: print the N largest growths (tracemalloc)"
+    )
     args = parser.parse_args()
     if not in_loopback_namespace():
         cmd = ["unshare", "-n", "sh", "-c", 'ip link set lo up && exec "$@"', "sh", sys.executable, *sys.argv]
         raise SystemExit(subprocess.call(cmd))
     reports, failed = [], False
     if args.only in (None, "peers"):
-        rows = peer_soak(args.peer_cycles, args.warmup)
+        rows = peer_soak(args.peer_cycles, args.warmup, args.trace)
         reports.append(table(f"Two Peers, {args.peer_cycles} cycles (call, 1 MiB, hang up)", rows))
         failed |= bool(verdict(rows))
     if args.only in (None, "phones"):

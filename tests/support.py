@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -359,3 +360,32 @@ def register(protocol: Any, conn: str, peer_id: str) -> list[tuple[str, str]]:
     """Connect ``conn`` to a ``SignalingProtocol`` and register it as ``peer_id``, with presence."""
     protocol.connect(conn)
     return protocol.receive(conn, frame(type="register", presence=True, **{"from": peer_id}))  # type: ignore[no-any-return]
+
+
+def phone_answering(server_url: str, made: list[Any], **options: Any) -> tuple[Any, RawPeer]:
+    """A Phone "P" (closed by ``made``) that a RawPeer "Caller" called and that answered; its browser half, which
+    the test simulates, has yet to report the channel open (:func:`channel_open`)."""
+    from nbcall import Phone
+
+    phone = Phone("P", server=server_url, timeout=TIMEOUT, **options)
+    made.append(phone)
+    caller = RawPeer(server_url, "Caller")
+    made.append(caller)
+    caller.call("P")
+    wait_until_sync(lambda: phone.state == "ringing", "P to ring")
+    phone.answer()
+    return phone, caller
+
+
+def channel_open(peer: str) -> dict[str, Any]:
+    """What a phone's browser half reports once its data channel to ``peer`` is open."""
+    return {"type": "channel", "peer": peer, "state": "open", "label": "nbcall"}
+
+
+def returns_on_a_thread(call: Callable[..., Any], *args: Any, timeout: float = TIMEOUT) -> bool:
+    """Whether ``call(*args)``, run on a thread of its own (a daemon), returns within ``timeout`` seconds: False
+    shows a deadlock without hanging the test."""
+    thread = threading.Thread(target=call, args=args, daemon=True)
+    thread.start()
+    thread.join(timeout)
+    return not thread.is_alive()

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
-import threading
 import time
 from collections.abc import Callable, Sequence
 from functools import partial
@@ -20,6 +19,7 @@ from typing import Any, TypeVar
 from ..exceptions import CallError, SignalingError
 from . import kernel, owners
 from .client import SignalingClient
+from .lock import AdapterLock
 from .machine import STATES, CallMachine
 from .progress import ProgressReporter
 from .transfer import FileReceiver, list_files, send_files
@@ -35,13 +35,15 @@ Verdict = Callable[[bool], T | Exception | None]
 class CallAdapter:
     """Mixin of ``Phone`` and ``Peer``: their calls, rooms and signaling, fed to one machine each.
 
-    The class sets ``_machine``, ``_lock``, ``_closing``, ``_timer``, ``_armed``, ``_progress`` (which
+    The class sets ``_machine``, ``_lock`` (an :class:`~.lock.AdapterLock`), ``_closing``, ``_timer``, ``_armed``, ``_progress`` (which
     publishes to its ``progress`` trait) and ``_files`` (its file receiver), and defines ``_carry_out()``,
     ``_log_entry(direction, type, detail, size)`` and ``send_file_part`` (see :class:`~.transfer.FileLink`).
     """
 
     _machine: CallMachine
-    _lock: threading.RLock
+    _lock: AdapterLock
+    #: The checks of the waits under way, by the trait they follow (see :meth:`_watch`).
+    _checks: dict[str, list[Callable[[bool], None]]]
     _closing: bool
     _timer: asyncio.TimerHandle | None
     _armed: float | None
@@ -63,6 +65,18 @@ class CallAdapter:
 
     def _carry_out(self) -> None:
         raise NotImplementedError
+
+    def _notify_observers(self, event: Any) -> None:
+        """Settle the waits on this change now, and notify the observers once the lock is released (see
+        :mod:`.lock`): an observer may then wait for the loop or call this phone from another thread."""
+        for check in list(getattr(self, "_checks", {}).get(event["name"], ())):
+            check(False)
+        notify = super()._notify_observers  # type: ignore[misc]
+        lock: AdapterLock | None = getattr(self, "_lock", None)
+        if lock is not None and lock.held():
+            lock.defer(notify, event)
+        else:
+            notify(event)
 
     def _log_entry(self, direction: str, kind: str, detail: Any, size: int = 0) -> None:
         raise NotImplementedError
@@ -424,11 +438,11 @@ class CallAdapter:
         """
         future: concurrent.futures.Future[T] = concurrent.futures.Future()
 
-        def check(change: Any = None) -> None:
+        def check(first: bool) -> None:
             with self._lock:
                 if future.done():
                     return
-                outcome = verdict(change is None)
+                outcome = verdict(first)
                 try:
                     if isinstance(outcome, Exception):
                         future.set_exception(outcome)
@@ -437,9 +451,18 @@ class CallAdapter:
                 except concurrent.futures.InvalidStateError:
                     pass  # the waiter gave up (timed out, cancelled) meanwhile
 
-        self.observe(check, names)
-        check()
-        return future, lambda: self.unobserve(check, names)
+        def stop() -> None:
+            with self._lock:
+                for name in names:
+                    self._checks[name].remove(check)
+
+        # Checked as each change is made, not after the lock is released as observers are: a wait for
+        # "connected" must not miss a call that connected and ended before the lock was released.
+        with self._lock:
+            for name in names:
+                self._checks.setdefault(name, []).append(check)
+        check(True)
+        return future, stop
 
     def _states_reached(self, states: tuple[str, ...]) -> Verdict[str]:
         unknown = set(states) - set(STATES)
@@ -492,6 +515,11 @@ class CallAdapter:
             f"{self._timeout_hint()}"
         )
 
+    def _to_receiver(self, work: Callable[[], Any]) -> None:
+        """Do ``work`` on the file receiver on the thread that owns it (with the lock held): here, the background
+        loop, where a Peer receives; a Phone receives on another thread (see its own)."""
+        work()
+
     def _timeout_hint(self) -> str:
         """What a timed-out wait adds to its message: the likeliest cause, when there is one."""
         return ""
@@ -529,7 +557,9 @@ class CallAdapter:
         """A message from the signaling server (runs on the background loop's thread)."""
         with self._lock:
             self._log_entry("in", str(message.get("type")), message, size)
-            self._files.learn(message)  # whether the peer resumes files, from its call or answer
+            self._to_receiver(
+                partial(self._files.learn, message)
+            )  # does the peer resume files (call, answer)
             if message.get("type") == "error":
                 logger.warning("%s: signaling server: %s", self.user_id, message.get("message"))
             self._machine.receive(message, time.monotonic())

@@ -2,9 +2,12 @@
 file and writes it, keeps what a cut transfer wrote for the next one to resume, and never raises on what a peer
 sends (a bad message gets a verdict and one log line).
 
-A receiver is used from one thread: the one that hands it the peer's messages. Hashing a partial file to offer
-it runs on a thread of its own, which touches only that file and ``reply_later``; the receiver picks its result up
-when the sender's ``from`` comes, which the sender sends only after the offer arrived.
+A receiver is used from one thread, its owner: the one that hands it the peer's messages (a Peer's background
+loop, a Phone's kernel main thread), which also aborts its files when a call ends; only the sender's registry of
+replies (:meth:`FileReceiver.expect_replies`, used by :func:`~nbcall.call.transfer.send_files` on the background
+loop) takes a lock of its own. Hashing a partial file to offer it runs on a thread of its own, which touches only
+that file and ``reply_later``; the receiver picks its result up when the sender's ``from`` comes, which the sender
+sends only after the offer arrived.
 """
 
 from __future__ import annotations
@@ -98,6 +101,12 @@ class FileReceiver:
         self.reply_later = reply_later
         self._incoming: dict[str, _Incoming] = {}
         self._replies: dict[tuple[str, str | None], Callable[[Reply], Any]] = {}
+        self._replies_lock = threading.Lock()
+        #: Senders whose file a call's end cut: the rest of its bytes, still on their way, are dropped (they are
+        #: no messages of their own) until the sender starts a file or a call again.
+        self._cut: set[str] = set()
+        #: How many bytes of cut files were dropped so.
+        self.dropped_bytes = 0
         self._extensions: dict[str, frozenset[str]] = {}
         #: Files received so far, with their verdicts' codes.
         self.received: list[Received] = []
@@ -112,8 +121,13 @@ class FileReceiver:
         """Note what the peer of a ``call`` or ``answer`` signal understands (its ``framing_ext``)."""
         sender, extensions = signal.get("from"), signal.get("framing_ext")
         if signal.get("type") in ("call", "answer") and isinstance(sender, str):
+            self._cut.discard(sender)  # a new call: what comes is new
             listed = extensions if isinstance(extensions, list) and signal.get("framing") else []
             self._extensions[sender] = frozenset(str(e) for e in listed)
+
+    def new_call(self) -> None:
+        """A call or room begins: what any peer sends is new, none of it the rest of a cut file."""
+        self._cut.clear()
 
     def resumes(self, peer: str) -> bool:
         """Whether ``peer`` answers a file's ``start`` with an offset (it said so in its call or answer)."""
@@ -122,12 +136,14 @@ class FileReceiver:
     def expect_replies(self, ident: str, callback: Callable[[Reply], Any], sender: str | None = None) -> None:
         """Call ``callback(reply)`` with each reply (offer, verdict) on file ``ident`` from ``sender`` (or
         anyone) until :meth:`forget_replies`."""
-        self._replies[(ident, sender)] = callback
+        with self._replies_lock:
+            self._replies[(ident, sender)] = callback
 
     def forget_replies(self, ident: str) -> None:
         """Stop taking replies on file ``ident``."""
-        for key in [key for key in self._replies if key[0] == ident]:
-            del self._replies[key]
+        with self._replies_lock:
+            for key in [key for key in self._replies if key[0] == ident]:
+                del self._replies[key]
 
     # ---------------------------------------------------------------------------------- as a receiver
 
@@ -148,6 +164,9 @@ class FileReceiver:
 
     def _bytes(self, sender: str, kind: str, data: Any) -> Handled | None:
         incoming = self._incoming.get(sender)
+        if incoming is None and kind == "bytes" and sender in self._cut:
+            self.dropped_bytes += len(data)  # the tail of a file the call's end cut
+            return None, None, None
         if incoming is None or kind != "bytes":
             return None
         if incoming.mode != "bytes" and not incoming.error:
@@ -164,13 +183,15 @@ class FileReceiver:
         return None, None, self._progress(incoming)
 
     def abort(self, sender: str | None = None) -> list[str]:
-        """Drop unfinished files (the call ended), keeping what can be resumed; returns their names."""
+        """Drop unfinished files (the call ended), keeping what can be resumed; returns their names. The rest of
+        their bytes, still on the way, is dropped too (counted in :attr:`dropped_bytes`)."""
         names = []
         for key in [sender] if sender else list(self._incoming):
             incoming = self._incoming.pop(key, None) if key else None
             if incoming is not None:
                 self._close(incoming, keep=True)
                 names.append(incoming.name)
+                self._cut.add(incoming.sender)
         return names
 
     # ------------------------------------------------------------------------------------- internals
@@ -178,7 +199,8 @@ class FileReceiver:
     def _control(self, sender: str, data: dict[str, Any]) -> Handled:
         what, ident = data.get(KEY), str(data.get("id"))
         if what in ("verdict", "offset"):
-            callback = self._replies.get((ident, sender)) or self._replies.get((ident, None))
+            with self._replies_lock:
+                callback = self._replies.get((ident, sender)) or self._replies.get((ident, None))
             if callback is not None:
                 callback(data)
             return None, None, None
@@ -202,6 +224,7 @@ class FileReceiver:
         return None, None, None  # a step of a newer version: ignored
 
     def _start(self, sender: str, ident: str, data: dict[str, Any]) -> Handled:
+        self._cut.discard(sender)
         old = self._incoming.pop(sender, None)
         if old is not None:  # the sender gave that one up
             self._close(old, keep=True)

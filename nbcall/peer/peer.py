@@ -29,6 +29,7 @@ import traitlets
 
 from ..call import config, kernel, owners
 from ..call.client import SignalingClient
+from ..call.lock import AdapterLock
 from ..call.machine import FREE, IN_CALL, STATES, CallMachine, Changed, Delivered, ToEngine, ToServer
 from ..call.progress import PROGRESS_MIN, ProgressReporter
 from ..call.transfer import FileReceiver
@@ -191,7 +192,8 @@ class Peer(FromEngine, PeerCard, traitlets.HasTraits):
         client = SignalingClient(url, user_id, register_fields=machine.register_fields, secret=secret)
         registered = self._register(client, timeout)
         super().__init__()
-        self._lock = threading.RLock()
+        self._lock = AdapterLock()
+        self._checks = {}
         self._client = client
         self._machine = machine
         machine.user_id = str(registered.get("id", user_id)) if registered else user_id
@@ -477,6 +479,8 @@ class Peer(FromEngine, PeerCard, traitlets.HasTraits):
     def _apply(self, fields: dict[str, Any]) -> None:
         if "room" in fields:
             self._media.room = bool(fields["room"])
+        if fields.get("state") in ("calling", "ringing") or fields.get("room"):
+            self._to_receiver(self._files.new_call)
         if fields.get("state") in FREE:
             # Files still coming when a call ends will not be finished: drop them, and say which.
             self._abort_files([None])
@@ -496,6 +500,13 @@ class Peer(FromEngine, PeerCard, traitlets.HasTraits):
             return
         for sender in senders:
             self.interrupted_files += self._files.abort(sender)
+
+    def _to_receiver(self, work: Callable[[], Any]) -> None:
+        """The background loop owns a Peer's file receiver (aiortc hands it the messages there)."""
+        if self._on_loop():
+            work()
+        else:
+            kernel.call_soon(work)
 
     def _reply_later(self, peer: str, reply: dict[str, Any]) -> None:
         """Send ``peer`` a reply on a file that was ready after its message was handled (from any thread)."""

@@ -3,9 +3,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import collections
 import logging
 import numbers
 import reprlib
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -32,10 +35,54 @@ class FromBrowser(Teaching, MediaControls):
     #: ``on_message`` callbacks due for the messages just handled: run once the lock is released, so that a
     #: callback may wait for the background loop (make a phone, say) while the loop handles this phone.
     _due: list[tuple[Callable[[Message], Any], Message]]
+    #: The file receiver's owner: the thread that hands this phone the browser's messages (the kernel's main
+    #: thread), and the event loop it runs (None: none, or no message came yet).
+    _receiver_thread: int | None
+    _receiver_loop: asyncio.AbstractEventLoop | None
+    #: Work for the receiver from other threads (a call the peer ended, seen on the background loop), waiting
+    #: for its owner, oldest first.
+    _receiver_work: collections.deque[Callable[[], Any]]
 
     def _from_browser(self, _widget: Any, content: Any, buffers: list[bytes]) -> None:
         with self._lock:
+            self._own_receiver()
             self._handle_from_browser(content, buffers, nested=False)
+            self._carry_out()
+        self._run_due()
+
+    def _own_receiver(self) -> None:
+        """On the thread that hands the browser's messages: own the file receiver, and do the work waiting for it
+        (lock held)."""
+        self._receiver_thread = threading.get_ident()
+        try:
+            self._receiver_loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self._receiver_loop = None
+        while self._receiver_work:
+            self._receiver_work.popleft()()
+
+    def _to_receiver(self, work: Callable[[], Any]) -> None:
+        """Do ``work`` on the file receiver on its owner's thread (lock held). From another thread it is queued
+        for the owner, after what is queued already: the file's bytes the browser still relays come on that
+        thread, in order with it. Before any browser spoke, or where its messages come on a thread without an
+        event loop to queue onto, the work is done at once."""
+        owner, loop = self._receiver_thread, self._receiver_loop
+        if owner is None or owner == threading.get_ident() or loop is None:
+            while self._receiver_work:
+                self._receiver_work.popleft()()
+            work()
+            return
+        self._receiver_work.append(work)
+        try:
+            loop.call_soon_threadsafe(self._receiver_turn)
+        except RuntimeError:  # that loop is closed (the kernel is exiting): nobody else will do it
+            while self._receiver_work:
+                self._receiver_work.popleft()()
+
+    def _receiver_turn(self) -> None:
+        """The owner's turn at the work queued for the receiver (see :meth:`_to_receiver`)."""
+        with self._lock:
+            self._own_receiver()
             self._carry_out()
         self._run_due()
 
@@ -97,8 +144,7 @@ class FromBrowser(Teaching, MediaControls):
             logger.info("%s: another browser tab shows the phone; its calls stay in the first", self.user_id)
         self._frontend = True
         self._send_custom({"type": "history", "log": self._log[-self.max_log :]})
-        pending, self._to_browser = self._to_browser, []
-        for msg, bufs in pending:
+        for msg, bufs in self._to_browser.take():
             self._send_custom(msg, bufs)
 
     def _on_browser_bye(self, content: dict[str, Any], buffers: list[bytes]) -> None:

@@ -11,12 +11,12 @@ actions.
 from __future__ import annotations
 
 import asyncio
+import collections
 import functools
 import itertools
 import json
 import logging
 import pathlib
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
@@ -27,12 +27,14 @@ import traitlets
 
 from ..call import config, kernel, owners, transfer
 from ..call.client import SignalingClient, server_urls
+from ..call.lock import AdapterLock
 from ..call.machine import FREE, IN_CALL, STATES, CallMachine, Changed, Delivered, ToEngine, ToServer
 from ..call.progress import ProgressReporter
 from ..exceptions import CallError
 from ..teach.sdp import Descriptions
 from ..wire.faults import Faults, FaultyOutbox
 from ..wire.payload import MAX_RECEIVE_SIZE, Message
+from .backlog import Backlog
 from .from_browser import FromBrowser
 from .outgoing import Outgoing
 from .phone_part import settle
@@ -43,6 +45,8 @@ __all__ = ["STATES", "Phone"]
 logger = logging.getLogger("nbcall.widget.phone")
 
 STATIC = pathlib.Path(__file__).parent / "static"
+#: How ``error`` begins once messages for a browser half that never came were dropped.
+_NEVER_SHOWN = "no browser ever displayed this phone, so none runs its calls"
 _NO_MEDIA = {"audio": False, "video": False}
 #: What the browser half needs to know of this side (see the widget protocol's settings).
 _BROWSER_DEFAULTS = {
@@ -88,6 +92,10 @@ class Phone(FromBrowser, Sending, anywidget.AnyWidget):
 
     A message kept in memory has at most ``max_receive_size`` bytes (512 MiB by default): a larger one is
     dropped, and :attr:`error` says so; the call goes on.
+
+    Its calls run in the browser that displays it: until one does, what that browser will need waits, at most
+    the last 1,000 messages (16 MiB, ``nbcall.widget.backlog``); older ones are dropped and
+    counted, and :attr:`error` says to display the phone.
 
     A file sent with :meth:`send_file` (or from a :class:`~nbcall.Peer` or ``nbcall send``) arrives as one
     :class:`~nbcall.call.transfer.FileMessage` (``name``, ``sha256``), checked; its bytes are in ``data``, or with
@@ -258,7 +266,8 @@ class Phone(FromBrowser, Sending, anywidget.AnyWidget):
             registered = self._register(client, timeout)
             url = client.url
         super().__init__()
-        self._lock = threading.RLock()
+        self._lock = AdapterLock()
+        self._checks = {}
         self._client = client
         self._machine = machine
         machine.user_id = str(registered.get("id", user_id)) if registered else user_id
@@ -283,12 +292,14 @@ class Phone(FromBrowser, Sending, anywidget.AnyWidget):
         self._stats_waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[Any]]] = []
         self._callbacks: list[Callable[[Message], Any]] = []
         self._due = []
+        self._receiver_thread = self._receiver_loop = None
+        self._receiver_work = collections.deque()
         self._progress = ProgressReporter(user_id, lambda report: self.set_trait("progress", report))
         self._frontend = False
         #: The page running the calls (None: none yet), and every page that showed the phone, last shown last.
         self._engine: str | None = None
         self._pages: list[str] = []
-        self._to_browser: list[tuple[dict[str, Any], list[bytes | memoryview]]] = []
+        self._to_browser = Backlog()
         self._outgoing = Outgoing()
         #: Senders of file parts waiting for the browser to take what was sent: (the awaiting loop, its future).
         self._room_waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[Any]]] = []
@@ -463,7 +474,7 @@ class Phone(FromBrowser, Sending, anywidget.AnyWidget):
             elif isinstance(action, Changed):
                 self._apply(action.fields)
             elif isinstance(action, Delivered):  # through the server (an SFU room's directed send)
-                self._received(action.peer, action.kind, action.payload)
+                self._to_receiver(functools.partial(self._received, action.peer, action.kind, action.payload))
                 kernel.call_soon(self._run_due)  # once the lock is released
         self._schedule_tick()
 
@@ -483,10 +494,12 @@ class Phone(FromBrowser, Sending, anywidget.AnyWidget):
         state = fields.get("state")
         if state in ("calling", "ringing") or "room" in fields:
             self.stats = {}  # a new call or room: the last one's statistics no longer apply
+        if state in ("calling", "ringing") or fields.get("room"):
+            self._to_receiver(self._files.new_call)
         if state in ("calling", "ringing"):
             fields = {**fields, "media_error": ""}
         elif state in FREE:
-            self._files.abort()  # files still coming will not be finished
+            self._to_receiver(self._files.abort)  # files still coming will not be finished
             self._outgoing.clear()  # the browser fails what it still had of them
             self._pump()  # wakes file senders: their next send says the call ended
             # The browser stops every track on "close"; say so now rather than when its report gets through.
@@ -505,8 +518,22 @@ class Phone(FromBrowser, Sending, anywidget.AnyWidget):
         """Send to the browser half; held back until it said hello, since earlier messages would be lost."""
         if self._frontend:
             self._send_custom(content, buffers or [])
-        else:
-            self._to_browser.append((content, buffers or []))
+        elif self._to_browser.add(content, buffers or []):
+            self._never_shown()
+
+    def _never_shown(self) -> None:
+        """Messages for the browser half were dropped: no browser ever showed the phone (lock held)."""
+        backlog = self._to_browser
+        if backlog.dropped == 1 or self.error.startswith(_NEVER_SHOWN):
+            if backlog.dropped == 1:
+                logger.warning(
+                    "%s was never displayed: dropping what its browser half would need", self.user_id
+                )
+            self._apply({
+                "error": f"{_NEVER_SHOWN}: {backlog.dropped} messages for its browser half were dropped (it keeps "
+                f"the last {backlog.max_count}, {backlog.max_bytes // 2**20} MiB); display it (put it last in "
+                "a cell, or display(phone)) before calling or answering"
+            })  # fmt: skip
 
     def _send_custom(self, content: dict[str, Any], buffers: list[bytes | memoryview] | None = None) -> None:
         """Send a custom message to the browser half (``Widget.send``, which ``Phone.send`` overrides)."""

@@ -15,6 +15,7 @@ from ..call.adapter import CallAdapter
 from ..call.client import SignalingClient
 from ..teach.sdp import Descriptions
 from ..wire.payload import Message
+from .backlog import Backlog
 from .outgoing import Outgoing
 
 __all__ = ["PhonePart", "settle"]
@@ -37,7 +38,7 @@ class PhonePart(CallAdapter):
     _parts: dict[str, list[bytes | memoryview]]
     _refusing: set[str]
     max_receive_size: int
-    _to_browser: list[tuple[dict[str, Any], list[bytes | memoryview]]]
+    _to_browser: Backlog
     _outgoing: Outgoing
     _log: list[dict[str, Any]]
     max_log: int

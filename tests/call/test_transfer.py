@@ -74,6 +74,23 @@ def test_a_received_file_is_written_under_its_cleaned_name_and_checked(tmp_path:
     assert receiver.receive("S", "bytes", b"not a file") is None  # ordinary messages pass through
 
 
+def test_the_rest_of_a_file_a_call_cut_is_dropped_until_the_sender_starts_anew(tmp_path: Path) -> None:
+    receiver = FileReceiver(tmp_path)
+    assert receiver.receive("S", "json", {KEY: "start", "id": "f1", "name": "a.bin", "size": 10}) is not None
+    receiver.receive("S", "bytes", b"01234")
+    assert receiver.abort() == ["a.bin"]  # the call ended
+    # Bytes still on their way are the file's, not messages: dropped and counted.
+    assert receiver.receive("S", "bytes", b"56789") == (None, None, None)
+    assert receiver.receive("T", "bytes", b"another peer's message") is None
+    assert receiver.dropped_bytes == 5
+    for begins in (receiver.new_call, lambda: receiver.learn({"type": "call", "from": "S"})):
+        begins()  # a new call (this phone's, or the sender's call or answer): what comes is new
+        assert receiver.receive("S", "bytes", b"a message") is None
+        receiver.receive("S", "json", {KEY: "start", "id": "f2", "name": "b.bin", "size": 10})
+        receiver.abort()
+        assert receiver.receive("S", "bytes", b"56789") == (None, None, None)
+
+
 def test_an_existing_file_is_not_overwritten_without_permission(tmp_path: Path) -> None:
     (tmp_path / "a.txt").write_text("mine")
     reply, message, _ = _send(FileReceiver(tmp_path), "a.txt", b"theirs")

@@ -1,12 +1,15 @@
 """A notebook used like a notebook: a phone shown in two cells, the notebook open in a second tab, a page
-reloaded and a kernel restarted in the middle of a call."""
+reloaded, a tab closed and a kernel restarted in the middle of a call."""
 
 from __future__ import annotations
 
 import re
+import time
 
 from harness import Lab, screenshot
 from playwright.sync_api import BrowserContext, Page, expect
+
+from nbcall import Peer
 
 PHONES = (
     "import nbcall, asyncio\na = nbcall.Phone('A'); b = nbcall.Phone('B', auto_answer=True)\ndisplay(a, b)"
@@ -89,3 +92,33 @@ def test_a_kernel_restarted_mid_call_ends_the_peers_call_with_a_reason(
     second.run(f"import nbcall\nb = nbcall.Phone('B', server={url!r}, auto_answer=True); b")
     first.wait_until("'B' in a.peers")
     first.run("a.call('B')\nawait a.wait_for('connected', timeout=20)")
+
+
+def test_closing_the_tab_that_runs_a_call_ends_the_peers_call_at_once_saying_why(
+    lab: Lab, page: Page, context: BrowserContext
+) -> None:
+    """The page says ``bye`` as it goes (pagehide): the kernel hangs up for it at once, rather than the peer
+    finding out when its connection times out."""
+    nb = lab.run_notebook(
+        page, "closed-tab.ipynb", ["import nbcall, asyncio\na = nbcall.Phone('A'); a"], phones=("A",)
+    )
+    peer = Peer("P", server=str(nb.value("a.server_url")), auto_answer=True)
+    try:
+        nb.wait_until("'P' in a.peers")
+        nb.run("a.call('P')\nawait a.wait_for('connected', timeout=20)")
+        peer.wait("connected", timeout=20)
+        closed = time.monotonic()
+        page.close(run_before_unload=True)
+        deadline = closed + 15  # far below the 30 s in which a peer connection no one answers is given up
+        while peer.state == "connected" and time.monotonic() < deadline:
+            time.sleep(0.05)
+        took = time.monotonic() - closed
+        assert (peer.state, peer.error) == ("ended", "A hung up"), f"after {took:.1f} s"
+        # The kernel knows why: the notebook opened again shows the phone's call ended, and the reason.
+        again = lab.open(context.new_page(), "closed-tab.ipynb")
+        reason = "the browser page running the call was closed or reloaded"
+        assert again.value("(a.state, a.error)") == ["failed", reason]
+        again.run("display(a)")
+        expect(again.phone("A", "failed").locator(".nbcall-error")).to_have_text(reason, timeout=30_000)
+    finally:
+        peer.close()

@@ -289,12 +289,19 @@ def test_files_go_both_ways_between_a_peer_and_a_browser_phone_checked_by_sha256
     p.wait("ended", timeout=TIMEOUT)
 
 
+def open_phone_with_inbox(lab: Lab, page: Page, name: str, options: str = "") -> tuple[Notebook, str, Path]:
+    """The notebook's phone ``b`` writing received files into a folder of the notebook's own (the tests' notebooks
+    share one directory), and that folder."""
+    folder = name.removesuffix(".ipynb") + "-inbox"
+    cell = f"import os\nb = nbcall.Phone('B', receive_dir={folder!r}{options}); b"
+    nb, url = open_phone(lab, page, name, cell)
+    return nb, url, Path(str(nb.value(f"os.path.abspath({folder!r})")))
+
+
 def test_files_cut_before_resume_both_ways_between_a_peer_and_a_browser_phone(
     lab: Lab, page: Page, peers: list[Peer], tmp_path: Path
 ) -> None:
-    cell = "import os\nb = nbcall.Phone('B', receive_dir='phone-inbox'); b"
-    nb, url = open_phone(lab, page, "peer-resume.ipynb", cell)
-    phone_inbox = Path(str(nb.value("os.path.abspath('phone-inbox')")))
+    nb, url, phone_inbox = open_phone_with_inbox(lab, page, "peer-resume.ipynb")
     inbox = tmp_path / "inbox"
     p = phone_calls_peer(nb, url, inbox, peers)
 
@@ -323,6 +330,49 @@ def test_files_cut_before_resume_both_ways_between_a_peer_and_a_browser_phone(
     assert sorted(f.name for f in inbox.iterdir()) == ["notes.txt"]
     nb.run("b.hangup()")
     p.wait("ended", timeout=TIMEOUT)
+
+
+def test_a_file_cut_by_the_peer_hanging_up_leaves_no_stray_messages_and_resumes_in_the_next_call(
+    lab: Lab, page: Page, peers: list[Peer], tmp_path: Path
+) -> None:
+    nb, url, phone_inbox = open_phone_with_inbox(lab, page, "peer-cut.ipynb", ", auto_answer=True")
+    partial = phone_inbox / ".report.bin.nbcall-partial"
+    p = Peer("P", server=url)
+    peers.append(p)
+    nb.wait_until("'P' in b.peers")
+    content = random.Random(6).randbytes(48 * 2**20)
+    source = tmp_path / "report.bin"
+    source.write_bytes(content)
+
+    p.call("B")
+    p.wait("connected", timeout=TIMEOUT)
+    sending = p.send_file(source)
+    wait_until(
+        lambda: partial.exists() and partial.stat().st_size > 2 * 2**20, "2 MiB of the file to arrive", 60
+    )
+    p.timeout = 0.2  # the hang-up waits at most that long for what was sent to arrive: the file is cut
+    p.hangup()  # the phone's kernel hears it from the server while the browser still relays the file's bytes
+    cut = sending.exception(TIMEOUT)  # the channel closed under it, or a verdict that says the call ended
+    assert isinstance(cut, ConnectionError) or sending.result()["ok"] is False
+    nb.run("await b.wait_for('ended', timeout=10)")
+    assert nb.value("b.error") == "P hung up"
+    expect(nb.phone("B", "ended")).to_be_visible()
+    # Every message the browser relayed before it closed the call has been handled by the time a cell runs.
+    assert nb.value("[(m.kind, m.size) for m in b.messages]") == []
+    assert sorted(f.name for f in phone_inbox.iterdir()) == [partial.name]
+    kept = partial.stat().st_size
+    assert 2 * 2**20 < kept < len(content)
+
+    p.call("B")
+    p.wait("connected", timeout=TIMEOUT)
+    verdict = p.send_file(source).result(180)
+    assert (verdict["ok"], verdict["files"][0]["offset"]) == (True, kept), verdict
+    assert (
+        hashlib.sha256((phone_inbox / "report.bin").read_bytes()).digest() == hashlib.sha256(content).digest()
+    )
+    assert nb.value("[(m.name, m.sender) for m in b.messages]") == [["report.bin", "P"]]
+    p.hangup()
+    nb.run("await b.wait_for('ended', timeout=10)")
 
 
 def test_a_python_peer_and_two_browser_phones_make_a_room_both_ways(

@@ -1,5 +1,5 @@
 """Callbacks of a Phone (``observe``, ``on_message``) may use nbcall: make a phone, wait for this phone's own
-updates, read its state. Without a browser: the browser half is simulated as in test_phone.py."""
+updates, read its state, call it from another thread. Without a browser: the browser half is simulated as in test_phone.py."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from support import TIMEOUT, RawPeer
+from support import TIMEOUT, RawPeer, channel_open, phone_answering, returns_on_a_thread
 from support import wait_until_sync as wait_until
 
 from nbcall import Message, Phone
@@ -66,14 +66,8 @@ def test_an_on_message_callback_may_wait_for_the_phones_own_updates_and_make_a_p
     server: SignalingServer, made: list[Any]
 ) -> None:
     """The callback used to run with the phone's lock held: the loop, updating this phone, waited for it."""
-    phone = Phone("P", server=server.url, timeout=TIMEOUT)
-    made.append(phone)
-    caller = RawPeer(server.url, "Caller")
-    made.append(caller)
-    caller.call("P")
-    wait_until(lambda: phone.state == "ringing", "P to ring")
-    phone.answer()
-    phone._handle_custom_msg({"type": "channel", "peer": "Caller", "state": "open", "label": "nbcall"}, [])
+    phone, _ = phone_answering(server.url, made)
+    phone._handle_custom_msg(channel_open("Caller"), [])
     outcome: list[Any] = []
 
     def on_message(message: Message) -> None:
@@ -111,3 +105,38 @@ def test_a_blocking_call_that_cannot_work_on_the_background_loop_raises_at_once_
 
 async def _nothing() -> None:
     pass
+
+
+def test_an_observer_may_use_the_phone_and_nbcall_while_the_phone_changes(
+    server: SignalingServer, made: list[Any]
+) -> None:
+    """Observers used to run with the phone's lock held: the loop, updating the phone meanwhile, and any other
+    thread calling the phone waited for the observer, which waited for them."""
+    phone, caller = phone_answering(server.url, made)
+    done: dict[str, Any] = {}
+    seen: list[str] = []
+
+    def on_state(change: dict[str, Any]) -> None:
+        seen.append(change["new"])
+        if change["new"] != "connected" or done:
+            return
+        try:
+            made.append(RawPeer(server.url, "Z"))  # P hears of it on the loop, which must take P's lock
+            wait_until(lambda: "Z" in phone.peers, "P to hear that Z joined")
+            done["stats"] = phone.stats
+            phone.send("from the observer")
+            c = Phone("C", server=server.url, timeout=TIMEOUT)
+            made.append(c)
+            done["c online"] = c.online
+            done["hung up"] = returns_on_a_thread(phone.hangup)  # a thread that takes P's lock
+        except Exception as exc:  # noqa: BLE001 (said below, not into the phone that called us)
+            done["failed"] = repr(exc)
+
+    phone.observe(on_state, "state")
+    handled = returns_on_a_thread(phone._handle_custom_msg, channel_open("Caller"), [], timeout=4 * TIMEOUT)
+    assert handled, "the browser's message still has not been handled: deadlocked"
+    assert "failed" not in done, done.get("failed")
+    assert done == {"stats": {}, "c online": True, "hung up": True}
+    wait_until(lambda: seen[-1:] == ["ended"], "the observer to hear of the hang-up")
+    assert seen == ["connected", "ended"]  # each change heard once, in order
+    assert caller.recv_type("hangup")["from"] == "P"
