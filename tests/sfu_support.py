@@ -66,6 +66,10 @@ class SfuMember:
         self.mids: dict[str, str] = {}
         #: The tracks received on the subscriber link, by mid.
         self.tracks: dict[str, Any] = {}
+        #: The room credential of its last room-state, and the record of its last sfu-record (for a restart).
+        self.credential = ""
+        self.record = ""
+        self.secret = f"secret of {member_id}"
 
     async def open(self, url: str, **fields: Any) -> dict[str, Any]:
         self.ws = await connect(url, open_timeout=TIMEOUT)
@@ -73,6 +77,14 @@ class SfuMember:
         self.registered = json.loads(await asyncio.wait_for(self.ws.recv(), TIMEOUT))
         self._reader = asyncio.create_task(self._read())
         return self.registered
+
+    async def rejoin(self, url: str) -> dict[str, Any]:
+        """Register again at ``url`` (a restarted server, another node) as a member of its room, with its secret,
+        its credential and its record, as a phone does after losing its server; its links stay as they are."""
+        if self._reader is not None:
+            self._reader.cancel()
+        return await self.open(url, secret=self.secret, room=self.room, credential=self.credential,
+                               sfu=self.record or None)  # fmt: skip
 
     async def send(self, **fields: Any) -> None:
         assert self.ws is not None
@@ -111,7 +123,11 @@ class SfuMember:
                 await self._answer(msg)
             elif msg["type"] == "sfu-feeds":
                 self.feeds = msg["feeds"]
+            elif msg["type"] == "sfu-record":
+                self.record = msg["record"]
             elif msg["type"] not in ("joined", "left"):
+                if msg["type"] == "room-state" or (msg["type"] == "room-left" and "credential" in msg):
+                    self.credential = msg["credential"]
                 await self._inbox.put(msg)
 
     # -- WebRTC on aiortc -----------------------------------------------------------------
