@@ -31,7 +31,9 @@ def has_veth() -> bool:
     return any(name == VETH for _, name in socket.if_nameindex())
 
 
-def janus_or_skip(*, media: bool, session_timeout: int = 60) -> JanusServer:
+def janus_or_skip(
+    *, media: bool, session_timeout: int = 60, reclaim_session_timeout: int = 60
+) -> JanusServer:
     """A Janus for one test module; ``media``: its ICE must work (the namespace's veth), else skip."""
     if shutil.which("janus") is None:
         pytest.skip("needs Debian's janus (scripts/test.sh installs it)")
@@ -40,7 +42,11 @@ def janus_or_skip(*, media: bool, session_timeout: int = 60) -> JanusServer:
             f"needs the veth {VETH} with 127.0.0.2 (Janus skips loopback for ICE): run the webrtc tests as "
             "scripts/test.sh does"
         )
-    return start_janus(interface=VETH if has_veth() else None, session_timeout=session_timeout)
+    return start_janus(
+        interface=VETH if has_veth() else None,
+        session_timeout=session_timeout,
+        reclaim_session_timeout=reclaim_session_timeout,
+    )
 
 
 class SfuMember:

@@ -97,13 +97,13 @@ class SfuBridge(SfuRestore):
         return None if room is None else room.janus_id
 
     def janus_state(self, room_id: str) -> dict[str, Any] | None:
-        """Where SFU room ``room_id`` is in Janus (``session``, ``videoroom``, each member's feed in ``feeds``),
-        for diagnosis: its locks stay here."""
+        """Where SFU room ``room_id`` is in Janus (``session``, ``videoroom``, each member's feed in ``feeds``;
+        ``settling`` while a restored room waits for its members), for diagnosis: its locks stay here."""
         if (room := self._rooms.get(room_id)) is None:
             return None
         feeds = {member.id: member.feed for member in room.members.values()}
         session = room.session.session_id if room.session is not None else 0
-        return {"session": session, "videoroom": room.janus_id, "feeds": feeds}
+        return {"session": session, "videoroom": room.janus_id, "feeds": feeds, "settling": room.settling}
 
     def secrets(self) -> list[str]:
         """What must never reach a phone, a log or a trait: the API secret, every room's pin and secret, every
