@@ -196,6 +196,7 @@ class SfuBridge(SfuRestore):
         elif signal.kind == "sfu-view":
             video = (signal.value or {}).get("video")
             member.view = None if video is None else set(video)
+            self._record(room, member)
             self._pump(room, member)
         elif signal.kind == "sfu-answer":
             if member.answer is None or member.answer.done():

@@ -131,7 +131,7 @@ def new_id() -> int:
 
 def record_of(room: SfuRoom, member: SfuMember) -> dict[str, Any]:
     """What ``member`` reports after a restart (:mod:`~nbcall.server.sfu_record`): its room's session and
-    VideoRoom, its handles, streams and subscription."""
+    VideoRoom, its handles, streams, subscription and ``sfu-view``."""
     assert room.session is not None
     return {
         "room": room.id,
@@ -147,6 +147,7 @@ def record_of(room: SfuRoom, member: SfuMember) -> dict[str, Any]:
         "subscribed": [[feed, who, sorted(mids)] for feed, (who, mids) in member.subscribed.items()],
         "live": member.live,
         "ready": member.ready,
+        "view": None if member.view is None else sorted(member.view),
     }
 
 
@@ -165,6 +166,8 @@ def restore_member(room: SfuRoom, record: dict[str, Any]) -> SfuMember | None:
         }
         member.published = member.publisher != 0
         member.live, member.ready = bool(record["live"]), bool(record["ready"])
+        view = record.get("view")
+        member.view = None if view is None else {str(who) for who in view}
     except (KeyError, TypeError, ValueError):
         return None
     return member
