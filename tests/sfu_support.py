@@ -31,7 +31,9 @@ def has_veth() -> bool:
     return any(name == VETH for _, name in socket.if_nameindex())
 
 
-def janus_or_skip(*, media: bool, session_timeout: int = 60) -> JanusServer:
+def janus_or_skip(
+    *, media: bool, session_timeout: int = 60, reclaim_session_timeout: int = 60
+) -> JanusServer:
     """A Janus for one test module; ``media``: its ICE must work (the namespace's veth), else skip."""
     if shutil.which("janus") is None:
         pytest.skip("needs Debian's janus (scripts/test.sh installs it)")
@@ -40,7 +42,11 @@ def janus_or_skip(*, media: bool, session_timeout: int = 60) -> JanusServer:
             f"needs the veth {VETH} with 127.0.0.2 (Janus skips loopback for ICE): run the webrtc tests as "
             "scripts/test.sh does"
         )
-    return start_janus(interface=VETH if has_veth() else None, session_timeout=session_timeout)
+    return start_janus(
+        interface=VETH if has_veth() else None,
+        session_timeout=session_timeout,
+        reclaim_session_timeout=reclaim_session_timeout,
+    )
 
 
 class SfuMember:
@@ -66,6 +72,10 @@ class SfuMember:
         self.mids: dict[str, str] = {}
         #: The tracks received on the subscriber link, by mid.
         self.tracks: dict[str, Any] = {}
+        #: The room credential of its last room-state, and the record of its last sfu-record (for a restart).
+        self.credential = ""
+        self.record = ""
+        self.secret = f"secret of {member_id}"
 
     async def open(self, url: str, **fields: Any) -> dict[str, Any]:
         self.ws = await connect(url, open_timeout=TIMEOUT)
@@ -73,6 +83,14 @@ class SfuMember:
         self.registered = json.loads(await asyncio.wait_for(self.ws.recv(), TIMEOUT))
         self._reader = asyncio.create_task(self._read())
         return self.registered
+
+    async def rejoin(self, url: str) -> dict[str, Any]:
+        """Register again at ``url`` (a restarted server, another node) as a member of its room, with its secret,
+        its credential and its record, as a phone does after losing its server; its links stay as they are."""
+        if self._reader is not None:
+            self._reader.cancel()
+        return await self.open(url, secret=self.secret, room=self.room, credential=self.credential,
+                               sfu=self.record or None)  # fmt: skip
 
     async def send(self, **fields: Any) -> None:
         assert self.ws is not None
@@ -111,7 +129,11 @@ class SfuMember:
                 await self._answer(msg)
             elif msg["type"] == "sfu-feeds":
                 self.feeds = msg["feeds"]
+            elif msg["type"] == "sfu-record":
+                self.record = msg["record"]
             elif msg["type"] not in ("joined", "left"):
+                if msg["type"] == "room-state" or (msg["type"] == "room-left" and "credential" in msg):
+                    self.credential = msg["credential"]
                 await self._inbox.put(msg)
 
     # -- WebRTC on aiortc -----------------------------------------------------------------

@@ -80,6 +80,8 @@ class CallMachine(RoomCalls, SfuCalls):
     _room_asked: bool = False
     #: The server's proof that this phone is a member of ``room`` (room-state's ``credential``); never a trait.
     _room_credential: str = ""
+    #: In an SFU room, the server's record of our links to the SFU (``sfu-record``), reported after a restart.
+    _sfu_record: str = ""
     #: While our new room is being made: the invitations sent and refused (all refused: no room).
     _sent_invites: int = 0
     _refused_invites: int = 0
@@ -472,7 +474,7 @@ class CallMachine(RoomCalls, SfuCalls):
         self.links = {}
         self._deadline = None
         self._room_asked = False
-        self._room_credential = ""
+        self._room_credential = self._sfu_record = ""
         self._refused_invites = self._sent_invites = 0
         if self.room_mode == "sfu":
             self._engine("sfu_close", "")

@@ -31,6 +31,7 @@ class RoomCalls:
     _deadline: float | None
     _room_asked: bool
     _room_credential: str
+    _sfu_record: str
     _sent_invites: int
     _refused_invites: int
     _change: Callable[..., None]
@@ -100,8 +101,12 @@ class RoomCalls:
         """What this phone adds to ``register``: that it understands rooms, and the room it is in with the
         credential that proves it is a member (so that it can re-create the room after a server restart)."""
         if self.room:
-            fields = {"rooms": True, "room": self.room, "members": list(self.members)}
-            return {**fields, "credential": self._room_credential} if self._room_credential else fields
+            fields: dict[str, Any] = {"rooms": True, "room": self.room, "members": list(self.members)}
+            if self._room_credential:
+                fields["credential"] = self._room_credential
+            if self._sfu_record:
+                fields["sfu"] = self._sfu_record  # so that the SFU keeps our links across a server restart
+            return fields
         return {"rooms": True}
 
     def _on_room_state(self, message: dict[str, Any], now: float) -> None:

@@ -48,6 +48,7 @@ class SfuCalls:
     sfu_available: bool
     max_message_size: int | None
     _feeds: dict[str, str]
+    _sfu_record: str
     _actions: list[Any]
     _change: Callable[..., None]
     _signal: Callable[..., None]
@@ -118,6 +119,21 @@ class SfuCalls:
         if message.get("room") == self.room and self.room_mode == "sfu" and role in ROLES:
             signal = {"type": "ice", "candidate": message.get("candidate")}
             self._engine("sfu_remote", "", role=role, signal=signal)
+
+    def _on_sfu_record(self, message: dict[str, Any], now: float) -> None:
+        """The server's record of our links to the SFU: kept (never a trait) and reported after a restart."""
+        record = message.get("record")
+        if message.get("room") == self.room and self.room_mode == "sfu" and isinstance(record, str):
+            self._sfu_record = record
+
+    def _on_sfu_restart(self, message: dict[str, Any], now: float) -> None:
+        """The server could not keep our links to the SFU (after a restart): publish again on new connections."""
+        if message.get("room") != self.room or self.room_mode != "sfu":
+            return
+        self._sfu_record = ""
+        self._feeds = {}
+        self._change(sfu_links={role: "new" for role in ROLES})
+        self._engine("sfu_publish", "", room=self.room, **self._rtc_config())
 
     def _on_room_message(self, message: dict[str, Any], now: float) -> None:
         """A message one member sent to us alone, through the server."""

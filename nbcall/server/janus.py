@@ -93,24 +93,33 @@ class JanusSession:
         on_event: Callable[[int, Event], None],
         on_lost: Callable[[str], None],
         *,
+        claim: int = 0,
         timeout: float = 5.0,
     ) -> JanusSession:
-        """Connect to Janus at ``url`` and create a session; :class:`JanusUnreachable` when it cannot."""
+        """Connect to Janus at ``url`` and create a session, or ``claim`` the session of that ID (one whose
+        connection went away, kept by Janus for its ``reclaim_session_timeout``): its handles, and the rooms they
+        publish and subscribe in, carry on. :class:`JanusUnreachable` when Janus does not answer;
+        :class:`RequestFailed` (error 458) when there is no session ``claim`` any more.
+        """
         session = cls(url, secret, on_event, on_lost)
         try:
-            await asyncio.wait_for(session._start(), timeout)
+            await asyncio.wait_for(session._start(claim), timeout)
+        except RequestFailed as exc:
+            session._close("could not connect")
+            if claim and exc.code == 458:  # no such session: it expired, or Janus restarted
+                raise
+            raise JanusUnreachable(_describe(exc)) from None
         except (
             OSError,
             asyncio.TimeoutError,
             websockets.WebSocketException,
-            RequestFailed,
             ValueError,
         ) as exc:
             session._close("could not connect")
             raise JanusUnreachable(_describe(exc)) from None
         return session
 
-    async def _start(self) -> None:
+    async def _start(self, claim: int) -> None:
         if not self._http:
             self._ws = await ws_connect(
                 self.url,
@@ -120,8 +129,12 @@ class JanusSession:
                 logger=frames_logger,
             )
             self._spawn(self._read_ws())
-        reply = await self._request({"janus": "create"}, path="")
-        self.session_id = int(reply["data"]["id"])
+        if claim:
+            self.session_id = claim
+            await self._request({"janus": "claim"})
+        else:
+            reply = await self._request({"janus": "create"}, path="")
+            self.session_id = int(reply["data"]["id"])
         if self._http:
             self._spawn(self._poll())
         self._spawn(self._keepalive())
@@ -172,6 +185,13 @@ class JanusSession:
             except (RequestFailed, SessionLost, asyncio.TimeoutError):
                 pass
         self._close("destroyed")
+
+    async def release(self) -> None:
+        """Close the connection and leave the session to Janus: it lives on for its ``reclaim_session_timeout``
+        (with its handles and their media), for a restarted server to :meth:`open` with ``claim``."""
+        self._close("released")
+        if self._ws is not None:
+            await self._ws.close()
 
     # -- the transport ------------------------------------------------------------
 
@@ -294,7 +314,7 @@ class JanusSession:
                 task.cancel()
         if self._ws is not None:
             self._spawn(self._ws.close())
-        if reason not in ("destroyed", "could not connect"):
+        if reason not in ("destroyed", "released", "could not connect"):
             try:
                 self._on_lost(reason)
             except Exception:

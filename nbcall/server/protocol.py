@@ -92,6 +92,7 @@ from .room_dispatch import RoomDispatch
 from .room_model import Notices
 from .rooms import RoomRegistry
 from .routing import ClusterRouting
+from .sfu_messages import sfu_record_field
 
 __all__ = ["SignalingProtocol"]
 
@@ -386,6 +387,7 @@ class SignalingProtocol(Generic[ConnT]):
         secret = secret_field(msg)
         presence = presence_field(msg)
         room, credential = room_claim(msg)
+        record = sfu_record_field(msg) if room is not None else None
         wants_rooms = room is not None or flag_field(
             msg, "rooms", "register", "send true if this phone understands rooms"
         )
@@ -477,7 +479,7 @@ class SignalingProtocol(Generic[ConnT]):
         if room_notices:
             out.extend(self.dispatch.deliver(room_notices))
         if room is not None:
-            out.extend(self.dispatch.rejoin(conn, peer_id, room, credential, proven, room_node))
+            out.extend(self.dispatch.rejoin(conn, peer_id, room, credential, proven, room_node, record))
         return out
 
     def _held_for(self, peer_id: str) -> str:

@@ -31,6 +31,7 @@ from .messages import (
     Forward,
     Outgoing,
     RoomNode,
+    SfuSignal,
     check_from,
     encode_message,
     error_reply,
@@ -136,9 +137,17 @@ class RoomDispatch(Generic[ConnT]):
         return None
 
     def rejoin(
-        self, conn: ConnT, peer_id: str, room: str, credential: str | None, proven: bool, room_node: str
+        self,
+        conn: ConnT,
+        peer_id: str,
+        room: str,
+        credential: str | None,
+        proven: bool,
+        room_node: str,
+        record: str | None = None,
     ) -> Outgoing[ConnT]:
-        """``peer_id`` (on ``conn``) registered with ``room``: it says it is a member, with its ``credential``.
+        """``peer_id`` (on ``conn``) registered with ``room``: it says it is a member, with its ``credential``
+        (and, in an SFU room, the ``record`` of its links to the SFU, see :mod:`~nbcall.server.sfu_record`).
 
         ``proven``: it proved its ID with its secret. ``room_node``: the node the shared registry named
         for the room, if any. The registration stands either way; a refused claim to the room is an
@@ -153,8 +162,10 @@ class RoomDispatch(Generic[ConnT]):
                 fields["credential"] = credential
             if proven:
                 fields["proven"] = True  # nodes trust each other: this one checked the secret
+            if record is not None:
+                fields["sfu"] = record
             return [(conn, Forward(node, "", peer_id, encode_message("register", **fields)))]
-        return self.rejoin_here(peer_id, room, credential, proven, address, conn)
+        return self.rejoin_here(peer_id, room, credential, proven, address, conn, record)
 
     def rejoin_here(
         self,
@@ -164,8 +175,12 @@ class RoomDispatch(Generic[ConnT]):
         proven: bool,
         address: str,
         conn: ConnT | None = None,
+        record: object = None,
     ) -> Outgoing[ConnT]:
-        """Apply the rules of a rejoin to a room this node holds (or re-creates); an error goes to ``conn``."""
+        """Apply the rules of a rejoin to a room this node holds (or re-creates); an error goes to ``conn``.
+
+        A member back in an SFU room hands the SFU its ``record`` first (``sfu-restore``, ``None`` when it had
+        none), so that a room re-created here takes its links to the SFU up where they were."""
         rooms = self.rooms
         try:
             out = self.deliver(rooms.rejoin(peer_id, room, credential, proven=proven, address=address))
@@ -174,6 +189,9 @@ class RoomDispatch(Generic[ConnT]):
             if conn is None:
                 raise
             return [(conn, error_reply(exc, "register"))]
+        if self.sfu and is_sfu_room(room) and rooms.room_of(peer_id) == room:
+            value = {"record": record if isinstance(record, str) else None}
+            out.insert(0, (cast(ConnT, None), SfuSignal(room, peer_id, "sfu-restore", "publisher", value)))
         if rooms.room_of(peer_id) != room:  # its credential was signed by the key of the server before
             if not self._warned:
                 self._warned = True

@@ -159,7 +159,9 @@ class ClusterRouting(Generic[ConnT]):
         try:
             if msg_type == "register":
                 proven, address = bool(msg.get("proven")), str(msg.get("address", ""))
-                return dispatch.rejoin_here(sender, msg["room"], msg.get("credential"), proven, address)
+                return dispatch.rejoin_here(
+                    sender, msg["room"], msg.get("credential"), proven, address, record=msg.get("sfu")
+                )
             elif msg_type == "went-away":  # its node holds its ID meanwhile (id_grace)
                 return dispatch.went_away(sender)
             elif msg_type in ROOM_TYPES:
@@ -200,6 +202,7 @@ class ClusterRouting(Generic[ConnT]):
                 bool(msg.get("proven")),
                 msg["address"],
                 conn,
+                msg.get("sfu"),
             )
         if forward.to:
             peer, where = forward.to, f"{forward.to!r} is on another server node"

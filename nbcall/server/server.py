@@ -199,6 +199,8 @@ class SignalingServer(MessagePump):
             room_size=self.limits.max_sfu_room_size,
             send=lambda notices: self.send(None, protocol.dispatch.deliver(notices, sync=False)),
             end_room=lambda room, reason: self.send(None, protocol.dispatch.end_room(room, reason)),
+            key=lambda: protocol.rooms.key,
+            keep=lambda: not protocol.rooms.key_is_random,
         )
         self.sfu.start()
 

@@ -8,12 +8,18 @@ SFU room, admitting each new member, removing those who left, destroying ended r
 :class:`~nbcall.server.messages.SfuSignal` (a member's offer, answer or candidate). It answers through
 ``send`` (notices for members) and ``end_room``.
 
-For each room it makes a private VideoRoom with a random pin, a random secret and an ``allowed`` list holding
-one random token per member: only this server knows them, so only the members it admits join on Janus. For
+Each room has a Janus session of its own, and in it a private VideoRoom with a pin, a secret and an ``allowed``
+list holding one token per member, all made from the room key: only this server (and a server restarted with
+the same key) knows them, so only the members it admits join on Janus. For
 each member it holds a publisher handle (joined with the pin and the member's token, under a feed ID chosen
 here, its nbcall ID as display name) and, once another member's feed is up, one subscriber handle for all the
 others' feeds (Janus's multistream), updated as feeds come and go. The Janus room comes from the server's own
 records, never from a member's message.
+
+A server with a room key that outlives it leaves its rooms' sessions to Janus when it stops, and Janus keeps them
+(with their media) for its ``reclaim_session_timeout``; a restarted server, or the node taking a room over,
+claims the session again from the members' signed records (:mod:`~nbcall.server.sfu_record`, taken up by
+:class:`~nbcall.server.sfu_restore.SfuRestore`).
 """
 
 from __future__ import annotations
@@ -21,7 +27,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import secrets
 import urllib.parse
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -30,7 +35,8 @@ from .janus import JanusSession, JanusUnreachable, RequestFailed, SessionLost
 from .messages import SfuSignal, encode_message
 from .room_model import Notices, is_sfu_room
 from .rooms import RoomRegistry
-from .sfu_model import SfuMember, SfuRoom, Want, stream_members, streams_of
+from .sfu_model import SfuMember, SfuRoom, Want, fingerprint_of, new_id, stream_members, streams_of
+from .sfu_restore import SfuRestore
 
 __all__ = ["ANSWER_TIMEOUT", "VIDEOROOM", "SfuBridge"]
 
@@ -41,11 +47,13 @@ VIDEOROOM = "janus.plugin.videoroom"
 ANSWER_TIMEOUT = 30.0
 
 
-class SfuBridge:
+class SfuBridge(SfuRestore):
     """Drives Janus at ``url`` (API secret ``secret``) for the SFU rooms of one server.
 
     ``room_size``: the rooms' ``max_sfu_room_size`` (the VideoRoom's publisher limit). ``send`` delivers
-    notices to members; ``end_room(room, reason)`` ends a room whose SFU failed.
+    notices to members; ``end_room(room, reason)`` ends a room whose SFU failed. ``key()``: the room key, from
+    which the rooms' locks are made and with which the members' records are signed; ``keep()``: whether rooms
+    outlive this server (its key does), so that :meth:`aclose` leaves them to Janus for a restarted server.
     """
 
     def __init__(
@@ -56,16 +64,19 @@ class SfuBridge:
         room_size: int | None,
         send: Callable[[Notices], None],
         end_room: Callable[[str, str], None],
+        key: Callable[[], bytes],
+        keep: Callable[[], bool] = lambda: False,
     ) -> None:
         self.url = url
         self._secret = secret
         self.room_size = room_size
         self._send = send
         self._end_room = end_room
-        self._session: JanusSession | None = None
-        self._control = 0  # the handle that creates, edits and destroys rooms
-        self._connecting: asyncio.Task[JanusSession] | None = None
+        self._key = key
+        self._keep = keep
         self._rooms: dict[str, SfuRoom] = {}
+        #: Members back after a restart, by room: their records (``None``: none that holds).
+        self._reports: dict[str, dict[str, dict[str, Any] | None]] = {}
         self._handles: dict[int, tuple[SfuRoom, SfuMember, str]] = {}  # handle -> its room, member and role
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closed = False
@@ -85,6 +96,15 @@ class SfuBridge:
         room = self._rooms.get(room_id)
         return None if room is None else room.janus_id
 
+    def janus_state(self, room_id: str) -> dict[str, Any] | None:
+        """Where SFU room ``room_id`` is in Janus (``session``, ``videoroom``, each member's feed in ``feeds``;
+        ``settling`` while a restored room waits for its members), for diagnosis: its locks stay here."""
+        if (room := self._rooms.get(room_id)) is None:
+            return None
+        feeds = {member.id: member.feed for member in room.members.values()}
+        session = room.session.session_id if room.session is not None else 0
+        return {"session": session, "videoroom": room.janus_id, "feeds": feeds, "settling": room.settling}
+
     def secrets(self) -> list[str]:
         """What must never reach a phone, a log or a trait: the API secret, every room's pin and secret, every
         member's token (for tests that check it)."""
@@ -94,12 +114,14 @@ class SfuBridge:
         return out
 
     def start(self) -> None:
-        """Connect in the background; a Janus not answering yet is logged, and tried again for each new room."""
+        """Check in the background that Janus answers; one that does not yet is logged (each room tries again)."""
         self._spawn(self._first_connect())
 
     async def _first_connect(self) -> None:
         try:
-            await self._get_session()
+            session = await JanusSession.open(self.url, self._secret, lambda *_: None, lambda _: None)
+            await session.destroy()
+            logger.info("the SFU (%s) answers", self.where)
         except JanusUnreachable as exc:
             logger.warning(
                 "the SFU (%s) does not answer: %s; SFU rooms fail until it does (mesh rooms and calls work)",
@@ -108,48 +130,59 @@ class SfuBridge:
             )
 
     async def aclose(self) -> None:
-        """Destroy the rooms made in Janus and the session; stop everything. Idempotent."""
+        """Stop everything: leave each room's session to Janus when rooms outlive this server (``keep()``), so
+        that its media flows on and a restarted server claims it; else destroy the rooms. Idempotent."""
         if self._closed:
             return
         self._closed = True
-        session = self._session
-        if session is not None and session.lost is None:
+        keep = self._keep()
+        kept = [room.session for room in self._rooms.values() if keep and room.session is not None]
+        if not keep:
             for room in list(self._rooms.values()):
                 self._drop_room(room)
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=5)
         for task in list(self._tasks):
             task.cancel()
-        if self._connecting is not None:
-            self._connecting.cancel()
-        if session is not None:
-            await session.destroy()
+        for session in kept:
+            await session.release()
+        if kept:
+            logger.info(
+                "left %d SFU rooms' sessions to %s for a restarted server to claim", len(kept), self.where
+            )
 
     # -- the protocol's instructions ------------------------------------------------------
 
     def sync(self, rooms: RoomRegistry) -> None:
         """Bring Janus in line with the SFU rooms of ``rooms``: new rooms and members in, departed ones out."""
         wanted = {room_id: rooms.members(room_id) for room_id in rooms.rooms if is_sfu_room(room_id)}
+        reports, self._reports = self._reports, {}
         for room in [room for room_id, room in self._rooms.items() if room_id not in wanted]:
             self._drop_room(room)
         for room_id, members in wanted.items():
+            said = reports.get(room_id, {})
             known = self._rooms.get(room_id)
             if known is None:
-                room = self._rooms[room_id] = SfuRoom(room_id)
+                room = self._rooms[room_id] = self._new_room(room_id, said, rooms.room_grace)
                 for member_id in members:
-                    self._add_member(room, member_id)
-                room.initial = {member.token for member in room.members.values()}
-                room.created = self._spawn(self._create(room))
+                    self._join(room, member_id, said)
+                if not room.restored:
+                    room.initial = {member.token for member in room.members.values()}
+                    room.created = self._spawn(self._create(room))
                 continue
             gone = [member for member_id, member in known.members.items() if member_id not in members]
             for member in gone:
                 self._drop_member(known, member)
             for member_id in members:
                 if member_id not in known.members:
-                    self._add_member(known, member_id)
+                    self._join(known, member_id, said)
 
     def signal(self, signal: SfuSignal) -> None:
-        """A member's ``sfu-offer``, ``sfu-answer`` or ``sfu-ice`` (checked by the protocol)."""
+        """A member's ``sfu-offer``, ``sfu-answer`` or ``sfu-ice`` (checked by the protocol), or its record after
+        a restart (``sfu-restore``)."""
+        if signal.kind == "sfu-restore":
+            self._take_report(signal)
+            return
         room = self._rooms.get(signal.room)
         member = room.members.get(signal.member) if room is not None else None
         if room is None or member is None or room.ended:
@@ -163,6 +196,7 @@ class SfuBridge:
         elif signal.kind == "sfu-view":
             video = (signal.value or {}).get("video")
             member.view = None if video is None else set(video)
+            self._record(room, member)
             self._pump(room, member)
         elif signal.kind == "sfu-answer":
             if member.answer is None or member.answer.done():
@@ -174,34 +208,35 @@ class SfuBridge:
         else:
             handle = member.publisher if signal.role == "publisher" else member.subscriber
             if handle:
-                self._spawn(self._trickle(handle, signal.value))
+                self._spawn(self._trickle(room, handle, signal.value))
 
     # -- rooms and members ----------------------------------------------------------------
 
-    async def _get_session(self) -> JanusSession:
-        session = self._session
-        if session is not None and session.lost is None:
-            return session
-        if self._connecting is None or self._connecting.done():
-            self._connecting = asyncio.create_task(self._open())
-        return await asyncio.shield(self._connecting)
+    async def _open(self, room: SfuRoom, claim: int = 0) -> JanusSession:
+        """A session for ``room`` (or the session ``claim``, which had it before a restart), with its control
+        handle."""
+        session = await JanusSession.open(
+            self.url, self._secret, self._event, lambda reason: self._lost(room, reason), claim=claim
+        )
+        if not room.control:
+            try:
+                room.control = await session.attach(VIDEOROOM)
+            except (RequestFailed, SessionLost, asyncio.TimeoutError) as exc:
+                await session.destroy()
+                raise JanusUnreachable(f"its VideoRoom plugin did not answer: {exc}") from None
+        return session
 
-    async def _open(self) -> JanusSession:
-        session = await JanusSession.open(self.url, self._secret, self._event, self._lost)
-        try:
-            self._control = await session.attach(VIDEOROOM)
-        except (RequestFailed, SessionLost, asyncio.TimeoutError) as exc:
-            await session.destroy()
-            raise JanusUnreachable(f"its VideoRoom plugin did not answer: {exc}") from None
-        self._session = session
-        logger.info("connected to the SFU (%s)", self.where)
+    def _session_of(self, room: SfuRoom) -> JanusSession:
+        session = room.session
+        if session is None or session.lost is not None:
+            raise SessionLost(session.lost if session is not None else "no session")
         return session
 
     async def _create(self, room: SfuRoom) -> None:
         try:
-            session = await self._get_session()
-            await session.message(
-                self._control,
+            room.session = await self._open(room)
+            await room.session.message(
+                room.control,
                 {
                     "request": "create",
                     "room": room.janus_id,
@@ -217,23 +252,27 @@ class SfuBridge:
             if not room.ended:
                 self._fail(room, f"the SFU ({self.where}) is unavailable: {exc}")
             raise
+        if room.ended:  # it ended meanwhile: _destroy waited for this, and destroys it now
+            return
         logger.info("SFU room %r is on %s", room.id, self.where)
 
     def _add_member(self, room: SfuRoom, member_id: str) -> None:
-        feeds = {member.feed for member in room.members.values()}
-        feed = secrets.randbelow(2**52) + 1
-        while feed in feeds:
-            feed = secrets.randbelow(2**52) + 1
-        member = room.members[member_id] = SfuMember(member_id, feed)
+        member = room.members[member_id] = SfuMember(member_id, self._new_feed(room), room.token(member_id))
         if room.created is not None:  # a room made before: its token goes into the allowed list now
             member.admitted = self._spawn(self._admit(room, member))
+
+    def _new_feed(self, room: SfuRoom) -> int:
+        feeds = {member.feed for member in room.members.values()}
+        feed = new_id()
+        while feed in feeds:
+            feed = new_id()
+        return feed
 
     async def _admit(self, room: SfuRoom, member: SfuMember) -> None:
         assert room.created is not None
         await room.created
-        session = await self._get_session()
-        await session.message(
-            self._control,
+        await self._session_of(room).message(
+            room.control,
             {"request": "allowed", "room": room.janus_id, "secret": room.secret, "action": "add",
              "allowed": [member.token]},
         )  # fmt: skip
@@ -266,7 +305,7 @@ class SfuBridge:
             member.admitted.cancel()
 
     async def _detach(self, room: SfuRoom, member: SfuMember, *, revoke: bool) -> None:
-        session = self._session
+        session = room.session
         if session is None or session.lost is not None:
             return
         try:
@@ -276,7 +315,7 @@ class SfuBridge:
                         await session.detach(handle)
             if revoke and not room.ended:
                 await session.message(
-                    self._control,
+                    room.control,
                     {"request": "allowed", "room": room.janus_id, "secret": room.secret, "action": "remove",
                      "allowed": [member.token]},
                 )  # fmt: skip
@@ -287,19 +326,16 @@ class SfuBridge:
         if room.created is None:
             return
         await asyncio.wait([room.created])  # a create under way ends first: never leave its room behind
-        session = self._session
+        session = room.session
         if session is None or session.lost is not None or room.created.exception() is not None:
             return
         try:
             await session.message(
-                self._control, {"request": "destroy", "room": room.janus_id, "secret": room.secret}
+                room.control, {"request": "destroy", "room": room.janus_id, "secret": room.secret}
             )
-            for member in members:
-                for handle in (member.publisher, member.subscriber):
-                    if handle:
-                        await session.detach(handle)
         except (RequestFailed, SessionLost, asyncio.TimeoutError) as exc:
             logger.debug("could not destroy SFU room %r on %s: %s", room.id, self.where, exc)
+        await session.destroy()  # its handles (the members') go with it
 
     # -- a member's links -------------------------------------------------------------
 
@@ -312,8 +348,8 @@ class SfuBridge:
                 await room.created
                 if member.admitted is not None:
                     await member.admitted
-                session = await self._get_session()
-                fingerprint = _fingerprint(offer.get("sdp", ""))
+                session = self._session_of(room)
+                fingerprint = fingerprint_of(offer.get("sdp", ""))
                 if member.publisher and fingerprint != member.fingerprint:
                     self._start_over(room, member)  # a new peer connection (a reload, a restart)
                 member.fingerprint = fingerprint
@@ -347,6 +383,7 @@ class SfuBridge:
             sdp = json.dumps({"type": answer.get("type", "answer"), "sdp": answer.get("sdp", "")})
             self._say(room, member, "sfu-answer", role="publisher", sdp=sdp, feed=str(member.feed))
             member.ready = True
+            self._record(room, member)
         self._pump(room, member)
         if changed and member.live:  # a renegotiation added or removed tracks: the others take them
             for other in room.members.values():
@@ -355,22 +392,14 @@ class SfuBridge:
 
     def _start_over(self, room: SfuRoom, member: SfuMember) -> None:
         """``member`` offers from a new peer connection: its old links go, and it joins again under a new feed."""
-        handles = [handle for handle in (member.publisher, member.subscriber) if handle]
-        for handle in handles:
-            self._handles.pop(handle, None)
-        if member.answer is not None and not member.answer.done():
-            member.answer.cancel()
-        member.publisher = member.subscriber = 0
-        member.published = member.live = member.ready = False
-        member.subscribed, member.streams = {}, {}
-        member.feed = secrets.randbelow(2**52) + 1
+        handles = self._reset(room, member)
         for other in room.members.values():
             if other is not member:
                 self._pump(room, other)  # its old feed leaves their subscriptions
         for (
             handle
         ) in handles:  # in the background: Janus may take its time over a handle whose link just closed
-            self._spawn(self._detach_one(handle))
+            self._spawn(self._detach_one(room, handle))
 
     def _want(self, room: SfuRoom, member: SfuMember) -> dict[int, Want]:
         """The feeds ``member`` should receive: every other member's that is up, each stream of it but the video
@@ -388,7 +417,13 @@ class SfuBridge:
 
     def _pump(self, room: SfuRoom, member: SfuMember) -> None:
         """Start bringing ``member``'s subscription in line with the feeds that are up, unless under way."""
-        if room.ended or member.busy or not member.ready or room.members.get(member.id) is not member:
+        if (
+            room.ended
+            or room.settling
+            or member.busy
+            or not member.ready
+            or room.members.get(member.id) is not member
+        ):
             return
         want = self._want(room, member)
         if want == member.subscribed or (not member.subscriber and not want):
@@ -401,7 +436,9 @@ class SfuBridge:
         Janus's offers and the member's answers until none is left."""
         done = False
         try:
-            session = await self._get_session()
+            if room.created is not None:
+                await room.created
+            session = self._session_of(room)
             if want is not None:
                 if not member.subscriber:
                     member.subscriber = await session.attach(VIDEOROOM)
@@ -439,6 +476,7 @@ class SfuBridge:
             member.busy = False
             member.answer = None
         if done:
+            self._record(room, member)
             self._pump(room, member)
 
     async def _offer(
@@ -467,8 +505,8 @@ class SfuBridge:
         member.answer = None
         await session.message(member.subscriber, {"request": "start"}, answer)
 
-    async def _trickle(self, handle: int, candidate: dict[str, Any] | None) -> None:
-        session = self._session
+    async def _trickle(self, room: SfuRoom, handle: int, candidate: dict[str, Any] | None) -> None:
+        session = room.session
         if session is None:
             return
         try:
@@ -490,6 +528,7 @@ class SfuBridge:
             member.live = kind == "webrtcup"
             if kind == "hangup":
                 member.published = False
+            self._record(room, member)
             for other in room.members.values():
                 if other is not member:
                     self._pump(room, other)
@@ -503,24 +542,23 @@ class SfuBridge:
             # Its receiving link closed: a new one is offered at the next change of feeds.
             self._handles.pop(handle, None)
             member.subscriber, member.subscribed = 0, {}
-            self._spawn(self._detach_one(handle))
+            self._record(room, member)
+            self._spawn(self._detach_one(room, handle))
 
-    async def _detach_one(self, handle: int) -> None:
-        session = self._session
+    async def _detach_one(self, room: SfuRoom, handle: int) -> None:
+        session = room.session
         if session is not None and session.lost is None:
             try:
                 await session.detach(handle)
             except (SessionLost, asyncio.TimeoutError):
                 pass
 
-    def _lost(self, reason: str) -> None:
-        """The Janus session is gone (Janus stopped or restarted): every SFU room ends, saying so."""
-        self._session = None
-        if self._closed:
+    def _lost(self, room: SfuRoom, reason: str) -> None:
+        """``room``'s Janus session is gone (Janus stopped or restarted): the room ends, saying so."""
+        if self._closed or room.ended:
             return
-        logger.warning("lost the SFU (%s): %s; its rooms end", self.where, reason)
-        for room in list(self._rooms.values()):
-            self._fail(room, f"the SFU ({self.where}) stopped or restarted ({reason})", error=False)
+        logger.warning("lost the SFU (%s) of room %r: %s; the room ends", self.where, room.id, reason)
+        self._fail(room, f"the SFU ({self.where}) stopped or restarted ({reason})", error=False)
 
     # -- telling members ----------------------------------------------------------------
 
@@ -551,11 +589,6 @@ class SfuBridge:
         task.add_done_callback(_done)
         task.add_done_callback(self._tasks.discard)
         return task
-
-
-def _fingerprint(sdp: str) -> str:
-    """An SDP's first DTLS fingerprint line: each peer connection has its own."""
-    return next((line for line in sdp.splitlines() if line.startswith("a=fingerprint:")), "")
 
 
 def _done(task: asyncio.Task[Any]) -> None:

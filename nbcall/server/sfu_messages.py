@@ -12,8 +12,9 @@ import orjson
 
 from ..exceptions import BadMessage, SignalingError
 from .messages import SfuSignal, json_type, shorten, validate_id
+from .sfu_record import MAX_RECORD
 
-__all__ = ["ROLES", "directed_text", "sfu_signal"]
+__all__ = ["ROLES", "directed_text", "sfu_record_field", "sfu_signal"]
 
 #: Most members an ``sfu-view`` may name.
 MAX_VIEW = 64
@@ -131,3 +132,16 @@ def directed_text(sender: str, room: str, to: str, msg: dict[str, Any]) -> str:
     return orjson.dumps(
         {"type": "room-message", "room": room, "from": sender, "to": to, "data": msg["data"]}
     ).decode()
+
+
+def sfu_record_field(msg: dict[str, Any]) -> str | None:
+    """A ``register`` with ``room``'s ``sfu``: the record of the member's links to the SFU its last ``sfu-record``
+    gave it (checked against the room key by the SFU bridge), or ``None``."""
+    record = msg.get("sfu")
+    if record is None or (isinstance(record, str) and len(record) <= MAX_RECORD):
+        return record
+    raise BadMessage(
+        f"field 'sfu' of a 'register' with 'room' must be the string of at most {MAX_RECORD} characters the "
+        f"server's last 'sfu-record' gave this phone, got {json_type(record)} {shorten(record)}",
+        in_reply_to="register",
+    )

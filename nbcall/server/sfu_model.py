@@ -1,14 +1,30 @@
-"""An SFU room as :class:`~nbcall.server.sfu.SfuBridge` keeps it: its VideoRoom's locks, its members' handles and
-subscriptions, and the stream lists of VideoRoom's requests. No I/O here, only the data.
+"""An SFU room as :class:`~nbcall.server.sfu.SfuBridge` keeps it: its Janus session, its VideoRoom's locks, its
+members' handles and subscriptions, the stream lists of VideoRoom's requests, and each member's record of them
+(:mod:`~nbcall.server.sfu_record`). No I/O here, only the data.
 """
 
 from __future__ import annotations
 
 import asyncio
 import secrets
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["SfuMember", "SfuRoom", "Want", "stream_members", "streams_of"]
+from .sfu_record import derive
+
+if TYPE_CHECKING:
+    from .janus import JanusSession
+
+__all__ = [
+    "SfuMember",
+    "SfuRoom",
+    "Want",
+    "fingerprint_of",
+    "new_id",
+    "record_of",
+    "restore_member",
+    "stream_members",
+    "streams_of",
+]
 
 #: A feed as a subscriber takes it: its member, and the mids of the publisher's streams it takes.
 Want = tuple[str, frozenset[str]]
@@ -31,6 +47,7 @@ class SfuMember:
         "published",
         "publisher",
         "ready",
+        "recorded",
         "streams",
         "subscribed",
         "subscriber",
@@ -38,9 +55,9 @@ class SfuMember:
         "view",
     )  # fmt: skip
 
-    def __init__(self, member_id: str, feed: int) -> None:
+    def __init__(self, member_id: str, feed: int, token: str) -> None:
         self.id = member_id
-        self.token = secrets.token_urlsafe(18)  # in the room's allowed list: only this server holds it
+        self.token = token  # in the room's allowed list: only this server holds it (made from the room key)
         self.feed = feed
         self.fingerprint = ""  # its publisher offer's DTLS fingerprint: another one is a new peer connection
         self.admitted: asyncio.Task[None] | None = None  # its token added to the room's allowed list
@@ -59,22 +76,101 @@ class SfuMember:
         )
         self.lock = asyncio.Lock()  # its publisher offers, one at a time
         self.ice: list[dict[str, Any] | None] = []  # publisher candidates sent before its handle was attached
+        self.recorded = ""  # the last record sent to it (sfu-record)
 
 
 class SfuRoom:
-    """An SFU room's VideoRoom: its number, pin and secret (never sent to a member), and its members."""
+    """An SFU room's Janus session and VideoRoom: its number, pin and secret (made from the room key, never sent to
+    a member), and its members."""
 
-    __slots__ = ("created", "ended", "id", "initial", "janus_id", "members", "pin", "secret")
+    __slots__ = (
+        "control",
+        "created",
+        "ended",
+        "id",
+        "initial",
+        "janus_id",
+        "key",
+        "members",
+        "pin",
+        "restored",
+        "secret",
+        "session",
+        "settling",
+    )  # fmt: skip
 
-    def __init__(self, room_id: str) -> None:
+    def __init__(self, room_id: str, key: bytes, janus_id: int = 0) -> None:
         self.id = room_id
-        self.janus_id = secrets.randbelow(2**52) + 1
-        self.pin = secrets.token_urlsafe(18)
-        self.secret = secrets.token_urlsafe(18)
+        self.key = key
+        self.janus_id = janus_id or new_id()
+        self.pin = derive(key, "pin", room_id, self.janus_id)
+        self.secret = derive(key, "secret", room_id, self.janus_id)
         self.members: dict[str, SfuMember] = {}
         self.initial: set[str] = set()  # tokens in the create request's allowed list
-        self.created: asyncio.Task[None] | None = None
+        self.session: JanusSession | None = None  # the room's own session: the room lives as long as it does
+        self.control = 0  # the session's handle that creates, edits and destroys the VideoRoom
+        self.created: asyncio.Task[None] | None = None  # made, or claimed after a restart
+        self.restored = 0  # the session ID a restart claims (0: a new room)
+        self.settling = False  # restored, waiting for its members' records: subscriptions stay as they are
         self.ended = False
+
+    def token(self, member_id: str) -> str:
+        """``member_id``'s token in the VideoRoom's ``allowed`` list."""
+        return derive(self.key, "token", self.id, self.janus_id, member_id)
+
+
+def fingerprint_of(sdp: str) -> str:
+    """An SDP's first DTLS fingerprint line: each peer connection has its own."""
+    return next((line for line in sdp.splitlines() if line.startswith("a=fingerprint:")), "")
+
+
+def new_id() -> int:
+    """A random number for a VideoRoom or a feed (Janus takes up to 2**53)."""
+    return secrets.randbelow(2**52) + 1
+
+
+def record_of(room: SfuRoom, member: SfuMember) -> dict[str, Any]:
+    """What ``member`` reports after a restart (:mod:`~nbcall.server.sfu_record`): its room's session and
+    VideoRoom, its handles, streams, subscription and ``sfu-view``."""
+    assert room.session is not None
+    return {
+        "room": room.id,
+        "member": member.id,
+        "session": room.session.session_id,
+        "videoroom": room.janus_id,
+        "control": room.control,
+        "feed": member.feed,
+        "publisher": member.publisher,
+        "subscriber": member.subscriber,
+        "fingerprint": member.fingerprint,
+        "streams": member.streams,
+        "subscribed": [[feed, who, sorted(mids)] for feed, (who, mids) in member.subscribed.items()],
+        "live": member.live,
+        "ready": member.ready,
+        "view": None if member.view is None else sorted(member.view),
+    }
+
+
+def restore_member(room: SfuRoom, record: dict[str, Any]) -> SfuMember | None:
+    """The member ``record`` describes, as it was before the restart; ``None`` when the record is not of this
+    room's session and VideoRoom (or is malformed: records are signed, so only a bug makes one)."""
+    if record.get("session") != room.restored or record.get("videoroom") != room.janus_id:
+        return None
+    try:
+        member = SfuMember(str(record["member"]), int(record["feed"]), room.token(str(record["member"])))
+        member.publisher, member.subscriber = int(record["publisher"]), int(record["subscriber"])
+        member.fingerprint = str(record["fingerprint"])
+        member.streams = {str(mid): str(kind) for mid, kind in dict(record["streams"]).items()}
+        member.subscribed = {
+            int(feed): (str(who), frozenset(map(str, mids))) for feed, who, mids in record["subscribed"]
+        }
+        member.published = member.publisher != 0
+        member.live, member.ready = bool(record["live"]), bool(record["ready"])
+        view = record.get("view")
+        member.view = None if view is None else {str(who) for who in view}
+    except (KeyError, TypeError, ValueError):
+        return None
+    return member
 
 
 def streams_of(these: dict[int, Want], but: dict[int, Want]) -> list[dict[str, Any]]:

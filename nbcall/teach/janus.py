@@ -5,8 +5,8 @@
 
 Janus runs from a configuration folder made for it in a temporary directory: its plugin and transport folders
 hold only ``libjanus_videoroom.so`` and the WebSocket and HTTP transports, both bound to 127.0.0.1 on free ports
-with an ``api_secret`` (random unless given), the admin API off, a small RTP port range, and mDNS candidates
-ignored. Its system service is never started. Janus gathers ICE candidates on every interface but loopback, so
+with an ``api_secret`` (random unless given), the admin API off, a small RTP port range, mDNS candidates
+ignored, and a ``reclaim_session_timeout`` (so that an SFU room outlives a restart of the nbcall server). Its system service is never started. Janus gathers ICE candidates on every interface but loopback, so
 on a machine with a network it answers browsers on that machine's address; ``interface=`` limits ICE to the
 interfaces named (the tests name a veth carrying 127.0.0.2 in their network namespace). Meant for learning and
 testing: no TLS, and the API secret is the only lock.
@@ -108,6 +108,7 @@ def start_janus(
     interface: str | None = None,
     rtp_ports: tuple[int, int] | None = None,
     session_timeout: int = 60,
+    reclaim_session_timeout: int = 60,
     executable: str | os.PathLike[str] | None = None,
     library: str | os.PathLike[str] | None = None,
     timeout: float = 15,
@@ -117,7 +118,10 @@ def start_janus(
     ``api_secret`` is random unless given. ``interface``: the only network interfaces Janus gathers ICE
     candidates on (comma-separated, as ``nat.ice_enforce_list``), every non-loopback one when ``None``.
     ``rtp_ports``: the UDP range for media (100 ports picked at random when ``None``). ``session_timeout``:
-    seconds after which Janus drops a silent API session (its clients send keepalives). Raises
+    seconds after which Janus drops a silent API session (its clients send keepalives).
+    ``reclaim_session_timeout``: seconds a session outlives the connection that made it, so that a restarted
+    nbcall server (or another node) can claim it and its rooms' media keep flowing (0: the session, and every
+    room on it, ends with the connection). Raises
     :class:`JanusError` when Janus is missing or does not answer within ``timeout`` seconds (with the end of
     its log).
     """
@@ -154,6 +158,7 @@ def start_janus(
         "  debug_level = 4\n"
         f'  api_secret = "{api_secret}"\n'
         f"  session_timeout = {int(session_timeout)}\n"
+        f"  reclaim_session_timeout = {int(reclaim_session_timeout)}\n"
         '  server_name = "nbcall-janus"\n'
         "}\n"
         "media: {\n"

@@ -139,3 +139,22 @@ def test_a_mesh_room_says_so_and_an_sfu_invite_there_is_refused() -> None:
     assert m.room_mode == "mesh"
     with pytest.raises(CallError, match="mesh room.*leave this one first"):
         m.invite(("B",), 0.0, sfu=True)
+
+
+def test_the_sfu_record_goes_back_in_register_and_an_sfu_restart_publishes_again() -> None:
+    m = joined(("A", "P"))
+    m.actions_to_take()
+    m.receive({"type": "sfu-record", "room": "another room", "record": "forged"}, 0.0)
+    assert "sfu" not in m.register_fields()
+    m.receive({"type": "sfu-record", "room": ROOM, "record": "abc.def"}, 0.0)
+    assert m.register_fields()["sfu"] == "abc.def"  # with room and credential, after a restart
+    m.receive(
+        {"type": "room-state", "room": ROOM, "members": ["A", "P"], "mode": "sfu", "rejoined": True}, 0.0
+    )
+    assert to_engine(m.actions_to_take()) == []  # taken up where it was: nothing published again
+    m.receive({"type": "sfu-restart", "room": ROOM, "reason": "the session expired: publish again"}, 0.0)
+    engine = to_engine(m.actions_to_take())
+    assert [c["type"] for c in engine] == ["sfu_publish"] and engine[0]["room"] == ROOM
+    assert m.sfu_links == {"publisher": "new", "subscriber": "new"} and "sfu" not in m.register_fields()
+    m.leave(0.0)
+    assert "sfu" not in m.register_fields()

@@ -1,0 +1,263 @@
+"""An SFU room across a restart of the nbcall server (docs/rooms.md, "An SFU room across a restart"): real Janus
+(with a ``reclaim_session_timeout``), a real server with a room key stopped and started again on its port, Peers
+on aiortc. Data and video keep flowing through Janus while the server is away, and the restarted server claims
+the room's Janus session from the members' records: nobody publishes again.
+
+Marked ``webrtc``: run in the network namespace with the veth carrying 127.0.0.2 (Janus needs it for ICE).
+"""
+
+from __future__ import annotations
+
+import base64
+import threading
+import time
+from collections.abc import Iterator
+from typing import Self
+
+import numpy as np
+import pytest
+from sfu_support import janus_or_skip
+from support import wait_until_sync
+
+from nbcall import CallError, Peer
+from nbcall.call import kernel
+from nbcall.server.server import SignalingServer, serve
+from nbcall.teach.janus import JanusServer
+
+pytestmark = pytest.mark.webrtc
+TIMEOUT = 20.0
+KEY = "a room key that outlives the server"
+
+
+@pytest.fixture(scope="module")
+def janus() -> Iterator[JanusServer]:
+    with janus_or_skip(media=True) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def forgetful_janus() -> Iterator[JanusServer]:
+    """A Janus that keeps a session whose connection closed for 1 s only."""
+    with janus_or_skip(media=True, reclaim_session_timeout=1) as server:
+        yield server
+
+
+async def _stop(server: SignalingServer) -> None:
+    server.close()
+    await server.wait_closed()
+
+
+def _start(janus: JanusServer, port: int = 0) -> SignalingServer:
+    return kernel.run(
+        serve(port=port, sfu=janus.url, sfu_secret=janus.api_secret, room_key=KEY), timeout=TIMEOUT
+    )
+
+
+class Counter:
+    """Sends numbered messages from ``peer`` every ``every`` seconds on a thread, until stopped."""
+
+    def __init__(self, peer: Peer, every: float = 0.05) -> None:
+        self.peer, self.every, self.sent = peer, every, 0
+        self.failed: Exception | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> Self:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(TIMEOUT)
+        assert self.failed is None, f"a send failed: {self.failed!r}"
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every):
+            try:
+                self.peer.send(f"n{self.sent}").result(TIMEOUT)
+            except (CallError, ConnectionError, TimeoutError) as exc:  # the test fails, saying so
+                self.failed = exc
+                return
+            self.sent += 1
+
+
+def _numbers(peer: Peer, sender: str) -> list[int]:
+    return [
+        int(m.data[1:]) for m in list(peer.messages) if m.sender == sender and str(m.data).startswith("n")
+    ]
+
+
+def test_a_server_restart_leaves_data_and_video_flowing_through_janus_and_the_room_comes_back_unchanged(
+    janus: JanusServer,
+) -> None:
+    frame = np.zeros((120, 160, 3), np.uint8)
+    frame[:, :, 2] = 200
+    first = _start(janus)
+    port = first.port
+    frames: list[float] = []
+    a = Peer("A", server=first.url, auto_answer=True, video=lambda: frame)
+    b = Peer("B", server=first.url, auto_answer=True, max_messages=10_000)
+    c = Peer("C", server=first.url, auto_answer=True, max_messages=10_000)
+    second: SignalingServer | None = None
+    try:
+        b.on_room_frame(lambda member, image, timestamp: frames.append(time.monotonic()))
+        a.invite("B", "C", sfu=True)
+        b.wait("connected", timeout=TIMEOUT)
+        c.wait("connected", timeout=TIMEOUT)
+        for peer, others in ((b, ("A", "C")), (c, ("A", "B")), (a, ("B", "C"))):
+            peer.wait_members(*others, timeout=TIMEOUT)
+        room = a.room
+        wait_until_sync(lambda: len(frames) >= 3, "B receives A's video", TIMEOUT)
+        assert first.sfu is not None
+        before = first.sfu.janus_state(room)
+        assert before is not None and set(before["feeds"]) == {"A", "B", "C"}
+        wait_until_sync(
+            lambda: all(p._machine._sfu_record for p in (a, b, c)),
+            "every member holds its record",
+            TIMEOUT,
+        )
+        secrets = first.sfu.secrets()
+        for peer in (a, b, c):  # a record names Janus's numbers, never a lock
+            record = peer._machine._sfu_record
+            body = base64.urlsafe_b64decode(record.split(".")[0] + "==").decode()
+            assert not any(secret in body or secret in record for secret in secrets)
+        with Counter(a) as counter:
+            wait_until_sync(
+                lambda: len(_numbers(c, "A")) >= 5 or counter.failed, "C receives A's numbers", TIMEOUT
+            )
+            assert counter.failed is None, f"a send failed: {counter.failed!r}"
+            kernel.run(_stop(first), timeout=TIMEOUT)
+            stopped = time.monotonic()
+            wait_until_sync(lambda: not a.online and not b.online and not c.online, "the server to be gone")
+            # Through Janus alone: the numbers and the video keep coming while no nbcall server runs.
+            sent_then, frames_then = counter.sent, len(frames)
+            wait_until_sync(
+                lambda: (
+                    max(_numbers(c, "A"), default=-1) >= sent_then + 20 and len(frames) >= frames_then + 10
+                ),
+                "data and video while the server is away",
+                TIMEOUT,
+            )
+            second = _start(janus, port)
+            started = time.monotonic()
+            assert second.sfu is not None
+            bridge = second.sfu
+
+            def settled() -> bool:
+                state = bridge.janus_state(room)
+                return state is not None and state["session"] != 0 and not state["settling"]
+
+            wait_until_sync(
+                lambda: sorted(second.protocol.rooms.members(room)) == ["A", "B", "C"] and settled(),
+                "the room re-established",
+                TIMEOUT,
+            )
+            back = time.monotonic() - started
+            after = bridge.janus_state(room)
+            time.sleep(1)  # some more numbers after the restart
+        sent = counter.sent
+        deadline = time.monotonic() + TIMEOUT
+        while (
+            min(max(_numbers(p, "A"), default=-1) for p in (b, c)) < sent - 1 and time.monotonic() < deadline
+        ):
+            time.sleep(0.05)
+        got = _numbers(c, "A")
+        missing = sorted(set(range(sent)) - set(got))
+        assert got == list(range(sent)), (
+            f"lost or reordered through the restart: {missing=} of {sent}, {got=}"
+        )
+        assert _numbers(b, "A") == got
+        gaps = np.diff([t for t in frames if stopped - 2 < t < started + back + 2])
+        usual = np.diff([t for t in frames if t < stopped])
+        print(
+            f"\nrestart: room re-established {back * 1000:.0f} ms after the new server started; "
+            f"{sent} numbers, none lost; longest gap between B's video frames around the restart "
+            f"{gaps.max() * 1000:.0f} ms (before the stop: {usual.max() * 1000 if len(usual) else 0:.0f} ms)"
+        )
+        # The same Janus session, VideoRoom and feeds: nobody published again.
+        assert after is not None
+        assert after is not None and (after["session"], after["videoroom"], after["feeds"]) == (
+            before["session"],
+            before["videoroom"],
+            before["feeds"],
+        )
+        assert [p.room_mode for p in (a, b, c)] == ["sfu"] * 3
+        assert [p.sfu_links for p in (a, b, c)] == [{"publisher": "connected", "subscriber": "connected"}] * 3
+        assert b.members == ["A", "B", "C"]
+        c.send("after the restart").result(TIMEOUT)
+        b.send(b"only for C", to="C").result(TIMEOUT)
+        wait_until_sync(lambda: "after the restart" in [m.data for m in b.messages], "C's message", TIMEOUT)
+        wait_until_sync(
+            lambda: b"only for C" in [m.data for m in c.messages], "B's directed message", TIMEOUT
+        )
+        assert b"only for C" not in [m.data for m in a.messages]
+        c.leave()
+        wait_until_sync(lambda: a.members == ["A", "B"] and b.members == ["A", "B"], "C gone", TIMEOUT)
+        wait_until_sync(
+            lambda: set(second.sfu.janus_state(room)["feeds"]) == {"A", "B"},  # type: ignore[union-attr, index]
+            "C's feed gone from the SFU room",
+            TIMEOUT,
+        )
+        b.send("two left").result(TIMEOUT)
+        wait_until_sync(lambda: "two left" in [m.data for m in a.messages], "B's message to A", TIMEOUT)
+    finally:
+        for peer in (a, b, c):
+            peer.close()
+        for server in (first, second):
+            if server is not None:
+                kernel.run(_stop(server), timeout=TIMEOUT)
+
+
+def test_a_restart_longer_than_the_janus_reclaim_timeout_starts_the_room_again_and_says_so(
+    forgetful_janus: JanusServer,
+) -> None:
+    janus = forgetful_janus
+    first = _start(janus)
+    port = first.port
+    a = Peer("A", server=first.url, auto_answer=True)
+    b = Peer("B", server=first.url, auto_answer=True)
+    second: SignalingServer | None = None
+    try:
+        a.invite("B", sfu=True)
+        b.wait("connected", timeout=TIMEOUT)
+        a.wait_members("B", timeout=TIMEOUT)
+        b.wait_members("A", timeout=TIMEOUT)
+        room = a.room
+        assert first.sfu is not None
+        before = first.sfu.janus_state(room)
+        wait_until_sync(lambda: a._machine._sfu_record and b._machine._sfu_record, "records", TIMEOUT)
+        kernel.run(_stop(first), timeout=TIMEOUT)
+        wait_until_sync(
+            lambda: "Timeout expired for session" in janus.log(), "Janus to drop the session", TIMEOUT
+        )
+        second = _start(janus, port)
+        wait_until_sync(
+            lambda: sorted(second.protocol.rooms.members(room)) == ["A", "B"], "the room", TIMEOUT
+        )
+        for peer, other in ((a, "B"), (b, "A")):
+            wait_until_sync(
+                lambda peer=peer, other=other: (
+                    peer.connections == {other: "connected"}
+                    and peer.sfu_links == {"publisher": "connected", "subscriber": "connected"}
+                ),
+                f"{peer.user_id} connected again through the SFU",
+                TIMEOUT,
+            )
+        assert second.sfu is not None
+        after = second.sfu.janus_state(room)
+        assert before is not None and after is not None
+        assert after["session"] != before["session"] and after["videoroom"] != before["videoroom"]
+        for peer in (a, b):  # told why it published again
+            said = [entry["detail"] for entry in peer.log if entry["type"] == "sfu-restart"]
+            assert said and "could not be claimed" in said[-1]["reason"], said
+        a.send("on the new VideoRoom").result(TIMEOUT)
+        wait_until_sync(
+            lambda: "on the new VideoRoom" in [m.data for m in b.messages], "A's message", TIMEOUT
+        )
+        assert (a.room_mode, b.members) == ("sfu", ["A", "B"])
+    finally:
+        for peer in (a, b):
+            peer.close()
+        for server in (first, second):
+            if server is not None:
+                kernel.run(_stop(server), timeout=TIMEOUT)
