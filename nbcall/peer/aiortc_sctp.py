@@ -119,24 +119,24 @@ class TunedSctpTransport(_sctp.RTCSctpTransport):
         # aiortc's bookkeeping, in O(1) per chunk: same duplicates, same cumulative TSN, same gaps.
         last = self._last_received_tsn
         misordered = self._sack_misordered
-        if last is None or uint32_gte(last, tsn) or tsn in misordered:
-            if last is None:  # no INIT seen: aiortc's own (it fails the same way)
-                return super()._mark_received(tsn)
+        if last is None:  # no INIT seen: aiortc's own (it fails the same way)
+            return super()._mark_received(tsn)
+        if uint32_gte(last, tsn) or tsn in misordered:
             self._sack_duplicates.append(tsn)
             return True
         following = (last + 1) % _TSN_MODULO
         if tsn != following:
             misordered.add(tsn)  # beyond a gap: every entry stays above the cumulative TSN
-            return False
-        # The next in order, and then those that arrived early and follow it.
-        last = tsn
-        following = (last + 1) % _TSN_MODULO
-        while misordered and following in misordered:
-            misordered.discard(following)
-            last = following
+        else:
+            # The next in order, and then those that arrived early and follow it.
+            last = tsn
             following = (last + 1) % _TSN_MODULO
-        self._last_received_tsn = last
-        if self._sack_duplicates:
+            while misordered and following in misordered:
+                misordered.discard(following)
+                last = following
+                following = (last + 1) % _TSN_MODULO
+            self._last_received_tsn = last
+        if self._sack_duplicates:  # as aiortc: only duplicates above the cumulative TSN are kept
             self._sack_duplicates = [x for x in self._sack_duplicates if uint32_gt(x, last)]
         return False
 

@@ -67,6 +67,8 @@ def test_peer_and_phone_call_each_other_with_typed_data_and_fifty_mebibytes_both
     p.call("B")
     nb.run("await b.wait_for('ringing')\nb.answer()\nawait b.wait_for('connected', timeout=20)")
     p.wait("connected", timeout=TIMEOUT)
+    sctp = p._engine.links["B"].pc.sctp  # a browser lists no sctp_ext: a SACK per 2 packets, bursts of 4
+    assert (sctp._nbcall_sack_every, sctp._nbcall_burst) == (2, 4)
     p.send("hi")
     p.send(b"\x00\xff")
     p.send({"x": [1, 2]})
