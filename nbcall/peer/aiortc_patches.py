@@ -3,12 +3,13 @@
 - :func:`allow_loopback`: aioice never offers loopback as a host candidate, so on a machine whose only
   interface is loopback (a network namespace, a sandbox) a peer would gather nothing and never connect.
   The connection's ICE connections become :class:`LoopbackConnection`, which falls back to 127.0.0.1.
-- :func:`tune_sctp` makes a connection's SCTP transport a :class:`TunedSctpTransport` and its DTLS transport a
-  :class:`FastDtlsTransport` (:mod:`nbcall.peer.aiortc_sctp`, :mod:`nbcall.peer.aiortc_dtls`): reassembly in
-  linear time, received TSNs in O(1), a SACK per second DATA packet (per :data:`BURST_PEER` between Peers that
-  negotiate it, with as many packets per burst), no walk of the chunks in flight when none can need a
-  retransmission, and a datagram's way through DTLS and UDP without a loop turn per packet. Packets, their
-  size and their bytes stay aiortc's: only when SACKs and bursts go changes on the wire.
+- :func:`tune_sctp` gives a connection's SCTP transport the class
+  :class:`~nbcall.peer.aiortc_sctp.TunedSctpTransport` and its DTLS transport
+  :class:`~nbcall.peer.aiortc_dtls.FastDtlsTransport`: reassembly in linear time, received TSNs in O(1), a SACK
+  per second DATA packet (per :data:`~nbcall.peer.aiortc_sctp.BURST_PEER` between Peers that negotiate it, with
+  as many packets per burst), no walk of the chunks in flight when none can need a retransmission, and a
+  datagram's way through DTLS and UDP without a loop turn per packet. Packets, their size and their bytes stay
+  aiortc's: only when SACKs and bursts go changes on the wire.
 - :func:`start_receivers`: a media section that a renegotiation adds to a connection that is up (an SFU's
   updated subscriber offer) sometimes keeps its receiver unstarted: its packets are dropped, nothing raises. It
   runs the connection's connect step again, which starts it.
@@ -35,28 +36,12 @@ from aiortc import rtcdtlstransport as _dtls
 from aiortc import rtcsctptransport as _sctp
 
 from .aiortc_dtls import FastDtlsTransport
-from .aiortc_sctp import (
-    BURST,
-    BURST_PEER,
-    SACK_DELAY,
-    SACK_EVERY,
-    SACK_EVERY_PEER,
-    FastInboundStream,
-    TunedSctpTransport,
-)
+from .aiortc_sctp import BURST, SACK_EVERY, TunedSctpTransport
 
 __all__ = [
-    "BURST",
-    "BURST_PEER",
-    "SACK_DELAY",
-    "SACK_EVERY",
-    "SACK_EVERY_PEER",
     "VERSIONS",
     "WRITTEN_FOR",
-    "FastDtlsTransport",
-    "FastInboundStream",
     "LoopbackConnection",
-    "TunedSctpTransport",
     "allow_loopback",
     "start_receivers",
     "tune_sctp",

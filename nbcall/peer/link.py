@@ -28,15 +28,8 @@ from aiortc.sdp import candidate_from_sdp
 
 from ..wire.framing import EXTENSIONS, LENGTH, PROTOCOL, FrameDecoder, FramingError, encode_frames
 from ..wire.payload import Kind, oversize
-from .aiortc_patches import (
-    BURST,
-    BURST_PEER,
-    SACK_EVERY,
-    SACK_EVERY_PEER,
-    allow_loopback,
-    tune_sctp,
-    unacknowledged,
-)
+from .aiortc_patches import allow_loopback, tune_sctp, unacknowledged
+from .aiortc_sctp import BURST, BURST_PEER, SACK_EVERY, SACK_EVERY_PEER
 from .tracks import ArrayVideoTrack, MediaOptions, consume_audio, consume_video, local_track
 
 __all__ = [

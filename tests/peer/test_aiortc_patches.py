@@ -18,7 +18,9 @@ from aiortc import rtcsctptransport as sctp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from nbcall.peer import aiortc_dtls as tuned_dtls
 from nbcall.peer import aiortc_patches as patches
+from nbcall.peer import aiortc_sctp as tuned_sctp
 from nbcall.peer.link import SCTP_EXTENSIONS, max_message_size, sctp_pace
 
 UNKNOWN = {"aiortc": "1.17.0", "aioice": "0.13.0"}
@@ -94,7 +96,7 @@ def test_fast_reassembly_delivers_what_aiortcs_own_does_in_the_same_steps(messag
     arrival = list(chunks)
     if shuffle:
         random.Random(seed).shuffle(arrival)
-    ours = list(_delivered(patches.FastInboundStream(), arrival))
+    ours = list(_delivered(tuned_sctp.FastInboundStream(), arrival))
     theirs = list(_delivered(sctp.InboundStream(), arrival))
     assert ours == theirs
     if not shuffle:  # in order, every message arrives whole with its last chunk
@@ -111,7 +113,7 @@ def test_fast_reassembly_scans_once_per_message_not_once_per_chunk(monkeypatch: 
         return scan(self)
 
     monkeypatch.setattr(sctp.InboundStream, "pop_messages", counted)
-    steps = list(_delivered(patches.FastInboundStream(), _chunks([50, 1, 30], [False, False, True])))
+    steps = list(_delivered(tuned_sctp.FastInboundStream(), _chunks([50, 1, 30], [False, False, True])))
     assert sum(len(step) for step in steps) == 3 and scans == 3
     scans = 0
     list(_delivered(sctp.InboundStream(), _chunks([50, 1, 30], [False, False, True])))
@@ -123,7 +125,7 @@ async def test_tune_sctp_gives_only_that_transport_the_fast_reassembly() -> None
     try:
         assert patches.tune_sctp(tuned.sctp) is True
         assert patches.tune_sctp(tuned.sctp) is True  # twice is once
-        assert type(tuned.sctp._get_inbound_stream(0)) is patches.FastInboundStream
+        assert type(tuned.sctp._get_inbound_stream(0)) is tuned_sctp.FastInboundStream
         assert type(plain.sctp._get_inbound_stream(0)) is sctp.InboundStream
     finally:
         await tuned.close()
@@ -340,7 +342,7 @@ async def test_delayed_sacks_go_every_nth_packet_at_once_after_a_gap_and_after_t
         for _ in range(100):
             if len(sent) == 5:
                 break
-            await asyncio.sleep(patches.SACK_DELAY)
+            await asyncio.sleep(tuned_sctp.SACK_DELAY)
         assert sent == ["sack", "sack", "gap", "gap", "sack"]
     finally:
         transport._association_state = sctp.RTCSctpTransport.State.CLOSED
@@ -395,11 +397,11 @@ async def test_received_tsns_move_on_across_the_wrap_where_aiortcs_sorting_stick
 
 def test_peers_that_list_burst_take_sixteen_packets_per_sack_and_others_get_what_they_had() -> None:
     peer = {"polite": False, "framing": "nbcall/1", "sctp_ext": ["burst"]}
-    assert sctp_pace(peer) == (patches.BURST_PEER, patches.BURST_PEER) == (16, 16)
+    assert sctp_pace(peer) == (tuned_sctp.BURST_PEER, tuned_sctp.BURST_PEER) == (16, 16)
     older_peer = {"polite": False, "framing": "nbcall/1"}  # a Peer before sctp_ext: aiortc's bursts of 4
-    assert sctp_pace(older_peer) == (patches.SACK_EVERY_PEER, patches.BURST) == (4, 4)
+    assert sctp_pace(older_peer) == (tuned_sctp.SACK_EVERY_PEER, tuned_sctp.BURST) == (4, 4)
     for browser in ({"framing": "nbcall/1", "framing_ext": ["length"]}, {}, {"sctp_ext": "burst"}):
-        assert sctp_pace(browser) == (patches.SACK_EVERY, patches.BURST) == (2, 4)
+        assert sctp_pace(browser) == (tuned_sctp.SACK_EVERY, tuned_sctp.BURST) == (2, 4)
     assert "burst" in SCTP_EXTENSIONS
 
 
@@ -410,7 +412,7 @@ async def _tuned_transfer(
     ``drop_every``-th DATA packet at the receiver (the first 20 such): (sent, arrived, counts, a, b)."""
     a, b, channel, theirs = await _connected_pair()
     for pc in (a, b):
-        assert patches.tune_sctp(pc.sctp, patches.BURST_PEER, patches.BURST_PEER)
+        assert patches.tune_sctp(pc.sctp, tuned_sctp.BURST_PEER, tuned_sctp.BURST_PEER)
     counts = {"handed_by_loop": 0, "data_packets": 0, "retransmitted": 0, "coroutine_sends": 0, "dropped": 0}
     pair = b.sctp.transport.transport._connection._nominated[1]
     by_loop = pair.protocol.datagram_received
@@ -468,7 +470,7 @@ async def test_a_tuned_pair_sends_each_packet_in_one_call_and_reads_waiting_data
     payload, arrived, counts, a, b = await _tuned_transfer(2 * 2**20)
     try:
         assert arrived == payload
-        assert type(a.sctp.transport) is patches.FastDtlsTransport
+        assert type(a.sctp.transport) is tuned_dtls.FastDtlsTransport
         # Every DATA packet went to DTLS and UDP without aiortc's coroutines (_send_data).
         assert counts["data_packets"] > 1800 and counts["coroutine_sends"] == 0
         # The event loop handed over fewer datagrams than arrived: the rest were read in the same turn.
