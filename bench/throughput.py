@@ -261,9 +261,16 @@ def by_component(prof: Any) -> dict[str, float]:
 
     groups: dict[str, float] = {}
     for (path, _, name), (_, _, tottime, _, _) in pstats.Stats(prof).stats.items():
-        if "rtcsctptransport" in path:
+        # nbcall's own SCTP and DTLS transports (nbcall/peer/aiortc_sctp.py, aiortc_dtls.py) count as aiortc's.
+        if "rtcsctptransport" in path or "aiortc_sctp" in path:
             key = "aiortc SCTP (chunks, SACKs, reassembly)"
-        elif "rtcdtlstransport" in path or "OpenSSL" in path or "openssl" in name or "SSL" in name:
+        elif (
+            "rtcdtlstransport" in path
+            or "aiortc_dtls" in path
+            or "OpenSSL" in path
+            or "openssl" in name
+            or "SSL" in name
+        ):
             key = "DTLS (pyOpenSSL encrypt/decrypt)"
         elif "aioice" in path or "sendto" in name or "recvfrom" in name:
             key = "ICE/UDP (aioice, sockets)"

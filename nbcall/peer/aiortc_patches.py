@@ -3,12 +3,13 @@
 - :func:`allow_loopback`: aioice never offers loopback as a host candidate, so on a machine whose only
   interface is loopback (a network namespace, a sandbox) a peer would gather nothing and never connect.
   The connection's ICE connections become :class:`LoopbackConnection`, which falls back to 127.0.0.1.
-- :func:`tune_sctp` makes a transport a :class:`TunedSctpTransport`. aiortc's ``InboundStream.pop_messages``
-  rescans the whole reassembly list for every DATA chunk, so a message of n fragments costs O(n^2) (a 256 KiB
-  frame is 226 chunks; the largest single cost in bench/throughput.py's profile). :class:`FastInboundStream`
-  skips the scan for a chunk that arrives in order and is not a last fragment, since it cannot complete any
-  message: reassembly becomes linear. And it acknowledges every second DATA packet (:data:`SACK_EVERY`) rather
-  than each, as RFC 4960 allows and browsers do: nothing changes on the wire but how often a SACK comes.
+- :func:`tune_sctp` gives a connection's SCTP transport the class
+  :class:`~nbcall.peer.aiortc_sctp.TunedSctpTransport` and its DTLS transport
+  :class:`~nbcall.peer.aiortc_dtls.FastDtlsTransport`: reassembly in linear time, received TSNs in O(1), a SACK
+  per second DATA packet (per :data:`~nbcall.peer.aiortc_sctp.BURST_PEER` between Peers that negotiate it, with
+  as many packets per burst), no walk of the chunks in flight when none can need a retransmission, and a
+  datagram's way through DTLS and UDP without a loop turn per packet. Packets, their size and their bytes stay
+  aiortc's: only when SACKs and bursts go changes on the wire.
 - :func:`start_receivers`: a media section that a renegotiation adds to a connection that is up (an SFU's
   updated subscriber offer) sometimes keeps its receiver unstarted: its packets are dropped, nothing raises. It
   runs the connection's connect step again, which starts it.
@@ -18,13 +19,12 @@
 Written for and tested with aiortc 1.16 and aioice 0.13; the same internals are in the sources of aiortc
 1.9 to 1.15 and aioice 0.9 to 0.10. On versions outside :data:`WRITTEN_FOR` (see :func:`unavailable_reason`,
 logged once at INFO on ``nbcall.peer.aiortc_patches``) every function leaves aiortc and aioice as they are:
-a loopback-only machine gathers no candidates, reassembly stays quadratic, and a hangup waits only until
+a loopback-only machine gathers no candidates, SCTP and DTLS stay aiortc's own, and a hangup waits only until
 the data channel has handed its messages to SCTP, not until the peer acknowledged them.
 """
 
 from __future__ import annotations
 
-import asyncio
 import importlib.metadata
 import logging
 from collections.abc import Iterator
@@ -32,17 +32,16 @@ from typing import Any
 
 import aioice
 from aiortc import RTCPeerConnection
+from aiortc import rtcdtlstransport as _dtls
 from aiortc import rtcsctptransport as _sctp
 
+from .aiortc_dtls import FastDtlsTransport
+from .aiortc_sctp import BURST, SACK_EVERY, TunedSctpTransport
+
 __all__ = [
-    "SACK_DELAY",
-    "SACK_EVERY",
-    "SACK_EVERY_PEER",
     "VERSIONS",
     "WRITTEN_FOR",
-    "FastInboundStream",
     "LoopbackConnection",
-    "TunedSctpTransport",
     "allow_loopback",
     "start_receivers",
     "tune_sctp",
@@ -127,96 +126,24 @@ def _gatherers(pc: RTCPeerConnection) -> Iterator[Any]:
         yield pc.sctp.transport.transport.iceGatherer
 
 
-# ------------------------------------------------------------------------------------- SCTP reassembly
+# ------------------------------------------------------------------------------------- SCTP and DTLS
 
-_LAST_FRAG = _sctp.SCTP_DATA_LAST_FRAG
 _SCTP_INTERNALS = all(
     hasattr(_sctp.RTCSctpTransport, name)
-    for name in ("_get_inbound_stream", "_receive_data_chunk", "_send_sack", "_handle_data")
-) and all(hasattr(_sctp.InboundStream, name) for name in ("add_chunk", "pop_messages"))
+    for name in (
+        "_get_inbound_stream", "_receive_data_chunk", "_send_sack", "_handle_data", "_mark_received",
+        "_receive_sack_chunk", "_t3_expired", "_transmit", "_send_chunk", "_flight_size_increase",
+    )
+) and all(hasattr(_sctp.InboundStream, name) for name in ("add_chunk", "pop_messages"))  # fmt: skip
+_DTLS_INTERNALS = all(
+    hasattr(_dtls.RTCDtlsTransport, name) for name in ("_recv_next", "_send_data", "_write_ssl")
+) and hasattr(aioice.Connection, "data_received")
 
 
-class FastInboundStream(_sctp.InboundStream):
-    """aiortc's InboundStream, with reassembly in linear time (see the module's docstring)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._quiet = False
-
-    def add_chunk(self, chunk: Any) -> None:
-        at_end = not self.reassembly or _sctp.uint32_gt(chunk.tsn, self.reassembly[-1].tsn)
-        super().add_chunk(chunk)
-        # The newest chunk, not a last fragment: its message still misses that one, and every other message's
-        # completeness is unchanged, so nothing can be delivered now.
-        self._quiet = at_end and not chunk.flags & _LAST_FRAG
-
-    def pop_messages(self) -> Iterator[tuple[int, int, bytes]]:
-        if self._quiet:
-            self._quiet = False
-            return iter(())
-        return super().pop_messages()
-
-
-#: DATA packets acknowledged by one SACK, and how long the last of fewer waits for company (seconds). aiortc
-#: sends a SACK for every DATA packet it receives: a DTLS record and a datagram for the receiver, and a walk
-#: of the sent queue, an RTO update and a timer restart for the sender, per 1,160 bytes. RFC 4960 (6.2) has
-#: a receiver acknowledge at least every second packet, and within 200 ms; browsers' SCTP stacks do so.
-SACK_EVERY = 2
-#: The same towards another nbcall Peer (it says so: ``"polite": false``), whose sender is aiortc's: every
-#: fourth packet. Measured in bench/throughput.py: 2 -> 4 cut the receiver's SACK work by half again.
-SACK_EVERY_PEER = 4
-SACK_DELAY = 0.002
-
-
-class TunedSctpTransport(_sctp.RTCSctpTransport):
-    """aiortc's RTCSctpTransport with reassembly in linear time (:class:`FastInboundStream`) and delayed
-    SACKs (one per :data:`SACK_EVERY` DATA packets); only transports given this class (:func:`tune_sctp`)."""
-
-    _nbcall_unsacked: int
-    _nbcall_sack_every: int
-    _nbcall_sack_timer: asyncio.TimerHandle | None
-    _nbcall_tasks: set[asyncio.Task[None]]
-
-    def _get_inbound_stream(self, stream_id: int) -> Any:
-        streams = self._inbound_streams
-        if stream_id not in streams:
-            streams[stream_id] = FastInboundStream()
-        return streams[stream_id]
-
-    async def _send_sack(self) -> None:
-        # A gap or a duplicate is news the sender needs at once (fast retransmit); otherwise wait for the
-        # next packet, or SACK_DELAY.
-        self._nbcall_unsacked += 1
-        if self._sack_misordered or self._sack_duplicates or self._nbcall_unsacked >= self._nbcall_sack_every:
-            await self._nbcall_sack_now()
-        elif self._nbcall_sack_timer is None:
-            loop = asyncio.get_running_loop()
-            self._nbcall_sack_timer = loop.call_later(SACK_DELAY, self._nbcall_sack_late)
-
-    async def _nbcall_sack_now(self) -> None:
-        if self._nbcall_sack_timer is not None:
-            self._nbcall_sack_timer.cancel()
-            self._nbcall_sack_timer = None
-        self._nbcall_unsacked = 0
-        await super()._send_sack()
-
-    def _nbcall_sack_late(self) -> None:
-        self._nbcall_sack_timer = None
-        if self._sack_needed and self._association_state == self.State.ESTABLISHED:
-            task = asyncio.ensure_future(self._nbcall_sack_now())
-            self._nbcall_tasks.add(task)
-            task.add_done_callback(self._nbcall_sack_sent)
-
-    def _nbcall_sack_sent(self, task: asyncio.Task[None]) -> None:
-        self._nbcall_tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            # The association went away meanwhile: the sender learns that otherwise.
-            logger.debug("a delayed SACK was not sent: %s", task.exception())
-
-
-def tune_sctp(sctp: _sctp.RTCSctpTransport, sack_every: int = SACK_EVERY) -> bool:
+def tune_sctp(sctp: _sctp.RTCSctpTransport, sack_every: int = SACK_EVERY, burst: int = BURST) -> bool:
     """Make one RTCSctpTransport a :class:`TunedSctpTransport` that sends a SACK per ``sack_every`` DATA
-    packets (again: changes it); False (and unchanged) if aiortc differs."""
+    packets and up to ``burst`` new ones per SACK (again: changes them), and its DTLS transport a
+    :class:`FastDtlsTransport`; False (and unchanged) if aiortc differs."""
     if (
         not _available()
         or not _SCTP_INTERNALS
@@ -225,12 +152,14 @@ def tune_sctp(sctp: _sctp.RTCSctpTransport, sack_every: int = SACK_EVERY) -> boo
     ):
         return False
     if type(sctp) is _sctp.RTCSctpTransport:
-        sctp._nbcall_unsacked = 0  # type: ignore[attr-defined]
-        sctp._nbcall_sack_timer = None  # type: ignore[attr-defined]
-        sctp._nbcall_tasks = set()  # type: ignore[attr-defined]
+        TunedSctpTransport._nbcall_setup(sctp)  # type: ignore[arg-type]
         # Per transport (its class), so other aiortc users in the process keep aiortc's own.
         sctp.__class__ = TunedSctpTransport
+    dtls = sctp.transport
+    if _DTLS_INTERNALS and type(dtls) is _dtls.RTCDtlsTransport:
+        dtls.__class__ = FastDtlsTransport
     sctp._nbcall_sack_every = max(1, sack_every)  # type: ignore[attr-defined]
+    sctp._nbcall_burst = max(1, burst)  # type: ignore[attr-defined]
     return True
 
 

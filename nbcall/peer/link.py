@@ -28,12 +28,26 @@ from aiortc.sdp import candidate_from_sdp
 
 from ..wire.framing import EXTENSIONS, LENGTH, PROTOCOL, FrameDecoder, FramingError, encode_frames
 from ..wire.payload import Kind, oversize
-from .aiortc_patches import SACK_EVERY, SACK_EVERY_PEER, allow_loopback, tune_sctp, unacknowledged
+from .aiortc_patches import allow_loopback, tune_sctp, unacknowledged
+from .aiortc_sctp import BURST, BURST_PEER, SACK_EVERY, SACK_EVERY_PEER
 from .tracks import ArrayVideoTrack, MediaOptions, consume_audio, consume_video, local_track
 
-__all__ = ["EngineHost", "Link", "SendLimits", "description_of", "max_message_size"]
+__all__ = [
+    "SCTP_EXTENSIONS",
+    "EngineHost",
+    "Link",
+    "SendLimits",
+    "description_of",
+    "max_message_size",
+    "sctp_pace",
+]
 
 logger = logging.getLogger("nbcall.peer.rtc")
+
+#: What a Peer's SCTP does beyond a browser's, announced in its signal's ``sctp_ext`` and used only with a peer
+#: that lists it too: ``burst``, up to :data:`~nbcall.peer.aiortc_patches.BURST_PEER` DATA packets per SACK
+#: sent, and one SACK per as many received (see nbcall/peer/aiortc_sctp.py).
+SCTP_EXTENSIONS = ("burst",)
 
 
 class EngineHost(Protocol):
@@ -92,8 +106,9 @@ class Link:
         self.pending: list[dict[str, Any]] = []
         #: The largest message the peer takes (None: no limit), from its description.
         self.remote_max_message_size: int | None = None
-        #: DATA packets per SACK we send (see aiortc_patches.TunedSctpTransport), once we know who the peer is.
-        self.sack_every = SACK_EVERY
+        #: DATA packets per SACK we send, and new ones per burst (see aiortc_sctp.TunedSctpTransport), once we
+        #: know who the peer is.
+        self.sack_every, self.burst = SACK_EVERY, BURST
         #: An offer that met our own (glare) was ignored: the accept that follows it has nothing to answer.
         self.ignored_offer = False
         self.steps = asyncio.Lock()
@@ -149,11 +164,9 @@ class Link:
         self.announce_length = self.framed and isinstance(extensions, list) and "length" in extensions
         await self.pc.setRemoteDescription(description)
         self.remote_max_message_size = max_message_size(description.sdp)
-        # Another Peer (never polite) sends with aiortc, which does as well with fewer SACKs; a browser gets
-        # them as often as its own SCTP stack sends them.
-        self.sack_every = SACK_EVERY_PEER if signal.get("polite") is False else SACK_EVERY
+        self.sack_every, self.burst = sctp_pace(signal)
         if self.pc.sctp is not None:
-            tune_sctp(self.pc.sctp, self.sack_every)
+            tune_sctp(self.pc.sctp, self.sack_every, self.burst)
         await self._add_pending()
 
     async def answer(self) -> None:
@@ -215,7 +228,7 @@ class Link:
         allow_loopback(self.pc)
         await self.pc.setLocalDescription(description)
         if self.pc.sctp is not None:
-            tune_sctp(self.pc.sctp, self.sack_every)
+            tune_sctp(self.pc.sctp, self.sack_every, self.burst)
 
     def _signal(self, kind: str) -> None:
         local = self.pc.localDescription
@@ -223,6 +236,7 @@ class Link:
         if not self.closed:
             signal = {
                 "type": kind, "sdp": sdp, "framing": PROTOCOL, "framing_ext": list(EXTENSIONS), "polite": False,
+                "sctp_ext": list(SCTP_EXTENSIONS),
             }  # fmt: skip
             self.host.engine_signal(self.peer, signal)
 
@@ -431,6 +445,21 @@ def description_of(signal: dict[str, Any]) -> RTCSessionDescription:
     if not isinstance(description, dict) or "sdp" not in description:
         raise ValueError(f"a {signal.get('type')} without a session description: {str(raw)[:80]!r}")
     return RTCSessionDescription(sdp=description["sdp"], type=description["type"])
+
+
+def sctp_pace(signal: dict[str, Any]) -> tuple[int, int]:
+    """DATA packets per SACK and per burst towards the end that sent ``signal`` (its call or answer).
+
+    A Peer that lists ``burst`` in ``sctp_ext`` sends and takes :data:`~nbcall.peer.aiortc_patches.BURST_PEER`;
+    an older Peer (``"polite": false`` alone) sends aiortc's bursts of 4, and does as well with a SACK per 4;
+    a browser gets SACKs as often as its own SCTP stack sends them, and aiortc's bursts.
+    """
+    listed = signal.get("sctp_ext")
+    if isinstance(listed, list) and "burst" in listed:
+        return BURST_PEER, BURST_PEER
+    if signal.get("polite") is False:
+        return SACK_EVERY_PEER, BURST
+    return SACK_EVERY, BURST
 
 
 def max_message_size(sdp: str) -> int | None:

@@ -129,10 +129,16 @@ class Sending(PhonePart):
         browser sends it, measures its progress and reports that, so ``progress`` is not needed here."""
         # Read no further ahead than the browser takes: a file's parts would otherwise pile up in the kernel.
         await self._room()
-        # More than one target is everyone connected when the file started: the browser sends to all of them
-        # (in an SFU room always: the SFU relays to every member).
-        one = len(targets) == 1 and self.room_mode != "sfu"
-        self.send(data, to=targets[0] if one else None)
+        if self.room_mode == "sfu":  # the SFU relays one send to every member
+            self.send(data)
+            return
+        # One send to all when the targets are every member connected now; else one to each target, so that a
+        # member that refused the file (or joined after it started) gets none of its bytes.
+        if len(targets) > 1 and set(targets) >= set(self.file_targets(None)):
+            self.send(data)
+            return
+        for target in targets:
+            self.send(data, to=target)
 
     def _file_part(self, sender: str, kind: Any, data: Any, size: int) -> Message | None:
         """A received message as the user sees it: itself, a whole file, or None (a file's part, a verdict)."""

@@ -67,6 +67,8 @@ def test_peer_and_phone_call_each_other_with_typed_data_and_fifty_mebibytes_both
     p.call("B")
     nb.run("await b.wait_for('ringing')\nb.answer()\nawait b.wait_for('connected', timeout=20)")
     p.wait("connected", timeout=TIMEOUT)
+    sctp = p._engine.links["B"].pc.sctp  # a browser lists no sctp_ext: a SACK per 2 packets, bursts of 4
+    assert (sctp._nbcall_sack_every, sctp._nbcall_burst) == (2, 4)
     p.send("hi")
     p.send(b"\x00\xff")
     p.send({"x": [1, 2]})
@@ -418,3 +420,34 @@ def test_a_python_peer_and_two_browser_phones_make_a_room_both_ways(
     nb.run("await a.wait_for_members('B', 'P', timeout=20)")
     p.send("hello room")
     nb.wait_until("a.messages[-1].data == 'hello room' and b.messages[-1].data == 'hello room'")
+
+
+def test_a_phone_sends_a_rooms_file_only_to_the_members_that_take_it(
+    lab: Lab, page: Page, peers: list[Peer], tmp_path: Path
+) -> None:
+    nb, url = open_phone(lab, page, "peer-room-file.ipynb")
+    refusing, taking = tmp_path / "p-inbox", tmp_path / "q-inbox"
+    refusing.mkdir()
+    (refusing / "big.bin").write_bytes(b"another file of that name")  # P refuses it: "exists"
+    p = Peer("P", server=url, receive_dir=refusing)
+    q = Peer("Q", server=url, receive_dir=taking)
+    peers += [p, q]
+    nb.wait_until("'P' in b.peers and 'Q' in b.peers")
+    nb.run("b.invite('P', 'Q')")
+    for member in (p, q):
+        member.wait("ringing", timeout=TIMEOUT)
+        member.answer()
+    nb.run("await b.wait_for_members('P', 'Q', timeout=20)")
+    wait_until(
+        lambda: p.connections.get("B") == q.connections.get("B") == "connected", "P and Q connected to B"
+    )
+
+    nb.run(
+        "open('big.bin', 'wb').write(random.Random(6).randbytes(4 * 2**20))\n"
+        "v = await asyncio.wait_for(asyncio.wrap_future(b.send_file('big.bin')), 60)"
+    )
+    assert nb.value("sorted((f['peer'], f['code']) for f in v['files'])") == [["P", "exists"], ["Q", "ok"]]
+    assert (taking / "big.bin").read_bytes() == random.Random(6).randbytes(4 * 2**20)
+    assert (refusing / "big.bin").read_bytes() == b"another file of that name"
+    # P got the file's start and nothing of its 4 MiB: the phone sent the bytes to Q alone.
+    assert p.stats["B"]["bytes_received"] < 2**16

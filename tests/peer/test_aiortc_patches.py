@@ -18,8 +18,10 @@ from aiortc import rtcsctptransport as sctp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from nbcall.peer import aiortc_dtls as tuned_dtls
 from nbcall.peer import aiortc_patches as patches
-from nbcall.peer.link import max_message_size
+from nbcall.peer import aiortc_sctp as tuned_sctp
+from nbcall.peer.link import SCTP_EXTENSIONS, max_message_size, sctp_pace
 
 UNKNOWN = {"aiortc": "1.17.0", "aioice": "0.13.0"}
 
@@ -94,7 +96,7 @@ def test_fast_reassembly_delivers_what_aiortcs_own_does_in_the_same_steps(messag
     arrival = list(chunks)
     if shuffle:
         random.Random(seed).shuffle(arrival)
-    ours = list(_delivered(patches.FastInboundStream(), arrival))
+    ours = list(_delivered(tuned_sctp.FastInboundStream(), arrival))
     theirs = list(_delivered(sctp.InboundStream(), arrival))
     assert ours == theirs
     if not shuffle:  # in order, every message arrives whole with its last chunk
@@ -111,7 +113,7 @@ def test_fast_reassembly_scans_once_per_message_not_once_per_chunk(monkeypatch: 
         return scan(self)
 
     monkeypatch.setattr(sctp.InboundStream, "pop_messages", counted)
-    steps = list(_delivered(patches.FastInboundStream(), _chunks([50, 1, 30], [False, False, True])))
+    steps = list(_delivered(tuned_sctp.FastInboundStream(), _chunks([50, 1, 30], [False, False, True])))
     assert sum(len(step) for step in steps) == 3 and scans == 3
     scans = 0
     list(_delivered(sctp.InboundStream(), _chunks([50, 1, 30], [False, False, True])))
@@ -123,7 +125,7 @@ async def test_tune_sctp_gives_only_that_transport_the_fast_reassembly() -> None
     try:
         assert patches.tune_sctp(tuned.sctp) is True
         assert patches.tune_sctp(tuned.sctp) is True  # twice is once
-        assert type(tuned.sctp._get_inbound_stream(0)) is patches.FastInboundStream
+        assert type(tuned.sctp._get_inbound_stream(0)) is tuned_sctp.FastInboundStream
         assert type(plain.sctp._get_inbound_stream(0)) is sctp.InboundStream
     finally:
         await tuned.close()
@@ -340,8 +342,157 @@ async def test_delayed_sacks_go_every_nth_packet_at_once_after_a_gap_and_after_t
         for _ in range(100):
             if len(sent) == 5:
                 break
-            await asyncio.sleep(patches.SACK_DELAY)
+            await asyncio.sleep(tuned_sctp.SACK_DELAY)
         assert sent == ["sack", "sack", "gap", "gap", "sack"]
     finally:
         transport._association_state = sctp.RTCSctpTransport.State.CLOSED
         await pc.close()
+
+
+# ------------------------------------------------------------------------------ the tuned SCTP and DTLS path
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    arrivals=st.lists(st.integers(-3, 40), min_size=1, max_size=60),
+    start=st.sampled_from([0, 12345, 2**31]),
+)
+def test_received_tsns_are_counted_as_aiortc_counts_them(arrivals: list[int], start: int) -> None:
+    """Duplicates, the cumulative TSN and the early arrivals (the SACK's gaps) after every chunk."""
+
+    async def compare() -> None:
+        tuned, plain = await _pc_with_channel(), await _pc_with_channel()
+        try:
+            assert patches.tune_sctp(tuned.sctp)
+            for transport in (tuned.sctp, plain.sctp):
+                transport._last_received_tsn = start
+            for offset in arrivals:
+                tsn = (start + offset) % 2**32
+                ours, theirs = tuned.sctp._mark_received(tsn), plain.sctp._mark_received(tsn)
+                assert ours == theirs, tsn
+                for name in ("_last_received_tsn", "_sack_duplicates", "_sack_misordered"):
+                    assert getattr(tuned.sctp, name) == getattr(plain.sctp, name), (name, tsn)
+        finally:
+            await tuned.close()
+            await plain.close()
+
+    asyncio.run(compare())
+
+
+async def test_received_tsns_move_on_across_the_wrap_where_aiortcs_sorting_sticks() -> None:
+    tuned, plain = await _pc_with_channel(), await _pc_with_channel()
+    try:
+        assert patches.tune_sctp(tuned.sctp)
+        for transport in (tuned.sctp, plain.sctp):
+            transport._last_received_tsn = 2**32 - 3
+            for tsn in (0, 2**32 - 2, 2**32 - 1, 1):  # 0 came early, then the rest in order
+                assert transport._mark_received(tsn) is False
+        assert (tuned.sctp._last_received_tsn, tuned.sctp._sack_misordered) == (1, set())
+        # aiortc sorts the early TSNs as numbers: 0 comes first and is never "the next", so it never moves.
+        assert plain.sctp._last_received_tsn == 2**32 - 3
+    finally:
+        await tuned.close()
+        await plain.close()
+
+
+def test_peers_that_list_burst_take_sixteen_packets_per_sack_and_others_get_what_they_had() -> None:
+    peer = {"polite": False, "framing": "nbcall/1", "sctp_ext": ["burst"]}
+    assert sctp_pace(peer) == (tuned_sctp.BURST_PEER, tuned_sctp.BURST_PEER) == (16, 16)
+    older_peer = {"polite": False, "framing": "nbcall/1"}  # a Peer before sctp_ext: aiortc's bursts of 4
+    assert sctp_pace(older_peer) == (tuned_sctp.SACK_EVERY_PEER, tuned_sctp.BURST) == (4, 4)
+    for browser in ({"framing": "nbcall/1", "framing_ext": ["length"]}, {}, {"sctp_ext": "burst"}):
+        assert sctp_pace(browser) == (tuned_sctp.SACK_EVERY, tuned_sctp.BURST) == (2, 4)
+    assert "burst" in SCTP_EXTENSIONS
+
+
+async def _tuned_transfer(
+    size: int, drop_every: int = 0
+) -> tuple[bytes, bytes, dict[str, int], RTCPeerConnection, RTCPeerConnection]:
+    """``size`` random bytes between two connections tuned as two Peers tune them, dropping every
+    ``drop_every``-th DATA packet at the receiver (the first 20 such): (sent, arrived, counts, a, b)."""
+    a, b, channel, theirs = await _connected_pair()
+    for pc in (a, b):
+        assert patches.tune_sctp(pc.sctp, tuned_sctp.BURST_PEER, tuned_sctp.BURST_PEER)
+    counts = {"handed_by_loop": 0, "data_packets": 0, "retransmitted": 0, "coroutine_sends": 0, "dropped": 0}
+    pair = b.sctp.transport.transport._connection._nominated[1]
+    by_loop = pair.protocol.datagram_received
+
+    def counted_by_loop(data: bytes, addr: Any) -> None:
+        counts["handled_by_loop"] = counts.get("handled_by_loop", 0) + 1
+        by_loop(data, addr)
+
+    pair.protocol.datagram_received = counted_by_loop
+    handle = b.sctp._handle_data
+    seen = 0
+
+    async def lossy(data: bytes) -> None:
+        nonlocal seen
+        seen += 1
+        if drop_every and seen % drop_every == 0 and counts["dropped"] < 20:
+            counts["dropped"] += 1
+            return
+        await handle(data)
+
+    b.sctp._handle_data = lossy
+    send_chunk, send_data = a.sctp._send_chunk, a.sctp.transport._send_data
+
+    async def counted_chunk(chunk: Any) -> None:
+        if isinstance(chunk, sctp.DataChunk):
+            counts["data_packets"] += 1
+            counts["retransmitted"] += chunk._sent_count > 1
+        await send_chunk(chunk)
+
+    async def counted_data(data: bytes) -> None:
+        counts["coroutine_sends"] += 1
+        await send_data(data)
+
+    a.sctp._send_chunk, a.sctp.transport._send_data = counted_chunk, counted_data
+    payload = random.Random(size).randbytes(size)
+    got: list[bytes] = []
+    whole = asyncio.get_running_loop().create_future()
+
+    @theirs.on("message")
+    def on_message(data: bytes) -> None:
+        got.append(data)
+        if sum(map(len, got)) >= len(payload) and not whole.done():
+            whole.set_result(None)
+
+    for offset in range(0, len(payload), 65536):
+        channel.send(payload[offset : offset + 65536])
+    await asyncio.wait_for(whole, 60)
+    counts["handled_by_loop"] = counts.pop("handled_by_loop", 0)
+    counts["received_packets"] = b.sctp.transport._RTCDtlsTransport__rx_packets
+    return payload, b"".join(got), counts, a, b
+
+
+@pytest.mark.webrtc
+async def test_a_tuned_pair_sends_each_packet_in_one_call_and_reads_waiting_datagrams_in_batches() -> None:
+    payload, arrived, counts, a, b = await _tuned_transfer(2 * 2**20)
+    try:
+        assert arrived == payload
+        assert type(a.sctp.transport) is tuned_dtls.FastDtlsTransport
+        # Every DATA packet went to DTLS and UDP without aiortc's coroutines (_send_data).
+        assert counts["data_packets"] > 1800 and counts["coroutine_sends"] == 0
+        # The event loop handed over fewer datagrams than arrived: the rest were read in the same turn.
+        assert 0 < counts["handled_by_loop"] < counts["received_packets"]
+        (stats,) = a.sctp.transport._get_stats().values()  # aiortc's counters still count every record
+        assert stats.bytesSent > len(payload) and stats.packetsSent >= counts["data_packets"]
+    finally:
+        await a.close()
+        await b.close()
+
+
+@pytest.mark.webrtc
+async def test_packets_lost_between_tuned_peers_are_sent_again_and_the_data_arrives_whole() -> None:
+    payload, arrived, counts, a, b = await _tuned_transfer(2 * 2**20, drop_every=61)
+    try:
+        assert counts["dropped"] == 20 and counts["retransmitted"] >= 20
+        assert arrived == payload
+        for _ in range(400):  # and the sender learns it all arrived (the last SACK may be delayed)
+            if patches.unacknowledged(a.sctp) == 0:
+                break
+            await asyncio.sleep(0.01)
+        assert patches.unacknowledged(a.sctp) == 0
+    finally:
+        await a.close()
+        await b.close()

@@ -90,6 +90,9 @@ def test_eight_mebibytes_arrive_whole_both_ways_with_progress(make_peer) -> None
     a, b = make_peer("A", auto_answer=True), make_peer("B")
     b.call("A")
     b.wait("connected", timeout=TIMEOUT)
+    for peer, other in ((a, "B"), (b, "A")):  # both list sctp_ext "burst": 16 packets per SACK, each way
+        sctp = peer._engine.links[other].pc.sctp
+        assert (sctp._nbcall_sack_every, sctp._nbcall_burst) == (16, 16)
     seen: list[dict] = []
     b.on_progress(seen.append)
     big = os.urandom(8 * 2**20)
