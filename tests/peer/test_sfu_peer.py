@@ -124,6 +124,25 @@ def test_a_member_leaving_leaves_the_others_connected(make_peer) -> None:
     assert a.connections == {"B": "connected"}
 
 
+def test_an_sfu_members_stats_count_each_feed_once_and_its_own_links_once(make_peer) -> None:
+    a, b, c = sfu_room(make_peer, "A", "B", "C")
+    a.send(bytes(100_000)).result(TIMEOUT)
+    a.send("and a word").result(TIMEOUT)
+    b.send(b"b" * 3000).result(TIMEOUT)
+    wait_until_sync(lambda: len(c.messages) >= 3, "C received A's and B's messages", TIMEOUT)
+    stats = c.stats
+    assert sorted(stats) == ["A", "B", "C"]  # the members, and C's own links under its ID
+    own = stats["C"]
+    assert own["publisher"]["connection"] == own["subscriber"]["connection"] == "connected"
+    # What came from each member, once: the entries add up to what the subscriber connection received.
+    assert [stats["A"]["messages_in"], stats["B"]["messages_in"]] == [2, 1]
+    assert stats["A"]["bytes_received"] + stats["B"]["bytes_received"] == own["subscriber"]["bytes_received"]
+    for sender, payload in ((a, 100_000 + 10), (b, 3000)):
+        sent = sender.stats[sender.user_id]["publisher"]["bytes_sent"]  # its frames and its pacing
+        assert payload < stats[sender.user_id]["bytes_received"] <= sent
+    assert a.stats["A"]["publisher"]["messages_out"] == 2
+
+
 def test_a_late_joiner_connects_and_receives_what_follows(make_peer) -> None:
     a, b = sfu_room(make_peer, "A", "B")
     d = make_peer("D")
@@ -149,7 +168,8 @@ def test_on_room_frame_names_the_member_whose_video_came_through_the_sfu(make_pe
     wait_until_sync(lambda: len(got) >= 3, "B received A's frames", TIMEOUT)
     member, shape, level = got[-1]
     assert (member, shape) == ("A", (120, 160, 3)) and level > 150
-    assert data_only.stats["A"]["publisher"] == "connected"
+    assert data_only.stats["C"]["publisher"]["connection"] == "connected"
+    assert viewer.stats["A"]["frames_in"] >= 3 and "frames_in" not in viewer.stats.get("C", {})
     assert viewer.messages == []  # video is no data message
 
 
