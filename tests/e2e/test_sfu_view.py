@@ -96,3 +96,97 @@ def test_the_statistics_panel_shows_this_phones_two_links_to_the_sfu_and_each_me
     assert received >= 50_000
     screenshot(phone, "sfu-stats-panel-A")
     nb.run("p.close(); janus.close()")
+
+
+def test_the_grid_shows_nine_of_ten_video_publishers_and_takes_video_only_for_those_it_shows(
+    lab: Lab, page: Page
+) -> None:
+    nb = lab.run_notebook(
+        page,
+        "sfu_grid.ipynb",
+        [
+            START,
+            "v = nbcall.Phone('V'); v",
+            # Ten publishers as light as video gets: 64x48 frames, 2 per second, from Python peers.
+            (
+                "import numpy as np\nframe = np.full((48, 64, 3), 200, np.uint8)\n"
+                "peers = [nbcall.Peer(f'P{i}', auto_answer=True, video=lambda: frame, fps=2) for i in range(10)]\n"
+                "names = [p.user_id for p in peers]"
+            ),
+        ],
+        phones=("V",),
+    )
+    nb.run(
+        "v.invite(*names, sfu=True)\n"
+        "await v.wait_until(lambda: len(v.members) == 11, 'members', timeout=60)\n"
+        "await v.wait_for_members(*names, timeout=60)"
+    )
+    phone = nb.phone("V")
+    grid = phone.locator(".nbcall-grid")
+    expect(grid).to_have_attribute("data-count", "9", timeout=30_000)
+    expect(grid).to_have_attribute("data-hidden", "1")
+    expect(phone.locator(".nbcall-grid-note")).to_have_text("1 more member not shown (heard, not seen)")
+    expect(phone.locator(".nbcall-tile.nbcall-has-video:not([hidden])")).to_have_count(9, timeout=60_000)
+    hidden = phone.locator(".nbcall-tile[hidden]")
+    expect(hidden).to_have_count(1)
+    unseen = hidden.get_attribute("data-peer")
+    shown = sorted(set(nb.value("names")) - {unseen})  # type: ignore[arg-type]
+    assert unseen in nb.value("names") and len(shown) == 9  # type: ignore[operator]
+    # V asked the server for the video of the nine it shows; the tenth's video never reaches it.
+    views = nb.value("[e['detail'] for e in v.log if e['type'] == 'sfu-view' and e['dir'] == 'out']")
+    assert isinstance(views, list) and views, "V sent no sfu-view"
+    assert sorted(views[-1]["video"]) == shown
+    nb.wait_until(
+        f"all((v.stats.get(m, {{}}).get('video_in') or {{}}).get('frames', 0) > 0 for m in {shown!r})",
+        timeout=30,
+    )
+    nb.run("await asyncio.sleep(3)")  # three more samples: the tenth's video would show by now
+    assert nb.value(f"v.stats[{unseen!r}].get('video_in')") is None
+    assert nb.value(f"v.stats[{unseen!r}]['bytes_received']") > 0  # type: ignore[operator]
+    assert nb.value(f"v.connections[{unseen!r}]") == "connected"  # its data and audio still come
+    screenshot(phone, "sfu-grid-9-of-10")
+    nb.run("for p in peers:\n    p.close()\njanus.close()")
+
+
+def test_a_browser_phone_sends_a_file_to_an_sfu_room_checked_by_each_member_and_refused_by_one(
+    lab: Lab, page: Page
+) -> None:
+    nb = lab.run_notebook(
+        page,
+        "sfu_file.ipynb",
+        [
+            START,
+            "import pathlib\npathlib.Path('data.bin').write_bytes(bytes(range(256)) * 6000)  # 1.5 MB",
+            "a = nbcall.Phone('A'); a",
+            "b = nbcall.Phone('B', auto_answer=True, receive_dir='at_b'); b",
+            # R already has a folder named data.bin where the file would go: it refuses the file.
+            (
+                "p = nbcall.Peer('P', auto_answer=True, receive_dir='at_p')\n"
+                "pathlib.Path('at_r/data.bin').mkdir(parents=True)\n"
+                "r = nbcall.Peer('R', auto_answer=True, receive_dir='at_r')"
+            ),
+        ],
+        phones=("A", "B"),
+    )
+    nb.run(
+        "a.invite('B', 'P', 'R', sfu=True)\n"
+        "await a.wait_until(lambda: len(a.members) == 4, 'members', timeout=30)\n"
+        "for x in (a, b, p, r):\n"
+        "    await x.wait_for_members(*[m for m in 'ABPR' if m != x.user_id], timeout=30)"
+    )
+    nb.run("verdict = await asyncio.wait_for(asyncio.wrap_future(a.send_file('data.bin')), 90)")
+    files = nb.value("sorted([f['peer'], f['code']] for f in verdict['files'])")
+    assert files == [["B", "ok"], ["P", "ok"], ["R", "exists"]], nb.value("verdict")
+    expected = nb.value("hashlib.sha256(pathlib.Path('data.bin').read_bytes()).hexdigest()")
+    for where in ("at_b", "at_p"):
+        assert (
+            nb.value(f"hashlib.sha256(pathlib.Path('{where}/data.bin').read_bytes()).hexdigest()") == expected
+        )
+    assert nb.value("sorted(str(x) for x in pathlib.Path('at_r').rglob('*'))") == ["at_r/data.bin"]
+    assert nb.value("[m.name for m in r.messages]") == []
+    assert nb.value("[(m.sender, m.name, m.sha256) for m in b.messages]") == [["A", "data.bin", expected]]
+    # The file's row (its verdicts go through the signaling server in an SFU room, not through the browser).
+    expect(nb.phone("B").locator(".nbcall-msg[data-kind='file']")).to_have_text(
+        re.compile(r"A\s*file\s*data\.bin")
+    )
+    nb.run("p.close(); r.close(); janus.close()")
