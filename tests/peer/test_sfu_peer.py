@@ -154,6 +154,32 @@ def test_a_late_joiner_connects_and_receives_what_follows(make_peer) -> None:
     wait_until_sync(lambda: [m.data for m in d.messages] == ["to all three"], "D received", TIMEOUT)
 
 
+def test_sends_right_after_wait_for_members_reach_a_joiner_and_the_joiners_reach_everyone(make_peer) -> None:
+    # wait_for_members(newcomer) returns once the newcomer receives our feed and we receive its own (it
+    # acknowledged us): what each side sends at once arrives, however the subscriber links settle.
+    a, b = sfu_room(make_peer, "A", "B")
+    d = make_peer("D")
+    b.invite("D")
+    wait_until_sync(lambda: "D" in a.members and "D" in b.members, "A and B see D", TIMEOUT)
+    a.wait_members("D", timeout=TIMEOUT)
+    a.send("a at once")
+    a.send(bytes(300_000))  # frames of a message that starts after D is in: none is dropped as a tail
+    b.wait_members("D", timeout=TIMEOUT)
+    b.send("b at once")
+    d.wait_members("A", "B", timeout=TIMEOUT)
+    d.send("d at once")
+    wait_until_sync(
+        lambda: len(d.messages) >= 3 and len(a.messages) >= 2 and len(b.messages) >= 2, "all arrived", TIMEOUT
+    )
+    assert [m.data if isinstance(m.data, str) else len(m.data) for m in d.messages if m.sender == "A"] == [
+        "a at once",
+        300_000,
+    ]
+    assert [m.data for m in d.messages if m.sender == "B"] == ["b at once"]
+    assert [m.data for m in a.messages if m.sender == "D"] == [m.data for m in b.messages if m.sender == "D"]
+    assert [m.data for m in a.messages if m.sender == "D"] == ["d at once"]
+
+
 def test_on_room_frame_names_the_member_whose_video_came_through_the_sfu(make_peer) -> None:
     red = np.zeros((120, 160, 3), np.uint8)
     red[:, :, 0] = 220
