@@ -110,6 +110,8 @@ class SfuSession:
         def report() -> None:
             if not self.closed:
                 self.host.engine_sfu_connection(role, pc.connectionState)
+            if role == "subscriber" and pc.connectionState == "connected":
+                self._spawn(self._start_receivers(pc))
 
         return pc
 
@@ -182,17 +184,15 @@ class SfuSession:
             transceiver.direction = "recvonly" if wanted else "inactive"
         await self._set_local(pc, await pc.createAnswer())
         self.host.engine_sfu_signal("subscriber", _signal(pc))
-        self._spawn(self._check_receivers(pc))
 
-    async def _check_receivers(self, pc: RTCPeerConnection) -> None:
-        """Media added by an updated offer: start a receiver aiortc left unstarted (see aiortc_patches)."""
-        for delay in (1.0, 3.0):
-            await asyncio.sleep(delay)
-            if self.closed:
-                return
-            started = await start_receivers(pc)
-            if started:
-                logger.info("started %d receiver(s) aiortc left idle after a renegotiation", started)
+    async def _start_receivers(self, pc: RTCPeerConnection) -> None:
+        """Start the receivers of media an updated offer added while the connection was still being made: aiortc
+        starts a receiver only if DTLS is up when it applies the description, and never comes back to it."""
+        started = await start_receivers(pc)
+        if started:
+            logger.info(
+                "started %d receiver(s) added while the subscriber connection was being made", started
+            )
 
     async def _set_local(self, pc: RTCPeerConnection, description: RTCSessionDescription) -> None:
         allow_loopback(pc)

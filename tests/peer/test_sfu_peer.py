@@ -199,6 +199,29 @@ def test_on_room_frame_names_the_member_whose_video_came_through_the_sfu(make_pe
     assert viewer.messages == []  # video is no data message
 
 
+def test_video_that_an_updated_offer_adds_while_the_subscriber_connects_reaches_the_frame_callback(
+    make_peer,
+) -> None:
+    # Both invited at once: the viewer's subscriber connection gets its first offer (the data-only inviter's
+    # feed), then at once an updated one with the presenter's video, while its DTLS handshake is still under
+    # way (aiortc then leaves that receiver unstarted: nbcall starts it once the connection is up). Two rooms,
+    # since the timing does not always fall so.
+    frame = np.full((48, 64, 3), 90, np.uint8)
+    for room in range(2):
+        got: list[str] = []
+        viewer = make_peer(f"V{room}")
+        viewer.on_room_frame(lambda member, image, timestamp, got=got: got.append(member))
+        presenter = make_peer(f"A{room}", video=lambda: frame, fps=5)
+        inviter = make_peer(f"C{room}")
+        inviter.invite(viewer.user_id, presenter.user_id, sfu=True)
+        viewer.wait("connected", timeout=TIMEOUT)
+        viewer.wait_members(timeout=TIMEOUT)
+        wait_until_sync(lambda got=got: len(got) >= 3, f"room {room}: the viewer's frames", TIMEOUT)
+        assert set(got) == {presenter.user_id}
+        for peer in (viewer, presenter, inviter):
+            peer.close()
+
+
 def test_on_room_frame_in_a_mesh_room_names_the_member(make_peer) -> None:
     green = np.zeros((120, 160, 3), np.uint8)
     green[:, :, 1] = 200
