@@ -190,3 +190,44 @@ def test_a_browser_phone_sends_a_file_to_an_sfu_room_checked_by_each_member_and_
         re.compile(r"A\s*file\s*data\.bin")
     )
     nb.run("p.close(); r.close(); janus.close()")
+
+
+def test_browser_members_sending_right_after_wait_for_members_reach_a_joiner_and_hear_it(
+    lab: Lab, page: Page
+) -> None:
+    # wait_for_members(newcomer) returns once the newcomer receives our feed and we receive its (it acknowledged
+    # ours): a send at once reaches it, however the subscriber links settle; its first sends reach us.
+    nb = lab.run_notebook(
+        page,
+        "sfu_join.ipynb",
+        [
+            START,
+            "a = nbcall.Phone('A'); a",
+            "b = nbcall.Phone('B', auto_answer=True); b",
+            "d = nbcall.Phone('D', auto_answer=True); d",
+        ],
+        phones=("A", "B", "D"),
+    )
+    nb.run(
+        "a.invite('B', sfu=True)\nawait b.wait_for('connected', timeout=20)\nawait b.wait_for_members('A', timeout=30)\nawait a.wait_for_members('B', timeout=30)"
+    )
+    nb.run(
+        "b.invite('D')\n"
+        "await a.wait_until(lambda: 'D' in a.members, 'members', timeout=30)\n"
+        "await b.wait_until(lambda: 'D' in b.members, 'members', timeout=30)\n"
+        "await a.wait_for_members('D', timeout=30); a.send('a at once'); a.send(bytes(300_000))\n"
+        "await b.wait_for_members('D', timeout=30); b.send('b at once')\n"
+        "await d.wait_for_members('A', 'B', timeout=30); d.send('d at once')"
+    )
+    nb.wait_until("len(d.messages) >= 3 and len(a.messages) >= 2 and len(b.messages) >= 2", timeout=30)
+    assert nb.value("[m.data if isinstance(m.data, str) else len(m.data) for m in d.messages]") in (
+        ["a at once", 300_000, "b at once"],
+        ["a at once", "b at once", 300_000],
+        ["b at once", "a at once", 300_000],
+    )
+    assert nb.value("sorted([m.sender, m.data] for m in a.messages)") == [
+        ["B", "b at once"],
+        ["D", "d at once"],
+    ]
+    assert nb.value("[[m.sender, m.data] for m in b.messages if m.sender == 'D']") == [["D", "d at once"]]
+    nb.run("janus.close()")
