@@ -119,6 +119,19 @@ export function rtpRows(label, r) {
   return [[label, parts.join(", ")]];
 }
 
+/**
+ * The statistics panel's rows for what came from each member through the SFU's subscriber link.
+ * @param {Record<string, import("./stats.js").FeedSummary>} feeds by member
+ * @returns {[string, string | undefined][]}
+ */
+export function feedRows(feeds) {
+  return Object.entries(feeds).flatMap(([member, f]) => [
+    /** @type {[string, string | undefined]} */ ([`feed from ${member}`, `data ${f.bytes_received} bytes in ${f.messages_received} messages`]),
+    ...rtpRows(`audio from ${member}`, f.audio_in),
+    ...rtpRows(`video from ${member}`, f.video_in),
+  ]);
+}
+
 /** @param {CandidateSummary | null | undefined} c */
 export function candidateText(c) {
   return c ? `${c.type} ${c.protocol} ${c.address}:${c.port}` : undefined;

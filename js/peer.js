@@ -33,6 +33,7 @@ import { summarizeStats } from "./stats.js";
  *   wanted: () => Wanted,
  *   enabled: () => {mic_on: boolean, camera_on: boolean},
  *   userId: () => string,
+ *   inRoom: () => boolean,
  *   acquireMedia: (link: PeerLink) => Promise<{stream: MediaStream | null, errors: MediaError[]}>,
  *   releaseMedia: (link: PeerLink) => void,
  *   dropTrack: (link: PeerLink, track: MediaStreamTrack) => void,
@@ -244,10 +245,18 @@ export class PeerLink {
     if (this.closed) return;
     // The offer decides which media sections exist: put each local track on the caller's section of its kind.
     // A kind the caller did not offer cannot be sent in this call (it would need a new offer): drop it.
+    // In a room a member offers us only what it would like itself (a data-only member: no media section), so
+    // the kinds it did not offer go in a new offer of ours, right after this answer.
     /** @type {MediaError[]} */
     const notOffered = [];
+    /** @type {MediaStreamTrack[]} */
+    const later = [];
     for (const track of stream?.getTracks() ?? []) {
       const transceiver = pc.getTransceivers().find((t) => t.receiver.track.kind === track.kind && !t.sender.track);
+      if (stream && !transceiver && this.host.inRoom()) {
+        later.push(track);
+        continue;
+      }
       if (!stream || !transceiver) {
         this.host.dropTrack(this, track);
         const message = "no media section of that kind in the offer";
@@ -258,11 +267,16 @@ export class PeerLink {
       transceiver.sender.setStreams?.(stream);
       transceiver.direction = "sendrecv";
     }
+    for (const track of later) pc.addTransceiver(track, { direction: "sendrecv", streams: stream ? [stream] : [] });
     this.localStream = this.sentTracks().length ? stream : null;
     if (stream || errors.length || notOffered.length) this.host.mediaChanged([...errors, ...notOffered]);
     await pc.setLocalDescription(await pc.createAnswer());
     this.negotiated = true;
     this.signal({ type: "answer", sdp: JSON.stringify(pc.localDescription), ...FRAMING });
+    if (later.length) {
+      this.host.event("renegotiate", { peer: this.peer, reason: `to send ${later.map((t) => t.kind).join(" and ")}` });
+      await this.renegotiate();
+    }
   }
 
   /** Their answer to our offer. @param {Signal} signal */

@@ -186,6 +186,7 @@ export class BrowserPhone extends EventTarget {
       wanted: () => ({ audio: model.get("audio"), video: model.get("video") }),
       enabled: () => ({ mic_on: Boolean(model.get("mic_on")), camera_on: Boolean(model.get("camera_on")) }),
       userId: () => String(model.get("user_id") ?? ""),
+      inRoom: () => Boolean(model.get("room")),
       acquireMedia: (link) => this.media.acquire(link),
       releaseMedia: (link) => this.media.release(link),
       dropTrack: (link, track) => {

@@ -58,7 +58,7 @@ export { spec };
  *   sent: {id: number | string, done: number},
  *   send_failed: {id: number | string, message: string},
  *   progress: import("./progress.js").Report,
- *   stats: {peer: string, stats: import("./stats.js").StatsSummary},
+ *   stats: {peer: string, stats: import("./stats.js").StatsSummary | import("./stats.js").SfuSummary | import("./stats.js").FeedSummary},
  *   media: {local: MediaFlags, remote: MediaFlags, errors: MediaError[]},
  *   failure: {peer?: string, message: string},
  *   dropped: {peer: string, problem: string},

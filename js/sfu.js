@@ -12,16 +12,21 @@
 import { ACK, AckWindow, FrameDecoder, FrameWriter, SFU_FRAME, SYNC, ackFrame, control } from "./framing.js";
 import { drained } from "./channel.js";
 import { MEDIA_KINDS } from "./media.js";
+import { reportOf, summarizeFeeds, summarizeReports } from "./stats.js";
 
 /**
  * @typedef {import("./framing.js").Kind} Kind
  * @typedef {import("./peer.js").PeerHost} PeerHost
  * @typedef {{mid: string, type?: string, feed?: string, member?: string}} Stream
  * @typedef {"publisher" | "subscriber"} Role
+ * @typedef {import("./stats.js").StatsSummary} StatsSummary
+ * @typedef {import("./stats.js").FeedSummary} FeedSummary
  */
 
 /** Milliseconds between a publisher's hellos while a known feed has not acknowledged it. */
 const HELLO_MS = 250;
+/** @type {readonly Role[]} */
+const ROLES = ["publisher", "subscriber"];
 const STATES = /** @type {const} */ ([
   ["connectionState", "connectionstatechange"],
   ["iceConnectionState", "iceconnectionstatechange"],
@@ -69,6 +74,13 @@ export class SfuLink {
     this.onAck = null;
     /** @type {ReturnType<typeof setInterval> | 0} */
     this.helloTimer = 0;
+    /** The last statistics of each of our links to the SFU, and their last samples for the sparklines. */
+    this.stats = /** @type {Record<Role, StatsSummary | null>} */ ({ publisher: null, subscriber: null });
+    this.statsHistory = /** @type {Record<Role, StatsSummary[]>} */ ({ publisher: [], subscriber: [] });
+    /** What came from each member through the subscriber link (summarizeFeeds). @type {Record<string, FeedSummary>} */
+    this.feedStats = {};
+    /** Sampling starts as we publish. @type {ReturnType<typeof setInterval> | 0} */
+    this.statsTimer = 0;
   }
 
   /** @param {Role} role */
@@ -93,6 +105,7 @@ export class SfuLink {
   /** Offer the SFU our data channel and the camera and microphone we would like to send. */
   async publish() {
     const pc = this.publisher;
+    this.statsTimer = setInterval(() => this.sampleStats().catch(() => {}), this.host.settings().stats_interval_ms);
     const wanted = this.host.wanted();
     if (MEDIA_KINDS.some((kind) => wanted[kind])) {
       const { stream, errors } = await this.host.acquireMedia(/** @type {never} */ (this));
@@ -330,10 +343,71 @@ export class SfuLink {
     return this.publisher.getSenders().flatMap((s) => (s.track ? [s.track] : []));
   }
 
+  /**
+   * Sample both links to the SFU: Python gets our own links once, under our ID, and each member's feed under
+   * that member (so that a room's numbers add up), as the panel shows them.
+   */
+  async sampleStats() {
+    const now = performance.now();
+    let sampled = false;
+    for (const role of ROLES) {
+      const pc = role === "publisher" ? this.publisher : this.subscriber;
+      if (this.closed || !pc || pc.connectionState !== "connected") continue;
+      const previous = this.stats[role];
+      const byId = await reportOf(pc);
+      if (this.closed) return;
+      const summary = summarizeReports(byId, previous, now);
+      this.stats[role] = summary;
+      const history = this.statsHistory[role];
+      history.push(summary);
+      if (history.length > this.host.settings().stats_history) history.shift();
+      if (role === "subscriber") {
+        const seconds = previous ? (now - previous.timestamp) / 1000 : 0;
+        this.feedStats = summarizeFeeds(byId, (stat) => this.memberOf(stat), this.feedStats, seconds);
+      }
+      sampled = true;
+    }
+    if (!sampled) return;
+    this.host.tell("stats", { peer: this.host.userId(), stats: { ...this.stats } });
+    for (const [member, feed] of Object.entries(this.feedStats)) this.host.tell("stats", { peer: member, stats: feed });
+    this.host.emit("stats");
+  }
+
+  /** The member a data-channel or inbound-rtp stat of the subscriber link comes from. @param {any} stat */
+  memberOf(stat) {
+    if (stat.type === "data-channel") return this.feeds[stat.label];
+    let mid = stat.mid;
+    if (mid == null) {
+      // Chromium versions without `mid` in inbound-rtp: find the transceiver by its track.
+      const t = this.subscriber?.getTransceivers().find((x) => x.receiver.track.id === stat.trackIdentifier);
+      mid = t?.mid;
+    }
+    return mid == null ? undefined : this.mids.get(String(mid));
+  }
+
+  /**
+   * One of our links to the SFU as the statistics panel shows a connection.
+   * @param {Role} role
+   */
+  panel(role) {
+    const pc = role === "publisher" ? this.publisher : this.subscriber;
+    const feeds = Object.keys(this.feeds).length;
+    return {
+      rtc: pc ? { connectionState: pc.connectionState, iceConnectionState: pc.iceConnectionState,
+        iceGatheringState: pc.iceGatheringState, signalingState: pc.signalingState } : {},
+      stats: this.stats[role],
+      statsHistory: this.statsHistory[role],
+      channelText: role === "publisher"
+        ? this.channel ? `ours to every member, ${this.channel.label} (${this.channel.readyState})` : undefined
+        : `one per member's feed (${feeds}), labelled with Janus's feed ID`,
+    };
+  }
+
   close() {
     if (this.closed) return;
     this.closed = true;
     clearInterval(this.helloTimer);
+    clearInterval(this.statsTimer);
     this.onAck?.();
     this.host.releaseMedia(/** @type {never} */ (this));
     this.localStream = null;

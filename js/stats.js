@@ -22,6 +22,13 @@
  *   video_in: RtpSummary | null, video_out: RtpSummary | null,
  *   timestamp: number,
  * }} StatsSummary
+ * What came from one member through the SFU (see summarizeFeeds): `via` says so.
+ * @typedef {{
+ *   via: "sfu", bytes_received: number, messages_received: number,
+ *   audio_in: RtpSummary | null, video_in: RtpSummary | null,
+ * }} FeedSummary
+ * This phone's own two links to the SFU, once (Python's `stats[user_id]` in an SFU room).
+ * @typedef {{publisher: StatsSummary | null, subscriber: StatsSummary | null}} SfuSummary
  */
 
 /**
@@ -31,11 +38,47 @@
  * @returns {Promise<StatsSummary>}
  */
 export async function summarizeStats(pc, previous) {
+  return summarizeReports(await reportOf(pc), previous, performance.now());
+}
+
+/** The connection's getStats() report, by id. @param {RTCPeerConnection} pc @returns {Promise<Map<string, any>>} */
+export async function reportOf(pc) {
   const report = await pc.getStats();
   /** @type {Map<string, any>} */
   const byId = new Map();
   report.forEach((s) => byId.set(s.id, s));
-  return summarizeReports(byId, previous, performance.now());
+  return byId;
+}
+
+/**
+ * What came from each member through an SFU subscriber connection: its data (the data channel Janus labels with
+ * its feed ID) and its tracks (inbound-rtp, by mid). Only these numbers are per member in an SFU room; the
+ * connection's own (round-trip time, candidates, bytes in all) are the subscriber link's.
+ * @param {Map<string, any>} byId the subscriber connection's report
+ * @param {(stat: any) => string | undefined} memberOf the member a data-channel or inbound-rtp stat comes from
+ * @param {Record<string, FeedSummary>} previous @param {number} seconds since the previous sample
+ * @returns {Record<string, FeedSummary>}
+ */
+export function summarizeFeeds(byId, memberOf, previous, seconds) {
+  /** @type {Record<string, FeedSummary>} */
+  const feeds = {};
+  /** @param {string} member */
+  const entry = (member) =>
+    (feeds[member] ??= { via: "sfu", bytes_received: 0, messages_received: 0, audio_in: null, video_in: null });
+  for (const s of byId.values()) {
+    if (s.type !== "data-channel" && s.type !== "inbound-rtp") continue;
+    const member = memberOf(s);
+    if (member === undefined) continue;
+    const feed = entry(member);
+    if (s.type === "data-channel") {
+      feed.bytes_received += s.bytesReceived ?? 0;
+      feed.messages_received += s.messagesReceived ?? 0;
+    } else {
+      const key = (s.kind ?? s.mediaType) === "audio" ? "audio_in" : "video_in";
+      feed[key] = rtpSummary(s, previous[member]?.[key] ?? null, seconds);
+    }
+  }
+  return feeds;
 }
 
 /**

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { summarizeReports } from "./stats.js";
+import { summarizeFeeds, summarizeReports } from "./stats.js";
 
 /** A getStats() report of a call sending and receiving audio and video over a host pair. @param {number} scale */
 function report(scale) {
@@ -56,4 +56,22 @@ test("video carries its NACK and PLI counts, the sender why it is limited, the p
   assert.equal(s.video_out?.quality_limitation_reason, "bandwidth");
   assert.equal(s.video_in?.quality_limitation_reason, undefined); // a receiver has no encoder to limit
   assert.equal(s.audio_in?.nack_count, undefined);
+});
+
+test("an SFU subscriber link's report splits by member: each feed's data channel and its tracks by mid", () => {
+  const byId = new Map(/** @type {[string, any][]} */ ([
+    ["D1", { id: "D1", type: "data-channel", label: "11", bytesReceived: 5000, messagesReceived: 4 }],
+    ["D2", { id: "D2", type: "data-channel", label: "12", bytesReceived: 70, messagesReceived: 2 }],
+    ["D0", { id: "D0", type: "data-channel", label: "nbcall", bytesReceived: 0, messagesReceived: 0 }],
+    ["V", { id: "V", type: "inbound-rtp", kind: "video", mid: "1", bytesReceived: 9000, packetsReceived: 12 }],
+    ...report(1),
+  ]));
+  const feeds = { 11: "B", 12: "C" };
+  const mids = new Map([["1", "B"]]);
+  /** @param {any} s */
+  const memberOf = (s) => (s.type === "data-channel" ? /** @type {any} */ (feeds)[s.label] : mids.get(s.mid));
+  const got = summarizeFeeds(byId, memberOf, {}, 0);
+  assert.deepEqual(Object.keys(got).sort(), ["B", "C"]); // our own channel and unnamed tracks belong to no member
+  assert.deepEqual([got.B.bytes_received, got.B.messages_received, got.B.video_in?.bytes], [5000, 4, 9000]);
+  assert.deepEqual([got.C.bytes_received, got.C.video_in, got.C.audio_in], [70, null, null]);
 });

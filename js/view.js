@@ -6,7 +6,8 @@
 import { h } from "./dom.js";
 import { hiddenText } from "./grid.js";
 import {
-  candidateText, closedText, describe, logSize, logTime, progressText, roomStatusText, rtpRows, sparkPoints, statusText,
+  candidateText, closedText, describe, feedRows, logSize, logTime, progressText, roomStatusText, rtpRows, sparkPoints,
+  statusText,
 } from "./format.js";
 import { onChanges } from "./model.js";
 import { renderSteps } from "./steps.js";
@@ -27,6 +28,15 @@ const SHOWN_TRAITS = [
   "room", "members", "connections", "invitation", "closed", "_engine_page",
 ];
 const IN_CALL = ["calling", "connecting", "connected"];
+/** The statistics panel's choices in an SFU room: our two links, both to the SFU. @type {[string, string][]} */
+const SFU_CHOICES = [
+  ["publisher", "publisher link to the SFU (what this phone sends)"],
+  ["subscriber", "subscriber link to the SFU (every member's feed)"],
+];
+const SFU_LINKS = {
+  publisher: "publisher, to the SFU (Janus): this phone's data and media, sent once for every member",
+  subscriber: "subscriber, from the SFU (Janus): every other member's feed on one connection",
+};
 
 /**
  * Build the phone's DOM in `el`; returns the cleanup.
@@ -85,6 +95,9 @@ export function renderPhone(model, el, phone) {
   const logCount = h("span");
   const logList = h("div", { class: "nbcall-log" });
   const rtcTable = h("table", { class: "nbcall-rtc" });
+  const rtcDetails = h("details", { class: "nbcall-rtc-details" }, [
+    h("summary", {}, ["Connection and statistics"]), statsPeer, sparks, rtcTable,
+  ]);
 
   const root = h("div", { class: "nbcall-phone" }, [
     h("div", { class: "nbcall-header" }, [title, badge, server]),
@@ -101,9 +114,7 @@ export function renderPhone(model, el, phone) {
     progress,
     h("form", { class: "nbcall-compose" }, [input, sendBtn]),
     h("details", { class: "nbcall-log-details" }, [h("summary", {}, ["Signaling log ", logCount]), logList]),
-    h("details", { class: "nbcall-rtc-details" }, [
-      h("summary", {}, ["Connection and statistics"]), statsPeer, sparks, rtcTable,
-    ]),
+    rtcDetails,
   ]);
   const steps = renderSteps(model, ui);
   root.querySelector(".nbcall-log-details")?.before(steps.element);
@@ -391,25 +402,31 @@ export function renderPhone(model, el, phone) {
   }
 
   function renderRtc() {
-    // Several links (a room): a selector of the member whose connection is shown.
-    const names = [...phone.peers.keys()];
+    // Several links (a room): a selector of the member whose connection is shown. In an SFU room the links
+    // are our two to the SFU (the members are feeds on the subscriber link).
+    const sfu = phone.sfu;
+    const choices = sfu ? SFU_CHOICES : [...phone.peers.keys()].map((p) => [p, `connection to ${p}`]);
+    const names = choices.map(([value]) => value);
     statsPeer.hidden = names.length < 2;
     if (Array.from(statsPeer.options, (o) => o.value).join("\n") !== names.join("\n")) {
       const chosen = statsPeer.value;
-      statsPeer.replaceChildren(...names.map((p) => h("option", { value: p, textContent: `connection to ${p}` })));
+      statsPeer.replaceChildren(...choices.map(([value, text]) => h("option", { value, textContent: text })));
       statsPeer.value = names.includes(chosen) ? chosen : (names[0] ?? "");
     }
-    const shown = (!statsPeer.hidden && phone.peers.get(statsPeer.value)) || phone.shown;
+    const role = statsPeer.value === "subscriber" ? "subscriber" : "publisher";
+    const shown = sfu ? sfu.panel(role) : (!statsPeer.hidden && phone.peers.get(statsPeer.value)) || phone.shown;
+    rtcDetails.dataset.link = sfu ? `sfu-${role}` : "peer";
     const s = shown?.stats;
     const rtc = shown?.rtc ?? {};
-    const channel = shown?.channel;
+    const channel = shown && "channel" in shown ? shown.channel : null;
     /** @type {[string, string | undefined][]} */
     const rows = [
+      ...(sfu ? /** @type {[string, string][]} */ ([["link", SFU_LINKS[role]]]) : []),
       ["connection", rtc.connectionState],
       ["ICE connection", rtc.iceConnectionState],
       ["ICE gathering", rtc.iceGatheringState],
       ["signaling", rtc.signalingState],
-      ["data channel", channel ? `${channel.label} (${channel.readyState})` : undefined],
+      ["data channel", shown && "channelText" in shown ? shown.channelText : channel ? `${channel.label} (${channel.readyState})` : undefined],
       ["round-trip time", s?.rtt_ms != null ? `${s.rtt_ms} ms` : undefined],
       ["sent / received", s ? `${s.bytes_sent} / ${s.bytes_received} bytes` : undefined],
       ["bitrate out / in", s?.send_kbps != null ? `${s.send_kbps} / ${s.receive_kbps} kbit/s` : undefined],
@@ -419,6 +436,7 @@ export function renderPhone(model, el, phone) {
       ...rtpRows("audio out", s?.audio_out),
       ...rtpRows("video in", s?.video_in),
       ...rtpRows("video out", s?.video_out),
+      ...(sfu && role === "subscriber" ? feedRows(sfu.feedStats) : []),
     ];
     const history = shown?.statsHistory ?? [];
     sparks.replaceChildren(

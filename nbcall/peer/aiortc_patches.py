@@ -10,9 +10,11 @@
   as many packets per burst), no walk of the chunks in flight when none can need a retransmission, and a
   datagram's way through DTLS and UDP without a loop turn per packet. Packets, their size and their bytes stay
   aiortc's: only when SACKs and bursts go changes on the wire.
-- :func:`start_receivers`: a media section that a renegotiation adds to a connection that is up (an SFU's
-  updated subscriber offer) sometimes keeps its receiver unstarted: its packets are dropped, nothing raises. It
-  runs the connection's connect step again, which starts it.
+- :func:`start_receivers`: aiortc's connect step (run after each description) starts a transceiver's receiver
+  only if the DTLS transport is connected at that moment. A media section that a renegotiation adds while the
+  first DTLS handshake is still running (an SFU's updated subscriber offer right after its first) keeps its
+  receiver unstarted, for good: its packets are dropped, nothing raises. Run once the connection is connected,
+  it runs the connect step again, which starts it.
 - :func:`unacknowledged`: the DATA chunks SCTP has queued or sent but the peer has not acknowledged yet, so
   that a hangup waits until what was sent has arrived.
 

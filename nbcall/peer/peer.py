@@ -397,7 +397,12 @@ class Peer(FromEngine, PeerCard, traitlets.HasTraits):
 
     @property
     def stats(self) -> dict[str, Any]:
-        """What the current call has carried: bytes and messages each way, video frames in and out."""
+        """What the current call has carried: bytes and messages each way, video frames in and out.
+
+        In a room, one entry per member. In a mesh room each is that member's link, shaped as a 1:1 call's. In an
+        SFU room a member's entry holds only what came from it through the SFU (``bytes_received``,
+        ``messages_in``, ``frames_in``...), so that entries add up; this peer's own two links to the SFU are
+        under its own ID, once: ``stats[peer.user_id]["publisher"]`` and ``["subscriber"]``."""
         if self._on_loop():  # a callback on the loop: the engine is its own, read it now
             per_peer = self._engine.stats()
         else:
@@ -405,7 +410,7 @@ class Peer(FromEngine, PeerCard, traitlets.HasTraits):
                 per_peer = kernel.run(self._stats(), timeout=2)
             except TimeoutError:
                 return {}
-        if self.room:  # in a room, one summary per member, each shaped as a 1:1 call's (as on a Phone)
+        if self.room:  # in a room, one summary per member (as on a Phone)
             return {m: per_peer[m] for m in self.members if m in per_peer}
         return per_peer.get(self.peer, {}) if self.peer else {}
 

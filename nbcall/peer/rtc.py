@@ -206,7 +206,9 @@ class Engine:
     def stats(self) -> dict[str, dict[str, Any]]:
         summary = {peer: link.stats() for peer, link in self.links.items()}
         if self.sfu is not None:
-            summary.update({member: self.sfu.stats() for member in self.sfu.connected})
+            # Per member only what came from it; our own links to the SFU once, under our own ID.
+            summary.update(self.sfu.member_stats())
+            summary[self.sfu.user_id] = self.sfu.stats()
         return summary
 
     async def close(self) -> None:

@@ -39,7 +39,7 @@ from ..wire.framing import (
 from ..wire.payload import Kind
 from .aiortc_patches import allow_loopback, start_receivers, tune_sctp
 from .link import EngineHost, description_of
-from .tracks import MediaOptions, consume_audio, consume_video, local_track
+from .tracks import ArrayVideoTrack, MediaOptions, consume_audio, consume_video, local_track
 
 __all__ = ["SfuHost", "SfuSession"]
 
@@ -85,7 +85,8 @@ class SfuSession:
         self.decoders: dict[str, FrameDecoder] = {}
         #: Which member each media section of the subscriber connection carries, by mid.
         self.mids: dict[str, str] = {}
-        self.counts: dict[str, int] = {"frames_in": 0, "frames_dropped": 0, "audio_in": 0}
+        #: What came from each member on its feed and tracks: the only numbers of a room that are per member.
+        self.from_members: dict[str, dict[str, int]] = {}
         #: Members whose feed brought something, and members that said they receive us.
         self.heard: set[str] = set()
         self.hears_me: set[str] = set()
@@ -96,8 +97,11 @@ class SfuSession:
         self._low = asyncio.Event()
         self.tracks: list[Any] = []
         self.tasks: set[asyncio.Task[None]] = set()
+        #: Our publisher's data (every frame, pacing included), and all our subscriber connection's data.
         self.bytes_out = 0
+        self.messages_out = 0
         self.bytes_in = 0
+        self.messages_in = 0
 
     def _connection(self, role: str) -> RTCPeerConnection:
         pc = RTCPeerConnection(self.config)
@@ -106,6 +110,8 @@ class SfuSession:
         def report() -> None:
             if not self.closed:
                 self.host.engine_sfu_connection(role, pc.connectionState)
+            if role == "subscriber" and pc.connectionState == "connected":
+                self._spawn(self._start_receivers(pc))
 
         return pc
 
@@ -178,17 +184,15 @@ class SfuSession:
             transceiver.direction = "recvonly" if wanted else "inactive"
         await self._set_local(pc, await pc.createAnswer())
         self.host.engine_sfu_signal("subscriber", _signal(pc))
-        self._spawn(self._check_receivers(pc))
 
-    async def _check_receivers(self, pc: RTCPeerConnection) -> None:
-        """Media added by an updated offer: start a receiver aiortc left unstarted (see aiortc_patches)."""
-        for delay in (1.0, 3.0):
-            await asyncio.sleep(delay)
-            if self.closed:
-                return
-            started = await start_receivers(pc)
-            if started:
-                logger.info("started %d receiver(s) aiortc left idle after a renegotiation", started)
+    async def _start_receivers(self, pc: RTCPeerConnection) -> None:
+        """Start the receivers of media an updated offer added while the connection was still being made: aiortc
+        starts a receiver only if DTLS is up when it applies the description, and never comes back to it."""
+        started = await start_receivers(pc)
+        if started:
+            logger.info(
+                "started %d receiver(s) added while the subscriber connection was being made", started
+            )
 
     async def _set_local(self, pc: RTCPeerConnection, description: RTCSessionDescription) -> None:
         allow_loopback(pc)
@@ -208,6 +212,7 @@ class SfuSession:
         self._acked.set()
         self.heard.discard(member)
         self.hears_me.discard(member)
+        self.from_members.pop(member, None)
         if member in self.connected:
             self.connected.discard(member)
             self.host.engine_channel(member, False, True)
@@ -239,6 +244,8 @@ class SfuSession:
         if member is None or isinstance(data, str):
             return  # a feed the server did not name (yet), or not an nbcall frame
         self.bytes_in += len(data)
+        tally = self._tally(member)
+        tally["bytes_received"] += len(data)
         if member not in self.heard:
             self.heard.add(member)
             self._send_control(ack_frame(0, member))  # "I receive you"
@@ -260,16 +267,27 @@ class SfuSession:
         try:
             message = decoder.push(data)
         except FramingError as exc:
+            tally["messages_malformed"] += 1
             logger.warning("dropped a malformed message from %s: %s", member, exc)
             return
         if message is None:
             if decoder.pending:
                 self.host.engine_receiving(member, decoder.pending, decoder.expected)
             return
+        tally["messages_in"] += 1
+        self.messages_in += 1
         try:
             self.host.engine_message(member, *message)
         except Exception as exc:  # noqa: BLE001 (never raise in aiortc's callback: it would close the channel)
             logger.warning("a message from %s could not be handled: %s: %s", member, type(exc).__name__, exc)
+
+    def _tally(self, member: str) -> dict[str, int]:
+        tally = self.from_members.get(member)
+        if tally is None:
+            tally = self.from_members[member] = dict.fromkeys(
+                ("bytes_received", "messages_in", "messages_malformed"), 0
+            )
+        return tally
 
     def _update_connected(self) -> None:
         open_ = self.channel is not None and self.channel.readyState == "open" and not self.closed
@@ -286,10 +304,11 @@ class SfuSession:
         pc = self.subscriber
         mid = next((t.mid for t in pc.getTransceivers() if t.receiver.track is track), None) if pc else None
         member = self.mids.get(str(mid), "")
+        tally = self._tally(member)  # frames_in, audio_in: counted per member
         if track.kind == "video":
-            work = consume_video(track, self.media, member, self.pool, self.counts, lambda: self.closed)
+            work = consume_video(track, self.media, member, self.pool, tally, lambda: self.closed)
         else:
-            work = consume_audio(track, self.media, member, self.pool, self.counts, lambda: self.closed)
+            work = consume_audio(track, self.media, member, self.pool, tally, lambda: self.closed)
         self._spawn(work)
 
     # ------------------------------------------------------------------------------------- sending
@@ -298,6 +317,7 @@ class SfuSession:
         channel = self.channel
         if channel is not None and channel.readyState == "open" and not self.closed:
             channel.send(frame)  # never queued behind a large send: acks must pass our own paced data
+            self.bytes_out += len(frame)
 
     async def send(self, kind: Kind, payload: bytes, progress: Callable[[int], None] | None = None) -> None:
         """Send one message to every member, after the ones before it, paced by the members' ACKs."""
@@ -317,9 +337,11 @@ class SfuSession:
                 sync = self.window.sent(len(frame), self.connected, time.monotonic())
                 if sync is not None:
                     channel.send(sync)
+                    self.bytes_out += len(sync)
                 sent += len(frame) - 1
                 if progress is not None:
                     progress(min(sent, len(payload)))
+            self.messages_out += 1
 
     async def _wait(self, event: asyncio.Event, channel: RTCDataChannel) -> None:
         """Wait for ``event`` (at most half a second, then the caller checks again); raise if the channel closed."""
@@ -352,12 +374,30 @@ class SfuSession:
         return self.channel is not None and self.channel.readyState == "open" and not self.closed
 
     def stats(self) -> dict[str, Any]:
+        """Our own two connections to the SFU, once: what we published, and what the subscriber connection
+        brought from every member in all (data-channel bytes, pacing frames included)."""
+        video_out = [t for t in self.tracks if isinstance(t, ArrayVideoTrack)]
+        subscriber = self.subscriber
         return {
-            "publisher": self.publisher.connectionState,
-            "subscriber": self.subscriber.connectionState if self.subscriber is not None else "new",
-            "bytes_sent": self.bytes_out,
-            "bytes_received": self.bytes_in,
-            "feeds": dict(self.feeds),
+            "publisher": {
+                "connection": self.publisher.connectionState,
+                "bytes_sent": self.bytes_out,
+                "messages_out": self.messages_out,
+                **({"frames_out": sum(t.frames_sent for t in video_out)} if video_out else {}),
+            },
+            "subscriber": {
+                "connection": subscriber.connectionState if subscriber is not None else "new",
+                "bytes_received": self.bytes_in,
+                "messages_in": self.messages_in,
+                "feeds": dict(self.feeds),
+            },
+        }
+
+    def member_stats(self) -> dict[str, dict[str, Any]]:
+        """What came from each member through our subscriber connection: its feed's data and its frames."""
+        return {
+            member: {"feed": "open" if member in self.connected else "connecting", **tally}
+            for member, tally in self.from_members.items()
         }
 
     def _spawn(self, work: Any) -> None:

@@ -280,3 +280,41 @@ _TILES_JS = """(user) => [...document.querySelectorAll(
 # The tracks of a phone's own tile (its shared camera and microphone stream).
 _SELF_TRACKS_JS = """((user) => document.querySelector(
   `.nbcall-phone[data-user='${user}'] .nbcall-tile.nbcall-self video`)?.srcObject?.getTracks() ?? [])"""
+
+
+def test_a_camera_phone_that_invites_data_only_members_sends_them_its_video_by_renegotiating(
+    lab: Lab, page: Page
+) -> None:
+    # The members join by offering to T, with no media section (they send none): T adds its camera by a new
+    # offer of its own, so that a data-only Peer and a data-only phone still see it.
+    nb = lab.run_notebook(
+        page,
+        "camera_invites.ipynb",
+        [
+            "import nbcall\nserver = nbcall.serve()",
+            "t = nbcall.Phone('T', video={'width': 160, 'height': 120}); t",
+            "v = nbcall.Phone('V', auto_answer=True); v",
+            (
+                "frames = []\np = nbcall.Peer('P', auto_answer=True)\n"
+                "p.on_room_frame(lambda member, frame, ts: frames.append((member, frame.shape)))"
+            ),
+        ],
+        phones=("T", "V"),
+    )
+    nb.run(
+        "t.invite('V', 'P')\nawait v.wait_for('connected', timeout=20)\n"
+        "await t.wait_until(lambda: len(t.members) == 3, 'members', timeout=20)\n"
+        "for x in (t, v, p):\n    await x.wait_for_members(*[m for m in 'TVP' if m != x.user_id], timeout=30)"
+    )
+    assert nb.value("t.room_mode") == "mesh"
+    nb.wait_until("len(frames) >= 5", timeout=30)
+    assert nb.value("sorted({m for m, _ in frames})") == ["T"]
+    nb.wait_until("v.remote_media.get('video')", timeout=30)
+    page.wait_for_function(
+        """() => { const v = document.querySelector(
+             ".nbcall-phone[data-user='V'] .nbcall-tile[data-peer='T'] video");
+           return v && v.videoWidth > 0 && v.getVideoPlaybackQuality().totalVideoFrames > 5; }""",
+        timeout=30_000,
+    )
+    assert nb.value("t.error") == ""  # no "not offered" camera
+    nb.run("p.close()")
