@@ -202,9 +202,7 @@ def send(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         return _fail("send", CTRL_C, "stopped")
     finally:
-        for bar in bars:
-            if bar is not None:
-                bar.close()
+        _close(bars)
         peer.close()
 
 
@@ -246,8 +244,7 @@ def receive(args: argparse.Namespace) -> int:
             peer.wait("ended", "failed", timeout=10**9)
         except CallError:
             pass
-        for bar in bars.values():
-            bar.close()
+        _close(bars.values())
         received = peer.file_receiver.received
         for file in received:
             if file.code == "same":
@@ -269,9 +266,15 @@ def receive(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         return _fail("receive", CTRL_C, "stopped")
     finally:
-        for bar in bars.values():
-            bar.close()
+        _close(bars.values())
         peer.close()
+
+
+def _close(bars: Any) -> None:
+    """Close the progress bars (None where ``--quiet`` made none)."""
+    for bar in bars:
+        if bar is not None:
+            bar.close()
 
 
 def _bar(args: argparse.Namespace, total: int | None, description: str, initial: int = 0) -> Any:
