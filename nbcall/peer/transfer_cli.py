@@ -222,14 +222,14 @@ def receive(args: argparse.Namespace) -> int:
     def progress(p: dict[str, Any]) -> None:
         if p.get("direction") != "in" or not p.get("name"):
             return
-        bar = bars.get(p["name"])
-        if bar is None:
+        if p["name"] not in bars:  # its first report (a bar, or None with --quiet)
             # A resumed file's first report says where its bytes start: the bar starts there too.
             if 0 < p["done"] < (p.get("total") or 0):
                 logger.info(
                     "%s: resumed at %s of %s", p["name"], size_text(p["done"], 1), size_text(p["total"], 1)
                 )
-            bar = bars[p["name"]] = _bar(args, p.get("total"), p["name"], p["done"])
+            bars[p["name"]] = _bar(args, p.get("total"), p["name"], p["done"])
+        bar = bars[p["name"]]
         if bar is not None:
             bar.update(p["done"] - bar.n)
 
