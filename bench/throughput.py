@@ -37,6 +37,7 @@ import json
 import os
 import resource
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -46,6 +47,8 @@ import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+import psutil
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -81,28 +84,41 @@ PAGE_INIT_JS = """(() => {
 })();"""
 
 CEILING_JS = """async ([size, chunkSize, highWater]) => {
+  // Bounded waits: Playwright's evaluate has none, and a stall must say where it was.
+  const within = (promise, seconds, what) => Promise.race([promise, new Promise((_, reject) => setTimeout(
+    () => reject(new Error(`one-page ceiling (${chunkSize} B, ${highWater} B queued): ${what} after ${seconds} s`)),
+    seconds * 1000))]);
   const a = new RTCPeerConnection({iceServers: []}), b = new RTCPeerConnection({iceServers: []});
-  a.onicecandidate = (e) => e.candidate && b.addIceCandidate(e.candidate);
-  b.onicecandidate = (e) => e.candidate && a.addIceCandidate(e.candidate);
-  const ch = a.createDataChannel('ceiling'); ch.binaryType = 'arraybuffer';
-  const got = new Promise((resolve) => { b.ondatachannel = (e) => { let n = 0;
-    e.channel.onmessage = (m) => { n += m.data.byteLength; if (n >= size) resolve(performance.now()); }; }; });
-  await a.setLocalDescription(await a.createOffer()); await b.setRemoteDescription(a.localDescription);
-  await b.setLocalDescription(await b.createAnswer()); await a.setRemoteDescription(b.localDescription);
-  await new Promise((r) => { ch.onopen = r; });
-  const chunk = new Uint8Array(chunkSize); ch.bufferedAmountLowThreshold = highWater / 2;
-  const t0 = performance.now();
-  for (let sent = 0; sent < size; sent += chunk.length) {
-    if (ch.bufferedAmount > highWater) await new Promise((r) => { ch.onbufferedamountlow = r; });
-    ch.send(chunk);
-  }
-  const t1 = await got; a.close(); b.close();
-  return (t1 - t0) / 1000;
+  try {
+    a.onicecandidate = (e) => e.candidate && b.addIceCandidate(e.candidate);
+    b.onicecandidate = (e) => e.candidate && a.addIceCandidate(e.candidate);
+    const ch = a.createDataChannel('ceiling'); ch.binaryType = 'arraybuffer';
+    const opened = new Promise((r) => { ch.onopen = r; });
+    let n = 0;
+    const got = new Promise((resolve) => { b.ondatachannel = (e) => {
+      e.channel.onmessage = (m) => { n += m.data.byteLength; if (n >= size) resolve(performance.now()); }; }; });
+    await a.setLocalDescription(await a.createOffer()); await b.setRemoteDescription(a.localDescription);
+    await b.setLocalDescription(await b.createAnswer()); await a.setRemoteDescription(b.localDescription);
+    if (ch.readyState !== 'open') await within(opened, 30, 'the channel did not open');
+    const chunk = new Uint8Array(chunkSize); ch.bufferedAmountLowThreshold = highWater / 2;
+    const t0 = performance.now();
+    for (let sent = 0; sent < size; sent += chunk.length) {
+      if (ch.bufferedAmount > highWater) {
+        await within(new Promise((r) => { ch.onbufferedamountlow = r; }), 60, `the queue did not drain at ${sent} B`);
+      }
+      ch.send(chunk);
+    }
+    const t1 = await within(got, 120, `not all received (${n} of ${size} B)`);
+    return (t1 - t0) / 1000;
+  } finally { a.close(); b.close(); }
 }"""
 
 # The comm hop alone, no WebRTC: an anywidget that takes parts from the kernel (answering each as the phone's
 # browser half does, so that the kernel sends in the phone's window), sends parts up to the kernel (as a phone
 # passes a received message on), or echoes each part back as it comes (kernel -> browser -> kernel).
+# The browser half says "ready" once it listens: a custom message sent before is dropped by the front end (its
+# module still loading), which on a loaded machine left the first measurement waiting for answers forever. Every
+# wait is bounded: a hop that stalls raises with how far it got.
 HOP_SETUP = """\
 import anywidget, asyncio, time
 from nbcall.widget.outgoing import Outgoing
@@ -128,33 +144,60 @@ class Hop(anywidget.AnyWidget):
           }
         }
       });
+      model.send({ type: "ready" });
     } };'''
     def __init__(self):
         super().__init__()
         self.on_msg(self._got)
-        self.done = None
+        self.ready, self.done, self.acked, self.up_bytes, self.last = False, None, 0, 0, time.time()
     def _got(self, _, msg, buffers):
-        if msg["type"] == "sent":
+        self.last = time.time()
+        if msg["type"] == "ready":
+            self.ready = True
+        elif msg["type"] == "sent":
+            self.acked = msg["done"]
             self.out.taken(msg["id"], msg["done"])
             self._pump()
         elif msg["type"] == "start":
             self.t_start = msg["t"] / 1000
-        elif msg["type"] == "done" or (msg["type"] == "up" and msg["last"]):
+        elif msg["type"] == "up":
+            self.up_bytes += sum(len(b) for b in buffers)
+        if msg["type"] == "done" or (msg["type"] == "up" and msg["last"]):
             self.done.set_result(msg["t"] / 1000 if "t" in msg else time.time())
     def _pump(self):
         for header, part in self.out.ready():
             self.send({**header, "type": "part", "echo": self.echo, "size": self.size}, [part])
+    async def _wait(self, what, size, stall=60, limit=150):
+        start = time.time()
+        while not self.done.done():
+            await asyncio.sleep(0.05)
+            if time.time() - self.last > stall or time.time() - start > limit:
+                raise TimeoutError(
+                    f"the comm hop ({what}) stalled: {self.acked} bytes acknowledged and {self.up_bytes} "
+                    f"received of {size}, the browser's last message {time.time() - self.last:.0f} s ago")
+        return self.done.result()
+    async def wait_ready(self, timeout=20):
+        for _ in range(int(timeout / 0.05)):
+            if self.ready:
+                return
+            await asyncio.sleep(0.05)
+        raise TimeoutError(f"the hop widget's browser half did not say ready in {timeout} s")
     async def down(self, payload, echo=False):
+        await self.wait_ready()
         self.done, self.echo, self.size = asyncio.get_running_loop().create_future(), echo, len(payload)
+        self.acked = self.up_bytes = 0
         self.out = Outgoing()
         self.out.add({"id": 1}, payload)
-        t0 = time.time()
+        t0 = self.last = time.time()
         self._pump()
-        return await self.done - t0
+        return await self._wait("kernel -> browser -> kernel" if echo else "kernel -> browser", len(payload)) - t0
     async def up(self, size, part):
+        await self.wait_ready()
         self.done = asyncio.get_running_loop().create_future()
+        self.acked = self.up_bytes = 0
+        self.last = time.time()
         self.send({"type": "upload", "size": size, "part": part})
-        t1 = await self.done
+        t1 = await self._wait("browser -> kernel", size)
         return t1 - self.t_start
 hop = Hop()
 display(hop)
@@ -162,13 +205,17 @@ display(hop)
 
 PHONE_SETUP = """\
 import nbcall, time, os
-b = nbcall.Phone("B", auto_answer=True, server={url!r}); c = nbcall.Phone("C", auto_answer=True, server={url!r})
+# Two messages kept each: the bench's 20 MiB payloads would pile up in the kernel (100 by default).
+b = nbcall.Phone("B", auto_answer=True, server={url!r}, max_messages=2)
+c = nbcall.Phone("C", auto_answer=True, server={url!r}, max_messages=2)
 def ack(phone):
     def on(m):
         if m.kind == "bytes":
             phone.send({{"got": m.size, "t_last": time.time()}})
     return on
+answers = []  # the receiving phone's answers (counted here: each phone keeps only its last two messages)
 b.on_message(ack(b)); c.on_message(ack(c))
+c.on_message(lambda m: answers.append(m.data) if m.kind == "json" else None)
 display(b, c)
 """
 
@@ -212,9 +259,15 @@ r.close()
 """
 
 
+#: (time, step, 1-minute load average) at each step: the machine is shared, so every figure comes with its load.
+LOADS: list[tuple[str, str, float]] = []
+
+
 def step(what: str) -> None:
-    """Say what the bench does now (a run takes minutes)."""
-    print(f"[{time.strftime('%H:%M:%S')}] {what}", file=sys.stderr, flush=True)
+    """Say what the bench does now (a run takes minutes), with the load average."""
+    now, load = time.strftime("%H:%M:%S"), os.getloadavg()[0]
+    LOADS.append((now, what, load))
+    print(f"[{now}] {what} (load average {load:.1f})", file=sys.stderr, flush=True)
 
 
 def cpu_seconds() -> float:
@@ -224,35 +277,88 @@ def cpu_seconds() -> float:
 
 
 class Peaks:
-    """The peak resident memory (VmHWM) of processes, by name and pid, sampled on a thread until stopped."""
+    """The resident memory (RSS) of processes, by name, sampled with psutil at 10 Hz on a thread: each one's idle
+    RSS (the highest of a second's samples before the transfer starts) and its peak until stopped. A name may
+    stand for several processes (Chromium's renderers), whose RSS is summed."""
 
-    def __init__(self, pids: dict[str, int]) -> None:
-        self.pids = pids
-        self.start = {name: self.read(pid, "VmRSS") for name, pid in pids.items()}
-        self.peak = dict(self.start)
+    INTERVAL = 0.1
+
+    def __init__(self, pids: dict[str, list[int]], idle_seconds: float = 1.0) -> None:
+        self.procs = {name: [psutil.Process(pid) for pid in group] for name, group in pids.items()}
+        self.idle = {name: 0 for name in self.procs}
+        for _ in range(max(1, round(idle_seconds / self.INTERVAL))):
+            for name, group in self.procs.items():
+                self.idle[name] = max(self.idle[name], self.rss(group))
+            time.sleep(self.INTERVAL)
+        self.peak = dict(self.idle)
         self.stopped = threading.Event()
         self.thread = threading.Thread(target=self.sample, daemon=True)
         self.thread.start()
 
+    def watch(self, name: str, pid: int) -> None:
+        """Sample one more process from now on (a command started after the sampling)."""
+        self.procs[name] = [psutil.Process(pid)]
+        self.idle.setdefault(name, 0)
+        self.peak.setdefault(name, 0)
+
     @staticmethod
-    def read(pid: int, field: str) -> int:
-        try:
-            with open(f"/proc/{pid}/status") as status:
-                return int(next(line for line in status if line.startswith(field)).split()[1]) * 1024
-        except (OSError, StopIteration):
-            return 0
+    def rss(group: list[psutil.Process]) -> int:
+        total = 0
+        for proc in group:
+            with contextlib.suppress(psutil.Error):  # it ended: it holds nothing
+                total += proc.memory_info().rss
+        return total
 
     def sample(self) -> None:
-        while not self.stopped.wait(0.02):
-            for name, pid in self.pids.items():
-                # The current RSS, not VmHWM: the peak since the process started would count its start-up.
-                self.peak[name] = max(self.peak[name], self.read(pid, "VmRSS"))
+        while not self.stopped.wait(self.INTERVAL):
+            for name, group in list(self.procs.items()):
+                self.peak[name] = max(self.peak[name], self.rss(group))
 
-    def stop(self) -> dict[str, float]:
-        """Each process's peak above its RSS when sampling started, in MiB."""
+    def stop(self) -> dict[str, dict[str, float]]:
+        """Each process's idle and peak RSS and the difference, in MiB."""
         self.stopped.set()
         self.thread.join()
-        return {name: (self.peak[name] - self.start[name]) / MIB for name in self.pids}
+        return {name: mib_figures(self.idle[name], self.peak[name]) for name in self.procs}
+
+
+def mib_figures(idle: float, peak: float) -> dict[str, float]:
+    return {"idle": idle / MIB, "peak": peak / MIB, "above": (peak - idle) / MIB}
+
+
+class PageHeap:
+    """The page's JS heap (``JSHeapUsedSize`` of CDP's ``Performance.getMetrics``): its value before a transfer
+    and its peak, sampled by the bench's own thread whenever it waits (Playwright's API is not thread-safe)."""
+
+    def __init__(self, page: Any) -> None:
+        self.cdp = page.context.new_cdp_session(page)
+        self.cdp.send("Performance.enable")
+        self.idle = self.read()
+        self.peak = self.idle
+        self.next = 0.0
+
+    def read(self) -> int:
+        metrics = self.cdp.send("Performance.getMetrics")["metrics"]
+        return int(next(m["value"] for m in metrics if m["name"] == "JSHeapUsedSize"))
+
+    def tick(self) -> None:
+        if time.monotonic() >= self.next:
+            self.next = time.monotonic() + Peaks.INTERVAL
+            self.peak = max(self.peak, self.read())
+
+    def stop(self) -> dict[str, float]:
+        self.tick()
+        self.cdp.detach()
+        return mib_figures(self.idle, self.peak)
+
+
+def renderers() -> list[int]:
+    """The pids of Chromium's renderer processes started under this one (through Playwright's driver)."""
+    found = []
+    for proc in psutil.Process().children(recursive=True):
+        with contextlib.suppress(psutil.Error):
+            if "--type=renderer" in proc.cmdline():
+                found.append(proc.pid)
+    return found
 
 
 def by_component(prof: Any) -> dict[str, float]:
@@ -285,11 +391,14 @@ def in_loopback_namespace() -> bool:
     return [name for _, name in socket.if_nameindex()] == ["lo"]
 
 
-def wait_for(condition: Any, what: str, timeout: float = 120) -> None:
+def wait_for(condition: Any, what: str, timeout: float = 120, tick: Any = None) -> None:
+    """Wait until ``condition()``, calling ``tick()`` meanwhile (a sampler); raise after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
-            raise TimeoutError(f"waiting for {what}")
+            raise TimeoutError(f"waiting for {what} ({timeout} s)")
+        if tick is not None:
+            tick()
         time.sleep(0.005)
 
 
@@ -374,7 +483,13 @@ def peak_memory(server_url: str, size: int) -> dict[str, float]:
 
 
 def browser_paths(
-    server_url: str, blob: bytes, size: int, memory_size: int, memory: dict[str, Any]
+    server_url: str,
+    blob: bytes,
+    size: int,
+    memory_size: int,
+    memory: dict[str, Any],
+    variants: dict[str, list[dict[str, Any]]],
+    variant_rounds: int,
 ) -> dict[str, dict[str, Any]]:
     from harness import CHROMIUM, CHROMIUM_ARGS, start_lab
     from playwright.sync_api import sync_playwright
@@ -396,12 +511,15 @@ def browser_paths(
             peer.call("B")
             peer.wait("connected", timeout=30)
             page.evaluate(reset)
+            cpu0 = cpu_seconds()
             t0 = time.time()
             peer.send(blob)
             ack = acked(peer, 1)
             page_times = bench()
             results["Peer -> Phone"] = {
                 "seconds": ack["t_last"] - t0,
+                # This process's CPU: the Peer's, and Playwright's few calls.
+                "cpu": {"sender": cpu_seconds() - cpu0},
                 "hops": {
                     "webrtc (to the browser's last message)": page_times["recv_last"] / 1000 - t0,
                     "widget (browser -> kernel)": ack["t_last"] - page_times["recv_last"] / 1000,
@@ -410,13 +528,17 @@ def browser_paths(
             step("Phone -> Peer")
             got = len(peer.messages)
             page.evaluate(reset)
-            out = nb.run(f"import time\nt0 = time.time(); b.send(os.urandom({size})); print('@@', t0)")
+            cpu0 = cpu_seconds()
+            out = nb.run(
+                f"import time\nblob = os.urandom({size})\nt0 = time.time(); b.send(blob); print('@@', t0)"
+            )
             t0 = float(out.split("@@")[1].split()[0])
             wait_for(lambda: any(m.kind == "bytes" for m in peer.messages[got:]), "the phone's payload")
             arrived = next(m for m in peer.messages[got:] if m.kind == "bytes").received_at
             page_times = bench()
             results["Phone -> Peer"] = {
                 "seconds": arrived - t0,
+                "cpu": {"receiver": cpu_seconds() - cpu0},
                 "hops": {
                     "widget (kernel -> browser's first send)": page_times["sent_first"] / 1000 - t0,
                     "webrtc (to the Peer's Python)": arrived - page_times["sent_first"] / 1000,
@@ -425,34 +547,16 @@ def browser_paths(
             peer.hangup()
         step("Phone -> Phone (C calls B; B answers with its arrival time)")
         nb.run("import asyncio\nawait b.wait_for('ended', timeout=10)")
-        page.evaluate(reset)
-        out = nb.run(
-            "c.call('B'); await c.wait_for('connected', timeout=30)\n"
-            f"t0 = time.time(); c.send(os.urandom({size}))\n"
-            "for _ in range(12000):\n"
-            "    if any(m.kind == 'json' for m in c.messages): break\n"
-            "    await asyncio.sleep(0.01)\n"
-            "print('@@', t0, [m.data for m in c.messages if m.kind == 'json'][0]['t_last'])"
-        )
-        t0, t_last = (float(x) for x in out.split("@@")[1].split()[:2])
-        page_times = bench()
-        results["Phone -> Phone"] = {
-            "seconds": t_last - t0,
-            "hops": {
-                "widget (kernel -> browser)": page_times["sent_first"] / 1000 - t0,
-                "webrtc (browser -> browser)": (page_times["recv_last"] - page_times["sent_first"]) / 1000,
-                "widget (browser -> kernel)": t_last - page_times["recv_last"] / 1000,
-            },
-        }
+        nb.run(f"c.call('B'); await c.wait_for('connected', timeout=30)\nblob = os.urandom({size})")
+        results["Phone -> Phone"] = phone_to_phone(nb, page, {})
+        for round_ in range(variant_rounds):
+            for name, variant in VARIANTS.items():
+                step(f"Phone -> Phone, {name} (round {round_ + 1} of {variant_rounds})")
+                variants.setdefault(name, []).append(phone_to_phone(nb, page, variant))
+        nb.run("c.hangup(); await b.wait_for('ended', timeout=10)")
         if not os.environ.get("NBCALL_BENCH_NO_COMM"):
             step("the comm hop alone")
-            # In a JupyterLab of its own. In some runs (2026-12-06, load average 20+) its cells waited for
-            # answers from the hop widget that never came, next to the phones or not: an open question.
-            with tempfile.TemporaryDirectory() as home2, start_lab(Path(home2)) as lab2:
-                hop_page = browser.new_page()
-                hop_nb = lab2.run_notebook(hop_page, "hop.ipynb", ["import asyncio, os"])
-                results.update(comm_ceilings(hop_nb, size))
-                hop_page.close()
+            results.update(comm_ceilings(nb, size))
         step("two connections in one page")
         results.update(page_ceiling(page, size))
         if memory_size:
@@ -461,9 +565,67 @@ def browser_paths(
     return results
 
 
-def cli_memory(server_url: str, size: int) -> dict[str, float]:
-    """Peak RSS of ``nbcall send`` and ``nbcall receive`` moving a file of ``size`` bytes, above the peak of the
-    same commands moving a file of one byte (their idle: imports, the call), in MiB."""
+# Settings of the phones' send and receive paths that Phone -> Phone is measured with (``--variants``), each
+# beside the phones' defaults in alternating rounds of the same run: the browser's frame size and queue depth
+# (``high_water``: the bufferedAmount above which sending waits, resumed below half of it), the parts of a
+# received message passed up to the kernel (``part_size``), and the kernel's parts and window down to the browser.
+VARIANTS: dict[str, dict[str, int]] = {
+    "phone defaults": {},
+    "4 MiB parts up (before 2026-12-06)": {"part_size": 4 * MIB},
+    "512 KiB parts up": {"part_size": MIB // 2},
+    "64 KiB frames, 1 MiB queued": {"frame_size": 64 * 1024, "high_water": MIB},
+    "256 KiB frames, 8 MiB queued": {"high_water": 8 * MIB},
+    "4 MiB parts down, 16 MiB window": {"part": 4 * MIB, "window": 16 * MIB},
+}
+
+CONFIGURE = """\
+from nbcall.widget import outgoing
+base = getattr(b, "bench_base", None) or dict(b._settings)
+for phone in (b, c):
+    phone.bench_base = base
+    phone.set_trait("_settings", {{**base, **{browser!r}}})
+    phone._outgoing.part = {part}
+    phone._outgoing.window = {window}
+"""
+
+
+def phone_to_phone(nb: Any, page: Any, variant: dict[str, int]) -> dict[str, Any]:
+    """C sends ``blob`` to B in the call they are in, with the phones' settings changed by ``variant``; B
+    answers with the arrival time of its last byte."""
+    from nbcall.widget.outgoing import PART, WINDOW
+
+    browser = {k: v for k, v in variant.items() if k in ("frame_size", "high_water", "part_size")}
+    nb.run(
+        CONFIGURE.format(
+            browser=browser, part=variant.get("part", PART), window=variant.get("window", WINDOW)
+        )
+    )
+    page.evaluate("() => Object.keys(window.__bench).forEach((k) => { window.__bench[k] = 0; })")
+    out = nb.run(
+        "answered = len(answers)\n"
+        "t0 = time.time(); c.send(blob)\n"
+        "for _ in range(12000):\n"
+        "    if len(answers) > answered: break\n"
+        "    await asyncio.sleep(0.01)\n"
+        "else:\n"
+        "    raise TimeoutError('B did not answer within 120 s')\n"
+        "print('@@', t0, answers[-1]['t_last'])"
+    )
+    t0, t_last = (float(x) for x in out.split("@@")[1].split()[:2])
+    page_times = page.evaluate("() => ({...window.__bench})")
+    return {
+        "seconds": t_last - t0,
+        "hops": {
+            "widget (kernel -> browser)": page_times["sent_first"] / 1000 - t0,
+            "webrtc (browser -> browser)": (page_times["recv_last"] - page_times["sent_first"]) / 1000,
+            "widget (browser -> kernel)": t_last - page_times["recv_last"] / 1000,
+        },
+    }
+
+
+def cli_memory(server_url: str, size: int) -> dict[str, dict[str, float]]:
+    """Peak RSS of ``nbcall send`` and ``nbcall receive`` (each a Peer) moving a file of ``size`` bytes, beside
+    their idle: the peak of the same commands moving a file of one byte (imports, the call, no data), in MiB."""
     peaks: dict[int, dict[str, int]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for n in (1, size):
@@ -476,20 +638,20 @@ def cli_memory(server_url: str, size: int) -> dict[str, float]:
             receive = subprocess.Popen(
                 [*cli, "receive", "--server", server_url, "--as", f"R{n}", "--out", out, "-q"]
             )
-            sampled = Peaks({"nbcall receive": receive.pid})
+            sampled = Peaks({"nbcall receive": [receive.pid]}, idle_seconds=0)
             for _ in range(100):  # until the receiver is online (exit status 4: not yet)
                 send = subprocess.Popen(
                     [*cli, "send", "--server", server_url, "--as", f"S{n}", f"R{n}", source, "-q"]
                 )
-                sampled.pids["nbcall send"] = send.pid
-                sampled.start["nbcall send"] = sampled.peak["nbcall send"] = 0
-                if send.wait(1800) != 4:
+                sampled.watch("nbcall send", send.pid)
+                if send.wait(3600) != 4:
                     break
                 time.sleep(0.2)
             assert send.returncode == 0 and receive.wait(60) == 0, (send.returncode, receive.returncode)
             sampled.stop()
             peaks[n] = sampled.peak
-    return {name: (peaks[size][name] - peaks[1][name]) / MIB for name in peaks[size]}
+            (out / source.name).unlink(missing_ok=True)
+    return {name: mib_figures(peaks[1][name], peaks[size][name]) for name in peaks[size]}
 
 
 PHONE_MEMORY = """\
@@ -502,42 +664,52 @@ display(d)
 print("@@", os.getpid(), os.getppid(), spool)
 """
 
-HEAP_JS = """() => {
-  window.__heapPeak = performance.memory.usedJSHeapSize;
-  window.__heapStart = window.__heapPeak;
-  setInterval(() => { window.__heapPeak = Math.max(window.__heapPeak, performance.memory.usedJSHeapSize); }, 20);
-}"""
 
-
-def phone_memory(nb: Any, page: Any, server_url: str, size: int) -> dict[str, dict[str, float]]:
-    """Peak RSS of the kernel and the Jupyter server, and the page's peak JS heap, above their values before,
-    while a phone sends a file of ``size`` bytes to a Peer, then receives one from it (MiB)."""
+def phone_memory(nb: Any, page: Any, server_url: str, size: int) -> dict[str, dict[str, dict[str, float]]]:
+    """Idle and peak RSS of the kernel, the Jupyter server, Chromium's renderers and the Peer (this process), and
+    the page's JS heap, while a phone sends a file of ``size`` bytes to a Peer, then receives one from it (MiB).
+    The files live in temporary folders, removed after."""
     from nbcall import Peer
 
     kernel_pid, server_pid, spool = (
         nb.run(PHONE_MEMORY.format(size=size, url=server_url)).split("@@")[1].split()
     )
-    pids = {"Phone's kernel": int(kernel_pid), "Jupyter server": int(server_pid)}
+    pids = {
+        "Phone's kernel": [int(kernel_pid)],
+        "Jupyter server": [int(server_pid)],
+        "Chromium renderers": renderers(),
+        "Peer (the bench's process)": [os.getpid()],
+    }
     results = {}
-    with (
-        tempfile.TemporaryDirectory() as received,
-        Peer("M", server=server_url, auto_answer=True, receive_dir=received) as m,
-    ):
-        nb.run("d.call('M'); await d.wait_for('connected', timeout=30)")
-        for direction in ("Phone -> Peer", "Peer -> Phone"):
-            step(f"memory, {direction}")
-            page.evaluate(HEAP_JS)
-            sampled = Peaks(pids)
-            if direction == "Phone -> Peer":
-                nb.start("sending = d.send_file(spool / 'out.bin', timeout=1800)")  # the cell ends: acks flow
-                wait_for(
-                    lambda: any(getattr(x, "path", None) for x in m.messages), "the file at the Peer", 1800
-                )
-            else:
-                assert m.send_file(Path(spool) / "out.bin").result(1800)["ok"]
-            heap = page.evaluate("() => [window.__heapStart, window.__heapPeak]")
-            results[direction] = {**sampled.stop(), "page JS heap": (heap[1] - heap[0]) / MIB}
-        nb.run("d.hangup()")
+    try:
+        with (
+            tempfile.TemporaryDirectory() as received,
+            Peer("M", server=server_url, auto_answer=True, receive_dir=received) as m,
+        ):
+            nb.run("d.call('M'); await d.wait_for('connected', timeout=30)")
+            for direction in ("Phone -> Peer", "Peer -> Phone"):
+                step(f"memory, {direction}, {size / MIB:.0f} MiB")
+                heap = PageHeap(page)
+                sampled = Peaks(pids)
+                if direction == "Phone -> Peer":
+                    # The cell ends at once: the browser's acknowledgements reach the idle kernel.
+                    nb.start("sending = d.send_file(spool / 'out.bin', timeout=3600)")
+                    wait_for(
+                        lambda: any(getattr(x, "path", None) for x in m.messages),
+                        "the file at the Peer",
+                        3600,
+                        heap.tick,
+                    )
+                else:
+                    sent = m.send_file(Path(spool) / "out.bin")
+                    wait_for(sent.done, "the phone's verdict on the file", 3600, heap.tick)
+                    assert sent.result()["ok"], sent.result()
+                results[direction] = {**sampled.stop(), "page JS heap": heap.stop()}
+                for path in Path(received).iterdir():
+                    path.unlink()
+            nb.run("d.hangup()")
+    finally:
+        nb.run(f"import shutil\nshutil.rmtree({spool!r}, ignore_errors=True)")
     return results
 
 
@@ -549,15 +721,15 @@ def comm_ceilings(nb: Any, size: int) -> dict[str, dict[str, Any]]:
     for name, code in (
         (
             "ceiling: comm kernel -> browser",
-            f"print('@@', await asyncio.wait_for(hop.down(os.urandom({size})), 170))",
+            f"print('@@', await hop.down(os.urandom({size})))",
         ),
         (
             "ceiling: comm browser -> kernel",
-            f"print('@@', await asyncio.wait_for(hop.up({size}, {4 * MIB}), 170))",
+            f"print('@@', await hop.up({size}, {4 * MIB}))",
         ),
         (
             "ceiling: comm kernel -> browser -> kernel",
-            f"print('@@', await asyncio.wait_for(hop.down(os.urandom({size}), True), 170))",
+            f"print('@@', await hop.down(os.urandom({size}), True))",
         ),
     ):
         seconds = float(nb.run(code).split("@@")[1].split()[0])
@@ -574,8 +746,16 @@ def page_ceiling(page: Any, size: int) -> dict[str, dict[str, Any]]:
     (chunk, high_water), best = min(tried.items(), key=lambda kv: kv[1])
     name = f"ceiling: one page, best of {len(tried)} ({chunk // 1024} KiB messages, {high_water // MIB} MiB queued)"
     phones = tried[(256 * 1024 - 1, 4 * MIB)]
+    step(
+        "one page: "
+        + ", ".join(f"{c // 1024} KiB/{h // MIB} MiB {size / t / MIB:.1f}" for (c, h), t in tried.items())
+    )
     return {
-        name: {"seconds": best, "hops": {"webrtc": best}},
+        name: {
+            "seconds": best,
+            "hops": {"webrtc": best},
+            "tried": {f"{c}/{h}": t for (c, h), t in tried.items()},
+        },
         "ceiling: one page, the phones' 256 KiB, 4 MiB": {"seconds": phones, "hops": {"webrtc": phones}},
     }
 
@@ -592,6 +772,13 @@ def main() -> None:
         type=int,
         default=1024,
         help="file size for the peak-memory figures (default 1024; 0: none)",
+    )
+    parser.add_argument(
+        "--variants",
+        type=int,
+        default=0,
+        metavar="ROUNDS",
+        help="also Phone -> Phone with each of the phones' settings in VARIANTS, in ROUNDS alternating rounds",
     )
     args = parser.parse_args()
     if not in_loopback_namespace():
@@ -617,33 +804,61 @@ def main() -> None:
     raw = asyncio.run(raw_aiortc.send(size, raw_aiortc.receiver(size)))
     results["raw aiortc -> aiortc (two processes)"] = {**raw, "hops": {"webrtc": raw["seconds"]}}
     memory: dict[str, Any] = {}
+    variants: dict[str, list[dict[str, Any]]] = {}
     if args.memory_mib:
         step("memory, nbcall send -> nbcall receive")
         memory["nbcall send -> nbcall receive"] = cli_memory(server.url, args.memory_mib * MIB)
     if not args.no_browser:
-        results.update(browser_paths(server.url, blob, size, args.memory_mib * MIB, memory))
+        results.update(
+            browser_paths(server.url, blob, size, args.memory_mib * MIB, memory, variants, args.variants)
+        )
+    step("done")
+    loads = [load for _, _, load in LOADS]
     print(
-        f"\n{args.mib} MiB, one message, from the send in Python to the receiver's Python having it whole\n"
+        f"\n{args.mib} MiB, one message, from the send in Python to the receiver's Python having it whole "
+        f"(load average {min(loads):.1f} to {max(loads):.1f} on {os.cpu_count()} cores)\n"
     )
     print(f"{'path':62} {'seconds':>8} {'MiB/s':>7}   time per hop (s)")
     for name, figures in results.items():
         hops = ", ".join(f"{hop} {seconds:.2f}" for hop, seconds in figures["hops"].items())
         print(f"{name:62} {figures['seconds']:8.2f} {args.mib / figures['seconds']:7.2f}   {hops}")
     print("\nMiB per CPU second of each side (what a side moves with a core to itself):")
-    for name in ("Peer -> Peer", "raw aiortc -> aiortc (two processes)"):
-        cpu = results[name]["cpu"]
-        print(f"  {name}: sender {args.mib / cpu['sender']:.1f}, receiver {args.mib / cpu['receiver']:.1f}")
+    for name in ("Peer -> Peer", "raw aiortc -> aiortc (two processes)", "Peer -> Phone", "Phone -> Peer"):
+        if name in results:
+            cpu = results[name]["cpu"]
+            print(f"  {name}: " + ", ".join(f"{side} {args.mib / s:.1f}" for side, s in cpu.items()))
     if not args.no_browser:
         rate = {name: args.mib / figures["seconds"] for name, figures in results.items()}
         page = max(v for k, v in rate.items() if k.startswith("ceiling: one page, best"))
+        print("\nThe phone paths against the two ceilings (the target: 80% of the lower):")
         for path, comm in (
             ("Phone -> Peer", "ceiling: comm kernel -> browser"),
             ("Peer -> Phone", "ceiling: comm browser -> kernel"),
             ("Phone -> Phone", "ceiling: comm kernel -> browser -> kernel"),
         ):
+            hop = (
+                f"{rate[path] / rate[comm]:.0%} of the comm hop ({rate[comm]:.2f})"
+                if comm in rate
+                else "no comm hop"
+            )
             lower = min(page, rate.get(comm, page))
             print(
-                f"  {path}: {rate[path]:.2f} MiB/s = {rate[path] / lower:.0%} of the lower ceiling ({lower:.2f})"
+                f"  {path}: {rate[path]:.2f} MiB/s = {rate[path] / page:.0%} of one page ({page:.2f}), {hop}: "
+                f"{rate[path] / lower:.0%} of the lower"
+            )
+    if variants:
+        print(
+            f"\nPhone -> Phone by the phones' settings, {args.variants} alternating rounds: MiB/s of each round"
+        )
+        print(f"{'settings':40} {'median':>7}   rounds   median time per hop (s)")
+        for name, runs in variants.items():
+            rates = sorted(args.mib / r["seconds"] for r in runs)
+            hops = {hop: statistics.median(r["hops"][hop] for r in runs) for hop in runs[0]["hops"]}
+            print(
+                f"{name:40} {statistics.median(rates):7.2f}   "
+                + " ".join(f"{args.mib / r['seconds']:.2f}" for r in runs)
+                + "   "
+                + ", ".join(f"{hop} {v:.2f}" for hop, v in hops.items())
             )
     profiled = peer_to_peer(server.url, blob[: 8 * MIB], profile=True)
     print(
@@ -658,13 +873,24 @@ def main() -> None:
         f"{traced['peak_above_payload_mib']:.1f} MiB (frames in flight, chunk window, aiortc's queues)"
     )
     if memory:
-        print(f"\nPeak memory above idle while a {args.memory_mib} MiB file is sent or received (MiB):")
+        print(
+            f"\nMemory while a {args.memory_mib} MiB file is sent or received: idle / peak (peak - idle), MiB"
+        )
         for what, peaks in memory.items():
-            print(f"  {what}: " + ", ".join(f"{k} {v:.1f}" for k, v in peaks.items()))
+            print(f"  {what}:")
+            for name, m in peaks.items():
+                print(f"    {name:32} {m['idle']:8.1f} / {m['peak']:8.1f} ({m['above']:+.1f})")
     if args.json:
         args.json.write_text(
             json.dumps(
-                {"results": results, "profile": profiled["profile"], "traced": traced, "memory": memory}
+                {
+                    "results": results,
+                    "variants": variants,
+                    "profile": profiled["profile"],
+                    "traced": traced,
+                    "memory": memory,
+                    "load_average": LOADS,
+                }
             )
         )
     server.close()
