@@ -55,8 +55,10 @@ _BROWSER_DEFAULTS = {
     # with 64 KiB and 1 MiB queued. Chrome refuses to queue more than 16 MiB.
     "frame_size": 256 * 1024,
     "high_water": 4 * 1024 * 1024,
-    # Received messages reach Python in parts: Jupyter's websocket refuses messages over 10 MiB by default.
-    "part_size": 4 * 1024 * 1024,
+    # Received messages reach Python in parts (Jupyter's websocket refuses messages over 10 MiB by default) of
+    # 1 MiB: with parts of 4 MiB the page stalled on each one (a copy, one large websocket send) and the last
+    # one's trip came after the last frame; Phone -> Phone moved 5.5 against 2.8 MiB/s (bench/throughput.py).
+    "part_size": 1024 * 1024,
     # A room's grid shows at most this many remote tiles; an SFU room's phone receives video for those only.
     "max_tiles": 9,
 }
