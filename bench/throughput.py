@@ -347,8 +347,12 @@ class PageHeap:
 
     def stop(self) -> dict[str, float]:
         self.tick()
-        self.cdp.detach()
         return mib_figures(self.idle, self.peak)
+
+    def collect(self) -> None:
+        """A full garbage collection in the page (ArrayBuffers no longer referenced are freed)."""
+        self.cdp.send("HeapProfiler.collectGarbage")
+        self.cdp.detach()
 
 
 def renderers() -> list[int]:
@@ -491,19 +495,10 @@ def browser_paths(
     variants: dict[str, list[dict[str, Any]]],
     variant_rounds: int,
 ) -> dict[str, dict[str, Any]]:
-    from harness import CHROMIUM, CHROMIUM_ARGS, start_lab
-    from playwright.sync_api import sync_playwright
-
     from nbcall import Peer
 
     results: dict[str, dict[str, Any]] = {}
-    with tempfile.TemporaryDirectory() as home, start_lab(Path(home)) as lab, sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        page = browser.new_page()
-        page.add_init_script(PAGE_INIT_JS)
-        nb = lab.run_notebook(
-            page, "throughput.ipynb", [PHONE_SETUP.format(url=server_url)], phones=("B", "C")
-        )
+    with phones_page(server_url) as (page, nb):
         bench = lambda: page.evaluate("() => ({...window.__bench})")
         reset = "() => Object.keys(window.__bench).forEach((k) => { window.__bench[k] = 0; })"
         with Peer("P", server=server_url, auto_answer=True) as peer:
@@ -549,8 +544,11 @@ def browser_paths(
         nb.run("import asyncio\nawait b.wait_for('ended', timeout=10)")
         nb.run(f"c.call('B'); await c.wait_for('connected', timeout=30)\nblob = os.urandom({size})")
         results["Phone -> Phone"] = phone_to_phone(nb, page, {})
+        names = list(VARIANTS)
         for round_ in range(variant_rounds):
-            for name, variant in VARIANTS.items():
+            # Each round starts one further along: no setting always runs first, or last, in a round.
+            for name in names[round_ % len(names) :] + names[: round_ % len(names)]:
+                variant = VARIANTS[name]
                 step(f"Phone -> Phone, {name} (round {round_ + 1} of {variant_rounds})")
                 variants.setdefault(name, []).append(phone_to_phone(nb, page, variant))
         nb.run("c.hangup(); await b.wait_for('ended', timeout=10)")
@@ -561,8 +559,26 @@ def browser_paths(
         results.update(page_ceiling(page, size))
         if memory_size:
             memory.update(phone_memory(nb, page, server_url, memory_size))
-        browser.close()
     return results
+
+
+@contextlib.contextmanager
+def phones_page(server_url: str) -> Iterator[tuple[Any, Any]]:
+    """A JupyterLab, a Chromium page and its notebook with the phones B and C shown: (page, notebook)."""
+    from harness import CHROMIUM, CHROMIUM_ARGS, start_lab
+    from playwright.sync_api import sync_playwright
+
+    with tempfile.TemporaryDirectory() as home, start_lab(Path(home)) as lab, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page()
+            page.add_init_script(PAGE_INIT_JS)
+            nb = lab.run_notebook(
+                page, "throughput.ipynb", [PHONE_SETUP.format(url=server_url)], phones=("B", "C")
+            )
+            yield page, nb
+        finally:
+            browser.close()
 
 
 # Settings of the phones' send and receive paths that Phone -> Phone is measured with (``--variants``), each
@@ -705,6 +721,13 @@ def phone_memory(nb: Any, page: Any, server_url: str, size: int) -> dict[str, di
                     wait_for(sent.done, "the phone's verdict on the file", 3600, heap.tick)
                     assert sent.result()["ok"], sent.result()
                 results[direction] = {**sampled.stop(), "page JS heap": heap.stop()}
+                # Garbage or held? After a full collection in the page, what the renderers still hold.
+                heap.collect()
+                time.sleep(2)
+                collected = Peaks.rss(sampled.procs["Chromium renderers"])
+                results[direction]["Chromium renderers, after a GC"] = mib_figures(
+                    sampled.idle["Chromium renderers"], collected
+                )
                 for path in Path(received).iterdir():
                     path.unlink()
             nb.run("d.hangup()")
@@ -760,6 +783,14 @@ def page_ceiling(page: Any, size: int) -> dict[str, dict[str, Any]]:
     }
 
 
+def print_memory(memory: dict[str, Any], mib: int) -> None:
+    print(f"\nMemory while a {mib} MiB file is sent or received: idle / peak (peak - idle), MiB")
+    for what, peaks in memory.items():
+        print(f"  {what}:")
+        for name, m in peaks.items():
+            print(f"    {name:32} {m['idle']:8.1f} / {m['peak']:8.1f} ({m['above']:+.1f})")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -780,6 +811,9 @@ def main() -> None:
         metavar="ROUNDS",
         help="also Phone -> Phone with each of the phones' settings in VARIANTS, in ROUNDS alternating rounds",
     )
+    parser.add_argument(
+        "--memory-only", action="store_true", help="only the memory figures (no throughput, no profile)"
+    )
     args = parser.parse_args()
     if not in_loopback_namespace():
         if os.environ.get("NBCALL_BENCH_NETNS"):
@@ -796,8 +830,20 @@ def main() -> None:
     import nbcall
 
     size = args.mib * MIB
-    blob = os.urandom(size)
     server = nbcall.serve()
+    if args.memory_only:
+        step("memory, nbcall send -> nbcall receive")
+        memory = {"nbcall send -> nbcall receive": cli_memory(server.url, args.memory_mib * MIB)}
+        if not args.no_browser:
+            with phones_page(server.url) as (page, nb):
+                memory.update(phone_memory(nb, page, server.url, args.memory_mib * MIB))
+        step("done")
+        print_memory(memory, args.memory_mib)
+        if args.json:
+            args.json.write_text(json.dumps({"memory": memory, "load_average": LOADS}))
+        server.close()
+        return
+    blob = os.urandom(size)
     step("Peer -> Peer")
     results: dict[str, Any] = {"Peer -> Peer": peer_to_peer(server.url, blob)}
     step("raw aiortc -> aiortc")
@@ -873,13 +919,7 @@ def main() -> None:
         f"{traced['peak_above_payload_mib']:.1f} MiB (frames in flight, chunk window, aiortc's queues)"
     )
     if memory:
-        print(
-            f"\nMemory while a {args.memory_mib} MiB file is sent or received: idle / peak (peak - idle), MiB"
-        )
-        for what, peaks in memory.items():
-            print(f"  {what}:")
-            for name, m in peaks.items():
-                print(f"    {name:32} {m['idle']:8.1f} / {m['peak']:8.1f} ({m['above']:+.1f})")
+        print_memory(memory, args.memory_mib)
     if args.json:
         args.json.write_text(
             json.dumps(
