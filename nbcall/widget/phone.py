@@ -56,8 +56,9 @@ _BROWSER_DEFAULTS = {
     "frame_size": 256 * 1024,
     "high_water": 4 * 1024 * 1024,
     # Received messages reach Python in parts (Jupyter's websocket refuses messages over 10 MiB by default) of
-    # 1 MiB: with parts of 4 MiB the page stalled on each one (a copy, one large websocket send) and the last
-    # one's trip came after the last frame; Phone -> Phone moved 5.5 against 2.8 MiB/s (bench/throughput.py).
+    # 1 MiB rather than 4: the page holds less of a message, and the hop after its last frame was shorter in
+    # three loaded runs of bench/throughput.py --variants (0.5-0.9 s against 0.9-1.7 s of 20 MiB); the whole
+    # transfer's speed was level within their noise (pooled medians 3.1 and 2.9 MiB/s).
     "part_size": 1024 * 1024,
     # A room's grid shows at most this many remote tiles; an SFU room's phone receives video for those only.
     "max_tiles": 9,
