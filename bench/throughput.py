@@ -41,19 +41,19 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import psutil
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "tests" / "e2e"))
+
+from comm_hop import comm_ceilings
+from sampling import PageHeap, Peaks, mib_figures, renderers
 
 MIB = 2**20
 
@@ -112,96 +112,6 @@ CEILING_JS = """async ([size, chunkSize, highWater]) => {
     return (t1 - t0) / 1000;
   } finally { a.close(); b.close(); }
 }"""
-
-# The comm hop alone, no WebRTC: an anywidget that takes parts from the kernel (answering each as the phone's
-# browser half does, so that the kernel sends in the phone's window), sends parts up to the kernel (as a phone
-# passes a received message on), or echoes each part back as it comes (kernel -> browser -> kernel).
-# The browser half says "ready" once it listens: a custom message sent before is dropped by the front end (its
-# module still loading), which on a loaded machine left the first measurement waiting for answers forever. Every
-# wait is bounded: a hop that stalls raises with how far it got.
-HOP_SETUP = """\
-import anywidget, asyncio, time
-from nbcall.widget.outgoing import Outgoing
-class Hop(anywidget.AnyWidget):
-    _esm = '''
-    export default { initialize({ model }) {
-      let got = 0;
-      model.on("msg:custom", (msg, buffers) => {
-        if (msg.type === "part") {
-          got += buffers[0].byteLength;
-          if (msg.echo) {
-            const copy = new Uint8Array(buffers[0].byteLength);
-            copy.set(new Uint8Array(buffers[0].buffer, buffers[0].byteOffset, buffers[0].byteLength));
-            model.send({ type: "up", last: got >= msg.size }, undefined, [copy.buffer]);
-          }
-          model.send({ type: "sent", id: msg.id, done: got });
-          if (got >= msg.size) { if (!msg.echo) model.send({ type: "done", t: Date.now() }); got = 0; }
-        } else if (msg.type === "upload") {
-          model.send({ type: "start", t: Date.now() });
-          for (let sent = 0; sent < msg.size; sent += msg.part) {
-            const part = new Uint8Array(Math.min(msg.part, msg.size - sent));
-            model.send({ type: "up", last: sent + part.length >= msg.size }, undefined, [part.buffer]);
-          }
-        }
-      });
-      model.send({ type: "ready" });
-    } };'''
-    def __init__(self):
-        super().__init__()
-        self.on_msg(self._got)
-        self.ready, self.done, self.acked, self.up_bytes, self.last = False, None, 0, 0, time.time()
-    def _got(self, _, msg, buffers):
-        self.last = time.time()
-        if msg["type"] == "ready":
-            self.ready = True
-        elif msg["type"] == "sent":
-            self.acked = msg["done"]
-            self.out.taken(msg["id"], msg["done"])
-            self._pump()
-        elif msg["type"] == "start":
-            self.t_start = msg["t"] / 1000
-        elif msg["type"] == "up":
-            self.up_bytes += sum(len(b) for b in buffers)
-        if msg["type"] == "done" or (msg["type"] == "up" and msg["last"]):
-            self.done.set_result(msg["t"] / 1000 if "t" in msg else time.time())
-    def _pump(self):
-        for header, part in self.out.ready():
-            self.send({**header, "type": "part", "echo": self.echo, "size": self.size}, [part])
-    async def _wait(self, what, size, stall=60, limit=150):
-        start = time.time()
-        while not self.done.done():
-            await asyncio.sleep(0.05)
-            if time.time() - self.last > stall or time.time() - start > limit:
-                raise TimeoutError(
-                    f"the comm hop ({what}) stalled: {self.acked} bytes acknowledged and {self.up_bytes} "
-                    f"received of {size}, the browser's last message {time.time() - self.last:.0f} s ago")
-        return self.done.result()
-    async def wait_ready(self, timeout=20):
-        for _ in range(int(timeout / 0.05)):
-            if self.ready:
-                return
-            await asyncio.sleep(0.05)
-        raise TimeoutError(f"the hop widget's browser half did not say ready in {timeout} s")
-    async def down(self, payload, echo=False):
-        await self.wait_ready()
-        self.done, self.echo, self.size = asyncio.get_running_loop().create_future(), echo, len(payload)
-        self.acked = self.up_bytes = 0
-        self.out = Outgoing()
-        self.out.add({"id": 1}, payload)
-        t0 = self.last = time.time()
-        self._pump()
-        return await self._wait("kernel -> browser -> kernel" if echo else "kernel -> browser", len(payload)) - t0
-    async def up(self, size, part):
-        await self.wait_ready()
-        self.done = asyncio.get_running_loop().create_future()
-        self.acked = self.up_bytes = 0
-        self.last = time.time()
-        self.send({"type": "upload", "size": size, "part": part})
-        t1 = await self._wait("browser -> kernel", size)
-        return t1 - self.t_start
-hop = Hop()
-display(hop)
-"""
 
 PHONE_SETUP = """\
 import nbcall, time, os
@@ -274,95 +184,6 @@ def cpu_seconds() -> float:
     """This process's CPU time: per MiB it holds on a machine shared with other jobs, where MiB/s does not."""
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
-
-
-class Peaks:
-    """The resident memory (RSS) of processes, by name, sampled with psutil at 10 Hz on a thread: each one's idle
-    RSS (the highest of a second's samples before the transfer starts) and its peak until stopped. A name may
-    stand for several processes (Chromium's renderers), whose RSS is summed."""
-
-    INTERVAL = 0.1
-
-    def __init__(self, pids: dict[str, list[int]], idle_seconds: float = 1.0) -> None:
-        self.procs = {name: [psutil.Process(pid) for pid in group] for name, group in pids.items()}
-        self.idle = {name: 0 for name in self.procs}
-        for _ in range(max(1, round(idle_seconds / self.INTERVAL))):
-            for name, group in self.procs.items():
-                self.idle[name] = max(self.idle[name], self.rss(group))
-            time.sleep(self.INTERVAL)
-        self.peak = dict(self.idle)
-        self.stopped = threading.Event()
-        self.thread = threading.Thread(target=self.sample, daemon=True)
-        self.thread.start()
-
-    def watch(self, name: str, pid: int) -> None:
-        """Sample one more process from now on (a command started after the sampling)."""
-        self.procs[name] = [psutil.Process(pid)]
-        self.idle.setdefault(name, 0)
-        self.peak.setdefault(name, 0)
-
-    @staticmethod
-    def rss(group: list[psutil.Process]) -> int:
-        total = 0
-        for proc in group:
-            with contextlib.suppress(psutil.Error):  # it ended: it holds nothing
-                total += proc.memory_info().rss
-        return total
-
-    def sample(self) -> None:
-        while not self.stopped.wait(self.INTERVAL):
-            for name, group in list(self.procs.items()):
-                self.peak[name] = max(self.peak[name], self.rss(group))
-
-    def stop(self) -> dict[str, dict[str, float]]:
-        """Each process's idle and peak RSS and the difference, in MiB."""
-        self.stopped.set()
-        self.thread.join()
-        return {name: mib_figures(self.idle[name], self.peak[name]) for name in self.procs}
-
-
-def mib_figures(idle: float, peak: float) -> dict[str, float]:
-    return {"idle": idle / MIB, "peak": peak / MIB, "above": (peak - idle) / MIB}
-
-
-class PageHeap:
-    """The page's JS heap (``JSHeapUsedSize`` of CDP's ``Performance.getMetrics``): its value before a transfer
-    and its peak, sampled by the bench's own thread whenever it waits (Playwright's API is not thread-safe)."""
-
-    def __init__(self, page: Any) -> None:
-        self.cdp = page.context.new_cdp_session(page)
-        self.cdp.send("Performance.enable")
-        self.idle = self.read()
-        self.peak = self.idle
-        self.next = 0.0
-
-    def read(self) -> int:
-        metrics = self.cdp.send("Performance.getMetrics")["metrics"]
-        return int(next(m["value"] for m in metrics if m["name"] == "JSHeapUsedSize"))
-
-    def tick(self) -> None:
-        if time.monotonic() >= self.next:
-            self.next = time.monotonic() + Peaks.INTERVAL
-            self.peak = max(self.peak, self.read())
-
-    def stop(self) -> dict[str, float]:
-        self.tick()
-        return mib_figures(self.idle, self.peak)
-
-    def collect(self) -> None:
-        """A full garbage collection in the page (ArrayBuffers no longer referenced are freed)."""
-        self.cdp.send("HeapProfiler.collectGarbage")
-        self.cdp.detach()
-
-
-def renderers() -> list[int]:
-    """The pids of Chromium's renderer processes started under this one (through Playwright's driver)."""
-    found = []
-    for proc in psutil.Process().children(recursive=True):
-        with contextlib.suppress(psutil.Error):
-            if "--type=renderer" in proc.cmdline():
-                found.append(proc.pid)
-    return found
 
 
 def by_component(prof: Any) -> dict[str, float]:
@@ -733,30 +554,6 @@ def phone_memory(nb: Any, page: Any, server_url: str, size: int) -> dict[str, di
             nb.run("d.hangup()")
     finally:
         nb.run(f"import shutil\nshutil.rmtree({spool!r}, ignore_errors=True)")
-    return results
-
-
-def comm_ceilings(nb: Any, size: int) -> dict[str, dict[str, Any]]:
-    """The comm hop alone (no WebRTC), in the phones' notebook: kernel -> browser in the phone's parts and window,
-    browser -> kernel in the phone's parts, and kernel -> browser -> kernel (each part echoed as it comes)."""
-    nb.run(HOP_SETUP)
-    results = {}
-    for name, code in (
-        (
-            "ceiling: comm kernel -> browser",
-            f"print('@@', await hop.down(os.urandom({size})))",
-        ),
-        (
-            "ceiling: comm browser -> kernel",
-            f"print('@@', await hop.up({size}, {4 * MIB}))",
-        ),
-        (
-            "ceiling: comm kernel -> browser -> kernel",
-            f"print('@@', await hop.down(os.urandom({size}), True))",
-        ),
-    ):
-        seconds = float(nb.run(code).split("@@")[1].split()[0])
-        results[name] = {"seconds": seconds, "hops": {"widget": seconds}}
     return results
 
 
