@@ -37,10 +37,10 @@ import json
 import os
 import resource
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import tracemalloc
 from collections.abc import Iterator
@@ -51,6 +51,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "tests" / "e2e"))
+
+from comm_hop import comm_ceilings
+from sampling import PageHeap, Peaks, mib_figures, renderers
 
 MIB = 2**20
 
@@ -81,94 +84,48 @@ PAGE_INIT_JS = """(() => {
 })();"""
 
 CEILING_JS = """async ([size, chunkSize, highWater]) => {
+  // Bounded waits: Playwright's evaluate has none, and a stall must say where it was.
+  const within = (promise, seconds, what) => Promise.race([promise, new Promise((_, reject) => setTimeout(
+    () => reject(new Error(`one-page ceiling (${chunkSize} B, ${highWater} B queued): ${what} after ${seconds} s`)),
+    seconds * 1000))]);
   const a = new RTCPeerConnection({iceServers: []}), b = new RTCPeerConnection({iceServers: []});
-  a.onicecandidate = (e) => e.candidate && b.addIceCandidate(e.candidate);
-  b.onicecandidate = (e) => e.candidate && a.addIceCandidate(e.candidate);
-  const ch = a.createDataChannel('ceiling'); ch.binaryType = 'arraybuffer';
-  const got = new Promise((resolve) => { b.ondatachannel = (e) => { let n = 0;
-    e.channel.onmessage = (m) => { n += m.data.byteLength; if (n >= size) resolve(performance.now()); }; }; });
-  await a.setLocalDescription(await a.createOffer()); await b.setRemoteDescription(a.localDescription);
-  await b.setLocalDescription(await b.createAnswer()); await a.setRemoteDescription(b.localDescription);
-  await new Promise((r) => { ch.onopen = r; });
-  const chunk = new Uint8Array(chunkSize); ch.bufferedAmountLowThreshold = highWater / 2;
-  const t0 = performance.now();
-  for (let sent = 0; sent < size; sent += chunk.length) {
-    if (ch.bufferedAmount > highWater) await new Promise((r) => { ch.onbufferedamountlow = r; });
-    ch.send(chunk);
-  }
-  const t1 = await got; a.close(); b.close();
-  return (t1 - t0) / 1000;
+  try {
+    a.onicecandidate = (e) => e.candidate && b.addIceCandidate(e.candidate);
+    b.onicecandidate = (e) => e.candidate && a.addIceCandidate(e.candidate);
+    const ch = a.createDataChannel('ceiling'); ch.binaryType = 'arraybuffer';
+    const opened = new Promise((r) => { ch.onopen = r; });
+    let n = 0;
+    const got = new Promise((resolve) => { b.ondatachannel = (e) => {
+      e.channel.onmessage = (m) => { n += m.data.byteLength; if (n >= size) resolve(performance.now()); }; }; });
+    await a.setLocalDescription(await a.createOffer()); await b.setRemoteDescription(a.localDescription);
+    await b.setLocalDescription(await b.createAnswer()); await a.setRemoteDescription(b.localDescription);
+    if (ch.readyState !== 'open') await within(opened, 30, 'the channel did not open');
+    const chunk = new Uint8Array(chunkSize); ch.bufferedAmountLowThreshold = highWater / 2;
+    const t0 = performance.now();
+    for (let sent = 0; sent < size; sent += chunk.length) {
+      if (ch.bufferedAmount > highWater) {
+        await within(new Promise((r) => { ch.onbufferedamountlow = r; }), 60, `the queue did not drain at ${sent} B`);
+      }
+      ch.send(chunk);
+    }
+    const t1 = await within(got, 120, `not all received (${n} of ${size} B)`);
+    return (t1 - t0) / 1000;
+  } finally { a.close(); b.close(); }
 }"""
-
-# The comm hop alone, no WebRTC: an anywidget that takes parts from the kernel (answering each as the phone's
-# browser half does, so that the kernel sends in the phone's window), sends parts up to the kernel (as a phone
-# passes a received message on), or echoes each part back as it comes (kernel -> browser -> kernel).
-HOP_SETUP = """\
-import anywidget, asyncio, time
-from nbcall.widget.outgoing import Outgoing
-class Hop(anywidget.AnyWidget):
-    _esm = '''
-    export default { initialize({ model }) {
-      let got = 0;
-      model.on("msg:custom", (msg, buffers) => {
-        if (msg.type === "part") {
-          got += buffers[0].byteLength;
-          if (msg.echo) {
-            const copy = new Uint8Array(buffers[0].byteLength);
-            copy.set(new Uint8Array(buffers[0].buffer, buffers[0].byteOffset, buffers[0].byteLength));
-            model.send({ type: "up", last: got >= msg.size }, undefined, [copy.buffer]);
-          }
-          model.send({ type: "sent", id: msg.id, done: got });
-          if (got >= msg.size) { if (!msg.echo) model.send({ type: "done", t: Date.now() }); got = 0; }
-        } else if (msg.type === "upload") {
-          model.send({ type: "start", t: Date.now() });
-          for (let sent = 0; sent < msg.size; sent += msg.part) {
-            const part = new Uint8Array(Math.min(msg.part, msg.size - sent));
-            model.send({ type: "up", last: sent + part.length >= msg.size }, undefined, [part.buffer]);
-          }
-        }
-      });
-    } };'''
-    def __init__(self):
-        super().__init__()
-        self.on_msg(self._got)
-        self.done = None
-    def _got(self, _, msg, buffers):
-        if msg["type"] == "sent":
-            self.out.taken(msg["id"], msg["done"])
-            self._pump()
-        elif msg["type"] == "start":
-            self.t_start = msg["t"] / 1000
-        elif msg["type"] == "done" or (msg["type"] == "up" and msg["last"]):
-            self.done.set_result(msg["t"] / 1000 if "t" in msg else time.time())
-    def _pump(self):
-        for header, part in self.out.ready():
-            self.send({**header, "type": "part", "echo": self.echo, "size": self.size}, [part])
-    async def down(self, payload, echo=False):
-        self.done, self.echo, self.size = asyncio.get_running_loop().create_future(), echo, len(payload)
-        self.out = Outgoing()
-        self.out.add({"id": 1}, payload)
-        t0 = time.time()
-        self._pump()
-        return await self.done - t0
-    async def up(self, size, part):
-        self.done = asyncio.get_running_loop().create_future()
-        self.send({"type": "upload", "size": size, "part": part})
-        t1 = await self.done
-        return t1 - self.t_start
-hop = Hop()
-display(hop)
-"""
 
 PHONE_SETUP = """\
 import nbcall, time, os
-b = nbcall.Phone("B", auto_answer=True, server={url!r}); c = nbcall.Phone("C", auto_answer=True, server={url!r})
+# Two messages kept each: the bench's 20 MiB payloads would pile up in the kernel (100 by default).
+b = nbcall.Phone("B", auto_answer=True, server={url!r}, max_messages=2)
+c = nbcall.Phone("C", auto_answer=True, server={url!r}, max_messages=2)
 def ack(phone):
     def on(m):
         if m.kind == "bytes":
             phone.send({{"got": m.size, "t_last": time.time()}})
     return on
+answers = []  # the receiving phone's answers (counted here: each phone keeps only its last two messages)
 b.on_message(ack(b)); c.on_message(ack(c))
+c.on_message(lambda m: answers.append(m.data) if m.kind == "json" else None)
 display(b, c)
 """
 
@@ -212,47 +169,21 @@ r.close()
 """
 
 
+#: (time, step, 1-minute load average) at each step: the machine is shared, so every figure comes with its load.
+LOADS: list[tuple[str, str, float]] = []
+
+
 def step(what: str) -> None:
-    """Say what the bench does now (a run takes minutes)."""
-    print(f"[{time.strftime('%H:%M:%S')}] {what}", file=sys.stderr, flush=True)
+    """Say what the bench does now (a run takes minutes), with the load average."""
+    now, load = time.strftime("%H:%M:%S"), os.getloadavg()[0]
+    LOADS.append((now, what, load))
+    print(f"[{now}] {what} (load average {load:.1f})", file=sys.stderr, flush=True)
 
 
 def cpu_seconds() -> float:
     """This process's CPU time: per MiB it holds on a machine shared with other jobs, where MiB/s does not."""
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
-
-
-class Peaks:
-    """The peak resident memory (VmHWM) of processes, by name and pid, sampled on a thread until stopped."""
-
-    def __init__(self, pids: dict[str, int]) -> None:
-        self.pids = pids
-        self.start = {name: self.read(pid, "VmRSS") for name, pid in pids.items()}
-        self.peak = dict(self.start)
-        self.stopped = threading.Event()
-        self.thread = threading.Thread(target=self.sample, daemon=True)
-        self.thread.start()
-
-    @staticmethod
-    def read(pid: int, field: str) -> int:
-        try:
-            with open(f"/proc/{pid}/status") as status:
-                return int(next(line for line in status if line.startswith(field)).split()[1]) * 1024
-        except (OSError, StopIteration):
-            return 0
-
-    def sample(self) -> None:
-        while not self.stopped.wait(0.02):
-            for name, pid in self.pids.items():
-                # The current RSS, not VmHWM: the peak since the process started would count its start-up.
-                self.peak[name] = max(self.peak[name], self.read(pid, "VmRSS"))
-
-    def stop(self) -> dict[str, float]:
-        """Each process's peak above its RSS when sampling started, in MiB."""
-        self.stopped.set()
-        self.thread.join()
-        return {name: (self.peak[name] - self.start[name]) / MIB for name in self.pids}
 
 
 def by_component(prof: Any) -> dict[str, float]:
@@ -292,11 +223,14 @@ def in_loopback_namespace() -> bool:
     return [name for _, name in socket.if_nameindex()] == ["lo"]
 
 
-def wait_for(condition: Any, what: str, timeout: float = 120) -> None:
+def wait_for(condition: Any, what: str, timeout: float = 120, tick: Any = None) -> None:
+    """Wait until ``condition()``, calling ``tick()`` meanwhile (a sampler); raise after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
-            raise TimeoutError(f"waiting for {what}")
+            raise TimeoutError(f"waiting for {what} ({timeout} s)")
+        if tick is not None:
+            tick()
         time.sleep(0.005)
 
 
@@ -381,21 +315,18 @@ def peak_memory(server_url: str, size: int) -> dict[str, float]:
 
 
 def browser_paths(
-    server_url: str, blob: bytes, size: int, memory_size: int, memory: dict[str, Any]
+    server_url: str,
+    blob: bytes,
+    size: int,
+    memory_size: int,
+    memory: dict[str, Any],
+    variants: dict[str, list[dict[str, Any]]],
+    variant_rounds: int,
 ) -> dict[str, dict[str, Any]]:
-    from harness import CHROMIUM, CHROMIUM_ARGS, start_lab
-    from playwright.sync_api import sync_playwright
-
     from nbcall import Peer
 
     results: dict[str, dict[str, Any]] = {}
-    with tempfile.TemporaryDirectory() as home, start_lab(Path(home)) as lab, sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        page = browser.new_page()
-        page.add_init_script(PAGE_INIT_JS)
-        nb = lab.run_notebook(
-            page, "throughput.ipynb", [PHONE_SETUP.format(url=server_url)], phones=("B", "C")
-        )
+    with phones_page(server_url) as (page, nb):
         bench = lambda: page.evaluate("() => ({...window.__bench})")
         reset = "() => Object.keys(window.__bench).forEach((k) => { window.__bench[k] = 0; })"
         with Peer("P", server=server_url, auto_answer=True) as peer:
@@ -403,12 +334,15 @@ def browser_paths(
             peer.call("B")
             peer.wait("connected", timeout=30)
             page.evaluate(reset)
+            cpu0 = cpu_seconds()
             t0 = time.time()
             peer.send(blob)
             ack = acked(peer, 1)
             page_times = bench()
             results["Peer -> Phone"] = {
                 "seconds": ack["t_last"] - t0,
+                # This process's CPU: the Peer's, and Playwright's few calls.
+                "cpu": {"sender": cpu_seconds() - cpu0},
                 "hops": {
                     "webrtc (to the browser's last message)": page_times["recv_last"] / 1000 - t0,
                     "widget (browser -> kernel)": ack["t_last"] - page_times["recv_last"] / 1000,
@@ -417,13 +351,17 @@ def browser_paths(
             step("Phone -> Peer")
             got = len(peer.messages)
             page.evaluate(reset)
-            out = nb.run(f"import time\nt0 = time.time(); b.send(os.urandom({size})); print('@@', t0)")
+            cpu0 = cpu_seconds()
+            out = nb.run(
+                f"import time\nblob = os.urandom({size})\nt0 = time.time(); b.send(blob); print('@@', t0)"
+            )
             t0 = float(out.split("@@")[1].split()[0])
             wait_for(lambda: any(m.kind == "bytes" for m in peer.messages[got:]), "the phone's payload")
             arrived = next(m for m in peer.messages[got:] if m.kind == "bytes").received_at
             page_times = bench()
             results["Phone -> Peer"] = {
                 "seconds": arrived - t0,
+                "cpu": {"receiver": cpu_seconds() - cpu0},
                 "hops": {
                     "widget (kernel -> browser's first send)": page_times["sent_first"] / 1000 - t0,
                     "webrtc (to the Peer's Python)": arrived - page_times["sent_first"] / 1000,
@@ -432,45 +370,106 @@ def browser_paths(
             peer.hangup()
         step("Phone -> Phone (C calls B; B answers with its arrival time)")
         nb.run("import asyncio\nawait b.wait_for('ended', timeout=10)")
-        page.evaluate(reset)
-        out = nb.run(
-            "c.call('B'); await c.wait_for('connected', timeout=30)\n"
-            f"t0 = time.time(); c.send(os.urandom({size}))\n"
-            "for _ in range(12000):\n"
-            "    if any(m.kind == 'json' for m in c.messages): break\n"
-            "    await asyncio.sleep(0.01)\n"
-            "print('@@', t0, [m.data for m in c.messages if m.kind == 'json'][0]['t_last'])"
-        )
-        t0, t_last = (float(x) for x in out.split("@@")[1].split()[:2])
-        page_times = bench()
-        results["Phone -> Phone"] = {
-            "seconds": t_last - t0,
-            "hops": {
-                "widget (kernel -> browser)": page_times["sent_first"] / 1000 - t0,
-                "webrtc (browser -> browser)": (page_times["recv_last"] - page_times["sent_first"]) / 1000,
-                "widget (browser -> kernel)": t_last - page_times["recv_last"] / 1000,
-            },
-        }
+        nb.run(f"c.call('B'); await c.wait_for('connected', timeout=30)\nblob = os.urandom({size})")
+        results["Phone -> Phone"] = phone_to_phone(nb, page, {})
+        names = list(VARIANTS)
+        for round_ in range(variant_rounds):
+            # Each round starts one further along: no setting always runs first, or last, in a round.
+            for name in names[round_ % len(names) :] + names[: round_ % len(names)]:
+                variant = VARIANTS[name]
+                step(f"Phone -> Phone, {name} (round {round_ + 1} of {variant_rounds})")
+                variants.setdefault(name, []).append(phone_to_phone(nb, page, variant))
+        nb.run("c.hangup(); await b.wait_for('ended', timeout=10)")
         if not os.environ.get("NBCALL_BENCH_NO_COMM"):
             step("the comm hop alone")
-            # In a JupyterLab of its own. In some runs (2026-12-06, load average 20+) its cells waited for
-            # answers from the hop widget that never came, next to the phones or not: an open question.
-            with tempfile.TemporaryDirectory() as home2, start_lab(Path(home2)) as lab2:
-                hop_page = browser.new_page()
-                hop_nb = lab2.run_notebook(hop_page, "hop.ipynb", ["import asyncio, os"])
-                results.update(comm_ceilings(hop_nb, size))
-                hop_page.close()
+            results.update(comm_ceilings(nb, size))
         step("two connections in one page")
         results.update(page_ceiling(page, size))
         if memory_size:
             memory.update(phone_memory(nb, page, server_url, memory_size))
-        browser.close()
     return results
 
 
-def cli_memory(server_url: str, size: int) -> dict[str, float]:
-    """Peak RSS of ``nbcall send`` and ``nbcall receive`` moving a file of ``size`` bytes, above the peak of the
-    same commands moving a file of one byte (their idle: imports, the call), in MiB."""
+@contextlib.contextmanager
+def phones_page(server_url: str) -> Iterator[tuple[Any, Any]]:
+    """A JupyterLab, a Chromium page and its notebook with the phones B and C shown: (page, notebook)."""
+    from harness import CHROMIUM, CHROMIUM_ARGS, start_lab
+    from playwright.sync_api import sync_playwright
+
+    with tempfile.TemporaryDirectory() as home, start_lab(Path(home)) as lab, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page()
+            page.add_init_script(PAGE_INIT_JS)
+            nb = lab.run_notebook(
+                page, "throughput.ipynb", [PHONE_SETUP.format(url=server_url)], phones=("B", "C")
+            )
+            yield page, nb
+        finally:
+            browser.close()
+
+
+# Settings of the phones' send and receive paths that Phone -> Phone is measured with (``--variants``), each
+# beside the phones' defaults in alternating rounds of the same run: the browser's frame size and queue depth
+# (``high_water``: the bufferedAmount above which sending waits, resumed below half of it), the parts of a
+# received message passed up to the kernel (``part_size``), and the kernel's parts and window down to the browser.
+VARIANTS: dict[str, dict[str, int]] = {
+    "phone defaults": {},
+    "4 MiB parts up (before 2026-12-06)": {"part_size": 4 * MIB},
+    "512 KiB parts up": {"part_size": MIB // 2},
+    "64 KiB frames, 1 MiB queued": {"frame_size": 64 * 1024, "high_water": MIB},
+    "256 KiB frames, 8 MiB queued": {"high_water": 8 * MIB},
+    "4 MiB parts down, 16 MiB window": {"part": 4 * MIB, "window": 16 * MIB},
+}
+
+CONFIGURE = """\
+from nbcall.widget import outgoing
+base = getattr(b, "bench_base", None) or dict(b._settings)
+for phone in (b, c):
+    phone.bench_base = base
+    phone.set_trait("_settings", {{**base, **{browser!r}}})
+    phone._outgoing.part = {part}
+    phone._outgoing.window = {window}
+"""
+
+
+def phone_to_phone(nb: Any, page: Any, variant: dict[str, int]) -> dict[str, Any]:
+    """C sends ``blob`` to B in the call they are in, with the phones' settings changed by ``variant``; B
+    answers with the arrival time of its last byte."""
+    from nbcall.widget.outgoing import PART, WINDOW
+
+    browser = {k: v for k, v in variant.items() if k in ("frame_size", "high_water", "part_size")}
+    nb.run(
+        CONFIGURE.format(
+            browser=browser, part=variant.get("part", PART), window=variant.get("window", WINDOW)
+        )
+    )
+    page.evaluate("() => Object.keys(window.__bench).forEach((k) => { window.__bench[k] = 0; })")
+    out = nb.run(
+        "answered = len(answers)\n"
+        "t0 = time.time(); c.send(blob)\n"
+        "for _ in range(12000):\n"
+        "    if len(answers) > answered: break\n"
+        "    await asyncio.sleep(0.01)\n"
+        "else:\n"
+        "    raise TimeoutError('B did not answer within 120 s')\n"
+        "print('@@', t0, answers[-1]['t_last'])"
+    )
+    t0, t_last = (float(x) for x in out.split("@@")[1].split()[:2])
+    page_times = page.evaluate("() => ({...window.__bench})")
+    return {
+        "seconds": t_last - t0,
+        "hops": {
+            "widget (kernel -> browser)": page_times["sent_first"] / 1000 - t0,
+            "webrtc (browser -> browser)": (page_times["recv_last"] - page_times["sent_first"]) / 1000,
+            "widget (browser -> kernel)": t_last - page_times["recv_last"] / 1000,
+        },
+    }
+
+
+def cli_memory(server_url: str, size: int) -> dict[str, dict[str, float]]:
+    """Peak RSS of ``nbcall send`` and ``nbcall receive`` (each a Peer) moving a file of ``size`` bytes, beside
+    their idle: the peak of the same commands moving a file of one byte (imports, the call, no data), in MiB."""
     peaks: dict[int, dict[str, int]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for n in (1, size):
@@ -483,20 +482,20 @@ def cli_memory(server_url: str, size: int) -> dict[str, float]:
             receive = subprocess.Popen(
                 [*cli, "receive", "--server", server_url, "--as", f"R{n}", "--out", out, "-q"]
             )
-            sampled = Peaks({"nbcall receive": receive.pid})
+            sampled = Peaks({"nbcall receive": [receive.pid]}, idle_seconds=0)
             for _ in range(100):  # until the receiver is online (exit status 4: not yet)
                 send = subprocess.Popen(
                     [*cli, "send", "--server", server_url, "--as", f"S{n}", f"R{n}", source, "-q"]
                 )
-                sampled.pids["nbcall send"] = send.pid
-                sampled.start["nbcall send"] = sampled.peak["nbcall send"] = 0
-                if send.wait(1800) != 4:
+                sampled.watch("nbcall send", send.pid)
+                if send.wait(3600) != 4:
                     break
                 time.sleep(0.2)
             assert send.returncode == 0 and receive.wait(60) == 0, (send.returncode, receive.returncode)
             sampled.stop()
             peaks[n] = sampled.peak
-    return {name: (peaks[size][name] - peaks[1][name]) / MIB for name in peaks[size]}
+            (out / source.name).unlink(missing_ok=True)
+    return {name: mib_figures(peaks[1][name], peaks[size][name]) for name in peaks[size]}
 
 
 PHONE_MEMORY = """\
@@ -509,66 +508,59 @@ display(d)
 print("@@", os.getpid(), os.getppid(), spool)
 """
 
-HEAP_JS = """() => {
-  window.__heapPeak = performance.memory.usedJSHeapSize;
-  window.__heapStart = window.__heapPeak;
-  setInterval(() => { window.__heapPeak = Math.max(window.__heapPeak, performance.memory.usedJSHeapSize); }, 20);
-}"""
 
-
-def phone_memory(nb: Any, page: Any, server_url: str, size: int) -> dict[str, dict[str, float]]:
-    """Peak RSS of the kernel and the Jupyter server, and the page's peak JS heap, above their values before,
-    while a phone sends a file of ``size`` bytes to a Peer, then receives one from it (MiB)."""
+def phone_memory(nb: Any, page: Any, server_url: str, size: int) -> dict[str, dict[str, dict[str, float]]]:
+    """Idle and peak RSS of the kernel, the Jupyter server, Chromium's renderers and the Peer (this process), and
+    the page's JS heap, while a phone sends a file of ``size`` bytes to a Peer, then receives one from it (MiB).
+    The files live in temporary folders, removed after."""
     from nbcall import Peer
 
     kernel_pid, server_pid, spool = (
         nb.run(PHONE_MEMORY.format(size=size, url=server_url)).split("@@")[1].split()
     )
-    pids = {"Phone's kernel": int(kernel_pid), "Jupyter server": int(server_pid)}
+    pids = {
+        "Phone's kernel": [int(kernel_pid)],
+        "Jupyter server": [int(server_pid)],
+        "Chromium renderers": renderers(),
+        "Peer (the bench's process)": [os.getpid()],
+    }
     results = {}
-    with (
-        tempfile.TemporaryDirectory() as received,
-        Peer("M", server=server_url, auto_answer=True, receive_dir=received) as m,
-    ):
-        nb.run("d.call('M'); await d.wait_for('connected', timeout=30)")
-        for direction in ("Phone -> Peer", "Peer -> Phone"):
-            step(f"memory, {direction}")
-            page.evaluate(HEAP_JS)
-            sampled = Peaks(pids)
-            if direction == "Phone -> Peer":
-                nb.start("sending = d.send_file(spool / 'out.bin', timeout=1800)")  # the cell ends: acks flow
-                wait_for(
-                    lambda: any(getattr(x, "path", None) for x in m.messages), "the file at the Peer", 1800
+    try:
+        with (
+            tempfile.TemporaryDirectory() as received,
+            Peer("M", server=server_url, auto_answer=True, receive_dir=received) as m,
+        ):
+            nb.run("d.call('M'); await d.wait_for('connected', timeout=30)")
+            for direction in ("Phone -> Peer", "Peer -> Phone"):
+                step(f"memory, {direction}, {size / MIB:.0f} MiB")
+                heap = PageHeap(page)
+                sampled = Peaks(pids)
+                if direction == "Phone -> Peer":
+                    # The cell ends at once: the browser's acknowledgements reach the idle kernel.
+                    nb.start("sending = d.send_file(spool / 'out.bin', timeout=3600)")
+                    wait_for(
+                        lambda: any(getattr(x, "path", None) for x in m.messages),
+                        "the file at the Peer",
+                        3600,
+                        heap.tick,
+                    )
+                else:
+                    sent = m.send_file(Path(spool) / "out.bin")
+                    wait_for(sent.done, "the phone's verdict on the file", 3600, heap.tick)
+                    assert sent.result()["ok"], sent.result()
+                results[direction] = {**sampled.stop(), "page JS heap": heap.stop()}
+                # Garbage or held? After a full collection in the page, what the renderers still hold.
+                heap.collect()
+                time.sleep(2)
+                collected = Peaks.rss(sampled.procs["Chromium renderers"])
+                results[direction]["Chromium renderers, after a GC"] = mib_figures(
+                    sampled.idle["Chromium renderers"], collected
                 )
-            else:
-                assert m.send_file(Path(spool) / "out.bin").result(1800)["ok"]
-            heap = page.evaluate("() => [window.__heapStart, window.__heapPeak]")
-            results[direction] = {**sampled.stop(), "page JS heap": (heap[1] - heap[0]) / MIB}
-        nb.run("d.hangup()")
-    return results
-
-
-def comm_ceilings(nb: Any, size: int) -> dict[str, dict[str, Any]]:
-    """The comm hop alone (no WebRTC), in the phones' notebook: kernel -> browser in the phone's parts and window,
-    browser -> kernel in the phone's parts, and kernel -> browser -> kernel (each part echoed as it comes)."""
-    nb.run(HOP_SETUP)
-    results = {}
-    for name, code in (
-        (
-            "ceiling: comm kernel -> browser",
-            f"print('@@', await asyncio.wait_for(hop.down(os.urandom({size})), 170))",
-        ),
-        (
-            "ceiling: comm browser -> kernel",
-            f"print('@@', await asyncio.wait_for(hop.up({size}, {4 * MIB}), 170))",
-        ),
-        (
-            "ceiling: comm kernel -> browser -> kernel",
-            f"print('@@', await asyncio.wait_for(hop.down(os.urandom({size}), True), 170))",
-        ),
-    ):
-        seconds = float(nb.run(code).split("@@")[1].split()[0])
-        results[name] = {"seconds": seconds, "hops": {"widget": seconds}}
+                for path in Path(received).iterdir():
+                    path.unlink()
+            nb.run("d.hangup()")
+    finally:
+        nb.run(f"import shutil\nshutil.rmtree({spool!r}, ignore_errors=True)")
     return results
 
 
@@ -581,10 +573,26 @@ def page_ceiling(page: Any, size: int) -> dict[str, dict[str, Any]]:
     (chunk, high_water), best = min(tried.items(), key=lambda kv: kv[1])
     name = f"ceiling: one page, best of {len(tried)} ({chunk // 1024} KiB messages, {high_water // MIB} MiB queued)"
     phones = tried[(256 * 1024 - 1, 4 * MIB)]
+    step(
+        "one page: "
+        + ", ".join(f"{c // 1024} KiB/{h // MIB} MiB {size / t / MIB:.1f}" for (c, h), t in tried.items())
+    )
     return {
-        name: {"seconds": best, "hops": {"webrtc": best}},
+        name: {
+            "seconds": best,
+            "hops": {"webrtc": best},
+            "tried": {f"{c}/{h}": t for (c, h), t in tried.items()},
+        },
         "ceiling: one page, the phones' 256 KiB, 4 MiB": {"seconds": phones, "hops": {"webrtc": phones}},
     }
+
+
+def print_memory(memory: dict[str, Any], mib: int) -> None:
+    print(f"\nMemory while a {mib} MiB file is sent or received: idle / peak (peak - idle), MiB")
+    for what, peaks in memory.items():
+        print(f"  {what}:")
+        for name, m in peaks.items():
+            print(f"    {name:32} {m['idle']:8.1f} / {m['peak']:8.1f} ({m['above']:+.1f})")
 
 
 def main() -> None:
@@ -599,6 +607,16 @@ def main() -> None:
         type=int,
         default=1024,
         help="file size for the peak-memory figures (default 1024; 0: none)",
+    )
+    parser.add_argument(
+        "--variants",
+        type=int,
+        default=0,
+        metavar="ROUNDS",
+        help="also Phone -> Phone with each of the phones' settings in VARIANTS, in ROUNDS alternating rounds",
+    )
+    parser.add_argument(
+        "--memory-only", action="store_true", help="only the memory figures (no throughput, no profile)"
     )
     args = parser.parse_args()
     if not in_loopback_namespace():
@@ -616,41 +634,81 @@ def main() -> None:
     import nbcall
 
     size = args.mib * MIB
-    blob = os.urandom(size)
     server = nbcall.serve()
+    if args.memory_only:
+        step("memory, nbcall send -> nbcall receive")
+        memory = {"nbcall send -> nbcall receive": cli_memory(server.url, args.memory_mib * MIB)}
+        if not args.no_browser:
+            with phones_page(server.url) as (page, nb):
+                memory.update(phone_memory(nb, page, server.url, args.memory_mib * MIB))
+        step("done")
+        print_memory(memory, args.memory_mib)
+        if args.json:
+            args.json.write_text(json.dumps({"memory": memory, "load_average": LOADS}))
+        server.close()
+        return
+    blob = os.urandom(size)
     step("Peer -> Peer")
     results: dict[str, Any] = {"Peer -> Peer": peer_to_peer(server.url, blob)}
     step("raw aiortc -> aiortc")
     raw = asyncio.run(raw_aiortc.send(size, raw_aiortc.receiver(size)))
     results["raw aiortc -> aiortc (two processes)"] = {**raw, "hops": {"webrtc": raw["seconds"]}}
     memory: dict[str, Any] = {}
+    variants: dict[str, list[dict[str, Any]]] = {}
     if args.memory_mib:
         step("memory, nbcall send -> nbcall receive")
         memory["nbcall send -> nbcall receive"] = cli_memory(server.url, args.memory_mib * MIB)
     if not args.no_browser:
-        results.update(browser_paths(server.url, blob, size, args.memory_mib * MIB, memory))
+        results.update(
+            browser_paths(server.url, blob, size, args.memory_mib * MIB, memory, variants, args.variants)
+        )
+    step("done")
+    loads = [load for _, _, load in LOADS]
     print(
-        f"\n{args.mib} MiB, one message, from the send in Python to the receiver's Python having it whole\n"
+        f"\n{args.mib} MiB, one message, from the send in Python to the receiver's Python having it whole "
+        f"(load average {min(loads):.1f} to {max(loads):.1f} on {os.cpu_count()} cores)\n"
     )
     print(f"{'path':62} {'seconds':>8} {'MiB/s':>7}   time per hop (s)")
     for name, figures in results.items():
         hops = ", ".join(f"{hop} {seconds:.2f}" for hop, seconds in figures["hops"].items())
         print(f"{name:62} {figures['seconds']:8.2f} {args.mib / figures['seconds']:7.2f}   {hops}")
     print("\nMiB per CPU second of each side (what a side moves with a core to itself):")
-    for name in ("Peer -> Peer", "raw aiortc -> aiortc (two processes)"):
-        cpu = results[name]["cpu"]
-        print(f"  {name}: sender {args.mib / cpu['sender']:.1f}, receiver {args.mib / cpu['receiver']:.1f}")
+    for name in ("Peer -> Peer", "raw aiortc -> aiortc (two processes)", "Peer -> Phone", "Phone -> Peer"):
+        if name in results:
+            cpu = results[name]["cpu"]
+            print(f"  {name}: " + ", ".join(f"{side} {args.mib / s:.1f}" for side, s in cpu.items()))
     if not args.no_browser:
         rate = {name: args.mib / figures["seconds"] for name, figures in results.items()}
         page = max(v for k, v in rate.items() if k.startswith("ceiling: one page, best"))
+        print("\nThe phone paths against the two ceilings (the target: 80% of the lower):")
         for path, comm in (
             ("Phone -> Peer", "ceiling: comm kernel -> browser"),
             ("Peer -> Phone", "ceiling: comm browser -> kernel"),
             ("Phone -> Phone", "ceiling: comm kernel -> browser -> kernel"),
         ):
+            hop = (
+                f"{rate[path] / rate[comm]:.0%} of the comm hop ({rate[comm]:.2f})"
+                if comm in rate
+                else "no comm hop"
+            )
             lower = min(page, rate.get(comm, page))
             print(
-                f"  {path}: {rate[path]:.2f} MiB/s = {rate[path] / lower:.0%} of the lower ceiling ({lower:.2f})"
+                f"  {path}: {rate[path]:.2f} MiB/s = {rate[path] / page:.0%} of one page ({page:.2f}), {hop}: "
+                f"{rate[path] / lower:.0%} of the lower"
+            )
+    if variants:
+        print(
+            f"\nPhone -> Phone by the phones' settings, {args.variants} alternating rounds: MiB/s of each round"
+        )
+        print(f"{'settings':40} {'median':>7}   rounds   median time per hop (s)")
+        for name, runs in variants.items():
+            rates = sorted(args.mib / r["seconds"] for r in runs)
+            hops = {hop: statistics.median(r["hops"][hop] for r in runs) for hop in runs[0]["hops"]}
+            print(
+                f"{name:40} {statistics.median(rates):7.2f}   "
+                + " ".join(f"{args.mib / r['seconds']:.2f}" for r in runs)
+                + "   "
+                + ", ".join(f"{hop} {v:.2f}" for hop, v in hops.items())
             )
     profiled = peer_to_peer(server.url, blob[: 8 * MIB], profile=True)
     print(
@@ -665,13 +723,18 @@ def main() -> None:
         f"{traced['peak_above_payload_mib']:.1f} MiB (frames in flight, chunk window, aiortc's queues)"
     )
     if memory:
-        print(f"\nPeak memory above idle while a {args.memory_mib} MiB file is sent or received (MiB):")
-        for what, peaks in memory.items():
-            print(f"  {what}: " + ", ".join(f"{k} {v:.1f}" for k, v in peaks.items()))
+        print_memory(memory, args.memory_mib)
     if args.json:
         args.json.write_text(
             json.dumps(
-                {"results": results, "profile": profiled["profile"], "traced": traced, "memory": memory}
+                {
+                    "results": results,
+                    "variants": variants,
+                    "profile": profiled["profile"],
+                    "traced": traced,
+                    "memory": memory,
+                    "load_average": LOADS,
+                }
             )
         )
     server.close()

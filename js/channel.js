@@ -125,10 +125,15 @@ export function receiver(framed, onMessage, onPartial, maxSize = () => Infinity)
 /**
  * Split a received payload into the parts Python receives, each a standalone ArrayBuffer of at most
  * `partSize` bytes (the widget channel mishandles views into a larger buffer). An empty payload is one part.
+ * A payload that is a whole buffer of its own (a message joined from its frames) and fits one part goes as
+ * that buffer: a copy of every received file chunk fewer on the page's busy thread.
  * @param {Uint8Array<ArrayBuffer>} payload @param {number} partSize
  * @returns {ArrayBuffer[]}
  */
 export function parts(payload, partSize) {
+  if (payload.byteOffset === 0 && payload.length === payload.buffer.byteLength && payload.length <= partSize) {
+    return [payload.buffer];
+  }
   const count = Math.max(1, Math.ceil(payload.length / partSize));
   const out = [];
   for (let i = 0; i < count; i++) {

@@ -127,6 +127,13 @@ test("a payload reaches Python in standalone parts of at most part_size bytes", 
   assert.deepEqual(parts(payload, 100).map((b) => b.byteLength), [10]);
 });
 
+test("a payload that is a whole buffer of its own and fits one part goes as that buffer, uncopied", () => {
+  const joined = new Uint8Array(8).fill(7);
+  const [part] = parts(joined, 8);
+  assert.equal(part, joined.buffer);
+  assert.notEqual(parts(joined, 4)[0], joined.buffer); // cut in two: standalone copies
+});
+
 test("a message over maxSize is refused, framed or not, and the next one is received", () => {
   /** @type {[string, number][]} */
   const got = [];

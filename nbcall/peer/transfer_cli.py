@@ -202,9 +202,7 @@ def send(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         return _fail("send", CTRL_C, "stopped")
     finally:
-        for bar in bars:
-            if bar is not None:
-                bar.close()
+        _close(bars)
         peer.close()
 
 
@@ -224,14 +222,14 @@ def receive(args: argparse.Namespace) -> int:
     def progress(p: dict[str, Any]) -> None:
         if p.get("direction") != "in" or not p.get("name"):
             return
-        bar = bars.get(p["name"])
-        if bar is None:
+        if p["name"] not in bars:  # its first report (a bar, or None with --quiet)
             # A resumed file's first report says where its bytes start: the bar starts there too.
             if 0 < p["done"] < (p.get("total") or 0):
                 logger.info(
                     "%s: resumed at %s of %s", p["name"], size_text(p["done"], 1), size_text(p["total"], 1)
                 )
-            bar = bars[p["name"]] = _bar(args, p.get("total"), p["name"], p["done"])
+            bars[p["name"]] = _bar(args, p.get("total"), p["name"], p["done"])
+        bar = bars[p["name"]]
         if bar is not None:
             bar.update(p["done"] - bar.n)
 
@@ -246,8 +244,7 @@ def receive(args: argparse.Namespace) -> int:
             peer.wait("ended", "failed", timeout=10**9)
         except CallError:
             pass
-        for bar in bars.values():
-            bar.close()
+        _close(bars.values())
         received = peer.file_receiver.received
         for file in received:
             if file.code == "same":
@@ -269,9 +266,15 @@ def receive(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         return _fail("receive", CTRL_C, "stopped")
     finally:
-        for bar in bars.values():
-            bar.close()
+        _close(bars.values())
         peer.close()
+
+
+def _close(bars: Any) -> None:
+    """Close the progress bars (None where ``--quiet`` made none)."""
+    for bar in bars:
+        if bar is not None:
+            bar.close()
 
 
 def _bar(args: argparse.Namespace, total: int | None, description: str, initial: int = 0) -> Any:

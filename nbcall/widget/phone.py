@@ -59,8 +59,11 @@ _BROWSER_DEFAULTS = {
     # with 64 KiB and 1 MiB queued. Chrome refuses to queue more than 16 MiB.
     "frame_size": 256 * 1024,
     "high_water": 4 * 1024 * 1024,
-    # Received messages reach Python in parts: Jupyter's websocket refuses messages over 10 MiB by default.
-    "part_size": 4 * 1024 * 1024,
+    # Received messages reach Python in parts (Jupyter's websocket refuses messages over 10 MiB by default) of
+    # 1 MiB rather than 4: the page holds less of a message, and the hop after its last frame was shorter in
+    # three loaded runs of bench/throughput.py --variants (0.5-0.9 s against 0.9-1.7 s of 20 MiB); the whole
+    # transfer's speed was level within their noise (pooled medians 3.1 and 2.9 MiB/s).
+    "part_size": 1024 * 1024,
     # A room's grid shows at most this many remote tiles; an SFU room's phone receives video for those only.
     "max_tiles": 9,
 }

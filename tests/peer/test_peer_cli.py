@@ -96,6 +96,24 @@ def test_a_directory_goes_from_one_terminal_to_another_with_checksums(
 
 
 @pytest.mark.webrtc
+def test_a_quiet_receiver_exits_0_once_the_file_is_in(server: SignalingServer, tmp_path: Path) -> None:
+    source, out = tmp_path / "data.bin", tmp_path / "out"
+    source.write_bytes(os.urandom(8 * 2**20))  # several progress reports
+    command = nbcall_cmd("receive", "-q", "--server", server.url, "--as", "RQ", "--out", out)
+    receiver = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env=env())
+    try:
+        online(server, "RQ")
+        sent = run("send", "-q", "--server", server.url, "--as", "SQ", "RQ", source, timeout=180)
+        assert sent.returncode == OK, sent.stderr
+        assert receiver.wait(60) == OK  # it raised once
+    finally:
+        receiver.kill()
+    said = receiver.stderr.read() if receiver.stderr else ""
+    assert "resumed" not in said, said  # it once took every progress report for a resume's first
+    assert (out / "data.bin").read_bytes() == source.read_bytes()
+
+
+@pytest.mark.webrtc
 def test_a_terminal_sends_to_a_python_peer_which_keeps_existing_files(
     server: SignalingServer, tree: Path, tmp_path: Path
 ) -> None:
