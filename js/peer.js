@@ -351,6 +351,10 @@ export class PeerLink {
         this.host.streamed(this.peer, frames.kindName, part, first);
       },
       () => this.host.settings().max_receive_size,
+      (problem) => {
+        streamed = null;
+        this.host.tell("dropped", { peer: this.peer, problem }); // Python logs it, and the widget's log shows it
+      },
     );
     channel.onopen = () => {
       if (this.closed) return;
@@ -361,6 +365,9 @@ export class PeerLink {
       this.host.emit("rtc");
     };
     channel.onclose = () => {
+      // A message under way when the channel closes never ends: say so, whoever closed it.
+      const cut = receive.unfinished();
+      if (cut) this.host.tell("dropped", { peer: this.peer, problem: `${cut}: the data channel closed` });
       // After close() this.channel is null: our own hang-up is not news.
       if (channel !== this.channel) return;
       const fields = { peer: this.peer, state: /** @type {const} */ ("closed"), label: channel.label };
