@@ -74,6 +74,8 @@ export class PeerLink {
     this.sends = Promise.resolve();
     /** The channel we send on: the first one opened, by us or by the peer. @type {RTCDataChannel | null} */
     this.channel = null;
+    /** The receivers of its channels (see attachChannel). @type {ReturnType<typeof receiver>[]} */
+    this.receivers = [];
     /** Whether the peer is an nbcall phone, which understands framed messages (see framing.js). */
     this.framed = false;
     /** Whether it also understands the "length" extension: its large messages' lengths are announced. */
@@ -364,11 +366,13 @@ export class PeerLink {
       this.host.event("datachannel-open", { type: "channel", ...fields });
       this.host.emit("rtc");
     };
+    this.receivers.push(receive);
     channel.onclose = () => {
-      // A message under way when the channel closes never ends: say so, whoever closed it.
+      // After close() (which said what it cut off) events are no news.
+      if (this.closed) return;
+      // A message under way when the channel closes never ends: say so.
       const cut = receive.unfinished();
       if (cut) this.host.tell("dropped", { peer: this.peer, problem: `${cut}: the data channel closed` });
-      // After close() this.channel is null: our own hang-up is not news.
       if (channel !== this.channel) return;
       const fields = { peer: this.peer, state: /** @type {const} */ ("closed"), label: channel.label };
       this.host.tell("channel", fields);
@@ -427,6 +431,11 @@ export class PeerLink {
     if (this.closed) return;
     this.closed = true;
     clearInterval(this.statsTimer);
+    // A message still arriving is cut off by the hang-up: said now, while the phone still talks to Python.
+    for (const receive of this.receivers) {
+      const cut = receive.unfinished();
+      if (cut) this.host.tell("dropped", { peer: this.peer, problem: `${cut}: the call ended` });
+    }
     this.channel = null;
     this.pending = [];
     // The tracks are the phone's: the last link to let go stops them.
