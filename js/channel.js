@@ -99,16 +99,20 @@ export function drained(channel) {
  * decodes), and `onPartial(done, total, frames)` hears of a message still arriving (`total` null when its
  * length was not announced; `frames.take()` hands over what arrived so far, and `onMessage` then gets the rest);
  * text frames are always plain str messages. A message over `maxSize()` bytes is dropped: MessageTooLarge is
- * thrown once, and the message after it decodes.
+ * thrown once, and the message after it decodes. A message cut off by the next one's first frame is dropped
+ * too, and `onDropped(problem)` says so before the next one is taken. `unfinished()` describes the message
+ * under way, if one is (to say what a closing channel dropped), or returns null.
  * @param {() => boolean} framed read when each frame arrives: the peer says so only in its answer
  * @param {(kind: Kind, payload: Uint8Array<ArrayBuffer>) => void} onMessage
  * @param {(done: number, total: number | null, frames: FrameDecoder) => void} [onPartial]
  * @param {() => number} [maxSize] read when each frame arrives (the setting may change)
- * @returns {(data: string | ArrayBuffer) => void}
+ * @param {(problem: string) => void} [onDropped]
+ * @returns {((data: string | ArrayBuffer) => void) & {unfinished: () => string | null}}
  */
-export function receiver(framed, onMessage, onPartial, maxSize = () => Infinity) {
+export function receiver(framed, onMessage, onPartial, maxSize = () => Infinity, onDropped = () => {}) {
   const frames = new FrameDecoder();
-  return (data) => {
+  /** @param {string | ArrayBuffer} data */
+  const receive = (data) => {
     frames.maxSize = maxSize();
     const size = typeof data === "string" ? data.length : data.byteLength;
     // An unframed message arrives whole: too late to spare the page, but not Python.
@@ -117,9 +121,18 @@ export function receiver(framed, onMessage, onPartial, maxSize = () => Infinity)
     const bytes = new Uint8Array(data);
     if (!framed()) return onMessage("bytes", bytes);
     const message = frames.push(bytes);
+    if (frames.cut) onDropped(`dropped a message cut off after ${received(frames.cut)}: the next one began`);
     if (message) onMessage(message.kind, /** @type {Uint8Array<ArrayBuffer>} */ (message.payload));
     else if (frames.pending) onPartial?.(frames.pending, frames.expected, frames);
   };
+  const unfinished = () =>
+    frames.open || frames.expected !== null ? `dropped a message cut off after ${received({ bytes: frames.pending, expected: frames.expected })}` : null;
+  return Object.assign(receive, { unfinished });
+}
+
+/** @param {{bytes: number, expected: number | null}} cut */
+function received({ bytes, expected }) {
+  return expected === null ? `${bytes} bytes` : `${bytes} of its ${expected} bytes`;
 }
 
 /**

@@ -149,3 +149,19 @@ test("a message over maxSize is refused, framed or not, and the next one is rece
   receive(new Uint8Array([1, 104, 105]).buffer);
   assert.deepEqual(got, [["bytes", 8], ["str", 2]]);
 });
+
+test("a message cut off is never dropped in silence: by the next one's first frame, or by the channel closing", () => {
+  /** @type {[string, number][]} */
+  const got = [];
+  /** @type {string[]} */
+  const dropped = [];
+  const receive = receiver(() => true, (kind, payload) => got.push([kind, payload.length]), undefined, undefined, (p) => dropped.push(p));
+  assert.equal(receive.unfinished(), null);
+  const cut = [...encodeFrames("bytes", bytes(2500), 1000, true, true)].slice(0, 2); // its LENGTH and first frame
+  cut.forEach((f) => receive(f.slice().buffer));
+  for (const frame of encodeFrames("str", bytes(5), 1000, false, true)) receive(frame.slice().buffer);
+  assert.deepEqual(got, [["str", 5]]);
+  assert.deepEqual(dropped, ["dropped a message cut off after 999 of its 2500 bytes: the next one began"]);
+  [...encodeFrames("json", bytes(1500), 1000)].slice(0, 1).forEach((f) => receive(f.slice().buffer));
+  assert.equal(receive.unfinished(), "dropped a message cut off after 999 bytes");
+});

@@ -175,6 +175,12 @@ export class FrameDecoder {
     this.open = false;
     /** Payload bytes held now: pending minus what take() handed over. */
     this.held = 0;
+    /**
+     * Set by push() when the frame it took began a new message while one was under way: what was dropped of
+     * that one (its bytes so far, and its announced length or null). Null otherwise.
+     * @type {{bytes: number, expected: number | null} | null}
+     */
+    this.cut = null;
   }
 
   /** The kind of the message under way. @returns {Kind} */
@@ -201,8 +207,12 @@ export class FrameDecoder {
    */
   push(frame) {
     if (frame.length === 0) throw new Error("empty frame: an nbcall frame has at least its kind byte");
+    this.cut = null;
     if (frame[0] & FIRST) {
-      if (this.open || this.expected !== null || this.dropping) this.reset(); // a message cut off: we came in during it
+      // A message cut off: we came in during it, or its sender gave up on it. Its bytes so far are dropped, and
+      // `cut` says how many (a message refused as too large was said so already).
+      if (this.open || this.expected !== null) this.cut = { bytes: this.pending, expected: this.expected };
+      if (this.open || this.expected !== null || this.dropping) this.reset();
       this.synced = true;
       frame = frame.slice();
       frame[0] &= ~FIRST;

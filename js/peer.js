@@ -75,6 +75,8 @@ export class PeerLink {
     this.sends = Promise.resolve();
     /** The channel we send on: the first one opened, by us or by the peer. @type {RTCDataChannel | null} */
     this.channel = null;
+    /** The receivers of its channels (see attachChannel). @type {ReturnType<typeof receiver>[]} */
+    this.receivers = [];
     /** Whether the peer is an nbcall phone, which understands framed messages (see framing.js). */
     this.framed = false;
     /** Whether it also understands the "length" extension: its large messages' lengths are announced. */
@@ -365,6 +367,10 @@ export class PeerLink {
         this.host.streamed(this.peer, frames.kindName, part, first);
       },
       () => this.host.settings().max_receive_size,
+      (problem) => {
+        streamed = null;
+        this.host.tell("dropped", { peer: this.peer, problem }); // Python logs it, and the widget's log shows it
+      },
     );
     channel.onopen = () => {
       if (this.closed) return;
@@ -374,8 +380,13 @@ export class PeerLink {
       this.host.event("datachannel-open", { type: "channel", ...fields });
       this.host.emit("rtc");
     };
+    this.receivers.push(receive);
     channel.onclose = () => {
-      // After close() this.channel is null: our own hang-up is not news.
+      // After close() (which said what it cut off) events are no news.
+      if (this.closed) return;
+      // A message under way when the channel closes never ends: say so.
+      const cut = receive.unfinished();
+      if (cut) this.host.tell("dropped", { peer: this.peer, problem: `${cut}: the data channel closed` });
       if (channel !== this.channel) return;
       const fields = { peer: this.peer, state: /** @type {const} */ ("closed"), label: channel.label };
       this.host.tell("channel", fields);
@@ -434,6 +445,11 @@ export class PeerLink {
     if (this.closed) return;
     this.closed = true;
     clearInterval(this.statsTimer);
+    // A message still arriving is cut off by the hang-up: said now, while the phone still talks to Python.
+    for (const receive of this.receivers) {
+      const cut = receive.unfinished();
+      if (cut) this.host.tell("dropped", { peer: this.peer, problem: `${cut}: the call ended` });
+    }
     this.channel = null;
     this.pending = [];
     // The tracks are the phone's: the last link to let go stops them.

@@ -645,3 +645,27 @@ test("a message in parts to a room goes on when one member's channel closes, whi
   assert.equal(model.sent.filter((m) => m.type === "sent").at(-1)?.done, 30_000);
   assert.equal(phone.outgoing.size, 0);
 });
+
+/** The first frames of a message of 200,000 bytes, framed for the channel of framedCall(). @param {number} count */
+function cutFrames(count) {
+  return [...encodeFrames("bytes", new Uint8Array(200_000), 65536, true)].slice(0, count);
+}
+
+test("a message cut off by its channel closing is said dropped to Python", async () => {
+  const { model, channel } = await framedCall();
+  cutFrames(2).forEach((frame) => channel.onmessage?.({ data: frame.slice().buffer }));
+  /** @type {{onclose?: () => void}} */ (channel).onclose?.(); // the peer went away
+  await settle();
+  const problems = model.sent.filter((m) => m.type === "dropped").map((m) => m.problem);
+  assert.deepEqual(problems, ["dropped a message cut off after 65535 of its 200000 bytes: the data channel closed"]);
+});
+
+test("a message cut off by our hang-up is said dropped to Python", async () => {
+  const { model, channel } = await framedCall();
+  cutFrames(3).forEach((frame) => channel.onmessage?.({ data: frame.slice().buffer }));
+  model.python({ type: "close", peer: "B" });
+  /** @type {{onclose?: () => void}} */ (channel).onclose?.(); // after our own close: said once, not twice
+  await settle();
+  const problems = model.sent.filter((m) => m.type === "dropped").map((m) => m.problem);
+  assert.deepEqual(problems, ["dropped a message cut off after 131070 of its 200000 bytes: the call ended"]);
+});

@@ -210,8 +210,13 @@ class FromBrowser(Teaching, MediaControls):
         sender, kind = _text(content, "peer"), content["kind"]
         if kind not in KINDS:
             raise ValueError(f"a message of kind {_shown(kind)}: one of {KINDS}")
-        if content.get("first"):  # a new message: parts of one cut off (its call ended) are dropped
-            self._parts.pop(sender, None)
+        if content.get("first"):
+            # A new message: the parts held of one cut off (its call ended) are dropped, saying so.
+            cut = self._parts.pop(sender, None)
+            if cut is not None and sender not in self._refusing:
+                size = sum(map(len, cut))
+                cut_off = f"dropped a message cut off after {size} bytes: the next one began"
+                self._refuse_message(sender, cut_off)
             self._refusing.discard(sender)
         if sender in self._refusing:  # the rest of a message refused as too large
             if content["last"]:

@@ -434,13 +434,33 @@ def test_progress_from_the_browser_reaches_the_trait_and_callbacks_and_clears_at
     assert any(e["type"] == "protocol-error" for e in phone.log)
 
 
-def test_parts_of_a_message_cut_off_are_dropped_when_the_next_message_begins(make_phone, raw_peer) -> None:
+def test_parts_of_a_message_cut_off_are_dropped_and_said_so_when_the_next_message_begins(
+    make_phone, raw_peer
+) -> None:
     phone = connected(make_phone("P"), raw_peer("A"))
     part = {"type": "message", "peer": "A", "kind": "bytes"}
     from_browser(phone, {**part, "last": False, "first": True}, b"stale ")  # its call ended here
     from_browser(phone, {**part, "last": False, "first": True}, b"new ")
     from_browser(phone, {**part, "last": True, "first": False}, b"message")
     assert [m.data for m in phone.messages] == [b"new message"]
+    problem = "dropped a message cut off after 6 bytes: the next one began"
+    assert [e["detail"] for e in phone.log if e["type"] == "dropped"] == [{"peer": "A", "problem": problem}]
+    assert phone.error == f"from A: {problem}"
+
+
+def test_a_message_the_browser_received_before_the_hang_up_reaches_the_phone_after_it(
+    make_phone, raw_peer
+) -> None:
+    # The comm may bring it after the kernel ended the call (issue 15: a greeting sent as the call ends).
+    phone = connected(make_phone("P"), raw_peer("A"))
+    heard: list[Any] = []
+    phone.on_message(lambda m: heard.append(m.data))
+    phone.hangup()
+    from_browser(
+        phone, {"type": "message", "peer": "A", "kind": "str", "last": True, "first": True}, b"late hello"
+    )
+    assert phone.state == "ended"
+    assert [m.data for m in phone.messages] == heard == ["late hello"]
 
 
 def test_a_message_that_does_not_decode_is_reported_not_stored(make_phone, raw_peer) -> None:
