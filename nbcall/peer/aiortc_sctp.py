@@ -48,6 +48,9 @@ logger = logging.getLogger("nbcall.peer.aiortc_patches")
 _LAST_FRAG = _sctp.SCTP_DATA_LAST_FRAG
 _MTU = _sctp.USERDATA_MAX_LENGTH
 _TSN_MODULO = 2**32
+#: The farthest a received TSN can be above our cumulative TSN and still be acknowledged: a SACK's gap block
+#: gives its offset in 16 bits. A peer within its window never comes near (our window is 128 KiB).
+_GAP_LIMIT = 0xFFFF
 
 #: DATA packets acknowledged by one SACK, and how long the last of fewer waits for company (seconds). aiortc
 #: sends a SACK for every DATA packet it receives: a DTLS record and a datagram for the receiver, and a walk
@@ -94,6 +97,7 @@ class TunedSctpTransport(_sctp.RTCSctpTransport):
     _nbcall_sack_every: int
     _nbcall_sack_timer: asyncio.TimerHandle | None
     _nbcall_tasks: set[asyncio.Task[None]]
+    _nbcall_said: set[str]  # what it logged once
     _nbcall_burst: int
     #: Whether a chunk in flight may be marked for retransmission (a SACK with gaps or a T3 expiry came).
     _nbcall_may_retransmit: bool
@@ -104,10 +108,28 @@ class TunedSctpTransport(_sctp.RTCSctpTransport):
         self._nbcall_sack_every = SACK_EVERY
         self._nbcall_sack_timer = None
         self._nbcall_tasks = set()
+        self._nbcall_said = set()
         self._nbcall_burst = BURST
         self._nbcall_may_retransmit = True  # until the first transmit has looked
 
     # ------------------------------------------------------------------------------------------ receiving
+
+    async def _receive_chunk(self, chunk: Any) -> None:
+        if isinstance(chunk, _sctp.InitChunk) and self._association_state == self.State.ESTABLISHED:
+            # The peer restarts the association (RFC 4960 5.2.2; Janus 1.1.2 was seen to in an SFU room). aiortc
+            # cannot follow: it would take the new TSNs as ours and keep the old ones' gaps, and its next SACK
+            # would not serialize. Keep the association we have.
+            self._nbcall_once(
+                "init", "an SCTP INIT on the established association (the peer restarted it): ignored"
+            )
+            return
+        await super()._receive_chunk(chunk)
+
+    def _nbcall_once(self, kind: str, what: str) -> None:
+        """Log ``what`` the first time this transport meets a ``kind`` of trouble."""
+        if kind not in self._nbcall_said:
+            self._nbcall_said.add(kind)
+            logger.warning("%s", what)
 
     def _get_inbound_stream(self, stream_id: int) -> Any:
         streams = self._inbound_streams
@@ -123,6 +145,13 @@ class TunedSctpTransport(_sctp.RTCSctpTransport):
             return super()._mark_received(tsn)
         if uint32_gte(last, tsn) or tsn in misordered:
             self._sack_duplicates.append(tsn)
+            return True
+        if (tsn - last) % _TSN_MODULO > _GAP_LIMIT:
+            # Far beyond anything the peer may send now (another association's, or a confused peer): a SACK
+            # cannot say it came, so it is dropped, as if lost.
+            self._nbcall_once(
+                "far", f"an SCTP DATA chunk far beyond the cumulative TSN ({tsn} after {last}): dropped"
+            )
             return True
         following = (last + 1) % _TSN_MODULO
         if tsn != following:
@@ -155,6 +184,12 @@ class TunedSctpTransport(_sctp.RTCSctpTransport):
             self._nbcall_sack_timer.cancel()
             self._nbcall_sack_timer = None
         self._nbcall_unsacked = 0
+        last = self._last_received_tsn
+        if last is not None and self._sack_misordered:
+            far = {tsn for tsn in self._sack_misordered if (tsn - last) % _TSN_MODULO > _GAP_LIMIT}
+            if far:  # never put in by _mark_received: only a state aiortc changed under us
+                self._nbcall_once("gaps", f"{len(far)} received TSNs beyond a SACK's reach: left out of it")
+                self._sack_misordered -= far
         await super()._send_sack()
 
     def _nbcall_sack_late(self) -> None:

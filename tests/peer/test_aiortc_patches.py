@@ -496,3 +496,40 @@ async def test_packets_lost_between_tuned_peers_are_sent_again_and_the_data_arri
     finally:
         await a.close()
         await b.close()
+
+
+async def test_a_peer_restarting_the_association_or_sending_tsns_out_of_reach_never_breaks_our_sacks(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Janus sends an INIT on an established association after giving up on it, then its old TSNs again."""
+    pc = await _pc_with_channel()
+    transport = pc.sctp
+    sent: list[Any] = []
+
+    async def send_chunk(chunk: Any) -> None:
+        sent.append(chunk)
+        bytes(chunk)  # what serialize_packet does: a gap offset over 65,535 raises struct.error here
+
+    try:
+        assert patches.tune_sctp(transport)
+        transport._send_chunk = send_chunk
+        transport._association_state = sctp.RTCSctpTransport.State.ESTABLISHED
+        transport._last_received_tsn = 1000
+        init = sctp.InitChunk()
+        init.initiate_tag, init.advertised_rwnd, init.initial_tsn = 77, 131072, 3_000_000_000
+        init.outbound_streams = init.inbound_streams = 300
+        with caplog.at_level(logging.WARNING, logger="nbcall.peer.aiortc_patches"):
+            await transport._receive_chunk(init)
+            await transport._receive_chunk(init)
+            assert transport._last_received_tsn == 1000 and sent == []  # no INIT ACK: the association stays
+            assert transport._mark_received(1000 + 70_000) is True  # out of a SACK's reach: dropped
+            assert transport._mark_received(1002) is False  # an ordinary gap is kept
+            transport._sack_misordered.add(1000 + 2**20)  # as aiortc's own code could leave it
+            await transport._nbcall_sack_now()
+        (sack,) = sent
+        assert (sack.cumulative_tsn, sack.gaps) == (1000, [(2, 2)])
+        assert sum("INIT on the established" in r.message for r in caplog.records) == 1  # said once
+        assert any("far beyond the cumulative TSN" in r.message for r in caplog.records)
+    finally:
+        transport._association_state = sctp.RTCSctpTransport.State.CLOSED
+        await pc.close()
