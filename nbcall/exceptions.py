@@ -100,16 +100,25 @@ class NbcallError(Exception):
 class SignalingError(NbcallError):
     """A signaling message was refused; ``code`` names why on the wire.
 
-    ``in_reply_to`` is the ``type`` of the refused message, when it had one.
+    ``in_reply_to`` is the ``type`` of the refused message, when it had one; ``room`` the room it was about,
+    when it named one (so that a late refusal about an earlier room is not taken for one about the current).
     """
 
     code: str = "signaling-error"
     _by_code: ClassVar[dict[str, type[SignalingError]]] = {}
 
-    def __init__(self, message: str, *, in_reply_to: str | None = None, code: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        in_reply_to: str | None = None,
+        code: str | None = None,
+        room: str | None = None,
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.in_reply_to = in_reply_to
+        self.room = room
         if code is not None:
             self.code = code
 

@@ -319,7 +319,12 @@ class CallMachine(RoomCalls, SfuCalls):
             self._end("failed", text)
         elif about == "register" and self.room:
             self._end("failed", f"{text}; the room went on without this phone")  # a rejoin was refused
-        elif about == "room-accept" and self._room_asked and not self.room:
+        elif (
+            about == "room-accept"
+            and self._room_asked
+            and not self.room
+            and self._about_our_invitation(message)
+        ):
             self._end("failed", text)  # the invitation we accepted is gone: we are in no room
         elif about == "room-invite" and self._room_asked and not self.room and self._sent_invites:
             self._refused_invites += 1
@@ -333,6 +338,12 @@ class CallMachine(RoomCalls, SfuCalls):
                     self._refused_invites = self._sent_invites = 0
         else:
             self._change(error=text)
+
+    def _about_our_invitation(self, message: dict[str, Any]) -> bool:
+        """Whether a refused ``room-accept`` is about the invitation we hold: one about an earlier room (its
+        invitation withdrawn while our accept was on its way) arrives after we accepted the next one."""
+        room = message.get("room")
+        return room is None or room == (self.invitation or {}).get("room")
 
     # ------------------------------------------------------------------------------- the media engine
 

@@ -228,9 +228,11 @@ def validate_id(value: object, *, field: str = "from") -> str:
 
 
 def error_reply(exc: SignalingError, in_reply_to: str | None = None) -> str:
-    """The ``error`` message for ``exc`` (``in_reply_to``: the type it answers, default ``exc``'s own)."""
+    """The ``error`` message for ``exc`` (``in_reply_to``: the type it answers, default ``exc``'s own), with the
+    room it is about when ``exc`` names one."""
+    about = {"room": exc.room} if exc.room else {}
     return encode_message(
-        "error", code=exc.code, message=exc.message, in_reply_to=in_reply_to or exc.in_reply_to
+        "error", code=exc.code, message=exc.message, in_reply_to=in_reply_to or exc.in_reply_to, **about
     )
 
 

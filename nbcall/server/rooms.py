@@ -203,10 +203,11 @@ class RoomRegistry(RoomRestart):
         room = self._rooms.get(room_id)
         if room is None or sender not in room.invitations:
             if (sender, room_id) in self._expired:
-                raise InvitationExpired(self._expired_text(room_id), in_reply_to="room-accept")
+                raise InvitationExpired(self._expired_text(room_id), in_reply_to="room-accept", room=room_id)
             raise NotInvited(
                 f"you have no invitation to room {room_id!r}; only a phone invited by a member may accept",
                 in_reply_to="room-accept",
+                room=room_id,
             )
         mine = self._room_of.get(sender)
         if mine is not None:
@@ -238,6 +239,7 @@ class RoomRegistry(RoomRestart):
                 if expired
                 else f"you have no invitation to room {room_id!r} to decline",
                 in_reply_to="room-decline",
+                room=room_id,
             )
         self._drop_invitation(room, sender)
         out: Notices = [

@@ -266,10 +266,13 @@ class FromBrowser(Teaching, MediaControls):
         self._refuse_message(sender, _shown(_text(content, "problem"), 300))
 
     def _refuse_message(self, sender: str, problem: str) -> None:
-        """A message from ``sender`` was dropped: one log line, and :attr:`error` says so; the call goes on."""
+        """A message from ``sender`` was dropped: one log line, and :attr:`error` says so while the call goes on.
+
+        Once the call has ended, its reason stays in :attr:`error` (a message its end cut off is a consequence)."""
         logger.warning("%s: dropped a message from %s: %s", self.user_id, sender, problem)
         self._log_entry("event", "dropped", {"peer": sender, "problem": problem})
-        self._apply({"error": f"from {sender}: {problem}"})
+        if self.state not in ("ended", "failed"):
+            self._apply({"error": f"from {sender}: {problem}"})
 
     def _on_browser_progress(self, content: dict[str, Any], buffers: list[bytes]) -> None:
         report = {key: content[key] for key in PROGRESS_FIELDS}

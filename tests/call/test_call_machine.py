@@ -849,3 +849,32 @@ def test_a_new_room_whose_only_invitation_is_declined_ends_and_keeps_who_decline
     m.receive({"type": "room-ended", "room": "r-1", "reason": "nobody joined"}, 0.0)
     assert (m.state, m.room) == ("idle", "")
     assert m.error == "the room ended: nobody joined (B declined the invitation: not now)"
+
+
+def test_a_refused_accept_of_an_earlier_room_does_not_end_the_accept_of_the_next() -> None:
+    # The first room ended while our accept of it was on its way; its refusal comes after we accepted the next.
+    m = invited(auto_answer=True)
+    m.actions_to_take()
+    refusal = {
+        "type": "error",
+        "code": "not-invited",
+        "message": "no invitation",
+        "in_reply_to": "room-accept",
+    }
+    m.receive({**refusal, "room": "r-earlier"}, 1.0)
+    assert m.state == "connecting"
+    m.receive({"type": "room-state", "room": ROOM, "members": ["A", "P"]}, 1.5)
+    assert (m.state, m.room) == ("connected", ROOM)
+
+
+def test_a_refused_accept_of_the_room_we_accepted_ends_it() -> None:
+    m = invited(auto_answer=True)
+    m.actions_to_take()
+    refusal = {
+        "type": "error",
+        "code": "not-invited",
+        "message": "no invitation",
+        "in_reply_to": "room-accept",
+    }
+    m.receive({**refusal, "room": ROOM}, 1.0)
+    assert m.state == "failed" and "no invitation" in m.error

@@ -463,6 +463,17 @@ def test_a_message_the_browser_received_before_the_hang_up_reaches_the_phone_aft
     assert [m.data for m in phone.messages] == heard == ["late hello"]
 
 
+def test_a_message_the_hang_up_cut_off_is_logged_and_the_hang_up_stays_the_reason(
+    make_phone, raw_peer
+) -> None:
+    phone = connected(make_phone("P"), raw_peer("A"))
+    phone.hangup()
+    problem = "dropped a message cut off after 524286 of its 1048576 bytes: the call ended"
+    from_browser(phone, {"type": "dropped", "peer": "A", "problem": problem})
+    assert [e["detail"] for e in phone.log if e["type"] == "dropped"] == [{"peer": "A", "problem": problem}]
+    assert phone.state == "ended" and "cut off" not in phone.error
+
+
 def test_a_message_that_does_not_decode_is_reported_not_stored(make_phone, raw_peer) -> None:
     phone = connected(make_phone("P"), raw_peer("A"))
     from_browser(phone, {"type": "message", "peer": "A", "kind": "json", "last": True}, b"{broken")
