@@ -19,6 +19,7 @@ import pytest
 from support import TIMEOUT
 from websockets.asyncio.client import ClientConnection, connect
 
+from nbcall.peer.aiortc_patches import tune_sctp
 from nbcall.teach.janus import JanusServer, start_janus
 
 __all__ = ["VETH", "SfuMember", "has_veth", "janus_or_skip"]
@@ -163,6 +164,7 @@ class SfuMember:
         if video:
             self.publisher.addTrack(_small_video(VideoStreamTrack))
         await self.publisher.setLocalDescription(await self.publisher.createOffer())
+        _tuned(self.publisher)
         await _gathered(self.publisher)
         local = self.publisher.localDescription
         await self.send(
@@ -184,6 +186,7 @@ class SfuMember:
         offer = json.loads(msg["sdp"])
         await self.subscriber.setRemoteDescription(RTCSessionDescription(offer["sdp"], offer["type"]))
         await self.subscriber.setLocalDescription(await self.subscriber.createAnswer())
+        _tuned(self.subscriber)
         await _gathered(self.subscriber)
         local = self.subscriber.localDescription
         await self.send(type="sfu-answer", room=msg["room"], role="subscriber",
@@ -233,3 +236,10 @@ async def _gathered(pc: Any) -> None:
     deadline = time.monotonic() + TIMEOUT
     while pc.iceGatheringState != "complete" and time.monotonic() < deadline:
         await asyncio.sleep(0.02)
+
+
+def _tuned(pc: Any) -> None:
+    """Give ``pc`` nbcall's SCTP transport, as a Peer's links to Janus have: aiortc's own takes the INIT Janus
+    sometimes resends on a live association for a new one, and then loses what Janus sends (aiortc_sctp)."""
+    if pc.sctp is not None:
+        tune_sctp(pc.sctp)
