@@ -851,17 +851,20 @@ def test_a_new_room_whose_only_invitation_is_declined_ends_and_keeps_who_decline
     assert m.error == "the room ended: nobody joined (B declined the invitation: not now)"
 
 
+#: The server's refusal of a room-accept whose invitation is gone (it names the room: add ``room``).
+REFUSED_ACCEPT = {
+    "type": "error",
+    "code": "not-invited",
+    "message": "no invitation",
+    "in_reply_to": "room-accept",
+}
+
+
 def test_a_refused_accept_of_an_earlier_room_does_not_end_the_accept_of_the_next() -> None:
     # The first room ended while our accept of it was on its way; its refusal comes after we accepted the next.
     m = invited(auto_answer=True)
     m.actions_to_take()
-    refusal = {
-        "type": "error",
-        "code": "not-invited",
-        "message": "no invitation",
-        "in_reply_to": "room-accept",
-    }
-    m.receive({**refusal, "room": "r-earlier"}, 1.0)
+    m.receive({**REFUSED_ACCEPT, "room": "r-earlier"}, 1.0)
     assert m.state == "connecting"
     m.receive({"type": "room-state", "room": ROOM, "members": ["A", "P"]}, 1.5)
     assert (m.state, m.room) == ("connected", ROOM)
@@ -870,11 +873,5 @@ def test_a_refused_accept_of_an_earlier_room_does_not_end_the_accept_of_the_next
 def test_a_refused_accept_of_the_room_we_accepted_ends_it() -> None:
     m = invited(auto_answer=True)
     m.actions_to_take()
-    refusal = {
-        "type": "error",
-        "code": "not-invited",
-        "message": "no invitation",
-        "in_reply_to": "room-accept",
-    }
-    m.receive({**refusal, "room": ROOM}, 1.0)
+    m.receive({**REFUSED_ACCEPT, "room": ROOM}, 1.0)
     assert m.state == "failed" and "no invitation" in m.error
