@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
-from websockets.protocol import State
+from websockets.protocol import Event, State
 
 from .limits import TokenBucket
 
@@ -36,7 +36,17 @@ class Connection(ServerConnection):
     """
 
     # Slots: websockets' connection already has about 30 attributes in its __dict__.
-    __slots__ = ("closing", "held", "messages", "pending", "pending_size", "signaling", "started", "writer")
+    __slots__ = (
+        "closing",
+        "departed",
+        "held",
+        "messages",
+        "pending",
+        "pending_size",
+        "signaling",
+        "started",
+        "writer",
+    )
 
     def __init__(self, *args: Any, signaling: SignalingServer, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -44,6 +54,7 @@ class Connection(ServerConnection):
         self.messages: TokenBucket | None = None  # rate limit, set by MessagePump.connection_started
         self.started = False  # see MessagePump.connection_started
         self.closing = False  # the server decided to close it: ignore what it still sends
+        self.departed = False  # the server has dealt with its departure (see MessagePump.connection_ended)
         #: Messages received while its ID is being claimed in a cluster's registry, handled after.
         self.held: list[tuple[str | bytes, bytes | None]] | None = None
         self.pending: list[bytes] = []  # messages (or, on the fast path, frames) not yet written
@@ -54,6 +65,17 @@ class Connection(ServerConnection):
         # Frees its slot under max_connections whether or not the handshake completed.
         self.signaling.admitted.discard(self)
         super().connection_lost(exc)
+        # Its departure now, not when its handler task next runs: a message routed to it meanwhile would be
+        # written to a closed socket and lost, where its sender should hear `unavailable`.
+        if self.started:
+            self.signaling.connection_ended(self)
+
+    def process_event(self, event: Event) -> None:
+        super().process_event(event)
+        # A close frame: the client has left, even if closing the TCP connection takes a while longer (a
+        # client that does not read can hold it up to close_timeout). Messages to it are `unavailable` from now.
+        if self.started and self.protocol.close_rcvd is not None:
+            self.signaling.connection_ended(self)
 
     # -- what the server calls --------------------------------------------------
 

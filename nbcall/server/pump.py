@@ -69,7 +69,13 @@ class MessagePump:
         self.protocol.connect(connection, remote_host(connection))
 
     def connection_ended(self, connection: Connection) -> None:
-        """``connection`` is gone: drop what was queued for it and tell the protocol (its departure)."""
+        """``connection`` is gone: drop what was queued for it and tell the protocol (its departure), once.
+
+        Called at its close frame, when its socket is lost, and when its handler returns, whichever is first.
+        """
+        if connection.departed:
+            return
+        connection.departed = True
         connection.closing = True
         connection.discard_pending()
         self.open_connections.discard(connection)

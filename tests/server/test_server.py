@@ -485,6 +485,12 @@ class RawClient:
     async def send(self, text: str) -> None:
         await asyncio.get_running_loop().sock_sendall(self.sock, mask_frame(text.encode()))
 
+    async def send_close(self) -> None:
+        """A close frame (1000), leaving the TCP connection open."""
+        await asyncio.get_running_loop().sock_sendall(
+            self.sock, mask_frame((1000).to_bytes(2, "big"), opcode=8)
+        )
+
     def close(self) -> None:
         self.sock.close()
 
@@ -685,6 +691,28 @@ async def test_a_client_that_stops_reading_is_dropped_and_its_senders_keep_going
             await assert_relay_works(a, b, "B", "A")
         finally:
             slow.close()
+
+
+async def test_a_message_to_a_phone_that_sent_its_close_frame_comes_back_unavailable(
+    server: SignalingServer,
+) -> None:
+    # Its departure counts from its close frame: a client that does not read holds its TCP connection open up to
+    # close_timeout, and what the server relayed to it meanwhile was lost without a word.
+    async with peer(server, "A") as a:
+        b = await RawClient.connect(server, "B")
+        try:
+            assert await recv(a) == {"type": "joined", "id": "B"}
+            b_conn = server.protocol.registry.conns["B"]
+            await b.send_close()
+            await wait_until(
+                lambda: b_conn.protocol.close_rcvd is not None, "the server read B's close frame"
+            )
+            await send(a, type="ice", to="B", candidate=candidate(1))
+            assert await recv(a) == {"type": "left", "id": "B"}
+            reply = await recv(a)
+            assert reply["type"] == "unavailable" and reply["peer"] == "B", reply
+        finally:
+            b.close()
 
 
 async def test_connection_limit_refuses_with_503_and_frees_slots() -> None:
