@@ -66,6 +66,7 @@ function recorder() {
     sfu_publish: record("sfu_publish"),
     sfu_remote: record("sfu_remote"),
     sfu_close: record("sfu_close"),
+    relayed: record("relayed"),
   };
   return { calls, handlers };
 }

@@ -43,7 +43,7 @@ const decoder = new TextDecoder();
  * the same phone (Python sends every message to every page) leaves them, so that no second client joins a call.
  * @type {ReadonlySet<string>}
  */
-const ENGINE_ONLY = new Set(["start_call", "remote", "accept", "close", "send", "diagnose"]);
+const ENGINE_ONLY = new Set(["start_call", "remote", "accept", "close", "send", "diagnose", "relayed"]);
 
 /**
  * What the phone does with each message from Python. Its keys are the protocol's `to_browser` types (a node
@@ -111,6 +111,12 @@ export const FROM_PYTHON = {
     if (!message) return; // a send that failed, or ended with its call
     message.push(bytesOf(buffers[0]));
     if (message.complete) phone.outgoing.delete(id);
+  },
+  relayed(phone, { dir, peer, kind, size }, buffers) {
+    // A message that went through the signaling server (an SFU room's directed send): its row, as for one
+    // that came or went on a data channel; a file's verdict shows as that file's row.
+    const head = bytesOf(buffers[0]);
+    phone.addChat(dir, kind, head, size, peer, phone.transfers.message(dir, peer, kind, size, head));
   },
   log(phone, { entry }) {
     phone.addLog(entry);

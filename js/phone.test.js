@@ -669,3 +669,26 @@ test("a message cut off by our hang-up is said dropped to Python", async () => {
   const problems = model.sent.filter((m) => m.type === "dropped").map((m) => m.problem);
   assert.deepEqual(problems, ["dropped a message cut off after 131070 of its 200000 bytes: the call ended"]);
 });
+
+test("messages relayed through the server (an SFU room's directed sends) show as chat rows, a verdict as its file's", async () => {
+  const json = (/** @type {unknown} */ v) => new TextEncoder().encode(JSON.stringify(v));
+  const { model, phone } = newPhone({ user_id: "A", audio: false, video: false, room: "r1" });
+  // A's file went to the room on the SFU's data channel: its row names it (here as if sent).
+  phone.addChat("out", "json", json({}), 2, "", phone.transfers.message("out", "", "json", 60, json({ nbcall_file: "start", id: "f1", name: "a.bin", size: 10 })));
+  const relay = (/** @type {"in" | "out"} */ dir, /** @type {string} */ peer, /** @type {Uint8Array} */ head, size = head.length) =>
+    model.python({ type: "relayed", dir, peer, kind: "json", size }, [new DataView(head.buffer)]);
+  relay("in", "B", json({ nbcall_file: "verdict", id: "f1", ok: true, sha256: "00" }));
+  relay("in", "R", json({ nbcall_file: "verdict", id: "f1", ok: false, error: "a.bin exists" }));
+  relay("out", "B", json({ n: 1 }));
+  await settle();
+  assert.deepEqual(phone.chat.slice(1).map((e) => [e.dir, e.peer, e.kind, e.text]), [
+    ["in", "B", "file", "a.bin: received whole, sha256 checked"],
+    ["in", "R", "file", "a.bin: failed: a.bin exists"],
+    ["out", "B", "json", '{"n":1}'],
+  ]);
+  // Another tab showing the phone sees no data channel's messages, so none of these either.
+  const other = newPhone({ user_id: "A", _engine_page: "another tab" });
+  other.model.python({ type: "relayed", dir: "in", peer: "B", kind: "str", size: 2 }, [new DataView(json("hi").buffer)]);
+  await settle();
+  assert.deepEqual(other.phone.chat, []);
+});

@@ -42,6 +42,7 @@ export { spec };
  *     streams?: import("./sfu.js").Stream[], ice_servers?: RTCIceServer[], ice_transport_policy?: RTCIceTransportPolicy,
  *   },
  *   sfu_close: {type: "sfu_close", peer: string},
+ *   relayed: {type: "relayed", dir: "in" | "out", peer: string, kind: Kind, size: number},
  * }} ToBrowser
  */
 

@@ -477,6 +477,7 @@ class Phone(FromBrowser, Sending, anywidget.AnyWidget):
             elif isinstance(action, Changed):
                 self._apply(action.fields)
             elif isinstance(action, Delivered):  # through the server (an SFU room's directed send)
+                self._show_relayed("in", action.peer, action.kind, action.payload)
                 self._to_receiver(functools.partial(self._received, action.peer, action.kind, action.payload))
                 kernel.call_soon(self._run_due)  # once the lock is released
         self._schedule_tick()

@@ -21,6 +21,10 @@ __all__ = ["Sending"]
 
 logger = logging.getLogger("nbcall.widget.phone")
 
+#: The start of a message relayed by the server that its browser half gets, to show it: the chat shows at most
+#: 2000 characters, and reads a file's step (a small JSON message) whole.
+RELAYED_HEAD = 4096
+
 
 class Sending(PhonePart):
     """Mixin of :class:`~nbcall.Phone`: ``send``, ``send_file`` and the flow of their parts to the browser."""
@@ -57,12 +61,20 @@ class Sending(PhonePart):
         """
         kind, payload = encode(data)
         if self._sent_through_server(kind, payload, to):
+            with self._lock:
+                self._show_relayed("out", str(to), kind, payload)
             return
         with self._lock:
             self._machine.check_send(to)
             command = {"type": "send", "id": next(self._send_ids), "kind": kind}
             self._outgoing.add({**command, "to": to} if to is not None else command, payload)
             self._pump()
+
+    def _show_relayed(self, direction: str, peer: str, kind: str, payload: bytes | memoryview) -> None:
+        """A message to or from ``peer`` went through the signaling server, not the browser's data channels:
+        the browser's chat shows it all the same (a file's verdict as its row), from its start (lock held)."""
+        header = {"type": "relayed", "dir": direction, "peer": peer, "kind": kind, "size": len(payload)}
+        self._browser(header, [bytes(payload[:RELAYED_HEAD])])
 
     def _pump(self) -> None:
         """Hand the browser what the send window allows; wake file senders once there is room (lock held)."""

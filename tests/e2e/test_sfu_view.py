@@ -185,10 +185,20 @@ def test_a_browser_phone_sends_a_file_to_an_sfu_room_checked_by_each_member_and_
     assert nb.value("sorted(str(x) for x in pathlib.Path('at_r').rglob('*'))") == ["at_r/data.bin"]
     assert nb.value("[m.name for m in r.messages]") == []
     assert nb.value("[(m.sender, m.name, m.sha256) for m in b.messages]") == [["A", "data.bin", expected]]
-    # The file's row (its verdicts go through the signaling server in an SFU room, not through the browser).
-    expect(nb.phone("B").locator(".nbcall-msg[data-kind='file']")).to_have_text(
-        re.compile(r"A\s*file\s*data\.bin")
+    # The file's row; its verdicts go through the signaling server in an SFU room, not through the browser,
+    # and the chat shows them all the same: the sender's as they came in, B's as it went out.
+    expect(nb.phone("B").locator(".nbcall-in[data-kind='file']")).to_have_text(
+        re.compile(r"A\s*file\s*data\.bin \(")
     )
+    expect(nb.phone("B").locator(".nbcall-out[data-kind='file']")).to_have_text(
+        re.compile(r"to A\s*file\s*data\.bin: received whole, sha256 checked")
+    )
+    verdicts = nb.phone("A").locator(".nbcall-in[data-kind='file']")
+    expect(verdicts.filter(has_text="data.bin: received whole, sha256 checked")).to_have_count(2)
+    refused = verdicts.filter(has_text=re.compile(r"data\.bin: failed: \S"))
+    expect(refused).to_have_count(1)
+    expect(refused).to_have_attribute("data-peer", "R")
+    screenshot(nb.phone("A"), "sfu-file-verdicts")
     nb.run("p.close(); r.close(); janus.close()")
 
 
