@@ -10,11 +10,12 @@
   as many packets per burst), no walk of the chunks in flight when none can need a retransmission, and a
   datagram's way through DTLS and UDP without a loop turn per packet. Packets, their size and their bytes stay
   aiortc's: only when SACKs and bursts go changes on the wire.
-- :func:`start_receivers`: aiortc's connect step (run after each description) starts a transceiver's receiver
-  only if the DTLS transport is connected at that moment. A media section that a renegotiation adds while the
-  first DTLS handshake is still running (an SFU's updated subscriber offer right after its first) keeps its
-  receiver unstarted, for good: its packets are dropped, nothing raises. Run once the connection is connected,
-  it runs the connect step again, which starts it.
+- :func:`start_media`: aiortc's connect step (run after each description) starts a transceiver's receiver
+  and sender only if the DTLS transport is connected at that moment. A media section that a renegotiation adds
+  while the first DTLS handshake is still running (an SFU's updated subscriber offer right after its first, a
+  camera peer's offer right after answering a data-only member) keeps its receiver or sender unstarted, for
+  good: its packets are dropped or never sent, nothing raises. Run once the connection is connected, it runs the
+  connect step again, which starts them.
 - :func:`unacknowledged`: the DATA chunks SCTP has queued or sent but the peer has not acknowledged yet, so
   that a hangup waits until what was sent has arrived.
 
@@ -45,7 +46,7 @@ __all__ = [
     "WRITTEN_FOR",
     "LoopbackConnection",
     "allow_loopback",
-    "start_receivers",
+    "start_media",
     "tune_sctp",
     "unacknowledged",
     "unavailable_reason",
@@ -172,19 +173,25 @@ def unacknowledged(sctp: _sctp.RTCSctpTransport | None) -> int:
     return len(getattr(sctp, "_outbound_queue", ())) + len(getattr(sctp, "_sent_queue", ()))
 
 
-# ------------------------------------------------------------------------------- receivers of a renegotiation
+# --------------------------------------------------------------------------------- media of a renegotiation
 
 
-async def start_receivers(pc: RTCPeerConnection) -> int:
-    """Start the receivers of ``pc`` that should receive but were left unstarted; returns how many there were
-    (0, doing nothing, on versions this was not written for)."""
+async def start_media(pc: RTCPeerConnection) -> int:
+    """Start the receivers and senders of ``pc`` that should run but were left unstarted; returns how many
+    there were (0, doing nothing, on versions this was not written for)."""
     if not _available():
         return 0
     idle = [
         t
         for t in pc.getTransceivers()
-        if t.currentDirection in ("recvonly", "sendrecv")
-        and not getattr(t.receiver, "_RTCRtpReceiver__started", True)
+        if (
+            t.currentDirection in ("recvonly", "sendrecv")
+            and not getattr(t.receiver, "_RTCRtpReceiver__started", True)
+        )
+        or (
+            t.currentDirection in ("sendonly", "sendrecv")
+            and not getattr(t.sender, "_RTCRtpSender__started", True)
+        )
     ]
     connect = getattr(pc, "_RTCPeerConnection__connect", None)
     if idle and connect is not None and pc.connectionState == "connected":

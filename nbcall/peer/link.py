@@ -28,7 +28,7 @@ from aiortc.sdp import candidate_from_sdp
 
 from ..wire.framing import EXTENSIONS, LENGTH, PROTOCOL, FrameDecoder, FramingError, encode_frames
 from ..wire.payload import Kind, oversize
-from .aiortc_patches import allow_loopback, tune_sctp, unacknowledged
+from .aiortc_patches import allow_loopback, start_media, tune_sctp, unacknowledged
 from .aiortc_sctp import BURST, BURST_PEER, SACK_EVERY, SACK_EVERY_PEER
 from .tracks import ArrayVideoTrack, MediaOptions, consume_audio, consume_video, local_track
 
@@ -178,6 +178,7 @@ class Link:
             raise RuntimeError(
                 f"no offer from {self.peer} to answer (signaling state {self.pc.signalingState})"
             )
+        renegotiation = self.pc.localDescription is not None
         for transceiver in self.pc.getTransceivers():
             kind = transceiver.kind
             if transceiver.sender.track is not None:  # a renegotiation: our track is there already
@@ -193,6 +194,24 @@ class Link:
                 transceiver.direction = "inactive"
         await self._set_local(await self.pc.createAnswer())
         self._signal("answer")
+        if self.media.room and not renegotiation:
+            await self._offer_missing_media()
+
+    async def _offer_missing_media(self) -> None:
+        """In a room a member offers only what it wants itself (a data-only member: no media section), so our
+        tracks of the kinds it did not offer go in an offer of our own, right after our answer, as a browser
+        phone does (js/peer.js): the data-only members get our video and sound all the same."""
+        offered = {transceiver.kind for transceiver in self.pc.getTransceivers()}
+        added = []
+        for kind in ("audio", "video"):
+            track = None if kind in offered else self._local_track(kind)
+            if track is not None:
+                self.pc.addTransceiver(track, direction="sendrecv")
+                added.append(kind)
+        if added:
+            logger.info("offering %s to %s, which did not offer them", " and ".join(added), self.peer)
+            await self._set_local(await self.pc.createOffer())
+            self._signal("call")
 
     async def take_answer(self, signal: dict[str, Any]) -> None:
         await self._take_remote(signal)
@@ -407,6 +426,17 @@ class Link:
     def _on_connection_state(self) -> None:
         if not self.closed:
             self.host.engine_connection(self.peer, self.pc.connectionState)
+        if self.pc.connectionState == "connected":
+            # Media that our offer right after the answer added started while DTLS was still being set up:
+            # aiortc leaves it unstarted.
+            task = asyncio.ensure_future(self._start_media())
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
+
+    async def _start_media(self) -> None:
+        started = await start_media(self.pc)
+        if started:
+            logger.info("started %d media section(s) of %s added while connecting", started, self.peer)
 
     def stats(self) -> dict[str, Any]:
         """What this link has carried so far, and the selected candidate pair's addresses."""

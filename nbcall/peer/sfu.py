@@ -37,7 +37,7 @@ from ..wire.framing import (
     encode_frames,
 )
 from ..wire.payload import Kind
-from .aiortc_patches import allow_loopback, start_receivers, tune_sctp
+from .aiortc_patches import allow_loopback, start_media, tune_sctp
 from .link import EngineHost, description_of
 from .tracks import ArrayVideoTrack, MediaOptions, consume_audio, consume_video, local_track
 
@@ -188,7 +188,7 @@ class SfuSession:
     async def _start_receivers(self, pc: RTCPeerConnection) -> None:
         """Start the receivers of media an updated offer added while the connection was still being made: aiortc
         starts a receiver only if DTLS is up when it applies the description, and never comes back to it."""
-        started = await start_receivers(pc)
+        started = await start_media(pc)
         if started:
             logger.info(
                 "started %d receiver(s) added while the subscriber connection was being made", started

@@ -318,3 +318,39 @@ def test_a_camera_phone_that_invites_data_only_members_sends_them_its_video_by_r
     )
     assert nb.value("t.error") == ""  # no "not offered" camera
     nb.run("p.close()")
+
+
+def test_a_camera_peer_that_invites_data_only_members_sends_them_its_video_by_renegotiating(
+    lab: Lab, page: Page
+) -> None:
+    # As the camera phone above, for a Python Peer with a camera: the data-only phone V joins by offering no
+    # media section, and T adds its video by an offer of its own right after its answer.
+    nb = lab.run_notebook(
+        page,
+        "camera_peer_invites.ipynb",
+        [
+            "import nbcall, numpy as np\nserver = nbcall.serve()",
+            "v = nbcall.Phone('V', auto_answer=True); v",
+            (
+                "frames = []\nred = np.zeros((120, 160, 3), np.uint8); red[..., 0] = 220\n"
+                "t = nbcall.Peer('T', video=lambda: red, fps=10)\n"
+                "p = nbcall.Peer('P', auto_answer=True)\n"
+                "p.on_room_frame(lambda member, frame, ts: frames.append(member))"
+            ),
+        ],
+        phones=("V",),
+    )
+    nb.run(
+        "t.invite('V', 'P')\n"
+        "await t.wait_until(lambda: len(t.members) == 3, 'members', timeout=20)\n"
+        "for x in (t, v, p):\n    await x.wait_for_members(*[m for m in 'TVP' if m != x.user_id], timeout=30)"
+    )
+    nb.wait_until("len(frames) >= 5", timeout=30)
+    nb.wait_until("v.remote_media.get('video')", timeout=30)
+    page.wait_for_function(
+        """() => { const v = document.querySelector(
+             ".nbcall-phone[data-user='V'] .nbcall-tile[data-peer='T'] video");
+           return v && v.videoWidth === 160 && v.getVideoPlaybackQuality().totalVideoFrames > 5; }""",
+        timeout=30_000,
+    )
+    nb.run("t.close(); p.close()")
