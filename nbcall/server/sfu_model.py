@@ -93,6 +93,7 @@ class SfuRoom:
         "key",
         "members",
         "pin",
+        "publishing",
         "restored",
         "secret",
         "session",
@@ -112,6 +113,8 @@ class SfuRoom:
         self.created: asyncio.Task[None] | None = None  # made, or claimed after a restart
         self.restored = 0  # the session ID a restart claims (0: a new room)
         self.settling = False  # restored, waiting for its members' records: subscriptions stay as they are
+        #: Restored: the feeds that still published when the session was claimed (None: Janus did not say).
+        self.publishing: set[int] | None = None
         self.ended = False
 
     def token(self, member_id: str) -> str:

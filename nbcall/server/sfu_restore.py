@@ -7,9 +7,11 @@ does not know, which its members re-create by registering with their credentials
 the room's session: the bridge claims it (Janus kept it for its ``reclaim_session_timeout``, its media flowing
 meanwhile) and takes each member up from its record, asking nobody to publish again. Until every member named in
 a subscription is back (or the room's grace has passed), subscriptions stay as they are; then feeds of members
-that did not come back are kicked and leave the others' subscriptions. When the session cannot be claimed (it
-expired, Janus restarted), the room starts again on a new VideoRoom and its members are told to publish again
-(``sfu-restart``); so is a member back without a record that holds.
+that did not come back are kicked and leave the others' subscriptions, and the others are told that they left
+(``room-left``). What Janus said while no server listened is lost, so the claim asks it which feeds still
+publish: a member whose feed went meanwhile (it hung up) is waited for by nobody. When the session cannot be
+claimed (it expired, Janus restarted), the room starts again on a new VideoRoom and its members are told to
+publish again (``sfu-restart``); so is a member back without a record that holds.
 """
 
 from __future__ import annotations
@@ -21,8 +23,8 @@ from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from .janus import JanusSession, JanusUnreachable, RequestFailed, SessionLost
-from .messages import SfuSignal
-from .room_model import REJOIN_WINDOW
+from .messages import SfuSignal, encode_message
+from .room_model import REJOIN_WINDOW, Notices
 from .sfu_model import SfuMember, SfuRoom, new_id, record_of, restore_member
 from .sfu_record import derive, seal, unseal
 
@@ -41,6 +43,7 @@ class SfuRestore:
     _key: Callable[[], bytes]
     _reports: dict[str, dict[str, dict[str, Any] | None]]
     _handles: dict[int, tuple[SfuRoom, SfuMember, str]]
+    _send: Callable[[Notices], None]
 
     if TYPE_CHECKING:
 
@@ -113,8 +116,11 @@ class SfuRestore:
             await self._start_again(room, f"the SFU session of the room could not be claimed after the server "
                                           f"restart ({exc})")  # fmt: skip
             return
+        participants = await self._participants(room)
+        if participants is not None:
+            room.publishing = {feed for feed, publishes in participants.items() if publishes}
         logger.info("claimed SFU room %r's session on %s after the restart", room.id, self.where)
-        self._spawn(self._settle(room, started + grace))
+        self._spawn(self._settle(room, started + grace, grace))
 
     async def _start_again(self, room: SfuRoom, why: str) -> None:
         """``room`` on a new session and VideoRoom: every member publishes again, told why (``sfu-restart``)."""
@@ -143,37 +149,60 @@ class SfuRestore:
     def _restart(self, room: SfuRoom, member: SfuMember, why: str) -> None:
         self._say(room, member, "sfu-restart", reason=f"{why}: publish again")
 
-    async def _settle(self, room: SfuRoom, deadline: float) -> None:
-        """Once every member named in a restored subscription is back (or at ``deadline``), subscriptions follow
-        the room again, and feeds of members that did not come back are kicked."""
-        while not room.ended and time.monotonic() < deadline and not _complete(room):
+    async def _settle(self, room: SfuRoom, deadline: float, grace: float) -> None:
+        """Once every member named in a restored subscription is back (or gone from Janus, or at ``deadline``),
+        subscriptions follow the room again, feeds of members that did not come back are kicked, and the others
+        are told that those left."""
+        while not room.ended and time.monotonic() < deadline and _awaited(room):
             await asyncio.sleep(SETTLE_EVERY)
         room.settling = False
         if room.ended:
             return
+        departed = {who: feed for who, feed in _named(room).items() if who not in room.members}
         await self._sweep(room)
+        for who, feed in sorted(departed.items()):
+            gone = room.publishing is not None and feed not in room.publishing
+            why = "its link to the SFU closed" if gone else f"it did not come back within {grace:g} s"
+            logger.info("%r left SFU room %r while the server restarted: %s", who, room.id, why)
+            left = encode_message(
+                "room-left", room=room.id, id=who, reason=f"{why} while the server restarted"
+            )
+            self._send([(member_id, left) for member_id in room.members])
         for member in list(room.members.values()):
             self._record(room, member)
             self._pump(room, member)
 
-    async def _sweep(self, room: SfuRoom) -> None:
-        """Kick the publishers in ``room``'s VideoRoom that are no member's feed (members that did not come back,
-        or came back and published again)."""
+    async def _participants(self, room: SfuRoom) -> dict[int, bool] | None:
+        """The feeds in ``room``'s VideoRoom, each with whether it publishes (None: Janus did not say)."""
         session = room.session
         if session is None or session.lost is not None:
-            return
-        feeds = {member.feed for member in room.members.values() if member.publisher}
+            return None
         try:
             data, _ = await session.message(
                 room.control, {"request": "listparticipants", "room": room.janus_id}
             )
-            for participant in data.get("participants") or []:
-                feed = participant.get("id") if isinstance(participant, dict) else None
-                if isinstance(feed, int) and feed not in feeds:
-                    await session.message(
-                        room.control,
-                        {"request": "kick", "room": room.janus_id, "secret": room.secret, "id": feed},
-                    )
+        except (RequestFailed, SessionLost, asyncio.TimeoutError) as exc:
+            logger.debug("could not list SFU room %r's participants on %s: %s", room.id, self.where, exc)
+            return None
+        return {
+            participant["id"]: bool(participant.get("publisher"))
+            for participant in data.get("participants") or []
+            if isinstance(participant, dict) and isinstance(participant.get("id"), int)
+        }
+
+    async def _sweep(self, room: SfuRoom) -> None:
+        """Kick the participants in ``room``'s VideoRoom that are no member's feed (members that did not come
+        back, or came back and published again)."""
+        feeds = {member.feed for member in room.members.values() if member.publisher}
+        session, participants = room.session, await self._participants(room)
+        if session is None or participants is None:
+            return
+        try:
+            for feed in participants.keys() - feeds:
+                await session.message(
+                    room.control,
+                    {"request": "kick", "room": room.janus_id, "secret": room.secret, "id": feed},
+                )
         except (RequestFailed, SessionLost, asyncio.TimeoutError) as exc:
             logger.debug("could not sweep SFU room %r on %s: %s", room.id, self.where, exc)
 
@@ -200,7 +229,15 @@ class SfuRestore:
             self._say(room, member, "sfu-record", record=text)
 
 
-def _complete(room: SfuRoom) -> bool:
-    """Whether every member some restored subscription names is back in ``room``."""
-    named = {who for member in room.members.values() for who, _ in member.subscribed.values()}
-    return named <= room.members.keys()
+def _named(room: SfuRoom) -> dict[str, int]:
+    """The members the restored subscriptions in ``room`` name, with their feeds."""
+    return {who: feed for member in room.members.values() for feed, (who, _) in member.subscribed.items()}
+
+
+def _awaited(room: SfuRoom) -> bool:
+    """Whether a member some restored subscription names is not back in ``room``, though its feed still
+    published in Janus when the session was claimed (or Janus did not say)."""
+    return any(
+        who not in room.members and (room.publishing is None or feed in room.publishing)
+        for who, feed in _named(room).items()
+    )

@@ -269,3 +269,59 @@ def test_a_restart_longer_than_the_janus_reclaim_timeout_starts_the_room_again_a
         for server in (first, second):
             if server is not None:
                 kernel.run(_stop(server), timeout=TIMEOUT)
+
+
+def test_a_member_that_hangs_up_while_the_server_is_away_is_gone_from_the_room_it_comes_back_as(
+    janus: JanusServer,
+) -> None:
+    # Janus tells of C's publisher hanging up on a session nobody listens to: the restarted server learns it
+    # from Janus (listparticipants), waits for nobody that is gone, and tells the others.
+    first = _start(janus)
+    port = first.port
+    a, b, c = (Peer(name, server=first.url, auto_answer=True) for name in "ABC")
+    second: SignalingServer | None = None
+    try:
+        a.invite("B", "C", sfu=True)
+        b.wait("connected", timeout=TIMEOUT)
+        c.wait("connected", timeout=TIMEOUT)
+        for peer, others in ((b, ("A", "C")), (c, ("A", "B")), (a, ("B", "C"))):
+            peer.wait_members(*others, timeout=TIMEOUT)
+        room = a.room
+        wait_until_sync(
+            lambda: all(p._machine._sfu_record for p in (a, b, c)), "every member holds its record", TIMEOUT
+        )
+        kernel.run(_stop(first), timeout=TIMEOUT)
+        wait_until_sync(lambda: not a.online and not b.online and not c.online, "the server to be gone")
+        freed = janus.log().count("WebRTC resources freed")
+        c.close()  # its room-leave has no server to go to
+        wait_until_sync(
+            lambda: janus.log().count("WebRTC resources freed") >= freed + 2,
+            "Janus to see C's links close",
+            TIMEOUT,
+        )
+        second = _start(janus, port)
+        started = time.monotonic()
+        for peer in (a, b):
+            wait_until_sync(
+                lambda peer=peer: (
+                    peer.members == ["A", "B"]
+                    and peer.connections == {"B" if peer is a else "A": "connected"}
+                ),
+                f"{peer.user_id} to see C gone",
+                TIMEOUT,
+            )
+        took = time.monotonic() - started
+        assert took < 10, f"the room waited {took:.1f} s for C, which Janus said was gone"
+        said = [entry["detail"] for entry in a.log if entry["type"] == "room-left"]
+        assert said and said[-1]["id"] == "C" and "restart" in said[-1]["reason"], said
+        assert second.sfu is not None
+        state = second.sfu.janus_state(room)
+        assert state is not None and set(state["feeds"]) == {"A", "B"} and not state["settling"]
+        b.send("after C left").result(TIMEOUT)
+        wait_until_sync(lambda: "after C left" in [m.data for m in a.messages], "B's message", TIMEOUT)
+    finally:
+        for peer in (a, b, c):
+            peer.close()
+        for server in (first, second):
+            if server is not None:
+                kernel.run(_stop(server), timeout=TIMEOUT)
