@@ -162,11 +162,13 @@ class SfuRestore:
         await self._sweep(room)
         for who, feed in sorted(departed.items()):
             gone = room.publishing is not None and feed not in room.publishing
-            why = "its link to the SFU closed" if gone else f"it did not come back within {grace:g} s"
-            logger.info("%r left SFU room %r while the server restarted: %s", who, room.id, why)
-            left = encode_message(
-                "room-left", room=room.id, id=who, reason=f"{why} while the server restarted"
+            why = (
+                "its link to the SFU closed while the server restarted"
+                if gone
+                else f"it did not come back within {grace:g} s of the server restart"
             )
+            logger.info("%r left SFU room %r: %s", who, room.id, why)
+            left = encode_message("room-left", room=room.id, id=who, reason=why)
             self._send([(member_id, left) for member_id in room.members])
         for member in list(room.members.values()):
             self._record(room, member)
