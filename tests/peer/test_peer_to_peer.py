@@ -444,6 +444,87 @@ async def test_the_engine_is_never_polite_in_glare_and_renegotiates_a_live_link(
     await asyncio.wrap_future(kernel.submit(glare_then_renegotiate()))
 
 
+async def _join_as_a_data_only_phone(url: str, user_id: str, frames: int) -> list[tuple[str, int, int]]:
+    """A member as a data-only browser phone is: it accepts the room invitation and offers only a data channel
+    (no media section: it sends none), then answers any later offer as a browser does, taking what it is
+    offered. Returns the size of the first ``frames`` video frames it received, and from whom."""
+    from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+    from websockets.asyncio.client import connect as connect_async
+
+    from nbcall.peer.aiortc_patches import allow_loopback, start_media
+
+    async def next_message(*types: str) -> dict[str, Any]:
+        while (message := json.loads(await ws.recv()))["type"] not in types:
+            pass
+        return message
+
+    def description(message: dict[str, Any]) -> RTCSessionDescription:
+        value = json.loads(message["sdp"])
+        return RTCSessionDescription(sdp=value["sdp"], type=value["type"])
+
+    got: list[tuple[str, int, int]] = []
+    enough = asyncio.Event()
+
+    async def watch(track: Any) -> None:
+        while len(got) < frames:
+            image = await track.recv()
+            got.append((inviter, image.width, image.height))
+        enough.set()
+
+    async def take_signals(room: str, inviter: str) -> None:
+        while True:
+            message = await next_message("answer", "call")
+            await pc.setRemoteDescription(description(message))
+            if message["type"] == "call":  # a new offer on the link: answered with what it offers
+                await pc.setLocalDescription(await pc.createAnswer())
+                local = {"type": "answer", "sdp": pc.localDescription.sdp}
+                await ws.send(json.dumps({"type": "answer", "from": user_id, "to": inviter, "room": room,
+                                          "sdp": json.dumps(local)}))  # fmt: skip
+
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    watching: list[asyncio.Future[Any]] = []
+    pc.on("track", lambda track: watching.append(asyncio.ensure_future(watch(track))))
+
+    @pc.on("connectionstatechange")
+    def connected() -> None:
+        # A receiver that the offer added while DTLS was still being set up: aiortc leaves it unstarted, where
+        # a browser does not.
+        if pc.connectionState == "connected":
+            watching.append(asyncio.ensure_future(start_media(pc)))
+
+    async with connect_async(url) as ws:
+        try:
+            await ws.send(json.dumps({"type": "register", "from": user_id, "rooms": True}))
+            await next_message("registered")
+            invitation = await next_message("room-invitation")
+            room, inviter = invitation["room"], invitation["from"]
+            await ws.send(json.dumps({"type": "room-accept", "from": user_id, "room": room}))
+            await next_message("room-state")
+            pc.createDataChannel("nbcall")
+            allow_loopback(pc)
+            await pc.setLocalDescription(await pc.createOffer())
+            local = {"type": "offer", "sdp": pc.localDescription.sdp}
+            await ws.send(json.dumps({"type": "call", "from": user_id, "to": inviter, "room": room,
+                                      "sdp": json.dumps(local)}))  # fmt: skip
+            watching.append(asyncio.ensure_future(take_signals(room, inviter)))
+            await asyncio.wait_for(enough.wait(), TIMEOUT * 2)
+            return got
+        finally:
+            for task in watching:
+                task.cancel()
+            await pc.close()
+
+
+def test_a_camera_peer_sends_its_video_to_a_data_only_member_by_an_offer_after_its_answer(make_peer) -> None:
+    # The member's offer has no media section (it sends none, as a data-only browser phone): the camera peer
+    # answers it, then offers its video on the same link.
+    camera = make_peer("A", video=lambda: np.full((48, 64, 3), 120, np.uint8), fps=10)
+    joined = kernel.submit(_join_as_a_data_only_phone(camera.server_url, "X", frames=3))
+    wait_until_sync(lambda: "X" in camera.peers, "X online", TIMEOUT)
+    camera.invite("X")
+    assert joined.result(TIMEOUT * 3) == [("A", 64, 48)] * 3
+
+
 def test_audio_made_in_python_arrives_as_int16_mono_48khz_arrays(make_peer) -> None:
     count = iter(range(10**6))
 
