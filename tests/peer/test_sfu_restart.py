@@ -81,6 +81,29 @@ class Counter:
             self.sent += 1
 
 
+def _sfu_room(inviter: Peer, *invited: Peer) -> str:
+    """``inviter`` invites the others into an SFU room: its ID once every member sees every other and holds its
+    record of its links to the SFU."""
+    inviter.invite(*(peer.user_id for peer in invited), sfu=True)
+    for peer in invited:
+        peer.wait("connected", timeout=TIMEOUT)
+    members = (inviter, *invited)
+    for peer in members:
+        peer.wait_members(*(other.user_id for other in members if other is not peer), timeout=TIMEOUT)
+    wait_until_sync(
+        lambda: all(peer._machine._sfu_record for peer in members), "every member holds its record", TIMEOUT
+    )
+    return inviter.room
+
+
+def _close(peers: tuple[Peer, ...], *servers: SignalingServer | None) -> None:
+    for peer in peers:
+        peer.close()
+    for server in servers:
+        if server is not None:
+            kernel.run(_stop(server), timeout=TIMEOUT)
+
+
 def _numbers(peer: Peer, sender: str) -> list[int]:
     return [
         int(m.data[1:]) for m in list(peer.messages) if m.sender == sender and str(m.data).startswith("n")
@@ -201,11 +224,7 @@ def test_a_server_restart_leaves_data_and_video_flowing_through_janus_and_the_ro
         b.send("two left").result(TIMEOUT)
         wait_until_sync(lambda: "two left" in [m.data for m in a.messages], "B's message to A", TIMEOUT)
     finally:
-        for peer in (a, b, c):
-            peer.close()
-        for server in (first, second):
-            if server is not None:
-                kernel.run(_stop(server), timeout=TIMEOUT)
+        _close((a, b, c), first, second)
 
 
 @pytest.mark.xfail(
@@ -264,11 +283,7 @@ def test_a_restart_longer_than_the_janus_reclaim_timeout_starts_the_room_again_a
         )
         assert (a.room_mode, b.members) == ("sfu", ["A", "B"])
     finally:
-        for peer in (a, b):
-            peer.close()
-        for server in (first, second):
-            if server is not None:
-                kernel.run(_stop(server), timeout=TIMEOUT)
+        _close((a, b), first, second)
 
 
 def test_a_member_that_hangs_up_while_the_server_is_away_is_gone_from_the_room_it_comes_back_as(
@@ -281,15 +296,7 @@ def test_a_member_that_hangs_up_while_the_server_is_away_is_gone_from_the_room_i
     a, b, c = (Peer(name, server=first.url, auto_answer=True) for name in "ABC")
     second: SignalingServer | None = None
     try:
-        a.invite("B", "C", sfu=True)
-        b.wait("connected", timeout=TIMEOUT)
-        c.wait("connected", timeout=TIMEOUT)
-        for peer, others in ((b, ("A", "C")), (c, ("A", "B")), (a, ("B", "C"))):
-            peer.wait_members(*others, timeout=TIMEOUT)
-        room = a.room
-        wait_until_sync(
-            lambda: all(p._machine._sfu_record for p in (a, b, c)), "every member holds its record", TIMEOUT
-        )
+        room = _sfu_room(a, b, c)
         kernel.run(_stop(first), timeout=TIMEOUT)
         wait_until_sync(lambda: not a.online and not b.online and not c.online, "the server to be gone")
         freed = janus.log().count("WebRTC resources freed")
@@ -321,8 +328,4 @@ def test_a_member_that_hangs_up_while_the_server_is_away_is_gone_from_the_room_i
         b.send("after C left").result(TIMEOUT)
         wait_until_sync(lambda: "after C left" in [m.data for m in a.messages], "B's message", TIMEOUT)
     finally:
-        for peer in (a, b, c):
-            peer.close()
-        for server in (first, second):
-            if server is not None:
-                kernel.run(_stop(server), timeout=TIMEOUT)
+        _close((a, b, c), first, second)
