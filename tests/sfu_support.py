@@ -216,9 +216,10 @@ class SfuMember:
 
         Janus relays nothing to a subscriber link until it counts its data channels writable, and says nothing:
         its VideoRoom drops a message for a subscriber whose ``data_ready`` has not come, which its core reports
-        when usrsctp's first send there (the DCEP ACK to our own channel) has been acknowledged. That is tens of
-        milliseconds after the link is connected, seconds on a busy machine, and again after a renegotiation. A
-        message sent before is lost, so a test sends again (a bounded number of times) until it went through.
+        when usrsctp's first send there (the DCEP ACK to our own channel) has been acknowledged: tens of
+        milliseconds after the link is connected (80 ms here), more on a busy machine. A message sent before is
+        lost (so is one sent while a renegotiated link settles), so a test sends again (a bounded number of
+        times) until it went through.
         """
         for attempt in range(1, int(timeout / 0.25) + 1):
             self.channel.send(text)
