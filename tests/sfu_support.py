@@ -16,6 +16,7 @@ import time
 from typing import Any
 
 import pytest
+from aiortc.rtcsctptransport import InitChunk
 from support import TIMEOUT
 from websockets.asyncio.client import ClientConnection, connect
 
@@ -77,6 +78,8 @@ class SfuMember:
         self.credential = ""
         self.record = ""
         self.secret = f"secret of {member_id}"
+        #: SCTP INIT chunks the subscriber link's SCTP transport received from Janus.
+        self.inits = 0
 
     async def open(self, url: str, **fields: Any) -> dict[str, Any]:
         self.ws = await connect(url, open_timeout=TIMEOUT)
@@ -186,26 +189,46 @@ class SfuMember:
         offer = json.loads(msg["sdp"])
         await self.subscriber.setRemoteDescription(RTCSessionDescription(offer["sdp"], offer["type"]))
         await self.subscriber.setLocalDescription(await self.subscriber.createAnswer())
-        _tuned(self.subscriber)
+        if _tuned(self.subscriber) and self.offers == 0:
+            self._count_inits(self.subscriber.sctp)
         await _gathered(self.subscriber)
         local = self.subscriber.localDescription
         await self.send(type="sfu-answer", room=msg["room"], role="subscriber",
                         sdp=json.dumps({"type": local.type, "sdp": local.sdp}))  # fmt: skip
         self.offers += 1
 
-    async def reaches(self, other: SfuMember, text: str, timeout: float = 10) -> int:
-        """Send ``text`` on the data channel until ``other`` receives it through the SFU; how many sends it took.
+    def _count_inits(self, transport: Any) -> None:
+        receive = transport._receive_chunk
 
-        Janus relays nothing to a subscriber link that is still settling (just answered, or renegotiated), and
-        says nothing: a message sent then is lost, so a test sends again (a bounded number of times).
+        async def counted(chunk: Any) -> None:
+            self.inits += isinstance(chunk, InitChunk)
+            await receive(chunk)
+
+        transport._receive_chunk = counted
+
+    async def reaches(self, other: SfuMember, text: str, timeout: float = 10) -> int:
+        """Send ``text`` on the data channel until ``other`` receives it through the SFU; how many sends it took."""
+        return await self.reaches_all([other], text, timeout)
+
+    async def reaches_all(self, others: list[SfuMember], text: str, timeout: float = 10) -> int:
+        """Send ``text`` on the data channel until every one of ``others`` received it through the SFU; how many
+        sends it took.
+
+        Janus relays nothing to a subscriber link until it counts its data channels writable, and says nothing:
+        its VideoRoom drops a message for a subscriber whose ``data_ready`` has not come, which its core reports
+        when usrsctp's first send there (the DCEP ACK to our own channel) has been acknowledged: tens of
+        milliseconds after the link is connected (80 ms here), more on a busy machine. A message sent before is
+        lost (so is one sent while a renegotiated link settles), so a test sends again (a bounded number of
+        times) until it went through.
         """
         for attempt in range(1, int(timeout / 0.25) + 1):
             self.channel.send(text)
             for _ in range(5):
                 await asyncio.sleep(0.05)
-                if (self.id, text) in other.received:
+                if all((self.id, text) in other.received for other in others):
                     return attempt
-        pytest.fail(f"{other.id} never received {text!r} from {self.id} within {timeout} s: {other.received}")
+        late = [other.id for other in others if (self.id, text) not in other.received]
+        pytest.fail(f"{late} never received {text!r} from {self.id} within {timeout} s")
 
     async def close(self) -> None:
         for pc in (self.publisher, self.subscriber):
@@ -238,8 +261,7 @@ async def _gathered(pc: Any) -> None:
         await asyncio.sleep(0.02)
 
 
-def _tuned(pc: Any) -> None:
+def _tuned(pc: Any) -> bool:
     """Give ``pc`` nbcall's SCTP transport, as a Peer's links to Janus have: aiortc's own takes the INIT Janus
     sometimes resends on a live association for a new one, and then loses what Janus sends (aiortc_sctp)."""
-    if pc.sctp is not None:
-        tune_sctp(pc.sctp)
+    return pc.sctp is not None and tune_sctp(pc.sctp)

@@ -132,7 +132,12 @@ class SfuCalls:
             return
         self._sfu_record = ""
         self._feeds = {}
+        # Every member is a feed to wait for again: the old connections' "connected" says nothing of the new
+        # VideoRoom, and a message sent before a member subscribes there never reaches it.
+        for link in self.links.values():
+            link.connection, link.channel_open = "new", False
         self._change(sfu_links={role: "new" for role in ROLES})
+        self._update_connections()
         self._engine("sfu_publish", "", room=self.room, **self._rtc_config())
 
     def _on_room_message(self, message: dict[str, Any], now: float) -> None:

@@ -10,7 +10,10 @@ an SCTP packet goes down six coroutines (DTLS, aioice's connection, its protocol
 asks OpenSSL for a record to send by reading its memory BIO, which raises an exception when it is empty (as it
 is for every DATA record): :func:`outgoing` asks how much it holds instead. Batching and sending only where the selected candidate pair
 is a plain UDP socket of aioice's (host or server-reflexive, on asyncio's own loop): over TURN, or on another
-event loop, aiortc's own way is taken. Datagrams and their bytes are those aiortc sends.
+event loop, aiortc's own way is taken. Datagrams and their bytes are those aiortc sends. Batching waits for the
+SCTP transport to start: aiortc drops what DTLS decrypts before then, and a DTLS server (Janus, on every
+subscriber connection) sends its SCTP INIT right behind its last handshake flight, so a batch read during the
+handshake lost that INIT (aiortc's own loop leaves it queued for the SCTP transport).
 """
 
 from __future__ import annotations
@@ -83,6 +86,8 @@ class FastDtlsTransport(_dtls.RTCDtlsTransport):
 
     async def _recv_next(self) -> None:
         await super()._recv_next()
+        if self._data_receiver is None:
+            return  # the handshake, or the SCTP transport not started yet: one datagram at a time, as aiortc
         pair = self._nbcall_pair()
         sock = getattr(getattr(pair, "protocol", None) and pair.protocol.transport, "_sock", None)
         if not isinstance(sock, socket.socket):

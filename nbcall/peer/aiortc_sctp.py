@@ -16,8 +16,9 @@ What changes, measured with py-spy in bench/throughput.py's Peer -> Peer step (d
 - A packet goes to DTLS and UDP in one synchronous call where the DTLS transport allows
   (:meth:`~nbcall.peer.aiortc_dtls.FastDtlsTransport.send_packet`), not down six coroutines.
 - An INIT on the established association is ignored (aiortc would take it up and lose the association): Janus
-  1.1.2 sometimes sends its INIT of the opening collision again about 3, 10 and 22 s after the association is up. A
-  DATA chunk beyond what a SACK can acknowledge is dropped, as if lost.
+  1.1.2 was seen sending an INIT again about 3, 10 and 22 s after the association was up (its T1-init timer's
+  schedule), and a peer may restart an association. A DATA chunk beyond what a SACK can acknowledge is dropped, as
+  if lost.
 
 Nothing changes on the wire but when SACKs and bursts go: chunks, packets (at most 1,189 bytes, aiortc's
 limit) and their bytes are aiortc's own.
@@ -119,8 +120,8 @@ class TunedSctpTransport(_sctp.RTCSctpTransport):
 
     async def _receive_chunk(self, chunk: Any) -> None:
         if isinstance(chunk, _sctp.InitChunk) and self._association_state == self.State.ESTABLISHED:
-            # An association restart (RFC 4960 5.2.2), or Janus's INIT of the opening collision sent again (its
-            # T1-init timer: about 3, 10, 22 s after the association is up). aiortc would take its TSN as the peer's
+            # An association restart (RFC 4960 5.2.2), or Janus's opening INIT sent again (its T1-init timer's
+            # schedule: about 3, 10, 22 s after the association is up). aiortc would take its TSN as the peer's
             # start, ack nothing the peer sends on the association it has, and keep the old TSNs as gaps that
             # no SACK can hold (struct.error). Keep the association we have.
             self._nbcall_once(

@@ -152,9 +152,18 @@ def test_the_sfu_record_goes_back_in_register_and_an_sfu_restart_publishes_again
         {"type": "room-state", "room": ROOM, "members": ["A", "P"], "mode": "sfu", "rejoined": True}, 0.0
     )
     assert to_engine(m.actions_to_take()) == []  # taken up where it was: nothing published again
+    m.engine_sfu_connection("subscriber", "connected")
+    m.engine_channel("A", True)
+    assert m.connections == {"A": "connected"}
     m.receive({"type": "sfu-restart", "room": ROOM, "reason": "the session expired: publish again"}, 0.0)
     engine = to_engine(m.actions_to_take())
     assert [c["type"] for c in engine] == ["sfu_publish"] and engine[0]["room"] == ROOM
     assert m.sfu_links == {"publisher": "new", "subscriber": "new"} and "sfu" not in m.register_fields()
+    # A is a feed to wait for again on the new VideoRoom: wait_for_members waits until the engine says so.
+    assert m.connections == {"A": "connecting"}
+    m.engine_sfu_connection("subscriber", "connected")
+    assert m.connections == {"A": "connecting"}
+    m.engine_channel("A", True)
+    assert m.connections == {"A": "connected"}
     m.leave(0.0)
     assert "sfu" not in m.register_fields()
