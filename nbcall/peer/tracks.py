@@ -1,8 +1,8 @@
 """Media made and consumed in Python: numpy arrays in, aiortc tracks out, and received frames to callbacks.
 
 :class:`ArrayVideoTrack` and :class:`ArrayAudioTrack` turn a source (an iterator of arrays, or a callable
-returning one) into frames at the right pace; :func:`call_frame` and :func:`call_all` hand received media to
-the user's callbacks on a worker thread. :class:`MediaOptions` says which media a peer sends and receives.
+returning one) into frames at the right pace; :func:`consume` hands a received track's frames to the user's
+callbacks on a worker thread (through :func:`call_frame` and :func:`call_all`). :class:`MediaOptions` says which media a peer sends and receives.
 """
 
 from __future__ import annotations
@@ -29,8 +29,7 @@ __all__ = [
     "RoomFrameCallback",
     "call_all",
     "call_frame",
-    "consume_audio",
-    "consume_video",
+    "consume",
     "local_track",
 ]
 
@@ -190,7 +189,21 @@ async def _received(track: MediaStreamTrack, closed: Callable[[], bool]) -> Asyn
             return
 
 
-async def consume_video(
+async def consume(
+    track: MediaStreamTrack,
+    media: MediaOptions,
+    member: str,
+    pool: concurrent.futures.Executor,
+    counts: dict[str, int],
+    closed: Callable[[], bool],
+) -> None:
+    """Hand ``member``'s received ``track`` to the callbacks of its kind until it ends or ``closed()``; ``counts``
+    tallies the frames taken and dropped."""
+    consume_kind = _consume_video if track.kind == "video" else _consume_audio
+    await consume_kind(track, media, member, pool, counts, closed)
+
+
+async def _consume_video(
     track: MediaStreamTrack,
     media: MediaOptions,
     member: str,
@@ -217,7 +230,7 @@ def call_all(callbacks: list[FrameCallback], array: np.ndarray, timestamp: float
             logger.exception("media callback %r failed", callback)
 
 
-async def consume_audio(
+async def _consume_audio(
     track: MediaStreamTrack,
     media: MediaOptions,
     member: str,
