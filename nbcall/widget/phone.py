@@ -27,7 +27,6 @@ import traitlets
 
 from ..call import config, kernel, owners, transfer
 from ..call.client import SignalingClient, server_urls
-from ..call.lock import AdapterLock
 from ..call.machine import FREE, IN_CALL, STATES, CallMachine, Changed, Delivered, ToEngine, ToServer
 from ..call.progress import ProgressReporter
 from ..exceptions import CallError
@@ -269,11 +268,7 @@ class Phone(FromBrowser, Sending, anywidget.AnyWidget):
             registered = self._register(client, timeout)
             url = client.url
         super().__init__()
-        self._lock = AdapterLock()
-        self._checks = {}
-        self._client = client
-        self._machine = machine
-        machine.user_id = str(registered.get("id", user_id)) if registered else user_id
+        self._adopt(client, machine, registered)
         self._outbox = (
             self._transmit
             if self._faults is None
