@@ -389,3 +389,30 @@ def returns_on_a_thread(call: Callable[..., Any], *args: Any, timeout: float = T
     thread.start()
     thread.join(timeout)
     return not thread.is_alive()
+
+
+def observe_busily(
+    adapter: Any, server_url: str, made: list[Any], when: str, more: Callable[[], dict[str, Any]] = dict
+) -> tuple[dict[str, Any], list[str]]:
+    """Observe ``adapter``'s state as a user's busy observer would: once it is ``when``, a RawPeer "Z" registers
+    and the observer waits until the adapter hears of it (on the loop, which must take the adapter's lock), reads
+    its ``stats``, runs ``more()`` (which returns what it did) and hangs up on a thread (which takes the lock). Returns what the observer
+    did ("stats", "hung up" and, if anything raised, "failed") and the states it heard."""
+    done: dict[str, Any] = {}
+    seen: list[str] = []
+
+    def on_state(change: dict[str, Any]) -> None:
+        seen.append(change["new"])
+        if change["new"] != when or done:
+            return
+        try:
+            made.append(RawPeer(server_url, "Z"))
+            wait_until_sync(lambda: "Z" in adapter.peers, f"{adapter.user_id} to hear that Z joined")
+            done["stats"] = adapter.stats
+            done.update(more())
+            done["hung up"] = returns_on_a_thread(adapter.hangup)
+        except Exception as exc:  # noqa: BLE001 (told to the test, not into the adapter that called us)
+            done["failed"] = repr(exc)
+
+    adapter.observe(on_state, "state")
+    return done, seen
