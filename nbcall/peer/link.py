@@ -30,7 +30,7 @@ from ..wire.framing import EXTENSIONS, LENGTH, PROTOCOL, FrameDecoder, FramingEr
 from ..wire.payload import Kind, oversize
 from .aiortc_patches import allow_loopback, tune_sctp, unacknowledged
 from .aiortc_sctp import BURST, BURST_PEER, SACK_EVERY, SACK_EVERY_PEER
-from .tracks import ArrayVideoTrack, MediaOptions, consume, local_track
+from .tracks import ArrayVideoTrack, Consumer, MediaOptions, local_track
 
 __all__ = [
     "SCTP_EXTENSIONS",
@@ -376,9 +376,8 @@ class Link:
         return track
 
     def _on_track(self, track: MediaStreamTrack) -> None:
-        task = asyncio.ensure_future(
-            consume(track, self.media, self.peer, self.pool, self.counts, lambda: self.closed)
-        )
+        consumer = Consumer(self.media, self.peer, self.pool, self.counts, lambda: self.closed)
+        task = asyncio.ensure_future(consumer.consume(track))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
         task.add_done_callback(self._consumer_ended)

@@ -39,7 +39,7 @@ from ..wire.framing import (
 from ..wire.payload import Kind
 from .aiortc_patches import allow_loopback, start_receivers, tune_sctp
 from .link import EngineHost, description_of
-from .tracks import ArrayVideoTrack, MediaOptions, consume, local_track
+from .tracks import ArrayVideoTrack, Consumer, MediaOptions, local_track
 
 __all__ = ["SfuHost", "SfuSession"]
 
@@ -305,7 +305,7 @@ class SfuSession:
         mid = next((t.mid for t in pc.getTransceivers() if t.receiver.track is track), None) if pc else None
         member = self.mids.get(str(mid), "")
         tally = self._tally(member)  # frames_in, audio_in: counted per member
-        self._spawn(consume(track, self.media, member, self.pool, tally, lambda: self.closed))
+        self._spawn(Consumer(self.media, member, self.pool, tally, lambda: self.closed).consume(track))
 
     # ------------------------------------------------------------------------------------- sending
 
