@@ -14,9 +14,9 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 from websockets.sync.client import ClientConnection, connect
@@ -380,6 +380,24 @@ def phone_answering(server_url: str, made: list[Any], **options: Any) -> tuple[A
 def channel_open(peer: str) -> dict[str, Any]:
     """What a phone's browser half reports once its data channel to ``peer`` is open."""
     return {"type": "channel", "peer": peer, "state": "open", "label": "nbcall"}
+
+
+T = TypeVar("T")
+
+
+def closed_after(make: Callable[..., T]) -> Iterator[Callable[..., T]]:
+    """A fixture's factory: ``make``, keeping what it makes to close at the end of the test, in the order made.
+    A fixture yields from it."""
+    made: list[Any] = []
+
+    def make_and_keep(*args: Any, **options: Any) -> T:
+        thing = make(*args, **options)
+        made.append(thing)
+        return thing
+
+    yield make_and_keep
+    for thing in made:
+        thing.close()
 
 
 def returns_on_a_thread(call: Callable[..., Any], *args: Any, timeout: float = TIMEOUT) -> bool:
