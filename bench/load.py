@@ -583,6 +583,43 @@ def close_all(clients: list[Client]) -> None:
             c.transport.abort()
 
 
+class Phase:
+    """One measured phase of paired clients, from its creation (which starts the window and the CPU clocks) to
+    :meth:`finish` (which drains the clients and gives the figures every phase reports)."""
+
+    def __init__(self, run: Run, server: Server, duration: float, warmup: float) -> None:
+        self.run, self.server, self.duration = run, server, duration
+        gc.collect()
+        gc.disable()  # no collector pauses in the generator while measuring (its hot path makes no cycles)
+        self.cpu0, self.scpu0 = time.process_time(), server.cpu_seconds()
+        self.start = time.perf_counter_ns()
+        run.window_start = self.start + int(warmup * 1e9)
+        run.window_end = self.start + int(duration * 1e9)
+        self.latencies: list[int] = []  # sorted, once finished
+
+    async def finish(self, clients: list[Client]) -> dict[str, Any]:
+        cpu1, scpu1 = time.process_time(), self.server.cpu_seconds()
+        relayed = sum(c.received for c in clients)  # during the phase, for CPU per message
+        gc.enable()
+        await drain(clients, 10)
+        sent = sum(c.sent for c in clients)
+        received = sum(c.received for c in clients)
+        self.latencies = lat = sorted(self.run.latencies)
+        return {
+            "p50_ms": pct(lat, 0.50),
+            "p99_ms": pct(lat, 0.99),
+            "sent": sent,
+            "received": received,
+            "lost": sent - received,
+            "other_frames": dict(self.run.other),
+            "other_samples": self.run.samples,
+            "server_cpu_s": round(scpu1 - self.scpu0, 2),
+            "generator_cpu_s": round(cpu1 - self.cpu0, 2),
+            "wall_s": self.duration,
+            "relayed_in_phase": relayed,
+        }
+
+
 async def measure_throughput(
     server: Server, n: int, window: int, duration: float, warmup: float
 ) -> dict[str, Any]:
@@ -592,25 +629,14 @@ async def measure_throughput(
     connect_s = round(time.monotonic() - t0, 2)
     settle_s = await quiesce(run, 60)
     clients = pair_up(clients)
-    gc.collect()
-    gc.disable()  # no collector pauses in the generator while measuring (its hot path makes no cycles)
-    cpu0, scpu0 = time.process_time(), server.cpu_seconds()
-    start = time.perf_counter_ns()
-    run.window_start = start + int(warmup * 1e9)
-    run.window_end = start + int(duration * 1e9)
+    phase = Phase(run, server, duration, warmup)
     run.sending = True
     for c in clients:
         for _ in range(window):
             c.send_data()
     await asyncio.sleep(duration)
     run.sending = False
-    cpu1, scpu1 = time.process_time(), server.cpu_seconds()
-    relayed = sum(c.received for c in clients)  # during the phase, for CPU per message
-    gc.enable()
-    await drain(clients, 10)
-    sent = sum(c.sent for c in clients)
-    received = sum(c.received for c in clients)
-    lat = sorted(run.latencies)
+    figures = await phase.finish(clients)
     measured = duration - warmup
     result = {
         "clients": len(clients),
@@ -621,20 +647,10 @@ async def measure_throughput(
         "settle_s": settle_s,
         "msg_per_s": round(run.in_window / measured),
         "per_client_msg_per_s": round(run.in_window / measured / max(1, len(clients)), 1),
-        "p50_ms": pct(lat, 0.50),
-        "p99_ms": pct(lat, 0.99),
-        "sent": sent,
-        "received": received,
-        "lost": sent - received,
+        **figures,
         "closed_by_server": dict(Counter(c.closed_reason[:80] for c in clients if c.state == CLOSED)),
         "out_of_order": run.out_of_order,
-        "other_frames": dict(run.other),
-        "other_samples": run.samples,
         "server_peak_rss_kb": server.status_kb("VmHWM"),
-        "server_cpu_s": round(scpu1 - scpu0, 2),
-        "generator_cpu_s": round(cpu1 - cpu0, 2),
-        "wall_s": duration,
-        "relayed_in_phase": relayed,
     }
     close_all(clients)
     return result
@@ -647,12 +663,8 @@ async def measure_fixed_rate(
     clients, failures = await open_clients(run, server, n, deflate=deflate)
     await quiesce(run, 60)
     clients = pair_up(clients)
-    gc.collect()
-    gc.disable()
-    cpu0, scpu0 = time.process_time(), server.cpu_seconds()
-    start = time.perf_counter_ns()
-    run.window_start = start + int(warmup * 1e9)
-    run.window_end = start + int(duration * 1e9)
+    phase = Phase(run, server, duration, warmup)
+    start = phase.start
     total, k, count = 0, 0, len(clients)
     end = time.perf_counter_ns() + int(duration * 1e9)
     while (now := time.perf_counter_ns()) < end:
@@ -662,34 +674,18 @@ async def measure_fixed_rate(
             k = k + 1 if k + 1 < count else 0
         total += due
         await asyncio.sleep(0.001)  # uvloop's timer resolution
-    cpu1, scpu1 = time.process_time(), server.cpu_seconds()
-    relayed = sum(c.received for c in clients)  # during the phase, for CPU per message
-    gc.enable()
-    await drain(clients, 10)
-    sent = sum(c.sent for c in clients)
-    received = sum(c.received for c in clients)
-    lat = sorted(run.latencies)
+    figures = await phase.finish(clients)
     result = {
         "clients": len(clients),
         "clients_failed": failures,
         "target_msg_per_s": rate,
         "deflate_negotiated": sum(c.deflate for c in clients),
         "achieved_msg_per_s": round(run.in_window / (duration - warmup)),
-        "p50_ms": pct(lat, 0.50),
-        "p99_ms": pct(lat, 0.99),
-        "max_ms": pct(lat, 1.0),
+        **figures,
+        "max_ms": pct(phase.latencies, 1.0),
         # When the worst message arrived, in seconds from the start of the phase (stalls show here).
         "max_at_s": round((run.worst[1] - start) / 1e9, 2),
         "max_ms_by_second": [round(v / 1e6, 1) for _, v in sorted(run.worst_by_second.items())],
-        "sent": sent,
-        "received": received,
-        "lost": sent - received,
-        "other_frames": dict(run.other),
-        "other_samples": run.samples,
-        "server_cpu_s": round(scpu1 - scpu0, 2),
-        "generator_cpu_s": round(cpu1 - cpu0, 2),
-        "wall_s": duration,
-        "relayed_in_phase": relayed,
     }
     close_all(clients)
     return result

@@ -3,6 +3,8 @@
 // and `icecandidateerror` tells refused TURN credentials. Python asks (`diagnose`) and gets the report
 // (`diagnosis`); the widget's button asks Python, so both paths show the same report in the panel.
 
+import { h, panel } from "./dom.js";
+
 /**
  * @typedef {{errorCode: number, errorText: string, url: string}} CandidateError
  * @typedef {{url: string, candidate_types: string[], errors: CandidateError[], ok: boolean, advice: string}} ServerReport
@@ -157,17 +159,9 @@ export async function runDiagnosis(phone, { id, ice_servers }) {
  */
 export function mountDiagnosis(root, phone) {
   const abort = new AbortController();
-  const details = document.createElement("details");
-  details.className = "nbcall-diagnose-details";
-  const summary = document.createElement("summary");
-  summary.textContent = "Connectivity check";
-  const button = document.createElement("button");
-  button.className = "nbcall-diagnose";
-  button.textContent = "Check camera, microphone and STUN/TURN servers";
-  const result = document.createElement("div");
-  result.className = "nbcall-diagnosis";
-  details.append(summary, button, result);
-  root.append(details);
+  const button = h("button", { class: "nbcall-diagnose" }, ["Check camera, microphone and STUN/TURN servers"]);
+  const result = h("div", { class: "nbcall-diagnosis" });
+  const details = panel(root, "nbcall-diagnose", "Connectivity check", [button, result]);
   button.addEventListener(
     "click",
     () => {

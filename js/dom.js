@@ -1,4 +1,4 @@
-// Building DOM elements: the one helper every view module uses.
+// Building DOM elements: the helpers the view modules use.
 
 /**
  * An element with properties (or attributes, for names that are not properties), `class`, `dataset`.
@@ -18,4 +18,16 @@ export function h(tag, props = {}, children = []) {
   }
   el.append(...children);
   return el;
+}
+
+/**
+ * A teaching panel under a phone, closed until clicked: `<details class="NAME-details">` titled `title`, holding
+ * `children`, appended to `root`.
+ * @param {HTMLElement} root @param {string} name @param {string} title @param {Node[]} children
+ * @returns {HTMLDetailsElement}
+ */
+export function panel(root, name, title, children) {
+  const details = h("details", { class: `${name}-details` }, [h("summary", {}, [title]), ...children]);
+  root.append(details);
+  return details;
 }

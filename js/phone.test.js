@@ -467,16 +467,25 @@ test("one camera-and-microphone stream serves every link, and stops when the las
   assert.equal(opened, 2);
 });
 
-test("glare on a link that is up: the polite side (smaller ID) rolls back and answers", async () => {
-  const { model } = newPhone({ user_id: "A", audio: false, video: false });
-  model.python({ type: "start_call", peer: "B", ice_servers: [] });
+/**
+ * Phone `userId`'s call to B, answered (the link is up), then its own renegotiation's offer: the glare tests'
+ * start, before B's offer crosses it.
+ * @param {string} userId
+ */
+async function renegotiatingWithB(userId) {
+  const made = newPhone({ user_id: userId, audio: false, video: false });
+  made.model.python({ type: "start_call", peer: "B", ice_servers: [] });
   await settle();
   const pc = FakePC.all[0];
-  model.python({ type: "remote", peer: "B", signal: { type: "answer", from: "B", room: "r-1", sdp: JSON.stringify({ type: "answer", sdp: "o=- 9 2 IN IP4 x\n" }) } });
+  made.model.python({ type: "remote", peer: "B", signal: { type: "answer", from: "B", room: "r-1", sdp: JSON.stringify({ type: "answer", sdp: "o=- 9 2 IN IP4 x\n" }) } });
   await settle();
-  // Our own renegotiation makes an offer; B's offer crosses it.
   pc.onnegotiationneeded?.();
   await settle();
+  return { ...made, pc };
+}
+
+test("glare on a link that is up: the polite side (smaller ID) rolls back and answers", async () => {
+  const { model, pc } = await renegotiatingWithB("A");
   assert.equal(pc.signalingState, "have-local-offer");
   model.python(offerFrom("B", "9"));
   model.python({ type: "accept", peer: "B" });
@@ -489,14 +498,7 @@ test("glare on a link that is up: the polite side (smaller ID) rolls back and an
 });
 
 test("glare on a link that is up: the impolite side ignores the offer, and its `accept`, and keeps its own", async () => {
-  const { model, phone } = newPhone({ user_id: "C", audio: false, video: false });
-  model.python({ type: "start_call", peer: "B", ice_servers: [] });
-  await settle();
-  const pc = FakePC.all[0];
-  model.python({ type: "remote", peer: "B", signal: { type: "answer", from: "B", room: "r-1", sdp: JSON.stringify({ type: "answer", sdp: "o=- 9 2 IN IP4 x\n" }) } });
-  await settle();
-  pc.onnegotiationneeded?.();
-  await settle();
+  const { model, phone, pc } = await renegotiatingWithB("C");
   model.python(offerFrom("B", "9"));
   model.python({ type: "accept", peer: "B" });
   model.python({ type: "remote", peer: "B", signal: { type: "ice", from: "B", room: "r-1", candidate: JSON.stringify({ candidate: "late" }) } });

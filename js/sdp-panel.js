@@ -2,6 +2,8 @@
 // by Python, nbcall/teach/sdp.py: one parser for both halves), and what the answer chose from the offer.
 // Python sends the explanations in `sdp` messages; rememberSdp() keeps the latest per peer on the phone.
 
+import { h, panel } from "./dom.js";
+
 /**
  * @typedef {{n: number, text: string, section: string, meaning: string, dropped?: boolean}} ExplainedLine
  * @typedef {{type: string | null, lines: ExplainedLine[], sections: {title: string}[]}} Explained
@@ -72,46 +74,41 @@ export function choiceText(c) {
  */
 export function mountSdpPanel(root, phone, ask) {
   const abort = new AbortController();
-  const details = document.createElement("details");
-  details.className = "nbcall-sdp-details";
-  const summary = document.createElement("summary");
-  summary.textContent = "SDP explained";
-  const body = document.createElement("div");
-  details.append(summary, body);
-  root.append(details);
+  const body = h("div");
+  const details = panel(root, "nbcall-sdp", "SDP explained", [body]);
 
   const render = () => {
     const message = latest.get(phone);
     if (!details.open) return;
     if (!message) {
-      body.replaceChildren(el("div", "nbcall-sdp-empty", "The offer and answer appear here during a call."));
+      body.replaceChildren(h("div", { class: "nbcall-sdp-empty" }, ["The offer and answer appear here during a call."]));
       return;
     }
-    const choices = el("ul", "nbcall-sdp-choices");
-    for (const c of message.choices) choices.append(el("li", "", choiceText(c)));
-    if (!message.choices.length) choices.append(el("li", "", "(no answer yet)"));
-    const columns = el("div", "nbcall-sdp-columns");
+    const choices = h("ul", { class: "nbcall-sdp-choices" });
+    for (const c of message.choices) choices.append(h("li", {}, [choiceText(c)]));
+    if (!message.choices.length) choices.append(h("li", {}, ["(no answer yet)"]));
+    const columns = h("div", { class: "nbcall-sdp-columns" });
     for (const side of /** @type {const} */ (["local", "remote"])) {
       const explained = message[side];
-      const column = el("div", "nbcall-sdp-column");
+      const column = h("div", { class: "nbcall-sdp-column" });
       column.dataset.side = side;
-      column.append(el("div", "nbcall-sdp-title", columnTitle(side, explained, message.peer)));
-      const list = el("div", "nbcall-sdp-lines");
+      column.append(h("div", { class: "nbcall-sdp-title" }, [columnTitle(side, explained, message.peer)]));
+      const list = h("div", { class: "nbcall-sdp-lines" });
       for (const row of columnRows(explained)) {
         if ("section" in row) {
-          list.append(el("div", "nbcall-sdp-section", row.section));
+          list.append(h("div", { class: "nbcall-sdp-section" }, [row.section]));
           continue;
         }
-        const line = el("div", `nbcall-sdp-line${row.line.dropped ? " nbcall-sdp-dropped" : ""}`);
+        const line = h("div", { class: `nbcall-sdp-line${row.line.dropped ? " nbcall-sdp-dropped" : ""}` });
         line.dataset.n = String(row.line.n);
-        line.append(el("code", "", row.line.text), el("span", "nbcall-sdp-meaning", row.line.meaning));
+        line.append(h("code", {}, [row.line.text]), h("span", { class: "nbcall-sdp-meaning" }, [row.line.meaning]));
         if (row.line.dropped) line.title = "the answer left this codec out";
         list.append(line);
       }
       column.append(list);
       columns.append(column);
     }
-    body.replaceChildren(el("div", "nbcall-sdp-heading", "What the answer chose"), choices, columns);
+    body.replaceChildren(h("div", { class: "nbcall-sdp-heading" }, ["What the answer chose"]), choices, columns);
   };
   details.addEventListener(
     "toggle",
@@ -132,16 +129,4 @@ export function mountSdpPanel(root, phone, ask) {
   );
   phone.addEventListener(SDP_EVENT, render, { signal: abort.signal });
   return () => abort.abort();
-}
-
-/**
- * @template {keyof HTMLElementTagNameMap} T
- * @param {T} tag @param {string} className @param {string} [text]
- * @returns {HTMLElementTagNameMap[T]}
- */
-function el(tag, className, text) {
-  const node = document.createElement(tag);
-  if (className) node.className = className;
-  if (text !== undefined) node.textContent = text;
-  return node;
 }

@@ -2,6 +2,7 @@
 // kernel, the signaling server and the peer's side; one arrow per message, labelled with its type; the peer
 // connection's state changes marked on the browser's lane. Click an arrow for the message; save it as SVG.
 
+import { h, panel } from "./dom.js";
 import { describe, eventValue } from "./format.js";
 
 /**
@@ -139,20 +140,10 @@ export function draw(plan) {
 export function mountSequence(root, phone, who) {
   const abort = new AbortController();
   const on = { signal: abort.signal };
-  const details = document.createElement("details");
-  details.className = "nbcall-sequence-details";
-  const summary = document.createElement("summary");
-  summary.textContent = "Negotiation as a sequence diagram";
-  const save = document.createElement("button");
-  save.className = "nbcall-sequence-save";
-  save.textContent = "Save as SVG";
-  const picture = document.createElement("div");
-  picture.className = "nbcall-sequence";
-  const shown = document.createElement("pre");
-  shown.className = "nbcall-sequence-message";
-  shown.textContent = "Click an arrow to see its message.";
-  details.append(summary, save, picture, shown);
-  root.append(details);
+  const save = h("button", { class: "nbcall-sequence-save" }, ["Save as SVG"]);
+  const picture = h("div", { class: "nbcall-sequence" });
+  const shown = h("pre", { class: "nbcall-sequence-message" }, ["Click an arrow to see its message."]);
+  const details = panel(root, "nbcall-sequence", "Negotiation as a sequence diagram", [save, picture, shown]);
 
   let frame = 0;
   const render = () => {

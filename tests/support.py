@@ -14,9 +14,9 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 from websockets.sync.client import ClientConnection, connect
@@ -382,6 +382,24 @@ def channel_open(peer: str) -> dict[str, Any]:
     return {"type": "channel", "peer": peer, "state": "open", "label": "nbcall"}
 
 
+T = TypeVar("T")
+
+
+def closed_after(make: Callable[..., T]) -> Iterator[Callable[..., T]]:
+    """A fixture's factory: ``make``, keeping what it makes to close at the end of the test, in the order made.
+    A fixture yields from it."""
+    made: list[Any] = []
+
+    def make_and_keep(*args: Any, **options: Any) -> T:
+        thing = make(*args, **options)
+        made.append(thing)
+        return thing
+
+    yield make_and_keep
+    for thing in made:
+        thing.close()
+
+
 def returns_on_a_thread(call: Callable[..., Any], *args: Any, timeout: float = TIMEOUT) -> bool:
     """Whether ``call(*args)``, run on a thread of its own (a daemon), returns within ``timeout`` seconds: False
     shows a deadlock without hanging the test."""
@@ -389,3 +407,30 @@ def returns_on_a_thread(call: Callable[..., Any], *args: Any, timeout: float = T
     thread.start()
     thread.join(timeout)
     return not thread.is_alive()
+
+
+def observe_busily(
+    adapter: Any, server_url: str, made: list[Any], when: str, more: Callable[[], dict[str, Any]] = dict
+) -> tuple[dict[str, Any], list[str]]:
+    """Observe ``adapter``'s state as a user's busy observer would: once it is ``when``, a RawPeer "Z" registers
+    and the observer waits until the adapter hears of it (on the loop, which must take the adapter's lock), reads
+    its ``stats``, runs ``more()`` (which returns what it did) and hangs up on a thread (which takes the lock). Returns what the observer
+    did ("stats", "hung up" and, if anything raised, "failed") and the states it heard."""
+    done: dict[str, Any] = {}
+    seen: list[str] = []
+
+    def on_state(change: dict[str, Any]) -> None:
+        seen.append(change["new"])
+        if change["new"] != when or done:
+            return
+        try:
+            made.append(RawPeer(server_url, "Z"))
+            wait_until_sync(lambda: "Z" in adapter.peers, f"{adapter.user_id} to hear that Z joined")
+            done["stats"] = adapter.stats
+            done.update(more())
+            done["hung up"] = returns_on_a_thread(adapter.hangup)
+        except Exception as exc:  # noqa: BLE001 (told to the test, not into the adapter that called us)
+            done["failed"] = repr(exc)
+
+    adapter.observe(on_state, "state")
+    return done, seen

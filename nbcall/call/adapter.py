@@ -266,6 +266,17 @@ class CallAdapter:
             return None
         return kernel.run(client.register(timeout), timeout=len(client.urls) * timeout + 1)
 
+    def _adopt(
+        self, client: SignalingClient | None, machine: CallMachine, registered: dict[str, Any] | None
+    ) -> None:
+        """Start the adapter's own state (once it exists) with its ``client`` and ``machine``; the machine takes
+        the ID the server ``registered`` it with (see :meth:`_register`)."""
+        self._lock = AdapterLock()
+        self._checks = {}
+        self._client, self._machine = client, machine
+        if registered:
+            machine.user_id = str(registered.get("id", machine.user_id))
+
     async def _register_later(self, timeout: float, start: Callable[[], None]) -> None:
         """Register a phone made on the background loop's thread (see :meth:`_register`), then ``start`` its client."""
         client = self._client

@@ -30,7 +30,7 @@ from ..wire.framing import EXTENSIONS, LENGTH, PROTOCOL, FrameDecoder, FramingEr
 from ..wire.payload import Kind, oversize
 from .aiortc_patches import allow_loopback, start_media, tune_sctp, unacknowledged
 from .aiortc_sctp import BURST, BURST_PEER, SACK_EVERY, SACK_EVERY_PEER
-from .tracks import ArrayVideoTrack, MediaOptions, consume_audio, consume_video, local_track
+from .tracks import ArrayVideoTrack, Consumer, MediaOptions, local_track
 
 __all__ = [
     "SCTP_EXTENSIONS",
@@ -395,8 +395,8 @@ class Link:
         return track
 
     def _on_track(self, track: MediaStreamTrack) -> None:
-        consume = self._consume_video if track.kind == "video" else self._consume_audio
-        task = asyncio.ensure_future(consume(track))
+        consumer = Consumer(self.media, self.peer, self.pool, self.counts, lambda: self.closed)
+        task = asyncio.ensure_future(consumer.consume(track))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
         task.add_done_callback(self._consumer_ended)
@@ -414,12 +414,6 @@ class Link:
             exc,
             exc_info=exc,
         )
-
-    async def _consume_video(self, track: MediaStreamTrack) -> None:
-        await consume_video(track, self.media, self.peer, self.pool, self.counts, lambda: self.closed)
-
-    async def _consume_audio(self, track: MediaStreamTrack) -> None:
-        await consume_audio(track, self.media, self.peer, self.pool, self.counts, lambda: self.closed)
 
     # --------------------------------------------------------------------------------------- state
 

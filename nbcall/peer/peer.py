@@ -29,7 +29,6 @@ import traitlets
 
 from ..call import config, kernel, owners
 from ..call.client import SignalingClient
-from ..call.lock import AdapterLock
 from ..call.machine import FREE, IN_CALL, STATES, CallMachine, Changed, Delivered, ToEngine, ToServer
 from ..call.progress import PROGRESS_MIN, ProgressReporter
 from ..call.transfer import FileReceiver
@@ -192,11 +191,7 @@ class Peer(FromEngine, PeerCard, traitlets.HasTraits):
         client = SignalingClient(url, user_id, register_fields=machine.register_fields, secret=secret)
         registered = self._register(client, timeout)
         super().__init__()
-        self._lock = AdapterLock()
-        self._checks = {}
-        self._client = client
-        self._machine = machine
-        machine.user_id = str(registered.get("id", user_id)) if registered else user_id
+        self._adopt(client, machine, registered)
         self.max_messages = max_messages
         self.max_log = max_log
         self.timeout = timeout

@@ -39,7 +39,7 @@ from ..wire.framing import (
 from ..wire.payload import Kind
 from .aiortc_patches import allow_loopback, start_media, tune_sctp
 from .link import EngineHost, description_of
-from .tracks import ArrayVideoTrack, MediaOptions, consume_audio, consume_video, local_track
+from .tracks import ArrayVideoTrack, Consumer, MediaOptions, local_track
 
 __all__ = ["SfuHost", "SfuSession"]
 
@@ -305,11 +305,7 @@ class SfuSession:
         mid = next((t.mid for t in pc.getTransceivers() if t.receiver.track is track), None) if pc else None
         member = self.mids.get(str(mid), "")
         tally = self._tally(member)  # frames_in, audio_in: counted per member
-        if track.kind == "video":
-            work = consume_video(track, self.media, member, self.pool, tally, lambda: self.closed)
-        else:
-            work = consume_audio(track, self.media, member, self.pool, tally, lambda: self.closed)
-        self._spawn(work)
+        self._spawn(Consumer(self.media, member, self.pool, tally, lambda: self.closed).consume(track))
 
     # ------------------------------------------------------------------------------------- sending
 

@@ -1,8 +1,8 @@
 """Media made and consumed in Python: numpy arrays in, aiortc tracks out, and received frames to callbacks.
 
 :class:`ArrayVideoTrack` and :class:`ArrayAudioTrack` turn a source (an iterator of arrays, or a callable
-returning one) into frames at the right pace; :func:`call_frame` and :func:`call_all` hand received media to
-the user's callbacks on a worker thread. :class:`MediaOptions` says which media a peer sends and receives.
+returning one) into frames at the right pace; :class:`Consumer` hands a received track's frames to the user's
+callbacks on a worker thread (through :func:`call_frame` and :func:`call_all`). :class:`MediaOptions` says which media a peer sends and receives.
 """
 
 from __future__ import annotations
@@ -24,13 +24,12 @@ __all__ = [
     "MAX_PENDING_AUDIO",
     "ArrayAudioTrack",
     "ArrayVideoTrack",
+    "Consumer",
     "FrameCallback",
     "MediaOptions",
     "RoomFrameCallback",
     "call_all",
     "call_frame",
-    "consume_audio",
-    "consume_video",
     "local_track",
 ]
 
@@ -190,25 +189,6 @@ async def _received(track: MediaStreamTrack, closed: Callable[[], bool]) -> Asyn
             return
 
 
-async def consume_video(
-    track: MediaStreamTrack,
-    media: MediaOptions,
-    member: str,
-    pool: concurrent.futures.Executor,
-    counts: dict[str, int],
-    closed: Callable[[], bool],
-) -> None:
-    """Hand ``member``'s newest frame to the callbacks; frames that come while they run are dropped, not queued."""
-    loop = asyncio.get_running_loop()
-    busy: asyncio.Future[None] | None = None
-    async for frame in _received(track, closed):
-        counts["frames_in"] = counts.get("frames_in", 0) + 1
-        if busy is not None and not busy.done():
-            counts["frames_dropped"] = counts.get("frames_dropped", 0) + 1
-            continue
-        busy = loop.run_in_executor(pool, call_frame, media, member, frame)  # type: ignore[arg-type]
-
-
 def call_all(callbacks: list[FrameCallback], array: np.ndarray, timestamp: float) -> None:
     for callback in list(callbacks):
         try:
@@ -217,43 +197,66 @@ def call_all(callbacks: list[FrameCallback], array: np.ndarray, timestamp: float
             logger.exception("media callback %r failed", callback)
 
 
-async def consume_audio(
-    track: MediaStreamTrack,
-    media: MediaOptions,
-    member: str,
-    pool: concurrent.futures.Executor,
-    counts: dict[str, int],
-    closed: Callable[[], bool],
-) -> None:
-    """Resample ``member``'s audio to the peer's rate and channels and hand each frame to ``on_audio``, in
-    order; past :data:`MAX_PENDING_AUDIO` frames waiting for the callbacks, new frames are dropped (and
-    counted), so that slow callbacks cost a gap, never unbounded memory."""
-    loop = asyncio.get_running_loop()
-    layout = "mono" if media.channels == 1 else "stereo"
-    resampler = av.AudioResampler(format="s16", layout=layout, rate=media.sample_rate)
-    pending: set[asyncio.Future[None]] = set()
-    async for frame in _received(track, closed):
-        counts["audio_in"] = counts.get("audio_in", 0) + 1
-        if not media.on_audio:
-            continue
-        if len(pending) >= MAX_PENDING_AUDIO:
-            dropped = counts["audio_dropped"] = counts.get("audio_dropped", 0) + 1
-            if dropped == 1 or dropped % 500 == 0:
-                logger.warning(
-                    "audio from %s: %d frames dropped so far, the on_audio callbacks fall behind (%d frames "
-                    "wait); make them quicker",
-                    member,
-                    dropped,
-                    len(pending),
-                )
-            continue
-        for out in resampler.resample(frame):  # type: ignore[arg-type]
-            samples = out.to_ndarray().reshape(-1, media.channels)
-            if media.channels == 1:
-                samples = samples[:, 0]
-            job = loop.run_in_executor(pool, call_all, media.on_audio, samples, float(out.time or 0))
-            pending.add(job)
-            job.add_done_callback(pending.discard)
+@dataclass
+class Consumer:
+    """Where ``member``'s received media goes: to the callbacks of ``media``, run on ``pool``; ``counts`` tallies
+    the frames taken and dropped."""
+
+    media: MediaOptions
+    member: str
+    pool: concurrent.futures.Executor
+    counts: dict[str, int]
+    #: Whether the connection the tracks come on has closed.
+    closed: Callable[[], bool]
+
+    async def consume(self, track: MediaStreamTrack) -> None:
+        """Hand ``track``'s frames to the callbacks of its kind until it ends or the connection closes."""
+        frames = _received(track, self.closed)
+        await (self._video(frames) if track.kind == "video" else self._audio(frames))
+
+    async def _video(self, frames: AsyncIterator[Any]) -> None:
+        """Hand the newest frame to the callbacks; frames that come while they run are dropped, not queued."""
+        media, member, pool, counts = self.media, self.member, self.pool, self.counts
+        loop = asyncio.get_running_loop()
+        busy: asyncio.Future[None] | None = None
+        async for frame in frames:
+            counts["frames_in"] = counts.get("frames_in", 0) + 1
+            if busy is not None and not busy.done():
+                counts["frames_dropped"] = counts.get("frames_dropped", 0) + 1
+                continue
+            busy = loop.run_in_executor(pool, call_frame, media, member, frame)  # type: ignore[arg-type]
+
+    async def _audio(self, frames: AsyncIterator[Any]) -> None:
+        """Resample the audio to the peer's rate and channels and hand each frame to ``on_audio``, in order; past
+        :data:`MAX_PENDING_AUDIO` frames waiting for the callbacks, new frames are dropped (and counted), so that
+        slow callbacks cost a gap, never unbounded memory."""
+        media, member, pool, counts = self.media, self.member, self.pool, self.counts
+        loop = asyncio.get_running_loop()
+        layout = "mono" if media.channels == 1 else "stereo"
+        resampler = av.AudioResampler(format="s16", layout=layout, rate=media.sample_rate)
+        pending: set[asyncio.Future[None]] = set()
+        async for frame in frames:
+            counts["audio_in"] = counts.get("audio_in", 0) + 1
+            if not media.on_audio:
+                continue
+            if len(pending) >= MAX_PENDING_AUDIO:
+                dropped = counts["audio_dropped"] = counts.get("audio_dropped", 0) + 1
+                if dropped == 1 or dropped % 500 == 0:
+                    logger.warning(
+                        "audio from %s: %d frames dropped so far, the on_audio callbacks fall behind (%d frames "
+                        "wait); make them quicker",
+                        member,
+                        dropped,
+                        len(pending),
+                    )
+                continue
+            for out in resampler.resample(frame):  # type: ignore[arg-type]
+                samples = out.to_ndarray().reshape(-1, media.channels)
+                if media.channels == 1:
+                    samples = samples[:, 0]
+                job = loop.run_in_executor(pool, call_all, media.on_audio, samples, float(out.time or 0))
+                pending.add(job)
+                job.add_done_callback(pending.discard)
 
 
 def local_track(kind: str, media: MediaOptions, pool: concurrent.futures.Executor) -> MediaStreamTrack | None:

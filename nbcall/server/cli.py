@@ -33,6 +33,15 @@ logger = logging.getLogger("nbcall.cli")
 _DEFAULTS = {name: p.default for name, p in inspect.signature(serve).parameters.items()}
 
 
+def _add_from_env(
+    group: argparse._ArgumentGroup, flag: str, env: str, text: str, otherwise: str, **options: Any
+) -> None:
+    """Add ``flag`` to ``group``, its default the environment variable ``env`` (unset or empty: none); its help is
+    ``text``, then where the default comes from and what ``otherwise`` happens."""
+    default = os.environ.get(env) or None
+    group.add_argument(flag, default=default, help=f"{text} (default: ${env}; {otherwise})", **options)
+
+
 def add_command(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Add ``serve`` and its flags to ``commands`` (``nbcall``'s subcommands)."""
     serve_cmd = commands.add_parser(
@@ -49,12 +58,12 @@ def add_command(commands: argparse._SubParsersAction) -> None:  # type: ignore[t
     serve_cmd.add_argument("--path", default="/ws", help="WebSocket path (default: %(default)s)")
     groups = {group: serve_cmd.add_argument_group(group) for group in GROUPS}
     access = groups[GROUPS[0]]
-    access.add_argument(
+    _add_from_env(
+        access,
         "--token",
-        default=os.environ.get("NBCALL_TOKEN") or None,
-        help="clients must present TOKEN, in an 'Authorization: Bearer TOKEN' header or as URL?token=TOKEN "
-        "(default: $NBCALL_TOKEN; without either, "
-        "anyone who can reach the server may register)",
+        "NBCALL_TOKEN",
+        "clients must present TOKEN, in an 'Authorization: Bearer TOKEN' header or as URL?token=TOKEN",
+        "without either, anyone who can reach the server may register",
     )
     access.add_argument(
         "--allow-origin",
@@ -64,13 +73,14 @@ def add_command(commands: argparse._SubParsersAction) -> None:  # type: ignore[t
         "anything, '*' alone any origin; repeatable (default: localhost, 127.0.0.1 and [::1], any port; "
         "clients sending no Origin, such as Python ones, are always allowed)",
     )
-    access.add_argument(
+    _add_from_env(
+        access,
         "--room-key",
-        default=os.environ.get("NBCALL_ROOM_KEY") or None,
+        "NBCALL_ROOM_KEY",
+        "sign room members' credentials with this key (16 characters or more), so that members re-create "
+        "their room after a restart",
+        "with --redis, a key kept in Redis; without either, rooms end with a restart",
         metavar="KEY",
-        help="sign room members' credentials with this key (16 characters or more), so that members re-create "
-        "their room after a restart (default: $NBCALL_ROOM_KEY; with --redis, a key kept in Redis; without "
-        "either, rooms end with a restart)",
     )
     access.add_argument("--certfile", help="serve TLS (wss://) with this PEM certificate chain")
     access.add_argument("--keyfile", help="the certificate's private key (default: in --certfile)")
@@ -100,23 +110,23 @@ def add_command(commands: argparse._SubParsersAction) -> None:  # type: ignore[t
         help="Janus's API: ws://HOST:PORT (its WebSocket transport) or http://HOST:PORT/janus (default: none, "
         "no SFU rooms)",
     )
-    sfu.add_argument(
-        "--sfu-secret",
-        default=os.environ.get("NBCALL_SFU_SECRET") or None,
+    _add_from_env(
+        sfu, "--sfu-secret", "NBCALL_SFU_SECRET", "Janus's api_secret", "prefer it to the flag, which ps shows",
         metavar="SECRET",
-        help="Janus's api_secret (default: $NBCALL_SFU_SECRET; prefer it to the flag, which ps shows)",
-    )
+    )  # fmt: skip
     cluster = serve_cmd.add_argument_group(
         "several nodes as one deployment (docs/guides/deployment.md)",
         "Servers given the same Redis share one registry: IDs are unique across them, presence lists "
         "merge and phones on different nodes call each other. Needs pip install 'nbcall[redis]'.",
     )
-    cluster.add_argument(
+    _add_from_env(
+        cluster,
         "--redis",
-        default=os.environ.get("NBCALL_REDIS") or None,
+        "NBCALL_REDIS",
+        "the shared registry: redis://[:PASSWORD@]HOST:PORT/DB, or rediss://... for TLS (add "
+        "?ssl_ca_certs=FILE for a private CA)",
+        "without either, a standalone server",
         metavar="URL",
-        help="the shared registry: redis://[:PASSWORD@]HOST:PORT/DB, or rediss://... for TLS (add "
-        "?ssl_ca_certs=FILE for a private CA) (default: $NBCALL_REDIS; without either, a standalone server)",
     )
     cluster.add_argument(
         "--node-id",

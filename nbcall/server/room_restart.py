@@ -38,6 +38,7 @@ class RoomRestart:
         def _release_claim(self, room: Room) -> None: ...
         def end(self, room_id: str, reason: str) -> Notices: ...
         def _state(self, room: Room, member: str, **fields: object) -> str: ...
+        def _admit(self, room: Room, member: str, **fields: object) -> Notices: ...
         def _changed(self, room_id: str, made: bool) -> None: ...
 
     def rejoin(
@@ -84,14 +85,9 @@ class RoomRestart:
         out: Notices = self._drop_stale(room, epoch) if epoch > room.epoch else []
         if sender in room.invitations:
             self._drop_invitation(room, sender)
-        room.members.append(sender)
         room.proven[sender] = epoch
-        self._room_of[sender] = room_id
         self._release_claim(room)  # a second member proved the room
-        out.append((sender, self._state(room, sender, rejoined=True)))
-        joined = notice("room-joined", room=room_id, id=sender)
-        out.extend((member, joined) for member in room.members if member != sender)
-        return out
+        return out + self._admit(room, sender, rejoined=True)
 
     def _recreate(
         self, sender: str, room_id: str, credential: object, epoch: int | None, address: str

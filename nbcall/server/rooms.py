@@ -220,13 +220,8 @@ class RoomRegistry(RoomRestart):
             "ask a member to invite you again later",
         )  # fmt: skip
         self._drop_invitation(room, sender)
-        room.members.append(sender)
         room.joined = True
-        self._room_of[sender] = room_id
-        out: Notices = [(sender, self._state(room, sender))]
-        joined = notice("room-joined", room=room_id, id=sender)
-        out.extend((member, joined) for member in room.members if member != sender)
-        return out
+        return self._admit(room, sender)
 
     def decline(self, sender: str, room_id: str, reason: str | None) -> Notices:
         """``sender`` refuses its invitation into ``room_id``: the inviter gets ``room-declined``."""
@@ -493,6 +488,16 @@ class RoomRegistry(RoomRestart):
                 if not claims:
                     del self._claims[room.claim]
             room.claim = None
+
+    def _admit(self, room: Room, member: str, **fields: object) -> Notices:
+        """``member`` becomes ``room``'s last member: its ``room-state`` (with ``fields``), ``room-joined`` to the
+        others."""
+        room.members.append(member)
+        self._room_of[member] = room.id
+        joined = notice("room-joined", room=room.id, id=member)
+        return [(member, self._state(room, member, **fields))] + [
+            (other, joined) for other in room.members if other != member
+        ]
 
     def _state(self, room: Room, member: str, **fields: object) -> str:
         """``room-state`` for ``member``: the room as it is now, with ``member``'s credential."""

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ..exceptions import NbcallError
-from .local_server import LocalServer
+from .local_server import LocalServer, spawn
 
 __all__ = ["TurnServer", "TurnServerError", "start_turn_server"]
 
@@ -131,24 +131,12 @@ def start_turn_server(
         f"--pidfile={work / 'turn.pid'}",
         f"--userdb={work / 'turndb'}",
     ]
-    # Its stderr goes to a file: a pipe nobody reads could fill up and stall it.
-    with open(work / "stderr.log", "wb") as stderr_file:
-        process = subprocess.Popen(
-            command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr_file
-        )
-    server = TurnServer(process, directory, host, port, username, credential, realm)
-    answered = False
-    try:
-        _wait_until_answering(server, timeout)
-        answered = True
-    except (TurnServerError, TimeoutError):
-        said = server.log()[-2000:] or (work / "stderr.log").read_text("utf-8", "replace")[-2000:]
-        raise TurnServerError(
-            f"coturn ({path}) did not answer on {host}:{port} within {timeout} s; its log:\n{said or '(empty)'}"
-        ) from None
-    finally:
-        if not answered:
-            server.close()  # interrupted too: never leave a coturn behind
+    server = TurnServer(spawn(command, work), directory, host, port, username, credential, realm)
+    server.wait_ready(
+        lambda: _wait_until_answering(server, timeout),
+        TurnServerError,
+        f"coturn ({path}) did not answer on {host}:{port} within {timeout} s",
+    )
     return server
 
 

@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 from ..exceptions import NbcallError
-from .local_server import LocalServer
+from .local_server import LocalServer, spawn
 
 __all__ = ["JanusError", "JanusServer", "start_janus"]
 
@@ -207,22 +207,12 @@ def start_janus(
         "-L",
         str(work / "janus.log"),
     ]
-    # Its output goes to a file: a pipe nobody reads could fill up and stall it.
-    with open(work / "stdout.log", "wb") as output:
-        process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT)
-    server = JanusServer(process, directory, host, ws_port, http_port, api_secret, rtp_ports)
-    answered = False
-    try:
-        _wait_until_listening(server, timeout)
-        answered = True
-    except (JanusError, TimeoutError):
-        said = server.log()[-2000:] or (work / "stdout.log").read_text("utf-8", "replace")[-2000:]
-        raise JanusError(
-            f"janus ({path}) did not listen on {host}:{ws_port} within {timeout} s; its log:\n{said or '(empty)'}"
-        ) from None
-    finally:
-        if not answered:
-            server.close()  # interrupted too: never leave a Janus behind
+    server = JanusServer(spawn(command, work), directory, host, ws_port, http_port, api_secret, rtp_ports)
+    server.wait_ready(
+        lambda: _wait_until_listening(server, timeout),
+        JanusError,
+        f"janus ({path}) did not listen on {host}:{ws_port} within {timeout} s",
+    )
     return server
 
 

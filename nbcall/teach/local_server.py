@@ -2,13 +2,15 @@
 (:mod:`~nbcall.teach.janus`).
 
 :class:`LocalServer` holds the process and the temporary folder it runs from (its configuration and log), and
-stops the one and removes the other on :meth:`~LocalServer.close` or at the end of a ``with`` block.
+stops the one and removes the other on :meth:`~LocalServer.close` or at the end of a ``with`` block;
+:func:`spawn` starts the process and :meth:`~LocalServer.wait_ready` waits until it serves.
 """
 
 from __future__ import annotations
 
 import subprocess
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING
@@ -16,7 +18,17 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from typing_extensions import Self
 
-__all__ = ["LocalServer"]
+__all__ = ["OUTPUT", "LocalServer", "spawn"]
+
+#: The file in a server's folder that takes its own output (stdout and stderr).
+OUTPUT = "output.log"
+
+
+def spawn(command: list[str], work: Path) -> subprocess.Popen[bytes]:
+    """Start ``command`` with its output in ``work`` / :data:`OUTPUT`: a pipe nobody reads could fill up and
+    stall it."""
+    with open(work / OUTPUT, "wb") as output:
+        return subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT)
 
 
 class LocalServer:
@@ -44,6 +56,24 @@ class LocalServer:
             return self.log_path.read_text("utf-8", "replace")
         except FileNotFoundError:
             return ""
+
+    def wait_ready(self, ready: Callable[[], None], error: type[Exception], failed: str) -> None:
+        """Return once ``ready()`` does. When it raises ``error`` or :class:`TimeoutError`, raise ``error`` saying
+        ``failed``, with the end of the server's log (or of its output); whatever ends the wait early (an interrupt
+        too) stops the server, so that none is left behind."""
+        answered = False
+        try:
+            ready()
+            answered = True
+        except (error, TimeoutError):
+            said = (
+                self.log()[-2000:]
+                or (Path(self._directory.name) / OUTPUT).read_text("utf-8", "replace")[-2000:]
+            )
+            raise error(f"{failed}; its log:\n{said or '(empty)'}") from None
+        finally:
+            if not answered:
+                self.close()
 
     def kill(self) -> None:
         """Kill the server at once (SIGKILL), as a crash would; its folder stays until :meth:`close`."""

@@ -304,8 +304,8 @@ class FromBrowser(Teaching, MediaControls):
             self.stats = {**self.stats, content["peer"]: content["stats"]}
         else:
             self.stats = content["stats"]
-        for loop, future in self._stats_waiters:
-            loop.call_soon_threadsafe(settle, future, self.stats)
+        for waiter in self._stats_waiters:
+            waiter(self.stats)
 
     def _on_browser_failure(self, content: dict[str, Any], buffers: list[bytes]) -> None:
         self._log_entry("event", "failure", content["message"])

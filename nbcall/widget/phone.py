@@ -27,7 +27,6 @@ import traitlets
 
 from ..call import config, kernel, owners, transfer
 from ..call.client import SignalingClient, server_urls
-from ..call.lock import AdapterLock
 from ..call.machine import FREE, IN_CALL, STATES, CallMachine, Changed, Delivered, ToEngine, ToServer
 from ..call.progress import ProgressReporter
 from ..exceptions import CallError
@@ -269,11 +268,7 @@ class Phone(FromBrowser, Sending, anywidget.AnyWidget):
             registered = self._register(client, timeout)
             url = client.url
         super().__init__()
-        self._lock = AdapterLock()
-        self._checks = {}
-        self._client = client
-        self._machine = machine
-        machine.user_id = str(registered.get("id", user_id)) if registered else user_id
+        self._adopt(client, machine, registered)
         self._outbox = (
             self._transmit
             if self._faults is None
@@ -291,8 +286,8 @@ class Phone(FromBrowser, Sending, anywidget.AnyWidget):
         self._descriptions = Descriptions()  # each peer's offer and answer, for explain() and the SDP panel
         #: Connectivity checks awaiting the browser's report: id -> (the awaiting loop, its future).
         self._diagnoses: dict[str, tuple[asyncio.AbstractEventLoop, asyncio.Future[Any]]] = {}
-        #: Waiters of next_stats(): (the awaiting loop, its future).
-        self._stats_waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[Any]]] = []
+        #: Waiters of next_stats(), called with each summary (see _next).
+        self._stats_waiters: list[Callable[[dict[str, Any]], Any]] = []
         self._callbacks: list[Callable[[Message], Any]] = []
         self._due = []
         self._receiver_thread = self._receiver_loop = None
@@ -388,21 +383,8 @@ class Phone(FromBrowser, Sending, anywidget.AnyWidget):
         TimeoutError
             No message arrived within ``timeout`` seconds.
         """
-        loop = asyncio.get_running_loop()
-        arrived: asyncio.Future[Message] = loop.create_future()
-
-        def take(message: Message) -> None:
-            loop.call_soon_threadsafe(settle, arrived, message)
-
-        self._callbacks.append(take)
-        try:
-            return await asyncio.wait_for(arrived, timeout)
-        except asyncio.TimeoutError:
-            raise TimeoutError(
-                f"{self.user_id} received no message within {timeout} s (state {self.state!r})"
-            ) from None
-        finally:
-            self._callbacks.remove(take)
+        message: Message = await self._next(self._callbacks, timeout, "received no message")
+        return message
 
     async def next_stats(self, timeout: float = 10) -> dict[str, Any]:
         """The next statistics summary the browser reports (it samples ``getStats()`` once a second while
@@ -419,21 +401,37 @@ class Phone(FromBrowser, Sending, anywidget.AnyWidget):
         TimeoutError
             No summary came within ``timeout`` seconds.
         """
+        stats: dict[str, Any] = await self._next(
+            self._stats_waiters, timeout, "reported no statistics", self._timeout_hint
+        )
+        return stats
+
+    async def _next(
+        self,
+        waiters: list[Callable[[Any], Any]],
+        timeout: float,
+        failure: str,
+        hint: Callable[[], str] = str,
+    ) -> Any:
+        """The next value handed to ``waiters`` (a list of callbacks, called on any thread), waiting in a callback
+        of the list; :class:`TimeoutError` saying ``failure`` (and ``hint()``, as it is then) when none comes within ``timeout``."""
         loop = asyncio.get_running_loop()
-        waiter = (loop, loop.create_future())
+        arrived: asyncio.Future[Any] = loop.create_future()
+
+        def take(value: Any) -> None:
+            loop.call_soon_threadsafe(settle, arrived, value)
+
         with self._lock:
-            self._stats_waiters.append(waiter)
+            waiters.append(take)
         try:
-            return await asyncio.wait_for(waiter[1], timeout)
+            return await asyncio.wait_for(arrived, timeout)
         except asyncio.TimeoutError:
             raise TimeoutError(
-                f"{self.user_id} reported no statistics within {timeout} s (state {self.state!r})"
-                + self._timeout_hint()
+                f"{self.user_id} {failure} within {timeout} s (state {self.state!r}){hint()}"
             ) from None
         finally:
             with self._lock:
-                if waiter in self._stats_waiters:
-                    self._stats_waiters.remove(waiter)
+                waiters.remove(take)
 
     @property
     def log(self) -> list[dict[str, Any]]:

@@ -33,7 +33,7 @@ class PhonePart(CallAdapter):
     _gathered: dict[str, asyncio.Future[None]]
     _descriptions: Descriptions
     _diagnoses: dict[str, tuple[asyncio.AbstractEventLoop, asyncio.Future[Any]]]
-    _stats_waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[Any]]]
+    _stats_waiters: list[Callable[[dict[str, Any]], Any]]
     _callbacks: list[Callable[[Message], Any]]
     _parts: dict[str, list[bytes | memoryview]]
     _refusing: set[str]

@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -55,13 +56,19 @@ def open_phone(
     return nb, str(nb.value("b.server_url"))
 
 
+def peer_seen_by_b(nb: Notebook, url: str, peers: list[Peer], **options: Any) -> Peer:
+    """A Peer "P" at ``url`` (closed by ``peers``), once the notebook's phone ``b`` sees it online."""
+    p = Peer("P", server=url, **options)
+    peers.append(p)
+    nb.wait_until("'P' in b.peers")
+    return p
+
+
 def test_peer_and_phone_call_each_other_with_typed_data_and_fifty_mebibytes_both_ways(
     lab: Lab, page: Page, peers: list[Peer]
 ) -> None:
     nb, url = open_phone(lab, page, "peer-phone.ipynb")
-    p = Peer("P", server=url)
-    peers.append(p)
-    nb.wait_until("'P' in b.peers")
+    p = peer_seen_by_b(nb, url, peers)
 
     # The Python peer calls the browser phone.
     p.call("B")
@@ -108,9 +115,7 @@ def test_peer_and_phone_call_each_other_with_typed_data_and_fifty_mebibytes_both
 
 def test_decline_unknown_peer_and_the_phones_browser_closing(lab: Lab, page: Page, peers: list[Peer]) -> None:
     nb, url = open_phone(lab, page, "peer-decline.ipynb")
-    p = Peer("P", server=url)
-    peers.append(p)
-    nb.wait_until("'P' in b.peers")
+    p = peer_seen_by_b(nb, url, peers)
 
     p.call("B")
     nb.run("await b.wait_for('ringing')")
@@ -249,9 +254,7 @@ def test_camera_frames_arrive_in_python_and_python_video_shows_in_the_phone(
 def phone_calls_peer(nb: Notebook, url: str, inbox: Path, peers: list[Peer]) -> Peer:
     """A Peer "P" receiving files into ``inbox``, in a call from the notebook's phone ``b``."""
     inbox.mkdir()
-    p = Peer("P", server=url, auto_answer=True, receive_dir=inbox)
-    peers.append(p)
-    nb.wait_until("'P' in b.peers")
+    p = peer_seen_by_b(nb, url, peers, auto_answer=True, receive_dir=inbox)
     nb.run("b.call('P')\nawait b.wait_for('connected', timeout=20)")
     p.wait("connected", timeout=TIMEOUT)
     return p
@@ -339,9 +342,7 @@ def test_a_file_cut_by_the_peer_hanging_up_leaves_no_stray_messages_and_resumes_
 ) -> None:
     nb, url, phone_inbox = open_phone_with_inbox(lab, page, "peer-cut.ipynb", ", auto_answer=True")
     partial = phone_inbox / ".report.bin.nbcall-partial"
-    p = Peer("P", server=url)
-    peers.append(p)
-    nb.wait_until("'P' in b.peers")
+    p = peer_seen_by_b(nb, url, peers)
     content = random.Random(6).randbytes(48 * 2**20)
     source = tmp_path / "report.bin"
     source.write_bytes(content)

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Any
 
 import pytest
+from support import closed_after
 
 from nbcall import Peer
 from nbcall.server.server import SignalingServer
@@ -13,13 +13,4 @@ from nbcall.server.server import SignalingServer
 
 @pytest.fixture
 def make_peer(server: SignalingServer) -> Iterator[Callable[..., Peer]]:
-    made: list[Peer] = []
-
-    def make(user_id: str, **options: Any) -> Peer:
-        peer = Peer(user_id, **{"server": server.url, **options})
-        made.append(peer)
-        return peer
-
-    yield make
-    for peer in made:
-        peer.close()
+    yield from closed_after(lambda user_id, **options: Peer(user_id, **{"server": server.url, **options}))

@@ -14,7 +14,7 @@ import av
 import numpy as np
 import pytest
 from aiortc import MediaStreamTrack
-from support import TIMEOUT, RawPeer, returns_on_a_thread
+from support import TIMEOUT, RawPeer, observe_busily, returns_on_a_thread
 from support import wait_until_sync as wait_until
 
 import nbcall.peer.from_engine
@@ -70,20 +70,7 @@ def test_an_observer_of_a_change_made_in_a_cell_may_wait_for_the_loop_and_call_t
     made.append(a)
     made.append(RawPeer(server.url, "Q"))
     wait_until(lambda: "Q" in a.peers, "A to see Q")
-    done: dict[str, Any] = {}
-
-    def on_state(change: dict[str, Any]) -> None:
-        if change["new"] != "calling" or done:
-            return
-        try:
-            made.append(RawPeer(server.url, "Z"))  # A hears of it on the loop, which must take A's lock
-            wait_until(lambda: "Z" in a.peers, "A to hear that Z joined")
-            done["stats"] = a.stats
-            done["hung up"] = returns_on_a_thread(a.hangup)  # a thread that takes A's lock
-        except Exception as exc:  # noqa: BLE001 (said below, not into the peer that called us)
-            done["failed"] = repr(exc)
-
-    a.observe(on_state, "state")
+    done, _ = observe_busily(a, server.url, made, "calling")
     assert returns_on_a_thread(a.call, "Q", timeout=4 * TIMEOUT), "call() still has not returned: deadlocked"
     assert "failed" not in done, done.get("failed")
     assert isinstance(done["stats"], dict) and done["hung up"]

@@ -10,12 +10,11 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
 from sfu_support import janus_or_skip
-from support import wait_until_sync
+from support import closed_after, wait_until_sync
 
 from nbcall import CallError, Peer
 from nbcall.call import kernel
@@ -46,16 +45,9 @@ def sfu_server(janus: JanusServer) -> Iterator[SignalingServer]:
 
 @pytest.fixture
 def make_peer(sfu_server: SignalingServer) -> Iterator[Callable[..., Peer]]:
-    made: list[Peer] = []
-
-    def make(user_id: str, **options: Any) -> Peer:
-        peer = Peer(user_id, **{"server": sfu_server.url, "auto_answer": True, **options})
-        made.append(peer)
-        return peer
-
-    yield make
-    for peer in made:
-        peer.close()
+    yield from closed_after(
+        lambda user_id, **options: Peer(user_id, **{"server": sfu_server.url, "auto_answer": True, **options})
+    )
 
 
 def sfu_room(make_peer: Callable[..., Peer], *ids: str) -> list[Peer]:

@@ -57,8 +57,13 @@ async def recv_until(ws: ClientConnection, msg_type: str, timeout: float = TIMEO
             return msg
 
 
-async def phone(node: Node, peer_id: str, **fields: Any) -> tuple[ClientConnection, dict[str, Any]]:
+async def phone(
+    node: Node, peer_id: str, closing: list[ClientConnection], **fields: Any
+) -> tuple[ClientConnection, dict[str, Any]]:
+    """A connection to ``node`` (closed at the end of the test with ``closing``) that registered as ``peer_id``,
+    and the server's reply."""
     ws = await connect(node.url)
+    closing.append(ws)
     await ws.send(json.dumps({"type": "register", "from": peer_id, **fields}))
     return ws, await recv(ws)
 
@@ -76,17 +81,14 @@ async def test_an_id_is_unique_across_nodes_and_reclaimed_only_with_its_secret(
     nodes: list[Node], closing: list[ClientConnection]
 ) -> None:
     n1, n2 = nodes
-    a, reply = await phone(n1, "A", secret="s3cret")
-    closing.append(a)
+    a, reply = await phone(n1, "A", closing, secret="s3cret")
     assert reply == {"type": "registered", "id": "A"}
     for fields in ({}, {"secret": "wrong"}):
-        other, reply = await phone(n2, "A", **fields)
-        closing.append(other)
+        _, reply = await phone(n2, "A", closing, **fields)
         assert reply["type"] == "error" and reply["code"] == "duplicate-id", reply
         assert "another server node (n1)" in reply["message"]
     # The same phone (same secret) takes its ID over on the other node; its old connection is closed.
-    again, reply = await phone(n2, "A", secret="s3cret")
-    closing.append(again)
+    _, reply = await phone(n2, "A", closing, secret="s3cret")
     assert reply == {"type": "registered", "id": "A"}
     with pytest.raises(ConnectionClosed) as closed:
         await recv(a)
@@ -98,13 +100,10 @@ async def test_presence_lists_merge_and_news_crosses_nodes(
     nodes: list[Node], closing: list[ClientConnection]
 ) -> None:
     n1, n2 = nodes
-    a, reply = await phone(n1, "A", presence=True)
-    closing.append(a)
+    a, reply = await phone(n1, "A", closing, presence=True)
     assert reply["peers"] == []
-    c, _ = await phone(n1, "C")
-    closing.append(c)
-    b, reply = await phone(n2, "B", presence=True)
-    closing.append(b)
+    c, _ = await phone(n1, "C", closing)
+    b, reply = await phone(n2, "B", closing, presence=True)
     assert reply["peers"] == ["A", "C"]
     assert await recv_until(a, "joined") == {"type": "joined", "id": "C"}
     assert await recv_until(a, "joined") == {"type": "joined", "id": "B"}
@@ -116,9 +115,8 @@ async def test_a_call_crosses_nodes_in_order_without_duplicates_and_unknown_peer
     nodes: list[Node], closing: list[ClientConnection]
 ) -> None:
     n1, n2 = nodes
-    a, _ = await phone(n1, "A", presence=True)
-    b, _ = await phone(n2, "B")
-    closing.extend([a, b])
+    a, _ = await phone(n1, "A", closing, presence=True)
+    b, _ = await phone(n2, "B", closing)
     assert await recv(a) == {"type": "joined", "id": "B"}  # A's node knows where B is
     sent = [json.dumps({"type": "call", "from": "A", "to": "B", "sdp": '{"n": 0}'})]
     sent += [
@@ -143,9 +141,8 @@ async def test_a_message_to_a_phone_that_left_its_node_meanwhile_comes_back_unav
     nodes: list[Node], closing: list[ClientConnection]
 ) -> None:
     n1, n2 = nodes
-    a, _ = await phone(n1, "A")
-    b, _ = await phone(n2, "B")
-    closing.append(a)
+    a, _ = await phone(n1, "A", closing)
+    b, _ = await phone(n2, "B", closing)
     await b.close()
     # Sent right away: node 1 may not have heard yet that B left, and still publishes to node 2, which
     # answers `unavailable` in B's place. Either way A hears it.
@@ -158,10 +155,8 @@ async def test_a_killed_node_s_phones_fail_over_keep_their_ids_and_its_others_ex
     nodes: list[Node], closing: list[ClientConnection]
 ) -> None:
     n1, n2 = nodes
-    watcher, _ = await phone(n2, "W", presence=True)
-    closing.append(watcher)
-    stay, _ = await phone(n1, "gone")  # a phone that will not come back
-    closing.append(stay)
+    watcher, _ = await phone(n2, "W", closing, presence=True)
+    await phone(n1, "gone", closing)  # a phone that will not come back
     states: list[tuple[bool, Any]] = []
     online = threading.Event()
     loop = asyncio.get_running_loop()
@@ -201,10 +196,9 @@ async def test_without_redis_nodes_relay_their_own_phones_refuse_the_rest_and_re
     redis_server: RedisServer, nodes: list[Node], closing: list[ClientConnection]
 ) -> None:
     n1, n2 = nodes
-    a, _ = await phone(n1, "A", presence=True)
-    c, _ = await phone(n1, "C")
-    b, _ = await phone(n2, "B")
-    closing.extend([a, b, c])
+    a, _ = await phone(n1, "A", closing, presence=True)
+    c, _ = await phone(n1, "C", closing)
+    b, _ = await phone(n2, "B", closing)
     redis_server.stop()
     await asyncio.sleep(0.6)  # a couple of heartbeats: both nodes know
     # Local relays go on.
@@ -215,8 +209,7 @@ async def test_without_redis_nodes_relay_their_own_phones_refuse_the_rest_and_re
     reply = await recv_until(a, "unavailable")
     assert reply["peer"] == "B" and "cannot reach the registry" in reply["message"], reply
     # New registrations are refused until Redis is back.
-    d, reply = await phone(n2, "D")
-    closing.append(d)
+    _, reply = await phone(n2, "D", closing)
     assert reply["type"] == "error" and reply["code"] == "registry-unavailable", reply
     # Redis comes back, empty: the nodes claim their IDs again and cross-node calls work again.
     redis_server.start()
@@ -232,12 +225,10 @@ async def test_without_redis_nodes_relay_their_own_phones_refuse_the_rest_and_re
     deadline = time.monotonic() + 10
     while not await crosses():
         assert time.monotonic() < deadline, "cross-node relays did not come back"
-    d2, reply = await phone(n2, "D", presence=True)
-    closing.append(d2)
+    _, reply = await phone(n2, "D", closing, presence=True)
     assert reply["type"] == "registered" and reply["peers"] == ["A", "B", "C"], reply
     # The ID claimed again is still unique.
-    dup, reply = await phone(n1, "B")
-    closing.append(dup)
+    _, reply = await phone(n1, "B", closing)
     assert reply["code"] == "duplicate-id"
 
 
@@ -245,14 +236,12 @@ async def test_a_node_paused_longer_than_the_ttl_leaves_one_holder_of_each_id(
     nodes: list[Node], closing: list[ClientConnection]
 ) -> None:
     n1, n2 = nodes
-    old, _ = await phone(n1, "A")
-    closing.append(old)
+    old, _ = await phone(n1, "A", closing)
     n1.pause()  # to Redis, a process pause and a network partition look the same
     try:
         deadline = time.monotonic() + 5
         while True:  # once n1 is taken for gone, its ID is free
-            new, reply = await phone(n2, "A")
-            closing.append(new)
+            new, reply = await phone(n2, "A", closing)
             if reply["type"] == "registered":
                 break
             assert time.monotonic() < deadline, reply
@@ -265,8 +254,7 @@ async def test_a_node_paused_longer_than_the_ttl_leaves_one_holder_of_each_id(
     assert closed.value.rcvd is not None and closed.value.rcvd.code == 1008
     assert "while this one was cut off" in closed.value.rcvd.reason
     # Messages for A from n1 reach the one holder, on n2.
-    x, _ = await phone(n1, "X")
-    closing.append(x)
+    x, _ = await phone(n1, "X", closing)
     await x.send(json.dumps({"type": "ice", "to": "A", "candidate": "{}"}))
     assert (await recv(new))["from"] == "X"
 
@@ -288,10 +276,9 @@ async def test_a_room_forms_relays_and_loses_a_member_across_nodes(
     nodes: list[Node], closing: list[ClientConnection]
 ) -> None:
     n1, n2 = nodes
-    a, _ = await phone(n1, "A", rooms=True, presence=True)
-    b, _ = await phone(n2, "B", rooms=True, secret="b")
-    c, _ = await phone(n2, "C", rooms=True, secret="c")
-    closing.extend([a, b, c])
+    a, _ = await phone(n1, "A", closing, rooms=True, presence=True)
+    b, _ = await phone(n2, "B", closing, rooms=True, secret="b")
+    c, _ = await phone(n2, "C", closing, rooms=True, secret="c")
     await recv_until(a, "joined")
     await recv_until(a, "joined")  # A's node knows where B and C are
     # A's node makes the room and holds it; B and C, on node 2, are invited through their node.
@@ -324,8 +311,7 @@ async def test_a_room_forms_relays_and_loses_a_member_across_nodes(
     await a.send(json.dumps({"type": "answer", "to": "C", "room": room, "sdp": "{}"}))
     assert (await recv_until(c, "answer"))["from"] == "A"
     # A phone outside the room may not use it, on either node.
-    outsider, _ = await phone(n2, "D", rooms=True)
-    closing.append(outsider)
+    outsider, _ = await phone(n2, "D", closing, rooms=True)
     await outsider.send(json.dumps({"type": "ice", "to": "A", "room": room, "candidate": "{}"}))
     assert (await recv_until(outsider, "error"))["code"] == "not-a-member"
     # A phone in the room is not invited into another one: its node declines for it.
@@ -366,9 +352,8 @@ async def test_nodes_share_a_redis_that_wants_a_password_over_tls(
     heartbeat = max(0.25, round(10 * await slowest_connect(url), 2))
     started = [Node(url, name, tmp_path, heartbeat=heartbeat, ttl=4 * heartbeat) for name in ("t1", "t2")]
     try:
-        a, _ = await phone(started[0], "A", presence=True)
-        b, reply = await phone(started[1], "B")
-        closing.extend([a, b])
+        a, _ = await phone(started[0], "A", closing, presence=True)
+        b, reply = await phone(started[1], "B", closing)
         assert reply["type"] == "registered"
         assert await recv(a, timeout=8 * heartbeat + TIMEOUT) == {"type": "joined", "id": "B"}
         await a.send(json.dumps({"type": "call", "to": "B", "sdp": "{}"}))
@@ -433,8 +418,7 @@ async def wait_held(node: Node, peer_id: str, closing: list[ClientConnection]) -
     """Ask ``node`` for ``peer_id`` without its secret until it says the ID is held: each attempt is refused."""
     deadline = time.monotonic() + 5
     while True:
-        ws, reply = await phone(node, peer_id, rooms=True)
-        closing.append(ws)
+        _, reply = await phone(node, peer_id, closing, rooms=True)
         assert reply["type"] == "error" and reply["code"] == "duplicate-id", reply
         if "held for the phone whose connection was lost" in reply["message"]:
             return reply
@@ -447,9 +431,8 @@ async def member_lost(
 ) -> tuple[ClientConnection, str, str]:
     """A (on ``n1``) and ``member`` (on ``n2``) make a room held by ``n1``; ``member``'s connection is then lost
     without a close frame. Returns A's connection, the room and ``member``'s credential."""
-    a, _ = await phone(n1, "A", rooms=True, secret="a")
-    m, _ = await phone(n2, member, rooms=True, secret=member.lower())
-    closing.extend([a, m])
+    a, _ = await phone(n1, "A", closing, rooms=True, secret="a")
+    m, _ = await phone(n2, member, closing, rooms=True, secret=member.lower())
     await asyncio.sleep(0.2)  # n1 hears that the member is on n2
     room, credential = await room_across(a, m, member)
     m.transport.abort()  # a network fault
@@ -460,8 +443,9 @@ async def member_lost(
 async def back_in_room(a: ClientConnection, node: Node, member: str, room: str, credential: str,
                        closing: list[ClientConnection]) -> None:  # fmt: skip
     """``member`` registers on ``node`` with its secret and credential: registered at once, in its room again."""
-    ws, reply = await phone(node, member, rooms=True, secret=member.lower(), room=room, credential=credential)
-    closing.append(ws)
+    ws, reply = await phone(
+        node, member, closing, rooms=True, secret=member.lower(), room=room, credential=credential
+    )
     assert reply == {"type": "registered", "id": member}
     state = await recv_until(ws, "room-state")
     assert (state["members"], state["rejoined"]) == (["A", member], True)
@@ -476,8 +460,7 @@ async def test_an_absent_member_s_id_stays_held_on_every_node_and_comes_back_wit
     n1, n2 = patient_nodes
     a, room, credential = await member_lost(n1, n2, "B", closing)
     for attempt in ({}, {"secret": "guess"}, {"room": room, "credential": "forged.x"}):
-        ws, reply = await phone(n1, "B", rooms=True, **attempt)
-        closing.append(ws)
+        _, reply = await phone(n1, "B", closing, rooms=True, **attempt)
         assert reply["code"] == "duplicate-id", reply
     await a.send(json.dumps({"type": "ice", "to": "B", "room": room, "candidate": "{}"}))
     assert (await recv_until(a, "unavailable"))["peer"] == "B"
@@ -491,8 +474,7 @@ async def test_an_id_held_on_one_node_is_never_registered_on_the_other(
     """Issue 16: Q (node 2) drops; an attacker asks the room's node (node 1) for Q, then Q comes back on node 2."""
     n1, n2 = patient_nodes
     a, room, credential = await member_lost(n1, n2, "Q", closing)
-    attacker, reply = await phone(n1, "Q", rooms=True)
-    closing.append(attacker)
+    _, reply = await phone(n1, "Q", closing, rooms=True)  # an attacker, without the secret
     assert reply["code"] == "duplicate-id", reply
     await back_in_room(a, n2, "Q", room, credential, closing)
 
@@ -501,16 +483,14 @@ async def test_without_a_room_key_the_nodes_share_redis_s_so_a_room_outlives_its
     patient_nodes: list[Node], closing: list[ClientConnection]
 ) -> None:
     n1, n2 = patient_nodes
-    a, _ = await phone(n1, "A", rooms=True, secret="a")
-    b, _ = await phone(n2, "B", rooms=True, secret="b")
-    closing.extend([a, b])
+    a, _ = await phone(n1, "A", closing, rooms=True, secret="a")
+    b, _ = await phone(n2, "B", closing, rooms=True, secret="b")
     await asyncio.sleep(0.2)
     room, credential = await room_across(a, b, "B")
     assert credential  # signed by n1 with the key both nodes read from Redis (neither was given one)
     n1.kill()  # the room's node dies; B reconnects (on its own node) and re-creates the room there
     await b.close()
-    b2, reply = await phone(n2, "B", rooms=True, secret="b", room=room, credential=credential)
-    closing.append(b2)
+    b2, reply = await phone(n2, "B", closing, rooms=True, secret="b", room=room, credential=credential)
     assert reply == {"type": "registered", "id": "B"}
     state = await recv_until(b2, "room-state", timeout=10)
     assert (state["room"], state["members"], state["rejoined"]) == (room, ["B"], True)

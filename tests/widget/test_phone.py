@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 import websockets.sync.server
 from ipywidgets.widgets import widget as ipywidget
-from support import OFFER, TIMEOUT, RawPeer
+from support import OFFER, TIMEOUT, RawPeer, closed_after
 from support import wait_until as async_wait_until
 from support import wait_until_sync as wait_until
 from websockets.exceptions import ConnectionClosed
@@ -37,30 +37,12 @@ from nbcall.wire.payload import encode
 
 @pytest.fixture
 def make_phone(server: SignalingServer) -> Iterator[Callable[..., Phone]]:
-    made: list[Phone] = []
-
-    def make(user_id: str, **options: Any) -> Phone:
-        phone = Phone(user_id, **{"server": server.url, **options})
-        made.append(phone)
-        return phone
-
-    yield make
-    for phone in made:
-        phone.close()
+    yield from closed_after(lambda user_id, **options: Phone(user_id, **{"server": server.url, **options}))
 
 
 @pytest.fixture
 def raw_peer(server: SignalingServer) -> Iterator[Callable[[str], RawPeer]]:
-    made: list[RawPeer] = []
-
-    def make(user_id: str) -> RawPeer:
-        peer = RawPeer(server.url, user_id)
-        made.append(peer)
-        return peer
-
-    yield make
-    for peer in made:
-        peer.close()
+    yield from closed_after(lambda user_id: RawPeer(server.url, user_id))
 
 
 def ring(phone: Phone, caller: RawPeer) -> None:

@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from support import TIMEOUT, RawPeer, channel_open, phone_answering, returns_on_a_thread
+from support import TIMEOUT, RawPeer, channel_open, observe_busily, phone_answering, returns_on_a_thread
 from support import wait_until_sync as wait_until
 
 from nbcall import Message, Phone
@@ -113,26 +113,14 @@ def test_an_observer_may_use_the_phone_and_nbcall_while_the_phone_changes(
     """Observers used to run with the phone's lock held: the loop, updating the phone meanwhile, and any other
     thread calling the phone waited for the observer, which waited for them."""
     phone, caller = phone_answering(server.url, made)
-    done: dict[str, Any] = {}
-    seen: list[str] = []
 
-    def on_state(change: dict[str, Any]) -> None:
-        seen.append(change["new"])
-        if change["new"] != "connected" or done:
-            return
-        try:
-            made.append(RawPeer(server.url, "Z"))  # P hears of it on the loop, which must take P's lock
-            wait_until(lambda: "Z" in phone.peers, "P to hear that Z joined")
-            done["stats"] = phone.stats
-            phone.send("from the observer")
-            c = Phone("C", server=server.url, timeout=TIMEOUT)
-            made.append(c)
-            done["c online"] = c.online
-            done["hung up"] = returns_on_a_thread(phone.hangup)  # a thread that takes P's lock
-        except Exception as exc:  # noqa: BLE001 (said below, not into the phone that called us)
-            done["failed"] = repr(exc)
+    def more() -> dict[str, Any]:
+        phone.send("from the observer")
+        c = Phone("C", server=server.url, timeout=TIMEOUT)
+        made.append(c)
+        return {"c online": c.online}
 
-    phone.observe(on_state, "state")
+    done, seen = observe_busily(phone, server.url, made, "connected", more)
     handled = returns_on_a_thread(phone._handle_custom_msg, channel_open("Caller"), [], timeout=4 * TIMEOUT)
     assert handled, "the browser's message still has not been handled: deadlocked"
     assert "failed" not in done, done.get("failed")
