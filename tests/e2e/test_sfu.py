@@ -8,6 +8,7 @@ Janus skips loopback interfaces for ICE: scripts/test.sh gives the namespace the
 
 from __future__ import annotations
 
+import json
 import re
 import time
 
@@ -185,3 +186,75 @@ def test_an_sfu_room_without_a_reachable_janus_says_so_within_ten_seconds(lab: L
         "await b.wait_for('connected', timeout=20)\nawait b.wait_for_members('A', timeout=20)"
     )
     assert nb.value("a.room_mode") == "mesh"
+
+
+RESTART_START = """\
+import nbcall, asyncio, secrets, time
+from nbcall.teach.janus import start_janus
+janus = start_janus(interface='jns0', reclaim_session_timeout=1)
+KEY = secrets.token_hex(16)
+server = nbcall.serve(sfu=janus.url, sfu_secret=janus.api_secret, room_key=KEY)"""
+
+
+def test_browser_phones_publish_again_after_a_restart_longer_than_janus_keeps_the_room(
+    lab: Lab, page: Page
+) -> None:
+    # Janus keeps a session whose connection closed for 1 s only: the restarted server cannot claim the room's
+    # session, starts the room again on a new VideoRoom and says so (sfu-restart); each browser half closes its
+    # two links to Janus and publishes again from new ones.
+    nb = lab.run_notebook(
+        page,
+        "sfu_restart.ipynb",
+        [
+            RESTART_START,
+            "a = nbcall.Phone('A'); a",
+            "b = nbcall.Phone('B', auto_answer=True); b",
+        ],
+        phones=("A", "B"),
+    )
+    nb.run(
+        "a.invite('B', sfu=True)\nawait b.wait_for('connected', timeout=20)\n"
+        "await a.wait_for_members('B', timeout=30)\nawait b.wait_for_members('A', timeout=30)"
+    )
+    room = nb.value("a.room")
+    before = nb.value("server.server.sfu.janus_state(a.room)['videoroom']")
+    # The locks go to a file, not into a cell's output: the page must not show them.
+    locks = lab.root / "sfu_locks.json"
+    save_locks = f"open({str(locks)!r}, 'a').write(json.dumps(server.server.sfu.secrets()) + '\\n')"
+    nb.run(f"import json\n{save_locks}")
+    port, token = nb.value("server.port"), nb.value("server.url.split('token=')[1]")
+    nb.run(
+        "server.close()\nt0 = time.monotonic()\n"
+        "while 'Timeout expired for session' not in janus.log() and time.monotonic() - t0 < 20:\n"
+        "    await asyncio.sleep(0.2)\n"
+        f"server = nbcall.serve(port={port}, token={token!r}, sfu=janus.url, sfu_secret=janus.api_secret,"
+        " room_key=KEY)"
+    )
+    nb.wait_until(
+        "all(x.sfu_links == {'publisher': 'connected', 'subscriber': 'connected'} for x in (a, b))"
+        " and a.connections == {'B': 'connected'} and b.connections == {'A': 'connected'}"
+        " and all(any(e['type'] == 'sfu-restart' for e in x.log) for x in (a, b))",
+        timeout=40,
+    )
+    after = nb.value("server.server.sfu.janus_state(a.room)")
+    assert isinstance(after, dict) and after["videoroom"] != before, (before, after)
+    # Each was told why it published again.
+    said = nb.value("[e['detail']['reason'] for x in (a, b) for e in x.log if e['type'] == 'sfu-restart']")
+    assert isinstance(said, list) and len(said) >= 2 and all("publish again" in r for r in said), said
+    assert nb.value("[a.room, b.room, a.room_mode, sorted(b.members)]") == [room, room, "sfu", ["A", "B"]]
+    # Data flows both ways on the new VideoRoom, through the browsers' new links.
+    nb.run("await a.wait_for_members('B', timeout=30)\nawait b.wait_for_members('A', timeout=30)")
+    nb.run("a.send('after the restart'); b.send(b'back to A')")
+    nb.wait_until(
+        "b.messages[-1].data == 'after the restart' and a.messages[-1].data == b'back to A'", timeout=20
+    )
+    expect(nb.phone("A").locator(".nbcall-member[data-state='connected']")).to_have_count(1)
+    # Neither the API secret nor a room's pin, secret or tokens reached a browser, a phone's log or its traits,
+    # before the restart or after it.
+    nb.run(save_locks)
+    secrets = [s for line in locks.read_text().splitlines() for s in json.loads(line)]
+    shown = page.content() + str(
+        nb.value("repr([x.log for x in (a, b)]) + repr([x.get_state() for x in (a, b)])")
+    )
+    assert len(secrets) >= 5 and [s for s in secrets if s in shown] == []
+    nb.run("janus.close()")
