@@ -72,6 +72,8 @@ class SfuMember:
         self.errors: list[str] = []  # what answering an offer raised
         #: The last subscriber offer's streams: mid -> the member whose feed it carries (media only).
         self.mids: dict[str, str] = {}
+        #: The kind of each of those streams: mid -> "audio" or "video".
+        self.kinds: dict[str, str] = {}
         #: The tracks received on the subscriber link, by mid.
         self.tracks: dict[str, Any] = {}
         #: The room credential of its last room-state, and the record of its last sfu-record (for a restart).
@@ -127,9 +129,9 @@ class SfuMember:
             msg = json.loads(text)
             if msg["type"] == "sfu-offer" and self.subscriber is not None:
                 self.feeds = msg["feeds"]
-                self.mids = {
-                    stream["mid"]: stream["member"] for stream in msg["streams"] if "member" in stream
-                }
+                media = [stream for stream in msg["streams"] if "member" in stream]
+                self.mids = {stream["mid"]: stream["member"] for stream in media}
+                self.kinds = {stream["mid"]: stream["type"] for stream in media}
                 await self._answer(msg)
             elif msg["type"] == "sfu-feeds":
                 self.feeds = msg["feeds"]
@@ -142,10 +144,10 @@ class SfuMember:
 
     # -- WebRTC on aiortc -----------------------------------------------------------------
 
-    async def publish(self, room: str, *, video: bool = False) -> dict[str, Any]:
-        """Publish a data channel (and a test video track) into ``room``; subscribe to the others as the SFU
-        offers them."""
-        from aiortc import RTCPeerConnection, RTCSessionDescription, VideoStreamTrack
+    async def publish(self, room: str, *, video: bool = False, audio: bool = False) -> dict[str, Any]:
+        """Publish a data channel (and a test video track, a silent audio track) into ``room``; subscribe to the
+        others as the SFU offers them."""
+        from aiortc import AudioStreamTrack, RTCPeerConnection, RTCSessionDescription, VideoStreamTrack
 
         self.room = room
         self.subscriber = RTCPeerConnection()
@@ -166,6 +168,8 @@ class SfuMember:
         self.channel = self.publisher.createDataChannel("nbcall")
         if video:
             self.publisher.addTrack(_small_video(VideoStreamTrack))
+        if audio:
+            self.publisher.addTrack(AudioStreamTrack())
         await self.publisher.setLocalDescription(await self.publisher.createOffer())
         _tuned(self.publisher)
         await _gathered(self.publisher)

@@ -21,10 +21,13 @@ pytestmark = pytest.mark.webrtc
 
 
 async def sfu_room(
-    server: SignalingServer, *ids: str, video: frozenset[str] = frozenset()
+    server: SignalingServer,
+    *ids: str,
+    video: frozenset[str] = frozenset(),
+    audio: frozenset[str] = frozenset(),
 ) -> tuple[str, list[SfuMember]]:
     """Members ``ids`` in one new SFU room, each publishing a data channel (and those in ``video`` a video
-    track): the room's ID and the members."""
+    track, those in ``audio`` an audio track): the room's ID and the members."""
     members = [SfuMember(member_id) for member_id in ids]
     for member in members:
         registered = await member.open(server.url)
@@ -41,7 +44,9 @@ async def sfu_room(
         assert invitation["sfu"] is True and invitation["room"] == room
         await member.send(type="room-accept", room=room)
         assert (await member.next("room-state"))["mode"] == "sfu"
-    await asyncio.gather(*(member.publish(room, video=member.id in video) for member in members))
+    await asyncio.gather(
+        *(member.publish(room, video=member.id in video, audio=member.id in audio) for member in members)
+    )
     return room, members
 
 
@@ -172,29 +177,32 @@ async def test_a_room_of_max_sfu_room_size_members_connects_and_broadcasts(janus
                 await member.close()
 
 
-async def test_a_presenters_video_reaches_the_others_and_a_view_leaves_it_out(
+async def test_a_presenters_video_reaches_the_others_and_a_view_leaves_out_its_video_not_its_audio(
     sfu_server: SignalingServer,
 ) -> None:
-    room, members = await sfu_room(sfu_server, "A", "B", "C", video=frozenset("A"))
+    room, members = await sfu_room(sfu_server, "A", "B", "C", video=frozenset("A"), audio=frozenset("A"))
     a, b, c = members
     try:
         for viewer in (b, c):
             await wait_until(
-                lambda viewer=viewer: "A" in viewer.mids.values(), f"{viewer.id} offered A's video", 15
+                lambda viewer=viewer: sorted(_kinds_of(viewer, "A")) == ["audio", "video"],
+                f"{viewer.id} offered A's video and audio",
+                15,
             )
-            mid = next(mid for mid, member in viewer.mids.items() if member == "A")
-            await wait_until(
-                lambda viewer=viewer, mid=mid: mid in viewer.tracks, f"{viewer.id} got A's track", 15
-            )
+            for mid in (mid for mid, member in viewer.mids.items() if member == "A"):
+                await wait_until(
+                    lambda viewer=viewer, mid=mid: mid in viewer.tracks, f"{viewer.id} got A's tracks", 15
+                )
             # Frames themselves are not awaited here: on this machine, aiortc now and then receives no RTP on a
             # subscriber link that Janus offered and started correctly (the browser tests check the pictures).
-        # C shows no tile for A: it takes A's data, not its video.
+        # C shows no tile for A: it takes A's data and audio (a grid hears every member), not its video.
         offers = c.offers
         await c.send(type="sfu-view", room=room, video=[])
         await wait_until(
-            lambda: c.offers > offers and "A" not in c.mids.values(), "C's link without A's video", 15
+            lambda: c.offers > offers and "video" not in _kinds_of(c, "A"), "C's link without A's video", 15
         )
-        assert "A" in b.mids.values() and set(c.feeds.values()) == {"A", "B"}
+        assert _kinds_of(c, "A") == ["audio"] and sorted(_kinds_of(b, "A")) == ["audio", "video"]
+        assert set(c.feeds.values()) == {"A", "B"}
         # A's data still reaches C over the renegotiated link.
         await a.reaches(c, "data still")
         await c.send(type="sfu-view", room=room, video="A")
@@ -227,3 +235,8 @@ async def test_a_member_publishing_again_from_new_connections_is_back_in_the_exc
     finally:
         for member in members:
             await member.close()
+
+
+def _kinds_of(viewer: SfuMember, member: str) -> list[str]:
+    """The kinds of the media streams of ``member`` in ``viewer``'s last subscriber offer."""
+    return [viewer.kinds[mid] for mid, who in viewer.mids.items() if who == member]
