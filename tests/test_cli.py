@@ -7,6 +7,7 @@ import dataclasses
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import ssl
@@ -14,6 +15,7 @@ import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 from websockets.asyncio.client import connect
@@ -23,6 +25,7 @@ import nbcall.server.cli
 from nbcall.cli import main, parser
 from nbcall.server.cli import serve_until_stopped
 from nbcall.server.limits import Limits
+from nbcall.teach.janus import start_janus
 
 REPO = Path(__file__).resolve().parents[1]
 TIMEOUT = 10.0
@@ -226,3 +229,46 @@ async def test_missing_certificate_file_is_reported_and_exits_with_status_1(tmp_
     assert proc.returncode == 1
     assert "cannot start the signaling server" in stderr_bytes.decode()
     assert "Traceback" not in stderr_bytes.decode()
+
+
+async def sfu_server_says(janus: str, secret: str, what: str) -> tuple[dict[str, Any], str]:
+    """Run ``nbcall serve --sfu JANUS`` with ``secret`` in ``NBCALL_SFU_SECRET``: what a phone registering gets,
+    and the first line of the log that names Janus (it must say ``what``), with the log up to the end."""
+    async with nbcall_process(
+        "serve", "--port", "0", "--token", "t", "--sfu", janus, env={"NBCALL_SFU_SECRET": secret}
+    ) as proc:
+        seen: list[str] = []
+        url = await listening_url(proc, seen)
+        async with connect(url + "?token=t") as ws:
+            await ws.send('{"type":"register","from":"A","rooms":true}')
+            registered = json.loads(await asyncio.wait_for(ws.recv(), TIMEOUT))
+        assert proc.stderr is not None
+        for _ in range(20):
+            if any(janus in line for line in seen):
+                break
+            seen.append((await asyncio.wait_for(proc.stderr.readline(), TIMEOUT)).decode())
+        returncode, stderr = await stop(proc, signal.SIGTERM)
+    assert returncode == 0, stderr
+    said = next((line for line in seen if janus in line), "")
+    assert what in said, seen
+    return registered, "".join(seen) + stderr
+
+
+async def test_serve_sfu_takes_janus_s_secret_from_the_environment_and_never_logs_it() -> None:
+    if shutil.which("janus") is None:
+        pytest.skip("janus is not installed (apt-get install janus)")
+    with start_janus() as janus:
+        registered, log = await sfu_server_says(janus.url, janus.api_secret, "answers")
+    assert registered["type"] == "registered" and registered["sfu"] is True, registered
+    assert janus.api_secret not in log
+
+
+async def test_serve_sfu_starts_while_janus_is_down_and_warns_naming_it() -> None:
+    with socket.socket() as sock:  # a port nobody listens on: Janus is not up (yet)
+        sock.bind(("127.0.0.1", 0))
+        janus = f"ws://127.0.0.1:{sock.getsockname()[1]}"
+    registered, log = await sfu_server_says(janus, "sfu-secret-42", "does not answer")
+    assert registered["sfu"] is True
+    warning = next(line for line in log.splitlines() if janus in line)
+    assert "WARNING" in warning and "mesh rooms and calls work" in warning
+    assert "sfu-secret-42" not in log
