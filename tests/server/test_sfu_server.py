@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 from sfu_support import SfuMember, janus_or_skip
-from support import free_port, wait_until
+from support import OFFER, free_port, wait_until
 
 from nbcall.server import janus as janus_api
 from nbcall.server.janus import JanusSession, RequestFailed
@@ -124,6 +124,11 @@ async def test_janus_unreachable_the_server_starts_and_an_sfu_room_ends_with_an_
             mesh = (await c.next("room-state"))["room"]
             await d.send(type="room-accept", room=mesh)
             assert (await d.next("room-state"))["members"] == ["C", "D"]
+            await a.send(type="call", to="B", sdp=OFFER)
+            call = await b.next("call")
+            assert (call["from"], call["sdp"]) == ("A", OFFER)
+            await b.send(type="answer", to="A", sdp=OFFER)
+            assert (await a.next("answer"))["from"] == "B"
 
 
 async def test_janus_killed_mid_room_ends_the_room_on_every_member_saying_so() -> None:
