@@ -16,7 +16,7 @@ from harness import Lab, screenshot
 from playwright.sync_api import Page, expect
 
 START = """\
-import nbcall, asyncio, hashlib
+import nbcall, asyncio, hashlib, json
 from nbcall.teach.janus import start_janus
 janus = start_janus(interface='jns0')
 server = nbcall.serve(sfu=janus.url, sfu_secret=janus.api_secret)"""
@@ -134,6 +134,15 @@ def test_a_presenter_with_a_camera_reaches_three_viewers_whose_grids_show_its_vi
         {"audio": False, "video": False},  # a data-only member publishes only a data channel
         "sfu",
     ]
+    # What each publishes, in its publisher offer: T its video and data channel, a viewer its data channel only.
+    published = (
+        "sorted(line.split()[0] for line in json.loads([e['detail']['sdp'] for e in {}.log if e['type'] == "
+        "'sfu-offer' and e['dir'] == 'out' and e['detail'].get('role') == 'publisher'][-1])['sdp'].splitlines()"
+        " if line.startswith('m='))"
+    )
+    assert nb.value(published.format("t")) == ["m=application", "m=video"]
+    for viewer in ("v1", "v2", "v3"):
+        assert nb.value(published.format(viewer)) == ["m=application"]
     for viewer in ("V1", "V2", "V3"):
         tile = nb.phone(viewer).locator(".nbcall-tile[data-peer='T']")
         expect(tile).to_have_class(re.compile("nbcall-has-video"), timeout=20_000)
