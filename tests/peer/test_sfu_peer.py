@@ -227,3 +227,23 @@ def test_on_room_frame_in_a_mesh_room_names_the_member(make_peer) -> None:
     assert b.room_mode == "mesh"
     wait_until_sync(lambda: len(room_frames) >= 3, "B received A's frames in the mesh room", TIMEOUT)
     assert {member for member, _ in room_frames} == {"A"} and room_frames[-1][1] > 150
+
+
+def test_janus_stopping_mid_room_ends_the_room_on_every_member_saying_so() -> None:
+    with janus_or_skip(media=True) as janus:  # its own Janus: the module's goes on serving the other tests
+        server = kernel.run(serve(sfu=janus.url, sfu_secret=janus.api_secret), timeout=TIMEOUT)
+        peers: list[Peer] = []
+        try:
+            peers += [Peer(user_id, server=server.url, auto_answer=True) for user_id in ("A", "B", "C")]
+            sfu_room_of(*peers)
+            janus.kill()
+            wait_until_sync(lambda: not any(p.room for p in peers), "the room ended on every member", TIMEOUT)
+            for peer in peers:
+                assert (peer.room_mode, peer.members, peer.connections, peer.sfu_links) == ("", [], {}, {})
+                assert "the room ended" in peer.error and f"Janus at {janus.url}" in peer.error, peer.error
+                assert "stopped or restarted" in peer.error, peer.error
+        finally:
+            for peer in peers:
+                peer.close()
+            server.close()
+            kernel.run(server.wait_closed(), timeout=TIMEOUT)
