@@ -13,7 +13,7 @@ import re
 import time
 
 from harness import Lab, screenshot
-from playwright.sync_api import Page, expect
+from playwright.sync_api import BrowserContext, Page, expect
 
 START = """\
 import nbcall, asyncio, hashlib, json
@@ -255,7 +255,8 @@ def test_browser_phones_publish_again_after_a_restart_longer_than_janus_keeps_th
     nb.run("await a.wait_for_members('B', timeout=30)\nawait b.wait_for_members('A', timeout=30)")
     nb.run("a.send('after the restart'); b.send(b'back to A')")
     nb.wait_until(
-        "b.messages[-1].data == 'after the restart' and a.messages[-1].data == b'back to A'", timeout=20
+        "[m.data for m in b.messages] == ['after the restart'] and [m.data for m in a.messages] == [b'back to A']",
+        timeout=20,
     )
     expect(nb.phone("A").locator(".nbcall-member[data-state='connected']")).to_have_count(1)
     # Neither the API secret nor a room's pin, secret or tokens reached a browser, a phone's log or its traits,
@@ -266,4 +267,46 @@ def test_browser_phones_publish_again_after_a_restart_longer_than_janus_keeps_th
         nb.value("repr([x.log for x in (a, b)]) + repr([x.get_state() for x in (a, b)])")
     )
     assert len(secrets) >= 5 and [s for s in secrets if s in shown] == []
+    nb.run("janus.close()")
+
+
+def test_a_members_browser_closing_leaves_the_others_exchanging_through_janus(
+    lab: Lab, page: Page, context: BrowserContext
+) -> None:
+    nb = lab.run_notebook(
+        page,
+        "sfu_close.ipynb",
+        [START, "a = nbcall.Phone('A'); a", "b = nbcall.Phone('B', auto_answer=True); b"],
+        phones=("A", "B"),
+    )
+    # M's phone is in a page of its own (its kernel too): that browser closes below.
+    page2 = context.new_page()
+    other = lab.run_notebook(
+        page2,
+        "sfu_member.ipynb",
+        [f"import nbcall\nm = nbcall.Phone('M', server={nb.value('server.url')!r}, auto_answer=True); m"],
+        phones=("M",),
+    )
+    nb.run(
+        "a.invite('B', 'M', sfu=True)\nawait a.wait_until(lambda: len(a.members) == 3, 'members', timeout=30)\n"
+        "await a.wait_for_members('B', 'M', timeout=30)"
+    )
+    nb.run("await b.wait_for_members('A', 'M', timeout=30)")
+    other.run("await m.wait_for_members('A', 'B', timeout=30)")
+    page2.close()
+    # M's links to Janus close with its browser: the server takes it out of the room, whose others go on.
+    nb.wait_until("'M' not in a.members and 'M' not in b.members", timeout=30)
+    assert nb.value("[a.room_mode, a.room == b.room != '', a.connections, b.connections, a.error]") == [
+        "sfu",
+        True,
+        {"B": "connected"},
+        {"A": "connected"},
+        "",
+    ]
+    nb.run("a.send('after M left'); b.send(b'B still here')")
+    nb.wait_until(
+        "[m.data for m in b.messages] == ['after M left'] and [m.data for m in a.messages] == [b'B still here']",
+        timeout=20,
+    )
+    expect(nb.phone("A").locator(".nbcall-member[data-peer='B'][data-state='connected']")).to_have_count(1)
     nb.run("janus.close()")
