@@ -83,16 +83,30 @@ async def test_a_room_on_janus_is_locked_and_goes_when_the_room_ends(
                 return True
 
             await wait_until_async(exists, "the VideoRoom exists")
-            # Private: not listed; nobody joins without the pin, or with a guessed one.
+            # Private: not listed; nobody joins without the pin, or with a guessed one; nor with the pin but
+            # without a member's token (VideoRoom's allowed list), or with a guessed one.
             listed, _ = await session.message(handle, {"request": "list"})
             assert number not in [entry["room"] for entry in listed["list"]]
+            pin = bridge.secrets()[1]  # the API secret, then this room's pin (as the server alone holds it)
             joiner = await session.attach("janus.plugin.videoroom")
-            for body, code in (({}, 429), ({"pin": "guess"}, 433)):
+            for body, code in (
+                ({}, 429),
+                ({"pin": "guess"}, 433),
+                ({"pin": pin}, 433),
+                ({"pin": pin, "token": "guess"}, 433),
+            ):
                 with pytest.raises(RequestFailed) as refused:
                     await session.message(
                         joiner, {"request": "join", "ptype": "publisher", "room": number, **body}
                     )
                 assert refused.value.code == code
+            # The pin with a member's token opens it: the refusals above were those locks at work.
+            token = bridge.secrets()[3]
+            joined, _ = await session.message(
+                joiner, {"request": "join", "ptype": "publisher", "room": number, "pin": pin, "token": token}
+            )
+            assert joined["videoroom"] == "joined", joined
+            await session.message(joiner, {"request": "leave"})
             # The room's end destroys it on Janus.
             await b.send(type="room-leave", room=room)
             await a.send(type="room-leave", room=room)
