@@ -16,7 +16,7 @@ import pytest
 from sfu_support import janus_or_skip
 from support import closed_after, wait_until_sync
 
-from nbcall import CallError, Peer
+from nbcall import CallError, Message, Peer
 from nbcall.call import kernel
 from nbcall.server.server import SignalingServer, serve
 from nbcall.teach.janus import JanusServer
@@ -72,6 +72,8 @@ def test_peers_in_an_sfu_room_send_to_all_and_to_one_and_see_who_is_there(make_p
     assert a.room == b.room == c.room and a.room.startswith("s-")
     assert a.sfu_links == {"publisher": "connected", "subscriber": "connected"}
     assert b.members == ["A", "B", "C"] and b.connections == {"A": "connected", "C": "connected"}
+    heard: list[Message] = []
+    c.on_message(heard.append)
     big = bytes(range(256)) * 4096 * 4  # 4 MiB: frames of at most 65,535 bytes, paced by the receivers' ACKs
     a.send("hello room").result(TIMEOUT)
     a.send(big).result(TIMEOUT * 2)
@@ -83,6 +85,10 @@ def test_peers_in_an_sfu_room_send_to_all_and_to_one_and_see_who_is_there(make_p
     assert hashlib.sha256(from_a[1]).digest() == hashlib.sha256(big).digest()
     assert ("C", {"from": "C"}) in [(m.sender, m.data) for m in b.messages]
     assert ("B", b"only for C") in [(m.sender, m.data) for m in c.messages]
+    # on_message hears what messages holds, in the same order: A's two through Janus, B's through the server.
+    wait_until_sync(lambda: len(heard) == len(c.messages) == 3, "C heard its three messages", TIMEOUT)
+    assert [(m.sender, m.data) for m in heard] == [(m.sender, m.data) for m in c.messages]
+    assert sorted(m.sender for m in heard) == ["A", "A", "B"]
     wait_until_sync(lambda: len(a.messages) >= 1, "A received C's message", TIMEOUT)
     assert [(m.sender, m.data) for m in a.messages] == [("C", {"from": "C"})]  # B's directed send is not here
     with pytest.raises(CallError, match="at most 65536 bytes"):
