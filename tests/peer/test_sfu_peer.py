@@ -253,3 +253,21 @@ def test_janus_stopping_mid_room_ends_the_room_on_every_member_saying_so() -> No
                 peer.close()
             server.close()
             kernel.run(server.wait_closed(), timeout=TIMEOUT)
+
+
+def test_a_member_joining_mid_message_gets_none_of_its_tail_and_whole_messages_after(make_peer) -> None:
+    a, b = sfu_room(make_peer, "A", "B")
+    # 32 MiB take seconds through Janus (48 MiB took 9 s here; D was in after 0.5 s): D comes in mid-message.
+    big = bytes(range(256)) * (4096 * 32)
+    sending = a.send(big)
+    d = make_peer("D")
+    b.invite("D")
+    wait_until_sync(lambda: d.connections.get("A") == "connected", "D receives A's feed", TIMEOUT)
+    assert not sending.done(), "A's message went out before D was in: make it larger"
+    sending.result(TIMEOUT * 3)
+    a.send("after").result(TIMEOUT)
+    wait_until_sync(lambda: "after" in [m.data for m in d.messages], "D received what followed", TIMEOUT)
+    # D dropped the frames of the message it came in on, rather than take its tail for a whole message.
+    assert [m.data for m in d.messages if m.sender == "A"] == ["after"]
+    wait_until_sync(lambda: len(b.messages) == 2, "B received both", TIMEOUT)
+    assert b.messages[0].data == big and b.messages[1].data == "after"
