@@ -1,6 +1,7 @@
 """SFU rooms (issue 18) in real JupyterLab + Chromium with a real Janus: browser phones and a Python peer in one
 room, data both ways with directed sends reaching only their target, a member leaving; the error when Janus
-cannot be reached.
+cannot be reached; a server restart past Janus's reclaim timeout (sfu-restart: the phones publish again), with
+none of the room's locks reaching the page; a member's browser closing.
 
 Janus skips loopback interfaces for ICE: scripts/test.sh gives the namespace the veth ``jns0`` carrying
 127.0.0.2, and the kernel starts Janus on it (docs/rooms.md, "Rooms on an SFU").
