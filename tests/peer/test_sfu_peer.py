@@ -7,19 +7,22 @@ Marked ``webrtc``: scripts/test.sh runs these inside the loopback-only network n
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
-from sfu_support import janus_or_skip
+from sfu_support import SfuMember, janus_or_skip
 from support import closed_after, wait_until_sync
 
 from nbcall import CallError, Message, Peer
 from nbcall.call import kernel
 from nbcall.server.server import SignalingServer, serve
 from nbcall.teach.janus import JanusServer
+from nbcall.wire.framing import SFU_FRAME, AckWindow, ack_frame
 
 pytestmark = pytest.mark.webrtc
 TIMEOUT = 20.0
@@ -271,3 +274,49 @@ def test_a_member_joining_mid_message_gets_none_of_its_tail_and_whole_messages_a
     assert [m.data for m in d.messages if m.sender == "A"] == ["after"]
     wait_until_sync(lambda: len(b.messages) == 2, "B received both", TIMEOUT)
     assert b.messages[0].data == big and b.messages[1].data == "after"
+
+
+def test_a_receiver_that_stops_acknowledging_holds_the_sender_back_until_its_patience_runs_out(
+    make_peer, sfu_server: SignalingServer
+) -> None:
+    # Janus applies no back-pressure: without the receivers' ACKs a sender would pour everything into its
+    # queues. X is a bare client that says "I receive you" once, then answers no SYNC.
+    a = make_peer("A")
+    x = SfuMember("X")
+    kernel.run(x.open(sfu_server.url), timeout=TIMEOUT)
+    try:
+        a.invite("X", sfu=True)
+
+        async def join() -> None:
+            room = (await x.next("room-invitation"))["room"]
+            await x.send(type="room-accept", room=room)
+            await x.next("room-state")
+            await x.publish(room)
+
+        kernel.run(join(), timeout=TIMEOUT)
+        wait_until_sync(lambda: "A" in x.feeds.values() and x.channel.readyState == "open", "X in", TIMEOUT)
+
+        async def receives_a() -> None:  # "I receive you", until A subscribed to X hears it and waits for X
+            for _ in range(int(TIMEOUT / 0.2)):
+                x.channel.send(ack_frame(0, "A"))
+                await asyncio.sleep(0.2)
+                if a.connections.get("X") == "connected":
+                    return
+
+        kernel.run(receives_a(), timeout=TIMEOUT * 2)
+        a.wait_members("X", timeout=TIMEOUT)
+        window = AckWindow()
+        # What may be under way unacknowledged: the window's SYNCs, the stretch after the last, a frame or two.
+        held = window.every * (window.outstanding + 1) + 2 * SFU_FRAME
+        sending = a.send(bytes(4 * 2**20))
+        time.sleep(3)  # well within the receivers' patience
+        got = sum(len(m) for sender, m in x.received if sender == "A" and isinstance(m, bytes))
+        assert not sending.done() and 0 < got <= held, (sending.done(), got, held)
+        sending.result(window.patience + TIMEOUT)  # then X counts as deaf and holds nobody back
+        wait_until_sync(
+            lambda: sum(len(m) for s, m in x.received if s == "A" and isinstance(m, bytes)) > 4 * 2**20,
+            "X received the rest",
+            TIMEOUT,
+        )
+    finally:
+        kernel.run(x.close(), timeout=TIMEOUT)
