@@ -308,13 +308,17 @@ def test_a_receiver_that_stops_acknowledging_holds_the_sender_back_until_its_pat
         window = AckWindow()
         # What may be under way unacknowledged: the window's SYNCs, the stretch after the last, a frame or two.
         held = window.every * (window.outstanding + 1) + 2 * SFU_FRAME
+
+        def got() -> int:
+            return sum(len(m) for sender, m in x.received if sender == "A" and isinstance(m, bytes))
+
         sending = a.send(bytes(4 * 2**20))
-        time.sleep(3)  # well within the receivers' patience
-        got = sum(len(m) for sender, m in x.received if sender == "A" and isinstance(m, bytes))
-        assert not sending.done() and 0 < got <= held, (sending.done(), got, held)
+        wait_until_sync(lambda: got() > 0, "X received the start of A's send", TIMEOUT)
+        time.sleep(2)  # well within the receivers' patience, counted from the first unanswered SYNC
+        assert not sending.done() and got() <= held, (sending.done(), got(), held)
         sending.result(window.patience + TIMEOUT)  # then X counts as deaf and holds nobody back
         wait_until_sync(
-            lambda: sum(len(m) for s, m in x.received if s == "A" and isinstance(m, bytes)) > 4 * 2**20,
+            lambda: got() > 4 * 2**20,
             "X received the rest",
             TIMEOUT,
         )
