@@ -97,7 +97,10 @@ def phone_phone_rounds(server_url: str, size: int, rounds: int, profile: Path | 
         f"({' '.join(f'{x:.2f}' for x in trips)}); page best {mib / best:.2f}\n"
         f"  per round, of the round trip: {' '.join(f'{x:.0%}' for x in ratios)} "
         f"(median {statistics.median(ratios):.0%}); medians against the lower ceiling: "
-        f"{statistics.median(rates) / lower:.0%}"
+        f"{statistics.median(rates) / lower:.0%}\n"
+        f"  side by side (uncoupled, at once), medians: comm round trip "
+        f"{out['summary']['side by side, comm MiB/s, median']:.2f}, page "
+        f"{out['summary']['side by side, page MiB/s, median']:.2f}"
     )
     return out
 

@@ -1,6 +1,7 @@
 """Data-channel throughput of a Python peer (aiortc) and of browser phones, in one run, with the time per hop.
 
     .venv/bin/python bench/throughput.py [--mib 20] [--no-browser] [--memory-mib 1024] [--json FILE]
+    .venv/bin/python bench/throughput.py --phone-phone ROUNDS [--cpu-profile FILE]   # bench/phone_phone.py
 
 Paths, each moving one message of ``--mib`` MiB (random bytes), timed from the send in Python until the
 receiving side's Python has it whole (checked by size; the receiver answers with its clock's arrival time,
