@@ -1,6 +1,7 @@
 """Data-channel throughput of a Python peer (aiortc) and of browser phones, in one run, with the time per hop.
 
     .venv/bin/python bench/throughput.py [--mib 20] [--no-browser] [--memory-mib 1024] [--json FILE]
+    .venv/bin/python bench/throughput.py --phone-phone ROUNDS [--cpu-profile FILE]   # bench/phone_phone.py
 
 Paths, each moving one message of ``--mib`` MiB (random bytes), timed from the send in Python until the
 receiving side's Python has it whole (checked by size; the receiver answers with its clock's arrival time,
@@ -616,6 +617,20 @@ def main() -> None:
         help="also Phone -> Phone with each of the phones' settings in VARIANTS, in ROUNDS alternating rounds",
     )
     parser.add_argument(
+        "--phone-phone",
+        type=int,
+        default=0,
+        metavar="ROUNDS",
+        help="only Phone -> Phone beside its two ceilings, in ROUNDS rounds (no Peer paths, no memory)",
+    )
+    parser.add_argument(
+        "--cpu-profile",
+        type=Path,
+        metavar="FILE",
+        help="with --phone-phone: one more Phone -> Phone under the page's CDP profiler and the kernel's "
+        "cProfile; the page's profile goes to FILE (.cpuprofile), a summary is printed",
+    )
+    parser.add_argument(
         "--memory-only", action="store_true", help="only the memory figures (no throughput, no profile)"
     )
     args = parser.parse_args()
@@ -635,6 +650,14 @@ def main() -> None:
 
     size = args.mib * MIB
     server = nbcall.serve()
+    if args.phone_phone:
+        from phone_phone import phone_phone_rounds
+
+        figures = phone_phone_rounds(server.url, size, args.phone_phone, args.cpu_profile)
+        if args.json:
+            args.json.write_text(json.dumps({**figures, "load_average": LOADS}))
+        server.close()
+        return
     if args.memory_only:
         step("memory, nbcall send -> nbcall receive")
         memory = {"nbcall send -> nbcall receive": cli_memory(server.url, args.memory_mib * MIB)}
