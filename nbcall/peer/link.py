@@ -11,7 +11,7 @@ import concurrent.futures
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -396,10 +396,14 @@ class Link:
 
     def _on_track(self, track: MediaStreamTrack) -> None:
         consumer = Consumer(self.media, self.peer, self.pool, self.counts, lambda: self.closed)
-        task = asyncio.ensure_future(consumer.consume(track))
+        self._spawn(consumer.consume(track)).add_done_callback(self._consumer_ended)
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        """Run ``work`` as a task of this link's, kept until it ends."""
+        task = asyncio.ensure_future(work)
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
-        task.add_done_callback(self._consumer_ended)
+        return task
 
     def _consumer_ended(self, task: asyncio.Future[None]) -> None:
         """A received track's consumer that failed: the call goes on without that medium, and the log says why."""
@@ -423,9 +427,7 @@ class Link:
         if self.pc.connectionState == "connected":
             # Media that our offer right after the answer added started while DTLS was still being set up:
             # aiortc leaves it unstarted.
-            task = asyncio.ensure_future(self._start_media())
-            self.tasks.add(task)
-            task.add_done_callback(self.tasks.discard)
+            self._spawn(self._start_media())
 
     async def _start_media(self) -> None:
         started = await start_media(self.pc)
