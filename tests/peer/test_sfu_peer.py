@@ -315,7 +315,7 @@ def test_a_receiver_that_stops_acknowledging_holds_the_sender_back_until_its_pat
         sending = a.send(bytes(4 * 2**20))
         wait_until_sync(lambda: got() > 0, "X received the start of A's send", TIMEOUT)
         time.sleep(2)  # well within the receivers' patience, counted from the first unanswered SYNC
-        assert not sending.done() and got() <= held, (sending.done(), got(), held)
+        assert not sending.done() and got() <= held, (sending.done(), got(), held, a.connections, a.log[-8:])
         sending.result(window.patience + TIMEOUT)  # then X counts as deaf and holds nobody back
         wait_until_sync(
             lambda: got() > 4 * 2**20,
