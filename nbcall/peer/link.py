@@ -373,8 +373,10 @@ class Link:
     async def flush(self, timeout: float) -> bool:
         """Wait until everything sent was handed over and acknowledged by the peer; False on timeout."""
         deadline = time.monotonic() + timeout
-        async with self.sending:
-            pass
+        try:  # the send under way first, within the same deadline: it may wait on a peer that is gone
+            await asyncio.wait_for(self._sends_done(), timeout)
+        except asyncio.TimeoutError:
+            return self.closed
         while time.monotonic() < deadline and not self.closed:
             channel = self.channel
             queued = channel.bufferedAmount if channel is not None and channel.readyState == "open" else 0
@@ -382,6 +384,10 @@ class Link:
                 return True
             await asyncio.sleep(0.01)
         return self.closed
+
+    async def _sends_done(self) -> None:
+        async with self.sending:
+            pass
 
     # -------------------------------------------------------------------------------------- media
 

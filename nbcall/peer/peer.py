@@ -254,10 +254,10 @@ class Peer(FromEngine, PeerCard, traitlets.HasTraits):
             self.flush()
         super().leave()
 
-    def hangup(self) -> None:
+    def hangup(self, *, wait: bool = True) -> None:
         """End the current call on both sides, or leave the room, after what was sent has arrived (at most
-        ``timeout`` s)."""
-        if self.state == "connected" and not self._on_loop():
+        ``timeout`` s; ``wait=False``: at once, dropping what is still under way)."""
+        if wait and self.state == "connected" and not self._on_loop():
             self.flush()
         super().hangup()
 
@@ -418,12 +418,13 @@ class Peer(FromEngine, PeerCard, traitlets.HasTraits):
     async def _stats(self) -> dict[str, dict[str, Any]]:
         return self._engine.stats()
 
-    def close(self) -> None:
-        """Hang up (after what was sent has arrived), leave the signaling server and close the connections."""
+    def close(self, *, wait: bool = True) -> None:
+        """Hang up (after what was sent has arrived, unless ``wait=False``), leave the signaling server and close
+        the connections."""
         if self._closing:
             return
         try:
-            self.hangup()
+            self.hangup(wait=wait)
         finally:
             self._closing = True
             self._finalizer.detach()

@@ -352,10 +352,17 @@ class SfuSession:
     async def flush(self, timeout: float) -> bool:
         """Wait until every member connected has acknowledged all we sent (or ``timeout`` passed)."""
         deadline = time.monotonic() + timeout
-        async with self.sending:
-            sync = self.window.sent(0, self.connected, time.monotonic(), force=True)
-            if sync is not None:
-                self._send_control(sync)
+
+        async def sync_after_sends() -> None:  # a SYNC after the send under way, which may wait on the ACKs
+            async with self.sending:
+                sync = self.window.sent(0, self.connected, time.monotonic(), force=True)
+                if sync is not None:
+                    self._send_control(sync)
+
+        try:
+            await asyncio.wait_for(sync_after_sends(), timeout)
+        except asyncio.TimeoutError:
+            return self.closed
         while not self.window.settled and time.monotonic() < deadline and not self.closed:
             self.window.blocked(time.monotonic())  # gives up on a receiver silent past its patience
             self._acked.clear()

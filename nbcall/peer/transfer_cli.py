@@ -7,6 +7,7 @@ Exit codes say what happened (:data:`EXIT_CODES`).
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import logging
 import sys
 import time
@@ -154,6 +155,7 @@ def send(args: argparse.Namespace) -> int:
     bars: list[
         Any
     ] = []  # the bar starts with the first file, where it starts: a resumed file is partly there
+    future: concurrent.futures.Future[dict[str, Any]] | None = None
     try:
         try:
             peer.call(args.peer)
@@ -200,6 +202,9 @@ def send(args: argparse.Namespace) -> int:
         logger.info("sent %d file(s) to %s, sha256 checked", len(files), args.peer)
         return OK
     except KeyboardInterrupt:
+        if future is not None:
+            future.cancel()
+        peer.close(wait=False)  # the user stops now: no waiting for the bytes under way to arrive
         return _fail("send", CTRL_C, "stopped")
     finally:
         _close(bars)
@@ -264,6 +269,7 @@ def receive(args: argparse.Namespace) -> int:
             return _fail("receive", INTERRUPTED, f"the call from {peer.peer} ended before any file came")
         return OK
     except KeyboardInterrupt:
+        peer.close(wait=False)
         return _fail("receive", CTRL_C, "stopped")
     finally:
         _close(bars.values())
