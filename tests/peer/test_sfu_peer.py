@@ -376,6 +376,13 @@ def test_a_receiver_that_stops_acknowledging_holds_the_sender_back_until_its_pat
         kernel.run(x.close(), timeout=TIMEOUT)
 
 
+#: What Janus 1.1.2 logs when the SCTP send buffer towards a subscriber is full (EAGAIN) as it opens the data
+#: channel of a new feed there. It never tries again: that feed's data never reaches that subscriber, so the
+#: joiner and that member never count each other as connected (their wait_members times out). Seen in about 1
+#: run in 30 of the test below on this loaded machine; nothing already flowing was lost in any run.
+OPEN_FAILED = "janus_sctp_send_open_request_message"
+
+
 def _numbered(peer: Peer, sender: str, prefix: str) -> list[int]:
     """The numbers of ``sender``'s messages ``prefix<n>`` that ``peer`` received, in the order received."""
     return [
@@ -385,7 +392,9 @@ def _numbered(peer: Peer, sender: str, prefix: str) -> list[int]:
     ]
 
 
-def test_nothing_is_lost_while_joiners_renegotiate_the_members_subscriber_links(make_peer) -> None:
+def test_nothing_is_lost_while_joiners_renegotiate_the_members_subscriber_links(
+    make_peer, janus: JanusServer
+) -> None:
     # A joiner with a camera comes to the members already there by a renegotiation of their subscriber links:
     # Janus offers again (the joiner's video added) on the same association, and each member answers. A's
     # numbered stream, with a 1 MiB message (frames and SYNC/ACK pacing under way), flows to B all the while C
@@ -408,6 +417,7 @@ def test_nothing_is_lost_while_joiners_renegotiate_the_members_subscriber_links(
             time.sleep(0.02)
 
     sender = threading.Thread(target=stream, daemon=True)
+    open_failed = janus.log().count(OPEN_FAILED)  # the module's Janus served other tests before
     started = time.time()
     sender.start()
     wait_until_sync(lambda: len(sent) >= big_at - 5, "A's stream under way", TIMEOUT)
@@ -416,7 +426,12 @@ def test_nothing_is_lost_while_joiners_renegotiate_the_members_subscriber_links(
         joiner = make_peer(name, max_messages=1000, video=lambda: frame, fps=5)
         a.invite(name)
         joiner.wait("connected", timeout=TIMEOUT)
-        joiner.wait_members(*(p.user_id for p in (a, b, *joiners)), timeout=TIMEOUT)
+        try:
+            joiner.wait_members(*(p.user_id for p in (a, b, *joiners)), timeout=TIMEOUT)
+        except TimeoutError:
+            if janus.log().count(OPEN_FAILED) > open_failed:
+                pytest.xfail(f"Janus could not open the joiner's data channel to a member: {OPEN_FAILED}")
+            raise
         joiner.send(f"{name.lower()}0").result(TIMEOUT)
         joiners.append(joiner)
     for joiner in joiners:  # and more from each joiner, A's stream still flowing
