@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import json
 import threading
 import time
 from collections.abc import Iterator
@@ -18,7 +17,7 @@ from typing import Any, Self
 
 import numpy as np
 import pytest
-from sfu_support import SfuMember, janus_or_skip
+from sfu_support import SfuMember, janus_or_skip, record_of
 from support import wait_until, wait_until_sync
 
 from nbcall import CallError, Peer
@@ -104,12 +103,6 @@ def _close(peers: tuple[Peer, ...], *servers: SignalingServer | None) -> None:
     for server in servers:
         if server is not None:
             kernel.run(_stop(server), timeout=TIMEOUT)
-
-
-def record_of(member: SfuMember) -> dict[str, Any]:
-    """What ``member``'s record of its links to the SFU says (its signed body)."""
-    body = member.record.split(".")[0]
-    return dict(json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))))
 
 
 def _numbers(peer: Peer, sender: str) -> list[int]:
