@@ -6,8 +6,8 @@
 //
 // A member counts as connected (a `channel` "open" for it) once our publisher channel is open, something came on
 // its feed, and it said it receives ours (an ACK naming us). To get there a publisher repeats a hello (ACK 0
-// naming nobody) until every known feed acknowledged it; a subscriber answers the first frame of each feed with
-// ACK 0 naming that member, and a member's first ACK naming us with one of its own.
+// naming nobody) until every known feed acknowledged it; a subscriber answers the first frame of each feed, and
+// each hello, with ACK 0 naming that member, and a member's first ACK naming us with one of its own.
 
 import { ACK, AckWindow, FrameDecoder, FrameWriter, SFU_FRAME, SYNC, ackFrame, control } from "./framing.js";
 import { drained } from "./channel.js";
@@ -236,11 +236,14 @@ export class SfuLink {
   receive(feed, frame) {
     const member = this.feeds[feed];
     if (member === undefined) return; // a feed the server did not name (yet)
-    if (!this.heard.has(member)) {
-      this.heard.add(member);
-      this.sendControl(ackFrame(0, member)); // "I receive you"
-    }
     const pacing = control(frame);
+    const hello = pacing?.type === ACK && pacing.sender === "";
+    if (!this.heard.has(member) || hello) {
+      // "I receive you", to its first frame and to each hello: Janus drops data on a link that is not ready
+      // without a word, so an answer may be lost, and the member says hello until it has one.
+      this.heard.add(member);
+      this.sendControl(ackFrame(0, member));
+    }
     if (pacing) {
       if (pacing.type === SYNC) this.sendControl(ackFrame(pacing.sequence, member));
       else if (pacing.type === ACK && pacing.sender === this.host.userId()) {

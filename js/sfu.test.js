@@ -87,6 +87,17 @@ test("a member connects once its feed brought something and it said it receives 
   assert.deepEqual(told.filter((t) => t.type === "channel").at(-1)?.fields.state, "closed");
 });
 
+test("each hello is answered, so that an answer Janus dropped is made good by the next", () => {
+  const { sfu, channel } = link();
+  const answers = () => channel.sent.filter((f) => control(f)?.sender === "C").length;
+  sfu.receive("12", copy(ackFrame(0, ""))); // C's hello: the first thing on its feed
+  sfu.receive("12", copy(ackFrame(0, ""))); // again: it has not heard us say "I receive you"
+  sfu.receive("12", copy(ackFrame(0, "")));
+  assert.equal(answers(), 3);
+  sfu.receive("12", copy(ackFrame(0, "B"))); // an ACK naming another member is no hello
+  assert.equal(answers(), 3);
+});
+
 test("a SYNC is answered at once with an ACK naming its sender, and an ACK to us frees the sender's window", () => {
   const { sfu, channel } = link();
   sfu.receive("12", copy(syncFrame(7)));

@@ -9,6 +9,7 @@ on aiortc: it publishes a data channel and answers the SFU's subscriber offers, 
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import shutil
 import socket
@@ -23,7 +24,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from nbcall.peer.aiortc_patches import tune_sctp
 from nbcall.teach.janus import JanusServer, start_janus
 
-__all__ = ["VETH", "SfuMember", "has_veth", "janus_or_skip"]
+__all__ = ["VETH", "SfuMember", "has_veth", "janus_or_skip", "record_of"]
 
 #: The veth scripts/test.sh adds in the test namespace, carrying 127.0.0.2.
 VETH = "jns0"
@@ -242,6 +243,12 @@ class SfuMember:
             await self.ws.close()
         if self._reader is not None:
             self._reader.cancel()
+
+
+def record_of(member: SfuMember) -> dict[str, Any]:
+    """What ``member``'s last record of its links to the SFU says (the body the server signed)."""
+    body = member.record.split(".")[0]
+    return dict(json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))))
 
 
 def _small_video(base: Any) -> Any:

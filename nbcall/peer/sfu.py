@@ -9,8 +9,8 @@ receivers' ACKs (:class:`~nbcall.wire.framing.AckWindow`).
 A member counts as connected (``engine_channel(member, True)``) once our publisher channel is open, something
 arrived on its feed and it said it receives ours (an ACK naming us). To get there each side announces itself:
 a publisher repeats a hello (ACK 0 naming nobody) until every known feed has acknowledged it; a subscriber
-answers the first frame of each feed with ACK 0 naming that member, and answers a member's first ACK naming
-it with one of its own (which that member may have missed, having subscribed to us later).
+answers the first frame of each feed, and each hello, with ACK 0 naming that member, and answers a member's
+first ACK naming it with one of its own (which that member may have missed, having subscribed to us later).
 """
 
 from __future__ import annotations
@@ -246,10 +246,13 @@ class SfuSession:
         self.bytes_in += len(data)
         tally = self._tally(member)
         tally["bytes_received"] += len(data)
-        if member not in self.heard:
-            self.heard.add(member)
-            self._send_control(ack_frame(0, member))  # "I receive you"
         pacing = control(data)
+        hello = pacing is not None and pacing[0] == ACK and pacing[2] == ""
+        if member not in self.heard or hello:
+            # "I receive you", to its first frame and to each hello: Janus drops data on a link that is not
+            # ready without a word, so an answer may be lost, and the member says hello until it has one.
+            self.heard.add(member)
+            self._send_control(ack_frame(0, member))
         if pacing is not None:
             kind, sequence, sender = pacing
             if kind == SYNC:

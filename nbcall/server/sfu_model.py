@@ -86,6 +86,7 @@ class SfuRoom:
     __slots__ = (
         "control",
         "created",
+        "departed",
         "ended",
         "id",
         "initial",
@@ -115,6 +116,8 @@ class SfuRoom:
         self.settling = False  # restored, waiting for its members' records: subscriptions stay as they are
         #: Restored: the feeds that still published when the session was claimed (None: Janus did not say).
         self.publishing: set[int] | None = None
+        #: Members announced gone after a restart (``room-left``), with why: told to those who come back later.
+        self.departed: dict[str, str] = {}
         self.ended = False
 
     def token(self, member_id: str) -> str:

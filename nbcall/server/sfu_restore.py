@@ -83,20 +83,26 @@ class SfuRestore:
 
     def _join(self, room: SfuRoom, member_id: str, said: dict[str, dict[str, Any] | None]) -> None:
         """``member_id`` is in ``room`` now: taken up from its record when it came back with one that holds, told
-        to publish again when it came back without, a new member otherwise."""
+        to publish again when it came back without, a new member otherwise. A member back after the others were
+        told who left hears it too; if it was among them, its feed is gone (kicked, or it hung up): it publishes
+        again."""
         if member_id in said:
             record = said[member_id]
-            member = restore_member(room, record) if record is not None and room.restored else None
+            announced = room.departed.pop(member_id, None) is not None
+            usable = record is not None and room.restored and not announced
+            member = restore_member(room, record) if usable and record is not None else None
             if member is not None:
                 room.members[member_id] = member
                 for handle, role in ((member.publisher, "publisher"), (member.subscriber, "subscriber")):
                     if handle:
                         self._handles[handle] = (room, member, role)
-                return
-            self._add_member(room, member_id)
-            self._restart(
-                room, room.members[member_id], "its links to the SFU were not kept after the restart"
-            )
+            else:
+                self._add_member(room, member_id)
+                self._restart(
+                    room, room.members[member_id], "its links to the SFU were not kept after the restart"
+                )
+            for who, why in sorted(room.departed.items()):  # it missed their room-left while away
+                self._send([(member_id, encode_message("room-left", room=room.id, id=who, reason=why))])
             return
         self._add_member(room, member_id)
 
@@ -113,8 +119,10 @@ class SfuRestore:
                 self.where,
                 exc,
             )
+            named = set(_named(room))  # who the records said was in the room: each must come back
             await self._start_again(room, f"the SFU session of the room could not be claimed after the server "
                                           f"restart ({exc})")  # fmt: skip
+            self._spawn(self._await_named(room, named, started + grace, grace))
             return
         participants = await self._participants(room)
         if participants is not None:
@@ -149,6 +157,24 @@ class SfuRestore:
     def _restart(self, room: SfuRoom, member: SfuMember, why: str) -> None:
         self._say(room, member, "sfu-restart", reason=f"{why}: publish again")
 
+    async def _await_named(self, room: SfuRoom, named: set[str], deadline: float, grace: float) -> None:
+        """The room started again: whoever the records named that is not back by ``deadline`` left."""
+        while not room.ended and time.monotonic() < deadline and named - room.members.keys():
+            await asyncio.sleep(SETTLE_EVERY)
+        why = f"it did not come back within {grace:g} s of the server restart"
+        self._depart(room, dict.fromkeys(named - room.members.keys(), why))
+
+    def _depart(self, room: SfuRoom, departed: dict[str, str]) -> None:
+        """Tell ``room``'s members that the ``departed`` members left while the server restarted (and why), and
+        keep it for those who come back later."""
+        if room.ended:
+            return
+        for who, why in sorted(departed.items()):
+            logger.info("%r left SFU room %r: %s", who, room.id, why)
+            room.departed[who] = why
+            left = encode_message("room-left", room=room.id, id=who, reason=why)
+            self._send([(member_id, left) for member_id in room.members])
+
     async def _settle(self, room: SfuRoom, deadline: float, grace: float) -> None:
         """Once every member named in a restored subscription is back (or gone from Janus, or at ``deadline``),
         subscriptions follow the room again, feeds of members that did not come back are kicked, and the others
@@ -160,16 +186,15 @@ class SfuRestore:
             return
         departed = {who: feed for who, feed in _named(room).items() if who not in room.members}
         await self._sweep(room)
-        for who, feed in sorted(departed.items()):
-            gone = room.publishing is not None and feed not in room.publishing
-            why = (
-                "its link to the SFU closed while the server restarted"
-                if gone
+        self._depart(
+            room,
+            {
+                who: "its link to the SFU closed while the server restarted"
+                if room.publishing is not None and feed not in room.publishing
                 else f"it did not come back within {grace:g} s of the server restart"
-            )
-            logger.info("%r left SFU room %r: %s", who, room.id, why)
-            left = encode_message("room-left", room=room.id, id=who, reason=why)
-            self._send([(member_id, left) for member_id in room.members])
+                for who, feed in departed.items()
+            },
+        )
         for member in list(room.members.values()):
             self._record(room, member)
             self._pump(room, member)

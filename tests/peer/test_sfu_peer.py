@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -22,7 +23,7 @@ from nbcall import CallError, Message, Peer
 from nbcall.call import kernel
 from nbcall.server.server import SignalingServer, serve
 from nbcall.teach.janus import JanusServer
-from nbcall.wire.framing import SFU_FRAME, AckWindow, ack_frame, control
+from nbcall.wire.framing import ACK, SFU_FRAME, AckWindow, ack_frame, control
 
 pytestmark = pytest.mark.webrtc
 TIMEOUT = 20.0
@@ -276,25 +277,66 @@ def test_a_member_joining_mid_message_gets_none_of_its_tail_and_whole_messages_a
     assert b.messages[0].data == big and b.messages[1].data == "after"
 
 
+def _bare_member(a: Peer, sfu_server: SignalingServer) -> SfuMember:
+    """X, a bare client ``a`` invited into an SFU room: in it, publishing, subscribed to ``a``'s feed, silent."""
+    x = SfuMember("X")
+    kernel.run(x.open(sfu_server.url), timeout=TIMEOUT)
+    a.invite("X", sfu=True)
+
+    async def join() -> None:
+        room = (await x.next("room-invitation"))["room"]
+        await x.send(type="room-accept", room=room)
+        await x.next("room-state")
+        await x.publish(room)
+
+    try:
+        kernel.run(join(), timeout=TIMEOUT)
+        wait_until_sync(lambda: "A" in x.feeds.values() and x.channel.readyState == "open", "X in", TIMEOUT)
+    except BaseException:
+        kernel.run(x.close(), timeout=TIMEOUT)
+        raise
+    return x
+
+
+def test_a_member_answers_each_hello_so_that_a_lost_answer_is_made_good(make_peer, sfu_server) -> None:
+    # A member says hello (an ACK naming nobody) until every member said "I receive you" (an ACK naming it).
+    # Those answers cross Janus, which drops data without a word on a subscriber link that is not ready (a joiner
+    # subscribing, a link renegotiating): A answers each hello, not only the first frame it hears, so a joiner
+    # whose first answers were lost is not left waiting forever with A shown as "connecting".
+    a = make_peer("A")
+    x = _bare_member(a, sfu_server)
+    try:
+
+        def answers() -> int:
+            return sum(
+                1
+                for sender, m in list(x.received)
+                if sender == "A" and isinstance(m, bytes) and control(m) == (ACK, 0, "X")
+            )
+
+        wait_until_sync(lambda: any(sender == "A" for sender, _ in x.received), "A's frames reach X", TIMEOUT)
+
+        async def say_hello() -> int:
+            for _ in range(int(TIMEOUT / 0.25)):
+                if answers() >= 3:
+                    break
+                x.channel.send(ack_frame(0, ""))
+                await asyncio.sleep(0.25)
+            return answers()
+
+        assert kernel.run(say_hello(), timeout=TIMEOUT * 2) >= 3, "A answered X's hellos only once"
+    finally:
+        kernel.run(x.close(), timeout=TIMEOUT)
+
+
 def test_a_receiver_that_stops_acknowledging_holds_the_sender_back_until_its_patience_runs_out(
     make_peer, sfu_server: SignalingServer
 ) -> None:
     # Janus applies no back-pressure: without the receivers' ACKs a sender would pour everything into its
     # queues. X is a bare client that says "I receive you" once, then answers no SYNC.
     a = make_peer("A")
-    x = SfuMember("X")
-    kernel.run(x.open(sfu_server.url), timeout=TIMEOUT)
+    x = _bare_member(a, sfu_server)
     try:
-        a.invite("X", sfu=True)
-
-        async def join() -> None:
-            room = (await x.next("room-invitation"))["room"]
-            await x.send(type="room-accept", room=room)
-            await x.next("room-state")
-            await x.publish(room)
-
-        kernel.run(join(), timeout=TIMEOUT)
-        wait_until_sync(lambda: "A" in x.feeds.values() and x.channel.readyState == "open", "X in", TIMEOUT)
 
         async def receives_a() -> None:
             # "I receive you", as a member says it: only once A's frames (its hello) come through Janus to X, and
@@ -332,3 +374,102 @@ def test_a_receiver_that_stops_acknowledging_holds_the_sender_back_until_its_pat
         )
     finally:
         kernel.run(x.close(), timeout=TIMEOUT)
+
+
+#: What Janus 1.1.2 logs when the SCTP send buffer towards a subscriber is full (EAGAIN) as it opens the data
+#: channel of a new feed there. It never tries again: that feed's data never reaches that subscriber, so the
+#: joiner and that member never count each other as connected (their wait_members times out). Seen in about 1
+#: run in 30 of the test below on this loaded machine; nothing already flowing was lost in any run.
+OPEN_FAILED = "janus_sctp_send_open_request_message"
+
+
+def _numbered(peer: Peer, sender: str, prefix: str) -> list[int]:
+    """The numbers of ``sender``'s messages ``prefix<n>`` that ``peer`` received, in the order received."""
+    return [
+        int(m.data[len(prefix) :])
+        for m in list(peer.messages)
+        if m.sender == sender and isinstance(m.data, str) and m.data.startswith(prefix)
+    ]
+
+
+def test_nothing_is_lost_while_joiners_renegotiate_the_members_subscriber_links(
+    make_peer, janus: JanusServer
+) -> None:
+    # A joiner with a camera comes to the members already there by a renegotiation of their subscriber links:
+    # Janus offers again (the joiner's video added) on the same association, and each member answers. A's
+    # numbered stream, with a 1 MiB message (frames and SYNC/ACK pacing under way), flows to B all the while C
+    # and then D join: B gets each message once, in order, whole; and what each joiner sends once its
+    # wait_members returns reaches every member.
+    frame = np.full((48, 64, 3), 120, np.uint8)
+    frames: list[str] = []
+    a = make_peer("A", max_messages=1000)
+    b = make_peer("B", max_messages=1000)
+    b.on_room_frame(lambda member, image, timestamp: frames.append(member))
+    sfu_room_of(a, b)
+    count, big_at = 150, 40
+    big = bytes(range(256)) * 4096  # 1 MiB
+    sent: list[int] = []
+
+    def stream() -> None:
+        for n in range(count):
+            a.send(big if n == big_at else f"n{n}").result(TIMEOUT * 2)
+            sent.append(n)
+            time.sleep(0.02)
+
+    sender = threading.Thread(target=stream, daemon=True)
+    open_failed = janus.log().count(OPEN_FAILED)  # the module's Janus served other tests before
+    started = time.time()
+    sender.start()
+    wait_until_sync(lambda: len(sent) >= big_at - 5, "A's stream under way", TIMEOUT)
+    joiners: list[Peer] = []
+    for name in ("C", "D"):
+        joiner = make_peer(name, max_messages=1000, video=lambda: frame, fps=5)
+        a.invite(name)
+        joiner.wait("connected", timeout=TIMEOUT)
+        try:
+            joiner.wait_members(*(p.user_id for p in (a, b, *joiners)), timeout=TIMEOUT)
+        except TimeoutError:
+            if janus.log().count(OPEN_FAILED) > open_failed:
+                pytest.xfail(f"Janus could not open the joiner's data channel to a member: {OPEN_FAILED}")
+            raise
+        joiner.send(f"{name.lower()}0").result(TIMEOUT)
+        joiners.append(joiner)
+    for joiner in joiners:  # and more from each joiner, A's stream still flowing
+        for n in range(1, 10):
+            joiner.send(f"{joiner.user_id.lower()}{n}").result(TIMEOUT)
+    joined = len(sent)
+    sender.join(TIMEOUT * 4)
+    assert not sender.is_alive() and len(sent) == count, f"A's stream stalled at {len(sent)} of {count}"
+    ended = time.time()
+    expected = [f"n{n}" for n in range(big_at)] + [len(big)] + [f"n{n}" for n in range(big_at + 1, count)]
+
+    def from_a() -> list[object]:
+        return [
+            m.data if isinstance(m.data, str) else len(m.data) for m in list(b.messages) if m.sender == "A"
+        ]
+
+    wait_until_sync(lambda: len(from_a()) >= count, "B received A's stream", TIMEOUT * 2)
+    got = from_a()
+    missing = [x for x in expected if x not in got]
+    assert got == expected, f"B lost or reordered A's messages: {missing=}, {len(got)} received of {count}"
+    assert [m.data for m in b.messages if m.sender == "A" and isinstance(m.data, bytes)] == [big]
+    for i, joiner in enumerate(joiners):
+        prefix = joiner.user_id.lower()
+        for member in (a, b, *joiners):
+            # D joined after C's first message: it gets C's others; everyone else gets all ten.
+            first = 1 if member in joiners[i + 1 :] else 0 if member is not joiner else 10
+            wait_until_sync(
+                lambda member=member, joiner=joiner, prefix=prefix, first=first: (
+                    len(_numbered(member, joiner.user_id, prefix)) >= 10 - first
+                ),
+                f"{member.user_id} received {joiner.user_id}'s messages",
+                TIMEOUT,
+            )
+            assert _numbered(member, joiner.user_id, prefix) == list(range(first, 10)), member.user_id
+    # Both joins renegotiated B's subscriber link while A's stream flowed (else this test shows nothing).
+    assert joined < count, f"the joins took longer than A's stream ({joined} of {count} sent by then)"
+    offers = [
+        e["t"] for e in b.log if e["type"] == "sfu-offer" and e["dir"] == "in" and started < e["t"] < ended
+    ]
+    assert len(offers) >= 2, b.log
+    wait_until_sync(lambda: {"C", "D"} <= set(frames), "B received the joiners' video", TIMEOUT)

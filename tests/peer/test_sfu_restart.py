@@ -8,16 +8,17 @@ Marked ``webrtc``: run in the network namespace with the veth carrying 127.0.0.2
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import threading
 import time
 from collections.abc import Iterator
-from typing import Self
+from typing import Any, Self
 
 import numpy as np
 import pytest
-from sfu_support import janus_or_skip
-from support import wait_until_sync
+from sfu_support import SfuMember, janus_or_skip, record_of
+from support import wait_until, wait_until_sync
 
 from nbcall import CallError, Peer
 from nbcall.call import kernel
@@ -331,3 +332,123 @@ def test_a_member_that_hangs_up_while_the_server_is_away_is_gone_from_the_room_i
         wait_until_sync(lambda: "after C left" in [m.data for m in a.messages], "B's message", TIMEOUT)
     finally:
         _close((a, b, c), first, second)
+
+
+def test_a_member_gone_when_the_room_starts_again_on_a_new_videoroom_is_gone_for_the_others(
+    forgetful_janus: JanusServer,
+) -> None:
+    # The restart outlasts Janus's reclaim timeout: the room starts again on a new VideoRoom, so no subscription
+    # on Janus says who was in it. The members' records do: C, which closed while the server was away, never
+    # comes back, and once the room's grace has passed the others hear that it left, and stop waiting for it.
+    janus = forgetful_janus
+    first = _start(janus)
+    port = first.port
+    a, b, c = (Peer(name, server=first.url, auto_answer=True) for name in "ABC")
+    second: SignalingServer | None = None
+    try:
+        _sfu_room(a, b, c)
+        expired = janus.log().count("Timeout expired for session")
+        kernel.run(_stop(first), timeout=TIMEOUT)
+        wait_until_sync(lambda: not a.online and not b.online and not c.online, "the server to be gone")
+        c.close()  # its room-leave has no server to go to
+        wait_until_sync(
+            lambda: janus.log().count("Timeout expired for session") > expired,
+            "Janus to drop the session",
+            TIMEOUT,
+        )
+        grace = 3.0
+        second = kernel.run(
+            serve(port=port, sfu=janus.url, sfu_secret=janus.api_secret, room_key=KEY, room_grace=grace),
+            timeout=TIMEOUT,
+        )
+        for peer, other in ((a, "B"), (b, "A")):
+            wait_until_sync(
+                lambda peer=peer, other=other: (
+                    peer.members == ["A", "B"] and peer.connections == {other: "connected"}
+                ),
+                f"{peer.user_id} to see C gone and {other} connected",
+                TIMEOUT,
+            )
+            restarted = [entry["detail"] for entry in peer.log if entry["type"] == "sfu-restart"]
+            assert restarted and "could not be claimed" in restarted[-1]["reason"], restarted
+            said = [entry["detail"] for entry in peer.log if entry["type"] == "room-left"]
+            assert [(s["id"], s["reason"]) for s in said] == [
+                ("C", f"it did not come back within {grace:g} s of the server restart")
+            ], said
+        a.wait_members("B", timeout=TIMEOUT)
+        b.send("after C left").result(TIMEOUT)
+        wait_until_sync(lambda: "after C left" in [m.data for m in a.messages], "B's message", TIMEOUT)
+    finally:
+        _close((a, b, c), first, second)
+
+
+def test_a_member_back_after_the_restored_room_settled_hears_who_left_and_publishes_again(
+    janus: JanusServer,
+) -> None:
+    # Bare members, to choose who comes back when. While the server is away C closes and B's publisher link
+    # goes. A comes back: Janus says neither publishes, so the room settles at once and A hears that both left.
+    # B comes back only then (a member still, by its credential): it hears that C left, which it missed, and is
+    # told to publish again, its feed being gone (its record names it).
+    first = _start(janus)
+    port = first.port
+    a, b, c = (SfuMember(name) for name in "ABC")
+    second: SignalingServer | None = None
+
+    async def make_room() -> str:
+        for member in (a, b, c):
+            await member.open(first.url, secret=member.secret)
+        for invitee in (b, c):
+            await a.send(type="room-invite", to=invitee.id, sfu=True)
+        room = (await a.next("room-state"))["room"]
+        for invitee in (b, c):
+            await invitee.next("room-invitation")
+            await invitee.send(type="room-accept", room=room)
+            await invitee.next("room-state")
+        await asyncio.gather(*(member.publish(room) for member in (a, b, c)))
+        for member in (a, b, c):
+            await wait_until(lambda m=member: m.channel.readyState == "open", f"{member.id}'s channel open")
+            await wait_until(lambda m=member: m.subscriber.connectionState == "connected", "subscriber links")
+        for member in (a, b, c):
+            await member.reaches_all([m for m in (a, b, c) if m is not member], f"hello from {member.id}")
+        await wait_until(lambda: all(len(record_of(m)["subscribed"]) == 2 for m in (a, b, c)), "records")
+        return room
+
+    async def said(member: SfuMember, *types: str) -> list[dict[str, Any]]:
+        """What ``member`` was told, once it holds a message of each of ``types``."""
+        out: list[dict[str, Any]] = []
+        await wait_until(
+            lambda: bool(out.extend(member.pending())) or set(types) <= {m["type"] for m in out},
+            f"{member.id} to be told {types}",
+        )
+        return out
+
+    try:
+        room = kernel.run(make_room(), timeout=TIMEOUT * 2)
+        kernel.run(_stop(first), timeout=TIMEOUT)
+        freed = janus.log().count("WebRTC resources freed")
+        kernel.run(c.close(), timeout=TIMEOUT)
+        kernel.run(b.publisher.close(), timeout=TIMEOUT)
+        wait_until_sync(
+            lambda: janus.log().count("WebRTC resources freed") >= freed + 3, "Janus to see the links close"
+        )
+        second = _start(janus, port)
+        url = second.url
+        assert kernel.run(a.rejoin(url), timeout=TIMEOUT)["type"] == "registered"
+        to_a = kernel.run(said(a, "room-state"), timeout=TIMEOUT)
+        while sorted(m["id"] for m in to_a if m["type"] == "room-left") != ["B", "C"]:
+            to_a += kernel.run(said(a, "room-left"), timeout=TIMEOUT)
+        state = second.sfu.janus_state(room)  # type: ignore[union-attr]
+        assert state is not None and not state["settling"], state
+        assert kernel.run(b.rejoin(url), timeout=TIMEOUT)["type"] == "registered"
+        to_b = kernel.run(said(b, "room-state", "room-left", "sfu-restart"), timeout=TIMEOUT)
+        assert [m["members"] for m in to_b if m["type"] == "room-state"] == [["A", "B"]], to_b
+        left = [(m["id"], m["reason"]) for m in to_b if m["type"] == "room-left"]
+        assert left == [("C", "its link to the SFU closed while the server restarted")], to_b
+        restart = [m["reason"] for m in to_b if m["type"] == "sfu-restart"]
+        assert restart == ["its links to the SFU were not kept after the restart: publish again"], to_b
+        joined = kernel.run(said(a, "room-joined"), timeout=TIMEOUT)
+        assert [m["id"] for m in joined if m["type"] == "room-joined"] == ["B"]
+    finally:
+        for member in (a, b, c):
+            kernel.run(member.close(), timeout=TIMEOUT)
+        _close((), first, second)

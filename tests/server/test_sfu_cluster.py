@@ -9,15 +9,12 @@ Marked ``webrtc``: run in the network namespace with the veth carrying 127.0.0.2
 from __future__ import annotations
 
 import asyncio
-import base64
-import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-from sfu_support import SfuMember, janus_or_skip
+from sfu_support import SfuMember, janus_or_skip, record_of
 from support import TIMEOUT, Node, RedisServer, wait_until
 
 from nbcall.server.janus import JanusSession
@@ -60,11 +57,6 @@ async def participants(janus: JanusServer, videoroom: int) -> dict[int, str]:
         return {p["id"]: p["display"] for p in data["participants"] if p.get("publisher")}
     finally:
         await session.destroy()
-
-
-def record_of(member: SfuMember) -> dict[str, Any]:
-    body = member.record.split(".")[0]
-    return json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
 
 
 async def test_the_node_holding_an_sfu_room_dies_and_the_next_node_drives_the_same_janus_session(
