@@ -624,6 +624,14 @@ def main() -> None:
         help="only Phone -> Phone beside its two ceilings, in ROUNDS rounds (no Peer paths, no memory)",
     )
     parser.add_argument(
+        "--peer-phone",
+        type=int,
+        default=0,
+        metavar="ROUNDS",
+        help="only Phone -> Peer and Peer -> Phone, with each of the Peer's SCTP settings in bench/peer_phone.py, "
+        "in ROUNDS alternating rounds, beside the ceilings (no other paths, no memory)",
+    )
+    parser.add_argument(
         "--cpu-profile",
         type=Path,
         metavar="FILE",
@@ -654,6 +662,14 @@ def main() -> None:
         from phone_phone import phone_phone_rounds
 
         figures = phone_phone_rounds(server.url, size, args.phone_phone, args.cpu_profile)
+        if args.json:
+            args.json.write_text(json.dumps({**figures, "load_average": LOADS}))
+        server.close()
+        return
+    if args.peer_phone:
+        from peer_phone import peer_phone_rounds
+
+        figures = peer_phone_rounds(server.url, size, args.peer_phone, args.cpu_profile)
         if args.json:
             args.json.write_text(json.dumps({**figures, "load_average": LOADS}))
         server.close()

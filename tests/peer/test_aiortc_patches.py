@@ -17,6 +17,7 @@ from aiortc import RTCConfiguration, RTCPeerConnection
 from aiortc import rtcsctptransport as sctp
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from support import connected_pair as _connected_pair
 
 from nbcall.peer import aiortc_dtls as tuned_dtls
 from nbcall.peer import aiortc_patches as patches
@@ -235,30 +236,6 @@ async def test_on_other_versions_allow_loopback_changes_nothing(
 # ------------------------------------------------------------------------------------------ delayed SACKs
 
 
-async def _connected_pair() -> tuple[RTCPeerConnection, RTCPeerConnection, Any, Any]:
-    """Two peer connections on loopback with a data channel open between them: (sender, receiver, the
-    sender's channel, a future of the receiver's channel)."""
-    a, b = (
-        RTCPeerConnection(RTCConfiguration(iceServers=[])),
-        RTCPeerConnection(RTCConfiguration(iceServers=[])),
-    )
-    channel = a.createDataChannel("nbcall")
-    loop = asyncio.get_running_loop()
-    opened, theirs = loop.create_future(), loop.create_future()
-    channel.on("open", lambda: opened.set_result(None))
-    b.on("datachannel", theirs.set_result)
-    offer = await a.createOffer()
-    patches.allow_loopback(a)
-    await a.setLocalDescription(offer)
-    await b.setRemoteDescription(a.localDescription)
-    answer = await b.createAnswer()
-    patches.allow_loopback(b)
-    await b.setLocalDescription(answer)
-    await a.setRemoteDescription(b.localDescription)
-    await asyncio.wait_for(opened, 20)
-    return a, b, channel, await asyncio.wait_for(theirs, 20)
-
-
 async def _sacks_for(sack_every: int | None) -> tuple[int, int, bool]:
     """Send 2 MiB to a receiver tuned to SACK every ``sack_every`` DATA packets (None: aiortc's own):
     (DATA packets sent, SACKs the sender got, what arrived)."""
@@ -447,6 +424,14 @@ async def _tuned_transfer(
         await send_data(data)
 
     a.sctp._send_chunk, a.sctp.transport._send_data = counted_chunk, counted_data
+    send_packets = a.sctp.transport.send_packets
+
+    def counted_packets(packets: list[bytes]) -> bool:
+        counts["data_packets"] += len(packets)  # new DATA, several at once (retransmissions go one by one)
+        counts["sent_together"] = counts.get("sent_together", 0) + 1
+        return send_packets(packets)
+
+    a.sctp.transport.send_packets = counted_packets
     payload = random.Random(size).randbytes(size)
     got: list[bytes] = []
     whole = asyncio.get_running_loop().create_future()
