@@ -244,25 +244,24 @@ def spied(path: Path, run: Any) -> dict[str, Any]:
     return {"run": figures, "components": dict(parts), "functions": dict(own.most_common(60))}
 
 
+#: The part of the stack a frame belongs to, by what its name holds (the first match wins).
+COMPONENTS = (
+    (("Selector.select",), "idle (waiting in epoll)"),
+    (("playwright", "greenlet"), "Playwright"),
+    (("OpenSSL", "_cffi"), "DTLS (pyOpenSSL)"),
+    (("crc32c",), "SCTP checksum"),
+    (("aiortc_sctp", "rtcsctptransport"), "SCTP (aiortc + nbcall)"),
+    (("aiortc_dtls", "rtcdtlstransport"), "DTLS transport (aiortc + nbcall)"),
+    (("aioice",), "aioice"),
+    (("nbcall",), "nbcall (channel, framing)"),
+    (("asyncio",), "asyncio loop"),
+)
+
+
 def component(frames: list[str]) -> str:
     """The part of the stack a sample's innermost frames belong to."""
     for frame in reversed(frames):
-        if "select" in frame and "selectors" in frame:
-            return "idle (waiting in epoll)"
-        if "playwright" in frame or "greenlet" in frame:
-            return "Playwright"
-        if "OpenSSL" in frame or "_cffi" in frame:
-            return "DTLS (pyOpenSSL)"
-        if "crc32c" in frame:
-            return "SCTP checksum"
-        if "aiortc_sctp" in frame or "rtcsctptransport" in frame:
-            return "SCTP (aiortc + nbcall)"
-        if "aiortc_dtls" in frame or "rtcdtlstransport" in frame:
-            return "DTLS transport (aiortc + nbcall)"
-        if "aioice" in frame:
-            return "aioice"
-        if "nbcall" in frame:
-            return "nbcall (channel, framing)"
-        if "asyncio" in frame:
-            return "asyncio loop"
+        for needles, name in COMPONENTS:
+            if any(needle in frame for needle in needles):
+                return name
     return "other"

@@ -462,3 +462,20 @@ async def connected_pair() -> tuple[Any, Any, Any, Any]:
     await a.setRemoteDescription(b.localDescription)
     await asyncio.wait_for(opened, 20)
     return a, b, channel, await asyncio.wait_for(theirs, 20)
+
+
+async def moved(channel: Any, theirs: Any, payload: bytes) -> bytes:
+    """Send ``payload`` on ``channel`` in 64 KiB messages; what ``theirs`` (the other end) received of it."""
+    got: list[bytes] = []
+    whole = asyncio.get_running_loop().create_future()
+
+    @theirs.on("message")
+    def on_message(data: bytes) -> None:
+        got.append(data)
+        if sum(map(len, got)) >= len(payload) and not whole.done():
+            whole.set_result(None)
+
+    for offset in range(0, len(payload), 65536):
+        channel.send(payload[offset : offset + 65536])
+    await asyncio.wait_for(whole, 60)
+    return b"".join(got)

@@ -88,20 +88,7 @@ class FastDtlsTransport(_dtls.RTCDtlsTransport):
     def send_packet(self, data: bytes) -> bool:
         """Encrypt ``data`` into one record and send it now; False (nothing done) where aiortc's own
         ``_send_data`` must do it (not connected, or not a plain UDP pair)."""
-        ssl = self._ssl
-        if self._state != _dtls.State.CONNECTED or ssl is None:
-            return False
-        pair = self._nbcall_pair()
-        if pair is None:
-            return False
-        record = self._nbcall_encrypt(ssl, data)
-        if record is None:
-            return True  # as aiortc's _write_ssl: OpenSSL had nothing to send
-        pair.protocol.transport.sendto(record, pair.remote_addr)
-        # aiortc's counters (getStats): name-mangled attributes of its class.
-        self._RTCDtlsTransport__tx_bytes += len(record)  # type: ignore[attr-defined]
-        self._RTCDtlsTransport__tx_packets += 1  # type: ignore[attr-defined]
-        return True
+        return self.send_packets([data])
 
     #: Whether several records go in one ``sendmsg`` with ``UDP_SEGMENT`` (per transport; turned off for good
     #: when the kernel refuses it).
@@ -177,17 +164,11 @@ class FastDtlsTransport(_dtls.RTCDtlsTransport):
         if not self._nbcall_raw:
             ssl.bio_write(data)
             return ssl.recv(RECORD_SIZE)
-        assert _BIO_WRITE is not None and _SSL_READ is not None and _FFI is not None
-        written = _BIO_WRITE(ssl._into_ssl, data, len(data))
-        if written <= 0:
-            ssl._handle_bio_errors(ssl._into_ssl, written)
-        buffer = self._nbcall_buffer
-        if buffer is None:
-            buffer = self._nbcall_buffer = _FFI.new("char[]", RECORD_SIZE)
-        read = _SSL_READ(ssl._ssl, buffer, RECORD_SIZE)
-        if read <= 0:
-            ssl._raise_ssl_error(ssl._ssl, read)
-        return _FFI.buffer(buffer, read)[:]
+        into, read = (
+            (_BIO_WRITE, ssl._into_ssl, ssl._handle_bio_errors),
+            (_SSL_READ, ssl._ssl, ssl._raise_ssl_error),
+        )
+        return self._nbcall_pipe(into, read, data, quiet=False) or b""
 
     def _nbcall_encrypt(self, ssl: SSL.Connection, packet: bytes) -> bytes | None:
         """``ssl.send(packet)`` then ``ssl.bio_read(RECORD_SIZE)``: the record, or None if OpenSSL had none."""
@@ -197,19 +178,35 @@ class FastDtlsTransport(_dtls.RTCDtlsTransport):
                 return ssl.bio_read(RECORD_SIZE)
             except SSL.Error:
                 return None
-        assert _SSL_WRITE is not None and _BIO_READ is not None and _FFI is not None
-        written = _SSL_WRITE(ssl._ssl, packet, len(packet))
+        into, read = (
+            (_SSL_WRITE, ssl._ssl, ssl._raise_ssl_error),
+            (_BIO_READ, ssl._from_ssl, ssl._handle_bio_errors),
+        )
+        return self._nbcall_pipe(into, read, packet, quiet=True)
+
+    def _nbcall_pipe(
+        self, into: tuple[Any, Any, Any], out: tuple[Any, Any, Any], data: bytes, quiet: bool
+    ) -> bytes | None:
+        """Write ``data`` with one of OpenSSL's calls, then read what it gives with another: each ``(binding,
+        its object, pyOpenSSL's error handling for it)``. A failed read raises as pyOpenSSL does, or gives
+        None if ``quiet``."""
+        assert _FFI is not None
+        call, target, fail = into
+        written = call(target, data, len(data))
         if written <= 0:
-            ssl._raise_ssl_error(ssl._ssl, written)
+            fail(target, written)
         buffer = self._nbcall_buffer
         if buffer is None:
             buffer = self._nbcall_buffer = _FFI.new("char[]", RECORD_SIZE)
-        read = _BIO_READ(ssl._from_ssl, buffer, RECORD_SIZE)
+        call, target, fail = out
+        read = call(target, buffer, RECORD_SIZE)
         if read <= 0:
             try:
-                ssl._handle_bio_errors(ssl._from_ssl, read)
+                fail(target, read)
             except SSL.Error:
-                return None
+                if quiet:
+                    return None
+                raise
         return _FFI.buffer(buffer, read)[:]
 
     async def _write_ssl(self) -> None:

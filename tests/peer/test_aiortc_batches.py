@@ -12,7 +12,7 @@ import socket
 from typing import Any
 
 import pytest
-from support import connected_pair
+from support import connected_pair, moved
 
 from nbcall.peer import aiortc_dtls as tuned_dtls
 from nbcall.peer import aiortc_patches as patches
@@ -70,19 +70,8 @@ async def _transfer(
         udp._sock = Refusing(own.family, own.type, own.proto, fileno=os.dup(own.fileno()))
     try:
         payload = random.Random(size).randbytes(size)
-        got: list[bytes] = []
-        whole = asyncio.get_running_loop().create_future()
-
-        @theirs.on("message")
-        def on_message(data: bytes) -> None:
-            got.append(data)
-            if sum(map(len, got)) >= len(payload) and not whole.done():
-                whole.set_result(None)
-
         first_tsn = a.sctp._local_tsn
-        for offset in range(0, len(payload), 65536):
-            channel.send(payload[offset : offset + 65536])
-        await asyncio.wait_for(whole, 60)
+        arrived = await moved(channel, theirs, payload)
         for _ in range(400):  # the last SACK may still be on its way (delayed)
             if patches.unacknowledged(a.sctp) == 0:
                 break
@@ -90,7 +79,7 @@ async def _transfer(
         assert patches.unacknowledged(a.sctp) == 0
         counts["packets"] = (a.sctp._local_tsn - first_tsn) % 2**32
         counts["received"] = b.sctp.transport._RTCDtlsTransport__rx_packets
-        return b"".join(got) == payload, counts, a, b
+        return arrived == payload, counts, a, b
     finally:
         if refuse_gso:
             udp._sock.close()

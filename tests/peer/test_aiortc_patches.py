@@ -18,6 +18,7 @@ from aiortc import rtcsctptransport as sctp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from support import connected_pair as _connected_pair
+from support import moved
 
 from nbcall.peer import aiortc_dtls as tuned_dtls
 from nbcall.peer import aiortc_patches as patches
@@ -414,8 +415,7 @@ async def _tuned_transfer(
     send_chunk, send_data = a.sctp._send_chunk, a.sctp.transport._send_data
 
     async def counted_chunk(chunk: Any) -> None:
-        if isinstance(chunk, sctp.DataChunk):
-            counts["data_packets"] += 1
+        if isinstance(chunk, sctp.DataChunk):  # (it is counted again, with every packet, in send_packets)
             counts["retransmitted"] += chunk._sent_count > 1
         await send_chunk(chunk)
 
@@ -427,27 +427,16 @@ async def _tuned_transfer(
     send_packets = a.sctp.transport.send_packets
 
     def counted_packets(packets: list[bytes]) -> bool:
-        counts["data_packets"] += len(packets)  # new DATA, several at once (retransmissions go one by one)
+        counts["data_packets"] += len(packets)  # every packet: new DATA several at once, the rest one by one
         counts["sent_together"] = counts.get("sent_together", 0) + 1
         return send_packets(packets)
 
     a.sctp.transport.send_packets = counted_packets
     payload = random.Random(size).randbytes(size)
-    got: list[bytes] = []
-    whole = asyncio.get_running_loop().create_future()
-
-    @theirs.on("message")
-    def on_message(data: bytes) -> None:
-        got.append(data)
-        if sum(map(len, got)) >= len(payload) and not whole.done():
-            whole.set_result(None)
-
-    for offset in range(0, len(payload), 65536):
-        channel.send(payload[offset : offset + 65536])
-    await asyncio.wait_for(whole, 60)
+    arrived = await moved(channel, theirs, payload)
     counts["handled_by_loop"] = counts.pop("handled_by_loop", 0)
     counts["received_packets"] = b.sctp.transport._RTCDtlsTransport__rx_packets
-    return payload, b"".join(got), counts, a, b
+    return payload, arrived, counts, a, b
 
 
 @pytest.mark.webrtc
