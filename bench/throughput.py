@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/throughput.py [--mib 20] [--no-browser] [--memory-mib 1024] [--json FILE]
     .venv/bin/python bench/throughput.py --phone-phone ROUNDS [--cpu-profile FILE]   # bench/phone_phone.py
+    .venv/bin/python bench/throughput.py --peer-phone ROUNDS [--cpu-profile FILE]    # bench/peer_phone.py
 
 Paths, each moving one message of ``--mib`` MiB (random bytes), timed from the send in Python until the
 receiving side's Python has it whole (checked by size; the receiver answers with its clock's arrival time,
@@ -624,11 +625,20 @@ def main() -> None:
         help="only Phone -> Phone beside its two ceilings, in ROUNDS rounds (no Peer paths, no memory)",
     )
     parser.add_argument(
+        "--peer-phone",
+        type=int,
+        default=0,
+        metavar="ROUNDS",
+        help="only Phone -> Peer and Peer -> Phone, with each of the Peer's SCTP settings in bench/peer_phone.py, "
+        "in ROUNDS alternating rounds, beside the ceilings (no other paths, no memory)",
+    )
+    parser.add_argument(
         "--cpu-profile",
         type=Path,
         metavar="FILE",
         help="with --phone-phone: one more Phone -> Phone under the page's CDP profiler and the kernel's "
-        "cProfile; the page's profile goes to FILE (.cpuprofile), a summary is printed",
+        "cProfile; the page's profile goes to FILE (.cpuprofile), a summary is printed; with --peer-phone: one "
+        "more transfer each way under py-spy (FILE's name, .down.txt and .up.txt)",
     )
     parser.add_argument(
         "--memory-only", action="store_true", help="only the memory figures (no throughput, no profile)"
@@ -650,10 +660,13 @@ def main() -> None:
 
     size = args.mib * MIB
     server = nbcall.serve()
-    if args.phone_phone:
-        from phone_phone import phone_phone_rounds
-
-        figures = phone_phone_rounds(server.url, size, args.phone_phone, args.cpu_profile)
+    if args.phone_phone or args.peer_phone:
+        # Rounds of one kind of path beside its ceilings: bench/phone_phone.py, bench/peer_phone.py.
+        if args.phone_phone:
+            from phone_phone import phone_phone_rounds as rounds_of
+        else:
+            from peer_phone import peer_phone_rounds as rounds_of
+        figures = rounds_of(server.url, size, args.phone_phone or args.peer_phone, args.cpu_profile)
         if args.json:
             args.json.write_text(json.dumps({**figures, "load_average": LOADS}))
         server.close()

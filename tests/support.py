@@ -434,3 +434,48 @@ def observe_busily(
 
     adapter.observe(on_state, "state")
     return done, seen
+
+
+async def connected_pair() -> tuple[Any, Any, Any, Any]:
+    """Two peer connections on loopback with a data channel open between them: (sender, receiver, the
+    sender's channel, a future of the receiver's channel)."""
+    from aiortc import RTCConfiguration, RTCPeerConnection
+
+    from nbcall.peer import aiortc_patches as patches
+
+    a, b = (
+        RTCPeerConnection(RTCConfiguration(iceServers=[])),
+        RTCPeerConnection(RTCConfiguration(iceServers=[])),
+    )
+    channel = a.createDataChannel("nbcall")
+    loop = asyncio.get_running_loop()
+    opened, theirs = loop.create_future(), loop.create_future()
+    channel.on("open", lambda: opened.set_result(None))
+    b.on("datachannel", theirs.set_result)
+    offer = await a.createOffer()
+    patches.allow_loopback(a)
+    await a.setLocalDescription(offer)
+    await b.setRemoteDescription(a.localDescription)
+    answer = await b.createAnswer()
+    patches.allow_loopback(b)
+    await b.setLocalDescription(answer)
+    await a.setRemoteDescription(b.localDescription)
+    await asyncio.wait_for(opened, 20)
+    return a, b, channel, await asyncio.wait_for(theirs, 20)
+
+
+async def moved(channel: Any, theirs: Any, payload: bytes) -> bytes:
+    """Send ``payload`` on ``channel`` in 64 KiB messages; what ``theirs`` (the other end) received of it."""
+    got: list[bytes] = []
+    whole = asyncio.get_running_loop().create_future()
+
+    @theirs.on("message")
+    def on_message(data: bytes) -> None:
+        got.append(data)
+        if sum(map(len, got)) >= len(payload) and not whole.done():
+            whole.set_result(None)
+
+    for offset in range(0, len(payload), 65536):
+        channel.send(payload[offset : offset + 65536])
+    await asyncio.wait_for(whole, 60)
+    return b"".join(got)

@@ -7,8 +7,9 @@
   :class:`~nbcall.peer.aiortc_sctp.TunedSctpTransport` and its DTLS transport
   :class:`~nbcall.peer.aiortc_dtls.FastDtlsTransport`: reassembly in linear time, received TSNs in O(1), a SACK
   per second DATA packet (per :data:`~nbcall.peer.aiortc_sctp.BURST_PEER` between Peers that negotiate it, with
-  as many packets per burst), no walk of the chunks in flight when none can need a retransmission, and a
-  datagram's way through DTLS and UDP without a loop turn per packet. Packets, their size and their bytes stay
+  as many packets per burst), no walk of the chunks in flight when none can need a retransmission, a
+  datagram's way through DTLS and UDP without a loop turn per packet, one SACK and one transmit per batch of
+  datagrams read at once, and the new packets of a transmit in one ``sendmsg`` (``UDP_SEGMENT``). Packets, their size and their bytes stay
   aiortc's: only when SACKs and bursts go changes on the wire.
 - :func:`start_media`: aiortc's connect step (run after each description) starts a transceiver's receiver
   and sender only if the DTLS transport is connected at that moment. A media section that a renegotiation adds

@@ -14,14 +14,20 @@ What changes, measured with py-spy in bench/throughput.py's Peer -> Peer step (d
   marked (no SACK with gaps, no T3 expiry since), and sends up to ``burst`` packets per SACK (aiortc's 4, or
   :data:`BURST_PEER` towards a Peer that takes one SACK per as many).
 - A packet goes to DTLS and UDP in one synchronous call where the DTLS transport allows
-  (:meth:`~nbcall.peer.aiortc_dtls.FastDtlsTransport.send_packet`), not down six coroutines.
+  (:meth:`~nbcall.peer.aiortc_dtls.FastDtlsTransport.send_packet`), not down six coroutines; the new DATA
+  packets of one transmit go together (:meth:`~nbcall.peer.aiortc_dtls.FastDtlsTransport.send_packets`: one
+  ``sendmsg`` for many datagrams).
+- A batch of datagrams read at once (the DTLS transport's) gets one SACK for its DATA packets (at most
+  :data:`SACK_BATCH` packets per SACK) and one transmit for its SACKs (as many new packets as the SACKs would
+  have sent one by one, at most :data:`BURST_MAX`). Towards a browser that halved the SACKs a Peer sends, and
+  the wake-ups of a Peer that sends.
 - An INIT on the established association is ignored (aiortc would take it up and lose the association): Janus
   1.1.2 was seen sending an INIT again about 3, 10 and 22 s after the association was up (its T1-init timer's
   schedule), and a peer may restart an association. A DATA chunk beyond what a SACK can acknowledge is dropped, as
   if lost.
 
 Nothing changes on the wire but when SACKs and bursts go: chunks, packets (at most 1,189 bytes, aiortc's
-limit) and their bytes are aiortc's own.
+limit), datagrams and their bytes are aiortc's own.
 """
 
 from __future__ import annotations
@@ -39,7 +45,9 @@ from .aiortc_dtls import FastDtlsTransport
 
 __all__ = [
     "BURST",
+    "BURST_MAX",
     "BURST_PEER",
+    "SACK_BATCH",
     "SACK_DELAY",
     "SACK_EVERY",
     "SACK_EVERY_PEER",
@@ -67,6 +75,11 @@ SACK_EVERY_PEER = 4
 SACK_DELAY = 0.002
 #: New DATA packets sent per SACK (or other wake-up) beyond those in flight: aiortc's Max.Burst (RFC 4960 6.1).
 BURST = 4
+#: Within a batch of datagrams read at once (:class:`~nbcall.peer.aiortc_dtls.FastDtlsTransport`): at most this
+#: many DATA packets per SACK, and one SACK as the batch ends (RFC 9260 6.2 lets a receiver delay them).
+SACK_BATCH = 8
+#: The most new DATA packets one coalesced wake-up (the SACKs of a batch) sends.
+BURST_MAX = 32
 #: Between two Peers that both list ``"burst"`` in their signal's ``sctp_ext``: each sends up to this many
 #: packets per SACK and acknowledges every this many (18.6 KB of data; the congestion window still applies).
 BURST_PEER = 16
@@ -105,6 +118,15 @@ class TunedSctpTransport(_sctp.RTCSctpTransport):
     _nbcall_burst: int
     #: Whether a chunk in flight may be marked for retransmission (a SACK with gaps or a T3 expiry came).
     _nbcall_may_retransmit: bool
+    #: Packets per SACK within a batch of datagrams (0: as outside one), and whether the wake-ups to transmit of
+    #: a batch's SACKs make one (per transport; class defaults, which bench/peer_phone.py compares).
+    _nbcall_sack_batch: int = SACK_BATCH
+    _nbcall_coalesce: bool = True
+    #: Whether the new DATA packets of one transmit go to the DTLS transport together (one ``sendmsg``).
+    _nbcall_gso: bool = True
+    #: Set by the DTLS transport while it hands over a batch; the wake-ups to transmit it held back meanwhile.
+    _nbcall_batching: bool = False
+    _nbcall_wakeups: int = 0
 
     def _nbcall_setup(self) -> None:
         """Give a transport that was aiortc's the state this class keeps (before its class changes)."""
@@ -176,13 +198,39 @@ class TunedSctpTransport(_sctp.RTCSctpTransport):
 
     async def _send_sack(self) -> None:
         # A gap or a duplicate is news the sender needs at once (fast retransmit); otherwise wait for the
-        # next packet, or SACK_DELAY.
+        # next packet, or SACK_DELAY; within a batch, for its end (or _nbcall_sack_batch packets).
         self._nbcall_unsacked += 1
-        if self._sack_misordered or self._sack_duplicates or self._nbcall_unsacked >= self._nbcall_sack_every:
+        if self._sack_misordered or self._sack_duplicates:
+            await self._nbcall_sack_now()
+        elif self._nbcall_batching and self._nbcall_sack_batch:
+            if self._nbcall_unsacked >= max(self._nbcall_sack_batch, self._nbcall_sack_every):
+                await self._nbcall_sack_now()
+        elif self._nbcall_unsacked >= self._nbcall_sack_every:
             await self._nbcall_sack_now()
         elif self._nbcall_sack_timer is None:
             loop = asyncio.get_running_loop()
             self._nbcall_sack_timer = loop.call_later(SACK_DELAY, self._nbcall_sack_late)
+
+    def nbcall_batch_start(self) -> None:
+        """The DTLS transport hands over several datagrams now: SACKs and transmits wait for its end."""
+        self._nbcall_batching = True
+
+    def nbcall_batch_cancel(self) -> None:
+        """The batch ended in an error: hold nothing back any more."""
+        self._nbcall_batching = False
+
+    async def nbcall_batch_end(self) -> None:
+        """The batch was handed over: one SACK for its DATA packets, one transmit for its SACKs."""
+        self._nbcall_batching = False
+        if self._nbcall_unsacked and self._sack_needed and self._association_state == self.State.ESTABLISHED:
+            if self._nbcall_unsacked >= min(2, self._nbcall_sack_every):
+                await self._nbcall_sack_now()
+            elif self._nbcall_sack_timer is None:
+                self._nbcall_sack_timer = asyncio.get_running_loop().call_later(
+                    SACK_DELAY, self._nbcall_sack_late
+                )
+        if self._nbcall_wakeups:
+            await self._transmit()
 
     async def _nbcall_sack_now(self) -> None:
         if self._nbcall_sack_timer is not None:
@@ -222,6 +270,10 @@ class TunedSctpTransport(_sctp.RTCSctpTransport):
         super()._t3_expired()
 
     async def _transmit(self) -> None:
+        if self._nbcall_batching and self._nbcall_coalesce:
+            self._nbcall_wakeups += 1  # nbcall_batch_end transmits once for them all
+            return
+        wakeups, self._nbcall_wakeups = max(1, self._nbcall_wakeups), 0
         if self._nbcall_may_retransmit or self._forward_tsn_chunk is not None:
             # aiortc's own: FORWARD TSN, then retransmissions (a walk of every chunk in flight), then new data.
             await super()._transmit()
@@ -229,19 +281,36 @@ class TunedSctpTransport(_sctp.RTCSctpTransport):
             if self._nbcall_may_retransmit or self._nbcall_burst <= BURST:
                 return
         # New data only: as aiortc's, with our burst (half of it in fast recovery, as aiortc halves its own).
-        burst = self._nbcall_burst if self._fast_recovery_exit is None else max(2, self._nbcall_burst // 2)
+        burst = min(BURST_MAX, self._nbcall_burst * wakeups)  # as many as the wake-ups would have sent
+        burst = burst if self._fast_recovery_exit is None else max(2, burst // 2)
         cwnd = min(self._flight_size + burst * _MTU, self._cwnd)
         queue = self._outbound_queue
         sent = self._sent_queue
+        chunks = []
         while queue and self._flight_size < cwnd:
             chunk = queue.popleft()
             sent.append(chunk)
             self._flight_size_increase(chunk)
             chunk._sent_count += 1
-            chunk._sent_time = time.time()  # aiortc's RTO takes wall-clock seconds
-            await self._send_chunk(chunk)
-            if not self._t3_handle:
-                self._t3_start()
+            chunks.append(chunk)
+        if not chunks:
+            return
+        now = time.time()  # aiortc's RTO takes wall-clock seconds
+        for chunk in chunks:
+            chunk._sent_time = now
+        dtls = self.transport
+        if self._nbcall_gso and type(dtls) is FastDtlsTransport and len(chunks) > 1:
+            remote_port: Any = self._remote_port
+            tag = self._remote_verification_tag
+            packets = [_sctp.serialize_packet(self._local_port, remote_port, tag, chunk) for chunk in chunks]
+            if not dtls.send_packets(packets):
+                for packet in packets:
+                    await dtls._send_data(packet)
+        else:
+            for chunk in chunks:
+                await self._send_chunk(chunk)
+        if not self._t3_handle:
+            self._t3_start()
 
     async def _send_chunk(self, chunk: Any) -> None:
         dtls = self.transport

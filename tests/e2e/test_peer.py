@@ -64,6 +64,19 @@ def peer_seen_by_b(nb: Notebook, url: str, peers: list[Peer], **options: Any) ->
     return p
 
 
+def counted_runs(dtls: Any) -> list[int]:
+    """How many packets each call of ``dtls``'s ``send_packets`` sent (appended as they go)."""
+    runs: list[int] = []
+    send_packets = dtls.send_packets
+
+    def counted(packets: list[bytes]) -> bool:
+        runs.append(len(packets))
+        return send_packets(packets)
+
+    dtls.send_packets = counted
+    return runs
+
+
 def test_peer_and_phone_call_each_other_with_typed_data_and_fifty_mebibytes_both_ways(
     lab: Lab, page: Page, peers: list[Peer]
 ) -> None:
@@ -76,12 +89,16 @@ def test_peer_and_phone_call_each_other_with_typed_data_and_fifty_mebibytes_both
     p.wait("connected", timeout=TIMEOUT)
     sctp = p._engine.links["B"].pc.sctp  # a browser lists no sctp_ext: a SACK per 2 packets, bursts of 4
     assert (sctp._nbcall_sack_every, sctp._nbcall_burst) == (2, 4)
+    sent_together = counted_runs(sctp.transport)
     p.send("hi")
     p.send(b"\x00\xff")
     p.send({"x": [1, 2]})
     big = blob()
     p.send(big)
     nb.wait_until("len(b.messages) >= 4", timeout=30)
+    # New DATA packets left several per sendmsg (UDP_SEGMENT), and Chromium took each as its own datagram.
+    assert sum(sent_together) > 45_000 and len(sent_together) < sum(sent_together) / 2
+    assert sctp.transport._nbcall_gso
     got = nb.value(
         "[(m.kind, m.sender, m.data if m.kind != 'bytes' or m.size < 9 else None) for m in b.messages]"
     )
@@ -89,11 +106,17 @@ def test_peer_and_phone_call_each_other_with_typed_data_and_fifty_mebibytes_both
     assert nb.value("hashlib.sha256(b.messages[3].data).hexdigest()") == hashlib.sha256(big).hexdigest()
     expect(nb.phone("B").locator(".nbcall-msg.nbcall-in").last).to_contain_text("52428800 bytes")
 
+    dtls = sctp.transport
+    records_in, records_out = dtls._RTCDtlsTransport__rx_packets, dtls._RTCDtlsTransport__tx_packets
     nb.run(f"b.send('hello P'); b.send([1, None]); b.send({BLOB})")
     wait_until(lambda: len(p.messages) >= 3, "the phone's messages in Python", 30)
     assert [(m.kind, m.sender) for m in p.messages] == [("str", "B"), ("json", "B"), ("bytes", "B")]
     assert p.messages[0].data == "hello P" and p.messages[1].data == [1, None]
     assert hashlib.sha256(p.messages[2].data).digest() == hashlib.sha256(big).digest()
+    # One SACK for each batch of Chromium's DATA packets read at once, not one per second packet.
+    records_in = dtls._RTCDtlsTransport__rx_packets - records_in
+    records_out = dtls._RTCDtlsTransport__tx_packets - records_out
+    assert records_in > 45_000 and records_out < records_in / 3, (records_in, records_out)
 
     p.hangup()  # the phone learns it from the server, before its data channel closes
     nb.run("await b.wait_for('ended', timeout=10)")

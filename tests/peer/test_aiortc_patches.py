@@ -17,6 +17,8 @@ from aiortc import RTCConfiguration, RTCPeerConnection
 from aiortc import rtcsctptransport as sctp
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from support import connected_pair as _connected_pair
+from support import moved
 
 from nbcall.peer import aiortc_dtls as tuned_dtls
 from nbcall.peer import aiortc_patches as patches
@@ -235,30 +237,6 @@ async def test_on_other_versions_allow_loopback_changes_nothing(
 # ------------------------------------------------------------------------------------------ delayed SACKs
 
 
-async def _connected_pair() -> tuple[RTCPeerConnection, RTCPeerConnection, Any, Any]:
-    """Two peer connections on loopback with a data channel open between them: (sender, receiver, the
-    sender's channel, a future of the receiver's channel)."""
-    a, b = (
-        RTCPeerConnection(RTCConfiguration(iceServers=[])),
-        RTCPeerConnection(RTCConfiguration(iceServers=[])),
-    )
-    channel = a.createDataChannel("nbcall")
-    loop = asyncio.get_running_loop()
-    opened, theirs = loop.create_future(), loop.create_future()
-    channel.on("open", lambda: opened.set_result(None))
-    b.on("datachannel", theirs.set_result)
-    offer = await a.createOffer()
-    patches.allow_loopback(a)
-    await a.setLocalDescription(offer)
-    await b.setRemoteDescription(a.localDescription)
-    answer = await b.createAnswer()
-    patches.allow_loopback(b)
-    await b.setLocalDescription(answer)
-    await a.setRemoteDescription(b.localDescription)
-    await asyncio.wait_for(opened, 20)
-    return a, b, channel, await asyncio.wait_for(theirs, 20)
-
-
 async def _sacks_for(sack_every: int | None) -> tuple[int, int, bool]:
     """Send 2 MiB to a receiver tuned to SACK every ``sack_every`` DATA packets (None: aiortc's own):
     (DATA packets sent, SACKs the sender got, what arrived)."""
@@ -437,8 +415,7 @@ async def _tuned_transfer(
     send_chunk, send_data = a.sctp._send_chunk, a.sctp.transport._send_data
 
     async def counted_chunk(chunk: Any) -> None:
-        if isinstance(chunk, sctp.DataChunk):
-            counts["data_packets"] += 1
+        if isinstance(chunk, sctp.DataChunk):  # (it is counted again, with every packet, in send_packets)
             counts["retransmitted"] += chunk._sent_count > 1
         await send_chunk(chunk)
 
@@ -447,22 +424,19 @@ async def _tuned_transfer(
         await send_data(data)
 
     a.sctp._send_chunk, a.sctp.transport._send_data = counted_chunk, counted_data
+    send_packets = a.sctp.transport.send_packets
+
+    def counted_packets(packets: list[bytes]) -> bool:
+        counts["data_packets"] += len(packets)  # every packet: new DATA several at once, the rest one by one
+        counts["sent_together"] = counts.get("sent_together", 0) + 1
+        return send_packets(packets)
+
+    a.sctp.transport.send_packets = counted_packets
     payload = random.Random(size).randbytes(size)
-    got: list[bytes] = []
-    whole = asyncio.get_running_loop().create_future()
-
-    @theirs.on("message")
-    def on_message(data: bytes) -> None:
-        got.append(data)
-        if sum(map(len, got)) >= len(payload) and not whole.done():
-            whole.set_result(None)
-
-    for offset in range(0, len(payload), 65536):
-        channel.send(payload[offset : offset + 65536])
-    await asyncio.wait_for(whole, 60)
+    arrived = await moved(channel, theirs, payload)
     counts["handled_by_loop"] = counts.pop("handled_by_loop", 0)
     counts["received_packets"] = b.sctp.transport._RTCDtlsTransport__rx_packets
-    return payload, b"".join(got), counts, a, b
+    return payload, arrived, counts, a, b
 
 
 @pytest.mark.webrtc
