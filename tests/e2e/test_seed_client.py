@@ -191,7 +191,9 @@ def assert_every_greeting_sent_arrived(seed: Page, received: list[int], count: C
     deadline = time.monotonic() + 10
     while count() < expected and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert count() == expected, f"the browser sent {expected} greetings and nbcall got {count()}"
+    # At most one per channel. More than the browser counted may come: its count is read from statistics that a
+    # loaded browser can fail to show before the channel closes (see seed_client.html).
+    assert expected <= count() <= len(sent), f"the browser sent {expected} greetings and nbcall got {count()}"
     late = [i for i, (n, s) in enumerate(zip(received, sent, strict=True)) if n != s]
     print(f"calls whose greeting came after that call's wait (counted with the next): {late}")
     unsent, reopened = sent.count(0), seed.evaluate("window.seed.reopened")
