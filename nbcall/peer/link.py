@@ -361,9 +361,13 @@ class Link:
             self.counts["messages_out"] += 1
 
     async def _wait_low(self, channel: RTCDataChannel) -> None:
-        while channel.bufferedAmount > channel.bufferedAmountLowThreshold:
+        # The state is checked after every wait: a channel that closes meanwhile empties its queue too, and
+        # aiortc's send would then raise a bare InvalidStateError.
+        while True:
             if channel.readyState != "open" or self.closed:
                 raise ConnectionError(f"the data channel to {self.peer} closed while sending")
+            if channel.bufferedAmount <= channel.bufferedAmountLowThreshold:
+                return
             try:
                 await asyncio.wait_for(self._low.wait(), 0.5)
             except asyncio.TimeoutError:
