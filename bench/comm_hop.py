@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from sampling import CpuUse
+
 MIB = 2**20
 
 # The comm hop alone, no WebRTC: an anywidget that takes parts from the kernel (answering each as the phone's
@@ -100,7 +102,8 @@ display(hop)
 
 def comm_ceilings(nb: Any, size: int) -> dict[str, dict[str, Any]]:
     """The comm hop alone (no WebRTC), in the phones' notebook: kernel -> browser in the phone's parts and window,
-    browser -> kernel in the phone's parts, and kernel -> browser -> kernel (each part echoed as it comes)."""
+    browser -> kernel in the phone's parts, and kernel -> browser -> kernel (each part echoed as it comes); each
+    with the CPU seconds of every process (:class:`sampling.CpuUse`)."""
     nb.run(HOP_SETUP)
     results = {}
     for name, code in (
@@ -117,6 +120,7 @@ def comm_ceilings(nb: Any, size: int) -> dict[str, dict[str, Any]]:
             f"print('@@', await hop.down(os.urandom({size}), True))",
         ),
     ):
+        use = CpuUse()
         seconds = float(nb.run(code).split("@@")[1].split()[0])
-        results[name] = {"seconds": seconds, "hops": {"widget": seconds}}
+        results[name] = {"seconds": seconds, "hops": {"widget": seconds}, "cpu": use.stop()}
     return results

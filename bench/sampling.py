@@ -100,3 +100,61 @@ def renderers() -> list[int]:
             if "--type=renderer" in proc.cmdline():
                 found.append(proc.pid)
     return found
+
+
+def role(cmdline: list[str]) -> str:
+    """The part a process of the bench plays, from its command line."""
+    line = " ".join(cmdline)
+    if "chrom" in (cmdline[0] if cmdline else ""):
+        for flag, name in (
+            ("--type=renderer", "Chromium: renderers (the page)"),
+            ("--type=gpu-process", "Chromium: GPU"),
+            ("network.mojom", "Chromium: network service"),
+        ):
+            if flag in line:
+                return name
+        kind = next((a.split("=", 1)[1] for a in cmdline if a.startswith("--type=")), None)
+        return f"Chromium: {kind}" if kind else "Chromium: browser"
+    if "ipykernel" in line:
+        return "the kernel"
+    if "jupyter" in line:
+        return "the Jupyter server"
+    if "playwright" in line or "run-driver" in line:
+        return "bench: Playwright's driver"
+    return "other: " + (cmdline[0].rsplit("/", 1)[-1] if cmdline else "?")
+
+
+class CpuUse:
+    """CPU seconds, between its start and :meth:`stop`, of every process of the bench (itself and all it
+    started) by :func:`role`, and of the whole machine (``/proc/stat``: every process, the kernel's network
+    work included). ``threads`` names threads of this process whose time counts apart from the rest of it
+    (``{name: callable giving its CPU seconds}``)."""
+
+    def __init__(self, threads: dict[str, Any] | None = None) -> None:
+        self.threads = threads or {}
+        self.start = self.read()
+
+    def read(self) -> tuple[dict[str, float], float, float]:
+        me = psutil.Process()
+        by_role: dict[str, float] = {}
+        for proc in [me, *me.children(recursive=True)]:
+            with contextlib.suppress(psutil.Error):
+                name = "bench: its own process" if proc.pid == me.pid else role(proc.cmdline())
+                times = proc.cpu_times()
+                by_role[name] = by_role.get(name, 0.0) + times.user + times.system
+        for name, seconds in self.threads.items():
+            by_role[name] = seconds()
+            by_role["bench: its own process"] -= by_role[name]
+        machine = psutil.cpu_times()
+        busy = sum(machine) - machine.idle - getattr(machine, "iowait", 0.0)
+        return by_role, busy, time.monotonic()
+
+    def stop(self) -> dict[str, Any]:
+        """``{"wall", "machine", "by role"}``: seconds of wall clock, the machine's busy CPU seconds, and each
+        role's CPU seconds (a process that ended meanwhile is left out)."""
+        (before, busy0, t0), (after, busy1, t1) = self.start, self.read()
+        return {
+            "wall": t1 - t0,
+            "machine": busy1 - busy0,
+            "by role": {name: after[name] - before[name] for name in after if name in before},
+        }

@@ -3,6 +3,7 @@
     .venv/bin/python bench/throughput.py [--mib 20] [--no-browser] [--memory-mib 1024] [--json FILE]
     .venv/bin/python bench/throughput.py --phone-phone ROUNDS [--cpu-profile FILE]   # bench/phone_phone.py
     .venv/bin/python bench/throughput.py --peer-phone ROUNDS [--cpu-profile FILE]    # bench/peer_phone.py
+    .venv/bin/python bench/throughput.py --bounds ROUNDS                             # bench/bounds.py
 
 Paths, each moving one message of ``--mib`` MiB (random bytes), timed from the send in Python until the
 receiving side's Python has it whole (checked by size; the receiver answers with its clock's arrival time,
@@ -55,7 +56,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "tests" / "e2e"))
 
 from comm_hop import comm_ceilings
-from sampling import PageHeap, Peaks, mib_figures, renderers
+from sampling import CpuUse, PageHeap, Peaks, mib_figures, renderers
 
 MIB = 2**20
 
@@ -568,10 +569,12 @@ def phone_memory(nb: Any, page: Any, server_url: str, size: int) -> dict[str, di
 
 def page_ceiling(page: Any, size: int) -> dict[str, dict[str, Any]]:
     """Two RTCPeerConnections in one page: every message size and queue depth tried, and the best of them."""
-    tried = {}
+    tried, cpu = {}, {}
     for chunk in (16 * 1024, 64 * 1024, 256 * 1024 - 1):
         for high_water in (MIB, 4 * MIB, 8 * MIB, 15 * MIB):
+            use = CpuUse()
             tried[(chunk, high_water)] = page.evaluate(CEILING_JS, [size, chunk, high_water])
+            cpu[(chunk, high_water)] = use.stop()
     (chunk, high_water), best = min(tried.items(), key=lambda kv: kv[1])
     name = f"ceiling: one page, best of {len(tried)} ({chunk // 1024} KiB messages, {high_water // MIB} MiB queued)"
     phones = tried[(256 * 1024 - 1, 4 * MIB)]
@@ -584,8 +587,13 @@ def page_ceiling(page: Any, size: int) -> dict[str, dict[str, Any]]:
             "seconds": best,
             "hops": {"webrtc": best},
             "tried": {f"{c}/{h}": t for (c, h), t in tried.items()},
+            "cpu": cpu[(chunk, high_water)],
         },
-        "ceiling: one page, the phones' 256 KiB, 4 MiB": {"seconds": phones, "hops": {"webrtc": phones}},
+        "ceiling: one page, the phones' 256 KiB, 4 MiB": {
+            "seconds": phones,
+            "hops": {"webrtc": phones},
+            "cpu": cpu[(256 * 1024 - 1, 4 * MIB)],
+        },
     }
 
 
@@ -633,6 +641,14 @@ def main() -> None:
         "in ROUNDS alternating rounds, beside the ceilings (no other paths, no memory)",
     )
     parser.add_argument(
+        "--bounds",
+        type=int,
+        default=0,
+        metavar="ROUNDS",
+        help="only the phone paths and their ceilings, in ROUNDS rounds, each with every process's CPU seconds "
+        "per MiB and the rate that allows on this machine's cores (bench/bounds.py)",
+    )
+    parser.add_argument(
         "--cpu-profile",
         type=Path,
         metavar="FILE",
@@ -660,13 +676,18 @@ def main() -> None:
 
     size = args.mib * MIB
     server = nbcall.serve()
-    if args.phone_phone or args.peer_phone:
-        # Rounds of one kind of path beside its ceilings: bench/phone_phone.py, bench/peer_phone.py.
-        if args.phone_phone:
-            from phone_phone import phone_phone_rounds as rounds_of
+    if args.phone_phone or args.peer_phone or args.bounds:
+        # Rounds of one kind of path beside its ceilings: bench/phone_phone.py, peer_phone.py, bounds.py.
+        if args.bounds:
+            from bounds import bounds_rounds
+
+            figures = bounds_rounds(server.url, size, args.bounds)
         else:
-            from peer_phone import peer_phone_rounds as rounds_of
-        figures = rounds_of(server.url, size, args.phone_phone or args.peer_phone, args.cpu_profile)
+            if args.phone_phone:
+                from phone_phone import phone_phone_rounds as rounds_of
+            else:
+                from peer_phone import peer_phone_rounds as rounds_of
+            figures = rounds_of(server.url, size, args.phone_phone or args.peer_phone, args.cpu_profile)
         if args.json:
             args.json.write_text(json.dumps({**figures, "load_average": LOADS}))
         server.close()
