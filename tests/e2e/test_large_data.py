@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 from harness import Lab
 from playwright.sync_api import Page, expect
 
@@ -15,8 +17,8 @@ CELLS = [
 
 
 RECORD_TEXTS = """el => {
-  el.__shown = [];
-  new MutationObserver(() => el.__shown.push(el.textContent)).observe(el, {subtree: true, childList: true, characterData: true});
+  el.__shown = []; el.__at = [];
+  new MutationObserver(() => { el.__shown.push(el.textContent); el.__at.push(performance.now()); }).observe(el, {subtree: true, childList: true, characterData: true});
 }"""
 
 
@@ -40,6 +42,11 @@ def test_fifty_mebibytes_arrive_whole_and_in_order(lab: Lab, page: Page) -> None
         t.startswith("↓ a message from A: ") and "of 50.0 MiB" in t and "s left" in t for t in shown
     ), shown
     expect(nb.phone("B").locator(".nbcall-progress")).to_be_hidden()
+    # A few times a second, not at every frame: redrawing it each frame cost the page more CPU per MiB than
+    # the data channel's own work did (bench/bounds.py).
+    at = nb.phone("B").locator(".nbcall-progress").evaluate("el => el.__at")
+    gaps = [round(b - a) for a, b in itertools.pairwise(at)]
+    assert len(at) >= 2 and min(gaps) >= 150, gaps
     got = nb.value(
         "[(m.kind, m.size, hashlib.sha256(m.data if m.kind == 'bytes' else repr(m.data).encode()).hexdigest())"
         " for m in b.messages]"
