@@ -17,6 +17,7 @@ import { Outgoing } from "./outgoing.js";
 import { pageId } from "./page.js";
 import { PeerLink } from "./peer.js";
 import { Transfers } from "./progress.js";
+import { FINGERPRINT } from "./protocol.js";
 import { runDiagnosis } from "./diagnose.js";
 import { rememberSdp } from "./sdp-panel.js";
 import { SfuLink } from "./sfu.js";
@@ -218,7 +219,7 @@ export class BrowserPhone extends EventTarget {
       this.link.flush();
     };
     globalThis.addEventListener?.("pagehide", this.onPageHide);
-    this.link.tell("hello", { page: this.pageId });
+    this.link.tell("hello", { page: this.pageId, protocol: FINGERPRINT });
   }
 
   /**

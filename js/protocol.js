@@ -49,7 +49,7 @@ export { spec };
 /**
  * What the browser sends, by type (without the `type` field, which tell() adds).
  * @typedef {{
- *   hello: {page?: string},
+ *   hello: {page?: string, protocol?: string},
  *   bye: {page: string},
  *   batch: {messages: Record<string, unknown>[]},
  *   signal: {peer: string, signal: Signal},
@@ -101,6 +101,22 @@ export const MESSAGES = {
 };
 
 /** The names of the settings Python gives in the `_settings` trait. */
+/**
+ * FNV-1a (32 bits, hex) of the protocol as compact JSON in UTF-8, as nbcall/widget/widget_protocol.py computes
+ * it: the hello says it, so that Python tells a page built from another protocol (a stale bundle) at once.
+ * @param {unknown} value @returns {string}
+ */
+export function fingerprint(value) {
+  let hash = 0x811c9dc5;
+  for (const byte of new TextEncoder().encode(JSON.stringify(value))) {
+    hash = Math.imul(hash ^ byte, 0x01000193) >>> 0;
+  }
+  return hash.toString(16).padStart(8, "0");
+}
+
+/** This bundle's protocol fingerprint. */
+export const FINGERPRINT = fingerprint(spec);
+
 export const SETTINGS = /** @type {readonly string[]} */ (spec.settings);
 
 /**

@@ -129,6 +129,19 @@ class FromBrowser(Teaching, MediaControls):
         # Every page showing the phone says hello, with the ID its tab keeps across reloads (js/page.js). One
         # page runs the calls (the WebRTC); the others only show the phone's state.
         page = str(content.get("page") or "")
+        theirs = content.get("protocol")
+        if theirs != widget_protocol.FINGERPRINT:
+            # Messages of one side the other does not know would be dropped, or misread, one by one (a stale
+            # bundle once left every file send waiting for answers its page never gave): say it once, plainly.
+            problem = (
+                f"this phone's page was built from another widget protocol ({_shown(theirs, 40) if theirs else 'it names none'}; this kernel's "
+                f"nbcall has {widget_protocol.FINGERPRINT}): its nbcall/widget/static/phone.js is an old build "
+                "or from another nbcall. Rebuild it (npm run build) or reinstall nbcall, restart the kernel and "
+                "reload the page."
+            )
+            logger.warning("%s: %s", self.user_id, problem)
+            self._log_entry("event", "protocol-error", {"type": "hello", "problem": problem})
+            self._apply({"error": problem})
         if page in self._pages:
             self._pages.remove(page)
         self._pages.append(page)

@@ -11,7 +11,7 @@ import pathlib
 import reprlib
 from typing import Any
 
-__all__ = ["SETTINGS", "TO_BROWSER", "TO_PYTHON", "problem"]
+__all__ = ["FINGERPRINT", "SETTINGS", "TO_BROWSER", "TO_PYTHON", "fingerprint", "problem"]
 
 _SPEC = json.loads((pathlib.Path(__file__).parent / "widget_protocol.json").read_text("utf-8"))
 
@@ -27,6 +27,18 @@ def _fields(table: dict[str, list[str]]) -> dict[str, tuple[frozenset[str], froz
     }
 
 
+def fingerprint(spec: Any) -> str:
+    """FNV-1a (32 bits, hex) of ``spec`` as compact JSON in UTF-8: js/protocol.js computes the same of the copy
+    bundled into the page, and says it in its ``hello``."""
+    value = 0x811C9DC5
+    for byte in json.dumps(spec, separators=(",", ":"), ensure_ascii=False).encode("utf-8"):
+        value = ((value ^ byte) * 0x01000193) & 0xFFFFFFFF
+    return f"{value:08x}"
+
+
+#: This protocol's fingerprint. A page whose bundle was built from another ``widget_protocol.json`` (an old build
+#: of ``static/phone.js`` left in a source tree, a page of another nbcall) says another one.
+FINGERPRINT = fingerprint(_SPEC)
 TO_BROWSER = _fields(_SPEC["to_browser"])
 TO_PYTHON = _fields(_SPEC["to_python"])
 #: The settings Python gives the browser in the ``_settings`` trait.

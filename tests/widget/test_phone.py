@@ -55,6 +55,11 @@ def from_browser(phone: Phone, content: dict[str, Any], *buffers: bytes) -> None
     phone._handle_custom_msg(content, [memoryview(b) for b in buffers])
 
 
+def hello(phone: Phone, page: str) -> None:
+    """The browser half of this build starts in the page ``page``."""
+    from_browser(phone, {"type": "hello", "page": page, "protocol": widget_protocol.FINGERPRINT})
+
+
 def connected(phone: Phone, caller: RawPeer) -> Phone:
     """``phone`` in a connected call with ``caller``: it rang, answered, and the browser opened the channel."""
     ring(phone, caller)
@@ -569,7 +574,7 @@ def test_a_batch_from_the_browser_is_handled_message_by_message_in_order(make_ph
 
 def call_run_by_a_tab(phone: Phone, caller: RawPeer) -> None:
     """The page "tab-1" shows ``phone`` first, so it runs its calls; then ``phone`` is in a call with ``caller``."""
-    from_browser(phone, {"type": "hello", "page": "tab-1"})
+    hello(phone, "tab-1")
     connected(phone, caller)
 
 
@@ -578,11 +583,11 @@ def test_a_second_tab_shows_the_phone_without_touching_its_call_and_a_reload_end
 ) -> None:
     phone, caller = make_phone("P"), raw_peer("B")
     call_run_by_a_tab(phone, caller)
-    from_browser(phone, {"type": "hello", "page": "tab-2"})  # the notebook opened in a second tab
+    hello(phone, "tab-2")  # the notebook opened in a second tab
     assert (phone.state, phone._engine_page) == ("connected", "tab-1")
     from_browser(phone, {"type": "bye", "page": "tab-2"})  # and closed again
     assert phone.state == "connected"
-    from_browser(phone, {"type": "hello", "page": "tab-1"})  # the first tab reloaded: its connection is gone
+    hello(phone, "tab-1")  # the first tab reloaded: its connection is gone
     assert (phone.state, phone.error) == ("failed", "the browser page was reloaded during the call")
     assert caller.recv_type("hangup")["from"] == "P"
 
@@ -592,7 +597,7 @@ def test_when_the_tab_running_the_call_goes_the_call_ends_and_the_tab_shown_last
 ) -> None:
     phone, caller = make_phone("P"), raw_peer("B")
     call_run_by_a_tab(phone, caller)
-    from_browser(phone, {"type": "hello", "page": "tab-2"})
+    hello(phone, "tab-2")
     from_browser(phone, {"type": "bye", "page": "tab-1"})
     assert (phone.state, phone.error) == (
         "failed",
@@ -918,3 +923,19 @@ async def test_a_file_is_read_no_further_ahead_than_the_browser_took(make_phone,
     phone.hangup()  # the call ends: the transfer stops saying so, nothing more is read
     with pytest.raises(CallError):
         await asyncio.wait_for(asyncio.wrap_future(sending), 5)
+
+
+def test_a_page_built_from_another_widget_protocol_is_told_at_its_hello_with_the_fix(
+    make_phone, caplog
+) -> None:
+    phone = make_phone("P")
+    hello(phone, "tab-1")
+    assert phone.error == ""
+    # A bundle older than the fingerprint, or one built from another protocol.
+    for name, fingerprint in (("Q", None), ("R", "0badf00d")):
+        stale = make_phone(name)
+        from_browser(stale, {"type": "hello", "page": "tab-1", "protocol": fingerprint})
+        assert "another widget protocol" in stale.error and "npm run build" in stale.error, stale.error
+        assert widget_protocol.FINGERPRINT in stale.error and (fingerprint or "names none") in stale.error
+        assert stale.log[-1]["type"] == "protocol-error"
+    assert any("another widget protocol" in r.getMessage() for r in caplog.records)

@@ -7,6 +7,10 @@ from __future__ import annotations
 
 import pathlib
 import re
+import shutil
+import subprocess
+
+import pytest
 
 from nbcall.widget import widget_protocol
 from nbcall.widget.phone import Phone
@@ -38,3 +42,20 @@ def test_the_doc_lists_exactly_the_settings() -> None:
 def test_python_handles_every_browser_message_and_no_other() -> None:
     handled = {name.removeprefix("_on_browser_") for name in dir(Phone) if name.startswith("_on_browser_")}
     assert handled == set(widget_protocol.TO_PYTHON)
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="needs node to run js/protocol.js")
+def test_the_page_computes_the_same_protocol_fingerprint_as_python() -> None:
+    script = "import('./js/protocol.js').then(({FINGERPRINT}) => console.log(FINGERPRINT))"
+    root = pathlib.Path(__file__).resolve().parents[2]
+    run = subprocess.run(
+        ["node", "-e", script], check=False, cwd=root, capture_output=True, text=True, timeout=30
+    )
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == widget_protocol.FINGERPRINT
+    # It follows the protocol's content: one more field anywhere is another fingerprint.
+    changed = {
+        **widget_protocol._SPEC,
+        "to_python": {**widget_protocol._SPEC["to_python"], "hello": ["page?"]},
+    }
+    assert widget_protocol.fingerprint(changed) != widget_protocol.FINGERPRINT
