@@ -5,6 +5,7 @@ import assert from "node:assert/strict";
 import { afterEach, beforeEach, test } from "node:test";
 import { FrameDecoder, encodeFrames } from "./framing.js";
 import { BrowserPhone } from "./phone.js";
+import { FINGERPRINT } from "./protocol.js";
 
 class FakeTrack {
   /** @param {string} kind */
@@ -335,7 +336,7 @@ test("close for a peer with no connection does nothing, and is no error", async 
 test("the phone says hello with its page's ID; a page that does not run the calls leaves the WebRTC to the one that does", async () => {
   const { model, phone } = newPhone({ audio: false, video: false, _engine_page: "another tab" });
   await settle();
-  assert.deepEqual(model.sent, [{ type: "hello", page: phone.pageId }]);
+  assert.deepEqual(model.sent, [{ type: "hello", page: phone.pageId, protocol: FINGERPRINT }]);
   assert.equal(phone.engine, false);
   model.python({ type: "start_call", peer: "B", ice_servers: [] });
   model.python({ type: "send", id: 1, kind: "str" }, [new DataView(new ArrayBuffer(1))]);

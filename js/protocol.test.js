@@ -5,7 +5,7 @@ import { readFileSync, readdirSync } from "node:fs";
 import { test } from "node:test";
 import { DEFAULT_SETTINGS } from "./link.js";
 import { FROM_PYTHON } from "./phone.js";
-import { MESSAGES, SETTINGS, spec, validate } from "./protocol.js";
+import { FINGERPRINT, MESSAGES, SETTINGS, fingerprint, spec, validate } from "./protocol.js";
 
 const here = new URL(".", import.meta.url);
 const sorted = (/** @type {Iterable<string>} */ names) => [...names].sort();
@@ -47,7 +47,7 @@ test("optional fields are told apart from required ones", () => {
     required: ["peer", "signal"],
     optional: ["ice_servers", "ice_transport_policy"],
   });
-  assert.deepEqual(MESSAGES.to_python.get("hello"), { required: [], optional: ["page"] });
+  assert.deepEqual(MESSAGES.to_python.get("hello"), { required: [], optional: ["page", "protocol"] });
 });
 
 test("a well-formed message passes, with or without its optional fields, extra fields allowed", () => {
@@ -76,4 +76,11 @@ test("something that is not a typed object is refused", () => {
   for (const bad of [null, 3, "accept", [], { peer: "B" }, { type: 7 }]) {
     assert.notEqual(validate("to_browser", bad), null, JSON.stringify(bad));
   }
+});
+
+test("the fingerprint follows the protocol's content, as Python computes it", () => {
+  assert.match(FINGERPRINT, /^[0-9a-f]{8}$/);
+  assert.equal(fingerprint(spec), FINGERPRINT);
+  assert.notEqual(fingerprint({ ...spec, to_python: { ...spec.to_python, hello: ["page?"] } }), FINGERPRINT);
+  assert.equal(fingerprint({ a: "é" }), "d7b4fcd2"); // FNV-1a of the UTF-8 bytes of {"a":"é"}
 });
