@@ -42,6 +42,11 @@ SETTINGS: dict[str, dict[str, Any]] = {
     "batched, one sendmsg": {"_nbcall_direct": False, "_nbcall_raw": False},
     "after": {},
 }
+#: ``NBCALL_BENCH_SACKS=1``: instead, the most DATA packets the Peer acknowledges with one SACK within a batch
+#: (``SACK_BATCH``; a browser sends at most 4 new packets per SACK).
+SACK_SETTINGS: dict[str, dict[str, Any]] = {f"SACK per {n}": {"_nbcall_sack_batch": n} for n in (8, 4, 3, 2)}
+if os.environ.get("NBCALL_BENCH_SACKS"):
+    SETTINGS = SACK_SETTINGS
 
 
 def apply(peer: Any, setting: dict[str, Any]) -> None:

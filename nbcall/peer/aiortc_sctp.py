@@ -76,8 +76,11 @@ SACK_DELAY = 0.002
 #: New DATA packets sent per SACK (or other wake-up) beyond those in flight: aiortc's Max.Burst (RFC 4960 6.1).
 BURST = 4
 #: Within a batch of datagrams read at once (:class:`~nbcall.peer.aiortc_dtls.FastDtlsTransport`): at most this
-#: many DATA packets per SACK, and one SACK as the batch ends (RFC 9260 6.2 lets a receiver delay them).
-SACK_BATCH = 8
+#: many DATA packets per SACK, and one SACK as the batch ends (RFC 9260 6.2 lets a receiver delay them). Not more:
+#: a browser's SCTP (and Janus's) sends at most 4 new packets per SACK (its Max.Burst), so a SACK per 8 packets
+#: left it 4 in flight and a Phone -> Peer at 7.1 MiB/s where a SACK per 4 gets 11.6 (bench/peer_phone.py,
+#: 2026-12-07 late), and the Peer spends less CPU per MiB, as its batches fill.
+SACK_BATCH = 4
 #: The most new DATA packets one coalesced wake-up (the SACKs of a batch) sends.
 BURST_MAX = 32
 #: Between two Peers that both list ``"burst"`` in their signal's ``sctp_ext``: each sends up to this many

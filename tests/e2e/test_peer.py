@@ -113,10 +113,11 @@ def test_peer_and_phone_call_each_other_with_typed_data_and_fifty_mebibytes_both
     assert [(m.kind, m.sender) for m in p.messages] == [("str", "B"), ("json", "B"), ("bytes", "B")]
     assert p.messages[0].data == "hello P" and p.messages[1].data == [1, None]
     assert hashlib.sha256(p.messages[2].data).digest() == hashlib.sha256(big).digest()
-    # One SACK for each batch of Chromium's DATA packets read at once, not one per second packet.
+    # One SACK per batch of Chromium's DATA packets read at once (at most 4 packets each), not one per second
+    # packet.
     records_in = dtls._RTCDtlsTransport__rx_packets - records_in
     records_out = dtls._RTCDtlsTransport__tx_packets - records_out
-    assert records_in > 45_000 and records_out < records_in / 3, (records_in, records_out)
+    assert records_in > 45_000 and records_out < records_in / 2.5, (records_in, records_out)
 
     p.hangup()  # the phone learns it from the server, before its data channel closes
     nb.run("await b.wait_for('ended', timeout=10)")
