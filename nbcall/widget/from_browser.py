@@ -133,9 +133,10 @@ class FromBrowser(Teaching, MediaControls):
         if theirs != widget_protocol.FINGERPRINT:
             # Messages of one side the other does not know would be dropped, or misread, one by one (a stale
             # bundle once left every file send waiting for answers its page never gave): say it once, plainly.
+            named = _shown(theirs, 40) if theirs else "it names none"
             problem = (
-                f"this phone's page was built from another widget protocol ({_shown(theirs, 40) if theirs else 'it names none'}; this kernel's "
-                f"nbcall has {widget_protocol.FINGERPRINT}): its nbcall/widget/static/phone.js is an old build "
+                f"this phone's page was built from another widget protocol ({named}; this kernel's nbcall has "
+                f"{widget_protocol.FINGERPRINT}): its nbcall/widget/static/phone.js is an old build "
                 "or from another nbcall. Rebuild it (npm run build) or reinstall nbcall, restart the kernel and "
                 "reload the page."
             )
