@@ -12,6 +12,8 @@ go if it had the machine's cores to itself and used them all: ``cores / (CPU s p
 80% of a ceiling, no scheduling of the same work reaches the target on this machine; only less work per MiB
 (in nbcall's parts: the kernel, the page's JavaScript, the Peer) moves it. ``NBCALL_BENCH_HIDE=1`` runs the
 same with the phones not drawn (``display: none``): what drawing them costs the page.
+``NBCALL_BENCH_PAGE_PROFILE=1`` profiles each path's transfers with the page's sampling profiler (CDP, 250 µs)
+and prints the main thread's own time by function.
 """
 
 from __future__ import annotations
@@ -40,11 +42,27 @@ PATHS = {
 PAGE_BEST = "ceiling: one page, best of 12"
 
 
-def measured(run: Any) -> dict[str, Any]:
-    """Run one transfer (``run()`` gives its figures, with ``seconds``) with every process's CPU seconds."""
+def measured(run: Any, page: Any = None, name: str = "") -> dict[str, Any]:
+    """Run one transfer (``run()`` gives its figures, with ``seconds``) with every process's CPU seconds; with
+    ``NBCALL_BENCH_PAGE_PROFILE`` set, under the page's sampling profiler too (its top functions printed)."""
+    profiling = page is not None and os.environ.get("NBCALL_BENCH_PAGE_PROFILE")
+    if profiling:
+        cdp = page.context.new_cdp_session(page)
+        cdp.send("Profiler.enable")
+        cdp.send("Profiler.setSamplingInterval", {"interval": 250})
+        cdp.send("Profiler.start")
     use = CpuUse({PEER_THREAD: loop_seconds})
     figures = run()
-    return {"seconds": figures["seconds"], "cpu": use.stop()}
+    cpu = use.stop()
+    if profiling:
+        from phone_phone import self_times
+
+        top = self_times(cdp.send("Profiler.stop")["profile"])
+        cdp.detach()
+        print(f"\n{name}: {figures['seconds']:.2f} s; the page's main thread, own time (ms) by function:")
+        for fn, ms in list(top.items())[:20]:
+            print(f"  {ms:8.1f}  {fn}")
+    return {"seconds": figures["seconds"], "cpu": cpu}
 
 
 def bounds_rounds(server_url: str, size: int, rounds: int) -> dict[str, Any]:
@@ -67,14 +85,18 @@ def bounds_rounds(server_url: str, size: int, rounds: int) -> dict[str, Any]:
             peer.call("B")
             peer.wait("connected", timeout=30)
             step(f"round {n + 1} of {rounds}: Peer -> Phone, Phone -> Peer")
-            record["Peer -> Phone"] = measured(lambda: peer_to_phone(page, peer, blob, answers))
-            record["Phone -> Peer"] = measured(lambda: phone_to_peer(page, peer, nb, arrivals))
+            record["Peer -> Phone"] = measured(
+                lambda: peer_to_phone(page, peer, blob, answers), page, "Peer -> Phone"
+            )
+            record["Phone -> Peer"] = measured(
+                lambda: phone_to_peer(page, peer, nb, arrivals), page, "Phone -> Peer"
+            )
             peer.hangup()
             nb.run(
                 "await b.wait_for('ended', timeout=10)\nc.call('B'); await c.wait_for('connected', timeout=30)"
             )
             step(f"round {n + 1} of {rounds}: Phone -> Phone")
-            record["Phone -> Phone"] = measured(lambda: phone_to_phone(nb, page, {}))
+            record["Phone -> Phone"] = measured(lambda: phone_to_phone(nb, page, {}), page, "Phone -> Phone")
             nb.run("c.hangup(); await b.wait_for('ended', timeout=10)")
             step(f"round {n + 1} of {rounds}: the comm hop alone, two connections in one page")
             record.update(comm_ceilings(nb, size))
