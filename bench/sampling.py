@@ -114,7 +114,13 @@ def role(cmdline: list[str]) -> str:
             if flag in line:
                 return name
         kind = next((a.split("=", 1)[1] for a in cmdline if a.startswith("--type=")), None)
-        return f"Chromium: {kind}" if kind else "Chromium: browser"
+        if kind:
+            return f"Chromium: {kind}"
+        return (
+            "Chromium: browser"
+            if cmdline[0].endswith("/chromium")
+            else f"Chromium: {cmdline[0].rsplit('/', 1)[-1]}"
+        )
     if "ipykernel" in line:
         return "the kernel"
     if "jupyter" in line:

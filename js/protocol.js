@@ -100,7 +100,6 @@ export const MESSAGES = {
   to_python: fieldsOf(spec.to_python),
 };
 
-/** The names of the settings Python gives in the `_settings` trait. */
 /**
  * FNV-1a (32 bits, hex) of the protocol as compact JSON in UTF-8, as nbcall/widget/widget_protocol.py computes
  * it: the hello says it, so that Python tells a page built from another protocol (a stale bundle) at once.
@@ -117,6 +116,7 @@ export function fingerprint(value) {
 /** This bundle's protocol fingerprint. */
 export const FINGERPRINT = fingerprint(spec);
 
+/** The names of the settings Python gives in the `_settings` trait. */
 export const SETTINGS = /** @type {readonly string[]} */ (spec.settings);
 
 /**

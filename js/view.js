@@ -29,7 +29,7 @@ const SHOWN_TRAITS = [
 ];
 const IN_CALL = ["calling", "connecting", "connected"];
 // A transfer reports progress with every message it moves. Redrawn each frame, the bar and its label cost
-// the page (style, layout, paint, compositing) about as much CPU per MiB as the data channel's own work
+// the page (style, layout, paint, compositing) up to as much CPU per MiB as the data channel's own work
 // (bench/bounds.py): it is redrawn a few times a second, as file-transfer tools do.
 const PROGRESS_MS = 250;
 /** The statistics panel's choices in an SFU room: our two links, both to the SFU. @type {[string, string][]} */
