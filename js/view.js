@@ -460,7 +460,7 @@ export function renderPhone(model, el, phone) {
     ["log", () => soon(renderLog)],
     ["log-entry", (e) => (newLog.push(/** @type {CustomEvent<LogEntry>} */ (e).detail), soon(appendLog))],
     ["chat-entry", (e) => (newChat.push(/** @type {CustomEvent<ChatEntry>} */ (e).detail), soon(appendChat))],
-    ["progress", atMostEvery(PROGRESS_MS, () => soon(renderProgress), abort.signal)],
+    ["progress", throttled(PROGRESS_MS, soon, renderProgress, abort.signal)],
     ["rtc", () => soon(renderRtc)],
     ["stats", () => soon(renderRtc)],
     ["media", () => soon(renderMedia)],
@@ -518,25 +518,28 @@ function frameScheduler(signal) {
 }
 
 /**
- * `fn` called at most once every `ms` (the last call of a burst still comes, late by at most `ms`); nothing
- * after `signal` aborts.
- * @param {number} ms @param {() => void} fn @param {AbortSignal} signal
+ * Asks `soon` for `render` at most once every `ms`, counted from when it last ran (a late frame does not bring
+ * the next one closer); the last ask of a burst still gets its run. Nothing after `signal` aborts.
+ * @param {number} ms @param {(fn: () => void) => void} soon @param {() => void} render @param {AbortSignal} signal
  */
-function atMostEvery(ms, fn, signal) {
-  let last = -Infinity;
+function throttled(ms, soon, render, signal) {
+  let ran = -Infinity;
   /** @type {ReturnType<typeof setTimeout> | undefined} */
   let timer;
-  const go = () => {
-    timer = undefined;
-    last = performance.now();
-    fn();
+  const run = () => {
+    ran = performance.now();
+    render();
   };
   signal.addEventListener("abort", () => clearTimeout(timer));
   return () => {
     if (timer !== undefined || signal.aborted) return;
-    const wait = last + ms - performance.now();
-    if (wait <= 0) go();
-    else timer = setTimeout(go, wait);
+    const wait = ran + ms - performance.now();
+    if (wait <= 0) soon(run);
+    else
+      timer = setTimeout(() => {
+        timer = undefined;
+        soon(run);
+      }, wait);
   };
 }
 
