@@ -92,14 +92,8 @@ class PageHeap:
         self.cdp.detach()
 
 
-def renderers() -> list[int]:
-    """The pids of Chromium's renderer processes started under this one (through Playwright's driver)."""
-    found = []
-    for proc in psutil.Process().children(recursive=True):
-        with contextlib.suppress(psutil.Error):
-            if "--type=renderer" in proc.cmdline():
-                found.append(proc.pid)
-    return found
+#: The role of Chromium's renderer processes (the page's JavaScript, and WebRTC's DTLS and SCTP).
+RENDERERS = "Chromium: renderers (the page)"
 
 
 def role(cmdline: list[str]) -> str:
@@ -107,7 +101,7 @@ def role(cmdline: list[str]) -> str:
     line = " ".join(cmdline)
     if "chrom" in (cmdline[0] if cmdline else ""):
         for flag, name in (
-            ("--type=renderer", "Chromium: renderers (the page)"),
+            ("--type=renderer", RENDERERS),
             ("--type=gpu-process", "Chromium: GPU"),
             ("network.mojom", "Chromium: network service"),
         ):
@@ -128,6 +122,16 @@ def role(cmdline: list[str]) -> str:
     if "playwright" in line or "run-driver" in line:
         return "bench: Playwright's driver"
     return "other: " + (cmdline[0].rsplit("/", 1)[-1] if cmdline else "?")
+
+
+def renderers() -> list[int]:
+    """The pids of Chromium's renderer processes started under this one (through Playwright's driver)."""
+    found = []
+    for proc in psutil.Process().children(recursive=True):
+        with contextlib.suppress(psutil.Error):
+            if role(proc.cmdline()) == RENDERERS:
+                found.append(proc.pid)
+    return found
 
 
 class CpuUse:

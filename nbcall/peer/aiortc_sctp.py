@@ -203,16 +203,19 @@ class TunedSctpTransport(_sctp.RTCSctpTransport):
         # A gap or a duplicate is news the sender needs at once (fast retransmit); otherwise wait for the
         # next packet, or SACK_DELAY; within a batch, for its end (or _nbcall_sack_batch packets).
         self._nbcall_unsacked += 1
-        if self._sack_misordered or self._sack_duplicates:
+        batched = self._nbcall_batching and self._nbcall_sack_batch
+        every = max(self._nbcall_sack_batch, self._nbcall_sack_every) if batched else self._nbcall_sack_every
+        if self._sack_misordered or self._sack_duplicates or self._nbcall_unsacked >= every:
             await self._nbcall_sack_now()
-        elif self._nbcall_batching and self._nbcall_sack_batch:
-            if self._nbcall_unsacked >= max(self._nbcall_sack_batch, self._nbcall_sack_every):
-                await self._nbcall_sack_now()
-        elif self._nbcall_unsacked >= self._nbcall_sack_every:
-            await self._nbcall_sack_now()
-        elif self._nbcall_sack_timer is None:
-            loop = asyncio.get_running_loop()
-            self._nbcall_sack_timer = loop.call_later(SACK_DELAY, self._nbcall_sack_late)
+        elif not batched:
+            self._nbcall_sack_soon()
+
+    def _nbcall_sack_soon(self) -> None:
+        """A SACK within SACK_DELAY, unless one is already due."""
+        if self._nbcall_sack_timer is None:
+            self._nbcall_sack_timer = asyncio.get_running_loop().call_later(
+                SACK_DELAY, self._nbcall_sack_late
+            )
 
     def nbcall_batch_start(self) -> None:
         """The DTLS transport hands over several datagrams now: SACKs and transmits wait for its end."""
@@ -228,10 +231,8 @@ class TunedSctpTransport(_sctp.RTCSctpTransport):
         if self._nbcall_unsacked and self._sack_needed and self._association_state == self.State.ESTABLISHED:
             if self._nbcall_unsacked >= min(2, self._nbcall_sack_every):
                 await self._nbcall_sack_now()
-            elif self._nbcall_sack_timer is None:
-                self._nbcall_sack_timer = asyncio.get_running_loop().call_later(
-                    SACK_DELAY, self._nbcall_sack_late
-                )
+            else:
+                self._nbcall_sack_soon()
         if self._nbcall_wakeups:
             await self._transmit()
 
